@@ -1,0 +1,331 @@
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// Default returns the embedded default configuration's text.
+func Default() []byte { return append([]byte(nil), defaultYAML...) }
+
+// Config is pinhole's whole configuration.
+type Config struct {
+	Listen    Listen    `yaml:"listen"`
+	Advertise Advertise `yaml:"advertise"`
+	Domains   []string  `yaml:"domains"`
+	DataDir   string    `yaml:"data_dir"`
+	TLS       TLS       `yaml:"tls"`
+	Registrar Registrar `yaml:"registrar"`
+	Auth      Auth      `yaml:"auth"`
+	Location  Location  `yaml:"location"`
+	Proxy     Proxy     `yaml:"proxy"`
+	Limits    Limits    `yaml:"limits"`
+	Metrics   Metrics   `yaml:"metrics"`
+	Log       Log       `yaml:"log"`
+
+	// Source names where the configuration came from, for messages.
+	Source string `yaml:"-"`
+}
+
+// Listen lists the host:port pairs served per transport. A transport left
+// out is not served.
+type Listen struct {
+	UDP []string `yaml:"udp"`
+	TCP []string `yaml:"tcp"`
+	TLS []string `yaml:"tls"`
+	WS  []string `yaml:"ws"`
+	WSS []string `yaml:"wss"`
+}
+
+// Listener is one validated socket to serve.
+type Listener struct {
+	Transport string // "UDP", "TCP", "TLS", "WS", "WSS" (sipgo's network names)
+	Addr      netip.AddrPort
+}
+
+// Listeners returns every configured socket, UDP first. Only valid after Load.
+func (l Listen) Listeners() []Listener {
+	var out []Listener
+	add := func(transport string, addrs []string) {
+		for _, a := range addrs {
+			out = append(out, Listener{Transport: transport, Addr: netip.MustParseAddrPort(a)})
+		}
+	}
+	add("UDP", l.UDP)
+	add("TCP", l.TCP)
+	add("TLS", l.TLS)
+	add("WS", l.WS)
+	add("WSS", l.WSS)
+	return out
+}
+
+// Advertise is the address pinhole puts in Via, Record-Route, Path and
+// Contact when it runs behind NAT or a virtual IP (seed 001: devices must
+// always see one stable address). Empty host: the listening address.
+type Advertise struct {
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+}
+
+// TLS names the certificate for TLS and WSS. Both empty: a self-signed
+// certificate is generated into data_dir at first start.
+type TLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Registrar holds the expiry bounds granted to devices (RFC 3261 §10.3).
+type Registrar struct {
+	MinExpires     int `yaml:"min_expires"`
+	MaxExpires     int `yaml:"max_expires"`
+	DefaultExpires int `yaml:"default_expires"`
+	MaxContacts    int `yaml:"max_contacts"`
+}
+
+// Auth configures digest authentication in standalone mode.
+type Auth struct {
+	Realm       string        `yaml:"realm"`
+	Credentials string        `yaml:"credentials"` // empty: authentication off
+	NonceTTL    time.Duration `yaml:"nonce_ttl"`
+}
+
+// Enabled reports whether requests must authenticate.
+func (a Auth) Enabled() bool { return a.Credentials != "" }
+
+// Location configures the binding store.
+type Location struct {
+	FlushInterval time.Duration `yaml:"flush_interval"`
+}
+
+// Proxy configures request routing between devices.
+type Proxy struct {
+	Forking  string `yaml:"forking"`  // "parallel" or "serial"
+	Outbound string `yaml:"outbound"` // SIP URI for foreign domains; empty refuses them
+}
+
+// Limits bound what a message may cost before it is refused.
+type Limits struct {
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	MaxHeaders      int `yaml:"max_headers"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	Listen string `yaml:"listen"` // empty: no endpoint
+}
+
+// Log configures logging.
+type Log struct {
+	Level string `yaml:"level"` // debug, info, warn, error
+}
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Load reads and validates the file at path; an empty path loads the
+// embedded default.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		return Parse(defaultYAML, "embedded default")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes and validates YAML text. Keys missing from the text take
+// the embedded default's values; unknown keys are refused.
+func Parse(data []byte, source string) (*Config, error) {
+	cfg := &Config{}
+	if err := decodeStrict(defaultYAML, cfg); err != nil {
+		return nil, fmt.Errorf("embedded default: %w", err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", source, ErrInvalid, err)
+	}
+	if err := decodeStrict(data, cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", source, ErrInvalid, err)
+	}
+	cfg.Source = source
+	if err := cfg.validate(); err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			if line := lineOf(&root, fe.key); line > 0 {
+				return nil, fmt.Errorf("%s: line %d: %w: %s: %s", source, line, ErrInvalid, fe.key, fe.msg)
+			}
+			return nil, fmt.Errorf("%s: %w: %s: %s", source, ErrInvalid, fe.key, fe.msg)
+		}
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func decodeStrict(data []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// An empty document decodes to io.EOF: it means "all defaults".
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// fieldError names the dotted key whose value is wrong.
+type fieldError struct {
+	key string
+	msg string
+}
+
+func (e *fieldError) Error() string { return e.key + ": " + e.msg }
+
+func bad(key, format string, args ...any) error {
+	return &fieldError{key: key, msg: fmt.Sprintf(format, args...)}
+}
+
+func (c *Config) validate() error {
+	lists := []struct {
+		key   string
+		addrs []string
+	}{
+		{"listen.udp", c.Listen.UDP}, {"listen.tcp", c.Listen.TCP}, {"listen.tls", c.Listen.TLS},
+		{"listen.ws", c.Listen.WS}, {"listen.wss", c.Listen.WSS},
+	}
+	total := 0
+	seen := map[string]string{}
+	for _, l := range lists {
+		for _, a := range l.addrs {
+			ap, err := netip.ParseAddrPort(a)
+			if err != nil {
+				return bad(l.key, "%q is not an IP:port (use [::1]:5060 for IPv6): %v", a, err)
+			}
+			if ap.Port() == 0 {
+				return bad(l.key, "%q needs a port", a)
+			}
+			// TCP-based transports share the kernel's TCP port space.
+			family := "udp"
+			if l.key != "listen.udp" {
+				family = "tcp"
+			}
+			k := family + "/" + ap.String()
+			if prev, dup := seen[k]; dup {
+				return bad(l.key, "%q is already used by %s", a, prev)
+			}
+			seen[k] = l.key
+			total++
+		}
+	}
+	if total == 0 {
+		return bad("listen", "no listening address: give at least one of udp, tcp, tls, ws, wss")
+	}
+	if c.Advertise.Port < 0 || c.Advertise.Port > 65535 {
+		return bad("advertise.port", "%d is not a port", c.Advertise.Port)
+	}
+	if c.Advertise.Port != 0 && c.Advertise.Host == "" {
+		return bad("advertise.host", "a port without a host: set advertise.host too")
+	}
+	if len(c.Domains) == 0 {
+		return bad("domains", "at least one served domain is needed")
+	}
+	for i, d := range c.Domains {
+		if d == "" || strings.ContainsAny(d, " :;@<>") {
+			return bad("domains", "entry %d (%q) is not a host name or address", i, d)
+		}
+		c.Domains[i] = strings.ToLower(d)
+	}
+	if c.DataDir == "" {
+		return bad("data_dir", "must name a directory for bindings and generated certificates")
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return bad("tls", "give both cert and key, or neither for a generated self-signed pair")
+	}
+	r := c.Registrar
+	switch {
+	case r.MinExpires < 1:
+		return bad("registrar.min_expires", "%d: must be at least 1 second", r.MinExpires)
+	case r.MaxExpires < r.MinExpires:
+		return bad("registrar.max_expires", "%d is below min_expires %d", r.MaxExpires, r.MinExpires)
+	case r.DefaultExpires < r.MinExpires || r.DefaultExpires > r.MaxExpires:
+		return bad("registrar.default_expires", "%d is outside [%d, %d]", r.DefaultExpires, r.MinExpires, r.MaxExpires)
+	case r.MaxContacts < 1:
+		return bad("registrar.max_contacts", "%d: must be at least 1", r.MaxContacts)
+	}
+	if c.Auth.Realm == "" || strings.ContainsAny(c.Auth.Realm, "\"\\\r\n") {
+		return bad("auth.realm", "%q: must be non-empty and contain no quote, backslash or line break", c.Auth.Realm)
+	}
+	if c.Auth.NonceTTL < time.Second || c.Auth.NonceTTL > time.Hour {
+		return bad("auth.nonce_ttl", "%s: must be between 1s and 1h", c.Auth.NonceTTL)
+	}
+	if c.Location.FlushInterval < 10*time.Millisecond || c.Location.FlushInterval > time.Minute {
+		return bad("location.flush_interval", "%s: must be between 10ms and 1m", c.Location.FlushInterval)
+	}
+	switch c.Proxy.Forking {
+	case "parallel", "serial":
+	default:
+		return bad("proxy.forking", "%q: must be parallel or serial", c.Proxy.Forking)
+	}
+	if o := c.Proxy.Outbound; o != "" && !strings.HasPrefix(o, "sip:") && !strings.HasPrefix(o, "sips:") {
+		return bad("proxy.outbound", "%q: must be a sip: or sips: URI", o)
+	}
+	// 65535 is the largest UDP payload; stream transports are bounded the same way
+	// so that one connection cannot make pinhole buffer more.
+	if c.Limits.MaxMessageBytes < 1024 || c.Limits.MaxMessageBytes > 65535 {
+		return bad("limits.max_message_bytes", "%d: must be between 1024 and 65535", c.Limits.MaxMessageBytes)
+	}
+	if c.Limits.MaxHeaders < 16 || c.Limits.MaxHeaders > 1024 {
+		return bad("limits.max_headers", "%d: must be between 16 and 1024", c.Limits.MaxHeaders)
+	}
+	if m := c.Metrics.Listen; m != "" {
+		if _, err := netip.ParseAddrPort(m); err != nil {
+			return bad("metrics.listen", "%q is not an IP:port: %v", m, err)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log.level", "%q: must be debug, info, warn or error", c.Log.Level)
+	}
+	return nil
+}
+
+// lineOf finds the line of a dotted key ("registrar.min_expires") in the
+// parsed document, or of its nearest parent that is present.
+func lineOf(root *yaml.Node, key string) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 0
+	for _, part := range strings.Split(key, ".") {
+		if n.Kind != yaml.MappingNode {
+			break
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == part {
+				line = n.Content[i].Line
+				next = n.Content[i+1]
+				break
+			}
+		}
+		if next == nil {
+			break
+		}
+		n = next
+	}
+	return line
+}
