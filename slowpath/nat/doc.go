@@ -1,0 +1,5 @@
+// Package nat decides whether a device sits behind NAT and records the
+// flow it really talks from, so that every later message to it goes to
+// that address and leaves from the socket it used (seed 001: a NAT
+// pinhole opens only for that pair of addresses).
+package nat
