@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# install-deps.sh installs the Debian packages pinhole needs for a purpose.
+#
+#   scripts/install-deps.sh [test|bpf|run]...   (default: test)
+#
+#   test  peers and network tools for the integration tests: sipp, iproute2,
+#         nftables and iptables (NAT namespaces), procps, kamailio (the main
+#         registrar that later tests put behind pinhole)
+#   bpf   the toolchain that regenerates the committed BPF objects
+#   run   what the daemon itself needs at run time (iproute2 only for now)
+#
+# It is idempotent: it asks apt only about packages that are missing and runs
+# `apt-get update` only when at least one is, so CI pays nothing on a machine
+# that already has everything.
+set -euo pipefail
+
+usage() {
+	echo "usage: $0 [test|bpf|run]..." >&2
+	exit 2
+}
+
+packages_for() {
+	case "$1" in
+	test)
+		# kamailio-tls-modules: later tests run Kamailio over TLS as well.
+		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules
+		;;
+	bpf)
+		echo clang llvm libbpf-dev bpftool
+		;;
+	run)
+		echo iproute2
+		;;
+	*)
+		usage
+		;;
+	esac
+}
+
+if [ "$#" -eq 0 ]; then
+	set -- test
+fi
+
+wanted=()
+for purpose in "$@"; do
+	# shellcheck disable=SC2207 # package names never contain spaces
+	wanted+=($(packages_for "$purpose"))
+done
+
+missing=()
+for pkg in "${wanted[@]}"; do
+	# dpkg-query prints "install ok installed" only for a fully installed package;
+	# a half-configured one is installed again.
+	status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+	if [ "$status" != "install ok installed" ]; then
+		case " ${missing[*]-} " in
+		*" $pkg "*) ;;
+		*) missing+=("$pkg") ;;
+		esac
+	fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+	echo "install-deps: nothing to install for: $*"
+	exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: need root to install: ${missing[*]}" >&2
+	exit 1
+fi
+
+# Installing kamailio must not start a system-wide Kamailio on :5060, which
+# would take the port the tests give pinhole. Debian consults policy-rc.d
+# before starting a service; add a refusing one only for the time of this
+# install, and only when the machine has none of its own.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' >"$policy"
+	chmod 755 "$policy"
+	trap 'rm -f "$policy"' EXIT
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "install-deps: installing: ${missing[*]}"
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "install-deps: installed: ${missing[*]}"
