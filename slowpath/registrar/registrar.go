@@ -1,0 +1,518 @@
+package registrar
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/slowpath/nat"
+)
+
+// Config holds the registrar's rules.
+type Config struct {
+	Domains        []string // served domains, lowercase
+	MinExpires     int      // seconds; shorter requests get 423 (RFC 3261 §10.3 step 7)
+	MaxExpires     int      // seconds; longer requests are shortened
+	DefaultExpires int      // seconds; used when the request names none
+	MaxContacts    int      // per address-of-record
+	Now            func() time.Time
+}
+
+// Authorizer decides whether a REGISTER may change the bindings of aor.
+// It returns nil to allow it, or the response that refuses it (a 401
+// challenge, a 403). nil Authorizer: no authentication.
+type Authorizer interface {
+	Authorize(req *sip.Request, aor string) *sip.Response
+}
+
+// Registrar answers REGISTER requests from the location store.
+type Registrar struct {
+	cfg     Config
+	store   location.Store
+	authz   Authorizer
+	domains map[string]bool
+}
+
+// New builds a registrar over store. authz may be nil.
+func New(cfg Config, store location.Store, authz Authorizer) (*Registrar, error) {
+	if cfg.MinExpires < 1 || cfg.MaxExpires < cfg.MinExpires || cfg.DefaultExpires < cfg.MinExpires ||
+		cfg.DefaultExpires > cfg.MaxExpires || cfg.MaxContacts < 1 || len(cfg.Domains) == 0 {
+		return nil, fmt.Errorf("registrar: inconsistent configuration %+v", cfg)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	r := &Registrar{cfg: cfg, store: store, authz: authz, domains: map[string]bool{}}
+	for _, d := range cfg.Domains {
+		r.domains[strings.ToLower(d)] = true
+	}
+	return r, nil
+}
+
+// Serves reports whether host is one of the registrar's domains.
+func (r *Registrar) Serves(host string) bool { return r.domains[strings.ToLower(host)] }
+
+// Handle is the sipgo request handler for REGISTER.
+func (r *Registrar) Handle(req *sip.Request, tx sip.ServerTransaction) {
+	flow, ok := FlowOf(req, tx)
+	var res *sip.Response
+	if !ok {
+		// Without the source we could not reach the device again.
+		res = reply(req, 500, "Unknown Source Address")
+	} else {
+		res = r.Process(req, flow)
+	}
+	observe(res.StatusCode)
+	_ = tx.Respond(res) // the transaction layer retransmits; nothing to do on a send error
+}
+
+// connectioner is what *sip.ServerTx offers beyond sip.ServerTransaction.
+type connectioner interface{ Connection() sip.Connection }
+
+// FlowOf returns the flow a request arrived on: its transport, the
+// address it really came from and the local socket that received it.
+func FlowOf(req *sip.Request, tx sip.ServerTransaction) (location.Flow, bool) {
+	tr, err := location.ParseTransport(req.Transport())
+	if err != nil {
+		return location.Flow{}, false
+	}
+	remote, ok := nat.ParseAddrPort(req.Source())
+	if !ok {
+		return location.Flow{}, false
+	}
+	f := location.Flow{Transport: tr, Remote: remote}
+	if c, ok := tx.(connectioner); ok && c.Connection() != nil {
+		if local, ok := nat.ParseAddrPort(c.Connection().LocalAddr().String()); ok {
+			f.Local = local
+		}
+	}
+	return f, true
+}
+
+// rejection is a REGISTER refused with a status code.
+type rejection struct {
+	code    int
+	reason  string
+	headers []sip.Header
+}
+
+func (e *rejection) Error() string { return strconv.Itoa(e.code) + " " + e.reason }
+
+func reject(code int, reason string, hdrs ...sip.Header) error {
+	return &rejection{code: code, reason: reason, headers: hdrs}
+}
+
+// supported lists the option tags pinhole's registrar understands (RFC 3261 §8.2.2.3).
+var supported = map[string]bool{"path": true, "outbound": true}
+
+// Process applies one REGISTER that arrived on flow and returns the response.
+func (r *Registrar) Process(req *sip.Request, flow location.Flow) *sip.Response {
+	res, err := r.process(req, flow)
+	if err != nil {
+		var rj *rejection
+		if !errors.As(err, &rj) {
+			rj = &rejection{code: 500, reason: "Server Internal Error"}
+		}
+		res = reply(req, rj.code, rj.reason)
+		for _, h := range rj.headers {
+			res.AppendHeader(h)
+		}
+	}
+	return res
+}
+
+func (r *Registrar) process(req *sip.Request, flow location.Flow) (*sip.Response, error) {
+	// RFC 3261 §10.3 step 1: the request-URI names the domain whose registrar is asked.
+	if !r.Serves(req.Recipient.Host) {
+		return nil, reject(403, "Domain Not Served")
+	}
+	// Step 2: extensions we do not know make the request fail.
+	if unknown := unsupportedTags(req); len(unknown) > 0 {
+		return nil, reject(420, "Bad Extension", sip.NewHeader("Unsupported", strings.Join(unknown, ", ")))
+	}
+	to := req.To()
+	if to == nil || req.CallID() == nil || req.CSeq() == nil {
+		return nil, reject(400, "Missing To, Call-ID or CSeq")
+	}
+	// Step 5: the address-of-record comes from To and must belong to a served domain.
+	aor, err := AOR(&to.Address)
+	if err != nil || !r.Serves(to.Address.Host) {
+		return nil, reject(404, "Not Found")
+	}
+	// Steps 3 and 4: authenticate, and check the user may register this AOR.
+	if r.authz != nil {
+		if res := r.authz.Authorize(req, aor); res != nil {
+			return res, nil
+		}
+	}
+
+	now := r.cfg.Now().Truncate(time.Second)
+	reqExpires, hasReqExpires, err := headerExpires(req)
+	if err != nil {
+		return nil, err
+	}
+	contacts, wildcard, err := r.parseContacts(req, reqExpires, hasReqExpires, flow, now)
+	if err != nil {
+		return nil, err
+	}
+	callID := req.CallID().Value()
+	cseq := req.CSeq().SeqNo
+
+	var stored []location.Binding
+	if wildcard {
+		stored, err = r.store.Update(aor, func(cur []location.Binding) ([]location.Binding, error) {
+			// RFC 3261 §10.3 step 6: "*" removes every binding unless one
+			// from the same Call-ID has a CSeq at least as high.
+			for _, b := range cur {
+				if b.CallID == callID && b.CSeq >= cseq {
+					return nil, reject(400, "Out Of Order CSeq")
+				}
+			}
+			return nil, nil
+		})
+	} else if len(contacts) == 0 {
+		// A query: list the bindings, change nothing (§10.3 step 8).
+		stored = r.store.Lookup(aor)
+	} else {
+		stored, err = r.store.Update(aor, func(cur []location.Binding) ([]location.Binding, error) {
+			return r.merge(cur, contacts, aor, callID, cseq, now)
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r.ok(req, stored, now), nil
+}
+
+// pending is one Contact of the request, validated.
+type pending struct {
+	b       location.Binding
+	key     string // URI identity, RFC 3261 §19.1.4 (approximated in uriKey)
+	expires int    // seconds; 0 removes
+}
+
+func (r *Registrar) parseContacts(req *sip.Request, reqExpires int, hasReqExpires bool, flow location.Flow, now time.Time) ([]pending, bool, error) {
+	hdrs := req.GetHeaders("Contact")
+	var out []pending
+	wildcard := false
+	regIDs := 0
+	ua := ""
+	if h := req.GetHeader("User-Agent"); h != nil {
+		ua = h.Value()
+		if len(ua) > 128 {
+			ua = ua[:128] // operators want it; the store should not pay for a novel
+		}
+	}
+	path := joinValues(req.GetHeaders("Path"))
+	for _, h := range hdrs {
+		ch, ok := h.(*sip.ContactHeader)
+		if !ok {
+			return nil, false, reject(400, "Malformed Contact")
+		}
+		if ch.Address.Wildcard {
+			wildcard = true
+			continue
+		}
+		if ch.Address.Scheme != "sip" && ch.Address.Scheme != "sips" {
+			return nil, false, reject(400, "Unsupported Contact Scheme")
+		}
+		exp := r.cfg.DefaultExpires
+		if hasReqExpires {
+			exp = reqExpires
+		}
+		if v, ok := ch.Params.Get("expires"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+			if err != nil {
+				return nil, false, reject(400, "Invalid Contact Expires")
+			}
+			exp = int(min(n, 1<<31-1))
+		}
+		if exp > 0 && exp < r.cfg.MinExpires {
+			// Step 7: ask for a longer interval.
+			return nil, false, reject(423, "Interval Too Brief", sip.NewHeader("Min-Expires", strconv.Itoa(r.cfg.MinExpires)))
+		}
+		exp = min(exp, r.cfg.MaxExpires)
+
+		q := uint16(1000)
+		if v, ok := ch.Params.Get("q"); ok {
+			qv, err := parseQ(v)
+			if err != nil {
+				return nil, false, reject(400, "Invalid Contact q-value")
+			}
+			q = qv
+		}
+		instance := ""
+		if v, ok := ch.Params.Get("+sip.instance"); ok {
+			instance = strings.Trim(v, "\"<>")
+		}
+		var regID uint32
+		if v, ok := ch.Params.Get("reg-id"); ok {
+			n, err := strconv.ParseUint(v, 10, 31)
+			if err != nil || n == 0 {
+				return nil, false, reject(400, "Invalid reg-id")
+			}
+			regID = uint32(n)
+			regIDs++
+		}
+		reason := nat.Detect(req, flow.Remote, &ch.Address)
+		out = append(out, pending{
+			b: location.Binding{
+				Contact:   ch.Address.String(),
+				Instance:  instance,
+				RegID:     regID,
+				Q:         q,
+				Expires:   now.Add(time.Duration(exp) * time.Second),
+				Updated:   now,
+				Flow:      flow,
+				NAT:       reason != nat.NotNATed,
+				Path:      path,
+				UserAgent: ua,
+			},
+			key:     uriKey(&ch.Address),
+			expires: exp,
+		})
+	}
+	if wildcard {
+		// Step 6: "*" only alone and only with Expires: 0.
+		if len(hdrs) != 1 || !hasReqExpires || reqExpires != 0 {
+			return nil, false, reject(400, "Wildcard Contact Needs Expires 0 And No Other Contact")
+		}
+		return nil, true, nil
+	}
+	// RFC 5626 §6: one flow per REGISTER when reg-id is used.
+	if regIDs > 0 && len(out) > 1 {
+		return nil, false, reject(400, "Only One Contact Allowed With reg-id")
+	}
+	return out, false, nil
+}
+
+// merge applies the request's contacts to the current bindings (RFC 3261
+// §10.3 step 7, RFC 5626 §6) and returns the new set.
+func (r *Registrar) merge(cur []location.Binding, add []pending, aor, callID string, cseq uint32, now time.Time) ([]location.Binding, error) {
+	next := make([]location.Binding, 0, len(cur)+len(add))
+	next = append(next, cur...)
+	for _, p := range add {
+		i := findBinding(next, p)
+		if i >= 0 {
+			old := next[i]
+			// Same Call-ID: only a higher CSeq may change the binding.
+			if old.CallID == callID && cseq <= old.CSeq {
+				return nil, reject(400, "Out Of Order CSeq")
+			}
+			next = append(next[:i], next[i+1:]...)
+		}
+		if p.expires == 0 {
+			continue
+		}
+		b := p.b
+		b.AOR = aor
+		b.CallID = callID
+		b.CSeq = cseq
+		next = append(next, b)
+	}
+	if len(next) > r.cfg.MaxContacts {
+		// Kamailio and OpenSIPS answer the same (their max_contacts).
+		return nil, reject(503, "Too Many Registered Contacts")
+	}
+	return next, nil
+}
+
+// findBinding finds the binding that p replaces: same instance and reg-id
+// (RFC 5626 §6), same instance alone (RFC 5627 §4.2 identity), or the
+// same Contact URI.
+func findBinding(bs []location.Binding, p pending) int {
+	if p.b.Instance != "" {
+		// RFC 5626 §6: with an instance, the Contact URI says nothing about
+		// identity — a phone that moves networks keeps its instance.
+		for i, b := range bs {
+			if b.Instance == p.b.Instance && (p.b.RegID == 0 || b.RegID == p.b.RegID) {
+				return i
+			}
+		}
+		return -1
+	}
+	for i, b := range bs {
+		if b.Instance != "" {
+			continue // an outbound flow is replaced only by its own instance
+		}
+		u := sip.Uri{}
+		if err := sip.ParseUri(b.Contact, &u); err == nil && uriKey(&u) == p.key {
+			return i
+		}
+	}
+	return -1
+}
+
+// ok builds the 200 listing every current binding with its remaining
+// expiry (RFC 3261 §10.3 step 8).
+func (r *Registrar) ok(req *sip.Request, bs []location.Binding, now time.Time) *sip.Response {
+	res := reply(req, 200, "OK")
+	sort.SliceStable(bs, func(i, j int) bool { return bs[i].Q > bs[j].Q })
+	outbound := false
+	for _, b := range bs {
+		left := int(b.Expires.Sub(now) / time.Second)
+		if left <= 0 {
+			continue
+		}
+		ch := &sip.ContactHeader{}
+		if err := sip.ParseUri(b.Contact, &ch.Address); err != nil {
+			continue // stored by us from a parsed URI; cannot happen, but never send garbage
+		}
+		ch.Params = sip.NewParams()
+		ch.Params.Add("expires", strconv.Itoa(left))
+		if b.Q != 1000 {
+			ch.Params.Add("q", formatQ(b.Q))
+		}
+		if b.Instance != "" {
+			ch.Params.Add("+sip.instance", "\"<"+b.Instance+">\"")
+		}
+		if b.RegID != 0 {
+			ch.Params.Add("reg-id", strconv.FormatUint(uint64(b.RegID), 10))
+			outbound = true
+		}
+		res.AppendHeader(ch)
+	}
+	// RFC 5626 §6: tell the device its flow is supported for outbound.
+	if outbound && hasTag(req, "Supported", "outbound") {
+		res.AppendHeader(sip.NewHeader("Require", "outbound"))
+	}
+	// RFC 3327 §5.3: echo Path to a UA that said it supports it.
+	if paths := req.GetHeaders("Path"); len(paths) > 0 && hasTag(req, "Supported", "path") {
+		for _, p := range paths {
+			res.AppendHeader(sip.NewHeader("Path", p.Value()))
+		}
+	}
+	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123)))
+	return res
+}
+
+// reply builds a response with pinhole's fixed headers.
+func reply(req *sip.Request, code int, reason string) *sip.Response {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	addReceived(req, res)
+	return res
+}
+
+// addReceived adds received= to the top Via when the sent-by host differs
+// from the source address (RFC 3261 §18.2.1); sipgo only does it with rport.
+func addReceived(req *sip.Request, res *sip.Response) {
+	via := res.Via()
+	if via == nil || via.Params.Has("received") {
+		return
+	}
+	src, ok := nat.ParseAddrPort(req.Source())
+	if !ok {
+		return
+	}
+	if a, err := netip.ParseAddr(strings.Trim(via.Host, "[]")); err == nil && a.Unmap() == src.Addr() {
+		return
+	}
+	via.Params.Add("received", src.Addr().String())
+}
+
+// AOR returns the canonical address-of-record "user@host" of a To URI:
+// the user part as sent (it is case-sensitive, RFC 3261 §19.1.4), the
+// host lowercased, no port or parameters (§10.3 step 5).
+func AOR(u *sip.Uri) (string, error) {
+	if u.Scheme != "sip" && u.Scheme != "sips" {
+		return "", fmt.Errorf("scheme %q is not sip or sips", u.Scheme)
+	}
+	if u.User == "" || u.Host == "" {
+		return "", errors.New("address-of-record needs a user and a host")
+	}
+	return u.User + "@" + strings.ToLower(u.Host), nil
+}
+
+// uriKey approximates RFC 3261 §19.1.4 URI equality as a string: scheme,
+// user (case-sensitive), host (not), port, and the parameters that must
+// match when present on either side.
+func uriKey(u *sip.Uri) string {
+	var b strings.Builder
+	b.WriteString(u.Scheme)
+	b.WriteByte(':')
+	b.WriteString(u.User)
+	b.WriteByte('@')
+	b.WriteString(strings.ToLower(u.Host))
+	b.WriteByte(':')
+	b.WriteString(strconv.Itoa(u.Port))
+	for _, k := range []string{"transport", "user", "maddr", "ttl", "method"} {
+		if v, ok := u.UriParams.Get(k); ok {
+			b.WriteByte(';')
+			b.WriteString(k)
+			b.WriteByte('=')
+			b.WriteString(strings.ToLower(v))
+		}
+	}
+	return b.String()
+}
+
+// headerExpires reads the Expires header (RFC 3261 §20.19).
+func headerExpires(req *sip.Request) (int, bool, error) {
+	h := req.GetHeader("Expires")
+	if h == nil {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
+	if err != nil {
+		return 0, false, reject(400, "Invalid Expires")
+	}
+	return int(min(n, 1<<31-1)), true, nil
+}
+
+// parseQ parses a q-value (RFC 3261 §20.10: 0 to 1, three decimals).
+func parseQ(s string) (uint16, error) {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || f < 0 || f > 1 {
+		return 0, fmt.Errorf("q-value %q out of range", s)
+	}
+	return uint16(f*1000 + 0.5), nil
+}
+
+func formatQ(q uint16) string {
+	s := strconv.FormatFloat(float64(q)/1000, 'f', 3, 64)
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	if s == "" {
+		return "0"
+	}
+	return s
+}
+
+// unsupportedTags returns the Require option tags pinhole does not know.
+func unsupportedTags(req *sip.Request) []string {
+	var out []string
+	for _, h := range req.GetHeaders("Require") {
+		for _, t := range strings.Split(h.Value(), ",") {
+			t = strings.ToLower(strings.TrimSpace(t))
+			if t != "" && !supported[t] {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+func hasTag(req *sip.Request, header, tag string) bool {
+	for _, h := range req.GetHeaders(header) {
+		for _, t := range strings.Split(h.Value(), ",") {
+			if strings.EqualFold(strings.TrimSpace(t), tag) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func joinValues(hs []sip.Header) string {
+	vs := make([]string, 0, len(hs))
+	for _, h := range hs {
+		vs = append(vs, h.Value())
+	}
+	return strings.Join(vs, ", ")
+}
