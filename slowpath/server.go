@@ -1,0 +1,267 @@
+package slowpath
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/internal/config"
+	"github.com/pinhole-sip/pinhole/slowpath/auth"
+	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/slowpath/registrar"
+)
+
+// Server is pinhole's slow path: one sipgo user agent serving every
+// configured socket, with the registrar and the proxy behind it.
+type Server struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	ua    *sipgo.UserAgent
+	srv   *sipgo.Server
+	cli   *sipgo.Client
+	store *location.Memory
+	authn *auth.Authenticator
+	reg   *registrar.Registrar
+	tls   *tls.Config
+
+	mu      sync.Mutex
+	closers []func() error
+	serving sync.WaitGroup
+}
+
+// New builds the slow path from a validated configuration. It opens the
+// location store (loading persisted bindings) but binds no socket yet.
+func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data_dir: %w", err)
+	}
+	s := &Server{cfg: cfg, log: log}
+
+	var err error
+	if cfg.Auth.Enabled() {
+		creds, err := auth.LoadCredentials(cfg.Auth.Credentials)
+		if err != nil {
+			return nil, fmt.Errorf("auth.credentials: %w", err)
+		}
+		s.authn, err = auth.New(auth.Config{Realm: cfg.Auth.Realm, NonceTTL: cfg.Auth.NonceTTL, Creds: creds})
+		if err != nil {
+			return nil, fmt.Errorf("set up authentication: %w", err)
+		}
+	}
+
+	s.store, err = location.Open(location.Options{
+		Path:          filepath.Join(cfg.DataDir, "bindings.db"),
+		FlushInterval: cfg.Location.FlushInterval,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	var authz registrar.Authorizer
+	if s.authn != nil {
+		authz = registerAuth{s.authn}
+	}
+	s.reg, err = registrar.New(registrar.Config{
+		Domains:        cfg.Domains,
+		MinExpires:     cfg.Registrar.MinExpires,
+		MaxExpires:     cfg.Registrar.MaxExpires,
+		DefaultExpires: cfg.Registrar.DefaultExpires,
+		MaxContacts:    cfg.Registrar.MaxContacts,
+	}, s.store, authz)
+	if err != nil {
+		s.store.Close()
+		return nil, err
+	}
+
+	if len(cfg.Listen.TLS)+len(cfg.Listen.WSS) > 0 {
+		cert, generated, err := loadOrCreateCert(cfg.TLS.Cert, cfg.TLS.Key, cfg.DataDir, s.certHosts())
+		if err != nil {
+			s.store.Close()
+			return nil, err
+		}
+		if generated {
+			log.Warn("generated a self-signed TLS certificate; configure tls.cert and tls.key for production", "dir", cfg.DataDir)
+		}
+		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	if err := s.buildUA(); err != nil {
+		s.store.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) certHosts() []string {
+	hosts := append([]string(nil), s.cfg.Domains...)
+	for _, l := range s.cfg.Listen.Listeners() {
+		hosts = append(hosts, l.Addr.Addr().String())
+	}
+	if s.cfg.Advertise.Host != "" {
+		hosts = append(hosts, s.cfg.Advertise.Host)
+	}
+	return hosts
+}
+
+// hostname is what pinhole calls itself in Via and Record-Route.
+func (s *Server) hostname() string {
+	if s.cfg.Advertise.Host != "" {
+		return s.cfg.Advertise.Host
+	}
+	return s.cfg.Listen.Listeners()[0].Addr.Addr().String()
+}
+
+func (s *Server) buildUA() error {
+	level := slog.LevelWarn
+	if s.cfg.Log.Level == "debug" {
+		level = slog.LevelDebug
+	}
+	sipLog := slog.New(quietHandler{next: s.log.Handler(), min: level}).With("component", "sipgo")
+	sip.SetDefaultLogger(sipLog)
+
+	parser := sip.NewParser()
+	parser.MaxMessageLength = s.cfg.Limits.MaxMessageBytes
+	opts := []sipgo.UserAgentOption{
+		sipgo.WithUserAgent("pinhole"),
+		sipgo.WithUserAgentHostname(s.hostname()),
+		sipgo.WithUserAgentParser(parser),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
+	}
+	if s.tls != nil {
+		opts = append(opts, sipgo.WithUserAgenTLSConfig(s.tls))
+	}
+	ua, err := sipgo.NewUA(opts...)
+	if err != nil {
+		return fmt.Errorf("create SIP user agent: %w", err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(sipLog))
+	if err != nil {
+		return fmt.Errorf("create SIP server: %w", err)
+	}
+	cli, err := sipgo.NewClient(ua, sipgo.WithClientLogger(sipLog), sipgo.WithClientHostname(s.hostname()))
+	if err != nil {
+		return fmt.Errorf("create SIP client: %w", err)
+	}
+	s.ua, s.srv, s.cli = ua, srv, cli
+	srv.OnRegister(s.reg.Handle)
+	return s.routeRequests()
+}
+
+// Start binds every configured socket and serves them. It returns once all
+// are bound, or the first bind error (after closing what it had opened).
+func (s *Server) Start() error {
+	for _, l := range s.cfg.Listen.Listeners() {
+		if err := s.listen(l); err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen %s %s: %w", l.Transport, l.Addr, err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) listen(l config.Listener) error {
+	addr := l.Addr.String()
+	serve := func(run func() error) {
+		s.serving.Add(1)
+		go func() {
+			defer s.serving.Done()
+			if err := run(); err != nil && !errors.Is(err, net.ErrClosed) {
+				s.log.Error("listener stopped", "transport", l.Transport, "addr", addr, "error", err)
+			}
+		}()
+	}
+	switch l.Transport {
+	case "UDP":
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return err
+		}
+		s.addCloser(pc.Close)
+		serve(func() error { return s.srv.ServeUDP(pc) })
+	case "TCP", "WS":
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		s.addCloser(ln.Close)
+		if l.Transport == "TCP" {
+			serve(func() error { return s.srv.ServeTCP(ln) })
+		} else {
+			serve(func() error { return s.srv.ServeWS(ln) })
+		}
+	case "TLS", "WSS":
+		ln, err := tls.Listen("tcp", addr, s.tls)
+		if err != nil {
+			return err
+		}
+		s.addCloser(ln.Close)
+		if l.Transport == "TLS" {
+			serve(func() error { return s.srv.ServeTLS(ln) })
+		} else {
+			serve(func() error { return s.srv.ServeWSS(ln) })
+		}
+	default:
+		return fmt.Errorf("unknown transport %q", l.Transport)
+	}
+	return nil
+}
+
+func (s *Server) addCloser(f func() error) {
+	s.mu.Lock()
+	s.closers = append(s.closers, f)
+	s.mu.Unlock()
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	cs := s.closers
+	s.closers = nil
+	s.mu.Unlock()
+	for _, c := range cs {
+		_ = c()
+	}
+}
+
+// Store is the location store, the authority for bindings.
+func (s *Server) Store() location.Store { return s.store }
+
+// AuthEnabled reports whether requests must authenticate.
+func (s *Server) AuthEnabled() bool { return s.authn != nil }
+
+// Close stops accepting, lets sipgo finish, and flushes every binding to disk.
+func (s *Server) Close(ctx context.Context) error {
+	s.closeListeners()
+	done := make(chan struct{})
+	go func() { s.serving.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	_ = s.ua.Close()
+	return s.store.Close()
+}
+
+// registerAuth adapts the digest authenticator to the registrar.
+type registerAuth struct{ a *auth.Authenticator }
+
+func (r registerAuth) Authorize(req *sip.Request, aor string) *sip.Response {
+	res := r.a.Check(req, true)
+	if res.OK {
+		return nil
+	}
+	resp := sip.NewResponseFromRequest(req, res.Status, res.Reason, nil)
+	for _, h := range res.Headers {
+		resp.AppendHeader(h)
+	}
+	return resp
+}
