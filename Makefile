@@ -1,0 +1,56 @@
+# pinhole — the two commands a newcomer needs are `make run` and `make test`.
+GO      ?= go
+BIN     := bin/pinhole
+CONFIG  ?=
+FUZZTIME ?= 30s
+# Every package that has fuzz targets; `make fuzz` runs each target for FUZZTIME.
+FUZZPKGS := $(shell grep -rl --include='*_test.go' '^func Fuzz' . 2>/dev/null | xargs -r -n1 dirname | sort -u)
+
+.PHONY: run build test test-unit test-bpf test-integration generate check-generated bench fuzz lint clean deps-run deps-test
+
+run: deps-run build
+	./$(BIN) $(if $(CONFIG),-config $(CONFIG))
+
+build:
+	$(GO) build -o $(BIN) ./cmd/pinhole
+
+deps-run:
+	@scripts/install-deps.sh run
+
+deps-test:
+	@scripts/install-deps.sh test bpf
+
+# test runs everything CI runs: vet, unit tests with the race detector, the
+# BPF programs in the kernel, the committed BPF objects' freshness, and the
+# integration tests against real peers in network namespaces.
+test: deps-test lint test-unit check-generated test-integration
+
+test-unit:
+	$(GO) test -race -count=1 ./...
+
+check-generated:
+	@if [ -x bpf/check-generated.sh ]; then bpf/check-generated.sh; fi
+
+test-integration: build
+	$(GO) test -race -count=1 -tags integration -timeout 12m ./internal/e2e/...
+
+generate:
+	$(GO) generate ./bpf/...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz:
+	@for pkg in $(FUZZPKGS); do \
+	  for f in $$(grep -h '^func Fuzz' $$pkg/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./internal/e2e/...
+
+clean:
+	rm -rf bin pinhole-data
