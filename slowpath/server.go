@@ -128,8 +128,7 @@ func (s *Server) buildUA() error {
 	sipLog := slog.New(quietHandler{next: s.log.Handler(), min: level}).With("component", "sipgo")
 	sip.SetDefaultLogger(sipLog)
 
-	parser := sip.NewParser()
-	parser.MaxMessageLength = s.cfg.Limits.MaxMessageBytes
+	parser := newParser(s.cfg.Limits.MaxMessageBytes)
 	opts := []sipgo.UserAgentOption{
 		sipgo.WithUserAgent("pinhole"),
 		sipgo.WithUserAgentHostname(s.hostname()),
