@@ -1,0 +1,137 @@
+package location
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Transport is the transport a flow uses.
+type Transport uint8
+
+// Transports, named as sipgo names networks.
+const (
+	TransportUDP Transport = iota + 1
+	TransportTCP
+	TransportTLS
+	TransportWS
+	TransportWSS
+)
+
+var transportNames = [...]string{
+	TransportUDP: "UDP",
+	TransportTCP: "TCP",
+	TransportTLS: "TLS",
+	TransportWS:  "WS",
+	TransportWSS: "WSS",
+}
+
+// String returns sipgo's network name ("UDP", "TCP", "TLS", "WS", "WSS").
+func (t Transport) String() string {
+	if t == 0 || int(t) >= len(transportNames) {
+		return fmt.Sprintf("Transport(%d)", uint8(t))
+	}
+	return transportNames[t]
+}
+
+// ParseTransport parses a transport name, ignoring case.
+func ParseTransport(s string) (Transport, error) {
+	for t := TransportUDP; t <= TransportWSS; t++ {
+		if strings.EqualFold(s, transportNames[t]) {
+			return t, nil
+		}
+	}
+	return 0, fmt.Errorf("parse transport %q: %w", s, ErrUnknownTransport)
+}
+
+// Flow is how to reach a device again: the transport, the address packets
+// really came from, and pinhole's own socket they arrived on (replies and
+// requests must leave from it: NAT pinholes).
+type Flow struct {
+	Transport Transport
+	Remote    netip.AddrPort
+	Local     netip.AddrPort
+}
+
+// Binding is one registered contact of an AOR.
+type Binding struct {
+	AOR       string    // canonical "user@domain"
+	Contact   string    // Contact URI as the device sent it, e.g. "sip:alice@192.168.1.2:5060;ob"
+	Instance  string    // +sip.instance value without quotes/angle brackets, "" if none (RFC 5626)
+	RegID     uint32    // reg-id, 0 if none
+	CallID    string    //
+	CSeq      uint32    //
+	Q         uint16    // q-value × 1000 (1000 when absent)
+	Expires   time.Time // absolute, second precision is enough
+	Updated   time.Time // when the binding was last written (second precision)
+	Flow      Flow      //
+	NAT       bool      // device is behind NAT: use Flow.Remote, not the Contact host
+	Path      string    // Path header value(s) to use toward the device, "" if none (RFC 3327)
+	UserAgent string    // may be empty; kept because operators want it
+}
+
+// Store is the authority for bindings. Implementations are safe for
+// concurrent use.
+type Store interface {
+	// Lookup returns copies of the live (unexpired at now) bindings of aor,
+	// highest q first, then most recently updated first.
+	Lookup(aor string) []Binding
+	// Update runs fn under the AOR's lock with its live bindings and stores
+	// what fn returns (an empty result removes the AOR). fn must not keep cur.
+	// If fn returns an error nothing changes and Update returns that error.
+	// Returns the stored set, sorted like Lookup.
+	Update(aor string, fn func(cur []Binding) ([]Binding, error)) ([]Binding, error)
+	// Touch moves the expiry of one binding (AOR + Contact) if it exists and
+	// its CSeq is lower than cseq; reports whether it did.
+	Touch(aor, contact string, cseq uint32, expires time.Time) bool
+	// Len reports how many AORs and bindings are held.
+	Len() (aors, bindings int)
+	// Range calls fn for each live binding until fn returns false. Order
+	// unspecified.
+	Range(fn func(Binding) bool)
+	// Close flushes what is pending to disk and stops background work.
+	Close() error
+}
+
+// Options configure Open.
+type Options struct {
+	Path          string        // bbolt file; "" = memory only (tests)
+	FlushInterval time.Duration // default 1s
+	Shards        int           // default 256 (power of two)
+	// OnExpire is called (from the expiry goroutine, outside shard locks) for
+	// every binding that lapses. The mid-registrar will de-register upstream
+	// from it; the NAT pinger will use it too.
+	OnExpire func(Binding)
+	Now      func() time.Time // for tests; default time.Now
+}
+
+// Defaults applied by Open to zero Options fields.
+const (
+	DefaultFlushInterval = time.Second
+	DefaultShards        = 256
+)
+
+// Stats are counts for metrics. Counters (the uint64 fields) only grow
+// during the life of a Memory.
+type Stats struct {
+	AORs     int    // AORs held
+	Bindings int    // bindings held
+	Expired  uint64 // bindings that lapsed, including those dropped at Open
+	Writes   uint64 // sets written through by Update (changes other than refreshes)
+	Flushes  uint64 // write-behind transactions committed
+	// FlushErrors counts failed write-behind transactions; their AORs stay
+	// dirty and are retried at the next flush.
+	FlushErrors   uint64
+	SkippedAtLoad uint64 // records on disk that could not be decoded at Open
+}
+
+// Errors a caller can test for with errors.Is.
+var (
+	ErrUnknownTransport = errors.New("unknown transport")
+	// ErrInvalidBinding: what Update's fn returned cannot be stored.
+	ErrInvalidBinding = errors.New("invalid binding")
+	// ErrCorrupt: a persisted record could not be decoded.
+	ErrCorrupt = errors.New("corrupt binding record")
+)

@@ -1,0 +1,471 @@
+package location
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Memory is the embedded Store: sharded maps in memory, persisted to bbolt.
+type Memory struct {
+	shards   []shard
+	mask     uint64
+	seed     maphash.Seed
+	now      func() time.Time
+	onExpire func(Binding)
+	flushDur time.Duration
+	db       *bolt.DB // nil: memory only
+
+	expired, writes, flushes, flushErrors, skipped atomic.Uint64
+
+	// loadLapsed are the bindings found expired at Open; the expiry
+	// goroutine hands them to OnExpire so upstream de-registration is not
+	// skipped because pinhole was down when they lapsed.
+	loadLapsed []Binding
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ Store = (*Memory)(nil)
+
+// shard holds the AORs whose hash selects it.
+//
+// sets maps an AOR to its bindings packed in one []byte: a u32le due word
+// then the length-prefixed records (record.go). One allocation per AOR and
+// no pointers inside it is what keeps a binding under 300 bytes of heap and
+// the GC's work small at a million bindings.
+//
+// The map key is always a string this package allocated: Go replaces a
+// string key on assignment, so every assignment passes a clone, never the
+// caller's string (which may alias a packet buffer).
+type shard struct {
+	mu       sync.RWMutex
+	sets     map[string]*byte // see set.go
+	heap     expiryHeap
+	dirty    map[string]struct{} // AORs changed since the last flush; nil when memory only
+	bindings int
+	_        [64]byte // keep neighbouring shards' locks off one cache line
+}
+
+// Open loads the persisted bindings (dropping expired ones) and starts
+// expiry and flushing.
+func Open(opts Options) (*Memory, error) {
+	if opts.Shards == 0 {
+		opts.Shards = DefaultShards
+	}
+	if opts.Shards < 0 || opts.Shards&(opts.Shards-1) != 0 {
+		return nil, fmt.Errorf("open location store: shards %d is not a power of two", opts.Shards)
+	}
+	if opts.FlushInterval == 0 {
+		opts.FlushInterval = DefaultFlushInterval
+	}
+	if opts.FlushInterval < 0 {
+		return nil, fmt.Errorf("open location store: negative flush interval %v", opts.FlushInterval)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	m := &Memory{
+		shards:   make([]shard, opts.Shards),
+		mask:     uint64(opts.Shards - 1),
+		seed:     maphash.MakeSeed(),
+		now:      opts.Now,
+		onExpire: opts.OnExpire,
+		flushDur: opts.FlushInterval,
+		stop:     make(chan struct{}),
+	}
+	for i := range m.shards {
+		m.shards[i].sets = make(map[string]*byte)
+		if opts.Path != "" {
+			m.shards[i].dirty = make(map[string]struct{})
+		}
+	}
+	if opts.Path != "" {
+		if err := m.openDB(opts.Path); err != nil {
+			return nil, err
+		}
+		m.wg.Add(1)
+		go m.flushLoop()
+	}
+	m.wg.Add(1)
+	go m.expireLoop()
+	return m, nil
+}
+
+func (m *Memory) shard(aor string) *shard {
+	return &m.shards[maphash.String(m.seed, aor)&m.mask]
+}
+
+// Lookup returns copies of the live bindings of aor, highest q first, then
+// most recently updated first.
+func (m *Memory) Lookup(aor string) []Binding {
+	s := m.shard(aor)
+	now := m.now().Unix()
+	s.mu.RLock()
+	blob, _ := s.get(aor)
+	out := appendLive(nil, aor, blob, now)
+	s.mu.RUnlock()
+	sortBindings(out)
+	return out
+}
+
+// Update runs fn under the AOR's lock with its live bindings and stores
+// what fn returns; see Store.
+//
+// Bindings fn returns that have already expired are dropped (that is how a
+// registrar removes one), a zero Updated is set to now, and times are
+// truncated to seconds. Contacts must be unique within the AOR.
+//
+// When the set changes other than by a refresh (a binding added, removed or
+// altered beyond its expiry, CSeq and Updated) Update writes it to disk
+// before returning, batched with concurrent callers, so an acknowledged
+// registration survives a crash. If that write fails the new set is held in
+// memory, retried by the flusher, and returned together with the error.
+// Refreshes are written behind, within FlushInterval.
+func (m *Memory) Update(aor string, fn func(cur []Binding) ([]Binding, error)) ([]Binding, error) {
+	s := m.shard(aor)
+	now := m.now()
+	nowSec := now.Unix()
+
+	s.mu.Lock()
+	old, exists := s.get(aor)
+	next, err := fn(appendLive(nil, aor, old, nowSec))
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	stored, blob, err := buildSet(aor, next, now)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("update bindings of %q: %w", aor, err)
+	}
+	// Lapsed bindings the expiry goroutine has not reached yet are not in
+	// cur, so they leave now; they still owe their OnExpire.
+	lapsed := appendLapsed(nil, aor, old, nowSec)
+	changed := !sameExceptRefresh(old, blob)
+	s.bindings -= countEntries(old)
+	if blob == nil {
+		if exists {
+			delete(s.sets, aor)
+			m.markDirty(s, aor)
+		}
+	} else {
+		key := strings.Clone(aor)
+		if exists && setDue(old) <= setDue(blob) {
+			// The pending heap entry fires first and reschedules.
+			putSetDue(blob, setDue(old))
+		} else {
+			s.heap.push(newExpiryEntry(setDue(blob), key))
+		}
+		s.put(key, blob)
+		s.bindings += len(stored)
+		m.markDirty(s, key)
+	}
+	s.mu.Unlock()
+
+	m.lapse(lapsed)
+	if changed && m.db != nil {
+		if err := m.writeThrough(aor); err != nil {
+			return stored, fmt.Errorf("update bindings of %q: %w", aor, err)
+		}
+	}
+	return stored, nil
+}
+
+// Touch moves the expiry of one live binding if its CSeq is lower than
+// cseq, and sets its Updated to now; see Store. An expiry in the past makes
+// the binding lapse at the next expiry pass, with OnExpire.
+func (m *Memory) Touch(aor, contact string, cseq uint32, expires time.Time) bool {
+	s := m.shard(aor)
+	now := m.now()
+	nowSec := now.Unix()
+	exp := unixSeconds(expires)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	blob, ok := s.get(aor)
+	if !ok {
+		return false
+	}
+	for rest := blob[setHeader:]; len(rest) > 0; {
+		rec, r, err := nextEntry(rest)
+		if err != nil {
+			return false
+		}
+		rest = r
+		if int64(recExpires(rec)) <= nowSec || recContact(rec) != contact {
+			continue
+		}
+		if binary.LittleEndian.Uint32(rec[offCSeq:]) >= cseq {
+			return false
+		}
+		// Only the fixed words change: readers' aliased strings stay valid.
+		binary.LittleEndian.PutUint32(rec[offExpires:], exp)
+		binary.LittleEndian.PutUint32(rec[offUpdated:], unixSeconds(now))
+		binary.LittleEndian.PutUint32(rec[offCSeq:], cseq)
+		if exp < setDue(blob) {
+			putSetDue(blob, exp)
+			s.heap.push(newExpiryEntry(exp, strings.Clone(aor)))
+		}
+		m.markDirty(s, aor)
+		return true
+	}
+	return false
+}
+
+// Len reports how many AORs and bindings are held, including bindings that
+// lapsed less than an expiry pass ago.
+func (m *Memory) Len() (aors, bindings int) {
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.RLock()
+		aors += len(s.sets)
+		bindings += s.bindings
+		s.mu.RUnlock()
+	}
+	return aors, bindings
+}
+
+// Range calls fn for each live binding until fn returns false. Each shard
+// is copied under its read lock and fn runs with no lock held.
+func (m *Memory) Range(fn func(Binding) bool) {
+	now := m.now().Unix()
+	var buf []Binding
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.RLock()
+		buf = buf[:0]
+		for aor, p := range s.sets {
+			buf = appendLive(buf, aor, setBytes(p), now)
+		}
+		s.mu.RUnlock()
+		for _, b := range buf {
+			if !fn(b) {
+				return
+			}
+		}
+	}
+}
+
+// Stats returns counts for metrics.
+func (m *Memory) Stats() Stats {
+	aors, bindings := m.Len()
+	return Stats{
+		AORs:          aors,
+		Bindings:      bindings,
+		Expired:       m.expired.Load(),
+		Writes:        m.writes.Load(),
+		Flushes:       m.flushes.Load(),
+		FlushErrors:   m.flushErrors.Load(),
+		SkippedAtLoad: m.skipped.Load(),
+	}
+}
+
+// Close stops expiry and flushing, writes what is pending and closes the
+// file. Later calls return the first result.
+func (m *Memory) Close() error {
+	m.closeOnce.Do(func() {
+		close(m.stop)
+		m.wg.Wait()
+		if m.db == nil {
+			return
+		}
+		if err := m.flush(); err != nil {
+			m.closeErr = fmt.Errorf("close location store: %w", err)
+		}
+		if err := m.db.Close(); err != nil && m.closeErr == nil {
+			m.closeErr = fmt.Errorf("close location store: %w", err)
+		}
+	})
+	return m.closeErr
+}
+
+// markDirty records that aor's set must be written at the next flush. key
+// is cloned only the first time per flush interval, so a Touch allocates at
+// most once per AOR per interval.
+func (m *Memory) markDirty(s *shard, aor string) {
+	if s.dirty == nil {
+		return
+	}
+	if _, ok := s.dirty[aor]; !ok {
+		s.dirty[strings.Clone(aor)] = struct{}{}
+	}
+}
+
+// lapse delivers lapsed bindings to OnExpire; call it without locks.
+func (m *Memory) lapse(bs []Binding) {
+	if len(bs) == 0 {
+		return
+	}
+	m.expired.Add(uint64(len(bs)))
+	if m.onExpire == nil {
+		return
+	}
+	for _, b := range bs {
+		m.onExpire(b)
+	}
+}
+
+// buildSet validates and normalises what an Update fn returned and packs it.
+// blob is nil when no live binding remains.
+func buildSet(aor string, next []Binding, now time.Time) (stored []Binding, blob []byte, err error) {
+	nowSec := now.Unix()
+	stored = make([]Binding, 0, len(next))
+	for _, b := range next {
+		exp := unixSeconds(b.Expires)
+		if int64(exp) <= nowSec {
+			continue
+		}
+		if b.Contact == "" {
+			return nil, nil, fmt.Errorf("empty contact: %w", ErrInvalidBinding)
+		}
+		if b.Flow.Transport > TransportWSS {
+			return nil, nil, fmt.Errorf("contact %q: transport %d: %w", b.Contact, b.Flow.Transport, ErrInvalidBinding)
+		}
+		if b.Updated.IsZero() {
+			b.Updated = now
+		}
+		b.AOR = aor
+		b.Expires = fromUnixSeconds(exp)
+		b.Updated = fromUnixSeconds(unixSeconds(b.Updated))
+		stored = append(stored, b)
+	}
+	for i := range stored {
+		for j := i + 1; j < len(stored); j++ {
+			if stored[i].Contact == stored[j].Contact {
+				return nil, nil, fmt.Errorf("contact %q twice: %w", stored[i].Contact, ErrInvalidBinding)
+			}
+		}
+	}
+	if len(stored) == 0 {
+		return stored, nil, nil
+	}
+	sortBindings(stored)
+	size := setHeader
+	due := uint32(math.MaxUint32)
+	for i := range stored {
+		n := recordSize(&stored[i])
+		size += uvarintLen(uint64(n)) + n
+		due = min(due, unixSeconds(stored[i].Expires))
+	}
+	if size-setHeader > maxSetRecords {
+		return nil, nil, fmt.Errorf("%d bytes of bindings: %w", size-setHeader, ErrInvalidBinding)
+	}
+	blob = newSet(due, size-setHeader)
+	for i := range stored {
+		blob = appendEntry(blob, &stored[i])
+	}
+	return stored, sealSet(blob), nil
+}
+
+// sortBindings orders like Lookup: q descending, then Updated descending,
+// then Contact so the order is stable across calls.
+func sortBindings(bs []Binding) {
+	slices.SortFunc(bs, func(a, b Binding) int {
+		if c := cmp.Compare(b.Q, a.Q); c != 0 {
+			return c
+		}
+		if c := b.Updated.Compare(a.Updated); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Contact, b.Contact)
+	})
+}
+
+// appendLive appends the bindings of blob that are live at now.
+func appendLive(dst []Binding, aor string, blob []byte, now int64) []Binding {
+	return appendWhere(dst, aor, blob, func(exp uint32) bool { return int64(exp) > now })
+}
+
+// appendLapsed appends the bindings of blob that have expired at now.
+func appendLapsed(dst []Binding, aor string, blob []byte, now int64) []Binding {
+	return appendWhere(dst, aor, blob, func(exp uint32) bool { return int64(exp) <= now })
+}
+
+func appendWhere(dst []Binding, aor string, blob []byte, keep func(exp uint32) bool) []Binding {
+	if len(blob) < setHeader {
+		return dst
+	}
+	if dst == nil {
+		dst = make([]Binding, 0, countEntries(blob))
+	}
+	for rest := blob[setHeader:]; len(rest) > 0; {
+		rec, r, err := nextEntry(rest)
+		if err != nil {
+			return dst // cannot happen: blobs are built by this package
+		}
+		rest = r
+		if !keep(recExpires(rec)) {
+			continue
+		}
+		if b, err := decodeRecord(aor, rec); err == nil {
+			dst = append(dst, b)
+		}
+	}
+	return dst
+}
+
+func countEntries(blob []byte) int {
+	if len(blob) < setHeader {
+		return 0
+	}
+	n := 0
+	for rest := blob[setHeader:]; len(rest) > 0; n++ {
+		_, r, err := nextEntry(rest)
+		if err != nil {
+			break
+		}
+		rest = r
+	}
+	return n
+}
+
+// sameExceptRefresh reports whether two packed sets hold the same bindings
+// apart from the fields a refresh changes (expiry, Updated, CSeq): such a
+// change may wait for the flusher.
+func sameExceptRefresh(old, next []byte) bool {
+	if len(old) < setHeader || len(next) < setHeader {
+		return len(old) < setHeader && len(next) < setHeader
+	}
+	if countEntries(old) != countEntries(next) {
+		return false
+	}
+	for rest := next[setHeader:]; len(rest) > 0; {
+		rec, r, err := nextEntry(rest)
+		if err != nil {
+			return false
+		}
+		rest = r
+		if !containsRecord(old, rec[offFlags:]) {
+			return false
+		}
+	}
+	return true
+}
+
+func containsRecord(blob, tail []byte) bool {
+	for rest := blob[setHeader:]; len(rest) > 0; {
+		rec, r, err := nextEntry(rest)
+		if err != nil {
+			return false
+		}
+		rest = r
+		if bytes.Equal(rec[offFlags:], tail) {
+			return true
+		}
+	}
+	return false
+}
