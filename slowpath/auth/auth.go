@@ -1,11 +1,13 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -60,15 +62,16 @@ type Config struct {
 // Authenticator checks digest credentials on SIP requests. It is safe for
 // concurrent use.
 type Authenticator struct {
-	realm    string
-	ttl      time.Duration
-	algs     []Algorithm
-	creds    *Credentials
-	anyID    bool
-	now      func() time.Time
-	nonces   *noncer
-	replays  *replayCache
-	dummyHA1 [SHA256 + 1]string
+	realm       string
+	quotedRealm string
+	ttl         time.Duration
+	algs        []Algorithm
+	creds       *Credentials
+	anyID       bool
+	now         func() time.Time
+	nonces      *noncer
+	replays     *replayCache
+	dummyHA1    [SHA256 + 1]string
 }
 
 // New validates cfg, fills in defaults and returns an Authenticator.
@@ -125,14 +128,15 @@ func New(cfg Config) (*Authenticator, error) {
 		cfg.Now = time.Now
 	}
 	a := &Authenticator{
-		realm:   cfg.Realm,
-		ttl:     cfg.NonceTTL,
-		algs:    append([]Algorithm(nil), cfg.Algorithms...),
-		creds:   cfg.Creds,
-		anyID:   cfg.AllowIdentityMismatch,
-		now:     cfg.Now,
-		nonces:  newNoncer(cfg.Secret),
-		replays: newReplayCache(cfg.NonceTTL, cfg.ReplayEntries),
+		realm:       cfg.Realm,
+		quotedRealm: quote(cfg.Realm),
+		ttl:         cfg.NonceTTL,
+		algs:        append([]Algorithm(nil), cfg.Algorithms...),
+		creds:       cfg.Creds,
+		anyID:       cfg.AllowIdentityMismatch,
+		now:         cfg.Now,
+		nonces:      newNoncer(cfg.Secret),
+		replays:     newReplayCache(cfg.NonceTTL, cfg.ReplayEntries),
 	}
 	// Unknown users are checked against a dummy HA1 so that they cost the
 	// same as known users with a wrong password.
@@ -253,7 +257,12 @@ func (a *Authenticator) Check(req *sip.Request, register bool) Result {
 // proxies; each takes the one with its realm. malformed reports an
 // unparseable Digest value, whose realm we cannot know.
 func (a *Authenticator) pick(req *sip.Request, name string) (d digestResponse, found, malformed bool) {
-	for _, h := range req.GetHeaders(name) {
+	// Not req.GetHeaders: it lower-cases every header name it meets, one
+	// allocation each for names sipgo does not know.
+	for _, h := range req.Headers() {
+		if !strings.EqualFold(h.Name(), name) {
+			continue
+		}
 		c, err := parseDigest(h.Value())
 		switch {
 		case err == errNotDigest:
@@ -325,7 +334,7 @@ func (a *Authenticator) challenge(register bool, now time.Time, stale bool) Resu
 		var b strings.Builder
 		b.Grow(100 + len(a.realm))
 		b.WriteString("Digest realm=")
-		b.WriteString(quote(a.realm))
+		b.WriteString(a.quotedRealm)
 		b.WriteString(`, nonce="`)
 		b.WriteString(nonce)
 		b.WriteString(`", algorithm=`)
@@ -394,7 +403,12 @@ func parseNC(s string) (uint32, bool) {
 // RFC 3261 §19.1.4), which tolerates clients that drop or reorder
 // parameters but still ties the response to the resource.
 func uriMatches(digestURI string, ruri *sip.Uri) bool {
-	if digestURI == ruri.String() {
+	buf := uriBufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	ruri.StringWrite(buf)
+	same := string(buf.Bytes()) == digestURI // the conversion does not allocate
+	uriBufs.Put(buf)
+	if same {
 		return true
 	}
 	var u sip.Uri
@@ -406,6 +420,8 @@ func uriMatches(digestURI string, ruri *sip.Uri) bool {
 		strings.EqualFold(u.Host, ruri.Host) &&
 		u.Port == ruri.Port
 }
+
+var uriBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func schemeOf(u *sip.Uri) string {
 	if u.Scheme == "" {

@@ -25,6 +25,8 @@ func summarize(r Result) verdict {
 	return v
 }
 
+func cmpVerdict(want verdict, got Result) string { return cmp.Diff(want, summarize(got)) }
+
 func challenged(register, stale bool, algs ...string) verdict {
 	v := verdict{Status: 407, Reason: "Proxy Authentication Required"}
 	name := "Proxy-Authenticate"

@@ -34,23 +34,34 @@ var nonceLen = nonceEncoding.EncodedLen(nonceRawLen)
 type nonceKey [nonceTagLen]byte
 
 type noncer struct {
-	macs sync.Pool // of hash.Hash, HMAC keyed with the secret
+	pool sync.Pool // of *nonceScratch
+}
+
+// nonceScratch is per-call state kept in a pool so that verifying a nonce
+// does not allocate: an HMAC keyed with the secret and its buffers.
+type nonceScratch struct {
+	mac hash.Hash
+	sum [sha256.Size]byte
+	msg [nonceTimeLen + nonceRandLen]byte
+	enc [64]byte // >= nonceLen
 }
 
 func newNoncer(secret []byte) *noncer {
 	key := append([]byte(nil), secret...)
 	n := &noncer{}
-	n.macs.New = func() any { return hmac.New(sha256.New, key) }
+	n.pool.New = func() any { return &nonceScratch{mac: hmac.New(sha256.New, key)} }
 	return n
 }
 
+// tag writes the truncated HMAC of msg to dst.
 func (n *noncer) tag(dst, msg []byte) {
-	m := n.macs.Get().(hash.Hash)
-	m.Reset()
-	m.Write(msg)
-	var sum [sha256.Size]byte
-	copy(dst, m.Sum(sum[:0]))
-	n.macs.Put(m)
+	sc := n.pool.Get().(*nonceScratch)
+	sc.mac.Reset()
+	// Hashing from the pooled buffer keeps the caller's array on its stack:
+	// a slice passed to the hash.Hash interface would escape.
+	sc.mac.Write(sc.msg[:copy(sc.msg[:], msg)])
+	copy(dst, sc.mac.Sum(sc.sum[:0]))
+	n.pool.Put(sc)
 }
 
 // mint returns a fresh nonce issued at now.
@@ -69,7 +80,10 @@ func (n *noncer) verify(s string) (issued time.Time, key nonceKey, ok bool) {
 		return time.Time{}, key, false
 	}
 	var raw [nonceRawLen]byte
-	if _, err := nonceEncoding.Decode(raw[:], []byte(s)); err != nil {
+	sc := n.pool.Get().(*nonceScratch)
+	_, err := nonceEncoding.Decode(raw[:], sc.enc[:copy(sc.enc[:], s)])
+	n.pool.Put(sc)
+	if err != nil {
 		return time.Time{}, key, false
 	}
 	var want [nonceTagLen]byte
