@@ -24,7 +24,8 @@ type Memory struct {
 	now      func() time.Time
 	onExpire func(Binding)
 	flushDur time.Duration
-	db       *bolt.DB // nil: memory only
+	db       *bolt.DB   // nil: memory only
+	flushMu  sync.Mutex // held from taking the dirty sets to the commit
 
 	expired, writes, flushes, flushErrors, skipped atomic.Uint64
 

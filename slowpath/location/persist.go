@@ -123,6 +123,8 @@ func (m *Memory) flushLoop() {
 // never overwrite a newer write-through with an older copy. If the
 // transaction fails the AORs stay dirty.
 func (m *Memory) flush() error {
+	m.flushMu.Lock()
+	defer m.flushMu.Unlock()
 	if !m.anyDirty() {
 		return nil
 	}
