@@ -65,6 +65,9 @@ type Sipp struct {
 	Service string
 	// AuthUser and AuthPassword answer digest challenges (-au, -ap).
 	AuthUser, AuthPassword string
+	// AuthURI is the digest uri (-auth_uri). It must be the Request-URI
+	// (RFC 2617 section 3.2.2.5), but sipp defaults to its peer's address.
+	AuthURI string
 	// Vars are global scenario variables (-set NAME VALUE), [$NAME] in XML.
 	Vars map[string]string
 	// OutOfCall is a scenario for requests that match no call of the main
@@ -201,6 +204,29 @@ func (p *SippProcess) Stop() {
 	p.cancel()
 }
 
+// WaitLog waits until the scenario has logged a line starting with prefix
+// (sipp writes <log> lines as they happen) and reports whether it did
+// before the timeout or the end of the process.
+func (p *SippProcess) WaitLog(prefix string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		for l := range strings.SplitSeq(readOr(filepath.Join(p.dir, "logs.log")), "\n") {
+			if strings.HasPrefix(l, prefix) {
+				return true
+			}
+		}
+		select {
+		case <-p.done:
+			return strings.Contains(readOr(filepath.Join(p.dir, "logs.log")), prefix)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Done is closed when sipp has exited.
 func (p *SippProcess) Done() <-chan struct{} { return p.done }
 
@@ -278,6 +304,9 @@ func (s Sipp) args(dir string) ([]string, error) {
 	}
 	if s.AuthPassword != "" {
 		a = append(a, "-ap", s.AuthPassword)
+	}
+	if s.AuthURI != "" {
+		a = append(a, "-auth_uri", s.AuthURI)
 	}
 	names := make([]string, 0, len(s.Vars))
 	for k := range s.Vars {
