@@ -1,0 +1,255 @@
+package sanity
+
+import "bytes"
+
+// field is one header field: a line "name HCOLON value" and the folded
+// continuation lines that follow it (RFC 3261 §7.3.1).
+type field struct {
+	name  hdr
+	whole span // from the name to the end of the last line, without its CRLF
+	value span // after the colon to the end of the last line, untrimmed
+}
+
+// fieldStatus is what nextField found at an offset.
+type fieldStatus uint8
+
+const (
+	fieldOK        fieldStatus = iota
+	fieldMalformed             // no colon, a bad name, a bare CR or an orphan continuation line
+	fieldEnd                   // the empty line ending the header section
+	fieldTruncated             // the data ends before the field is known to be complete
+)
+
+// nextField reads the header field starting at p and returns the offset of
+// the next line. Lines end with CRLF, as sipgo requires (RFC 3261 §7). A field
+// is complete only once the first byte of the following line is seen: until
+// then a continuation line may still follow, so a field cut by the end of
+// the data is reported as truncated rather than returned half.
+func nextField(data []byte, p int) (field, int, fieldStatus) {
+	var f field
+	cr, st := lineEnd(data, p)
+	if st != fieldOK {
+		return f, cr + 1, st
+	}
+	if cr == p {
+		return f, p + 2, fieldEnd
+	}
+	if isWS(data[p]) {
+		// A continuation line with no field to continue.
+		return f, cr + 2, fieldMalformed
+	}
+	end, next := cr, cr+2
+	for {
+		if next >= len(data) {
+			return f, next, fieldTruncated
+		}
+		if !isWS(data[next]) {
+			break
+		}
+		cr, st = lineEnd(data, next)
+		if st != fieldOK {
+			return f, cr + 1, st
+		}
+		end, next = cr, cr+2
+	}
+
+	i := p
+	for i < end && isTokenChar(data[i]) {
+		i++
+	}
+	nameEnd := i
+	for i < end && isWS(data[i]) {
+		i++
+	}
+	if nameEnd == p || i == end || data[i] != ':' {
+		return f, next, fieldMalformed
+	}
+	f.name = lookup(data[p:nameEnd])
+	f.whole = span{p, end}
+	f.value = span{i + 1, end}
+	return f, next, fieldOK
+}
+
+// lineEnd returns the offset of the CR ending the line that starts at p.
+// A CR not followed by LF makes the line malformed, as it does for sipgo;
+// the returned offset is then that CR.
+func lineEnd(data []byte, p int) (int, fieldStatus) {
+	i := bytes.IndexByte(data[p:], '\r')
+	if i < 0 {
+		return len(data) - 1, fieldTruncated
+	}
+	cr := p + i
+	if cr+1 >= len(data) {
+		return cr, fieldTruncated
+	}
+	if data[cr+1] != '\n' {
+		return cr, fieldMalformed
+	}
+	return cr, fieldOK
+}
+
+// lookup names a header field, case-insensitively and with the compact forms
+// of RFC 3261 §7.3.3 and §20.
+func lookup(name []byte) hdr {
+	switch len(name) {
+	case 1:
+		switch name[0] | 0x20 {
+		case 'v':
+			return hdrVia
+		case 'f':
+			return hdrFrom
+		case 't':
+			return hdrTo
+		case 'i':
+			return hdrCallID
+		case 'l':
+			return hdrContentLength
+		}
+	case 2:
+		if equalFold(name, "to") {
+			return hdrTo
+		}
+	case 3:
+		if equalFold(name, "via") {
+			return hdrVia
+		}
+	case 4:
+		switch {
+		case equalFold(name, "from"):
+			return hdrFrom
+		case equalFold(name, "cseq"):
+			return hdrCSeq
+		}
+	case 7:
+		if equalFold(name, "call-id") {
+			return hdrCallID
+		}
+	case 14:
+		if equalFold(name, "content-length") {
+			return hdrContentLength
+		}
+	}
+	return hdrOther
+}
+
+// equalFold compares b with the lower-case ASCII string s, ignoring case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		if lower(b[i]) != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// hasPrefixFold reports whether b starts with the lower-case ASCII string
+// prefix, ignoring case.
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && equalFold(b[:len(prefix)], prefix)
+}
+
+// indexFold returns the first index of the lower-case ASCII string s in b,
+// ignoring case, or -1.
+func indexFold(b []byte, s string) int {
+	for i := 0; i+len(s) <= len(b); i++ {
+		if equalFold(b[i:i+len(s)], s) {
+			return i
+		}
+	}
+	return -1
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func isAlpha(c byte) bool { return 'a' <= lower(c) && lower(c) <= 'z' }
+
+func isWS(c byte) bool { return c == ' ' || c == '\t' }
+
+// isLWS is true for the bytes of linear white space inside a field value,
+// where CR and LF only occur as part of a fold.
+func isLWS(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+func allDigits(b []byte) bool {
+	for _, c := range b {
+		if !isDigit(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// parseUint parses a decimal number surrounded by optional linear white
+// space. Values above 2^31-1 saturate: every limit checked here is lower.
+func parseUint(b []byte) (int, bool) {
+	i, j := 0, len(b)
+	for i < j && isLWS(b[i]) {
+		i++
+	}
+	for j > i && isLWS(b[j-1]) {
+		j--
+	}
+	if i == j {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b[i:j] {
+		if !isDigit(c) {
+			return 0, false
+		}
+		if n <= maxCSeq {
+			n = n*10 + int(c-'0')
+		}
+	}
+	return n, true
+}
+
+// trimLWS returns s without leading and trailing linear white space.
+func trimLWS(data []byte, s span) span {
+	for s.off < s.end && isLWS(data[s.off]) {
+		s.off++
+	}
+	for s.end > s.off && isLWS(data[s.end-1]) {
+		s.end--
+	}
+	return s
+}
+
+// tokenChars marks the characters of token, RFC 3261 §25.1:
+// alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~".
+var tokenChars = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "-.!%*_+`'~" {
+		t[c] = true
+	}
+	return t
+}()
+
+func isTokenChar(c byte) bool { return tokenChars[c] }
+
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !tokenChars[c] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,485 @@
+package sanity
+
+import "bytes"
+
+// Limits bounds what a datagram may hold. A zero or negative field disables
+// its check; the configuration sets both.
+type Limits struct {
+	MaxMessageBytes int // refuse bigger datagrams (513 Message Too Large, RFC 3261 §21.5.14)
+	MaxHeaders      int // refuse more header fields (400 "Too Many Headers")
+}
+
+// Action says what the caller does with a datagram.
+type Action uint8
+
+const (
+	Pass  Action = iota // hand the datagram to the SIP parser
+	Reply               // send Verdict.Reply back to the source and drop the datagram
+	Drop                // drop silently, count Verdict.Reason
+)
+
+func (a Action) String() string {
+	switch a {
+	case Pass:
+		return "pass"
+	case Reply:
+		return "reply"
+	case Drop:
+		return "drop"
+	}
+	return "unknown"
+}
+
+// Reason says why a datagram got its Action.
+type Reason uint8
+
+const (
+	ReasonOK               Reason = iota // a complete-looking SIP message
+	ReasonKeepalive                      // CRLF keepalive, RFC 5626 §3.5.1
+	ReasonEmpty                          // zero-length datagram
+	ReasonTooLarge                       // longer than Limits.MaxMessageBytes
+	ReasonNotSIP                         // first line is neither a Request-Line nor a Status-Line
+	ReasonBadStartLine                   // a SIP start line that breaks RFC 3261 §7.1 / §7.2
+	ReasonBadVersion                     // SIP-Version other than SIP/2.0
+	ReasonTruncated                      // no empty line ends the header section
+	ReasonTooManyHeaders                 // more than Limits.MaxHeaders header fields
+	ReasonBadHeader                      // a header line without a colon or with a bad name
+	ReasonMissingHeader                  // Via, From, To, Call-ID or CSeq absent
+	ReasonBadCSeq                        // CSeq not "number method" or number above 2^31-1
+	ReasonCSeqMismatch                   // CSeq method differs from the request method
+	ReasonBadContentLength               // Content-Length not a number or beyond the datagram
+	reasonCount
+)
+
+// NumReasons is the number of Reason values, for arrays of counters.
+const NumReasons = int(reasonCount)
+
+var reasonNames = [NumReasons]string{
+	ReasonOK:               "ok",
+	ReasonKeepalive:        "keepalive",
+	ReasonEmpty:            "empty",
+	ReasonTooLarge:         "too_large",
+	ReasonNotSIP:           "not_sip",
+	ReasonBadStartLine:     "bad_start_line",
+	ReasonBadVersion:       "bad_version",
+	ReasonTruncated:        "truncated",
+	ReasonTooManyHeaders:   "too_many_headers",
+	ReasonBadHeader:        "bad_header",
+	ReasonMissingHeader:    "missing_header",
+	ReasonBadCSeq:          "bad_cseq",
+	ReasonCSeqMismatch:     "cseq_mismatch",
+	ReasonBadContentLength: "bad_content_length",
+}
+
+// String returns the reason as a metric label.
+func (r Reason) String() string {
+	if int(r) < NumReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Verdict is the outcome of Check.
+type Verdict struct {
+	Action Action
+	Reason Reason
+	Reply  []byte // the whole response datagram when Action == Reply, appended to Check's dst
+}
+
+// maxCSeq is the largest CSeq sequence number, RFC 3261 §8.1.1.5.
+const maxCSeq = 1<<31 - 1
+
+// maxKeepalive is the longest CRLF keepalive: RFC 5626 §3.5.1 sends a
+// double CRLF ping, and a single CRLF pong is common.
+const maxKeepalive = 4
+
+// Check examines one datagram. When it returns Reply, the response is built
+// by appending to dst (which may be nil) and returned in Verdict.Reply.
+// Check does not keep data or dst and does not allocate unless it builds a
+// reply that does not fit in dst.
+func Check(dst []byte, data []byte, lim Limits) Verdict {
+	if len(data) == 0 {
+		return Verdict{Action: Drop, Reason: ReasonEmpty}
+	}
+	if len(data) <= maxKeepalive && onlyCRLF(data) {
+		return Verdict{Action: Drop, Reason: ReasonKeepalive}
+	}
+
+	// A datagram over the limit is only looked at up to the limit: enough to
+	// find the header fields a 513 needs, without scanning a flood.
+	tooLarge := lim.MaxMessageBytes > 0 && len(data) > lim.MaxMessageBytes
+	if tooLarge {
+		data = data[:lim.MaxMessageBytes]
+	}
+
+	var m message
+	m.scan(data)
+	if m.start == startNotSIP {
+		return Verdict{Action: Drop, Reason: ReasonNotSIP}
+	}
+	r, st := m.judge(lim, tooLarge)
+	if r == ReasonOK {
+		return Verdict{Action: Pass, Reason: ReasonOK}
+	}
+	if !m.canReply() {
+		return Verdict{Action: Drop, Reason: r}
+	}
+	return Verdict{Action: Reply, Reason: r, Reply: m.appendReply(dst, st)}
+}
+
+func onlyCRLF(b []byte) bool {
+	for _, c := range b {
+		if c != '\r' && c != '\n' {
+			return false
+		}
+	}
+	return true
+}
+
+// startKind classifies the first line of a datagram.
+type startKind uint8
+
+const (
+	startNotSIP      startKind = iota // neither a Request-Line nor a Status-Line
+	startRequest                      // Method SP Request-URI SP SIP/2.0
+	startResponse                     // SIP/2.0 SP 3DIGIT SP Reason-Phrase
+	startBadRequest                   // looks like a request, breaks RFC 3261 §7.1
+	startBadVersion                   // a SIP version other than 2.0
+	startBadResponse                  // starts with SIP/ but is no Status-Line
+)
+
+// hdr names the header fields Check looks at.
+type hdr uint8
+
+const (
+	hdrOther hdr = iota
+	hdrVia
+	hdrFrom
+	hdrTo
+	hdrCallID
+	hdrCSeq
+	hdrContentLength
+)
+
+// span is a half-open byte range of the datagram; a zero span is "absent".
+type span struct{ off, end int }
+
+func (s span) ok() bool { return s.end > 0 }
+
+// message holds what one pass over a datagram found. It lives on the stack.
+type message struct {
+	data   []byte
+	start  startKind
+	method []byte // request method, when the start line has a valid one
+
+	headers   int  // offset of the first header line
+	headerEnd int  // offset of the body; 0 when the header section has no end
+	nHeaders  int  // header fields, folded lines counted once
+	malformed bool // a header line without a colon or with a bad name
+
+	// First occurrence of each field, whole field (name to end of its last
+	// folded line, without the final CRLF), and the CSeq/Call-ID values.
+	via, from, to, callID, cseq     span
+	toValue, callIDValue, cseqValue span
+
+	maxContentLength int  // largest Content-Length seen
+	badContentLength bool // a Content-Length that is not a number
+}
+
+// scan classifies the start line and walks the header section.
+func (m *message) scan(data []byte) {
+	m.data = data
+	p := m.scanStart()
+	if m.start == startNotSIP || p < 0 {
+		return
+	}
+	m.headers = p
+	for {
+		f, next, st := nextField(data, p)
+		switch st {
+		case fieldEnd:
+			m.headerEnd = next
+			return
+		case fieldTruncated:
+			return
+		case fieldMalformed:
+			m.nHeaders++
+			m.malformed = true
+		case fieldOK:
+			m.nHeaders++
+			m.record(f)
+		}
+		p = next
+	}
+}
+
+// scanStart classifies the start line and returns the offset of the first
+// header line, or -1 when the start line has no CRLF.
+func (m *message) scanStart() int {
+	data := m.data
+	i := bytes.IndexByte(data, '\r')
+	line := data
+	if i >= 0 {
+		line = data[:i]
+	}
+	m.start = classify(line, &m.method)
+	if i < 0 || i+1 >= len(data) || data[i+1] != '\n' {
+		// No header section, hence no Via to answer to: judged truncated.
+		return -1
+	}
+	return i + 2
+}
+
+// classify tells a Request-Line (RFC 3261 §7.1) from a Status-Line (§7.2)
+// from junk. On a request with a valid method, *method is set.
+func classify(line []byte, method *[]byte) startKind {
+	if hasPrefixFold(line, "sip/") {
+		return classifyStatus(line)
+	}
+	// Anything that does not name a SIP version after its first space is
+	// not SIP: it is dropped without an answer.
+	sp := bytes.IndexByte(line, ' ')
+	if sp < 0 || indexFold(line[sp:], " sip/") < 0 {
+		return startNotSIP
+	}
+	if sp == 0 || !isToken(line[:sp]) {
+		return startNotSIP
+	}
+	*method = line[:sp]
+	rest := line[sp+1:]
+	sp2 := bytes.IndexByte(rest, ' ')
+	if sp2 <= 0 {
+		return startBadRequest
+	}
+	uri, version := rest[:sp2], rest[sp2+1:]
+	if !isRequestURI(uri) {
+		return startBadRequest
+	}
+	switch versionKind(version) {
+	case version20:
+		return startRequest
+	case versionOther:
+		return startBadVersion
+	}
+	return startBadRequest
+}
+
+// isRequestURI checks that uri is an absolute URI, scheme ":" something
+// (RFC 3261 §25.1: SIP-URI / SIPS-URI / absoluteURI), without white space or
+// control characters. "<sip:...>" and "*" are refused (RFC 4475 §3.1.2.11).
+func isRequestURI(uri []byte) bool {
+	colon := -1
+	for i, c := range uri {
+		if c <= ' ' || c == 0x7f {
+			return false
+		}
+		if c == ':' && colon < 0 {
+			colon = i
+		}
+	}
+	if colon < 1 || colon == len(uri)-1 || !isAlpha(uri[0]) {
+		return false
+	}
+	for _, c := range uri[1:colon] {
+		if !isAlpha(c) && !isDigit(c) && c != '+' && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// classifyStatus checks "SIP/2.0 SP 3DIGIT SP Reason-Phrase", RFC 3261 §7.2.
+// The Reason-Phrase may be empty but the space before it may not: sipgo
+// needs it.
+func classifyStatus(line []byte) startKind {
+	sp := bytes.IndexByte(line, ' ')
+	if sp < 0 {
+		return startBadResponse
+	}
+	switch versionKind(line[:sp]) {
+	case versionBad:
+		return startBadResponse
+	case versionOther:
+		return startBadVersion
+	}
+	code := line[sp+1:]
+	if len(code) < 4 || code[0] < '1' || code[0] > '6' ||
+		!isDigit(code[1]) || !isDigit(code[2]) || code[3] != ' ' {
+		return startBadResponse
+	}
+	return startResponse
+}
+
+const (
+	versionBad = iota
+	version20
+	versionOther
+)
+
+// versionKind checks SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT, RFC 3261
+// §25.1, where "SIP" is case-insensitive.
+func versionKind(v []byte) int {
+	if !hasPrefixFold(v, "sip/") {
+		return versionBad
+	}
+	n := v[4:]
+	dot := bytes.IndexByte(n, '.')
+	if dot <= 0 || dot == len(n)-1 || !allDigits(n[:dot]) || !allDigits(n[dot+1:]) {
+		return versionBad
+	}
+	if string(n) == "2.0" {
+		return version20
+	}
+	return versionOther
+}
+
+// record notes a well-formed header field.
+func (m *message) record(f field) {
+	switch f.name {
+	case hdrVia:
+		if !m.via.ok() {
+			m.via = f.whole
+		}
+	case hdrFrom:
+		if !m.from.ok() {
+			m.from = f.whole
+		}
+	case hdrTo:
+		if !m.to.ok() {
+			m.to = f.whole
+			m.toValue = f.value
+		}
+	case hdrCallID:
+		if !m.callID.ok() {
+			m.callID = f.whole
+			m.callIDValue = trimLWS(m.data, f.value)
+		}
+	case hdrCSeq:
+		if !m.cseq.ok() {
+			m.cseq = f.whole
+			m.cseqValue = trimLWS(m.data, f.value)
+		}
+	case hdrContentLength:
+		n, ok := parseUint(m.data[f.value.off:f.value.end])
+		if !ok {
+			m.badContentLength = true
+		} else if n > m.maxContentLength {
+			m.maxContentLength = n
+		}
+	}
+}
+
+// reply is an error response Check can build.
+type reply uint8
+
+const (
+	replyNone reply = iota
+	replyTooLarge
+	replyBadRequestLine
+	replyBadVersion
+	replyTruncated
+	replyTooManyHeaders
+	replyMalformedHeader
+	replyMissingFrom
+	replyMissingTo
+	replyMissingCallID
+	replyMissingCSeq
+	replyBadCSeq
+	replyCSeqMismatch
+	replyBadContentLength
+)
+
+// statusLines are the first lines of the responses, RFC 3261 §21.
+var statusLines = [...]string{
+	replyTooLarge:         "SIP/2.0 513 Message Too Large\r\n",
+	replyBadRequestLine:   "SIP/2.0 400 Bad Request Line\r\n",
+	replyBadVersion:       "SIP/2.0 505 Version Not Supported\r\n",
+	replyTruncated:        "SIP/2.0 400 Truncated Message\r\n",
+	replyTooManyHeaders:   "SIP/2.0 400 Too Many Headers\r\n",
+	replyMalformedHeader:  "SIP/2.0 400 Malformed Header Line\r\n",
+	replyMissingFrom:      "SIP/2.0 400 Missing From Header\r\n",
+	replyMissingTo:        "SIP/2.0 400 Missing To Header\r\n",
+	replyMissingCallID:    "SIP/2.0 400 Missing Call-ID Header\r\n",
+	replyMissingCSeq:      "SIP/2.0 400 Missing CSeq Header\r\n",
+	replyBadCSeq:          "SIP/2.0 400 Bad CSeq\r\n",
+	replyCSeqMismatch:     "SIP/2.0 400 CSeq Mismatch\r\n",
+	replyBadContentLength: "SIP/2.0 400 Bad Content-Length\r\n",
+}
+
+// judge applies the rules in order and returns the first that fails.
+func (m *message) judge(lim Limits, tooLarge bool) (Reason, reply) {
+	switch {
+	case tooLarge:
+		return ReasonTooLarge, replyTooLarge
+	case m.start == startBadRequest || m.start == startBadResponse:
+		return ReasonBadStartLine, replyBadRequestLine
+	case m.start == startBadVersion:
+		return ReasonBadVersion, replyBadVersion
+	case m.headerEnd == 0:
+		return ReasonTruncated, replyTruncated
+	case lim.MaxHeaders > 0 && m.nHeaders > lim.MaxHeaders:
+		return ReasonTooManyHeaders, replyTooManyHeaders
+	case m.malformed:
+		return ReasonBadHeader, replyMalformedHeader
+	case !m.via.ok():
+		return ReasonMissingHeader, replyNone
+	case !m.from.ok():
+		return ReasonMissingHeader, replyMissingFrom
+	case !m.to.ok():
+		return ReasonMissingHeader, replyMissingTo
+	case !m.callID.ok():
+		return ReasonMissingHeader, replyMissingCallID
+	case !m.cseq.ok():
+		return ReasonMissingHeader, replyMissingCSeq
+	}
+	method, ok := m.cseqMethod()
+	if !ok {
+		return ReasonBadCSeq, replyBadCSeq
+	}
+	// RFC 3261 §8.1.1.5: the CSeq method MUST match the request method,
+	// ACK and CANCEL included.
+	if m.start == startRequest && !bytes.Equal(method, m.method) {
+		return ReasonCSeqMismatch, replyCSeqMismatch
+	}
+	// RFC 3261 §18.3: on UDP a Content-Length larger than the body is an
+	// error; a smaller one leaves extra bytes the parser ignores.
+	if m.badContentLength || m.maxContentLength > len(m.data)-m.headerEnd {
+		return ReasonBadContentLength, replyBadContentLength
+	}
+	return ReasonOK, replyNone
+}
+
+// canReply tells whether an error response may be sent: only to a request
+// (responses are never answered), never to an ACK (RFC 3261 §17.2.1), and
+// only with a Via to answer to (RFC 3261 §8.2.6.2).
+func (m *message) canReply() bool {
+	if m.method == nil || string(m.method) == "ACK" {
+		return false
+	}
+	return m.via.ok()
+}
+
+// cseqMethod parses CSeq = 1*DIGIT LWS Method, RFC 3261 §20.16, and returns
+// the method. The number must not exceed 2^31-1 (RFC 3261 §8.1.1.5).
+func (m *message) cseqMethod() ([]byte, bool) {
+	v := m.data[m.cseqValue.off:m.cseqValue.end]
+	i := 0
+	for i < len(v) && isDigit(v[i]) {
+		i++
+	}
+	if i == 0 || i > 10 {
+		return nil, false
+	}
+	n, _ := parseUint(v[:i])
+	if n > maxCSeq || i == len(v) || !isLWS(v[i]) {
+		return nil, false
+	}
+	for i < len(v) && isLWS(v[i]) {
+		i++
+	}
+	method := v[i:]
+	if !isToken(method) {
+		return nil, false
+	}
+	return method, true
+}
