@@ -138,9 +138,9 @@ type device struct {
 	got     chan *sip.Request // every request it received, CANCEL included
 	behave  func(d *device, req *sip.Request, tx sip.ServerTransaction)
 
-	mu     sync.Mutex
+	mu      sync.Mutex
 	lastInv *sip.Request // last INVITE received
-	tag    string       // its To tag for that INVITE
+	tag     string       // its To tag for that INVITE
 }
 
 func newDevice(t *testing.T, name, contact string, behave func(*device, *sip.Request, sip.ServerTransaction)) *device {
