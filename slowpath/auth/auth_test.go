@@ -111,6 +111,11 @@ func TestCheck(t *testing.T) {
 			creds: []cred{with(invite("MD5"), func(c *cred) { c.password = "x" })}, want: forbidden403},
 		{name: "unknown user", file: "register.sip",
 			creds: []cred{with(alice("SHA-256"), func(c *cred) { c.user = "mallory" })}, want: forbidden403},
+		// Unknown users are checked against a dummy HA1 for even timing;
+		// knowing it must not help.
+		{name: "unknown user, response from the dummy HA1", file: "register.sip",
+			creds: []cred{with(alice("SHA-256"), func(c *cred) { c.user, c.ha1 = "mallory", strings.Repeat("0", 64) })},
+			edit:  func(c *Config) { c.AllowIdentityMismatch = true }, want: forbidden403},
 		{name: "user of another realm", file: "register.sip",
 			creds: []cred{with(alice("MD5"), func(c *cred) { c.user, c.password = "carol", "singer" })}, want: forbidden403},
 		{name: "response hashed over another method", file: "register.sip",

@@ -81,7 +81,19 @@ func rfcResponse(alg, user, realm, password, method, uri, nonce, nc, cnonce, qop
 		sum := md5.Sum([]byte(s))
 		return hex.EncodeToString(sum[:])
 	}
-	ha1 := h(user + ":" + realm + ":" + password)
+	return rfcResponseHA1(alg, h(user+":"+realm+":"+password), method, uri, nonce, nc, cnonce, qop)
+}
+
+// rfcResponseHA1 is rfcResponse from a given HA1.
+func rfcResponseHA1(alg, ha1, method, uri, nonce, nc, cnonce, qop string) string {
+	h := func(s string) string {
+		if strings.EqualFold(alg, "SHA-256") {
+			sum := sha256.Sum256([]byte(s))
+			return hex.EncodeToString(sum[:])
+		}
+		sum := md5.Sum([]byte(s))
+		return hex.EncodeToString(sum[:])
+	}
 	ha2 := h(method + ":" + uri)
 	if qop == "" {
 		return h(ha1 + ":" + nonce + ":" + ha2)
@@ -111,6 +123,7 @@ type cred struct {
 	// computed, over hashMethod and hashNC when set, in upper case if upper.
 	password, hashMethod, hashNC string
 	upper                        bool
+	ha1                          string // used instead of the password when set
 }
 
 // value renders c the way a typical phone does.
@@ -123,7 +136,11 @@ func (c cred) value(method string) string {
 		if c.hashNC != "" {
 			nc = c.hashNC
 		}
-		c.response = rfcResponse(c.alg, c.user, c.realm, c.password, method, c.uri, c.nonce, nc, c.cnonce, c.qop)
+		if c.ha1 != "" {
+			c.response = rfcResponseHA1(c.alg, c.ha1, method, c.uri, c.nonce, nc, c.cnonce, c.qop)
+		} else {
+			c.response = rfcResponse(c.alg, c.user, c.realm, c.password, method, c.uri, c.nonce, nc, c.cnonce, c.qop)
+		}
 		if c.upper {
 			c.response = strings.ToUpper(c.response)
 		}
