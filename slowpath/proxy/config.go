@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"github.com/pinhole-sip/pinhole/slowpath/location"
 	"net/netip"
 	"strings"
 	"time"
@@ -49,7 +50,7 @@ const (
 // Listener is one socket pinhole serves SIP on.
 type Listener struct {
 	// Transport of the socket.
-	Transport Transport
+	Transport location.Transport
 	// Local is the address the socket is bound to, exactly as sipgo's
 	// listener reports it: for UDP it selects the socket requests leave
 	// from, so it must be a concrete address, not 0.0.0.0.
@@ -115,7 +116,7 @@ func (cfg Config) validate() (Config, []listener, *sip.Uri, error) {
 	}
 	ls := make([]listener, len(cfg.Listeners))
 	for i, l := range cfg.Listeners {
-		if l.Transport < TransportUDP || l.Transport > TransportWSS {
+		if l.Transport < location.TransportUDP || l.Transport > location.TransportWSS {
 			return cfg, nil, nil, fmt.Errorf("listeners[%d].transport %d: unknown", i, l.Transport)
 		}
 		if !l.Local.IsValid() || l.Local.Port() == 0 {
@@ -133,7 +134,7 @@ func (cfg Config) validate() (Config, []listener, *sip.Uri, error) {
 		if l.Port < 1 || l.Port > 65535 {
 			return cfg, nil, nil, fmt.Errorf("listeners[%d].port %d: want 1..65535", i, l.Port)
 		}
-		if l.Transport == TransportUDP && l.Local.Addr().IsUnspecified() {
+		if l.Transport == location.TransportUDP && l.Local.Addr().IsUnspecified() {
 			// sipgo picks the UDP socket by its exact local address.
 			return cfg, nil, nil, fmt.Errorf("listeners[%d].local %v: UDP needs a concrete address", i, l.Local)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/pinhole-sip/pinhole/slowpath/location"
 	"net/netip"
 )
 
@@ -34,13 +35,13 @@ const (
 // are dropped: neither can name a different socket on the wire.
 //
 // The value is compact, not secret: anyone on the dialog can decode it.
-func FlowParam(f Flow) string {
+func FlowParam(f location.Flow) string {
 	var buf [maxFlowBytes]byte
 	b := appendFlow(buf[:0], f)
 	return flowEncoding.EncodeToString(b)
 }
 
-func appendFlow(b []byte, f Flow) []byte {
+func appendFlow(b []byte, f location.Flow) []byte {
 	remote, local := f.Remote.Addr().Unmap(), f.Local.Addr().Unmap()
 	flags := byte(f.Transport) & flowTransportMask
 	if remote.Is6() {
@@ -67,38 +68,38 @@ func appendAddr(b []byte, a netip.Addr) []byte {
 
 // ParseFlowParam decodes a value written by FlowParam. It accepts exactly
 // the strings FlowParam produces, so a decoded flow encodes back to s.
-func ParseFlowParam(s string) (Flow, error) {
+func ParseFlowParam(s string) (location.Flow, error) {
 	if len(s) > flowEncoding.EncodedLen(maxFlowBytes) {
-		return Flow{}, fmt.Errorf("decode flow %q: too long: %w", s, ErrFlowParam)
+		return location.Flow{}, fmt.Errorf("decode flow %q: too long: %w", s, ErrFlowParam)
 	}
 	var buf [maxFlowBytes]byte
 	n, err := flowEncoding.Decode(buf[:], []byte(s))
 	if err != nil {
-		return Flow{}, fmt.Errorf("decode flow %q: %w", s, errors.Join(ErrFlowParam, err))
+		return location.Flow{}, fmt.Errorf("decode flow %q: %w", s, errors.Join(ErrFlowParam, err))
 	}
 	b := buf[:n]
 	if len(b) < 1 {
-		return Flow{}, fmt.Errorf("decode flow %q: empty: %w", s, ErrFlowParam)
+		return location.Flow{}, fmt.Errorf("decode flow %q: empty: %w", s, ErrFlowParam)
 	}
 	flags := b[0]
-	t := Transport(flags & flowTransportMask)
-	if flags&^(flowTransportMask|flowRemote6|flowLocal6) != 0 || t < TransportUDP || t > TransportWSS {
-		return Flow{}, fmt.Errorf("decode flow %q: flags %#x: %w", s, flags, ErrFlowParam)
+	t := location.Transport(flags & flowTransportMask)
+	if flags&^(flowTransportMask|flowRemote6|flowLocal6) != 0 || t < location.TransportUDP || t > location.TransportWSS {
+		return location.Flow{}, fmt.Errorf("decode flow %q: flags %#x: %w", s, flags, ErrFlowParam)
 	}
 	b = b[1:]
 	remote, b, ok := takeAddrPort(b, flags&flowRemote6 != 0)
 	if !ok {
-		return Flow{}, fmt.Errorf("decode flow %q: remote address: %w", s, ErrFlowParam)
+		return location.Flow{}, fmt.Errorf("decode flow %q: remote address: %w", s, ErrFlowParam)
 	}
 	local, b, ok := takeAddrPort(b, flags&flowLocal6 != 0)
 	if !ok || len(b) != 0 {
-		return Flow{}, fmt.Errorf("decode flow %q: local address: %w", s, ErrFlowParam)
+		return location.Flow{}, fmt.Errorf("decode flow %q: local address: %w", s, ErrFlowParam)
 	}
-	f := Flow{Transport: t, Remote: remote, Local: local}
+	f := location.Flow{Transport: t, Remote: remote, Local: local}
 	// base32 ignores the unused low bits of the last character; insist on
 	// zeros there so that every flow has exactly one spelling.
 	if FlowParam(f) != s {
-		return Flow{}, fmt.Errorf("decode flow %q: not canonical: %w", s, ErrFlowParam)
+		return location.Flow{}, fmt.Errorf("decode flow %q: not canonical: %w", s, ErrFlowParam)
 	}
 	return f, nil
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"github.com/pinhole-sip/pinhole/slowpath/location"
 	"net/netip"
 	"testing"
 
@@ -11,21 +12,21 @@ import (
 func TestFlowParamRoundTrip(t *testing.T) {
 	tests := []struct {
 		name string
-		flow Flow
+		flow location.Flow
 		want string // encoded form, "" to skip the check
 	}{
 		{
 			name: "udp v4",
-			flow: Flow{Transport: TransportUDP, Remote: netip.MustParseAddrPort("203.0.113.7:40123"), Local: netip.MustParseAddrPort("198.51.100.1:5060")},
+			flow: location.Flow{Transport: location.TransportUDP, Remote: netip.MustParseAddrPort("203.0.113.7:40123"), Local: netip.MustParseAddrPort("198.51.100.1:5060")},
 			want: "ahfqa4ihts54mm3eaej4i",
 		},
 		{
 			name: "tcp v6 remote, v4 local",
-			flow: Flow{Transport: TransportTCP, Remote: netip.MustParseAddrPort("[2001:db8::1]:5062"), Local: netip.MustParseAddrPort("10.0.0.1:5060")},
+			flow: location.Flow{Transport: location.TransportTCP, Remote: netip.MustParseAddrPort("[2001:db8::1]:5062"), Local: netip.MustParseAddrPort("10.0.0.1:5060")},
 		},
 		{
 			name: "wss both v6",
-			flow: Flow{Transport: TransportWSS, Remote: netip.MustParseAddrPort("[2001:db8::2]:443"), Local: netip.MustParseAddrPort("[::1]:8443")},
+			flow: location.Flow{Transport: location.TransportWSS, Remote: netip.MustParseAddrPort("[2001:db8::2]:443"), Local: netip.MustParseAddrPort("[::1]:8443")},
 		},
 	}
 	for _, tt := range tests {
@@ -46,15 +47,15 @@ func TestFlowParamRoundTrip(t *testing.T) {
 }
 
 func TestFlowParamUnmapsIPv4(t *testing.T) {
-	mapped := Flow{Transport: TransportUDP, Remote: netip.MustParseAddrPort("[::ffff:192.0.2.1]:5060"), Local: netip.MustParseAddrPort("[::ffff:127.0.0.1]:5060")}
-	plain := Flow{Transport: TransportUDP, Remote: netip.MustParseAddrPort("192.0.2.1:5060"), Local: netip.MustParseAddrPort("127.0.0.1:5060")}
+	mapped := location.Flow{Transport: location.TransportUDP, Remote: netip.MustParseAddrPort("[::ffff:192.0.2.1]:5060"), Local: netip.MustParseAddrPort("[::ffff:127.0.0.1]:5060")}
+	plain := location.Flow{Transport: location.TransportUDP, Remote: netip.MustParseAddrPort("192.0.2.1:5060"), Local: netip.MustParseAddrPort("127.0.0.1:5060")}
 	if a, b := FlowParam(mapped), FlowParam(plain); a != b {
 		t.Errorf("mapped %q != plain %q", a, b)
 	}
 }
 
 func TestParseFlowParamRejects(t *testing.T) {
-	valid := FlowParam(Flow{Transport: TransportUDP, Remote: netip.MustParseAddrPort("203.0.113.7:40123"), Local: netip.MustParseAddrPort("198.51.100.1:5060")})
+	valid := FlowParam(location.Flow{Transport: location.TransportUDP, Remote: netip.MustParseAddrPort("203.0.113.7:40123"), Local: netip.MustParseAddrPort("198.51.100.1:5060")})
 	tests := []struct{ name, in string }{
 		{"empty", ""},
 		{"upper case", "AHFQA4IHTS54MM3EAEJ4I"},
@@ -62,8 +63,8 @@ func TestParseFlowParamRejects(t *testing.T) {
 		{"trailing garbage", valid + "aa"},
 		{"non-canonical last char", valid[:len(valid)-1] + "f"},
 		{"padding", valid + "==="},
-		{"transport zero", FlowParam(Flow{Transport: 0, Remote: netip.MustParseAddrPort("192.0.2.1:1"), Local: netip.MustParseAddrPort("192.0.2.2:2")})},
-		{"transport 9", FlowParam(Flow{Transport: 9, Remote: netip.MustParseAddrPort("192.0.2.1:1"), Local: netip.MustParseAddrPort("192.0.2.2:2")})},
+		{"transport zero", FlowParam(location.Flow{Transport: 0, Remote: netip.MustParseAddrPort("192.0.2.1:1"), Local: netip.MustParseAddrPort("192.0.2.2:2")})},
+		{"transport 9", FlowParam(location.Flow{Transport: 9, Remote: netip.MustParseAddrPort("192.0.2.1:1"), Local: netip.MustParseAddrPort("192.0.2.2:2")})},
 		{"too long", string(make([]byte, 100))},
 		{"not base32", "hello world!"},
 	}
@@ -81,7 +82,7 @@ func TestParseFlowParamRejects(t *testing.T) {
 // panics and what it accepts encodes back to the same text.
 func FuzzParseFlowParam(f *testing.F) {
 	f.Add("ahfqa4ihts54mm3eaej4i")
-	f.Add(FlowParam(Flow{Transport: TransportWSS, Remote: netip.MustParseAddrPort("[2001:db8::2]:443"), Local: netip.MustParseAddrPort("[::1]:8443")}))
+	f.Add(FlowParam(location.Flow{Transport: location.TransportWSS, Remote: netip.MustParseAddrPort("[2001:db8::2]:443"), Local: netip.MustParseAddrPort("[::1]:8443")}))
 	f.Add("")
 	f.Add("zzzzzzzz")
 	f.Fuzz(func(t *testing.T, s string) {
@@ -102,10 +103,10 @@ func FuzzFlowParamRoundTrip(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tr uint8, ra []byte, rp uint16, la []byte, lp uint16) {
 		r, ok1 := netip.AddrFromSlice(ra)
 		l, ok2 := netip.AddrFromSlice(la)
-		if !ok1 || !ok2 || tr < uint8(TransportUDP) || tr > uint8(TransportWSS) {
+		if !ok1 || !ok2 || tr < uint8(location.TransportUDP) || tr > uint8(location.TransportWSS) {
 			return
 		}
-		in := Flow{Transport: Transport(tr), Remote: netip.AddrPortFrom(r.Unmap(), rp), Local: netip.AddrPortFrom(l.Unmap(), lp)}
+		in := location.Flow{Transport: location.Transport(tr), Remote: netip.AddrPortFrom(r.Unmap(), rp), Local: netip.AddrPortFrom(l.Unmap(), lp)}
 		got, err := ParseFlowParam(FlowParam(in))
 		if err != nil {
 			t.Fatalf("ParseFlowParam(FlowParam(%+v)): %v", in, err)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"github.com/pinhole-sip/pinhole/slowpath/location"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -123,7 +124,7 @@ func (c *call) prepareRecordRoute() {
 		contact = &h.Address
 	}
 	if nat.Detect(c.req, src, contact) != nat.NotNATed {
-		c.nr = FlowParam(Flow{Transport: c.in.Transport, Remote: src, Local: c.in.Local})
+		c.nr = FlowParam(location.Flow{Transport: c.in.Transport, Remote: src, Local: c.in.Local})
 	}
 }
 
@@ -132,7 +133,7 @@ func (p *Proxy) inbound(req *sip.Request, stx sip.ServerTransaction) *listener {
 	if cx, ok := stx.(interface{ Connection() sip.Connection }); ok && cx.Connection() != nil {
 		if la, err := netip.ParseAddrPort(cx.Connection().LocalAddr().String()); err == nil {
 			t := transportOf(req.Transport())
-			if l := p.listenerFor(Flow{Transport: t, Local: la}); l != nil {
+			if l := p.listenerFor(location.Flow{Transport: t, Local: la}); l != nil {
 				return l
 			}
 		}
@@ -140,8 +141,8 @@ func (p *Proxy) inbound(req *sip.Request, stx sip.ServerTransaction) *listener {
 	return p.listenerOf(req.Transport())
 }
 
-func transportOf(s string) Transport {
-	for t := TransportUDP; t <= TransportWSS; t++ {
+func transportOf(s string) location.Transport {
+	for t := location.TransportUDP; t <= location.TransportWSS; t++ {
 		if strings.EqualFold(s, t.String()) {
 			return t
 		}

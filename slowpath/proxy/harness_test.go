@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"github.com/pinhole-sip/pinhole/slowpath/location"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -24,15 +25,15 @@ func TestMain(m *testing.M) {
 // fakeLocator is a location store in memory.
 type fakeLocator struct {
 	mu       sync.Mutex
-	bindings map[string][]Binding
+	bindings map[string][]location.Binding
 	known    map[string]bool
 }
 
 func newFakeLocator() *fakeLocator {
-	return &fakeLocator{bindings: map[string][]Binding{}, known: map[string]bool{}}
+	return &fakeLocator{bindings: map[string][]location.Binding{}, known: map[string]bool{}}
 }
 
-func (f *fakeLocator) Lookup(aor string) []Binding {
+func (f *fakeLocator) Lookup(aor string) []location.Binding {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.bindings[aor])
@@ -44,7 +45,7 @@ func (f *fakeLocator) Known(aor string) bool {
 	return f.known[aor]
 }
 
-func (f *fakeLocator) add(aor string, b ...Binding) {
+func (f *fakeLocator) add(aor string, b ...location.Binding) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.known[aor] = true
@@ -88,8 +89,8 @@ func startProxy(t *testing.T, mutate func(*Config)) *testProxy {
 	cfg := Config{
 		Domains: []string{"example.com"},
 		Listeners: []Listener{
-			{Transport: TransportUDP, Local: tp.udp},
-			{Transport: TransportTCP, Local: tp.tcp},
+			{Transport: location.TransportUDP, Local: tp.udp},
+			{Transport: location.TransportTCP, Local: tp.tcp},
 		},
 		InviteTimeout: 5 * time.Second,
 	}
@@ -240,10 +241,10 @@ func waitTx(tx sip.ServerTransaction) {
 
 // binding is how the device registered: from its real socket to the
 // proxy's UDP listener, behind NAT, Contact as it claims.
-func (d *device) binding(tp *testProxy, q uint16) Binding {
-	return Binding{
-		AOR: "sip:bob@example.com", Contact: d.contact.String(), Q: q, NAT: true,
-		Flow: Flow{Transport: TransportUDP, Remote: d.addr, Local: tp.udp},
+func (d *device) binding(tp *testProxy, q uint16) location.Binding {
+	return location.Binding{
+		AOR: "bob@example.com", Contact: d.contact.String(), Q: q, NAT: true,
+		Flow: location.Flow{Transport: location.TransportUDP, Remote: d.addr, Local: tp.udp},
 	}
 }
 

@@ -1,11 +1,15 @@
 package proxy
 
-import "github.com/emiago/sipgo/sip"
+import (
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/slowpath/location"
+)
 
 // Locator is the part of the location store the proxy reads.
 type Locator interface {
 	// Lookup returns the live bindings of aor, highest q first.
-	Lookup(aor string) []Binding
+	Lookup(aor string) []location.Binding
 	// Known reports whether aor is a user of ours at all, registered or
 	// not; it tells 404 (no such user) from 480 (no contact now). It is
 	// asked only when Lookup found nothing.

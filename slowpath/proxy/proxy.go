@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"github.com/pinhole-sip/pinhole/slowpath/location"
 	"log/slog"
 	"net"
 	"slices"
@@ -242,10 +243,10 @@ func asIs(*sipgo.Client, *sip.Request) error { return nil }
 type target struct {
 	uri       sip.Uri // new Request-URI, when retarget
 	retarget  bool
-	transport string    // "UDP", "TCP", ...
-	dest      string    // host:port to send to; "" derives it from Route or Request-URI
-	out       *listener // socket and advertised address it leaves from
-	flow      Flow      // registered flow, when viaFlow
+	transport string        // "UDP", "TCP", ...
+	dest      string        // host:port to send to; "" derives it from Route or Request-URI
+	out       *listener     // socket and advertised address it leaves from
+	flow      location.Flow // registered flow, when viaFlow
 	viaFlow   bool
 	q         uint16
 	path      []sip.Uri // Route entries from the binding's Path (RFC 3327 §5)
@@ -253,7 +254,7 @@ type target struct {
 
 // targetGroups turns bindings into fork groups: one group for parallel
 // forking, one per q value (highest first) for serial.
-func (p *Proxy) targetGroups(bindings []Binding) [][]target {
+func (p *Proxy) targetGroups(bindings []location.Binding) [][]target {
 	ts := make([]target, 0, len(bindings))
 	for i := range bindings {
 		t, err := p.bindingTarget(&bindings[i])
@@ -285,7 +286,7 @@ func (p *Proxy) targetGroups(bindings []Binding) [][]target {
 // bindingTarget works out how to reach one binding. A device behind NAT,
 // or on a connection, is reached over its flow: to Flow.Remote, from the
 // socket at Flow.Local. The Request-URI stays its Contact (§16.6 step 6).
-func (p *Proxy) bindingTarget(b *Binding) (target, error) {
+func (p *Proxy) bindingTarget(b *location.Binding) (target, error) {
 	t := target{retarget: true, q: b.Q}
 	if err := parseContact(b.Contact, &t.uri); err != nil {
 		return t, err
@@ -297,7 +298,7 @@ func (p *Proxy) bindingTarget(b *Binding) (target, error) {
 		}
 		t.path = path
 	}
-	if b.NAT || (b.Flow.Transport != 0 && b.Flow.Transport != TransportUDP) {
+	if b.NAT || (b.Flow.Transport != 0 && b.Flow.Transport != location.TransportUDP) {
 		l := p.listenerFor(b.Flow)
 		if l == nil {
 			mNoListener.Inc()

@@ -20,7 +20,7 @@ func TestCallThroughNAT(t *testing.T) {
 			tp := startProxy(t, nil)
 			alice := newDevice(t, "alice", "sip:alice@192.0.2.2:5998", nil)
 			bob := newDevice(t, "bob", "sip:bob@192.0.2.1:5999", answer(50*time.Millisecond))
-			tp.loc.add("sip:bob@example.com", bob.binding(tp, 1000))
+			tp.loc.add("bob@example.com", bob.binding(tp, 1000))
 
 			inv, tx := alice.invite(tp, "sip:bob@example.com")
 			got := bob.expect(sip.INVITE)
@@ -102,7 +102,7 @@ func TestCallerCancel(t *testing.T) {
 	tp := startProxy(t, nil)
 	alice := newDevice(t, "alice", "sip:alice@192.0.2.2:5998", nil)
 	bob := newDevice(t, "bob", "sip:bob@192.0.2.1:5999", ring)
-	tp.loc.add("sip:bob@example.com", bob.binding(tp, 1000))
+	tp.loc.add("bob@example.com", bob.binding(tp, 1000))
 
 	inv, tx := alice.invite(tp, "sip:bob@example.com", sip.NewHeader("Reason", `SIP;cause=487;text="hung up"`))
 	bob.expect(sip.INVITE)
@@ -155,7 +155,7 @@ func TestParallelFork(t *testing.T) {
 	alice := newDevice(t, "alice", "sip:alice@192.0.2.2:5998", nil)
 	desk := newDevice(t, "bob", "sip:bob@192.0.2.1:5999", answer(300*time.Millisecond))
 	mobile := newDevice(t, "bob", "sip:bob@192.0.2.3:5997", ring)
-	tp.loc.add("sip:bob@example.com", desk.binding(tp, 1000), mobile.binding(tp, 500))
+	tp.loc.add("bob@example.com", desk.binding(tp, 1000), mobile.binding(tp, 500))
 
 	_, tx := alice.invite(tp, "sip:bob@example.com")
 	desk.expect(sip.INVITE)
@@ -195,7 +195,7 @@ func TestSerialFork(t *testing.T) {
 			alice := newDevice(t, "alice", "sip:alice@192.0.2.2:5998", nil)
 			first := newDevice(t, "bob", "sip:bob@192.0.2.1:5999", tt.first)
 			second := newDevice(t, "bob", "sip:bob@192.0.2.3:5997", answer(0))
-			tp.loc.add("sip:bob@example.com", first.binding(tp, 1000), second.binding(tp, 500))
+			tp.loc.add("bob@example.com", first.binding(tp, 1000), second.binding(tp, 500))
 
 			_, tx := alice.invite(tp, "sip:bob@example.com")
 			first.expect(sip.INVITE)
@@ -221,7 +221,7 @@ func TestBestResponse(t *testing.T) {
 	two := newDevice(t, "bob", "sip:bob@192.0.2.3:5997", func(d *device, req *sip.Request, tx sip.ServerTransaction) {
 		d.respond(req, tx, 503, "Service Unavailable")
 	})
-	tp.loc.add("sip:bob@example.com", one.binding(tp, 1000), two.binding(tp, 1000))
+	tp.loc.add("bob@example.com", one.binding(tp, 1000), two.binding(tp, 1000))
 	_, tx := alice.invite(tp, "sip:bob@example.com")
 	rs := responses(t, tx)
 	if last := rs[len(rs)-1].StatusCode; last != 486 {

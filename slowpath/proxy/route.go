@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/pinhole-sip/pinhole/slowpath/location"
 	"net/netip"
 	"strings"
 
@@ -33,11 +34,11 @@ type decision struct {
 	status int
 	reason string
 	aor    string
-	auth   bool // Proxy-Authorization must be checked first
-	ours   int  // top Route entries that name pinhole, to strip (§16.4)
-	strict bool // the previous hop was a strict router (§16.4)
-	flow   Flow // actDialog: send over this registered flow
-	viaFlw bool // flow is set
+	auth   bool          // Proxy-Authorization must be checked first
+	ours   int           // top Route entries that name pinhole, to strip (§16.4)
+	strict bool          // the previous hop was a strict router (§16.4)
+	flow   location.Flow // actDialog: send over this registered flow
+	viaFlw bool          // flow is set
 }
 
 // decide routes req: RFC 3261 §16.3 (validation), §16.4 (route
@@ -166,11 +167,11 @@ func (p *Proxy) pickFlow(d *decision, mark *sip.Uri, from *sip.FromHeader) {
 	d.flow, d.viaFlw = f, true
 }
 
-// AOR is the location-store key of user at domain: "sip:user@domain" with
-// the domain in lower case (RFC 3261 §19.1.4: host compares without case,
-// user with case).
+// AOR is the location-store key of user at domain, as the registrar
+// writes it: "user@domain", the domain in lower case (RFC 3261 §19.1.4:
+// the host compares without case, the user with case).
 func AOR(user, domain string) string {
-	return "sip:" + user + "@" + strings.ToLower(domain)
+	return user + "@" + strings.ToLower(domain)
 }
 
 // served reports whether host is one of our domains.
@@ -212,7 +213,7 @@ func (p *Proxy) isOurHost(u *sip.Uri) bool {
 }
 
 // listenerFor finds the listener a flow arrived on.
-func (p *Proxy) listenerFor(f Flow) *listener {
+func (p *Proxy) listenerFor(f location.Flow) *listener {
 	local := f.Local.Addr().Unmap()
 	for i := range p.listeners {
 		l := &p.listeners[i]

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"github.com/pinhole-sip/pinhole/slowpath/location"
 	"net/netip"
 	"strings"
 	"testing"
@@ -38,8 +39,8 @@ func unitProxy(t testing.TB, mutate func(*Config)) (*Proxy, *fakeLocator) {
 	cfg := Config{
 		Domains: []string{"example.com"},
 		Listeners: []Listener{
-			{Transport: TransportUDP, Local: unitUDP, Host: "edge.example.com"},
-			{Transport: TransportTCP, Local: unitTCP, Host: "edge.example.com"},
+			{Transport: location.TransportUDP, Local: unitUDP, Host: "edge.example.com"},
+			{Transport: location.TransportTCP, Local: unitTCP, Host: "edge.example.com"},
 		},
 	}
 	if mutate != nil {
@@ -101,7 +102,7 @@ func TestLocalReplies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p, loc := unitProxy(t, func(c *Config) { c.Outbound = tt.outbound })
-			loc.known["sip:carol@example.com"] = true
+			loc.known["carol@example.com"] = true
 			tx := &fakeTx{}
 			p.Handle(request(t, tt.req), tx)
 			if len(tx.res) != 1 {
@@ -140,7 +141,7 @@ func TestAuthorization(t *testing.T) {
 			calls = 0
 			p, loc := unitProxy(t, nil)
 			p.auth = deny
-			loc.known["sip:carol@example.com"] = true
+			loc.known["carol@example.com"] = true
 			tx := &fakeTx{}
 			p.Handle(request(t, tt.req), tx)
 			var got int
@@ -160,8 +161,8 @@ func TestAuthorization(t *testing.T) {
 // TestDecideDialog: in-dialog requests are loose-routed (RFC 3261 §16.4)
 // and pick the flow of the side they go to.
 func TestDecideDialog(t *testing.T) {
-	callee := Flow{Transport: TransportUDP, Remote: netip.MustParseAddrPort("203.0.113.20:1024"), Local: unitUDP}
-	caller := Flow{Transport: TransportTCP, Remote: netip.MustParseAddrPort("203.0.113.9:40000"), Local: unitTCP}
+	callee := location.Flow{Transport: location.TransportUDP, Remote: netip.MustParseAddrPort("203.0.113.20:1024"), Local: unitUDP}
+	caller := location.Flow{Transport: location.TransportTCP, Remote: netip.MustParseAddrPort("203.0.113.9:40000"), Local: unitTCP}
 	ours := fmt.Sprintf("sip:edge.example.com;transport=udp;lr;ftag=a1;nc=%s;nr=%s", FlowParam(callee), FlowParam(caller))
 	bye := func(fromTag, ruri string, routes ...string) string {
 		s := msg("BYE", ruri, routes...)
@@ -172,7 +173,7 @@ func TestDecideDialog(t *testing.T) {
 		Act    action
 		Ours   int
 		Strict bool
-		Flow   Flow
+		Flow   location.Flow
 		ViaFlw bool
 	}
 	tests := []struct {
@@ -202,7 +203,7 @@ func TestDecideDialog(t *testing.T) {
 		},
 		{
 			name: "forged flow from a socket we do not have",
-			req:  bye("a1", "sip:bob@192.0.2.50:5060", "Route: <sip:edge.example.com;lr;ftag=a1;nc="+FlowParam(Flow{Transport: TransportUDP, Remote: callee.Remote, Local: netip.MustParseAddrPort("192.0.2.99:5060")})+">"),
+			req:  bye("a1", "sip:bob@192.0.2.50:5060", "Route: <sip:edge.example.com;lr;ftag=a1;nc="+FlowParam(location.Flow{Transport: location.TransportUDP, Remote: callee.Remote, Local: netip.MustParseAddrPort("192.0.2.99:5060")})+">"),
 			want: result{Act: actDialog, Ours: 1},
 		},
 		{
@@ -279,15 +280,15 @@ func TestRank(t *testing.T) {
 }
 
 func TestConfigRejects(t *testing.T) {
-	good := Listener{Transport: TransportUDP, Local: unitUDP}
+	good := Listener{Transport: location.TransportUDP, Local: unitUDP}
 	tests := []struct {
 		name string
 		cfg  Config
 		want string
 	}{
 		{"no listeners", Config{}, "listeners"},
-		{"udp on any address", Config{Listeners: []Listener{{Transport: TransportUDP, Local: netip.MustParseAddrPort("0.0.0.0:5060"), Host: "edge"}}}, "concrete"},
-		{"any address without host", Config{Listeners: []Listener{{Transport: TransportTCP, Local: netip.MustParseAddrPort("0.0.0.0:5060")}}}, "host"},
+		{"udp on any address", Config{Listeners: []Listener{{Transport: location.TransportUDP, Local: netip.MustParseAddrPort("0.0.0.0:5060"), Host: "edge"}}}, "concrete"},
+		{"any address without host", Config{Listeners: []Listener{{Transport: location.TransportTCP, Local: netip.MustParseAddrPort("0.0.0.0:5060")}}}, "host"},
 		{"bad transport", Config{Listeners: []Listener{{Transport: 7, Local: unitUDP}}}, "transport"},
 		{"bad outbound", Config{Listeners: []Listener{good}, Outbound: "mailto:x@y"}, "outbound"},
 		{"bad domain", Config{Listeners: []Listener{good}, Domains: []string{"a b"}}, "domains[0]"},
@@ -307,7 +308,7 @@ func TestConfigRejects(t *testing.T) {
 // carrying our Record-Route with flow parameters, and of an initial one.
 func BenchmarkDecide(b *testing.B) {
 	p, _ := unitProxy(b, nil)
-	callee := Flow{Transport: TransportUDP, Remote: netip.MustParseAddrPort("203.0.113.20:1024"), Local: unitUDP}
+	callee := location.Flow{Transport: location.TransportUDP, Remote: netip.MustParseAddrPort("203.0.113.20:1024"), Local: unitUDP}
 	route := fmt.Sprintf("Route: <sip:edge.example.com;transport=udp;lr;ftag=a1;nc=%s>", FlowParam(callee))
 	dialog := request(b, strings.Replace(msg("BYE", "sip:bob@10.1.1.1:5060", route), "To: <sip:bob@10.1.1.1:5060>", "To: <sip:bob@example.com>;tag=b", 1))
 	initial := request(b, msg("INVITE", "sip:bob@example.com"))
