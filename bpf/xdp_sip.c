@@ -320,26 +320,36 @@ __noinline __u64 scan(struct xdp_md *ctx, __u32 poff, __u32 what)
 	const __u8 *data = (void *)(long)ctx->data;
 	const void *end = (void *)(long)ctx->data_end;
 	const __u8 *start;
+	__u64 pnl = 0, pcr = 0;
 
 	if (poff > MAX_L4OFF + 8)
 		return 0;
 	start = data + poff;
 	for (__u32 off = 0; off < SCAN_LIMIT; off += 8) {
 		const __u8 *p = start + off, *l;
-		__u64 t;
+		__u64 w, nl, cr, blank;
 		__u32 lo;
 
 		if ((const void *)(p + 8) > end)
 			break;
-		t = zero_bytes(load64(p) ^ 0x0a0a0a0a0a0a0a0aULL);
-		if (!t)
+		w = load64(p);
+		nl = zero_bytes(w ^ 0x0a0a0a0a0a0a0a0aULL);
+		cr = zero_bytes(w ^ 0x0d0d0d0d0d0d0d0dULL);
+		/* "\n\r\n" ends the header section (RFC 3261 §7); the flags
+		 * of the previous word's last bytes carry across the edge. */
+		blank = nl & (cr << 8 | pcr >> 56) & (nl << 16 | pnl >> 48);
+		pnl = nl;
+		pcr = cr;
+		if (blank)
+			break;
+		if (!nl)
 			continue;
-		lo = off + last_byte(t) + 1;
+		lo = off + last_byte(nl) + 1;
 		l = start + lo;
 		if ((const void *)(l + 8) > end)
 			break;
 		if (l[0] == '\r' || l[0] == '\n')
-			break; /* empty line: end of the header section, RFC 3261 §7 */
+			break; /* the empty line starts the next word */
 		if (what == SCAN_USER_AGENT) {
 			if (lower8(load64(l)) == LE8('u', 's', 'e', 'r', '-', 'a', 'g', 'e'))
 				return ua_scanner(ctx, poff + lo + 8);
