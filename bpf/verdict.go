@@ -5,19 +5,19 @@ package bpf
 type Verdict uint32
 
 const (
-	VerdictPass              Verdict = iota // not SIP-port UDP: untouched
-	VerdictSIPPassed                        // SIP request or response handed to the stack
-	VerdictKeepalivePassed                  // keepalive or STUN left to userspace
-	VerdictCRLFAnswered                     // "\r\n\r\n" answered with "\r\n"
-	VerdictSTUNAnswered                     // STUN Binding Request answered
-	VerdictFillerDropped                    // CRLF/NUL/space filler of up to 4 bytes
-	VerdictNATPingSwallowed                 // reply to our own OPTIONS ping
-	VerdictRateLimited                      // request over its source's token bucket
-	VerdictBlocklisted                      // source in the blocklist
-	VerdictScanner                          // User-Agent matched a signature
-	VerdictJunk                             // neither keepalive, STUN nor SIP
-	VerdictEmpty                            // zero-length UDP payload
-	VerdictMalformed                        // IP/UDP lengths disagree with the frame
+	VerdictPass             Verdict = iota // not SIP-port UDP: untouched
+	VerdictSIPPassed                       // SIP request or response handed to the stack
+	VerdictKeepalivePassed                 // keepalive or STUN left to userspace
+	VerdictCRLFAnswered                    // "\r\n\r\n" answered with "\r\n"
+	VerdictSTUNAnswered                    // STUN Binding Request answered
+	VerdictFillerDropped                   // CRLF/NUL/space filler of up to 4 bytes
+	VerdictNATPingSwallowed                // reply to our own OPTIONS ping
+	VerdictRateLimited                     // request over its source's token bucket
+	VerdictBlocklisted                     // source in the blocklist
+	VerdictScanner                         // User-Agent matched a signature
+	VerdictJunk                            // neither keepalive, STUN nor SIP
+	VerdictEmpty                           // zero-length UDP payload
+	VerdictMalformed                       // IP/UDP lengths disagree with the frame
 	numVerdicts
 )
 

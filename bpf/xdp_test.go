@@ -336,16 +336,24 @@ func TestVerdicts(t *testing.T) {
 		{name: "stun bad length is junk", in: build(udp4(stunRequest(0x0001, nil) + "xxxx")), action: xdpDrop, verdict: VerdictJunk},
 		{name: "response passes", in: build(udp4(pingReply("Call-ID: abc"))), action: xdpPass, verdict: VerdictSIPPassed},
 		{name: "blocklisted v4", in: build(udp4(register)),
-			setup:  func(t *testing.T, o *Objects) { mustNil(t, o.Blocklist.Add(netip.MustParsePrefix("198.51.100.0/24"), time.Time{})) },
+			setup: func(t *testing.T, o *Objects) {
+				mustNil(t, o.Blocklist.Add(netip.MustParsePrefix("198.51.100.0/24"), time.Time{}))
+			},
 			action: xdpDrop, verdict: VerdictBlocklisted},
 		{name: "blocklisted v4 keepalive", in: build(udp4("\r\n\r\n")),
-			setup:  func(t *testing.T, o *Objects) { mustNil(t, o.Blocklist.Add(netip.MustParsePrefix("198.51.100.7/32"), time.Now().Add(time.Hour))) },
+			setup: func(t *testing.T, o *Objects) {
+				mustNil(t, o.Blocklist.Add(netip.MustParsePrefix("198.51.100.7/32"), time.Now().Add(time.Hour)))
+			},
 			action: xdpDrop, verdict: VerdictBlocklisted},
 		{name: "blocklisted v6", in: build(udp6(register)),
-			setup:  func(t *testing.T, o *Objects) { mustNil(t, o.Blocklist.Add(netip.MustParsePrefix("2001:db8:1::/48"), time.Time{})) },
+			setup: func(t *testing.T, o *Objects) {
+				mustNil(t, o.Blocklist.Add(netip.MustParsePrefix("2001:db8:1::/48"), time.Time{}))
+			},
 			action: xdpDrop, verdict: VerdictBlocklisted},
 		{name: "other prefix not blocked", in: build(udp4(register)),
-			setup:  func(t *testing.T, o *Objects) { mustNil(t, o.Blocklist.Add(netip.MustParsePrefix("198.51.101.0/24"), time.Time{})) },
+			setup: func(t *testing.T, o *Objects) {
+				mustNil(t, o.Blocklist.Add(netip.MustParsePrefix("198.51.101.0/24"), time.Time{}))
+			},
 			action: xdpPass, verdict: VerdictSIPPassed},
 		{name: "expired block ignored", in: build(udp4(register)),
 			setup: func(t *testing.T, o *Objects) {
