@@ -376,20 +376,25 @@ func readTestdata(t testing.TB, name string) []byte {
 
 // tortureFiles lists sipgo's RFC 4475 torture messages of one kind, found
 // through the go tool so that nothing is copied into this repository.
-func tortureFiles(t *testing.T, kind string) []string {
+func tortureFiles(t testing.TB, kind string) []string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("the go tool is not on PATH: cannot locate sipgo's torture messages")
 	}
-	out, err := exec.Command(goTool, "list", "-m", "-f", "{{.Dir}}", "github.com/emiago/sipgo").Output()
-	if err != nil {
-		t.Fatalf("locate sipgo: %v", err)
-	}
-	dir := filepath.Join(strings.TrimSpace(string(out)), "sip", "testdata", "torture", kind)
+	dir := filepath.Join(sipgoDir(t, goTool), "sip", "testdata", "torture", kind)
 	files, err := filepath.Glob(filepath.Join(dir, "*.dat"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no torture messages in %s (err %v)", dir, err)
 	}
 	return files
+}
+
+func sipgoDir(t testing.TB, goTool string) string {
+	t.Helper()
+	out, err := exec.Command(goTool, "list", "-m", "-f", "{{.Dir}}", "github.com/emiago/sipgo").Output()
+	if err != nil {
+		t.Fatalf("locate sipgo: %v", err)
+	}
+	return strings.TrimSpace(string(out))
 }
