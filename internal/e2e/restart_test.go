@@ -32,7 +32,7 @@ func TestBindingsSurviveKill9(t *testing.T) {
 		users[i] = testutil.User{Name: fmt.Sprintf("u%04d", i), Password: fmt.Sprintf("pw%04d", i), Expires: 3600}
 		passwords[users[i].Name] = users[i].Password
 	}
-	s := startServer(t, passwords, func(c *testutil.Config) {
+	s := startServer(t, passwords, false, func(c *testutil.Config) {
 		c.Location.FlushInterval = flushInterval.String()
 		c.Log.Level = "info" // debug per request would dominate the run
 	})

@@ -49,13 +49,16 @@ type Config struct {
 	Metrics   MetricsConfig   `yaml:"metrics,omitempty"`
 }
 
-// Listen lists host:port per transport; an empty list is not served.
+// Listen lists host:port per transport; an empty list is not served. Every
+// list is written, empty ones as [], because pinhole lays the file over its
+// embedded default, which serves fixed ports that parallel tests would
+// fight over.
 type Listen struct {
-	UDP []string `yaml:"udp,omitempty"`
-	TCP []string `yaml:"tcp,omitempty"`
-	TLS []string `yaml:"tls,omitempty"`
-	WS  []string `yaml:"ws,omitempty"`
-	WSS []string `yaml:"wss,omitempty"`
+	UDP []string `yaml:"udp"`
+	TCP []string `yaml:"tcp"`
+	TLS []string `yaml:"tls"`
+	WS  []string `yaml:"ws"`
+	WSS []string `yaml:"wss"`
 }
 
 // Advertise is the address pinhole writes in Via and Record-Route.

@@ -152,6 +152,11 @@ func (s Sipp) Start(t testing.TB) *SippProcess {
 	if err != nil {
 		t.Fatalf("make a directory for sipp: %v", err)
 	}
+	if s.LocalPort == 0 && s.NS == nil && s.LocalIP.IsValid() {
+		// sipp would try 5060 first, the port a developer's own pinhole or
+		// another test may hold; a namespace of ours has it free.
+		s.LocalPort = FreePort(t, s.LocalIP)
+	}
 	args, err := s.args(dir)
 	if err != nil {
 		t.Fatal(err)
