@@ -1,10 +1,14 @@
 package auth
 
 import (
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -222,5 +226,49 @@ func TestCheck(t *testing.T) {
 				t.Errorf("Check (-want +got):\n%s\nheaders: %q", diff, lines)
 			}
 		})
+	}
+}
+
+// TestCheckConcurrent runs Check from many goroutines, as sipgo does (one
+// goroutine per message); run with -race. Each (nonce, nc) is accepted once.
+func TestCheckConcurrent(t *testing.T) {
+	a := newAuth(t, newClock(), nil)
+	nonce := nonceOf(t, a.Check(loadRequest(t, "register.sip"), true))
+	const workers, per = 8, 50
+	var reqs [workers][]*sip.Request
+	for w := range reqs {
+		for i := 0; i < per; i++ {
+			c := cred{user: "alice", realm: "pinhole", uri: "sip:pinhole.example", alg: "SHA-256", qop: "auth",
+				nc: fmt.Sprintf("%08x", i+1), cnonce: fmt.Sprintf("c%d", w), password: "wonderland", nonce: nonce}
+			reqs[w] = append(reqs[w], loadRequest(t, "register.sip", "Authorization: "+c.value("REGISTER")))
+		}
+	}
+	var accepted, replayed atomic.Int32
+	var wg sync.WaitGroup
+	for w := range reqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, req := range reqs[w] {
+				// Each request twice: the second is a replay.
+				for range 2 {
+					switch r := a.Check(req, true); {
+					case r.OK:
+						accepted.Add(1)
+					case r.Status == 401:
+						replayed.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Workers share nc values but not cnonces; the replay key is
+	// (nonce, nc), so only the first of each nc across workers is accepted.
+	if got := accepted.Load(); got != per {
+		t.Errorf("accepted %d, want %d (one per nc)", got, per)
+	}
+	if got := replayed.Load(); got != 2*workers*per-per {
+		t.Errorf("stale answers %d, want %d", got, 2*workers*per-per)
 	}
 }

@@ -14,9 +14,6 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// Test users in testdata/users.conf.
-var passwords = map[string]string{"alice": "wonderland", "bob": "builder"}
-
 // testSecret keeps nonces verifiable across Authenticators in one test.
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
 
