@@ -18,6 +18,7 @@ import (
 	"github.com/pinhole-sip/pinhole/slowpath/auth"
 	"github.com/pinhole-sip/pinhole/slowpath/location"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
+	"github.com/pinhole-sip/pinhole/slowpath/sanity"
 )
 
 // Server is pinhole's slow path: one sipgo user agent serving every
@@ -29,9 +30,13 @@ type Server struct {
 	srv   *sipgo.Server
 	cli   *sipgo.Client
 	store *location.Memory
+	creds *auth.Credentials
 	authn *auth.Authenticator
 	reg   *registrar.Registrar
 	tls   *tls.Config
+
+	limits sanity.Limits
+	udp    udpSockets
 
 	mu      sync.Mutex
 	closers []func() error
@@ -44,15 +49,26 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data_dir: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log}
+	s := &Server{cfg: cfg, log: log, limits: sanity.Limits{
+		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		MaxHeaders:      cfg.Limits.MaxHeaders,
+	}}
 
 	var err error
 	if cfg.Auth.Enabled() {
-		creds, err := auth.LoadCredentials(cfg.Auth.Credentials)
+		s.creds, err = auth.LoadCredentials(cfg.Auth.Credentials)
 		if err != nil {
 			return nil, fmt.Errorf("auth.credentials: %w", err)
 		}
-		s.authn, err = auth.New(auth.Config{Realm: cfg.Auth.Realm, NonceTTL: cfg.Auth.NonceTTL, Creds: creds})
+		var algs []auth.Algorithm
+		for _, name := range cfg.Auth.Algorithms {
+			a, err := auth.ParseAlgorithm(name)
+			if err != nil {
+				return nil, fmt.Errorf("auth.algorithms: %w", err)
+			}
+			algs = append(algs, a)
+		}
+		s.authn, err = auth.New(auth.Config{Realm: cfg.Auth.Realm, NonceTTL: cfg.Auth.NonceTTL, Algorithms: algs, Creds: s.creds})
 		if err != nil {
 			return nil, fmt.Errorf("set up authentication: %w", err)
 		}
@@ -133,7 +149,10 @@ func (s *Server) buildUA() error {
 		sipgo.WithUserAgent("pinhole"),
 		sipgo.WithUserAgentHostname(s.hostname()),
 		sipgo.WithUserAgentParser(parser),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
+		sipgo.WithUserAgentTransportLayerOptions(
+			sip.WithTransportLayerLogger(sipLog),
+			sip.WithTransportLayerReadFilter(s.readFilter),
+		),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
 	}
 	if s.tls != nil {
@@ -186,6 +205,7 @@ func (s *Server) listen(l config.Listener) error {
 			return err
 		}
 		s.addCloser(pc.Close)
+		s.udp.add(pc)
 		serve(func() error { return s.srv.ServeUDP(pc) })
 	case "TCP", "WS":
 		ln, err := net.Listen("tcp", addr)

@@ -149,3 +149,32 @@ func BenchmarkRegisterUDP(b *testing.B) {
 	b.ReportMetric(float64(ok)/elapsed.Seconds(), "reg/s")
 	b.ReportMetric(float64(lost), "stalls")
 }
+
+func TestMalformedRequestGets400(t *testing.T) {
+	_, addr := startServer(t, "")
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// No CSeq: sipgo alone would log and drop it; pinhole answers 400.
+	bad := "OPTIONS sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP " + c.LocalAddr().String() + ";branch=z9hG4bK-x\r\n" +
+		"From: <sip:a@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: bad-1\r\nContent-Length: 0\r\n\r\n"
+	c.Write([]byte(bad))
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 2048)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(buf[:n], []byte("SIP/2.0 400 Missing CSeq Header\r\n")) || !bytes.Contains(buf[:n], []byte("Call-ID: bad-1")) {
+		t.Fatalf("response:\n%s", buf[:n])
+	}
+	// Junk gets nothing back and does not stop the socket: a REGISTER after it is answered.
+	c.Write([]byte("\x16\x03\x01 hello"))
+	c.Write(register("bob", "after-junk", 1, c.LocalAddr().String()))
+	n, err = c.Read(buf)
+	if err != nil || !bytes.HasPrefix(buf[:n], []byte("SIP/2.0 200 OK")) {
+		t.Fatalf("after junk: %v\n%s", err, buf[:n])
+	}
+}

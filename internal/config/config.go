@@ -99,6 +99,10 @@ type Auth struct {
 	Realm       string        `yaml:"realm"`
 	Credentials string        `yaml:"credentials"` // empty: authentication off
 	NonceTTL    time.Duration `yaml:"nonce_ttl"`
+	// Algorithms offered in challenges, most preferred first (RFC 8760:
+	// one challenge per algorithm). Some devices, sipp among them, answer
+	// only the first challenge and only with MD5: list MD5 alone for them.
+	Algorithms []string `yaml:"algorithms"`
 }
 
 // Enabled reports whether requests must authenticate.
@@ -158,6 +162,11 @@ func Parse(data []byte, source string) (*Config, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, fmt.Errorf("%s: %w: %v", source, ErrInvalid, err)
 	}
+	// A file that names listen names every socket: a transport it leaves
+	// out is not served, rather than inherited from the default.
+	if hasKey(&root, "listen") {
+		cfg.Listen = Listen{}
+	}
 	if err := decodeStrict(data, cfg); err != nil {
 		return nil, fmt.Errorf("%s: %w: %v", source, ErrInvalid, err)
 	}
@@ -216,6 +225,12 @@ func (c *Config) validate() error {
 			if ap.Port() == 0 {
 				return bad(l.key, "%q needs a port", a)
 			}
+			if l.key == "listen.udp" && ap.Addr().IsUnspecified() {
+				// A wildcard UDP socket answers from whatever address the
+				// kernel picks, and NAT pinholes open only for the address
+				// a device sent to (DESIGN.md: one address, one port).
+				return bad(l.key, "%q: name the address to serve; a wildcard UDP socket may answer from another address than the device sent to", a)
+			}
 			// TCP-based transports share the kernel's TCP port space.
 			family := "udp"
 			if l.key != "listen.udp" {
@@ -267,6 +282,14 @@ func (c *Config) validate() error {
 	if c.Auth.Realm == "" || strings.ContainsAny(c.Auth.Realm, "\"\\\r\n") {
 		return bad("auth.realm", "%q: must be non-empty and contain no quote, backslash or line break", c.Auth.Realm)
 	}
+	if len(c.Auth.Algorithms) == 0 {
+		return bad("auth.algorithms", "offer at least one of SHA-256, MD5")
+	}
+	for _, a := range c.Auth.Algorithms {
+		if a != "SHA-256" && a != "MD5" {
+			return bad("auth.algorithms", "%q: must be SHA-256 or MD5", a)
+		}
+	}
 	if c.Auth.NonceTTL < time.Second || c.Auth.NonceTTL > time.Hour {
 		return bad("auth.nonce_ttl", "%s: must be between 1s and 1h", c.Auth.NonceTTL)
 	}
@@ -300,6 +323,23 @@ func (c *Config) validate() error {
 		return bad("log.level", "%q: must be debug, info, warn or error", c.Log.Level)
 	}
 	return nil
+}
+
+// hasKey reports whether the document's top mapping has key.
+func hasKey(root *yaml.Node, key string) bool {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	if n.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
 }
 
 // lineOf finds the line of a dotted key ("registrar.min_expires") in the

@@ -68,6 +68,9 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"advertise port only", "advertise:\n  port: 5060\n", []string{"line 1", "advertise.host"}},
 		{"domain with port", "domains: [\"a.com:5060\"]\n", []string{"line 1", "domains"}},
 		{"metrics", "metrics:\n  listen: nowhere\n", []string{"line 2", "metrics.listen"}},
+		{"wildcard udp", "listen:\n  udp: [\"0.0.0.0:5060\"]\n", []string{"line 2", "listen.udp", "wildcard"}},
+		{"algorithm", "auth:\n  algorithms: [SHA-512]\n", []string{"line 2", "auth.algorithms"}},
+		{"no algorithm", "auth:\n  algorithms: []\n", []string{"line 2", "auth.algorithms"}},
 		{"empty data dir", "data_dir: \"\"\n", []string{"line 1", "data_dir"}},
 	}
 	for _, tt := range tests {
@@ -85,6 +88,17 @@ func TestInvalidConfigurations(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestListenInFileReplacesDefault(t *testing.T) {
+	cfg, err := Parse([]byte("listen:\n  tcp: [\"127.0.0.1:7000\"]\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.Listen.Listeners()
+	if len(got) != 1 || got[0].Transport != "TCP" {
+		t.Errorf("listeners = %v, want only the file's TCP socket", got)
 	}
 }
 
