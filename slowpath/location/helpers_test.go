@@ -84,3 +84,15 @@ func put(t testing.TB, s Store, bs ...Binding) []Binding {
 	}
 	return got
 }
+
+type atomicCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *atomicCounter) add() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n++
+	return c.n
+}

@@ -1,0 +1,105 @@
+package location
+
+import (
+	"testing"
+	"time"
+)
+
+// benchStore holds n typical bindings, one per AOR, with write-behind to a
+// file when path is set.
+func benchStore(b *testing.B, n int, path string) (*Memory, []Binding) {
+	b.Helper()
+	m, err := Open(Options{Path: path, FlushInterval: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	exp := time.Now().Add(time.Hour)
+	bs := make([]Binding, n)
+	for i := range bs {
+		bs[i] = typical(i, exp)
+	}
+	putAll(b, m, bs)
+	return m, bs
+}
+
+func BenchmarkLookup(b *testing.B) {
+	m, bs := benchStore(b, 100_000, "")
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if len(m.Lookup(bs[i%len(bs)].AOR)) != 1 {
+			b.Fatal("miss")
+		}
+		i++
+	}
+}
+
+func BenchmarkLookupParallel(b *testing.B) {
+	m, bs := benchStore(b, 100_000, "")
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			m.Lookup(bs[i%len(bs)].AOR)
+			i += 7
+		}
+	})
+}
+
+// BenchmarkUpdateRefresh is a REGISTER refresh through the slow path: same
+// contact, higher CSeq, later expiry. It is written behind, so the file
+// does not slow it down.
+func BenchmarkUpdateRefresh(b *testing.B) {
+	m, bs := benchStore(b, 100_000, tempDB(b))
+	exp := time.Now().Add(2 * time.Hour)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		aor := bs[i%len(bs)].AOR
+		if _, err := m.Update(aor, func(cur []Binding) ([]Binding, error) {
+			cur[0].CSeq++
+			cur[0].Expires = exp
+			return cur, nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkUpdateNew is a first registration: written through, so its
+// cost is bbolt's transaction and fsync shared by the parallel callers.
+func BenchmarkUpdateNew(b *testing.B) {
+	m, _ := benchStore(b, 0, tempDB(b))
+	exp := time.Now().Add(time.Hour)
+	b.ReportAllocs()
+	b.SetParallelism(64) // sipgo runs a goroutine per request
+	var next atomicCounter
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			bn := typical(next.add(), exp)
+			if _, err := m.Update(bn.AOR, func([]Binding) ([]Binding, error) { return []Binding{bn}, nil }); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkTouch(b *testing.B) {
+	m, bs := benchStore(b, 100_000, tempDB(b))
+	exp := time.Now().Add(2 * time.Hour)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		bn := &bs[i%len(bs)]
+		bn.CSeq++
+		if !m.Touch(bn.AOR, bn.Contact, bn.CSeq, exp) {
+			b.Fatal("Touch failed")
+		}
+		i++
+	}
+}

@@ -1,0 +1,109 @@
+package location
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestRecordRoundTrip(t *testing.T) {
+	exp := time.Unix(1_750_000_000, 0)
+	for _, tt := range []struct {
+		name string
+		in   []Binding
+	}{
+		{"typical with instance", []Binding{typical(2, exp)}},
+		{"typical without instance", []Binding{typical(3, exp)}},
+		{"zero flow and times", []Binding{{AOR: "a@x", Contact: "sip:a@x"}}},
+		{"extremes", []Binding{{AOR: "a@x", Contact: "c", RegID: 1<<32 - 1, CSeq: 1<<32 - 1, Q: 1<<16 - 1,
+			Expires: time.Unix(1<<32-1, 0), Updated: time.Unix(1, 0), NAT: true,
+			Flow: Flow{Transport: TransportWSS, Remote: netip.MustParseAddrPort("[fe80::1%a-long-zone-name]:65535"), Local: netip.MustParseAddrPort("[::ffff:1.2.3.4]:0")}}}},
+		{"several", []Binding{typical(4, exp), typical(5, exp.Add(time.Second)), {AOR: "user000004@example.com", Contact: "x", Path: "<sip:p;lr>"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for i := range tt.in {
+				tt.in[i].AOR = tt.in[0].AOR
+			}
+			v := encodeValue(tt.in)
+			got, err := decodeValue(tt.in[0].AOR, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.in, got, addrPortEqual); diff != "" {
+				t.Errorf("round trip (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestRecordSize(t *testing.T) {
+	// The figure docs/location.md quotes: 7 bytes per IPv4 address where
+	// netip.AddrPort takes 32, and the whole typical record.
+	exp := time.Unix(1_750_000_000, 0)
+	withInstance, without := typical(2, exp), typical(3, exp)
+	for _, tt := range []struct {
+		b    Binding
+		want int
+	}{
+		{withInstance, 164},
+		{without, 119},
+	} {
+		if got := recordSize(&tt.b); got != tt.want {
+			t.Errorf("recordSize(%s) = %d, want %d", tt.b.Contact, got, tt.want)
+		}
+		if got, want := len(appendEntry(nil, &tt.b)), tt.want+uvarintLen(uint64(tt.want)); got != want {
+			t.Errorf("appendEntry length = %d, want %d", got, want)
+		}
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	good := encodeValue([]Binding{typical(2, time.Unix(1_750_000_000, 0))})
+	mut := func(f func(v []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
+	for name, v := range map[string][]byte{
+		"nil":            nil,
+		"version 0":      mut(func(v []byte) []byte { v[0] = 0; return v }),
+		"no records":     {formatV1},
+		"short length":   {formatV1, 3, 0, 0, 0},
+		"length too big": mut(func(v []byte) []byte { v[1] = 0xff; return v }),
+		"flags":          mut(func(v []byte) []byte { v[3+offFlags] = 0x10; return v }),
+		"transport 6":    mut(func(v []byte) []byte { v[3+offFlags] = 6; return v }),
+		"truncated":      good[:len(good)-1],
+		"addr kind":      mut(func(v []byte) []byte { v[3+fixedLen+3] = 5; return v }),
+	} {
+		if _, err := decodeValue("a@x", v); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: error = %v, want ErrCorrupt", name, err)
+		}
+	}
+}
+
+// FuzzDecode: any bytes decode or fail with ErrCorrupt, never panic, and
+// what decodes re-encodes to the same bytes.
+func FuzzDecode(f *testing.F) {
+	exp := time.Unix(1_750_000_000, 0)
+	f.Add(encodeValue([]Binding{typical(2, exp)}))
+	f.Add(encodeValue([]Binding{typical(3, exp), typical(4, exp)}))
+	f.Add(encodeValue([]Binding{{Contact: "c", Flow: Flow{Remote: netip.MustParseAddrPort("[fe80::1%z]:1")}}}))
+	f.Add([]byte{formatV1})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		in := append([]byte(nil), v...)
+		bs, err := decodeValue("a@x", in)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v is not ErrCorrupt", err)
+			}
+			return
+		}
+		again := encodeValue(bs)
+		bs2, err := decodeValue("a@x", again)
+		if err != nil {
+			t.Fatalf("re-encoded value does not decode: %v", err)
+		}
+		if diff := cmp.Diff(bs, bs2, addrPortEqual); diff != "" {
+			t.Fatalf("re-decode differs (-first +second):\n%s", diff)
+		}
+	})
+}
