@@ -27,7 +27,7 @@ func TestCallsWithDeviceBehindNAT(t *testing.T) {
 	nat := testutil.NATDevice(t, nil)
 	port := testutil.FreePort(t, testutil.Loopback)
 	natSide := fmt.Sprintf("%s:%d", nat.UpstreamAddr, port)
-	s := startServer(t, alicePasswords, false, func(c *testutil.Config) {
+	s := startServer(t, alicePasswords, true, func(c *testutil.Config) {
 		loop := fmt.Sprintf("%s:%d", testutil.Loopback, port)
 		c.Listen.UDP = []string{loop, natSide}
 		c.Listen.TCP = []string{loop, natSide}
@@ -92,7 +92,7 @@ func TestCallsWithDeviceBehindNAT(t *testing.T) {
 // TestCancelBeforeAnswer: the caller gives up while the callee rings; the
 // CANCEL reaches the callee, which ends the INVITE with 487.
 func TestCancelBeforeAnswer(t *testing.T) {
-	s := startServer(t, alicePasswords, false, nil)
+	s := startServer(t, alicePasswords, true, nil)
 	bob := s.startDevice(t, nil, s.Addr, testutil.Loopback, testutil.FreePort(t, testutil.Loopback), "bob", "uas_ring_then_cancel.xml")
 
 	r := s.call(t, nil, s.Addr, testutil.Loopback, "alice", "bob", "uac_cancel.xml")
@@ -108,7 +108,7 @@ func TestCancelBeforeAnswer(t *testing.T) {
 // TestParallelForking: bob has two phones; the first answers, the other
 // rings on and must get a CANCEL (RFC 3261 section 16.7 step 10).
 func TestParallelForking(t *testing.T) {
-	s := startServer(t, alicePasswords, false, nil)
+	s := startServer(t, alicePasswords, true, nil)
 	winner := s.startDevice(t, nil, s.Addr, testutil.Loopback, testutil.FreePort(t, testutil.Loopback), "bob", "uas_answer.xml")
 	loser := s.startDevice(t, nil, s.Addr, testutil.Loopback, testutil.FreePort(t, testutil.Loopback), "bob", "uas_ring_then_cancel.xml")
 	if q := s.query(t, "bob"); len(q.Contacts) != 2 {
@@ -135,7 +135,7 @@ func TestParallelForking(t *testing.T) {
 // TestCallToUserWithoutBinding: a user pinhole does not know is 404; a
 // known user with no binding left is 480 (RFC 3261 section 21.4.18).
 func TestCallToUserWithoutBinding(t *testing.T) {
-	s := startServer(t, map[string]string{"alice": "wonderland", "carol": "cheshire"}, false, nil)
+	s := startServer(t, map[string]string{"alice": "wonderland", "carol": "cheshire"}, true, nil)
 
 	// carol registers, then removes every binding again.
 	if got := s.register(t, "carol", "cheshire", "Contact: <sip:carol@127.0.0.1:7401>", "Expires: 600"); got.Code != "200" {
@@ -143,7 +143,7 @@ func TestCallToUserWithoutBinding(t *testing.T) {
 	}
 	u := testutil.Sipp{
 		Scenario: scenario(t, "unregister_all.xml"), Remote: s.Addr, LocalIP: testutil.Loopback,
-		Service: "carol", AuthUser: "carol", AuthPassword: "cheshire", AuthURI: "sip:" + domain,
+		Service: "carol", AuthUser: "carol", AuthPassword: "cheshire", AuthURI: domain,
 		Vars: map[string]string{"domain": domain},
 	}.Run(t)
 	if u.ExitCode != testutil.SippExitOK {

@@ -97,7 +97,7 @@ func (s *server) register(t *testing.T, user, password, contactLine, expiresLine
 		Remote:   s.Addr,
 		LocalIP:  testutil.Loopback,
 		Service:  user, AuthUser: user, AuthPassword: password,
-		AuthURI: "sip:" + domain,
+		AuthURI: domain,
 		Vars:    map[string]string{"domain": domain, "contact_line": contactLine, "expires_line": expiresLine},
 		Timeout: 15 * time.Second,
 	}.Run(t)
@@ -140,7 +140,7 @@ func (s *server) startDevice(t *testing.T, ns *testutil.NetNS, remote string, ip
 		NS:        ns,
 		LocalIP:   ip, LocalPort: port,
 		Service: user, AuthUser: user, AuthPassword: s.Passwords[user],
-		AuthURI: "sip:" + domain,
+		AuthURI: domain,
 		Vars:    map[string]string{"domain": domain, "expires": "600", "hold_ms": "60000"},
 		Timeout: 90 * time.Second,
 	}.Start(t)
@@ -160,7 +160,7 @@ func (s *server) call(t *testing.T, ns *testutil.NetNS, remote string, ip netip.
 		NS:       ns,
 		LocalIP:  ip,
 		Service:  callee, AuthUser: caller, AuthPassword: s.Passwords[caller],
-		AuthURI: fmt.Sprintf("sip:%s@%s", callee, domain),
+		AuthURI: fmt.Sprintf("%s@%s", callee, domain),
 		Vars:    map[string]string{"domain": domain, "from_user": caller},
 		Timeout: 20 * time.Second,
 	}.Run(t)

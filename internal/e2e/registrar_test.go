@@ -16,7 +16,7 @@ var alicePasswords = map[string]string{"alice": "wonderland", "bob": "builder"}
 // removals and checks the 200 lists exactly the bindings that remain
 // (RFC 3261 section 10.3 step 8: the 200 carries all current bindings).
 func TestReRegisterAddsAndRemovesContacts(t *testing.T) {
-	s := startServer(t, alicePasswords, false, nil)
+	s := startServer(t, alicePasswords, true, nil)
 	const (
 		a = "sip:alice@127.0.0.1:7001"
 		b = "sip:alice@127.0.0.1:7002"
@@ -49,7 +49,7 @@ func TestReRegisterAddsAndRemovesContacts(t *testing.T) {
 // TestContactStar covers the wildcard of RFC 3261 section 10.2.2: it removes
 // every binding with Expires 0 and is a 400 with any other expiry.
 func TestContactStar(t *testing.T) {
-	s := startServer(t, alicePasswords, false, nil)
+	s := startServer(t, alicePasswords, true, nil)
 	for _, port := range []int{7101, 7102} {
 		got := s.register(t, "alice", "wonderland", fmt.Sprintf("Contact: <sip:alice@127.0.0.1:%d>", port), "Expires: 600")
 		if got.Code != "200" {
@@ -84,7 +84,7 @@ func TestContactStar(t *testing.T) {
 // TestIntervalTooBrief checks RFC 3261 section 10.3 step 7: an expiry below
 // min_expires is a 423 that names the minimum, and binds nothing.
 func TestIntervalTooBrief(t *testing.T) {
-	s := startServer(t, alicePasswords, false, nil) // min_expires: 60
+	s := startServer(t, alicePasswords, true, nil) // min_expires: 60
 	cases := []struct {
 		name, contactLine, expiresLine string
 	}{

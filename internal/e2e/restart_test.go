@@ -32,7 +32,7 @@ func TestBindingsSurviveKill9(t *testing.T) {
 		users[i] = testutil.User{Name: fmt.Sprintf("u%04d", i), Password: fmt.Sprintf("pw%04d", i), Expires: 3600}
 		passwords[users[i].Name] = users[i].Password
 	}
-	s := startServer(t, passwords, false, func(c *testutil.Config) {
+	s := startServer(t, passwords, true, func(c *testutil.Config) {
 		c.Location.FlushInterval = flushInterval.String()
 		c.Log.Level = "info" // debug per request would dominate the run
 	})
@@ -41,7 +41,7 @@ func TestBindingsSurviveKill9(t *testing.T) {
 	first := testutil.Sipp{
 		Scenario: scenario(t, "register.xml"), Remote: s.Addr, LocalIP: testutil.Loopback,
 		Users: acked, Calls: len(acked), Rate: killRate, Limit: 50,
-		AuthURI: "sip:" + domain, Vars: map[string]string{"domain": domain},
+		AuthURI: domain, Vars: map[string]string{"domain": domain},
 		Timeout: 60 * time.Second, NoMessageTrace: true,
 	}.Run(t)
 	if first.ExitCode != testutil.SippExitOK || first.Successful != len(acked) {
@@ -52,7 +52,7 @@ func TestBindingsSurviveKill9(t *testing.T) {
 	second := testutil.Sipp{
 		Scenario: scenario(t, "register.xml"), Remote: s.Addr, LocalIP: testutil.Loopback,
 		Users: rest, Calls: len(rest), Rate: killRate / 2, Limit: 50,
-		AuthURI: "sip:" + domain, Vars: map[string]string{"domain": domain},
+		AuthURI: domain, Vars: map[string]string{"domain": domain},
 		// The kill makes the unanswered calls time out: keep that short.
 		Timeout: 30 * time.Second, RecvTimeout: 5 * time.Second, NoMessageTrace: true,
 	}.Start(t)
@@ -71,7 +71,7 @@ func TestBindingsSurviveKill9(t *testing.T) {
 	q := testutil.Sipp{
 		Scenario: scenario(t, "register_query.xml"), Remote: s.Addr, LocalIP: testutil.Loopback,
 		Users: acked, Calls: len(acked), Rate: killRate, Limit: 50,
-		AuthURI: "sip:" + domain, Vars: map[string]string{"domain": domain},
+		AuthURI: domain, Vars: map[string]string{"domain": domain},
 		Timeout: 60 * time.Second, NoMessageTrace: true,
 	}.Run(t)
 	bound := map[string]bool{}

@@ -80,6 +80,9 @@ type AuthConfig struct {
 	Realm       string `yaml:"realm,omitempty"`
 	Credentials string `yaml:"credentials"`
 	NonceTTL    string `yaml:"nonce_ttl,omitempty"`
+	// Algorithms offered in challenges. sipp 3.6 answers only the first
+	// challenge and only with MD5, so DefaultConfig offers MD5 alone.
+	Algorithms []string `yaml:"algorithms,omitempty"`
 }
 
 // LocationConfig sets how often bindings are flushed to disk.
@@ -119,7 +122,7 @@ func DefaultConfig(t testing.TB) Config {
 		Domains:   []string{"localhost", "127.0.0.1"},
 		DataDir:   t.TempDir(),
 		Registrar: RegistrarConfig{MinExpires: 60, MaxExpires: 3600, DefaultExpires: 3600, MaxContacts: 10},
-		Auth:      AuthConfig{Realm: "pinhole"},
+		Auth:      AuthConfig{Realm: "pinhole", Algorithms: []string{"MD5"}},
 		Location:  LocationConfig{FlushInterval: "1s"},
 		Proxy:     ProxyConfig{Forking: "parallel"},
 		Limits:    LimitsConfig{MaxMessageBytes: 65535, MaxHeaders: 128},

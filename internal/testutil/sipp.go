@@ -65,8 +65,9 @@ type Sipp struct {
 	Service string
 	// AuthUser and AuthPassword answer digest challenges (-au, -ap).
 	AuthUser, AuthPassword string
-	// AuthURI is the digest uri (-auth_uri). It must be the Request-URI
-	// (RFC 2617 section 3.2.2.5), but sipp defaults to its peer's address.
+	// AuthURI is the digest uri (-auth_uri) without its scheme: sipp
+	// prepends "sip:". It must be the Request-URI (RFC 2617 section
+	// 3.2.2.5), but sipp defaults to its peer's address.
 	AuthURI string
 	// Vars are global scenario variables (-set NAME VALUE), [$NAME] in XML.
 	Vars map[string]string
@@ -336,12 +337,15 @@ func (s Sipp) args(dir string) ([]string, error) {
 }
 
 // writeUsers writes a sipp injection file. SEQUENTIAL hands line i to call i,
-// so with -m equal to the number of users each registers once.
+// so with -m equal to the number of users each registers once. Fields:
+// user, password, expires, and the whole authentication keyword — sipp
+// does not substitute fields inside [authentication ...], but it does
+// expand the keyword when a field holds it.
 func writeUsers(path string, users []User) error {
 	var b strings.Builder
 	b.WriteString("SEQUENTIAL\n")
 	for _, u := range users {
-		fmt.Fprintf(&b, "%s;%s;%d\n", u.Name, u.Password, u.Expires)
+		fmt.Fprintf(&b, "%s;%s;%d;[authentication username=%s password=%s]\n", u.Name, u.Password, u.Expires, u.Name, u.Password)
 	}
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("write sipp injection file: %w", err)
