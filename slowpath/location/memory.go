@@ -186,7 +186,8 @@ func (m *Memory) Update(aor string, fn func(cur []Binding) ([]Binding, error)) (
 	return stored, nil
 }
 
-// Touch moves the expiry of one live binding if its CSeq is lower than
+// Touch moves the expiry of the first live binding with that Contact (a
+// device's outbound flows share it and are refreshed together) if its CSeq is lower than
 // cseq, and sets its Updated to now; see Store. An expiry in the past makes
 // the binding lapse at the next expiry pass, with OnExpire.
 func (m *Memory) Touch(aor, contact string, cseq uint32, expires time.Time) bool {
@@ -346,7 +347,9 @@ func buildSet(aor string, next []Binding, now time.Time) (stored []Binding, blob
 	}
 	for i := range stored {
 		for j := i + 1; j < len(stored); j++ {
-			if stored[i].Contact == stored[j].Contact {
+			// RFC 5626 §6: one device may hold several flows (reg-id) with
+			// one Contact URI; a binding is its Contact, instance and reg-id.
+			if stored[i].Contact == stored[j].Contact && stored[i].Instance == stored[j].Instance && stored[i].RegID == stored[j].RegID {
 				return nil, nil, fmt.Errorf("contact %q twice: %w", stored[i].Contact, ErrInvalidBinding)
 			}
 		}
