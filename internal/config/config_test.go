@@ -72,6 +72,25 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"algorithm", "auth:\n  algorithms: [SHA-512]\n", []string{"line 2", "auth.algorithms"}},
 		{"no algorithm", "auth:\n  algorithms: []\n", []string{"line 2", "auth.algorithms"}},
 		{"empty data dir", "data_dir: \"\"\n", []string{"line 1", "data_dir"}},
+		{"xdp mode", "xdp:\n  mode: turbo\n", []string{"line 2", "xdp.mode", "turbo"}},
+		{"xdp interface name", "xdp:\n  interfaces: [\"eth0/1\"]\n", []string{"line 2", "xdp.interfaces"}},
+		{"xdp interface too long", "xdp:\n  interfaces: [\"abcdefghijklmnop\"]\n", []string{"line 2", "xdp.interfaces"}},
+		{"xdp interface twice", "xdp:\n  interfaces: [eth0, eth0]\n", []string{"line 2", "twice"}},
+		{"xdp rate without burst", "xdp:\n  rate: 20\n", []string{"line 1", "xdp.burst"}},
+		{"xdp rate too high", "xdp:\n  rate: 2000000000\n  burst: 1\n", []string{"line 2", "xdp.rate"}},
+		{"xdp negative rate", "xdp:\n  rate: -1\n", []string{"line 2"}},
+		{"xdp blocklist", "xdp:\n  blocklist: [\"10.0.0.1\"]\n", []string{"line 2", "xdp.blocklist", "CIDR"}},
+		{"xdp blocklist mapped", "xdp:\n  blocklist: [\"::ffff:10.0.0.0/104\"]\n", []string{"line 2", "IPv4 form"}},
+		{"xdp signature empty", "xdp:\n  signatures: [\"\"]\n", []string{"line 2", "xdp.signatures"}},
+		{"xdp signature long", "xdp:\n  signatures: [\"" + strings.Repeat("x", 33) + "\"]\n", []string{"line 2", "xdp.signatures"}},
+		{"xdp signatures many", "xdp:\n  signatures: [a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q]\n", []string{"line 2", "at most 16"}},
+		{"ban window", "xdp:\n  ban:\n    window: 10ms\n", []string{"line 3", "xdp.ban.window"}},
+		{"ban duration", "xdp:\n  ban:\n    duration: 0s\n", []string{"line 3", "xdp.ban.duration"}},
+		{"ban failures", "xdp:\n  ban:\n    auth_failures: -1\n", []string{"line 3", "xdp.ban.auth_failures"}},
+		{"natping interval", "natping:\n  interval: 100ms\n", []string{"line 2", "natping.interval"}},
+		{"natping interval long", "natping:\n  interval: 1h\n", []string{"line 2", "natping.interval"}},
+		{"natping method", "natping:\n  method: stun\n", []string{"line 2", "natping.method", "stun"}},
+		{"natping missed", "natping:\n  max_missed: -2\n", []string{"line 2", "natping.max_missed"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,6 +118,37 @@ func TestListenInFileReplacesDefault(t *testing.T) {
 	got := cfg.Listen.Listeners()
 	if len(got) != 1 || got[0].Transport != "TCP" {
 		t.Errorf("listeners = %v, want only the file's TCP socket", got)
+	}
+}
+
+func TestXDPAndNATPing(t *testing.T) {
+	def, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The embedded default must run without root: nothing to attach to.
+	if len(def.XDP.Interfaces) != 0 {
+		t.Errorf("default xdp.interfaces = %v, want none", def.XDP.Interfaces)
+	}
+	if diff := cmp.Diff(NATPing{Interval: 30 * time.Second, Method: "options", MaxMissed: 3}, def.NATPing); diff != "" {
+		t.Errorf("default natping (-want +got):\n%s", diff)
+	}
+	cfg, err := Parse([]byte("xdp:\n  interfaces: [eth0, eth1]\n  mode: generic\n  rate: 20\n  burst: 40\n"+
+		"  blocklist: [\"192.0.2.0/24\", \"2001:db8::/32\"]\n  signatures: []\n"+
+		"natping:\n  interval: 15s\n  method: crlf\n  max_missed: 0\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := XDP{
+		Interfaces: []string{"eth0", "eth1"}, Mode: "generic", Rate: 20, Burst: 40,
+		Blocklist: []string{"192.0.2.0/24", "2001:db8::/32"}, Signatures: []string{},
+		Ban: Ban{AuthFailures: 10, Window: time.Minute, Duration: 15 * time.Minute},
+	}
+	if diff := cmp.Diff(want, cfg.XDP); diff != "" {
+		t.Errorf("xdp (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(NATPing{Interval: 15 * time.Second, Method: "crlf"}, cfg.NATPing); diff != "" {
+		t.Errorf("natping (-want +got):\n%s", diff)
 	}
 }
 
