@@ -70,6 +70,10 @@ type Binding struct {
 	NAT       bool      // device is behind NAT: use Flow.Remote, not the Contact host
 	Path      string    // Path header value(s) to use toward the device, "" if none (RFC 3327)
 	UserAgent string    // may be empty; kept because operators want it
+	// The mid-registrar's upstream registration of this binding: when it
+	// ends (zero: none) and which configured upstream registrar holds it.
+	UpExpires time.Time
+	Upstream  uint8
 }
 
 // Store is the authority for bindings. Implementations are safe for

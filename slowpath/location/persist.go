@@ -55,7 +55,7 @@ func (m *Memory) load() error {
 }
 
 func (m *Memory) loadOne(aor string, v []byte, now int64) {
-	if len(v) == 0 || v[0] != formatV1 {
+	if len(v) == 0 || (v[0] != formatV1 && v[0] != formatV2) {
 		m.skipped.Add(1)
 		return
 	}
@@ -153,7 +153,7 @@ func (m *Memory) flush() error {
 					continue
 				}
 				start := len(arena)
-				arena = append(arena, formatV1)
+				arena = append(arena, formatV2)
 				arena = append(arena, blob[setHeader:]...)
 				puts = append(puts, kv{aor, start, len(arena)})
 			}
@@ -218,7 +218,7 @@ func (m *Memory) writeThrough(aor string) error {
 		var v []byte
 		if ok {
 			v = make([]byte, 1, 1+len(blob)-setHeader)
-			v[0] = formatV1
+			v[0] = formatV2
 			v = append(v, blob[setHeader:]...)
 		}
 		s.mu.RUnlock()

@@ -186,7 +186,7 @@ func TestLoadSkipsCorrupt(t *testing.T) {
 	valid := encodeValue([]Binding{good})
 	bad := map[string][]byte{
 		"empty":         {},
-		"version 2":     append([]byte{2}, valid[1:]...),
+		"version 3":     append([]byte{3}, valid[1:]...),
 		"version only":  {formatV1},
 		"torn":          valid[:len(valid)-3],
 		"bad transport": func() []byte { v := append([]byte(nil), valid...); v[2+offFlags] = 7; return v }(),

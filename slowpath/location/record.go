@@ -15,6 +15,7 @@ import (
 //	expires u32le | updated u32le | cseq u32le | flags u8
 //	q uvarint | reg-id uvarint | remote addr | local addr
 //	contact | instance | call-id | path | user-agent   (each uvarint length + bytes)
+//	[up-expires uvarint | upstream uvarint]              (format 2, mid-registrar only)
 //
 // Times are unix seconds (0 = zero time.Time; u32 lasts until 2106). The
 // three fixed words come first so Touch can rewrite them in place and the
@@ -26,6 +27,11 @@ import (
 // The records of one AOR follow each other, each prefixed by its uvarint
 // length. In memory the run is preceded by a u32le "due" word (see
 // expiry.go); on disk by the format version byte.
+//
+// Format 2 added the optional tail: the mid-registrar's upstream expiry
+// (unix seconds) and upstream index, written only when either is set, so a
+// binding without an upstream registration costs no byte more and every
+// format 1 record is also a valid format 2 record (Open loads both).
 const (
 	offExpires = 0
 	offUpdated = 4
@@ -40,7 +46,8 @@ const (
 	addr4      = 4
 	addr6      = 6
 	addr6Zone  = 7
-	formatV1   = 1 // on-disk version byte
+	formatV1   = 1 // on-disk version byte before the upstream tail
+	formatV2   = 2 // on-disk version byte written now
 	maxUnixU32 = math.MaxUint32
 )
 
@@ -95,7 +102,17 @@ func recordSize(b *Binding) int {
 	return fixedLen + uvarintLen(uint64(b.Q)) + uvarintLen(uint64(b.RegID)) +
 		addrSize(b.Flow.Remote) + addrSize(b.Flow.Local) +
 		stringSize(b.Contact) + stringSize(b.Instance) + stringSize(b.CallID) +
-		stringSize(b.Path) + stringSize(b.UserAgent)
+		stringSize(b.Path) + stringSize(b.UserAgent) + upstreamSize(b)
+}
+
+// hasUpstream reports whether b carries the format 2 tail.
+func hasUpstream(b *Binding) bool { return !b.UpExpires.IsZero() || b.Upstream != 0 }
+
+func upstreamSize(b *Binding) int {
+	if !hasUpstream(b) {
+		return 0
+	}
+	return uvarintLen(uint64(unixSeconds(b.UpExpires))) + uvarintLen(uint64(b.Upstream))
 }
 
 // appendEntry appends b as a length-prefixed record.
@@ -115,6 +132,10 @@ func appendEntry(dst []byte, b *Binding) []byte {
 	dst = appendAddr(dst, b.Flow.Local)
 	for _, s := range [...]string{b.Contact, b.Instance, b.CallID, b.Path, b.UserAgent} {
 		dst = appendString(dst, s)
+	}
+	if hasUpstream(b) {
+		dst = binary.AppendUvarint(dst, uint64(unixSeconds(b.UpExpires)))
+		dst = binary.AppendUvarint(dst, uint64(b.Upstream))
 	}
 	return dst
 }
@@ -286,6 +307,13 @@ func decodeRecord(aor string, rec []byte) (Binding, error) {
 	b.CallID = r.string()
 	b.Path = r.string()
 	b.UserAgent = r.string()
+	if len(r.b) > 0 && !r.bad {
+		b.UpExpires = fromUnixSeconds(uint32(r.uvarint(math.MaxUint32)))
+		b.Upstream = uint8(r.uvarint(math.MaxUint8))
+		if !hasUpstream(&b) {
+			r.bad = true // a zero tail is never written: one encoding per binding
+		}
+	}
 	if r.bad || len(r.b) != 0 {
 		return Binding{}, fmt.Errorf("record fields: %w", ErrCorrupt)
 	}
@@ -300,7 +328,7 @@ func encodeValue(bs []Binding) []byte {
 		n += uvarintLen(uint64(s)) + s
 	}
 	v := make([]byte, 1, n)
-	v[0] = formatV1
+	v[0] = formatV2
 	for i := range bs {
 		v = appendEntry(v, &bs[i])
 	}
@@ -313,7 +341,7 @@ func decodeValue(aor string, v []byte) ([]Binding, error) {
 	if len(v) == 0 {
 		return nil, fmt.Errorf("empty value: %w", ErrCorrupt)
 	}
-	if v[0] != formatV1 {
+	if v[0] != formatV1 && v[0] != formatV2 {
 		return nil, fmt.Errorf("format version %d: %w", v[0], ErrCorrupt)
 	}
 	var out []Binding
