@@ -72,6 +72,19 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"algorithm", "auth:\n  algorithms: [SHA-512]\n", []string{"line 2", "auth.algorithms"}},
 		{"no algorithm", "auth:\n  algorithms: []\n", []string{"line 2", "auth.algorithms"}},
 		{"empty data dir", "data_dir: \"\"\n", []string{"line 1", "data_dir"}},
+		{"midreg mode", "midregistrar:\n  mode: throttle\n", []string{"line 2", "midregistrar.mode", "throttle"}},
+		{"midreg insertion", "midregistrar:\n  insertion: via\n", []string{"line 2", "midregistrar.insertion"}},
+		{"midreg aor with path", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n  mode: aor\n  insertion: path\n", []string{"line 4", "midregistrar.insertion", "aor"}},
+		{"midreg outgoing expires", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n  outgoing_expires: 0\n", []string{"line 3", "midregistrar.outgoing_expires"}},
+		{"midreg margin too long", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n  outgoing_expires: 60\n  renewal_margin: 60\n", []string{"line 4", "midregistrar.renewal_margin"}},
+		{"midreg timeout", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n  timeout: 10ms\n", []string{"line 3", "midregistrar.timeout"}},
+		{"midreg timeouts beyond timer F", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}, {addr: \"127.0.0.2:5070\", transport: udp}]\n  timeout: 20s\n", []string{"line 3", "midregistrar.timeout", "2 upstreams"}},
+		{"midreg retry after", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n  retry_after: 0\n", []string{"line 3", "midregistrar.retry_after"}},
+		{"midreg upstream addr", "midregistrar:\n  upstreams: [{addr: \"kamailio:5060\", transport: udp}]\n", []string{"line 2", "midregistrar.upstreams", "kamailio:5060"}},
+		{"midreg upstream transport", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: sctp}]\n", []string{"line 2", "midregistrar.upstreams", "sctp"}},
+		{"midreg no listener for upstream", "listen:\n  tcp: [\"127.0.0.1:7000\"]\nmidregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n", []string{"line 4", "midregistrar.upstreams", "no udp listener"}},
+		{"midreg with local auth", "auth:\n  credentials: /etc/users\nmidregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n", []string{"line 2", "auth.credentials", "main registrar"}},
+		{"midreg unknown key", "midregistrar:\n  outgoing_expire: 3\n", []string{"line 2", "outgoing_expire"}},
 		{"xdp mode", "xdp:\n  mode: turbo\n", []string{"line 2", "xdp.mode", "turbo"}},
 		{"xdp interface name", "xdp:\n  interfaces: [\"eth0/1\"]\n", []string{"line 2", "xdp.interfaces"}},
 		{"xdp interface too long", "xdp:\n  interfaces: [\"abcdefghijklmnop\"]\n", []string{"line 2", "xdp.interfaces"}},
@@ -107,6 +120,32 @@ func TestInvalidConfigurations(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestMidRegistrar(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MidRegistrar.Enabled() {
+		t.Error("embedded default must run as a standalone registrar")
+	}
+	cfg, err = Parse([]byte("midregistrar:\n  upstreams: [{addr: \"10.0.0.3:5060\", transport: udp}, {addr: \"10.0.0.4:5060\", transport: tcp}]\n  mode: aor\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := MidRegistrar{
+		Upstreams:       []Upstream{{Addr: "10.0.0.3:5060", Transport: "udp"}, {Addr: "10.0.0.4:5060", Transport: "tcp"}},
+		Mode:            "aor",
+		Insertion:       "contact",
+		OutgoingExpires: 3600,
+		RenewalMargin:   10,
+		Timeout:         4 * time.Second,
+		RetryAfter:      30,
+	}
+	if diff := cmp.Diff(want, cfg.MidRegistrar); diff != "" {
+		t.Errorf("midregistrar (-want +got):\n%s", diff)
 	}
 }
 
