@@ -35,10 +35,10 @@ type Config struct {
 	// off while it names no upstream.
 	MidRegistrar MidRegistrar `yaml:"midregistrar"`
 	Limits       Limits       `yaml:"limits"`
-	Metrics   Metrics   `yaml:"metrics"`
-	Log       Log       `yaml:"log"`
-	XDP       XDP       `yaml:"xdp"`
-	NATPing   NATPing   `yaml:"natping"`
+	Metrics      Metrics      `yaml:"metrics"`
+	Log          Log          `yaml:"log"`
+	XDP          XDP          `yaml:"xdp"`
+	NATPing      NATPing      `yaml:"natping"`
 
 	// Source names where the configuration came from, for messages.
 	Source string `yaml:"-"`
