@@ -215,6 +215,9 @@ func (s *Signatures) Set(sigs []string) error {
 // NATPings holds the tokens of OPTIONS pings in flight, one per device.
 type NATPings struct {
 	m *ebpf.Map
+
+	batchOnce sync.Once
+	noBatch   bool // the kernel refused BPF_MAP_UPDATE_BATCH on this map
 }
 
 // CallID is the Call-ID a NAT ping with this token must carry for the
@@ -235,6 +238,54 @@ func (n *NATPings) Expect(addr netip.AddrPort, token uint64) error {
 		return fmt.Errorf("expect NAT ping reply from %v: %w", addr, err)
 	}
 	return nil
+}
+
+// ExpectBatch records many pings at once (one syscall per call on kernels
+// with batched map updates, 5.6 and later; one per address elsewhere).
+// addrs and tokens pair up; no token may be 0.
+func (n *NATPings) ExpectBatch(addrs []netip.AddrPort, tokens []uint64) error {
+	if len(addrs) != len(tokens) {
+		return fmt.Errorf("expect NAT ping replies: %d addresses, %d tokens", len(addrs), len(tokens))
+	}
+	if len(addrs) == 0 {
+		return nil
+	}
+	now := uint64(monotonic())
+	keys := make([]xdpEndpoint, len(addrs))
+	vals := make([]xdpNatping, len(addrs))
+	for i, a := range addrs {
+		if tokens[i] == 0 {
+			return fmt.Errorf("expect NAT ping reply from %v: token 0 is reserved", a)
+		}
+		keys[i] = endpointKey(a)
+		vals[i] = xdpNatping{Token: tokens[i], SentNs: now}
+	}
+	n.batchOnce.Do(func() {
+		_, err := n.m.BatchUpdate(keys[:1], vals[:1], nil)
+		n.noBatch = err != nil
+	})
+	if !n.noBatch {
+		if _, err := n.m.BatchUpdate(keys, vals, nil); err != nil {
+			return fmt.Errorf("expect %d NAT ping replies: %w", len(keys), err)
+		}
+		return nil
+	}
+	for i := range keys {
+		if err := n.m.Put(&keys[i], &vals[i]); err != nil {
+			return fmt.Errorf("expect NAT ping reply from %v: %w", addrs[i], err)
+		}
+	}
+	return nil
+}
+
+// AnsweredToken reports whether the ping carrying token was answered by
+// addr: the program swallowed a reply with that Call-ID from that address.
+func (n *NATPings) AnsweredToken(addr netip.AddrPort, token uint64) bool {
+	var v xdpNatping
+	if err := n.m.Lookup(endpointKey(addr), &v); err != nil {
+		return false
+	}
+	return v.Token == token && v.AnsweredNs != 0
 }
 
 // Answered returns when the reply to the last ping expected from addr was
