@@ -343,3 +343,13 @@ func (c *Counters) Sum() (map[Verdict]uint64, error) {
 	}
 	return out, nil
 }
+
+// Liveness gives the NAT pinger (natping.Kernel) the ping tokens and the
+// liveness the program records.
+type Liveness struct {
+	*NATPings
+	*Alive
+}
+
+// LastSeen is when addr last sent a keepalive or answered a ping.
+func (l Liveness) LastSeen(addr netip.AddrPort) (time.Time, bool) { return l.Alive.Lookup(addr) }

@@ -37,6 +37,7 @@ type Server struct {
 
 	limits sanity.Limits
 	udp    udpSockets
+	hooks  hooks // XDP and NAT pinger hooks, see xdp.go
 
 	mu      sync.Mutex
 	closers []func() error
@@ -84,7 +85,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 
 	var authz registrar.Authorizer
 	if s.authn != nil {
-		authz = registerAuth{s.authn}
+		authz = registerAuth{a: s.authn, failed: s.authFailed}
 	}
 	s.reg, err = registrar.New(registrar.Config{
 		Domains:        cfg.Domains,
@@ -151,7 +152,7 @@ func (s *Server) buildUA() error {
 		sipgo.WithUserAgentParser(parser),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(sipLog),
-			sip.WithTransportLayerReadFilter(s.readFilter),
+			sip.WithTransportLayerReadFilter(s.filterUDP), // intercept hook, then readFilter
 		),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
 	}
@@ -271,12 +272,18 @@ func (s *Server) Close(ctx context.Context) error {
 }
 
 // registerAuth adapts the digest authenticator to the registrar.
-type registerAuth struct{ a *auth.Authenticator }
+type registerAuth struct {
+	a      *auth.Authenticator
+	failed func(*sip.Request) // told of wrong credentials (403)
+}
 
 func (r registerAuth) Authorize(req *sip.Request, aor string) *sip.Response {
 	res := r.a.Check(req, true)
 	if res.OK {
 		return nil
+	}
+	if res.Status == 403 {
+		r.failed(req)
 	}
 	resp := sip.NewResponseFromRequest(req, res.Status, res.Reason, nil)
 	for _, h := range res.Headers {

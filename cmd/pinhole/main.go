@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/http/pprof"
 	"os"
 	"os/signal"
@@ -19,8 +20,11 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/pinhole-sip/pinhole/bpf"
+	"github.com/pinhole-sip/pinhole/fastpath/natping"
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/slowpath"
+	"github.com/pinhole-sip/pinhole/slowpath/ban"
 )
 
 func main() {
@@ -56,11 +60,19 @@ func run() int {
 	if !srv.AuthEnabled() {
 		log.Warn("authentication is OFF: any device may register any user of the served domains; set auth.credentials to require digest authentication")
 	}
+	fast, err := startFastPath(cfg, srv, log)
+	if err != nil {
+		log.Error("start failed", "error", err)
+		_ = srv.Close(context.Background())
+		return 1
+	}
+	defer fast.stop()
 	if err := srv.Start(); err != nil {
 		log.Error("start failed", "error", err)
 		_ = srv.Close(context.Background())
 		return 1
 	}
+	fast.run()
 	stopMetrics, err := serveMetrics(cfg.Metrics.Listen, log)
 	if err != nil {
 		log.Error("start failed", "error", err)
@@ -84,6 +96,7 @@ func run() int {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	stopMetrics()
+	fast.stopPinger()
 	if err := srv.Close(ctx); err != nil {
 		log.Error("stop", "error", err)
 		return 1
@@ -139,4 +152,101 @@ func printHowTo(cfg *config.Config) {
 		fmt.Printf("  password:  none (authentication is off in this configuration)\n")
 	}
 	fmt.Printf("Register two phones and call one from the other (sip:bob@%s).\n\n", domain)
+}
+
+// fastPath is the kernel program and the NAT pinger, wired to the slow path.
+type fastPath struct {
+	xdp        *bpf.Objects // nil without XDP
+	unregister func()
+	pinger     *natping.Pinger
+	cancel     context.CancelFunc
+	done       chan struct{}
+}
+
+// startFastPath loads and attaches XDP (or logs one line saying pinhole
+// runs without it), and sets the slow path's hooks for the pinger and the
+// ban feed. The pinger starts with run, once the sockets are bound.
+func startFastPath(cfg *config.Config, srv *slowpath.Server, log *slog.Logger) (*fastPath, error) {
+	f := &fastPath{unregister: func() {}}
+	xc := bpf.Config{Interfaces: cfg.XDP.Interfaces, Mode: cfg.XDP.Mode, Rate: cfg.XDP.Rate, Burst: cfg.XDP.Burst, Signatures: cfg.XDP.Signatures}
+	seen := map[uint16]bool{}
+	for _, l := range cfg.Listen.Listeners() {
+		if l.Transport == "UDP" && !seen[l.Addr.Port()] {
+			seen[l.Addr.Port()] = true
+			xc.Ports = append(xc.Ports, l.Addr.Port())
+		}
+	}
+	for _, p := range cfg.XDP.Blocklist {
+		xc.Blocklist = append(xc.Blocklist, netip.MustParsePrefix(p)) // validated by config
+	}
+	if len(xc.Ports) == 0 {
+		xc.Mode = "off" // only UDP reaches the program's SIP path
+	}
+	var err error
+	if f.xdp, err = bpf.Start(xc, log); err != nil {
+		return nil, err
+	}
+	if f.xdp != nil {
+		f.unregister = f.xdp.Counters.RegisterMetrics()
+		if b := cfg.XDP.Ban; b.AuthFailures > 0 {
+			tr, err := ban.New(ban.Config{Failures: b.AuthFailures, Window: b.Window, Duration: b.Duration, Blocker: f.xdp.Blocklist})
+			if err != nil {
+				f.stop()
+				return nil, err
+			}
+			srv.SetAuthFailure(func(src netip.Addr) { tr.Failure(src) })
+		}
+	}
+	if n := cfg.NATPing; n.Interval > 0 && len(cfg.Listen.UDP) > 0 {
+		method, err := natping.ParseMethod(n.Method)
+		if err != nil {
+			f.stop()
+			return nil, err
+		}
+		pc := natping.Config{
+			Interval: n.Interval, Method: method, MaxMissed: n.MaxMissed,
+			Host: cfg.Advertise.Host, Store: srv.Store(), Sockets: srv.UDPSocket, Log: log,
+		}
+		if f.xdp != nil {
+			pc.Kernel = bpf.Liveness{NATPings: f.xdp.NATPings, Alive: f.xdp.Alive}
+		}
+		if f.pinger, err = natping.New(pc); err != nil {
+			f.stop()
+			return nil, err
+		}
+		// Without XDP (or for an interface without it) the answers reach
+		// userspace; the pinger claims them before sipgo sees them.
+		srv.SetIntercept(f.pinger.Reply)
+	}
+	return f, nil
+}
+
+// run starts the pinger.
+func (f *fastPath) run() {
+	if f.pinger == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel, f.done = cancel, make(chan struct{})
+	go func() { f.pinger.Run(ctx); close(f.done) }()
+}
+
+// stopPinger stops pinging before the sockets close.
+func (f *fastPath) stopPinger() {
+	if f.cancel != nil {
+		f.cancel()
+		<-f.done
+		f.cancel = nil
+	}
+}
+
+// stop stops the pinger and detaches XDP: the program only ever runs while
+// pinhole does (its BPF links die with the process in any case).
+func (f *fastPath) stop() {
+	f.stopPinger()
+	f.unregister()
+	if f.xdp != nil {
+		_ = f.xdp.Close()
+		f.xdp = nil
+	}
 }

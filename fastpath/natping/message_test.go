@@ -127,3 +127,4 @@ func BenchmarkToken(b *testing.B) {
 		Token(msg)
 	}
 }
+var _ Kernel = bpf.Liveness{}
