@@ -127,4 +127,5 @@ func BenchmarkToken(b *testing.B) {
 		Token(msg)
 	}
 }
+
 var _ Kernel = bpf.Liveness{}
