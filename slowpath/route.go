@@ -2,13 +2,17 @@ package slowpath
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/slowpath/auth"
 	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/slowpath/midreg"
 	"github.com/pinhole-sip/pinhole/slowpath/proxy"
+	"github.com/pinhole-sip/pinhole/slowpath/registrar"
 )
 
 // routeRequests hands every method but REGISTER to the proxy.
@@ -35,7 +39,7 @@ func (s *Server) routeRequests() error {
 		Listeners: ls,
 		Forking:   forking,
 		Outbound:  s.cfg.Proxy.Outbound,
-	}, s.cli, locator{store: s.store, creds: s.creds, realm: s.cfg.Auth.Realm}, authz, s.log)
+	}, s.cli, locator{store: s.store, creds: s.creds, realm: s.cfg.Auth.Realm, mid: s.mid}, authz, s.log)
 	if err != nil {
 		return fmt.Errorf("set up proxy: %w", err)
 	}
@@ -52,11 +56,26 @@ type locator struct {
 	store location.Store
 	creds *auth.Credentials
 	realm string
+	mid   *midreg.MidRegistrar // nil: no mid-registrar
 }
 
-func (l locator) Lookup(aor string) []location.Binding { return l.store.Lookup(aor) }
+// Lookup resolves first a contact or Path the mid-registrar inserted
+// upstream (the main side's requests name its token), then the store.
+func (l locator) Lookup(aor string) []location.Binding {
+	if l.mid != nil {
+		if bs, ok := l.mid.Resolve(aor); ok {
+			return bs
+		}
+	}
+	return l.store.Lookup(aor)
+}
 
 func (l locator) Known(aor string) bool {
+	if l.mid != nil {
+		if _, ok := l.mid.Resolve(aor); ok {
+			return true // a token pinhole inserted: its device is gone for now (480)
+		}
+	}
 	if l.creds == nil {
 		return len(l.store.Lookup(aor)) > 0
 	}
@@ -66,4 +85,56 @@ func (l locator) Known(aor string) bool {
 		_, ok = l.creds.HA1(user, l.realm, auth.SHA256)
 	}
 	return ok
+}
+
+// newMidRegistrar builds the mid-registrar from the configuration: the
+// registrar section's bounds are what devices are granted, and requests
+// to an upstream leave from the first listener of its transport.
+func newMidRegistrar(cfg *config.Config) (*midreg.MidRegistrar, error) {
+	mc := cfg.MidRegistrar
+	mode, err := midreg.ParseMode(mc.Mode)
+	if err != nil {
+		return nil, fmt.Errorf("midregistrar.mode: %w", err)
+	}
+	ins, err := midreg.ParseInsertion(mc.Insertion)
+	if err != nil {
+		return nil, fmt.Errorf("midregistrar.insertion: %w", err)
+	}
+	c := midreg.Config{
+		Mode: mode, Insertion: ins,
+		OutgoingExpires: mc.OutgoingExpires, RenewalMargin: mc.RenewalMargin,
+		Timeout: mc.Timeout, RetryAfter: mc.RetryAfter,
+		Registrar: registrar.Config{
+			Domains:        cfg.Domains,
+			MinExpires:     cfg.Registrar.MinExpires,
+			MaxExpires:     cfg.Registrar.MaxExpires,
+			DefaultExpires: cfg.Registrar.DefaultExpires,
+			MaxContacts:    cfg.Registrar.MaxContacts,
+		},
+	}
+	for _, u := range mc.Upstreams {
+		ap, err := netip.ParseAddrPort(u.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("midregistrar.upstreams: %w", err)
+		}
+		c.Upstreams = append(c.Upstreams, midreg.Upstream{Addr: ap, Transport: strings.ToUpper(u.Transport)})
+	}
+	for _, l := range cfg.Listen.Listeners() {
+		if l.Transport != "UDP" && l.Transport != "TCP" {
+			continue
+		}
+		ml := midreg.Listener{Transport: l.Transport, Local: l.Addr, Host: cfg.Advertise.Host, Port: cfg.Advertise.Port}
+		if ml.Host == "" {
+			ml.Host = l.Addr.Addr().Unmap().String()
+		}
+		if ml.Port == 0 {
+			ml.Port = int(l.Addr.Port())
+		}
+		c.Listeners = append(c.Listeners, ml)
+	}
+	m, err := midreg.New(c)
+	if err != nil {
+		return nil, fmt.Errorf("set up mid-registrar: %w", err)
+	}
+	return m, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/slowpath/auth"
 	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/slowpath/midreg"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
 	"github.com/pinhole-sip/pinhole/slowpath/sanity"
 )
@@ -33,6 +34,7 @@ type Server struct {
 	creds *auth.Credentials
 	authn *auth.Authenticator
 	reg   *registrar.Registrar
+	mid   *midreg.MidRegistrar // nil: standalone registrar
 	tls   *tls.Config
 
 	limits sanity.Limits
@@ -75,9 +77,19 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		}
 	}
 
+	// The mid-registrar exists before the store: bindings found lapsed
+	// while loading are handed to OnExpire, to be de-registered upstream.
+	var onExpire func(location.Binding)
+	if cfg.MidRegistrar.Enabled() {
+		if s.mid, err = newMidRegistrar(cfg); err != nil {
+			return nil, err
+		}
+		onExpire = s.mid.OnExpire
+	}
 	s.store, err = location.Open(location.Options{
 		Path:          filepath.Join(cfg.DataDir, "bindings.db"),
 		FlushInterval: cfg.Location.FlushInterval,
+		OnExpire:      onExpire,
 	})
 	if err != nil {
 		return nil, err
@@ -172,7 +184,13 @@ func (s *Server) buildUA() error {
 		return fmt.Errorf("create SIP client: %w", err)
 	}
 	s.ua, s.srv, s.cli = ua, srv, cli
-	srv.OnRegister(s.reg.Handle)
+	if s.mid != nil {
+		// REGISTER goes to the main registrar through the mid-registrar.
+		s.mid.Start(s.store, midreg.ClientSender{Client: cli})
+		srv.OnRegister(s.mid.Handle)
+	} else {
+		srv.OnRegister(s.reg.Handle)
+	}
 	return s.routeRequests()
 }
 
@@ -266,6 +284,9 @@ func (s *Server) Close(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+	}
+	if s.mid != nil {
+		s.mid.Close()
 	}
 	_ = s.ua.Close()
 	return s.store.Close()

@@ -39,6 +39,10 @@ type decision struct {
 	strict bool          // the previous hop was a strict router (§16.4)
 	flow   location.Flow // actDialog: send over this registered flow
 	viaFlw bool          // flow is set
+	// pathUser is the user part of a top Route naming pinhole with one:
+	// a Path pinhole inserted upstream (RFC 3327 §5), whose user names the
+	// bindings the request is for (the Locator resolves it).
+	pathUser string
 }
 
 // decide routes req: RFC 3261 §16.3 (validation), §16.4 (route
@@ -77,6 +81,11 @@ func (p *Proxy) decide(req *sip.Request) decision {
 			}
 			continue
 		}
+		if top && d.pathUser == "" && r.Address.User != "" && r.Address.UriParams.Has("lr") && p.isOurHost(&r.Address) {
+			d.ours++
+			d.pathUser = r.Address.User
+			continue
+		}
 		top = false
 	}
 	// §16.4: a Request-URI that is a URI we placed in Record-Route means
@@ -104,6 +113,13 @@ func (p *Proxy) decide(req *sip.Request) decision {
 		// A pre-loaded route to somewhere else: we would be relaying for
 		// whoever sent it (DESIGN.md: not an open relay).
 		return decision{act: actReply, status: sip.StatusForbidden, reason: "Relaying Denied"}
+	}
+	if d.pathUser != "" && len(p.cfg.Domains) > 0 {
+		// Through our Path: the Request-URI is the device's own Contact,
+		// which the binding the Path names replaces (flow, NAT).
+		d.auth = p.auth != nil && from != nil && p.served(from.Address.Host)
+		d.act, d.aor = actLocate, AOR(d.pathUser, p.cfg.Domains[0])
+		return d
 	}
 	ruri := &req.Recipient
 	served, self := false, false

@@ -1,0 +1,254 @@
+package midreg
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/slowpath/registrar"
+)
+
+// Handle is the sipgo request handler for REGISTER.
+func (m *MidRegistrar) Handle(req *sip.Request, tx sip.ServerTransaction) {
+	flow, ok := registrar.FlowOf(req, tx)
+	var res *sip.Response
+	if !ok {
+		res = registrar.Reply(req, 500, "Unknown Source Address")
+	} else {
+		res = m.Process(context.Background(), req, flow)
+	}
+	_ = tx.Respond(res) // the transaction layer retransmits; nothing to do on a send error
+}
+
+// verdict is what Process does with a valid REGISTER.
+type verdict uint8
+
+const (
+	relay  verdict = iota // send upstream, answer with its answer
+	renew                 // a refresh whose upstream registration nears its end: relay, absorb if no upstream answers
+	absorb                // answer from the store alone
+)
+
+// Process applies one REGISTER that arrived on flow and returns the
+// response for the device. It blocks while the request is upstream: at
+// most len(Upstreams) × Timeout.
+func (m *MidRegistrar) Process(ctx context.Context, req *sip.Request, flow location.Flow) *sip.Response {
+	m.m.received.Inc()
+	now := m.now()
+	if mf := req.MaxForwards(); mf != nil && mf.Val() <= 0 {
+		return registrar.Reply(req, 483, "Too Many Hops") // RFC 3261 §16.3 step 3
+	}
+	reg, err := m.reg.Parse(req, flow, now)
+	if err != nil {
+		return registrar.ErrorResponse(req, err)
+	}
+	cur := m.store.Lookup(reg.AOR)
+	// What the store would refuse (ordering, too many contacts) is refused
+	// before the upstream holds a binding pinhole does not.
+	after, err := m.reg.Merge(cur, reg, now)
+	if err != nil {
+		return registrar.ErrorResponse(req, err)
+	}
+	switch v := m.classify(reg, cur, flow, now); v {
+	case absorb:
+		m.m.absorbed.Inc()
+		return m.apply(req, reg, now, nil)
+	default:
+		return m.relay(ctx, req, reg, cur, after, now, v == renew)
+	}
+}
+
+// classify decides whether a REGISTER may be answered without the
+// upstream: only a refresh of bindings pinhole holds with a live upstream
+// registration, from the very flow that registered them (a spoofed source
+// would otherwise steal calls without the main registrar's
+// authentication), with the same Call-ID, a higher CSeq and no change but
+// the expiry.
+func (m *MidRegistrar) classify(reg *registrar.Request, cur []location.Binding, flow location.Flow, now time.Time) verdict {
+	if m.cfg.Mode == ModeMirror || reg.Wildcard || len(reg.Contacts) == 0 {
+		return relay
+	}
+	v := absorb
+	margin := time.Duration(m.cfg.RenewalMargin) * time.Second
+	for _, c := range reg.Contacts {
+		if c.Expires == 0 {
+			return relay
+		}
+		i := registrar.Find(cur, c)
+		if i < 0 {
+			return relay
+		}
+		b := &cur[i]
+		if b.CallID != reg.CallID || b.CSeq >= reg.CSeq || b.Flow != flow || b.Contact != c.Binding.Contact ||
+			b.Q != c.Binding.Q || b.Path != c.Binding.Path || b.UpExpires.IsZero() {
+			return relay
+		}
+		// The upstream registration must outlive the device's new expiry
+		// by the margin; else this refresh is the one that renews it.
+		if now.Add(time.Duration(c.Expires)*time.Second + margin).After(b.UpExpires) {
+			v = renew
+		}
+	}
+	return v
+}
+
+// apply merges reg into the store and answers the device. grant, when not
+// nil, stamps the bindings the upstream just accepted.
+func (m *MidRegistrar) apply(req *sip.Request, reg *registrar.Request, now time.Time, grant func(next []location.Binding)) *sip.Response {
+	stored, err := m.store.Update(reg.AOR, func(cur []location.Binding) ([]location.Binding, error) {
+		next, err := m.reg.Merge(cur, reg, now)
+		if err != nil {
+			return nil, err
+		}
+		carryUpstream(next, cur)
+		if grant != nil {
+			grant(next)
+		}
+		return next, nil
+	})
+	if err != nil && stored == nil {
+		return registrar.ErrorResponse(req, err)
+	}
+	// A non-nil set with an error was kept in memory but not yet written
+	// to disk; the flusher retries, and the device holds its binding.
+	return m.reg.Answer(req, stored, now)
+}
+
+// carryUpstream keeps the upstream registration of bindings the merge
+// rebuilt from the request.
+func carryUpstream(next, cur []location.Binding) {
+	for i := range next {
+		if !next[i].UpExpires.IsZero() {
+			continue
+		}
+		for j := range cur {
+			if cur[j].Contact == next[i].Contact && cur[j].Instance == next[i].Instance && cur[j].RegID == next[i].RegID {
+				next[i].UpExpires, next[i].Upstream = cur[j].UpExpires, cur[j].Upstream
+				break
+			}
+		}
+	}
+}
+
+// relay sends the REGISTER to the upstreams in turn (RFC 3261 §16: a
+// stateful proxy with its own Via) until one answers other than 503.
+func (m *MidRegistrar) relay(ctx context.Context, req *sip.Request, reg *registrar.Request, cur, after []location.Binding, now time.Time, renewal bool) *sip.Response {
+	for _, i := range m.order(reg, cur, now) {
+		out, asked := m.outgoing(req, reg, after, i)
+		actx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
+		res, err := m.send.Send(actx, out)
+		cancel()
+		if err != nil || res.StatusCode == 503 {
+			upstreamFailed(i)
+			continue
+		}
+		upstreamReply(res.StatusCode)
+		m.m.relayed.Inc()
+		return m.finish(req, reg, res, i, asked, now)
+	}
+	if renewal {
+		// No upstream answered, but the upstream registration is still
+		// live: keep the device (DESIGN.md: nothing lost). Its next
+		// refresh is inside the margin again and retries the renewal.
+		m.m.deferred.Inc()
+		return m.apply(req, reg, now, nil)
+	}
+	m.m.unavailable.Inc()
+	res := registrar.Reply(req, 503, "Service Unavailable")
+	res.AppendHeader(sip.NewHeader("Retry-After", strconv.Itoa(m.cfg.RetryAfter)))
+	return res
+}
+
+// order lists the upstreams to try: the one that challenged this Call-ID
+// (it issued the nonce the retry answers), else the one holding the
+// bindings, then the others in configured order.
+func (m *MidRegistrar) order(reg *registrar.Request, cur []location.Binding, now time.Time) []int {
+	first := m.challenger(reg.CallID, now)
+	if first < 0 {
+		for _, c := range reg.Contacts {
+			if i := registrar.Find(cur, c); i >= 0 && !cur[i].UpExpires.IsZero() {
+				first = int(cur[i].Upstream)
+				break
+			}
+		}
+	}
+	if first < 0 && m.cfg.Mode == ModeAOR {
+		for _, b := range cur {
+			if !b.UpExpires.IsZero() {
+				first = int(b.Upstream)
+				break
+			}
+		}
+	}
+	if first < 0 || first >= len(m.cfg.Upstreams) {
+		first = 0
+	}
+	out := make([]int, 0, len(m.cfg.Upstreams))
+	out = append(out, first)
+	for i := range m.cfg.Upstreams {
+		if i != first {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// finish turns the upstream's final response into the device's.
+func (m *MidRegistrar) finish(req *sip.Request, reg *registrar.Request, res *sip.Response, i int, asked []asked, now time.Time) *sip.Response {
+	switch {
+	case res.StatusCode >= 200 && res.StatusCode < 300:
+		m.forget(reg.CallID)
+		granted := grants(res, asked)
+		return m.apply(req, reg, now, func(next []location.Binding) { m.stamp(next, reg, granted, i, now) })
+	case res.StatusCode == 401 || res.StatusCode == 407:
+		m.rememberChallenge(reg.CallID, i, now)
+	case res.StatusCode == 423 && m.cfg.Mode != ModeMirror:
+		// The main registrar refused outgoing_expires, which the device
+		// cannot fix by asking longer: a configuration error to see in
+		// pinhole_midreg_upstream_replies_total{code="423"}.
+		return registrar.Reply(req, 500, "Upstream Refused outgoing_expires")
+	}
+	return relayedResponse(req, res)
+}
+
+// stamp records the upstream registration on the bindings it covers.
+func (m *MidRegistrar) stamp(next []location.Binding, reg *registrar.Request, granted []int, i int, now time.Time) {
+	at := func(secs int) time.Time { return now.Add(time.Duration(secs) * time.Second) }
+	if m.cfg.Mode == ModeAOR {
+		// One upstream contact covers the whole AOR.
+		for k := range next {
+			next[k].UpExpires, next[k].Upstream = at(granted[0]), uint8(i)
+		}
+		return
+	}
+	for k, c := range reg.Contacts {
+		j := registrar.Find(next, c)
+		if j < 0 || k >= len(granted) {
+			continue // removed by this request
+		}
+		b := &next[j]
+		b.UpExpires, b.Upstream = at(granted[k]), uint8(i)
+		if m.cfg.Mode == ModeMirror && granted[k] < c.Expires {
+			// Mirror: the main registrar's expiry is the device's.
+			b.Expires = b.UpExpires
+		}
+	}
+}
+
+// relayedHeaders are the headers of an upstream's answer a device gets;
+// nothing else passes, so the main side's addresses do not leak
+// (DESIGN.md: never expose more than needed).
+var relayedHeaders = []string{"WWW-Authenticate", "Proxy-Authenticate", "Retry-After", "Min-Expires", "Warning", "Unsupported", "Date"}
+
+func relayedResponse(req *sip.Request, up *sip.Response) *sip.Response {
+	res := registrar.Reply(req, up.StatusCode, up.Reason)
+	for _, name := range relayedHeaders {
+		for _, h := range up.GetHeaders(name) {
+			res.AppendHeader(sip.NewHeader(h.Name(), h.Value()))
+		}
+	}
+	return res
+}
