@@ -29,9 +29,16 @@ func freeUDPPort(t testing.TB) int {
 // YAML lines added to a minimal configuration.
 func startServer(t testing.TB, extra string) (*Server, string) {
 	t.Helper()
-	port := freeUDPPort(t)
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	yaml := fmt.Sprintf("listen:\n  udp: [%q]\n  tcp: []\n  tls: []\n  ws: []\n  wss: []\ndomains: [example.com]\ndata_dir: %q\nmetrics:\n  listen: \"\"\n%s", addr, t.TempDir(), extra)
+	addr := "127.0.0.1:" + strconv.Itoa(freeUDPPort(t))
+	listen := fmt.Sprintf("listen:\n  udp: [%q]\n", addr)
+	return startServerWith(t, listen+extra), addr
+}
+
+// startServerWith runs the slow path with a configuration that names its
+// own listen section.
+func startServerWith(t testing.TB, yaml string) *Server {
+	t.Helper()
+	yaml += fmt.Sprintf("domains: [example.com]\ndata_dir: %q\nmetrics:\n  listen: \"\"\n", t.TempDir())
 	cfg, err := config.Parse([]byte(yaml), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +51,7 @@ func startServer(t testing.TB, extra string) (*Server, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close(context.Background()) })
-	return s, addr
+	return s
 }
 
 func register(user string, callID string, cseq int, local string) []byte {

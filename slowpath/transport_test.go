@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"strconv"
 	"testing"
@@ -14,7 +12,6 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/pinhole-sip/pinhole/internal/config"
 )
 
 func freeTCPPort(t testing.TB) int {
@@ -44,20 +41,7 @@ func TestRegisterOnEveryTransport(t *testing.T) {
 	for _, tr := range []string{"udp", "tcp", "tls", "ws", "wss"} {
 		yaml += fmt.Sprintf("  %s: [\"127.0.0.1:%d\"]\n", tr, ports[tr])
 	}
-	dir := t.TempDir()
-	yaml += fmt.Sprintf("domains: [example.com]\ndata_dir: %q\nmetrics:\n  listen: \"\"\n", dir)
-	cfg, err := config.Parse([]byte(yaml), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
+	s := startServerWith(t, yaml)
 
 	for _, tr := range []string{"UDP", "TCP", "TLS", "WS", "WSS"} {
 		t.Run(tr, func(t *testing.T) {
