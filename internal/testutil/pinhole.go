@@ -36,6 +36,9 @@ const PinholeBinEnv = "PINHOLE_BIN"
 // Config is pinhole's YAML configuration as the tests write it. Zero fields
 // are left out so pinhole's own defaults apply.
 type Config struct {
+	// MidRegistrar relays REGISTER to a main registrar; nil leaves it off.
+	MidRegistrar *MidRegistrarConfig `yaml:"midregistrar,omitempty"`
+
 	Listen    Listen          `yaml:"listen"`
 	Advertise *Advertise      `yaml:"advertise,omitempty"`
 	Domains   []string        `yaml:"domains,omitempty"`
@@ -397,4 +400,21 @@ func ModuleRoot() (string, error) {
 		return "", errors.New("find the module root: not inside a Go module")
 	}
 	return filepath.Dir(gomod), nil
+}
+
+// MidRegistrarConfig is pinhole's midregistrar section (docs/midregistrar.md).
+type MidRegistrarConfig struct {
+	Upstreams       []UpstreamConfig `yaml:"upstreams"`
+	Mode            string           `yaml:"mode,omitempty"`
+	Insertion       string           `yaml:"insertion,omitempty"`
+	OutgoingExpires int              `yaml:"outgoing_expires,omitempty"`
+	RenewalMargin   int              `yaml:"renewal_margin"`
+	Timeout         string           `yaml:"timeout,omitempty"`
+	RetryAfter      int              `yaml:"retry_after,omitempty"`
+}
+
+// UpstreamConfig is one main registrar.
+type UpstreamConfig struct {
+	Addr      string `yaml:"addr"`
+	Transport string `yaml:"transport"`
 }
