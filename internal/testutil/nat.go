@@ -24,6 +24,9 @@ type NAT struct {
 	// UpstreamAddr is the upstream end of the router's link, where pinhole
 	// should listen so the device can reach it.
 	UpstreamAddr netip.Addr
+	// Uplink is the router's link upstream: NameA is the upstream end
+	// (where pinhole's XDP goes), NameB the router's.
+	Uplink *Link
 }
 
 // NATDevice builds the topology above. upstream nil puts the upstream end of
@@ -50,6 +53,7 @@ func NATDevice(t testing.TB, upstream *NetNS) *NAT {
 		UpstreamAddr: HostAddr(wan, 1).Addr(),
 	}
 	wanLink := Veth(t, upstream, router, HostAddr(wan, 1), HostAddr(wan, 2))
+	n.Uplink = wanLink
 	Veth(t, router, device, HostAddr(lan, 1), HostAddr(lan, 2))
 	device.AddRoute(t, netip.Prefix{}, HostAddr(lan, 1).Addr())
 	router.EnableForwarding(t)

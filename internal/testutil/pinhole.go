@@ -50,6 +50,32 @@ type Config struct {
 	Limits    LimitsConfig    `yaml:"limits,omitempty"`
 	Log       LogConfig       `yaml:"log,omitempty"`
 	Metrics   MetricsConfig   `yaml:"metrics,omitempty"`
+	XDP       *XDPConfig      `yaml:"xdp,omitempty"`
+	NATPing   *NATPingConfig  `yaml:"natping,omitempty"`
+}
+
+// XDPConfig is pinhole's xdp section (docs/xdp.md).
+type XDPConfig struct {
+	Interfaces []string   `yaml:"interfaces"`
+	Mode       string     `yaml:"mode,omitempty"`
+	Rate       uint64     `yaml:"rate,omitempty"`
+	Burst      uint64     `yaml:"burst,omitempty"`
+	Blocklist  []string   `yaml:"blocklist,omitempty"`
+	Ban        *BanConfig `yaml:"ban,omitempty"`
+}
+
+// BanConfig is pinhole's xdp.ban section.
+type BanConfig struct {
+	AuthFailures int    `yaml:"auth_failures"`
+	Window       string `yaml:"window,omitempty"`
+	Duration     string `yaml:"duration,omitempty"`
+}
+
+// NATPingConfig is pinhole's natping section (docs/natping.md).
+type NATPingConfig struct {
+	Interval  string `yaml:"interval"`
+	Method    string `yaml:"method,omitempty"`
+	MaxMissed int    `yaml:"max_missed"`
 }
 
 // Listen lists host:port per transport; an empty list is not served. Every
