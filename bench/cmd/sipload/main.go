@@ -1,0 +1,168 @@
+// Command sipload simulates many SIP devices against one server over UDP,
+// each from its own address and port, at a fixed offered rate, and reports
+// per-message success, latency percentiles, a per-second series (JSON) and
+// plots (PNG). See bench/README.md.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+
+	"github.com/pinhole-sip/pinhole/bench/digest"
+	"github.com/pinhole-sip/pinhole/bench/load"
+	"github.com/pinhole-sip/pinhole/bench/plot"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "sipload:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	c := load.Defaults()
+	var (
+		server, sources, alg string
+		out, plots           string
+		credentials, realm   string
+		quiet                bool
+	)
+	flag.StringVar(&server, "server", c.Server.String(), "SIP server `address:port` (UDP)")
+	flag.StringVar(&c.Domain, "domain", "", "domain of AORs and Request-URIs (default: the server's address)")
+	flag.BoolVar(&c.AllowNonLoopback, "allow-non-loopback", false, "allow a server outside 127.0.0.0/8 (only one you own)")
+	flag.IntVar(&c.Devices, "devices", c.Devices, "number of simulated devices, one socket each")
+	flag.StringVar(&sources, "sources", c.Sources.String(), "prefix the devices' source addresses are taken from (must be local: all of 127.0.0.0/8 is)")
+	flag.IntVar(&c.PortBase, "port-base", c.PortBase, "first source port on each address")
+	flag.IntVar(&c.PortsPerAddr, "ports-per-addr", c.PortsPerAddr, "devices per source address")
+	flag.StringVar(&c.UserPrefix, "user-prefix", c.UserPrefix, "users are this prefix and a 7-digit index; passwords are pw-<user>")
+	flag.StringVar(&alg, "algorithm", "MD5", "digest algorithm to answer with: MD5 or SHA-256")
+	flag.IntVar(&c.Expires, "expires", c.Expires, "Expires of every REGISTER (seconds)")
+	flag.StringVar(&c.Scenario, "scenario", c.Scenario, "register, refresh, keepalive, flood, calls, idle or mix")
+	flag.Float64Var(&c.Rate, "rate", c.Rate, "offered actions per second (open loop)")
+	flag.DurationVar(&c.Duration, "duration", c.Duration, "measured run, warm-up included")
+	flag.DurationVar(&c.Warmup, "warmup", c.Warmup, "first part of the run left out of the summary")
+	flag.DurationVar(&c.Drain, "drain", c.Drain, "wait for replies still due after the run")
+	flag.Float64Var(&c.PrepareRate, "prepare-rate", c.PrepareRate, "registrations per second while registering every device before the run")
+	flag.DurationVar(&c.Refresh, "refresh", c.Refresh, "mix: refresh cadence per device")
+	flag.DurationVar(&c.Keepalive, "keepalive", c.Keepalive, "mix: keepalive cadence per device (0: none)")
+	flag.BoolVar(&c.KeepaliveSTUN, "stun", false, "send STUN Binding requests as keepalives instead of CRLF")
+	flag.Float64Var(&c.CallRate, "call-rate", c.CallRate, "mix: calls per second")
+	flag.DurationVar(&c.CallHold, "call-hold", c.CallHold, "time between a call's ACK and its BYE")
+	flag.Float64Var(&c.FloodRate, "flood-rate", c.FloodRate, "flood: hostile messages per second")
+	flag.IntVar(&c.FloodSources, "flood-sources", c.FloodSources, "flood: hostile source addresses")
+	flag.DurationVar(&c.T1, "t1", c.T1, "RFC 3261 T1")
+	flag.DurationVar(&c.T2, "t2", c.T2, "RFC 3261 T2")
+	flag.StringVar(&out, "out", "", "write the results as JSON to this `file`")
+	flag.StringVar(&plots, "plot", "", "write `prefix`-rate.png and prefix-latency.png")
+	flag.StringVar(&credentials, "write-credentials", "", "write a pinhole credentials file for -devices users to this `file` and exit")
+	flag.StringVar(&realm, "realm", "pinhole", "realm of -write-credentials")
+	flag.BoolVar(&quiet, "q", false, "no progress line")
+	flag.Parse()
+
+	if credentials != "" {
+		return writeCredentials(credentials, realm, &c)
+	}
+	var err error
+	if c.Server, err = netip.ParseAddrPort(server); err != nil {
+		return fmt.Errorf("-server: %w", err)
+	}
+	if c.Sources, err = netip.ParsePrefix(sources); err != nil {
+		return fmt.Errorf("-sources: %w", err)
+	}
+	if c.Algorithm, err = digest.ParseAlgorithm(alg); err != nil {
+		return fmt.Errorf("-algorithm: %w", err)
+	}
+	if !quiet {
+		c.Progress = os.Stderr
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, runErr := load.Run(ctx, c)
+	if res != nil {
+		printSummary(res)
+		if out != "" {
+			b, err := json.MarshalIndent(res, "", "  ")
+			if err != nil {
+				return fmt.Errorf("encode results: %w", err)
+			}
+			if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+				return fmt.Errorf("write results: %w", err)
+			}
+		}
+		if plots != "" {
+			if err := plot.Rate(res, plots+"-rate.png"); err != nil {
+				return err
+			}
+			if err := plot.Latency(res, plots+"-latency.png"); err != nil {
+				return err
+			}
+		}
+	}
+	return runErr
+}
+
+// writeCredentials writes `user realm md5-ha1 sha256-ha1` lines, pinhole's
+// auth.credentials format, for every device.
+func writeCredentials(path, realm string, c *load.Config) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("write credentials: %w", err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	for i := range c.Devices {
+		u := c.User(i)
+		p := load.Password(u)
+		fmt.Fprintf(w, "%s %s %s %s\n", u, realm, digest.HA1(digest.MD5, u, realm, p), digest.HA1(digest.SHA256, u, realm, p))
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("write credentials: %w", err)
+	}
+	return f.Close()
+}
+
+func printSummary(r *load.Result) {
+	w := os.Stdout
+	fmt.Fprintf(w, "\nscenario %s against %s: %d devices, offered %.0f actions/s, measured %.1fs after %.1fs warm-up\n",
+		r.Scenario, r.Server, r.Devices, r.Rate, r.Run.Seconds, r.Warmup)
+	if r.Prepare != nil {
+		fmt.Fprintf(w, "prepare: %.1fs, %d sent, %d received\n", r.Prepare.Seconds, r.Prepare.SentMsgs, r.Prepare.RecvMsgs)
+	}
+	fmt.Fprintf(w, "generator: %.0f%% of a core, max backlog %d, unfinished %d, send errors %d, refused %d, unparsable %d, unmatched %d\n",
+		100*r.CPU, r.MaxBacklog, r.Unfinished, r.Run.SendErrors, r.Run.Refused, r.Run.Unparsable, r.Run.Unmatched)
+	fmt.Fprintf(w, "%-18s %9s %7s %9s %9s %7s %7s %9s %8s %8s %8s %8s\n", "message", "sent", "retrans", "2xx/s", "challenged", "failed", "timeout", "replies", "p50 ms", "p90 ms", "p99 ms", "max ms")
+	names := make([]string, 0, len(r.Run.Kinds))
+	for n := range r.Run.Kinds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		k := r.Run.Kinds[n]
+		fmt.Fprintf(w, "%-18s %9d %7d %9.0f %9d %7d %7d %9d %8.2f %8.2f %8.2f %8.2f\n", n, k.Sent, k.Retransmitted, k.PerSecond, k.Challenged, k.Failed, k.Timeouts, k.Replies,
+			ms(k.Latency.P50), ms(k.Latency.P90), ms(k.Latency.P99), ms(k.Latency.Max))
+	}
+	fmt.Fprintf(w, "%-18s %9s %9s %7s %7s %9s %8s %8s\n", "action", "offered", "ok/s", "failed", "busy", "succeeded", "p50 ms", "p99 ms")
+	names = names[:0]
+	for n := range r.Run.Actions {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		a := r.Run.Actions[n]
+		fmt.Fprintf(w, "%-18s %9d %9.0f %7d %7d %9d %8.2f %8.2f\n", n, a.Offered, a.PerSecond, a.Failed, a.Busy, a.Succeeded, ms(a.Latency.P50), ms(a.Latency.P99))
+	}
+	if r.Run.NATPings > 0 || r.Run.Pongs > 0 {
+		fmt.Fprintf(w, "NAT pings answered %d, keepalive replies %d\n", r.Run.NATPings, r.Run.Pongs)
+	}
+}
+
+func ms(us int64) float64 { return float64(us) / 1000 }

@@ -1,0 +1,214 @@
+package load
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/pinhole-sip/pinhole/bench/digest"
+)
+
+// Scenarios. Each is one stream of actions at the offered rate; all but
+// register first register every device (the preparation, not measured).
+const (
+	// ScenarioRegister: first registrations with digest auth. Each action
+	// is a device's first contact: a new Call-ID, CSeq 1, no credentials,
+	// so REGISTER → 401 → REGISTER with credentials → 200. Devices are
+	// taken in turn and start over (as after a reboot) when all have had
+	// one, so any duration works with any number of devices.
+	ScenarioRegister = "register"
+	// ScenarioRefresh: steady state after every device registered; each
+	// action is a refresh with the same Call-ID, the next CSeq and the
+	// cached credentials with the next nonce count, the refreshes an edge
+	// absorbs. A stale or refused nonce costs one more round trip.
+	ScenarioRefresh = "refresh"
+	// ScenarioKeepalive: each action is a keepalive (CRLF or STUN).
+	ScenarioKeepalive = "keepalive"
+	// ScenarioFlood: refreshes at the offered rate while hostile sources
+	// send scanner traffic at the flood rate; the legitimate refreshes are
+	// what is measured.
+	ScenarioFlood = "flood"
+	// ScenarioCalls: each action is a call from one device to another
+	// through the server: INVITE (answering a 407 if challenged), 200 from
+	// the callee device, ACK, a hold time, BYE.
+	ScenarioCalls = "calls"
+	// ScenarioIdle: registers every device and then only answers what the
+	// server sends (NAT pings) for the duration; used to measure memory
+	// per binding.
+	ScenarioIdle = "idle"
+	// ScenarioMix: every device refreshes on its cadence, sends keepalives
+	// on theirs and makes calls at the call rate, all at once.
+	ScenarioMix = "mix"
+)
+
+// Scenarios lists every scenario, in the order the comparison runs them.
+var Scenarios = []string{ScenarioRegister, ScenarioRefresh, ScenarioKeepalive, ScenarioFlood, ScenarioCalls, ScenarioIdle, ScenarioMix}
+
+// Config is one run of the generator.
+type Config struct {
+	Server netip.AddrPort // the SIP server (UDP)
+	Domain string         // domain of AORs and Request-URIs; default the server's address
+	// AllowNonLoopback lets the generator target an address outside
+	// 127.0.0.0/8. Off by default: pointing a million devices at a
+	// production address by mistake is not a benchmark.
+	AllowNonLoopback bool
+
+	// Devices are numbered 0…Devices-1. Device i sends from address
+	// Sources.Addr()+1+i/PortsPerAddr, port PortBase+i%PortsPerAddr, each
+	// from its own socket, so the server sees as many flows as devices.
+	Devices      int
+	Sources      netip.Prefix
+	PortBase     int
+	PortsPerAddr int
+
+	UserPrefix string // users are UserPrefix + 7-digit index; password "pw-" + user
+	Algorithm  digest.Algorithm
+	Expires    int // Expires of every REGISTER, seconds
+
+	Scenario    string
+	Rate        float64       // actions per second of the scenario's stream (mix: derived from Refresh)
+	Duration    time.Duration // measured run, warm-up included
+	Warmup      time.Duration // the first part of Duration, shown in the series but not summarized
+	Drain       time.Duration // after Duration, how long to wait for transactions still out
+	PrepareRate float64       // registrations per second of the preparation
+
+	Refresh       time.Duration // mix: refresh cadence of each device
+	Keepalive     time.Duration // mix: keepalive cadence of each device; 0: none
+	KeepaliveSTUN bool          // STUN Binding requests instead of CRLF CRLF
+	CallRate      float64       // mix: calls per second
+	CallHold      time.Duration // time between the ACK and the BYE
+	FloodRate     float64       // flood: hostile messages per second
+	FloodSources  int           // flood: hostile source addresses
+
+	T1, T2 time.Duration // RFC 3261 timers
+
+	Progress io.Writer // one line a second; nil: silent
+}
+
+// Defaults returns a configuration with every optional field set.
+func Defaults() Config {
+	return Config{
+		Server:       netip.MustParseAddrPort("127.0.0.1:5060"),
+		Devices:      10000,
+		Sources:      netip.MustParsePrefix("127.77.0.0/16"),
+		PortBase:     10000,
+		PortsPerAddr: 20000,
+		UserPrefix:   "u",
+		Algorithm:    digest.MD5,
+		Expires:      3600,
+		Scenario:     ScenarioRefresh,
+		Rate:         5000,
+		Duration:     20 * time.Second,
+		Warmup:       3 * time.Second,
+		Drain:        3 * time.Second,
+		PrepareRate:  5000,
+		Refresh:      60 * time.Second,
+		Keepalive:    25 * time.Second,
+		CallRate:     10,
+		CallHold:     time.Second,
+		FloodRate:    20000,
+		FloodSources: 16,
+		T1:           DefaultT1,
+		T2:           DefaultT2,
+	}
+}
+
+// User is the user name of device i.
+func (c *Config) User(i int) string { return fmt.Sprintf("%s%07d", c.UserPrefix, i) }
+
+// Password is the password of user u: derived from the name so that any
+// server can be given the same credentials without a table (see bench/README).
+func Password(user string) string { return "pw-" + user }
+
+// DeviceAddr is the source address and port of device i.
+func (c *Config) DeviceAddr(i int) netip.AddrPort {
+	return netip.AddrPortFrom(c.nthAddr(1+i/c.PortsPerAddr), uint16(c.PortBase+i%c.PortsPerAddr))
+}
+
+// floodAddr is the source of flood socket k: addresses after the devices'.
+func (c *Config) floodAddr(k int) netip.AddrPort {
+	return netip.AddrPortFrom(c.nthAddr(1+(c.Devices-1)/c.PortsPerAddr+1+k), uint16(c.PortBase))
+}
+
+// nthAddr is the n-th address after the start of Sources.
+func (c *Config) nthAddr(n int) netip.Addr {
+	b := c.Sources.Addr().As4()
+	v := binary.BigEndian.Uint32(b[:]) + uint32(n)
+	binary.BigEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
+}
+
+func (c *Config) domain() string {
+	if c.Domain != "" {
+		return c.Domain
+	}
+	return c.Server.Addr().String()
+}
+
+func (c *Config) needsPrepare() bool { return c.Scenario != ScenarioRegister }
+
+// Validate checks c and names the first wrong field.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(f string, a ...any) { errs = append(errs, fmt.Sprintf(f, a...)) }
+	if !c.Server.IsValid() || !c.Server.Addr().Is4() {
+		bad("server: %v is not an IPv4 address and port (IPv6 is not supported yet)", c.Server)
+	} else if !c.Server.Addr().IsLoopback() && !c.AllowNonLoopback {
+		bad("server: %v is outside 127.0.0.0/8; pass -allow-non-loopback to target it", c.Server)
+	}
+	if c.Devices < 1 {
+		bad("devices: %d, want at least 1", c.Devices)
+	}
+	if !c.Sources.IsValid() || !c.Sources.Addr().Is4() {
+		bad("sources: %v is not an IPv4 prefix", c.Sources)
+	}
+	if c.PortsPerAddr < 1 || c.PortBase < 1 || c.PortBase+c.PortsPerAddr > 65536 {
+		bad("ports: base %d with %d per address leaves 1…65535", c.PortBase, c.PortsPerAddr)
+	}
+	if c.Sources.IsValid() && c.PortsPerAddr > 0 && c.Devices > 0 {
+		addrs := (c.Devices+c.PortsPerAddr-1)/c.PortsPerAddr + 1 + c.FloodSources
+		if bits := 32 - c.Sources.Bits(); bits < 31 && addrs >= 1<<bits {
+			bad("sources: %v holds fewer than the %d addresses that %d devices at %d ports per address and %d flood sources need",
+				c.Sources, addrs, c.Devices, c.PortsPerAddr, c.FloodSources)
+		}
+	}
+	known := false
+	for _, s := range Scenarios {
+		known = known || s == c.Scenario
+	}
+	if !known {
+		bad("scenario: %q, want one of %s", c.Scenario, strings.Join(Scenarios, ", "))
+	}
+	if c.Scenario != ScenarioIdle && c.Scenario != ScenarioMix && c.Rate <= 0 {
+		bad("rate: %v, want > 0", c.Rate)
+	}
+	if c.Scenario == ScenarioMix && c.Refresh <= 0 {
+		bad("refresh: %v, want > 0 for the mix", c.Refresh)
+	}
+	if c.Scenario == ScenarioFlood && (c.FloodRate <= 0 || c.FloodSources < 1) {
+		bad("flood: rate %v from %d sources, want both > 0", c.FloodRate, c.FloodSources)
+	}
+	if (c.Scenario == ScenarioCalls || c.Scenario == ScenarioMix && c.CallRate > 0) && c.Devices < 2 {
+		bad("devices: calls need at least 2")
+	}
+	if c.Duration <= 0 || c.Warmup < 0 || c.Warmup >= c.Duration {
+		bad("duration %v and warmup %v: want 0 ≤ warmup < duration", c.Duration, c.Warmup)
+	}
+	if c.needsPrepare() && c.PrepareRate <= 0 {
+		bad("prepare-rate: %v, want > 0", c.PrepareRate)
+	}
+	if c.T1 <= 0 || c.T2 < c.T1 {
+		bad("timers: T1 %v, T2 %v: want 0 < T1 ≤ T2", c.T1, c.T2)
+	}
+	if c.Expires < 1 {
+		bad("expires: %d, want ≥ 1", c.Expires)
+	}
+	if len(errs) > 0 {
+		return errors.New("load: " + strings.Join(errs, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,875 @@
+package load
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/pinhole-sip/pinhole/bench/digest"
+)
+
+// device is one simulated SIP device. It has at most one client transaction
+// out at a time (tx), like a phone's REGISTER or INVITE, and at most one
+// call, as caller or callee. Kept small: a million of them live at once.
+type device struct {
+	fd   int32
+	gen  uint32 // bumped whenever tx starts or ends: older timers are stale
+	busy bool   // tx is out
+	tx   clientTx
+
+	registered bool
+	regEpoch   uint32 // registration Call-ID generation: a new one per first contact
+	regCSeq    uint32
+	chal       *digest.Challenge // last challenge, reused with rising nc (RFC 2617 §3.2.2)
+	nc         uint32
+	call       *call
+}
+
+// clientTx is the state a request needs to be rebuilt byte for byte when it
+// is retransmitted: nothing is kept of the bytes themselves.
+type clientTx struct {
+	id          uint64 // in the branch
+	kind        msgKind
+	action      actionKind
+	cseq        uint32
+	withAuth    bool // carries credentials
+	proxyAuth   bool // Proxy-Authorization (after a 407) rather than Authorization
+	challenged  bool // this action already answered one challenge
+	first       int64
+	actionStart int64
+	last        time.Duration // last retransmission wait
+	proceeding  bool
+}
+
+// call is a dialog the device takes part in.
+type call struct {
+	caller     bool
+	gen        uint32
+	peer       int32 // callee device (caller side)
+	id         string
+	inviteCSeq uint32
+	// from the 2xx (caller) or the INVITE (callee)
+	to     []byte // To with the callee's tag, as the dialog uses it
+	from   []byte
+	target []byte   // remote target: the callee's Contact URI
+	routes [][]byte // route set, in the order Route headers are sent
+	// callee side
+	resp    []byte // the 2xx, resent on INVITE retransmission and until ACK
+	acked   bool
+	wait    time.Duration
+	started int64
+}
+
+// stream issues one kind of action at a fixed rate to devices in turn.
+type stream struct {
+	action actionKind
+	pacer  pacer
+	cursor int
+}
+
+// engine runs the devices. Everything happens on one goroutine, so nothing
+// is locked; see run for the loop.
+type engine struct {
+	cfg     Config
+	run     string // random per process: Call-IDs, tags and branches never collide with an earlier run's
+	domain  string
+	devices []device
+	socks   *sockets
+	wheel   *wheel
+	base    time.Time
+	now     int64 // ns since base
+	nextTx  uint64
+	nextCID uint64
+	rnd     *rand.Rand
+
+	flood  []int // flood sockets
+	floodN uint64
+	busyN  int // devices with a transaction out
+
+	// statistics: every event is counted in each active set
+	active  []*counters
+	total   counters // measured run after warm-up
+	prepare counters
+	second  counters
+	series  []Sample
+
+	phase      string
+	runStart   int64
+	nextSample int64
+	maxBacklog uint64
+	progress   func(phase string, s Sample, natPings uint64)
+
+	buf  []byte // message being built
+	rbuf []byte // datagram received
+	msg  message
+	rs   [][]byte // scratch for route sets
+}
+
+const (
+	tagPrefix   = "t"
+	branchMagic = "z9hG4bK" // RFC 3261 §8.1.1.7
+	userAgent   = "pinhole-bench"
+)
+
+// The time helpers: ns since base, and its tick on the timer wheel.
+func (e *engine) clock() int64    { return int64(time.Since(e.base)) }
+func tick(ns int64) int64         { return ns / int64(time.Millisecond) }
+func micros(from, to int64) int64 { return (to - from) / 1000 }
+
+func (e *engine) each(f func(c *counters)) {
+	for _, c := range e.active {
+		f(c)
+	}
+}
+
+// ---- sending ----
+
+func (e *engine) sendDev(d *device, b []byte, kind msgKind, retransmission bool) {
+	err := e.socks.send(int(d.fd), b)
+	e.each(func(c *counters) {
+		if err != nil {
+			c.sendErrors++
+			if isRefused(err) {
+				c.refused++
+			}
+			return
+		}
+		c.sentMsgs++
+		if retransmission {
+			c.kinds[kind].Retransmitted++
+		} else {
+			c.kinds[kind].Sent++
+		}
+	})
+}
+
+// startTx sends a new client transaction from device i.
+func (e *engine) startTx(i int, kind msgKind, cseq uint32, withAuth bool) {
+	d := &e.devices[i]
+	e.nextTx++
+	if !d.busy {
+		e.busyN++
+	}
+	d.busy = true
+	d.gen++
+	d.tx.id, d.tx.kind, d.tx.cseq, d.tx.withAuth = e.nextTx, kind, cseq, withAuth
+	d.tx.first, d.tx.last, d.tx.proceeding = e.now, 0, false
+	if withAuth {
+		d.nc++
+	}
+	e.buf = e.buildRequest(e.buf[:0], i)
+	e.sendDev(d, e.buf, kind, false)
+	wait, _ := retransmitAfter(kind == kInvite, false, 0, 0, e.cfg.T1, e.cfg.T2)
+	d.tx.last = wait
+	e.wheel.set(timerEntry{at: tick(e.now + int64(wait)), dev: int32(i), gen: d.gen, kind: timerRetransmit})
+}
+
+// endTx closes device i's transaction and, when the action ends with it,
+// counts the action.
+func (e *engine) endTx(i int) {
+	d := &e.devices[i]
+	if d.busy {
+		e.busyN--
+	}
+	d.busy = false
+	d.gen++
+}
+
+func (e *engine) actionDone(d *device, ok bool) {
+	a, start := d.tx.action, d.tx.actionStart
+	e.each(func(c *counters) {
+		if ok {
+			c.actions[a].Succeeded++
+			c.actions[a].latency.Record(micros(start, e.now))
+		} else {
+			c.actions[a].Failed++
+		}
+	})
+}
+
+// ---- request building ----
+
+func (e *engine) appendUser(b []byte, i int) []byte {
+	b = append(b, e.cfg.UserPrefix...)
+	var digits [7]byte
+	n := i
+	for k := 6; k >= 0; k-- {
+		digits[k] = byte('0' + n%10)
+		n /= 10
+	}
+	if n > 0 { // more than 7 digits
+		return strconv.AppendInt(b, int64(i), 10)
+	}
+	return append(b, digits[:]...)
+}
+
+func (e *engine) appendAddr(b []byte, i int) []byte {
+	a := e.cfg.DeviceAddr(i)
+	b = a.Addr().AppendTo(b)
+	b = append(b, ':')
+	return strconv.AppendUint(b, uint64(a.Port()), 10)
+}
+
+func (e *engine) appendVia(b []byte, i int, txID uint64) []byte {
+	b = append(b, "Via: SIP/2.0/UDP "...)
+	b = e.appendAddr(b, i)
+	b = append(b, ";rport;branch="+branchMagic...)
+	b = append(b, e.run...)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, txID, 36)
+	return append(b, "\r\n"...)
+}
+
+func (e *engine) appendAOR(b []byte, i int) []byte {
+	b = append(b, "<sip:"...)
+	b = e.appendUser(b, i)
+	b = append(b, '@')
+	b = append(b, e.domain...)
+	return append(b, '>')
+}
+
+func (e *engine) appendContact(b []byte, i int) []byte {
+	b = append(b, "Contact: <sip:"...)
+	b = e.appendUser(b, i)
+	b = append(b, '@')
+	b = e.appendAddr(b, i)
+	return append(b, ";transport=udp>\r\n"...)
+}
+
+func (e *engine) appendTag(b []byte, i int) []byte {
+	b = append(b, tagPrefix...)
+	b = append(b, e.run...)
+	b = append(b, '.')
+	return strconv.AppendInt(b, int64(i), 36)
+}
+
+func (e *engine) appendAuth(b []byte, i int, method, uri string) []byte {
+	d := &e.devices[i]
+	if d.tx.proxyAuth {
+		b = append(b, "Proxy-Authorization: "...)
+	} else {
+		b = append(b, "Authorization: "...)
+	}
+	user := string(e.appendUser(nil, i))
+	ha1 := digest.HA1(d.chal.Algorithm, user, d.chal.Realm, Password(user))
+	// The cnonce is derived from the device and nc: a retransmission must
+	// carry the same bytes.
+	cnonce := e.run + strconv.FormatUint(uint64(i)<<20|uint64(d.nc&0xfffff), 36)
+	b = digest.AppendAuthorization(b, *d.chal, user, ha1, method, uri, d.nc, cnonce)
+	return append(b, "\r\n"...)
+}
+
+// buildRequest writes device i's current request.
+func (e *engine) buildRequest(b []byte, i int) []byte {
+	d := &e.devices[i]
+	switch d.tx.kind {
+	case kRegisterInitial, kRegisterAuth, kRegisterRefresh:
+		uri := "sip:" + e.domain
+		b = append(b, "REGISTER "...)
+		b = append(b, uri...)
+		b = append(b, " SIP/2.0\r\n"...)
+		b = e.appendVia(b, i, d.tx.id)
+		b = append(b, "Max-Forwards: 70\r\nFrom: "...)
+		b = e.appendAOR(b, i)
+		b = append(b, ";tag="...)
+		b = e.appendTag(b, i)
+		b = append(b, "\r\nTo: "...)
+		b = e.appendAOR(b, i)
+		b = append(b, "\r\nCall-ID: r"...)
+		b = append(b, e.run...)
+		b = append(b, '.')
+		b = strconv.AppendInt(b, int64(i), 36)
+		b = append(b, '.')
+		b = strconv.AppendUint(b, uint64(d.regEpoch), 10)
+		b = append(b, "\r\nCSeq: "...)
+		b = strconv.AppendUint(b, uint64(d.tx.cseq), 10)
+		b = append(b, " REGISTER\r\n"...)
+		b = e.appendContact(b, i)
+		b = append(b, "Expires: "...)
+		b = strconv.AppendInt(b, int64(e.cfg.Expires), 10)
+		b = append(b, "\r\n"...)
+		if d.tx.withAuth {
+			b = e.appendAuth(b, i, "REGISTER", uri)
+		}
+		b = append(b, "User-Agent: "+userAgent+"\r\nContent-Length: 0\r\n\r\n"...)
+	case kInvite:
+		c := d.call
+		uri := "sip:" + string(e.appendUser(nil, int(c.peer))) + "@" + e.domain
+		b = append(b, "INVITE "...)
+		b = append(b, uri...)
+		b = append(b, " SIP/2.0\r\n"...)
+		b = e.appendVia(b, i, d.tx.id)
+		b = append(b, "Max-Forwards: 70\r\nFrom: "...)
+		b = e.appendAOR(b, i)
+		b = append(b, ";tag="...)
+		b = e.appendTag(b, i)
+		b = append(b, "\r\nTo: "...)
+		b = e.appendAOR(b, int(c.peer))
+		b = append(b, "\r\nCall-ID: "...)
+		b = append(b, c.id...)
+		b = append(b, "\r\nCSeq: "...)
+		b = strconv.AppendUint(b, uint64(d.tx.cseq), 10)
+		b = append(b, " INVITE\r\n"...)
+		b = e.appendContact(b, i)
+		if d.tx.withAuth {
+			b = e.appendAuth(b, i, "INVITE", uri)
+		}
+		b = e.appendSDP(b, i)
+	case kBye:
+		c := d.call
+		b = e.appendInDialog(b, i, "BYE", d.tx.id, d.tx.cseq)
+		if d.tx.withAuth {
+			b = e.appendAuth(b, i, "BYE", string(c.target))
+		}
+		b = append(b, "Content-Length: 0\r\n\r\n"...)
+	}
+	return b
+}
+
+// appendInDialog writes the start of an in-dialog request of the caller
+// (ACK for a 2xx, BYE): to the remote target through the route set (RFC 3261
+// §12.2.1.1, loose routing).
+func (e *engine) appendInDialog(b []byte, i int, method string, txID uint64, cseq uint32) []byte {
+	c := e.devices[i].call
+	b = append(b, method...)
+	b = append(b, ' ')
+	b = append(b, c.target...)
+	b = append(b, " SIP/2.0\r\n"...)
+	b = e.appendVia(b, i, txID)
+	for _, r := range c.routes {
+		b = append(b, "Route: "...)
+		b = append(b, r...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "Max-Forwards: 70\r\nFrom: "...)
+	b = e.appendAOR(b, i)
+	b = append(b, ";tag="...)
+	b = e.appendTag(b, i)
+	b = append(b, "\r\nTo: "...)
+	b = append(b, c.to...)
+	b = append(b, "\r\nCall-ID: "...)
+	b = append(b, c.id...)
+	b = append(b, "\r\nCSeq: "...)
+	b = strconv.AppendUint(b, uint64(cseq), 10)
+	b = append(b, ' ')
+	b = append(b, method...)
+	return append(b, "\r\n"...)
+}
+
+func (e *engine) appendSDP(b []byte, i int) []byte {
+	ip := e.cfg.DeviceAddr(i).Addr().String()
+	body := "v=0\r\no=- 1 1 IN IP4 " + ip + "\r\ns=-\r\nc=IN IP4 " + ip +
+		"\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	b = append(b, "Content-Type: application/sdp\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n\r\n"...)
+	return append(b, body...)
+}
+
+// ---- actions ----
+
+// startAction makes device i do a. It reports false when the device still
+// has a transaction out: an open-loop generator does not wait, it counts
+// the action as offered but skipped.
+func (e *engine) startAction(i int, a actionKind) bool {
+	d := &e.devices[i]
+	e.each(func(c *counters) { c.actions[a].Offered++ })
+	if a == aKeepalive {
+		e.sendKeepalive(i)
+		e.each(func(c *counters) { c.actions[a].Started++; c.actions[a].Succeeded++ })
+		return true
+	}
+	busy := d.busy
+	if a == aCall {
+		busy = busy || d.call != nil
+	}
+	if busy {
+		e.each(func(c *counters) { c.actions[a].Busy++ })
+		return false
+	}
+	e.each(func(c *counters) { c.actions[a].Started++ })
+	d.tx.action, d.tx.actionStart, d.tx.challenged, d.tx.proxyAuth = a, e.now, false, false
+	switch a {
+	case aRegister:
+		// A first contact: new Call-ID, CSeq 1, nothing cached (RFC 3261
+		// §10.2.4 asks a UA to keep its Call-ID; a rebooted one cannot).
+		d.regEpoch++
+		d.regCSeq = 1
+		d.chal, d.nc = nil, 0
+		e.startTx(i, kRegisterInitial, 1, false)
+	case aRefresh:
+		d.regCSeq++
+		e.startTx(i, kRegisterRefresh, d.regCSeq, d.chal != nil)
+	case aCall:
+		peer := e.pickCallee(i)
+		if peer < 0 {
+			e.each(func(c *counters) { c.actions[a].Busy++; c.actions[a].Started-- })
+			return false
+		}
+		e.nextCID++
+		d.call = &call{caller: true, peer: int32(peer), inviteCSeq: 1,
+			id: "c" + e.run + "." + strconv.FormatUint(e.nextCID, 36)}
+		// The callee is reserved so that no other call picks it meanwhile.
+		e.devices[peer].call = &call{id: d.call.id, started: e.now}
+		e.startTx(i, kInvite, 1, false)
+	}
+	return true
+}
+
+// pickCallee returns a device other than i with no call, or -1.
+func (e *engine) pickCallee(i int) int {
+	n := len(e.devices)
+	for range 4 {
+		j := (i + 1 + e.rnd.IntN(n-1)) % n
+		if e.devices[j].call == nil && e.devices[j].registered {
+			return j
+		}
+	}
+	return -1
+}
+
+// STUN Binding request (RFC 5389 §6): the transaction ID carries the send
+// time so that a reply gives a latency without any state.
+func (e *engine) sendKeepalive(i int) {
+	d := &e.devices[i]
+	if !e.cfg.KeepaliveSTUN {
+		e.sendDev(d, crlfPing, kKeepalive, false) // RFC 5626 §4.4.1 double-CRLF ping
+		return
+	}
+	b := append(e.buf[:0], 0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.now))
+	b = binary.BigEndian.AppendUint32(b, uint32(i))
+	e.buf = b
+	e.sendDev(d, b, kKeepalive, false)
+}
+
+// ---- receiving ----
+
+func (e *engine) receive(i int, b []byte) {
+	e.each(func(c *counters) { c.recvMsgs++ })
+	if isKeepaliveReply(b) {
+		var lat int64 = -1
+		if len(b) >= 20 && b[0] == 0x01 {
+			lat = micros(int64(binary.BigEndian.Uint64(b[8:16])), e.now)
+		}
+		e.each(func(c *counters) {
+			c.keepalivesR++
+			c.kinds[kKeepalive].Replies++
+			if lat >= 0 {
+				c.kinds[kKeepalive].latency.Record(lat)
+			}
+		})
+		return
+	}
+	m := &e.msg
+	if err := parse(b, m); err != nil {
+		e.each(func(c *counters) { c.unparsable++ })
+		return
+	}
+	if m.request {
+		e.serverRequest(i, m)
+		return
+	}
+	e.response(i, m)
+}
+
+// txIDOf returns the transaction ID in a branch the generator wrote.
+func (e *engine) txIDOf(via []byte) (uint64, bool) {
+	br := param(via, "branch")
+	prefix := len(branchMagic) + len(e.run) + 1
+	if len(br) <= prefix || !bytes.Equal(br[len(branchMagic):prefix-1], []byte(e.run)) {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(string(br[prefix:]), 36, 64)
+	return id, err == nil
+}
+
+func (e *engine) response(i int, m *message) {
+	d := &e.devices[i]
+	id, ok := e.txIDOf(m.via[0])
+	if m.nVia == 0 || !ok || !d.busy || id != d.tx.id {
+		e.each(func(c *counters) { c.unmatched++ })
+		return
+	}
+	kind := d.tx.kind
+	if m.status < 200 {
+		e.each(func(c *counters) { c.kinds[kind].Provisional++ })
+		d.tx.proceeding = true
+		return
+	}
+	lat := micros(d.tx.first, e.now)
+	challenged := m.status == 401 || m.status == 407
+	e.each(func(c *counters) {
+		k := &c.kinds[kind]
+		switch {
+		case m.status < 300:
+			k.OK++
+		case challenged:
+			k.Challenged++
+		default:
+			k.Failed++
+		}
+		k.latency.Record(lat)
+		c.finalLat.Record(lat)
+	})
+	e.endTx(i)
+
+	if kind == kInvite {
+		e.sendAck(i, m)
+	}
+	if challenged {
+		e.answerChallenge(i, m)
+		return
+	}
+	ok = m.status < 300
+	switch kind {
+	case kRegisterInitial, kRegisterAuth, kRegisterRefresh:
+		d.registered = d.registered || ok
+		e.actionDone(d, ok)
+	case kInvite:
+		if !ok {
+			e.endCall(i)
+			e.actionDone(d, false)
+			return
+		}
+		// Setup time is the call action's latency; its success is the BYE's.
+		e.each(func(c *counters) { c.actions[aCall].latency.Record(micros(d.tx.actionStart, e.now)) })
+		d.call.gen++
+		e.wheel.set(timerEntry{at: tick(e.now + int64(e.cfg.CallHold)), dev: int32(i), gen: d.call.gen, kind: timerHangup})
+	case kBye:
+		e.endCall(i)
+		e.each(func(c *counters) {
+			if ok {
+				c.actions[aCall].Succeeded++
+			} else {
+				c.actions[aCall].Failed++
+			}
+		})
+	}
+}
+
+// answerChallenge retries the action's request with credentials, once per
+// action (RFC 3261 §22.2): a second challenge means they were refused.
+func (e *engine) answerChallenge(i int, m *message) {
+	d := &e.devices[i]
+	var chosen *digest.Challenge
+	for _, v := range m.chall[:m.nChall] {
+		c, err := digest.ParseChallenge(string(v))
+		if err == nil && c.Algorithm == e.cfg.Algorithm {
+			chosen = &c
+			break
+		}
+	}
+	stale := chosen != nil && chosen.Stale
+	if chosen == nil || (d.tx.challenged && !stale) {
+		if d.tx.kind == kInvite || d.tx.kind == kBye {
+			e.endCall(i)
+		}
+		e.actionDone(d, false)
+		return
+	}
+	d.chal, d.nc = chosen, 0
+	d.tx.challenged = true
+	d.tx.proxyAuth = m.status == 407
+	switch d.tx.kind {
+	case kRegisterInitial, kRegisterAuth, kRegisterRefresh:
+		d.regCSeq++
+		e.startTx(i, kRegisterAuth, d.regCSeq, true)
+	case kInvite:
+		d.call.inviteCSeq++
+		e.startTx(i, kInvite, d.call.inviteCSeq, true)
+	case kBye:
+		e.startTx(i, kBye, d.tx.cseq+1, true)
+	}
+}
+
+// sendAck acknowledges a final response to an INVITE: for a non-2xx within
+// the transaction (same branch, RFC 3261 §17.1.1.3), for a 2xx as a new
+// request along the dialog's route set (§13.2.2.4), learning the dialog
+// from the 2xx first.
+func (e *engine) sendAck(i int, m *message) {
+	d := &e.devices[i]
+	c := d.call
+	b := e.buf[:0]
+	if m.status >= 300 {
+		uri := "sip:" + string(e.appendUser(nil, int(c.peer))) + "@" + e.domain
+		b = append(b, "ACK "+uri+" SIP/2.0\r\n"...)
+		b = e.appendVia(b, i, d.tx.id)
+		b = append(b, "Max-Forwards: 70\r\nFrom: "...)
+		b = e.appendAOR(b, i)
+		b = append(b, ";tag="...)
+		b = e.appendTag(b, i)
+		b = append(b, "\r\nTo: "...)
+		b = append(b, m.to...)
+		b = append(b, "\r\nCall-ID: "...)
+		b = append(b, c.id...)
+		b = append(b, "\r\nCSeq: "...)
+		b = strconv.AppendUint(b, uint64(m.cseq), 10)
+		b = append(b, " ACK\r\nContent-Length: 0\r\n\r\n"...)
+		e.buf = b
+		e.sendDev(d, b, kInvite, false)
+		e.each(func(c *counters) { c.kinds[kInvite].Sent-- }) // an ACK is not a new INVITE
+		return
+	}
+	if c.target == nil {
+		c.to = bytes.Clone(m.to)
+		c.target = bytes.Clone(uriOf(m.contact))
+		// The route set is the Record-Route list reversed (§12.1.2).
+		e.rs = e.rs[:0]
+		for _, v := range m.rr[:m.nRR] {
+			e.rs = splitComma(e.rs, v)
+		}
+		c.routes = c.routes[:0]
+		for k := len(e.rs) - 1; k >= 0; k-- {
+			c.routes = append(c.routes, bytes.Clone(e.rs[k]))
+		}
+		if len(c.target) == 0 {
+			c.target = []byte("sip:" + string(e.appendUser(nil, int(c.peer))) + "@" + e.domain)
+		}
+	}
+	e.nextTx++
+	b = e.appendInDialog(b, i, "ACK", e.nextTx, m.cseq)
+	b = append(b, "Content-Length: 0\r\n\r\n"...)
+	e.buf = b
+	e.sendDev(d, b, kInvite, false)
+	e.each(func(c *counters) { c.kinds[kInvite].Sent-- })
+}
+
+// endCall forgets device i's call and frees its callee.
+func (e *engine) endCall(i int) {
+	d := &e.devices[i]
+	if d.call == nil {
+		return
+	}
+	if d.call.caller {
+		if p := &e.devices[d.call.peer]; p.call != nil && p.call.id == d.call.id && p.call.resp == nil {
+			p.call = nil // reserved but never reached
+		}
+	}
+	d.call = nil
+}
+
+// serverRequest answers a request the server sent to device i: NAT pings
+// (OPTIONS), and the callee's side of calls.
+func (e *engine) serverRequest(i int, m *message) {
+	d := &e.devices[i]
+	switch string(m.method) {
+	case "OPTIONS":
+		e.each(func(c *counters) {
+			c.kinds[kOptionsIn].Replies++
+			if bytes.HasPrefix(m.callID, []byte("ph-")) {
+				c.natPings++
+			}
+		})
+		e.reply(i, m, 200, "OK", false)
+	case "INVITE":
+		e.each(func(c *counters) { c.kinds[kInviteIn].Replies++ })
+		switch {
+		case d.call != nil && d.call.resp != nil && d.call.id == string(m.callID):
+			e.sendDev(d, d.call.resp, kInviteIn, true) // a retransmitted INVITE
+		case d.call != nil && (d.call.caller || d.call.id != string(m.callID)):
+			e.reply(i, m, 486, "Busy Here", false)
+		default:
+			d.call = &call{id: string(m.callID), started: e.now, wait: e.cfg.T1}
+			e.buf = e.buildResponse(e.buf[:0], i, m, 200, "OK", true)
+			d.call.resp = bytes.Clone(e.buf)
+			e.sendDev(d, d.call.resp, kInviteIn, false)
+			e.each(func(c *counters) { c.kinds[kInviteIn].OK++ })
+			d.call.gen++
+			e.wheel.set(timerEntry{at: tick(e.now + int64(e.cfg.T1)), dev: int32(i), gen: d.call.gen, kind: timer2xx})
+		}
+	case "ACK":
+		if d.call != nil && !d.call.caller && d.call.id == string(m.callID) {
+			d.call.acked = true
+		}
+	case "BYE":
+		e.each(func(c *counters) { c.kinds[kByeIn].Replies++ })
+		if d.call != nil && !d.call.caller && d.call.id == string(m.callID) {
+			d.call = nil
+			e.reply(i, m, 200, "OK", false)
+			e.each(func(c *counters) { c.kinds[kByeIn].OK++ })
+			return
+		}
+		e.reply(i, m, 481, "Call/Transaction Does Not Exist", false)
+	case "CANCEL":
+		e.reply(i, m, 200, "OK", false)
+	default:
+		e.reply(i, m, 501, "Not Implemented", false)
+	}
+}
+
+func (e *engine) reply(i int, m *message, code int, reason string, invite2xx bool) {
+	e.buf = e.buildResponse(e.buf[:0], i, m, code, reason, invite2xx)
+	kind := kOptionsIn
+	switch string(m.method) {
+	case "INVITE":
+		kind = kInviteIn
+	case "BYE":
+		kind = kByeIn
+	}
+	e.sendDev(&e.devices[i], e.buf, kind, false)
+}
+
+// buildResponse answers m as device i (RFC 3261 §8.2.6): Vias, From, To,
+// Call-ID and CSeq copied, a To tag added; a 2xx to an INVITE also copies
+// Record-Route (§12.1.1) and carries a Contact and an SDP answer.
+func (e *engine) buildResponse(b []byte, i int, m *message, code int, reason string, invite2xx bool) []byte {
+	b = append(b, "SIP/2.0 "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	b = append(b, reason...)
+	b = append(b, "\r\n"...)
+	for _, v := range m.via[:m.nVia] {
+		b = append(b, "Via: "...)
+		b = append(b, v...)
+		b = append(b, "\r\n"...)
+	}
+	if invite2xx {
+		for _, v := range m.rr[:m.nRR] {
+			b = append(b, "Record-Route: "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	b = append(b, "From: "...)
+	b = append(b, m.from...)
+	b = append(b, "\r\nTo: "...)
+	b = append(b, m.to...)
+	if param(m.to, "tag") == nil {
+		b = append(b, ";tag="...)
+		b = e.appendTag(b, i)
+	}
+	b = append(b, "\r\nCall-ID: "...)
+	b = append(b, m.callID...)
+	b = append(b, "\r\nCSeq: "...)
+	b = strconv.AppendUint(b, uint64(m.cseq), 10)
+	b = append(b, ' ')
+	b = append(b, m.cseqMethod...)
+	b = append(b, "\r\nUser-Agent: "+userAgent+"\r\n"...)
+	if invite2xx {
+		b = e.appendContact(b, i)
+		return e.appendSDP(b, i)
+	}
+	return append(b, "Content-Length: 0\r\n\r\n"...)
+}
+
+// ---- timers ----
+
+func (e *engine) fire(t timerEntry) {
+	i := int(t.dev)
+	d := &e.devices[i]
+	switch t.kind {
+	case timerRetransmit:
+		if t.gen != d.gen || !d.busy {
+			return
+		}
+		elapsed := time.Duration(e.now - d.tx.first)
+		wait, again := retransmitAfter(d.tx.kind == kInvite, d.tx.proceeding, d.tx.last, elapsed, e.cfg.T1, e.cfg.T2)
+		if !again && wait <= 0 {
+			// Timer F or B: the transaction timed out.
+			kind := d.tx.kind
+			e.each(func(c *counters) { c.kinds[kind].Timeouts++ })
+			e.endTx(i)
+			if kind == kInvite || kind == kBye {
+				e.endCall(i)
+			}
+			e.actionDone(d, false)
+			return
+		}
+		if again {
+			e.buf = e.buildRequest(e.buf[:0], i)
+			e.sendDev(d, e.buf, d.tx.kind, true)
+		}
+		d.tx.last = wait
+		e.wheel.set(timerEntry{at: tick(e.now + int64(wait)), dev: t.dev, gen: d.gen, kind: timerRetransmit})
+	case timerHangup:
+		c := d.call
+		if c == nil || !c.caller || t.gen != c.gen {
+			return
+		}
+		if d.busy { // a refresh is out (mix): hang up a little later
+			e.wheel.set(timerEntry{at: tick(e.now) + 100, dev: t.dev, gen: c.gen, kind: timerHangup})
+			return
+		}
+		d.tx.action, d.tx.challenged, d.tx.proxyAuth = aCall, false, false
+		e.startTx(i, kBye, c.inviteCSeq+1, false)
+	case timer2xx:
+		c := d.call
+		if c == nil || c.caller || t.gen != c.gen {
+			return
+		}
+		elapsed := time.Duration(e.now - c.started)
+		if c.acked {
+			// Waiting for the BYE; give up on a caller that vanished.
+			if elapsed > e.cfg.CallHold+64*e.cfg.T1 {
+				d.call = nil
+				return
+			}
+			e.wheel.set(timerEntry{at: tick(e.now + int64(e.cfg.T2)), dev: t.dev, gen: c.gen, kind: timer2xx})
+			return
+		}
+		if elapsed >= 64*e.cfg.T1 { // §13.3.1.4: no ACK, the call is over
+			e.each(func(c *counters) { c.kinds[kInviteIn].Timeouts++ })
+			d.call = nil
+			return
+		}
+		e.sendDev(d, c.resp, kInviteIn, true)
+		c.wait = min(2*c.wait, e.cfg.T2)
+		e.wheel.set(timerEntry{at: tick(e.now + int64(c.wait)), dev: t.dev, gen: c.gen, kind: timer2xx})
+	}
+}
+
+// ---- flood ----
+
+// floodMessages are what scanners and attackers send to a SIP edge: a
+// sipvicious OPTIONS sweep, REGISTER guessing for common extensions,
+// toll-fraud INVITEs, and junk. Each gets a fresh Call-ID and branch.
+var floodMessages = []string{
+	"OPTIONS sip:100@%[1]s SIP/2.0\r\nVia: SIP/2.0/UDP %[2]s;branch=z9hG4bK-fl%[3]d;rport\r\nMax-Forwards: 70\r\nTo: \"sipvicious\"<sip:100@1.1.1.1>\r\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=fl%[3]d\r\nUser-Agent: friendly-scanner\r\nCall-ID: fl%[3]d\r\nCSeq: 1 OPTIONS\r\nContact: <sip:100@%[2]s>\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n",
+	"REGISTER sip:%[1]s SIP/2.0\r\nVia: SIP/2.0/UDP %[2]s;branch=z9hG4bK-fl%[3]d;rport\r\nMax-Forwards: 70\r\nFrom: <sip:%[4]d@%[1]s>;tag=fl%[3]d\r\nTo: <sip:%[4]d@%[1]s>\r\nCall-ID: fl%[3]d\r\nCSeq: 1 REGISTER\r\nContact: <sip:%[4]d@%[2]s>\r\nUser-Agent: friendly-scanner\r\nContent-Length: 0\r\n\r\n",
+	"REGISTER sip:%[1]s SIP/2.0\r\nVia: SIP/2.0/UDP %[2]s;branch=z9hG4bK-fl%[3]d;rport\r\nMax-Forwards: 70\r\nFrom: <sip:admin@%[1]s>;tag=fl%[3]d\r\nTo: <sip:admin@%[1]s>\r\nCall-ID: fl%[3]d\r\nCSeq: 2 REGISTER\r\nContact: <sip:admin@%[2]s>\r\nAuthorization: Digest username=\"admin\", realm=\"pinhole\", nonce=\"bogus%[3]d\", uri=\"sip:%[1]s\", response=\"0123456789abcdef0123456789abcdef\", algorithm=MD5\r\nContent-Length: 0\r\n\r\n",
+	"INVITE sip:00972%[4]d@%[1]s SIP/2.0\r\nVia: SIP/2.0/UDP %[2]s;branch=z9hG4bK-fl%[3]d;rport\r\nMax-Forwards: 70\r\nFrom: <sip:%[4]d@%[1]s>;tag=fl%[3]d\r\nTo: <sip:00972%[4]d@%[1]s>\r\nCall-ID: fl%[3]d\r\nCSeq: 1 INVITE\r\nContact: <sip:%[4]d@%[2]s>\r\nContent-Length: 0\r\n\r\n",
+	"\x00\x01junk that is not SIP at all %[3]d\r\n\r\n",
+	"REGISTER sip:%[1]s SIP/2.0\r\nVia: SIP/2.0/UDP %[2]s;branch=z9hG4bK-fl%[3]d\r\nCSeq: banana\r\n\r\n",
+}
+
+func (e *engine) sendFlood() {
+	k := int(e.floodN % uint64(len(e.flood)))
+	e.floodN++
+	src := e.cfg.floodAddr(k).String()
+	msg := fmt.Sprintf(floodMessages[e.floodN%uint64(len(floodMessages))], e.domain, src, e.floodN, 100+e.floodN%900)
+	err := e.socks.send(e.flood[k], []byte(msg))
+	e.each(func(c *counters) {
+		c.actions[aFlood].Offered++
+		if err != nil {
+			c.sendErrors++
+			return
+		}
+		c.sentMsgs++
+		c.kinds[kFlood].Sent++
+		c.actions[aFlood].Started++
+	})
+}
+
+func (e *engine) floodReply(b []byte) {
+	e.each(func(c *counters) {
+		c.recvMsgs++
+		c.kinds[kFlood].Replies++
+	})
+}
+
+// newRunID returns 8 random hex digits.
+func newRunID() string {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], rand.Uint32())
+	return hex.EncodeToString(b[:])
+}
+
+var errInterrupted = errors.New("load: interrupted")
+
+var crlfPing = []byte("\r\n\r\n")
