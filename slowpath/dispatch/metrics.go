@@ -1,0 +1,42 @@
+package dispatch
+
+import (
+	"fmt"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Counters of every dispatcher in the process, listed in docs/dispatch.md.
+// They move once per request, probe or state change, never per packet.
+var (
+	mMatched       = metrics.NewCounter(`pinhole_dispatch_rule_matches_total`)
+	mNoDestination = metrics.NewCounter(`pinhole_dispatch_no_destination_total`)
+	mFailovers     = metrics.NewCounter(`pinhole_dispatch_failovers_total`)
+	mNodeDown      = metrics.NewCounter(`pinhole_dispatch_node_down_total`)
+	mNodeUp        = metrics.NewCounter(`pinhole_dispatch_node_up_total`)
+	mProbeOK       = metrics.NewCounter(`pinhole_dispatch_probes_total{result="ok"}`)
+	mProbeFailed   = metrics.NewCounter(`pinhole_dispatch_probes_total{result="failed"}`)
+	mCallsExpired  = metrics.NewCounter(`pinhole_dispatch_calls_expired_total`)
+	mStickyFull    = metrics.NewCounter(`pinhole_dispatch_challenge_table_full_total`)
+)
+
+// newMetrics registers the per-destination gauges, read at scrape time.
+// They live in a set of their own so that a dispatcher built again (a
+// test, a reload) replaces them instead of clashing.
+func (d *Dispatcher) newMetrics() *metrics.Set {
+	s := metrics.NewSet()
+	for _, n := range d.nodes() {
+		labels := fmt.Sprintf(`{set=%q,destination=%q}`, n.Set, n.URI)
+		s.NewGauge(`pinhole_dispatch_destination_up`+labels, func() float64 {
+			if n.Usable() {
+				return 1
+			}
+			return 0
+		})
+		s.NewGauge(`pinhole_dispatch_destination_state`+labels, func() float64 { return float64(n.State()) })
+		s.NewGauge(`pinhole_dispatch_active_calls`+labels, func() float64 { return float64(n.calls.Load()) })
+	}
+	s.NewGauge(`pinhole_dispatch_calls_tracked`, func() float64 { return float64(d.calls.len()) })
+	metrics.RegisterSet(s)
+	return s
+}
