@@ -104,6 +104,30 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"natping interval long", "natping:\n  interval: 1h\n", []string{"line 2", "natping.interval"}},
 		{"natping method", "natping:\n  method: stun\n", []string{"line 2", "natping.method", "stun"}},
 		{"natping missed", "natping:\n  max_missed: -2\n", []string{"line 2", "natping.max_missed"}},
+		{"dispatch algorithm", "dispatch:\n  sets: [{name: fs, algorithm: random, destinations: [{uri: \"sip:10.0.0.1\"}]}]\n", []string{"line 2", "dispatch.sets", "random"}},
+		{"dispatch no destinations", "dispatch:\n  sets: [{name: fs, algorithm: weighted}]\n", []string{"line 2", "dispatch.sets", "no destinations"}},
+		{"dispatch dns name", "dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:fs1.example:5080\"}]}]\n", []string{"line 2", "fs1.example", "no DNS"}},
+		{"dispatch transport", "dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:10.0.0.1;transport=sctp\"}]}]\n", []string{"line 2", "dispatch.sets"}},
+		{"dispatch weight", "dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:10.0.0.1\", weight: -3}]}]\n", []string{"line 2", "weight -3"}},
+		{"dispatch set twice", "dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:10.0.0.1\"}]}, {name: fs, algorithm: weighted, destinations: [{uri: \"sip:10.0.0.2\"}]}]\n", []string{"line 2", "used twice"}},
+		{"dispatch rule set", "dispatch:\n  sets: [{name: fs, algorithm: round_robin, destinations: [{uri: \"sip:10.0.0.1:5080\"}]}]\n  rules: [{set: other}]\n", []string{"line 3", "dispatch.rules", "other"}},
+		{"dispatch rule register", "dispatch:\n  sets: [{name: fs, algorithm: round_robin, destinations: [{uri: \"sip:10.0.0.1:5080\"}]}]\n  rules: [{set: fs, methods: [REGISTER]}]\n", []string{"line 3", "dispatch.register"}},
+		{"dispatch rule method case", "dispatch:\n  sets: [{name: fs, algorithm: round_robin, destinations: [{uri: \"sip:10.0.0.1:5080\"}]}]\n  rules: [{set: fs, methods: [invite]}]\n", []string{"line 3", "invite"}},
+		{"dispatch rule source", "dispatch:\n  sets: [{name: fs, algorithm: round_robin, destinations: [{uri: \"sip:10.0.0.1:5080\"}]}]\n  rules: [{set: fs, sources: [\"10.0.0.1\"]}]\n", []string{"line 3", "CIDR"}},
+		{"dispatch register set", "dispatch:\n  sets: [{name: fs, algorithm: round_robin, destinations: [{uri: \"sip:10.0.0.1:5080\"}]}]\n  register: other\n", []string{"line 3", "dispatch.register", "other"}},
+		{"dispatch register with midregistrar", "dispatch:\n  sets: [{name: fs, algorithm: round_robin, destinations: [{uri: \"sip:10.0.0.1:5080\"}]}]\n  register: fs\nmidregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n", []string{"line 3", "dispatch.register", "mid-registrar"}},
+		{"dispatch register with local auth", "auth:\n  credentials: /etc/users\ndispatch:\n  sets: [{name: fs, algorithm: round_robin, destinations: [{uri: \"sip:10.0.0.1:5080\"}]}]\n  register: fs\n", []string{"line 2", "auth.credentials", "farm"}},
+		{"dispatch probe interval", "dispatch:\n  probe:\n    interval: 10ms\n", []string{"line 3", "dispatch.probe.interval"}},
+		{"dispatch probe timeout", "dispatch:\n  probe:\n    interval: 1s\n    timeout: 5s\n", []string{"line 4", "dispatch.probe.timeout"}},
+		{"dispatch down after", "dispatch:\n  probe:\n    down_after: 0\n", []string{"line 3", "dispatch.probe.down_after"}},
+		{"dispatch up after", "dispatch:\n  probe:\n    up_after: 0\n", []string{"line 3", "dispatch.probe.up_after"}},
+		{"dispatch failover code", "dispatch:\n  failover:\n    codes: [200]\n", []string{"line 3", "dispatch.failover.codes"}},
+		{"dispatch failover timeout", "dispatch:\n  failover:\n    timeout: 40s\n", []string{"line 3", "dispatch.failover.timeout"}},
+		{"dispatch max tries", "dispatch:\n  failover:\n    max_tries: -1\n", []string{"line 3", "dispatch.failover.max_tries"}},
+		{"dispatch mtu", "dispatch:\n  oversize:\n    mtu: 100\n", []string{"line 3", "dispatch.oversize.mtu"}},
+		{"dispatch headroom", "dispatch:\n  oversize:\n    headroom: 1200\n", []string{"line 3", "dispatch.oversize.headroom"}},
+		{"dispatch strip via", "dispatch:\n  oversize:\n    strip_headers: [Via]\n", []string{"line 3", "strip_headers", "Via"}},
+		{"dispatch unknown key", "dispatch:\n  topology: true\n", []string{"line 2", "topology"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,6 +170,46 @@ func TestMidRegistrar(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, cfg.MidRegistrar); diff != "" {
 		t.Errorf("midregistrar (-want +got):\n%s", diff)
+	}
+}
+
+func TestDispatch(t *testing.T) {
+	def, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def.Dispatch.Enabled() || def.Dispatch.Register != "" {
+		t.Error("embedded default must not dispatch")
+	}
+	cfg, err := Parse([]byte(`dispatch:
+  sets:
+    - name: fs
+      algorithm: hash_user
+      destinations:
+        - {uri: "sip:10.0.0.11:5080", weight: 2, attrs: {zone: a}}
+        - {uri: "sip:10.0.0.12:5080;transport=tcp", priority: 1}
+  rules: [{set: fs, methods: [INVITE], prefix: "conf-", sources: ["10.1.0.0/16"]}]
+  register: fs
+  topology_hiding: true
+  failover: {codes: [503], timeout: 1s}
+`), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Dispatch{
+		Sets: []DispatchSet{{Name: "fs", Algorithm: "hash_user", Destinations: []DispatchDestination{
+			{URI: "sip:10.0.0.11:5080", Weight: 2, Attrs: map[string]string{"zone": "a"}},
+			{URI: "sip:10.0.0.12:5080;transport=tcp", Priority: 1},
+		}}},
+		Rules:          []DispatchRule{{Set: "fs", Methods: []string{"INVITE"}, Prefix: "conf-", Sources: []string{"10.1.0.0/16"}}},
+		Register:       "fs",
+		Probe:          DispatchProbe{Interval: 10 * time.Second, Timeout: 2 * time.Second, DownAfter: 3, UpAfter: 2},
+		Failover:       DispatchFailover{Codes: []int{503}, DownOn503: true, Timeout: time.Second},
+		TopologyHiding: true,
+		Oversize:       DispatchOversize{MTU: 1500, Headroom: 200, StripHeaders: []string{}},
+	}
+	if diff := cmp.Diff(want, cfg.Dispatch); diff != "" {
+		t.Errorf("dispatch (-want +got):\n%s", diff)
 	}
 }
 
