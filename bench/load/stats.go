@@ -194,3 +194,6 @@ func (c *counters) sample(t float64, backlog uint64, busy int) Sample {
 	}
 	return s
 }
+
+// Messages returns the statistics of one message kind by its JSON name.
+func (p *Phase) Messages(name string) KindResult { return p.Kinds[name] }

@@ -1,0 +1,152 @@
+//go:build integration
+
+package load_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pinhole-sip/pinhole/bench/digest"
+	"github.com/pinhole-sip/pinhole/bench/echo"
+	"github.com/pinhole-sip/pinhole/bench/load"
+	"github.com/pinhole-sip/pinhole/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.CleanupBinaries()
+	os.Exit(code)
+}
+
+const smokeDevices = 40
+
+// smokeConfig is a run of a second at a low rate: enough for every message
+// of the scenario to cross, with nothing timed.
+func smokeConfig(t *testing.T, server netip.AddrPort, scenario string, sources string) load.Config {
+	t.Helper()
+	c := load.Defaults()
+	c.Server, c.Domain = server, server.Addr().String()
+	c.Devices, c.Scenario = smokeDevices, scenario
+	c.Sources = netip.MustParsePrefix(sources)
+	c.Rate, c.PrepareRate = 40, 400
+	c.Duration, c.Warmup, c.Drain = 1500*time.Millisecond, 200*time.Millisecond, 3*time.Second
+	c.CallHold = 50 * time.Millisecond
+	c.FloodRate, c.FloodSources = 200, 2
+	c.Refresh, c.Keepalive, c.CallRate = 2*time.Second, time.Second, 5
+	return c
+}
+
+// TestSmokeAgainstPinhole runs every scenario against a real pinhole with
+// digest authentication and checks that each did what it says, not how
+// fast.
+func TestSmokeAgainstPinhole(t *testing.T) {
+	cfg := testutil.DefaultConfig(t)
+	cfg.Log.Level = "info" // the ready line is logged at info
+	creds := filepath.Join(t.TempDir(), "users.txt")
+	f, err := os.Create(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c0 := load.Defaults()
+	for i := range smokeDevices {
+		u := c0.User(i)
+		fmt.Fprintf(f, "%s pinhole %s\n", u, digest.HA1(digest.MD5, u, "pinhole", load.Password(u)))
+	}
+	f.Close()
+	cfg.Auth.Credentials, cfg.Auth.NonceTTL = creds, "300s"
+	cfg.Listen.TCP = nil
+	ph := testutil.StartPinhole(t, nil, cfg)
+	server := netip.MustParseAddrPort(ph.Config.Listen.UDP[0])
+
+	for k, sc := range load.Scenarios {
+		t.Run(sc, func(t *testing.T) {
+			// Each scenario on its own source addresses: pinhole may still
+			// retransmit to the previous one's devices.
+			c := smokeConfig(t, server, sc, fmt.Sprintf("127.78.%d.0/24", k))
+			res, err := load.Run(context.Background(), c)
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			if res.Prepare != nil {
+				if got := res.Prepare.Actions["register"].Succeeded; got != smokeDevices {
+					t.Errorf("prepare registered %d of %d devices: %+v", got, smokeDevices, res.Prepare.Actions["register"])
+				}
+			}
+			if res.Run.Refused > 0 || res.Run.Unparsable > 0 {
+				t.Errorf("refused %d, unparsable %d", res.Run.Refused, res.Run.Unparsable)
+			}
+			ok := func(action string) {
+				t.Helper()
+				a := res.Run.Actions[action]
+				if a.Succeeded == 0 || a.Failed > 0 {
+					t.Errorf("%s: %d succeeded, %d failed; run: %+v", action, a.Succeeded, a.Failed, res.Run)
+				}
+			}
+			switch sc {
+			case load.ScenarioRegister:
+				ok("register")
+				if k := res.Run.Messages("register_initial"); k.Challenged == 0 {
+					t.Errorf("first registrations were not challenged: %+v", k)
+				}
+			case load.ScenarioRefresh, load.ScenarioFlood:
+				ok("refresh")
+				if sc == load.ScenarioFlood && res.Run.Messages("flood").Sent == 0 {
+					t.Errorf("no flood sent")
+				}
+			case load.ScenarioKeepalive:
+				// pinhole's XDP program is not attached by the daemon yet:
+				// keepalives are sent, replies are counted, none required.
+				if res.Run.Messages("keepalive").Sent == 0 {
+					t.Errorf("no keepalive sent")
+				}
+			case load.ScenarioCalls:
+				ok("call")
+				if res.Run.Messages("invite_in").OK == 0 || res.Run.Messages("bye_in").OK == 0 {
+					t.Errorf("callee side not reached: %+v", res.Run.Kinds)
+				}
+			case load.ScenarioMix:
+				ok("refresh")
+				ok("keepalive")
+			}
+		})
+	}
+}
+
+// TestSmokeAgainstEcho runs the generator against the trivial responder,
+// as the comparison does to report the generator's ceiling.
+func TestSmokeAgainstEcho(t *testing.T) {
+	addr := netip.AddrPortFrom(testutil.Loopback, uint16(testutil.FreePort(t, testutil.Loopback)))
+	ctx, cancel := context.WithCancel(context.Background())
+	var st echo.Stats
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- echo.Serve(ctx, addr, &st, ready) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("echo: %v", err)
+		}
+	})
+	<-ready
+	for _, sc := range []string{load.ScenarioRegister, load.ScenarioRefresh, load.ScenarioCalls} {
+		c := smokeConfig(t, addr, sc, "127.79.0.0/24")
+		res, err := load.Run(context.Background(), c)
+		if err != nil {
+			t.Fatalf("%s: %v", sc, err)
+		}
+		var succeeded uint64
+		for _, a := range res.Run.Actions {
+			succeeded += a.Succeeded
+		}
+		if succeeded == 0 {
+			t.Errorf("%s against echo: nothing succeeded: %+v", sc, res.Run)
+		}
+	}
+	if st.Answered.Load() == 0 {
+		t.Errorf("echo answered nothing")
+	}
+}
