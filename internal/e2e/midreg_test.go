@@ -5,6 +5,8 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +140,135 @@ func TestMidregRegisterThroughKamailio(t *testing.T) {
 				t.Errorf("pinhole holds %v for bob after a wrong password", q.Contacts)
 			}
 		})
+	}
+}
+
+// TestMidregLapseDeregistersUpstream: a device that stops refreshing
+// leaves Kamailio's location soon after its own expiry, long before the
+// outgoing_expires Kamailio granted: pinhole sent the de-registration,
+// which Kamailio accepted without credentials from pinhole's address.
+func TestMidregLapseDeregistersUpstream(t *testing.T) {
+	const expires = 3
+	r := startMidrig(t, midParams{mode: "contact", insertion: "contact", outgoing: 3600, margin: 10}, nil)
+	got := r.register(t, "carol", "secret", "Contact: <sip:carol@127.0.0.1:7401>", fmt.Sprintf("Expires: %d", expires))
+	if got.Code != "200" {
+		t.Fatalf("REGISTER got %s, want 200", got.Code)
+	}
+	registered := time.Now()
+	if kc := r.kamContacts(t, "carol"); len(kc) != 1 || kc[0].Expires < 3500 {
+		t.Fatalf("Kamailio holds %v for carol, want one contact for about 3600 s", kc)
+	}
+	before := r.K.Registers()
+	// The store's expiry pass runs every second: gone within expires + 2 s,
+	// plus a second for the de-registration's round trip.
+	if !waitFor(expires*time.Second+5*time.Second, func() bool { return len(r.kamContacts(t, "carol")) == 0 }) {
+		t.Fatalf("Kamailio still holds %v for carol %s after a %d s registration lapsed", r.kamContacts(t, "carol"), time.Since(registered).Round(time.Second), expires)
+	}
+	if took := time.Since(registered); took < (expires-1)*time.Second { // the store keeps whole seconds
+		t.Errorf("carol left Kamailio after %s, before her %d s expiry", took, expires)
+	}
+	if got, want := r.K.Registers()-before, 1; got != want {
+		t.Errorf("Kamailio received %d REGISTERs during the lapse, want %d (pinhole's one de-registration)", got, want)
+	}
+}
+
+// throttle are the parameters of the refresh-counting test, chosen so
+// that each decision is at least a second away from the rule's boundary:
+// the store keeps whole seconds, so an elapsed time is seen up to a second
+// late, and the count must not depend on when in a second a device began.
+type throttle struct {
+	expires   int // device's Expires, seconds
+	period    int // seconds between refreshes
+	refreshes int // refreshes after the first registration
+	outgoing  int // outgoing_expires
+	margin    int // renewal_margin
+}
+
+// relays is how many of a device's REGISTERs the rules send upstream:
+// the first registration, then each refresh whose expiry plus the margin
+// would pass the upstream registration's end, that is whose time since
+// the last relay exceeds outgoing - expires - margin. It fails the test
+// when a decision sits within a second of that boundary.
+func (p throttle) relays(t *testing.T) int {
+	t.Helper()
+	limit := p.outgoing - p.expires - p.margin
+	relays, last := 1, 0
+	for k := 1; k <= p.refreshes; k++ {
+		elapsed := (k - last) * p.period
+		relay := elapsed > limit
+		if (elapsed+1 > limit) != relay || (elapsed-1 > limit) != relay {
+			t.Fatalf("refresh %d: %d s since the last relay is within a second of the %d s boundary; choose other parameters", k, elapsed, limit)
+		}
+		if relay {
+			relays++
+			last = k
+		}
+	}
+	return relays
+}
+
+// TestMidregThrottlesRefreshes: many devices refreshing much faster than
+// outgoing_expires produce exactly the upstream REGISTERs the rules
+// predict, counted at Kamailio; every relay is challenged once there.
+// PINHOLE_MIDREG_DEVICES changes the number of devices (bench: 10000).
+func TestMidregThrottlesRefreshes(t *testing.T) {
+	devices := 1000
+	if v := os.Getenv("PINHOLE_MIDREG_DEVICES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("PINHOLE_MIDREG_DEVICES=%q", v)
+		}
+		devices = n
+	}
+	p := throttle{expires: 4, period: 3, refreshes: 6, outgoing: 12, margin: 1}
+	relays := p.relays(t)
+
+	users := map[string]string{}
+	var inf []testutil.User
+	for i := range devices {
+		name, pass := fmt.Sprintf("m%05d", i), fmt.Sprintf("pw%05d", i)
+		users[name] = pass
+		inf = append(inf, testutil.User{Name: name, Password: pass, Expires: p.expires})
+	}
+	r := startMidrig(t, midParams{mode: "contact", insertion: "contact", outgoing: p.outgoing, margin: p.margin, users: users}, nil)
+
+	rate := 200.0
+	window := time.Duration(float64(devices)/rate*float64(time.Second)) + time.Duration(p.refreshes*p.period)*time.Second
+	start := time.Now()
+	res := testutil.Sipp{
+		Scenario: scenario(t, "midreg_refresh.xml"),
+		Remote:   r.Addr,
+		LocalIP:  testutil.Loopback,
+		Users:    inf,
+		Calls:    devices, Rate: rate, Limit: devices,
+		AuthURI:        domain,
+		Vars:           map[string]string{"domain": domain, "period_ms": strconv.Itoa(p.period * 1000), "refreshes": strconv.Itoa(p.refreshes)},
+		Timeout:        window + 30*time.Second,
+		NoMessageTrace: devices > 100,
+	}.Run(t)
+	took := time.Since(start)
+	if os.Getenv("MIDREG_DEBUG") != "" {
+		t.Log(res.Report())
+	}
+	if res.ExitCode != testutil.SippExitOK || res.Successful != devices {
+		t.Fatalf("devices refreshing through pinhole:\n%s", res.Report())
+	}
+	upstream := r.K.Registers()
+	deviceRegs := devices * (1 + p.refreshes + relays) // each relay's challenge makes the device send once more
+	if want := devices * 2 * relays; upstream != want {
+		t.Errorf("Kamailio received %d REGISTERs while %d devices refreshed, want %d: %d relays each (%d refreshes every %d s, expires %d, outgoing_expires %d, margin %d), each challenged once",
+			upstream, devices, want, relays, p.refreshes, p.period, p.expires, p.outgoing, p.margin)
+	}
+	t.Logf("%d devices, %s: %d device REGISTERs, %d upstream: ratio %.4f (rules for this window: %.4f; long-run client_expires/outgoing_expires = %.4f)",
+		devices, took.Round(time.Millisecond), deviceRegs, upstream, float64(upstream)/float64(deviceRegs),
+		float64(2*relays)/float64(1+p.refreshes+relays), float64(p.period)/float64(p.outgoing))
+
+	// Then every device stops: each lapses at pinhole and is de-registered
+	// upstream, one REGISTER each, before Kamailio's own expiry.
+	if !waitFor(time.Duration(p.expires+5)*time.Second, func() bool { return len(r.K.Location()) == 0 }) {
+		t.Fatalf("%d AORs still at Kamailio %d s after the devices stopped", len(r.K.Location()), p.expires+5)
+	}
+	if got, want := r.K.Registers()-upstream, devices; got != want {
+		t.Errorf("de-registrations received by Kamailio: %d, want %d", got, want)
 	}
 }

@@ -108,11 +108,13 @@ request_route {
 		# The mid-registrar's own de-registrations carry no credentials.
 		if ($si == "{{.TrustedIP}}" && $sp == {{.TrustedPort}} && $hdrc(Via) == 1 && $hdr(Expires) == "0") {
 			xlog("L_INFO", "trusted de-registration of $tu\n");
-		} else if (!auth_check("$fd", "subscriber", "1")) {
-			auth_challenge("$fd", "0");
-			exit;
+		} else {
+			if (!auth_check("$fd", "subscriber", "1")) {
+				auth_challenge("$fd", "0");
+				exit;
+			}
+			consume_credentials();
 		}
-		consume_credentials();
 		if (!save("location")) { sl_reply_error(); }
 		exit;
 	}

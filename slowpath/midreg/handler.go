@@ -73,6 +73,9 @@ func (m *MidRegistrar) classify(reg *registrar.Request, cur []location.Binding, 
 	}
 	v := absorb
 	margin := time.Duration(m.cfg.RenewalMargin) * time.Second
+	// Whole seconds on both sides, as the store keeps expiries: the
+	// decision is then exact (docs/midregistrar.md predicts the rate).
+	now = now.Truncate(time.Second)
 	for _, c := range reg.Contacts {
 		if c.Expires == 0 {
 			return relay
@@ -216,6 +219,7 @@ func (m *MidRegistrar) finish(req *sip.Request, reg *registrar.Request, res *sip
 
 // stamp records the upstream registration on the bindings it covers.
 func (m *MidRegistrar) stamp(next []location.Binding, reg *registrar.Request, granted []int, i int, now time.Time) {
+	now = now.Truncate(time.Second)
 	at := func(secs int) time.Time { return now.Add(time.Duration(secs) * time.Second) }
 	if m.cfg.Mode == ModeAOR {
 		// One upstream contact covers the whole AOR.
