@@ -113,6 +113,14 @@ func pingReply(callID string) string {
 		"Content-Length: 0\r\n\r\n"
 }
 
+// uaAt is an OPTIONS whose User-Agent header line starts at byte at of the
+// message (at >= 40), padded before it with a Subject header.
+func uaAt(at int, ua string) string {
+	head := "OPTIONS sip:100@192.0.2.1 SIP/2.0\r\n"
+	pad := at - len(head) - len("Subject: \r\n")
+	return head + "Subject: " + strings.Repeat("x", pad) + "\r\nUser-Agent: " + ua + "\r\nContent-Length: 0\r\n\r\n"
+}
+
 // stunRequest is a Binding Request with a transaction ID and attrs.
 func stunRequest(typ uint16, attrs []byte) string {
 	b := binary.BigEndian.AppendUint16(nil, typ)
@@ -373,6 +381,10 @@ func TestVerdicts(t *testing.T) {
 		{name: "sipcli without space", in: build(udp6(options("User-Agent:sipcli/v1.8"))), action: xdpDrop, verdict: VerdictScanner},
 		{name: "VaxSIPUserAgent", in: build(udp4(options("User-Agent:  VaxSIPUserAgent/3.1"))), action: xdpDrop, verdict: VerdictScanner},
 		{name: "scanner UA as last header", in: build(udp4("OPTIONS sip:1@x SIP/2.0\r\nUser-Agent: iWar\r\n\r\n")), action: xdpDrop, verdict: VerdictScanner},
+		// UA_SCAN_LIMIT: a User-Agent line starting within the first 256
+		// bytes is checked, one starting later is not (the cost bound).
+		{name: "scanner UA starting at byte 248", in: build(udp4(uaAt(248, "friendly-scanner"))), action: xdpDrop, verdict: VerdictScanner},
+		{name: "scanner UA starting past byte 256 passes", in: build(udp4(uaAt(264, "friendly-scanner"))), action: xdpPass, verdict: VerdictSIPPassed},
 		{name: "benign UA passes", in: build(udp4(options("User-Agent: Linphone/5.2"))), action: xdpPass, verdict: VerdictSIPPassed},
 		{name: "scanner string elsewhere passes", in: build(udp4(options("Subject: friendly-scanner"))), action: xdpPass, verdict: VerdictSIPPassed},
 		{name: "UA in body passes", in: build(udp4("MESSAGE sip:x SIP/2.0\r\nContent-Length: 28\r\n\r\nUser-Agent: friendly-scanner")), action: xdpPass, verdict: VerdictSIPPassed},
