@@ -247,17 +247,15 @@ func (d *Dispatcher) IsFarm(a netip.Addr) bool {
 }
 
 // NodeAt returns the destination at ap (the first set's when several sets
-// share it), or nil. The port is compared only when one is given: a node
-// answers from its listening port, but may send from another over TCP.
-func (d *Dispatcher) NodeAt(ap netip.AddrPort) *Node {
+// share it), or nil. With anyPort the port is not compared: over TCP a
+// node sends from an ephemeral port, over UDP from its listening one (and
+// on one host, a device on another port of the same address is no node).
+func (d *Dispatcher) NodeAt(ap netip.AddrPort, anyPort bool) *Node {
 	ns := d.nodesBy[ap.Addr().Unmap()]
 	for _, n := range ns {
-		if ap.Port() == 0 || n.Target.Addr.Port() == ap.Port() {
+		if anyPort || n.Target.Addr.Port() == ap.Port() {
 			return n
 		}
-	}
-	if len(ns) > 0 {
-		return ns[0]
 	}
 	return nil
 }

@@ -347,8 +347,14 @@ func TestMatch(t *testing.T) {
 	if !d.IsFarm(netip.MustParseAddr("10.0.0.6")) || d.IsFarm(src) {
 		t.Error("IsFarm")
 	}
-	if n := d.NodeAt(netip.MustParseAddrPort("10.0.0.7:40000")); n == nil || n.Set != "all" {
+	if n := d.NodeAt(netip.MustParseAddrPort("10.0.0.7:40000"), true); n == nil || n.Set != "all" {
 		t.Errorf("NodeAt by address only = %v", n)
+	}
+	if n := d.NodeAt(netip.MustParseAddrPort("10.0.0.7:40000"), false); n != nil {
+		t.Errorf("NodeAt another port = %v, want nil", n.URI)
+	}
+	if n := d.NodeAt(netip.MustParseAddrPort("10.0.0.7:5060"), false); n == nil {
+		t.Error("NodeAt the node's own port = nil")
 	}
 }
 

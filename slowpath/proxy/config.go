@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/location"
 	"net/netip"
 	"strings"
@@ -80,6 +81,27 @@ type Config struct {
 	// MaxForwards is the Max-Forwards given to requests that have none
 	// (RFC 3261 §16.6 step 3). Zero means 70.
 	MaxForwards int
+	// Farm, when set, relays the requests its rules match (and REGISTER,
+	// when it has a register set) to a farm of servers; see farm.go and
+	// docs/dispatch.md.
+	Farm *dispatch.Dispatcher
+	// TopologyHiding keeps the farm's addresses out of device-bound
+	// messages (Via, Record-Route, Contact). Only with Farm.
+	TopologyHiding bool
+	// Oversize shrinks device-bound requests over UDP. Only with Farm.
+	Oversize Oversize
+}
+
+// Oversize bounds requests sent to devices over UDP (RFC 3261 §18.1.1).
+type Oversize struct {
+	// Limit is the largest request sent over UDP as it is (MTU minus
+	// headroom); zero: no limit.
+	Limit int
+	// Strip are header names removed first from a request over Limit.
+	Strip []string
+	// TCP sends a request still over Limit over TCP when the device is not
+	// behind NAT (a NAT'd device cannot take a new connection).
+	TCP bool
 }
 
 // listener is a Listener prepared for the per-request path.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/nat"
 )
 
@@ -42,6 +43,12 @@ type call struct {
 	finalSent  bool
 	answered   bool
 	canceled   bool // by the caller's CANCEL
+
+	// Farm (farm.go): targets are farm nodes tried in turn; key finds the
+	// node that challenged; fromFarm is the node the request came from.
+	farm     bool
+	key      string
+	fromFarm *dispatch.Node
 }
 
 // branch is one client transaction of a call.
@@ -64,11 +71,18 @@ type branch struct {
 	timedOut    bool
 	reason      sip.Header
 	timerC      *time.Timer
+	silence     *time.Timer // farm node: no response at all within failover.timeout
+	code        int         // final status received; 0 for none (timeout, transport)
 }
 
 // fork runs the request's branches group after group and answers the
 // caller with the best final response unless a 2xx went up already.
 func (p *Proxy) fork(req, base *sip.Request, stx sip.ServerTransaction, rr bool, groups [][]target) {
+	p.forkWith(req, base, stx, rr, groups, nil)
+}
+
+// forkWith is fork with a hook that sets up the call first (farm.go).
+func (p *Proxy) forkWith(req, base *sip.Request, stx sip.ServerTransaction, rr bool, groups [][]target, setup func(*call)) {
 	c := &call{
 		p:      p,
 		req:    req,
@@ -76,6 +90,9 @@ func (p *Proxy) fork(req, base *sip.Request, stx sip.ServerTransaction, rr bool,
 		invite: req.IsInvite(),
 		rr:     rr,
 		stop:   make(chan struct{}),
+	}
+	if setup != nil {
+		setup(c)
 	}
 	// Where sipgo itself would answer: Via received/rport (§18.2.2, RFC 3581 §4).
 	probe := sip.NewResponseFromRequest(req, sip.StatusTrying, "Trying", nil)
@@ -101,7 +118,7 @@ func (p *Proxy) fork(req, base *sip.Request, stx sip.ServerTransaction, rr bool,
 			}
 		}
 		c.wait(started)
-		if c.halted() {
+		if c.halted() || !c.moveOn(started) {
 			break
 		}
 	}
@@ -182,6 +199,10 @@ func (c *call) start(base *sip.Request, t target) *branch {
 		}
 	}
 	b.req = c.p.branchRequest(base, &t, rr)
+	if c.p.cfg.Farm != nil {
+		b.req = c.p.farmBranch(c, base, &t, rr, b.req)
+		b.t = t
+	}
 
 	c.mu.Lock()
 	if c.halted() {
@@ -202,6 +223,11 @@ func (c *call) start(base *sip.Request, t target) *branch {
 		return nil
 	}
 	b.tx = tx
+	if to := c.p.failoverTimeout(); t.node != nil && to > 0 {
+		c.mu.Lock()
+		b.silence = time.AfterFunc(to, b.onSilence)
+		c.mu.Unlock()
+	}
 	if c.invite {
 		// RFC 6026 §7.2: 2xx retransmissions and further 2xx from the
 		// same branch reach the TU outside the response channel; a proxy
@@ -343,6 +369,9 @@ func containsHeader(hs []sip.Header, h sip.Header) bool {
 
 // relay sends a response to the caller (§16.7 steps 4, 5, 9).
 func (c *call) relay(b *branch, res *sip.Response) {
+	if c.p.cfg.TopologyHiding && c.fromFarm == nil && b != nil && b.t.node != nil {
+		c.hideUp(b, res) // toward a device: no farm address
+	}
 	if b != nil && b.nc != "" && res.StatusCode > 100 && res.StatusCode < 300 {
 		c.markCallee(res, b.nc)
 	}
@@ -410,10 +439,18 @@ func (b *branch) loop() {
 func (b *branch) onResponse(res *sip.Response) bool {
 	c := b.c
 	code := res.StatusCode
+	c.mu.Lock()
+	if b.silence != nil {
+		b.silence.Stop() // the node is alive; timer C or B takes over
+	}
+	c.mu.Unlock()
 	if code != sip.StatusTrying {
 		// Step 3: take our Via off. A response with no Via left was
 		// meant for us and goes no further.
 		res.RemoveHeader("Via")
+		if c.fromFarm != nil && c.p.cfg.TopologyHiding {
+			c.restoreUp(res) // the farm's Vias, hidden from the device
+		}
 		if res.Via() == nil {
 			return !res.IsProvisional()
 		}
@@ -442,7 +479,8 @@ func (b *branch) onResponse(res *sip.Response) bool {
 
 	case res.IsSuccess():
 		c.mu.Lock()
-		b.final = true
+		branchFirst := !b.final
+		b.final, b.code = true, code
 		b.stopTimer()
 		first := !c.answered
 		c.answered = true
@@ -451,6 +489,9 @@ func (b *branch) onResponse(res *sip.Response) bool {
 		up := c.invite || !c.finalSent
 		c.finalSent = true
 		c.mu.Unlock()
+		if branchFirst {
+			b.farmFinal(code)
+		}
 		if up {
 			c.relay(b, res)
 		}
@@ -465,11 +506,12 @@ func (b *branch) onResponse(res *sip.Response) bool {
 
 	default:
 		c.mu.Lock()
-		b.final = true
+		b.final, b.code = true, code
 		b.stopTimer()
 		c.consider(res)
 		global := code >= 600 && !c.answered
 		c.mu.Unlock()
+		b.farmFinal(code)
 		if global && c.invite {
 			// Step 5: a 6xx ends the search; the other branches are
 			// cancelled and the best response (the 6xx) goes up.
@@ -485,12 +527,16 @@ func (b *branch) onResponse(res *sip.Response) bool {
 func (b *branch) fail(code int, reason string) {
 	c := b.c
 	c.mu.Lock()
-	if !b.final {
+	first := !b.final
+	if first {
 		b.final = true
 		b.stopTimer()
 		c.consider(sip.NewResponseFromRequest(c.req, code, reason, nil))
 	}
 	c.mu.Unlock()
+	if first {
+		b.farmFinal(0) // no answer: timeout or transport error
+	}
 	b.markDone()
 }
 
@@ -501,6 +547,25 @@ func (b *branch) stopTimer() {
 	if b.timerC != nil {
 		b.timerC.Stop()
 	}
+	if b.silence != nil {
+		b.silence.Stop()
+	}
+}
+
+// onSilence ends a farm branch that got no response at all within
+// failover.timeout: the node is taken as down for this request (a 408,
+// §16.8) and the next destination is tried.
+func (b *branch) onSilence() {
+	c := b.c
+	c.mu.Lock()
+	if b.final || b.provisional {
+		c.mu.Unlock()
+		return
+	}
+	b.timedOut = true
+	c.mu.Unlock()
+	mSilent.Inc()
+	b.tx.Terminate()
 }
 
 // onTimerC implements RFC 3261 §16.8: with a provisional response the

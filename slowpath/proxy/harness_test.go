@@ -104,6 +104,9 @@ func startProxy(t *testing.T, mutate func(*Config)) *testProxy {
 	for _, m := range Methods {
 		srv.OnRequest(m, tp.p.Handle)
 	}
+	if cfg.Farm != nil && cfg.Farm.RegisterSet() != nil {
+		srv.OnRequest(sip.REGISTER, tp.p.Handle) // edge relay (farm_test.go)
+	}
 	go srv.ServeUDP(uc)
 	go srv.ServeTCP(tl)
 	waitListening(t, ua, tp.udp)

@@ -31,6 +31,17 @@ var (
 	}
 	mRepliesOther = metrics.NewCounter(`pinhole_proxy_local_replies_total{status="other"}`)
 
+	// Farm (farm.go, docs/dispatch.md).
+	mSticky   = metrics.NewCounter(`pinhole_dispatch_challenge_sticky_total`)
+	mHidden   = metrics.NewCounter(`pinhole_dispatch_topology_hidden_total`)
+	mSilent   = metrics.NewCounter(`pinhole_dispatch_silent_destinations_total`)
+	mOversize = [...]*metrics.Counter{
+		oversizeStripped: metrics.NewCounter(`pinhole_dispatch_oversize_total{action="stripped"}`),
+		oversizeCompact:  metrics.NewCounter(`pinhole_dispatch_oversize_total{action="compact"}`),
+		oversizeTCP:      metrics.NewCounter(`pinhole_dispatch_oversize_total{action="tcp"}`),
+		oversizeSent:     metrics.NewCounter(`pinhole_dispatch_oversize_total{action="sent_anyway"}`),
+	}
+
 	// Indexed by status class 1..6.
 	mRelayed = [7]*metrics.Counter{
 		1: metrics.NewCounter(`pinhole_proxy_responses_relayed_total{class="1xx"}`),

@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/nat"
 )
 
@@ -89,13 +90,25 @@ func (p *Proxy) Handle(req *sip.Request, tx sip.ServerTransaction) {
 			p.reply(req, tx, sip.StatusInternalServerError, "Server Internal Error")
 			return
 		}
-		p.fork(req, base, tx, false, [][]target{{t}})
+		if req.Method == sip.BYE && p.cfg.Farm != nil {
+			p.cfg.Farm.CallEnded(callID(req))
+		}
+		p.forkWith(req, base, tx, false, [][]target{{t}}, p.dialogSetup(req))
 	case actLocate, actOutbound:
 		mInitial.Inc()
 		if d.auth && !p.authorize(req, tx) {
 			return
 		}
 		p.route(req, tx, &d)
+	case actFarm:
+		mInitial.Inc()
+		if d.auth && !p.authorize(req, tx) {
+			return
+		}
+		p.routeFarm(req, tx, &d)
+	case actPath:
+		mInitial.Inc()
+		p.routePath(req, tx, &d)
 	}
 }
 
@@ -178,6 +191,9 @@ func (p *Proxy) prepare(req *sip.Request, d *decision) *sip.Request {
 			}
 		}
 	}
+	if p.cfg.TopologyHiding && p.cfg.Farm != nil {
+		p.unhide(fwd) // a Contact hideContact wrote is the farm node again
+	}
 	return fwd
 }
 
@@ -226,6 +242,9 @@ func (p *Proxy) relayAck(req *sip.Request, d *decision) {
 		return
 	}
 	ack := p.branchRequest(base, &t, nil)
+	if n := p.farmSource(req); n != nil && p.cfg.TopologyHiding {
+		p.hideRequest(ack, n, t.out)
+	}
 	if err := p.cli.WriteRequest(ack, asIs); err != nil {
 		mAckDropped.Inc()
 		p.log.Debug("relay ACK failed", "error", err, "dest", ack.Destination())
@@ -249,7 +268,9 @@ type target struct {
 	flow      location.Flow // registered flow, when viaFlow
 	viaFlow   bool
 	q         uint16
-	path      []sip.Uri // Route entries from the binding's Path (RFC 3327 §5)
+	path      []sip.Uri      // Route entries from the binding's Path (RFC 3327 §5)
+	node      *dispatch.Node // farm destination (farm.go)
+	pathHdr   sip.Header     // our Path entry for a REGISTER relayed to the farm
 }
 
 // targetGroups turns bindings into fork groups: one group for parallel
@@ -380,6 +401,9 @@ func (p *Proxy) branchRequest(base *sip.Request, t *target, rr []sip.Header) *si
 	}
 	if len(rr) > 0 {
 		r.PrependHeader(rr...) // step 4
+	}
+	if t.pathHdr != nil {
+		r.PrependHeader(t.pathHdr) // RFC 3327 §4: our Path on top
 	}
 	if len(t.path) > 0 {
 		// Step 6 with a Path (RFC 3327 §5): the request visits those

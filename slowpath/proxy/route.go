@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/location"
 	"net/netip"
 	"strings"
@@ -18,6 +19,8 @@ const (
 	actOutbound                   // forward to Config.Outbound
 	actDialog                     // in-dialog: loose-route to the next hop or a flow
 	actDrop                       // nothing to do (ACK that is not ours)
+	actFarm                       // relay to a dispatch set (farm.go)
+	actPath                       // from the farm through our Path, to a device (farm.go)
 )
 
 // Record-Route URI parameters pinhole writes (docs/proxy.md).
@@ -43,6 +46,11 @@ type decision struct {
 	// a Path pinhole inserted upstream (RFC 3327 §5), whose user names the
 	// bindings the request is for (the Locator resolves it).
 	pathUser string
+	// Farm (farm.go): the set a rule chose, what it looked at, and the
+	// node a request came from.
+	set      *dispatch.Set
+	dreq     dispatch.Request
+	fromFarm *dispatch.Node
 }
 
 // decide routes req: RFC 3261 §16.3 (validation), §16.4 (route
@@ -114,6 +122,12 @@ func (p *Proxy) decide(req *sip.Request) decision {
 		// whoever sent it (DESIGN.md: not an open relay).
 		return decision{act: actReply, status: sip.StatusForbidden, reason: "Relaying Denied"}
 	}
+	if p.cfg.Farm != nil && d.pathUser == "" && p.decideFarm(req, &d, mark) {
+		if d.act == actFarm {
+			d.auth = p.auth != nil && req.Method != sip.REGISTER && from != nil && p.served(from.Address.Host)
+		}
+		return d
+	}
 	if d.pathUser != "" && len(p.cfg.Domains) > 0 {
 		// Through our Path: the Request-URI is the device's own Contact,
 		// which the binding the Path names replaces (flow, NAT).
@@ -133,7 +147,7 @@ func (p *Proxy) decide(req *sip.Request) decision {
 		return decision{act: actReply, status: sip.StatusNotFound, reason: "Not Found"}
 	}
 	fromServed := from != nil && p.served(from.Address.Host)
-	d.auth = p.auth != nil && fromServed
+	d.auth = p.auth != nil && fromServed && d.fromFarm == nil // the farm is trusted by address
 	if served || self {
 		domain := ruri.Host
 		if !served {
