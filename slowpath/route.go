@@ -9,6 +9,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/slowpath/auth"
+	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/location"
 	"github.com/pinhole-sip/pinhole/slowpath/midreg"
 	"github.com/pinhole-sip/pinhole/slowpath/proxy"
@@ -34,17 +35,42 @@ func (s *Server) routeRequests() error {
 		a := s.authn
 		authz = proxy.AuthorizerFunc(func(r *sip.Request) proxy.Verdict { return proxy.Verdict(a.Check(r, false)) })
 	}
+	if s.cfg.Dispatch.Enabled() {
+		dc, err := dispatch.FromConfig(s.cfg.Dispatch)
+		if err != nil {
+			return err
+		}
+		if s.farm, err = dispatch.New(dc); err != nil {
+			return fmt.Errorf("set up dispatch: %w", err)
+		}
+	}
 	p, err := proxy.New(proxy.Config{
-		Domains:   s.cfg.Domains,
-		Listeners: ls,
-		Forking:   forking,
-		Outbound:  s.cfg.Proxy.Outbound,
+		Domains:        s.cfg.Domains,
+		Listeners:      ls,
+		Forking:        forking,
+		Outbound:       s.cfg.Proxy.Outbound,
+		Farm:           s.farm,
+		TopologyHiding: s.cfg.Dispatch.TopologyHiding,
+		Oversize: proxy.Oversize{
+			Limit: dispatch.Limit(s.cfg.Dispatch.Oversize),
+			Strip: s.cfg.Dispatch.Oversize.StripHeaders,
+			TCP:   s.cfg.Dispatch.Oversize.TCP,
+		},
 	}, s.cli, locator{store: s.store, creds: s.creds, realm: s.cfg.Auth.Realm, mid: s.mid}, authz, s.log)
 	if err != nil {
 		return fmt.Errorf("set up proxy: %w", err)
 	}
 	for _, m := range proxy.Methods {
 		s.srv.OnRequest(m, p.Handle)
+	}
+	if s.farm != nil {
+		s.farmPinger = p
+		if s.farm.RegisterSet() != nil {
+			// Edge relay (docs/dispatch.md): the farm is the registrar and
+			// pinhole keeps no binding. Configuration refuses this together
+			// with the mid-registrar, so nothing else wants REGISTER.
+			s.srv.OnRegister(p.Handle)
+		}
 	}
 	return nil
 }

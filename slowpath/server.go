@@ -16,6 +16,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/slowpath/auth"
+	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/location"
 	"github.com/pinhole-sip/pinhole/slowpath/midreg"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
@@ -36,6 +37,10 @@ type Server struct {
 	reg   *registrar.Registrar
 	mid   *midreg.MidRegistrar // nil: standalone registrar
 	tls   *tls.Config
+
+	// farm relays to dispatch sets (route.go); nil without dispatch.sets.
+	farm       *dispatch.Dispatcher
+	farmPinger dispatch.Pinger
 
 	limits sanity.Limits
 	udp    udpSockets
@@ -203,6 +208,12 @@ func (s *Server) Start() error {
 			return fmt.Errorf("listen %s %s: %w", l.Transport, l.Addr, err)
 		}
 	}
+	if s.farm != nil {
+		// Probes leave from the listeners, so they start once those serve.
+		ctx, stop := context.WithCancel(context.Background())
+		go s.farm.Run(ctx, s.farmPinger)
+		s.addCloser(func() error { stop(); return nil })
+	}
 	return nil
 }
 
@@ -272,6 +283,10 @@ func (s *Server) closeListeners() {
 
 // Store is the location store, the authority for bindings.
 func (s *Server) Store() location.Store { return s.store }
+
+// Dispatcher is the farm dispatcher (Destinations, SetState for the
+// management API), nil when dispatch has no sets.
+func (s *Server) Dispatcher() *dispatch.Dispatcher { return s.farm }
 
 // AuthEnabled reports whether requests must authenticate.
 func (s *Server) AuthEnabled() bool { return s.authn != nil }
