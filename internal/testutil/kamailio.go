@@ -342,6 +342,14 @@ func (k *Kamailio) stat(name string) int {
 	return 0
 }
 
+// ContactCount returns how many contacts Kamailio's location holds
+// (usrloc statistic location_contacts); unlike Location it works for any
+// number of AORs (ul.dump's reply is limited in size).
+func (k *Kamailio) ContactCount() int {
+	k.t.Helper()
+	return k.stat("location_contacts")
+}
+
 // KamailioContact is one contact in Kamailio's location table.
 type KamailioContact struct {
 	Address string // the Contact URI as stored
