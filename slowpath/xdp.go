@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/emiago/sipgo/sip"
 )
 
@@ -22,6 +23,8 @@ type Intercept func(local, remote netip.AddrPort, msg []byte) bool
 // AuthFailure is told the source of every REGISTER whose credentials were
 // wrong (403), to feed the kernel blocklist (package ban).
 type AuthFailure func(src netip.Addr)
+
+var crlfPong = []byte("\r\n")
 
 type hooks struct {
 	intercept   atomic.Pointer[Intercept]
@@ -52,8 +55,23 @@ func (s *Server) UDPSocket(local netip.AddrPort) (syscall.RawConn, error) {
 	return rc, nil
 }
 
-// filterUDP runs the intercept hook, then the sanity filter.
+// keepaliveAnswered counts double-CRLF pings answered here, where XDP did
+// not answer them first (it is off, or not on the interface they came in).
+var keepaliveAnswered = metrics.GetOrCreateCounter(`pinhole_keepalive_answered_total{path="userspace"}`)
+
+// filterUDP answers double-CRLF keepalives, runs the intercept hook, then
+// the sanity filter.
 func (s *Server) filterUDP(p sip.TransportReadProps, data []byte) ([]byte, error) {
+	if p.Transport == "UDP" && string(data) == "\r\n\r\n" {
+		// RFC 5626 §4.4.1: a double-CRLF ping gets a single CRLF pong, from
+		// the socket it arrived on.
+		if c := s.udp.get(p.LocalAddr.String()); c != nil {
+			if _, err := c.WriteTo(crlfPong, p.RemoteAddr); err == nil {
+				keepaliveAnswered.Inc()
+			}
+		}
+		return nil, nil
+	}
 	if fn := s.hooks.intercept.Load(); fn != nil && p.Transport == "UDP" {
 		local, lok := p.LocalAddr.(*net.UDPAddr)
 		remote, rok := p.RemoteAddr.(*net.UDPAddr)
