@@ -60,10 +60,17 @@ type Config struct {
 	// Devices are numbered 0…Devices-1. Device i sends from address
 	// Sources.Addr()+1+i/PortsPerAddr, port PortBase+i%PortsPerAddr, each
 	// from its own socket, so the server sees as many flows as devices.
-	Devices      int
-	Sources      netip.Prefix
-	PortBase     int
-	PortsPerAddr int
+	Devices int
+	// DevicesPerSocket > 1 puts several devices behind one socket, as
+	// several phones behind one NAT binding would look: they share the
+	// source address and port and differ by user. It is how one process
+	// reaches a million devices under an open-file limit lower than that;
+	// replies are told apart by the Via branch and requests by the
+	// Request-URI user.
+	DevicesPerSocket int
+	Sources          netip.Prefix
+	PortBase         int
+	PortsPerAddr     int
 
 	UserPrefix string // users are UserPrefix + 7-digit index; password "pw-" + user
 	Algorithm  digest.Algorithm
@@ -92,28 +99,29 @@ type Config struct {
 // Defaults returns a configuration with every optional field set.
 func Defaults() Config {
 	return Config{
-		Server:       netip.MustParseAddrPort("127.0.0.1:5060"),
-		Devices:      10000,
-		Sources:      netip.MustParsePrefix("127.77.0.0/16"),
-		PortBase:     10000,
-		PortsPerAddr: 20000,
-		UserPrefix:   "u",
-		Algorithm:    digest.MD5,
-		Expires:      3600,
-		Scenario:     ScenarioRefresh,
-		Rate:         5000,
-		Duration:     20 * time.Second,
-		Warmup:       3 * time.Second,
-		Drain:        3 * time.Second,
-		PrepareRate:  5000,
-		Refresh:      60 * time.Second,
-		Keepalive:    25 * time.Second,
-		CallRate:     10,
-		CallHold:     time.Second,
-		FloodRate:    20000,
-		FloodSources: 16,
-		T1:           DefaultT1,
-		T2:           DefaultT2,
+		Server:           netip.MustParseAddrPort("127.0.0.1:5060"),
+		Devices:          10000,
+		DevicesPerSocket: 1,
+		Sources:          netip.MustParsePrefix("127.77.0.0/16"),
+		PortBase:         10000,
+		PortsPerAddr:     20000,
+		UserPrefix:       "u",
+		Algorithm:        digest.MD5,
+		Expires:          3600,
+		Scenario:         ScenarioRefresh,
+		Rate:             5000,
+		Duration:         20 * time.Second,
+		Warmup:           3 * time.Second,
+		Drain:            3 * time.Second,
+		PrepareRate:      5000,
+		Refresh:          60 * time.Second,
+		Keepalive:        25 * time.Second,
+		CallRate:         10,
+		CallHold:         time.Second,
+		FloodRate:        20000,
+		FloodSources:     16,
+		T1:               DefaultT1,
+		T2:               DefaultT2,
 	}
 }
 
@@ -126,12 +134,14 @@ func Password(user string) string { return "pw-" + user }
 
 // DeviceAddr is the source address and port of device i.
 func (c *Config) DeviceAddr(i int) netip.AddrPort {
-	return netip.AddrPortFrom(c.nthAddr(1+i/c.PortsPerAddr), uint16(c.PortBase+i%c.PortsPerAddr))
+	s := i / max(c.DevicesPerSocket, 1)
+	return netip.AddrPortFrom(c.nthAddr(1+s/c.PortsPerAddr), uint16(c.PortBase+s%c.PortsPerAddr))
 }
 
 // floodAddr is the source of flood socket k: addresses after the devices'.
 func (c *Config) floodAddr(k int) netip.AddrPort {
-	return netip.AddrPortFrom(c.nthAddr(1+(c.Devices-1)/c.PortsPerAddr+1+k), uint16(c.PortBase))
+	last := (c.Devices - 1) / max(c.DevicesPerSocket, 1)
+	return netip.AddrPortFrom(c.nthAddr(1+last/c.PortsPerAddr+1+k), uint16(c.PortBase))
 }
 
 // nthAddr is the n-th address after the start of Sources.
@@ -163,6 +173,9 @@ func (c *Config) Validate() error {
 	if c.Devices < 1 {
 		bad("devices: %d, want at least 1", c.Devices)
 	}
+	if c.DevicesPerSocket < 1 {
+		bad("devices-per-socket: %d, want at least 1", c.DevicesPerSocket)
+	}
 	if !c.Sources.IsValid() || !c.Sources.Addr().Is4() {
 		bad("sources: %v is not an IPv4 prefix", c.Sources)
 	}
@@ -170,7 +183,8 @@ func (c *Config) Validate() error {
 		bad("ports: base %d with %d per address leaves 1…65535", c.PortBase, c.PortsPerAddr)
 	}
 	if c.Sources.IsValid() && c.PortsPerAddr > 0 && c.Devices > 0 {
-		addrs := (c.Devices+c.PortsPerAddr-1)/c.PortsPerAddr + 1 + c.FloodSources
+		socks := (c.Devices + max(c.DevicesPerSocket, 1) - 1) / max(c.DevicesPerSocket, 1)
+		addrs := (socks+c.PortsPerAddr-1)/c.PortsPerAddr + 1 + c.FloodSources
 		if bits := 32 - c.Sources.Bits(); bits < 31 && addrs >= 1<<bits {
 			bad("sources: %v holds fewer than the %d addresses that %d devices at %d ports per address and %d flood sources need",
 				c.Sources, addrs, c.Devices, c.PortsPerAddr, c.FloodSources)

@@ -221,6 +221,8 @@ func (e *engine) appendVia(b []byte, i int, txID uint64) []byte {
 	b = append(b, ";rport;branch="+branchMagic...)
 	b = append(b, e.run...)
 	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(i), 36)
+	b = append(b, '.')
 	b = strconv.AppendUint(b, txID, 36)
 	return append(b, "\r\n"...)
 }
@@ -471,6 +473,22 @@ func (e *engine) receive(i int, b []byte) {
 		e.each(func(c *counters) { c.unparsable++ })
 		return
 	}
+	if per := e.cfg.DevicesPerSocket; per > 1 {
+		// A shared socket: find the device among the socket's.
+		j := -1
+		if m.request {
+			j = e.deviceOfURI(m.ruri)
+		} else if m.nVia > 0 {
+			if dev, _, ok := e.txIDOf(m.via[0]); ok {
+				j = dev
+			}
+		}
+		if j < i || j >= i+per || j >= len(e.devices) {
+			e.each(func(c *counters) { c.unmatched++ })
+			return
+		}
+		i = j
+	}
 	if m.request {
 		e.serverRequest(i, m)
 		return
@@ -478,21 +496,46 @@ func (e *engine) receive(i int, b []byte) {
 	e.response(i, m)
 }
 
-// txIDOf returns the transaction ID in a branch the generator wrote.
-func (e *engine) txIDOf(via []byte) (uint64, bool) {
+// txIDOf returns the device and transaction ID in a branch the generator
+// wrote: z9hG4bK<run>.<device>.<transaction>, both base 36.
+func (e *engine) txIDOf(via []byte) (dev int, id uint64, ok bool) {
 	br := param(via, "branch")
 	prefix := len(branchMagic) + len(e.run) + 1
 	if len(br) <= prefix || !bytes.Equal(br[len(branchMagic):prefix-1], []byte(e.run)) {
-		return 0, false
+		return 0, 0, false
 	}
-	id, err := strconv.ParseUint(string(br[prefix:]), 36, 64)
-	return id, err == nil
+	d, t, found := bytes.Cut(br[prefix:], []byte{'.'})
+	if !found {
+		return 0, 0, false
+	}
+	dv, err1 := strconv.ParseInt(string(d), 36, 32)
+	id, err2 := strconv.ParseUint(string(t), 36, 64)
+	return int(dv), id, err1 == nil && err2 == nil
+}
+
+// deviceOfURI returns the device whose user is in a Request-URI, or -1.
+func (e *engine) deviceOfURI(uri []byte) int {
+	u, ok := bytes.CutPrefix(uri, []byte("sip:"))
+	at := bytes.IndexByte(u, '@')
+	if !ok || at < 0 {
+		return -1
+	}
+	u, ok = bytes.CutPrefix(u[:at], []byte(e.cfg.UserPrefix))
+	n, err := strconv.Atoi(string(u))
+	if !ok || err != nil {
+		return -1
+	}
+	return n
 }
 
 func (e *engine) response(i int, m *message) {
 	d := &e.devices[i]
-	id, ok := e.txIDOf(m.via[0])
-	if m.nVia == 0 || !ok || !d.busy || id != d.tx.id {
+	if m.nVia == 0 {
+		e.each(func(c *counters) { c.unmatched++ })
+		return
+	}
+	dev, id, ok := e.txIDOf(m.via[0])
+	if !ok || dev != i || !d.busy || id != d.tx.id {
 		e.each(func(c *counters) { c.unmatched++ })
 		return
 	}

@@ -50,7 +50,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Scenario == ScenarioFlood {
 		floods = cfg.FloodSources
 	}
-	socks, err := newSockets(cfg.Devices + floods)
+	per := cfg.DevicesPerSocket
+	socks, err := newSockets((cfg.Devices+per-1)/per + floods)
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +63,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	opened := time.Now()
 	for i := range e.devices {
+		if i%per != 0 {
+			e.devices[i].fd = e.devices[i-1].fd
+			continue
+		}
+		// A shared socket is owned by its first device; receive finds the
+		// others by branch or Request-URI.
 		fd, err := socks.open(cfg.DeviceAddr(i), cfg.Server, int32(i))
 		if err != nil {
 			return nil, fmt.Errorf("device %d: %w", i, err)

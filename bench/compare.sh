@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# bench/compare.sh — pinhole side by side with its peers, on one machine.
+#
+# For each server in turn (the echo responder for the generator's ceiling,
+# pinhole, Kamailio, OpenSIPS when an `opensips` binary is on PATH) and each
+# scenario, it starts the server afresh on the same address, pinned to
+# SERVER_CORE, offers the same load from bench/cmd/sipload pinned to
+# GEN_CORE, stops the server, and finally prints a table with ratios
+# against pinhole. Then it measures memory per binding at each MEMORY size.
+#
+# Everything runs on loopback (127.0.0.1 for the server, 127.80.0.0/12
+# sources for the devices): no namespace is needed because all of
+# 127.0.0.0/8 is local on Linux. Configurations of the peers are written
+# here, into OUT.
+#
+# Settings (environment):
+#   DEVICES=20000  RATE=5000  DURATION=12s  WARMUP=3s  PREPARE_RATE=4000
+#   SCENARIOS="register refresh keepalive flood calls"
+#   SERVERS="echo pinhole kamailio opensips"
+#   MEMORY="100000"            binding counts for memory per binding ("" to skip)
+#   CALL_RATE=200 CALL_HOLD=1s FLOOD_RATE=20000
+#   SERVER_CORE=0 GEN_CORE=1 KAM_CHILDREN=2 OUT=bench/out
+#   FD_BUDGET=<hard open-file limit - 1000>  sockets before devices share them
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEVICES=${DEVICES:-20000}
+RATE=${RATE:-5000}
+DURATION=${DURATION:-12s}
+WARMUP=${WARMUP:-3s}
+PREPARE_RATE=${PREPARE_RATE:-4000}
+SCENARIOS=${SCENARIOS:-"register refresh keepalive flood calls"}
+SERVERS=${SERVERS:-"echo pinhole kamailio opensips"}
+MEMORY=${MEMORY-"100000"}
+CALL_RATE=${CALL_RATE:-200}
+CALL_HOLD=${CALL_HOLD:-1s}
+FLOOD_RATE=${FLOOD_RATE:-20000}
+SERVER_CORE=${SERVER_CORE:-0}
+GEN_CORE=${GEN_CORE:-1}
+KAM_CHILDREN=${KAM_CHILDREN:-2}
+OUT=${OUT:-bench/out}
+# Sockets the generator may open: one per device up to this, shared beyond.
+FD_BUDGET=${FD_BUDGET:-$(($(ulimit -Hn) - 1000))}
+HOST=127.0.0.1
+PORT=${PORT:-25060}
+METRICS_PORT=${METRICS_PORT:-29060}
+
+OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)
+BIN=$OUT/bin
+mkdir -p "$BIN"
+echo "== building into $BIN"
+go build -o "$BIN/" ./cmd/pinhole ./bench/cmd/sipload ./bench/cmd/echo-responder ./bench/cmd/benchtable
+
+max_devices=$DEVICES
+for n in $MEMORY; do ((n > max_devices)) && max_devices=$n; done
+"$BIN/sipload" -write-credentials "$OUT/users.txt" -realm pinhole -devices "$max_devices"
+
+SERVER_PID=
+stop_server() {
+  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=
+}
+trap stop_server EXIT
+
+wait_udp() { # the server listens on HOST:PORT
+  for _ in $(seq 100); do
+    ss -Hlun "sport = :$PORT" | grep -q . && return 0
+    sleep 0.1
+  done
+  echo "compare: nothing listens on udp $HOST:$PORT; see $OUT/$1.log" >&2
+  return 1
+}
+
+write_pinhole_cfg() {
+  cat >"$OUT/pinhole.yaml" <<YAML
+listen: {udp: ["$HOST:$PORT"], tcp: [], tls: [], ws: [], wss: []}
+domains: ["$HOST"]
+data_dir: $OUT/pinhole-data
+registrar: {min_expires: 60, max_expires: 7200, default_expires: 3600, max_contacts: 10}
+auth: {realm: pinhole, credentials: $OUT/users.txt, algorithms: [MD5], nonce_ttl: 300s}
+log: {level: info}
+metrics: {listen: "$HOST:$METRICS_PORT"}
+YAML
+}
+
+# Kamailio as a registrar: usrloc in memory (db_mode 0), digest auth with
+# qop=auth. The password is derived from the user name in the script
+# (pw-<user>, as sipload's devices use) rather than read from a table: a
+# table look-up is a hash probe either way, and this keeps the comparison
+# about SIP work. Calls are relayed statefully with Record-Route.
+write_kamailio_cfg() {
+  cat >"$OUT/kamailio.cfg" <<KAM
+#!KAMAILIO
+debug=0
+log_stderror=yes
+children=$KAM_CHILDREN
+listen=udp:$HOST:$PORT
+alias="$HOST"
+auto_aliases=no
+dns=no
+rev_dns=no
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "kex.so"
+loadmodule "corex.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "ctl.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "auth.so"
+modparam("ctl", "binrpc", "unix:$OUT/kamailio.ctl")
+modparam("usrloc", "db_mode", 0)
+modparam("usrloc", "hash_size", 14)
+modparam("registrar", "min_expires", 60)
+modparam("registrar", "max_expires", 7200)
+modparam("auth", "nonce_expire", 300)
+modparam("auth", "secret", "pinhole-bench-secret-0123456789")
+
+request_route {
+	if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
+	if (is_method("REGISTER")) {
+		\$var(pw) = "pw-" + \$fU;
+		if (!pv_auth_check("\$td", "\$var(pw)", "0", "1")) { auth_challenge("\$td", "1"); exit; }
+		consume_credentials();
+		if (!save("location")) { sl_reply_error(); }
+		exit;
+	}
+	if (has_totag()) {
+		if (loose_route()) { t_relay(); exit; }
+		if (is_method("ACK")) { if (t_check_trans()) { t_relay(); } exit; }
+		sl_send_reply("404", "Not here");
+		exit;
+	}
+	if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
+	if (is_method("INVITE")) {
+		\$var(pw) = "pw-" + \$fU;
+		# pv_auth_check reads Proxy-Authorization for requests other than REGISTER.
+		if (!pv_auth_check("\$fd", "\$var(pw)", "0", "1")) { proxy_challenge("\$fd", "1"); exit; }
+		consume_credentials();
+		record_route();
+		if (!lookup("location")) { sl_send_reply("404", "Not Found"); exit; }
+		t_relay();
+		exit;
+	}
+	sl_send_reply("405", "Method Not Allowed");
+}
+KAM
+}
+
+# OpenSIPS with mid_registrar in contact throttling mode, the mode an edge
+# uses to absorb refreshes (seed 004). Its main registrar is the echo
+# responder on PORT+1, which accepts every REGISTER, so what is measured is
+# OpenSIPS's own work. Not exercised here: Debian has no opensips package.
+write_opensips_cfg() {
+  cat >"$OUT/opensips.cfg" <<OSIPS
+log_level=1
+udp_workers=$KAM_CHILDREN
+socket=udp:$HOST:$PORT
+mpath="/usr/lib/x86_64-linux-gnu/opensips/modules/"
+loadmodule "signaling.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "rr.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "mid_registrar.so"
+loadmodule "proto_udp.so"
+modparam("usrloc", "working_mode_preset", "single-instance-no-db")
+modparam("mid_registrar", "mode", 1)
+modparam("mid_registrar", "outgoing_expires", 3600)
+route {
+	if (!mf_process_maxfwd_header(10)) { send_reply(483, "Too Many Hops"); exit; }
+	if (is_method("REGISTER")) {
+		mid_registrar_save("location");
+		switch (\$retcode) {
+		case 1:
+			\$ru = "sip:$HOST:$((PORT + 1))";
+			t_relay();
+			break;
+		}
+		exit;
+	}
+	if (has_totag()) { if (loose_route()) { t_relay(); } exit; }
+	if (is_method("INVITE")) {
+		record_route();
+		if (!mid_registrar_lookup("location")) { send_reply(404, "Not Found"); exit; }
+		t_relay();
+		exit;
+	}
+	send_reply(405, "Method Not Allowed");
+}
+OSIPS
+}
+
+start_server() { # name
+  local name=$1
+  case $name in
+  echo)
+    taskset -c "$SERVER_CORE" "$BIN/echo-responder" -listen "$HOST:$PORT" >"$OUT/echo.log" 2>&1 &
+    ;;
+  pinhole)
+    rm -rf "$OUT/pinhole-data"
+    write_pinhole_cfg
+    taskset -c "$SERVER_CORE" "$BIN/pinhole" -config "$OUT/pinhole.yaml" >"$OUT/pinhole.log" 2>&1 &
+    ;;
+  kamailio)
+    write_kamailio_cfg
+    taskset -c "$SERVER_CORE" kamailio -f "$OUT/kamailio.cfg" -DD -E -m 4096 -M 64 >"$OUT/kamailio.log" 2>&1 &
+    ;;
+  opensips)
+    write_opensips_cfg
+    taskset -c "$SERVER_CORE" "$BIN/echo-responder" -listen "$HOST:$((PORT + 1))" >"$OUT/opensips-upstream.log" 2>&1 &
+    OPENSIPS_UPSTREAM=$!
+    taskset -c "$SERVER_CORE" opensips -f "$OUT/opensips.cfg" -F -m 4096 -M 64 >"$OUT/opensips.log" 2>&1 &
+    ;;
+  esac
+  SERVER_PID=$!
+  wait_udp "$name"
+}
+
+available() {
+  case $1 in
+  kamailio) command -v kamailio >/dev/null || [[ -x /usr/sbin/kamailio ]] ;;
+  opensips) command -v opensips >/dev/null ;;
+  *) true ;;
+  esac
+}
+
+server_pid_tree() { # the server and its children (Kamailio forks workers)
+  echo "$SERVER_PID" $(pgrep -P "$SERVER_PID" || true)
+}
+
+rss_kb() {
+  local total=0 pid
+  for pid in $(server_pid_tree); do
+    # Private resident memory: Kamailio's workers share one shm segment,
+    # which would be counted once per process in RSS.
+    local kb
+    kb=$(awk '/^(Private_Clean|Private_Dirty):/ {s += $2} END {print s + 0}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
+    total=$((total + kb))
+  done
+  echo "$total"
+}
+
+heap_bytes() { # pinhole: live heap at the last GC, from the GC target (GOGC=100: next_gc = 2 × live)
+  local out
+  exec 3<>"/dev/tcp/$HOST/$METRICS_PORT"
+  printf 'GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n' "$HOST" >&3
+  out=$(cat <&3)
+  exec 3>&-
+  awk '/^go_memstats_next_gc_bytes / {printf "%d", $2 / 2}' <<<"$out"
+}
+
+shm_bytes() { # Kamailio: shared memory in use
+  PATH=$PATH:/usr/sbin kamcmd -s "unix:$OUT/kamailio.ctl" core.shmmem | awk '/real_used:/ {print $2}'
+}
+
+gen() { # scenario source-prefix extra-args...
+  local sc=$1 src=$2
+  shift 2
+  local per=1
+  ((DEVICES > FD_BUDGET)) && per=$(((DEVICES + FD_BUDGET - 1) / FD_BUDGET))
+  taskset -c "$GEN_CORE" "$BIN/sipload" -devices-per-socket "$per" -server "$HOST:$PORT" -domain "$HOST" -sources "$src" \
+    -scenario "$sc" -devices "$DEVICES" -rate "$RATE" -duration "$DURATION" -warmup "$WARMUP" \
+    -prepare-rate "$PREPARE_RATE" -call-hold "$CALL_HOLD" -flood-rate "$FLOOD_RATE" "$@"
+}
+
+echo "== machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
+echo "== devices $DEVICES, rate $RATE/s, duration $DURATION (warm-up $WARMUP), server on core $SERVER_CORE, generator on core $GEN_CORE"
+rm -f "$OUT"/*.json
+for srv in $SERVERS; do
+  if ! available "$srv"; then
+    echo "== $srv: skipped, no $srv binary on PATH (Debian does not package it; install it to compare)"
+    continue
+  fi
+  k=0
+  for sc in $SCENARIOS; do
+    k=$((k + 1))
+    rate_args=()
+    [[ $sc == calls ]] && rate_args=(-rate "$CALL_RATE")
+    echo "== $srv: $sc"
+    start_server "$srv"
+    # Each scenario from its own sources: a server may still retransmit to
+    # the previous run's devices.
+    gen "$sc" "127.$((80 + k)).0.0/16" "${rate_args[@]}" -q -out "$OUT/$srv-$sc.json" -plot "$OUT/$srv-$sc" |
+      sed -n '/^scenario/,$p' || echo "compare: sipload failed for $srv $sc" >&2
+    stop_server
+    [[ -n ${OPENSIPS_UPSTREAM:-} ]] && { kill "$OPENSIPS_UPSTREAM" 2>/dev/null || true; OPENSIPS_UPSTREAM=; }
+  done
+done
+
+echo
+echo "== comparison ($OUT)"
+"$BIN/benchtable" "$OUT" | tee "$OUT/table.txt"
+
+for n in $MEMORY; do
+  for srv in pinhole kamailio; do
+    available "$srv" || continue
+    start_server "$srv"
+    sleep 2
+    before_rss=$(rss_kb)
+    before_mem=0
+    [[ $srv == pinhole ]] && before_mem=$(heap_bytes)
+    [[ $srv == kamailio ]] && before_mem=$(shm_bytes)
+    # Sockets shared by devices past the open-file limit (PER_SOCKET):
+    # bindings differ by user, as phones behind one NAT address would.
+    DEVICES=$n gen idle 127.96.0.0/12 -rate 1 -duration 3s -warmup 1s -prepare-rate "$PREPARE_RATE" \
+      >"$OUT/memory-$srv-$n.txt" 2>&1 || true
+    registered=$(grep -o 'prepared: .*' "$OUT/memory-$srv-$n.txt" | head -1 || true)
+    sleep 2
+    after_rss=$(rss_kb)
+    [[ $srv == pinhole ]] && after_mem=$(heap_bytes)
+    [[ $srv == kamailio ]] && after_mem=$(shm_bytes)
+    what=heap
+    [[ $srv == kamailio ]] && what=shm
+    awk -v s="$srv" -v n="$n" -v w="$what" -v b="$before_mem" -v a="$after_mem" -v rb="$before_rss" -v ra="$after_rss" 'BEGIN {
+      printf "memory %-9s %8d bindings: %s %6.0f bytes/binding (%.1f MB), private RSS %6.0f bytes/binding (%.1f MB)\n",
+        s, n, w, (a - b) / n, (a - b) / 1048576, (ra - rb) * 1024 / n, (ra - rb) / 1024 }' | tee -a "$OUT/table.txt"
+    echo "       ($registered)" | tee -a "$OUT/table.txt"
+    stop_server
+  done
+done

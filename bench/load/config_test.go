@@ -1,0 +1,91 @@
+package load
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestDeviceAddr(t *testing.T) {
+	c := Defaults()
+	c.Sources = netip.MustParsePrefix("127.77.0.0/16")
+	c.PortBase, c.PortsPerAddr = 10000, 3
+	got := []string{}
+	for i := range 7 {
+		got = append(got, c.DeviceAddr(i).String())
+	}
+	want := []string{"127.77.0.1:10000", "127.77.0.1:10001", "127.77.0.1:10002", "127.77.0.2:10000",
+		"127.77.0.2:10001", "127.77.0.2:10002", "127.77.0.3:10000"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("one socket per device (-want +got):\n%s", d)
+	}
+	c.DevicesPerSocket = 2
+	got = got[:0]
+	for i := range 7 {
+		got = append(got, c.DeviceAddr(i).String())
+	}
+	want = []string{"127.77.0.1:10000", "127.77.0.1:10000", "127.77.0.1:10001", "127.77.0.1:10001",
+		"127.77.0.1:10002", "127.77.0.1:10002", "127.77.0.2:10000"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("two devices per socket (-want +got):\n%s", d)
+	}
+	c.Devices, c.FloodSources = 7, 2
+	if got := c.floodAddr(0).String(); got != "127.77.0.3:10000" {
+		t.Errorf("first flood source %s, want the address after the devices'", got)
+	}
+	if c.User(42) != "u0000042" || Password("u0000042") != "pw-u0000042" {
+		t.Errorf("user %q password %q", c.User(42), Password(c.User(42)))
+	}
+	// A million devices at the defaults span 51 addresses.
+	c = Defaults()
+	if got := c.DeviceAddr(999999).String(); got != "127.77.0.50:29999" {
+		t.Errorf("device 999999 at %s", got)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*Config)
+		want   string // substring of the error; empty: valid
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"every scenario", func(c *Config) { c.Scenario = ScenarioMix }, ""},
+		{"remote server", func(c *Config) { c.Server = netip.MustParseAddrPort("192.0.2.1:5060") }, "allow-non-loopback"},
+		{"remote allowed", func(c *Config) {
+			c.Server = netip.MustParseAddrPort("192.0.2.1:5060")
+			c.AllowNonLoopback = true
+		}, ""},
+		{"ipv6", func(c *Config) { c.Server = netip.MustParseAddrPort("[::1]:5060") }, "IPv6"},
+		{"no devices", func(c *Config) { c.Devices = 0 }, "devices: 0"},
+		{"per socket", func(c *Config) { c.DevicesPerSocket = 0 }, "devices-per-socket"},
+		{"prefix too small", func(c *Config) {
+			c.Sources = netip.MustParsePrefix("127.77.0.0/30")
+			c.Devices = 100000
+		}, "fewer than"},
+		{"ports overflow", func(c *Config) { c.PortBase = 60000 }, "ports"},
+		{"unknown scenario", func(c *Config) { c.Scenario = "ddos" }, "scenario"},
+		{"no rate", func(c *Config) { c.Rate = 0 }, "rate"},
+		{"idle needs no rate", func(c *Config) { c.Rate, c.Scenario = 0, ScenarioIdle }, ""},
+		{"warm-up too long", func(c *Config) { c.Warmup = c.Duration }, "warmup"},
+		{"flood without rate", func(c *Config) { c.Scenario, c.FloodRate = ScenarioFlood, 0 }, "flood"},
+		{"call alone", func(c *Config) { c.Scenario, c.Devices = ScenarioCalls, 1 }, "at least 2"},
+		{"timers", func(c *Config) { c.T2 = time.Millisecond }, "T1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Defaults()
+			tc.change(&c)
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("unexpected error: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("error %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
