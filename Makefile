@@ -6,7 +6,7 @@ FUZZTIME ?= 30s
 # Every package that has fuzz targets; `make fuzz` runs each target for FUZZTIME.
 FUZZPKGS := $(shell grep -rl --include='*_test.go' '^func Fuzz' . 2>/dev/null | xargs -r -n1 dirname | sort -u)
 
-.PHONY: run build test test-unit test-bpf test-integration generate check-generated bench fuzz lint clean deps-run deps-test
+.PHONY: run build test test-unit test-bpf test-integration test-bench-smoke generate check-generated bench bench-go fuzz lint clean deps-run deps-test
 
 run: deps-run build
 	./$(BIN) $(if $(CONFIG),-config $(CONFIG))
@@ -23,7 +23,7 @@ deps-test:
 # test runs everything CI runs: vet, unit tests with the race detector, the
 # BPF programs in the kernel, the committed BPF objects' freshness, and the
 # integration tests against real peers in network namespaces.
-test: deps-test lint test-unit check-generated test-integration
+test: deps-test lint test-unit check-generated test-integration test-bench-smoke
 
 test-unit:
 	$(GO) test -race -count=1 ./...
@@ -37,8 +37,19 @@ test-integration: build
 generate:
 	$(GO) generate ./bpf/...
 
-bench:
+# bench runs the default side-by-side comparison (bench/compare.sh: pinhole,
+# Kamailio, OpenSIPS if installed, and the generator's ceiling) in a few
+# minutes; docs/benchmarks.md has the settings. bench-go runs the Go benchmarks.
+bench: deps-test
+	bench/compare.sh
+
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# test-bench-smoke runs every load-generator scenario briefly against pinhole
+# (seconds; nothing timed).
+test-bench-smoke:
+	$(GO) test -race -count=1 -tags integration -timeout 5m ./bench/...
 
 fuzz:
 	@for pkg in $(FUZZPKGS); do \
