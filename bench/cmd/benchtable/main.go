@@ -113,4 +113,3 @@ func rate(r *load.Result, sc string) float64 {
 	}
 	return float64(r.Run.Actions[mainAction[sc]].Succeeded) / r.Run.Seconds
 }
-
