@@ -276,3 +276,109 @@ func TestMidregThrottlesRefreshes(t *testing.T) {
 		devices, took.Round(time.Millisecond), deviceRegs, upstream-devices, float64(upstream-devices)/float64(deviceRegs),
 		float64(2*relays)/float64(1+p.refreshes+relays), float64(p.period)/float64(p.outgoing))
 }
+
+// TestMidregCallFromKamailio: a call placed at Kamailio for a user
+// registered through pinhole reaches the device through pinhole, whether
+// Kamailio holds pinhole's token contact or the device's contact with
+// pinhole's Path, and the call is answered and hung up end to end.
+func TestMidregCallFromKamailio(t *testing.T) {
+	for _, ins := range []string{"contact", "path"} {
+		t.Run(ins, func(t *testing.T) {
+			r := startMidrig(t, midParams{mode: "contact", insertion: ins, outgoing: 3600, margin: 10}, nil)
+			alice := r.startDevice(t, nil, r.Addr, testutil.Loopback, testutil.FreePort(t, testutil.Loopback), "alice", "uas_answer.xml")
+			if kc := r.kamContacts(t, "alice"); len(kc) != 1 {
+				t.Fatalf("Kamailio holds %v for alice, want one contact", kc)
+			}
+			c := r.call(t, nil, r.K.Addr.String(), testutil.Loopback, "bob", "alice", "uac_call.xml")
+			if c.ExitCode != testutil.SippExitOK || c.Successful != 1 {
+				t.Fatalf("call placed at Kamailio failed:\n%s", c.Report())
+			}
+			alice.WaitLog("hangup:", 5*time.Second)
+			answered := c.LogValues("answered")
+			if diff := cmp.Diff(answered, alice.logs(t, "answered")); diff != "" || len(answered) != 1 {
+				t.Errorf("the device answered other calls than the caller's (-caller +device):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestMidregAORForking: in mode aor Kamailio holds one contact for the
+// AOR, pointing at pinhole; a call to it rings both of the user's
+// devices, one answers and pinhole CANCELs the other.
+func TestMidregAORForking(t *testing.T) {
+	r := startMidrig(t, midParams{mode: "aor", insertion: "contact", outgoing: 3600, margin: 10}, nil)
+	winner := r.startDevice(t, nil, r.Addr, testutil.Loopback, testutil.FreePort(t, testutil.Loopback), "alice", "uas_answer.xml")
+	loser := r.startDevice(t, nil, r.Addr, testutil.Loopback, testutil.FreePort(t, testutil.Loopback), "alice", "uas_ring_then_cancel.xml")
+	kc := r.kamContacts(t, "alice")
+	if len(kc) != 1 || !strings.HasPrefix(kc[0].Address, "sip:alice~a") {
+		t.Fatalf("Kamailio holds %v for alice, want pinhole's one AOR contact", kc)
+	}
+	if q := r.query(t, "alice"); len(q.Contacts) != 2 {
+		t.Fatalf("pinhole holds %v for alice, want both devices", q.Contacts)
+	}
+
+	c := r.call(t, nil, r.K.Addr.String(), testutil.Loopback, "bob", "alice", "uac_call.xml")
+	if c.ExitCode != testutil.SippExitOK || c.Successful != 1 {
+		t.Fatalf("call placed at Kamailio failed:\n%s", c.Report())
+	}
+	winner.WaitLog("hangup:", 5*time.Second)
+	loser.WaitLog("cancelled:", 5*time.Second)
+	if got := winner.logs(t, "answered"); len(got) != 1 {
+		t.Errorf("answering device logged answered %v, want one call", got)
+	}
+	if got := loser.logs(t, "invited"); len(got) != 1 {
+		t.Errorf("second device was invited %d times, want 1: pinhole must fork to both", len(got))
+	}
+	if got := loser.Wait(t).LogValues("cancelled"); len(got) != 1 {
+		t.Errorf("second device logged cancelled %v, want one CANCEL", got)
+	}
+}
+
+// TestMidregUpstreamDown: with Kamailio stopped, a registered device keeps
+// refreshing successfully (absorbed, its renewal deferred) while a new
+// registration gets 503 with Retry-After before its transaction times
+// out; once Kamailio is back, the device's next refresh renews upstream.
+func TestMidregUpstreamDown(t *testing.T) {
+	p := throttle{expires: 5, period: 3, refreshes: 5, outgoing: 13, margin: 1}
+	r := startMidrig(t, midParams{mode: "contact", insertion: "contact", outgoing: p.outgoing, margin: p.margin}, nil)
+	start := time.Now()
+	dev := testutil.Sipp{
+		Scenario: scenario(t, "midreg_refresh.xml"),
+		Remote:   r.Addr,
+		LocalIP:  testutil.Loopback,
+		Users:    []testutil.User{{Name: "alice", Password: midPasswords["alice"], Expires: p.expires}},
+		AuthURI:  domain,
+		Vars:     map[string]string{"domain": domain, "period_ms": strconv.Itoa(p.period * 1000), "refreshes": strconv.Itoa(p.refreshes)},
+		Timeout:  time.Duration(p.period*p.refreshes+20) * time.Second,
+	}.Start(t)
+	if !waitFor(3*time.Second, func() bool { return len(r.kamContacts(t, "alice")) == 1 }) {
+		t.Fatalf("alice did not register at Kamailio: %v", r.K.Location())
+	}
+
+	r.K.Stop()
+	asked := time.Now()
+	got := r.register(t, "bob", midPasswords["bob"], "Contact: <sip:bob@127.0.0.1:7501>", "Expires: 60")
+	if got.Code != "503" {
+		t.Errorf("new registration with Kamailio down got %s, want 503", got.Code)
+	}
+	// One upstream × 1 s timeout, far inside Timer F (32 s).
+	if took := time.Since(asked); took > 5*time.Second {
+		t.Errorf("the 503 took %s", took)
+	}
+
+	// alice's first renewal falls due at the refresh that is more than
+	// outgoing - expires - margin seconds after her registration (9 s): it
+	// is deferred while Kamailio is down. Bring Kamailio back after it.
+	due := time.Duration(p.outgoing-p.expires-p.margin+p.period) * time.Second
+	time.Sleep(time.Until(start.Add(due + 500*time.Millisecond)))
+	r.K.Start() // with an empty location: usrloc is in memory
+
+	res := dev.Wait(t)
+	if res.ExitCode != testutil.SippExitOK || res.Successful != 1 {
+		t.Fatalf("alice's refreshes through the outage:\n%s", res.Report())
+	}
+	kc := r.kamContacts(t, "alice")
+	if len(kc) != 1 || !strings.HasPrefix(kc[0].Address, "sip:alice~c") {
+		t.Errorf("after Kamailio came back it holds %v for alice, want her renewed token contact", kc)
+	}
+}

@@ -13,6 +13,13 @@ import (
 
 // Handle is the sipgo request handler for REGISTER.
 func (m *MidRegistrar) Handle(req *sip.Request, tx sip.ServerTransaction) {
+	defer func() {
+		// A bug must cost one REGISTER a 500, never the daemon.
+		if p := recover(); p != nil {
+			m.m.panics.Inc()
+			_ = tx.Respond(registrar.Reply(req, 500, "Server Internal Error"))
+		}
+	}()
 	flow, ok := registrar.FlowOf(req, tx)
 	var res *sip.Response
 	if !ok {
@@ -221,6 +228,9 @@ func (m *MidRegistrar) finish(req *sip.Request, reg *registrar.Request, res *sip
 func (m *MidRegistrar) stamp(next []location.Binding, reg *registrar.Request, granted []int, i int, now time.Time) {
 	now = now.Truncate(time.Second)
 	at := func(secs int) time.Time { return now.Add(time.Duration(secs) * time.Second) }
+	if len(granted) == 0 {
+		return // a query or "*": no upstream contact was asked for
+	}
 	if m.cfg.Mode == ModeAOR {
 		// One upstream contact covers the whole AOR.
 		for k := range next {

@@ -11,7 +11,7 @@ import (
 // parsing and a store update, next to which a shared atomic is noise.
 type counters struct {
 	received, absorbed, relayed, deferred, unavailable *metrics.Counter
-	deregs, deregFailures                              *metrics.Counter
+	deregs, deregFailures, panics                      *metrics.Counter
 }
 
 func newCounters(mode Mode) counters {
@@ -25,6 +25,7 @@ func newCounters(mode Mode) counters {
 		unavailable:   c("pinhole_midreg_unavailable_total"),
 		deregs:        c("pinhole_midreg_deregistrations_total"),
 		deregFailures: c("pinhole_midreg_deregistration_failures_total"),
+		panics:        c("pinhole_midreg_panics_total"),
 	}
 }
 
