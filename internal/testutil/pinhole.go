@@ -38,6 +38,8 @@ const PinholeBinEnv = "PINHOLE_BIN"
 type Config struct {
 	// MidRegistrar relays REGISTER to a main registrar; nil leaves it off.
 	MidRegistrar *MidRegistrarConfig `yaml:"midregistrar,omitempty"`
+	// Dispatch relays to a farm (farm.go); nil leaves it off.
+	Dispatch *DispatchConfig `yaml:"dispatch,omitempty"`
 
 	Listen    Listen          `yaml:"listen"`
 	Advertise *Advertise      `yaml:"advertise,omitempty"`

@@ -240,6 +240,25 @@ func (d *Dispatcher) Select(s *Set, req *Request) []*Node {
 	return out
 }
 
+// Starting returns first followed by the other usable destinations of s
+// in configuration order (priority groups first), without consulting the
+// algorithm: for a request whose node is already known (an authenticated
+// retry), so that it does not take a turn from the round robin.
+func (d *Dispatcher) Starting(s *Set, first *Node) []*Node {
+	out := []*Node{first}
+	for _, g := range s.groups {
+		for _, n := range g {
+			if n != first && n.Usable() {
+				out = append(out, n)
+			}
+		}
+	}
+	if m := d.cfg.Failover.MaxTries; m > 0 && len(out) > m {
+		out = out[:m]
+	}
+	return out
+}
+
 // IsFarm reports whether a is the address of a destination of any set.
 func (d *Dispatcher) IsFarm(a netip.Addr) bool {
 	_, ok := d.nodesBy[a.Unmap()]

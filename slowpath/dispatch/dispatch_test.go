@@ -358,6 +358,18 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+func TestStartingTakesNoTurn(t *testing.T) {
+	d := farm(t, RoundRobin)
+	s := d.Set("fs")
+	first := d.Select(s, plain(0))[0]
+	if got := uris(d.Starting(s, s.Nodes[2])); !cmp.Equal(got, []string{"sip:10.0.0.3:5080", "sip:10.0.0.1:5080", "sip:10.0.0.2:5080"}) {
+		t.Errorf("Starting = %v", got)
+	}
+	if next := d.Select(s, plain(0))[0]; next == first || next != s.Nodes[1] {
+		t.Errorf("after Starting the round robin gave %s, want the second node", next.URI)
+	}
+}
+
 func TestSelectMaxTries(t *testing.T) {
 	d := farm(t, RoundRobin)
 	d.cfg.Failover.MaxTries = 2

@@ -93,21 +93,16 @@ func (p *Proxy) routeFarm(req *sip.Request, tx sip.ServerTransaction, d *decisio
 		src, _ := nat.ParseAddrPort(req.Source())
 		d.dreq = dispatchRequest(req, src)
 	}
-	nodes := farm.Select(d.set, &d.dreq)
 	key := challengeKey(req)
-	if hasCredentials(req) {
-		// Seed 000: the nonce lives on the node that challenged.
-		if n := farm.Challenger(key); n != nil {
-			mSticky.Inc()
-			rest := nodes[:0:0]
-			rest = append(rest, n)
-			for _, o := range nodes {
-				if o != n {
-					rest = append(rest, o)
-				}
-			}
-			nodes = rest
-		}
+	var nodes []*dispatch.Node
+	if n := farm.Challenger(key); n != nil && hasCredentials(req) && n.Set == d.set.Name {
+		// Seed 000: the nonce lives on the node that challenged. The
+		// retry takes no turn of the algorithm: with round robin it would
+		// push every next REGISTER onto the same node.
+		mSticky.Inc()
+		nodes = farm.Starting(d.set, n)
+	} else {
+		nodes = farm.Select(d.set, &d.dreq)
 	}
 	if len(nodes) == 0 {
 		// Every destination is out: pinhole itself cannot serve now.
