@@ -2,7 +2,6 @@ package registrar
 
 import (
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -37,19 +36,9 @@ type Contact struct {
 // Parse validates req as the registrar would, without authorization: it
 // returns an error that ErrorResponse turns into the right status.
 func (r *Registrar) Parse(req *sip.Request, flow location.Flow, now time.Time) (*Request, error) {
-	if !r.Serves(req.Recipient.Host) {
-		return nil, reject(403, "Domain Not Served")
-	}
-	if unknown := unsupportedTags(req); len(unknown) > 0 {
-		return nil, reject(420, "Bad Extension", sip.NewHeader("Unsupported", strings.Join(unknown, ", ")))
-	}
-	to := req.To()
-	if to == nil || req.CallID() == nil || req.CSeq() == nil {
-		return nil, reject(400, "Missing To, Call-ID or CSeq")
-	}
-	aor, err := AOR(&to.Address)
-	if err != nil || !r.Serves(to.Address.Host) {
-		return nil, reject(404, "Not Found")
+	aor, err := r.requestAOR(req)
+	if err != nil {
+		return nil, err
 	}
 	reqExpires, has, err := headerExpires(req)
 	if err != nil {

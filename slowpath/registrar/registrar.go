@@ -128,23 +128,32 @@ func (r *Registrar) Process(req *sip.Request, flow location.Flow) *sip.Response 
 	return res
 }
 
-func (r *Registrar) process(req *sip.Request, flow location.Flow) (*sip.Response, error) {
-	// RFC 3261 §10.3 step 1: the request-URI names the domain whose registrar is asked.
+// requestAOR applies RFC 3261 §10.3 steps 1, 2 and 5 and returns the AOR.
+func (r *Registrar) requestAOR(req *sip.Request) (string, error) {
+	// Step 1: the request-URI names the domain whose registrar is asked.
 	if !r.Serves(req.Recipient.Host) {
-		return nil, reject(403, "Domain Not Served")
+		return "", reject(403, "Domain Not Served")
 	}
 	// Step 2: extensions we do not know make the request fail.
 	if unknown := unsupportedTags(req); len(unknown) > 0 {
-		return nil, reject(420, "Bad Extension", sip.NewHeader("Unsupported", strings.Join(unknown, ", ")))
+		return "", reject(420, "Bad Extension", sip.NewHeader("Unsupported", strings.Join(unknown, ", ")))
 	}
 	to := req.To()
 	if to == nil || req.CallID() == nil || req.CSeq() == nil {
-		return nil, reject(400, "Missing To, Call-ID or CSeq")
+		return "", reject(400, "Missing To, Call-ID or CSeq")
 	}
 	// Step 5: the address-of-record comes from To and must belong to a served domain.
 	aor, err := AOR(&to.Address)
 	if err != nil || !r.Serves(to.Address.Host) {
-		return nil, reject(404, "Not Found")
+		return "", reject(404, "Not Found")
+	}
+	return aor, nil
+}
+
+func (r *Registrar) process(req *sip.Request, flow location.Flow) (*sip.Response, error) {
+	aor, err := r.requestAOR(req)
+	if err != nil {
+		return nil, err
 	}
 	// Steps 3 and 4: authenticate, and check the user may register this AOR.
 	if r.authz != nil {
