@@ -96,6 +96,10 @@ func TestLocalReplies(t *testing.T) {
 		{name: "foreign to foreign with outbound", outbound: "sip:core.example.net", req: strings.Replace(msg("INVITE", "sip:bob@elsewhere.net"), "alice@example.com", "eve@evil.net", 1), want: 403},
 		{name: "tel uri", req: msg("INVITE", "tel:+15551234"), want: 403},
 		{name: "pre-loaded foreign route", req: msg("INVITE", "sip:carol@example.com", "Route: <sip:elsewhere.net;lr>"), want: 403},
+		// A Path the mid-registrar inserted upstream (RFC 3327): the Route's
+		// user names the bindings; the Request-URI is the device's Contact.
+		{name: "through our path", req: msg("INVITE", "sip:carol@192.0.2.7:5060", "Route: <sip:carol@edge.example.com:5060;lr>"), want: 480},
+		{name: "foreign route with a user", req: msg("INVITE", "sip:carol@192.0.2.7:5060", "Route: <sip:carol@elsewhere.net;lr>"), want: 403},
 		{name: "unmatched cancel", req: msg("CANCEL", "sip:carol@example.com"), want: 481},
 		{name: "to tag without our route", req: strings.Replace(msg("BYE", "sip:nobody@example.com"), "To: <sip:nobody@example.com>", "To: <sip:nobody@example.com>;tag=x", 1), want: 404},
 	}
