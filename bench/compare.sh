@@ -5,8 +5,11 @@
 # pinhole, Kamailio, OpenSIPS when an `opensips` binary is on PATH) and each
 # scenario, it starts the server afresh on the same address, pinned to
 # SERVER_CORE, offers the same load from bench/cmd/sipload pinned to
-# GEN_CORE, stops the server, and finally prints a table with ratios
-# against pinhole. Then it measures memory per binding at each MEMORY size.
+# GEN_CORE, stops the server, and prints a table with ratios against
+# pinhole. Then, for CAPACITY_SCENARIOS, it climbs the CAPACITY_RATES ladder
+# until a rate is not sustained (bench/cmd/benchtable says when) and prints
+# the highest sustained rate of each server; against the echo responder that
+# is the generator's own ceiling. Last, memory per binding at each MEMORY size.
 #
 # Everything runs on loopback (127.0.0.1 for the server, 127.80.0.0/12
 # sources for the devices): no namespace is needed because all of
@@ -14,8 +17,10 @@
 # here, into OUT.
 #
 # Settings (environment):
-#   DEVICES=20000  RATE=5000  DURATION=12s  WARMUP=3s  PREPARE_RATE=4000
+#   DEVICES=10000  RATE=4000  DURATION=6s  WARMUP=2s  PREPARE_RATE=4000
 #   SCENARIOS="register refresh keepalive flood calls"
+#   CAPACITY_SCENARIOS="register refresh"  CAPACITY_DURATION=5s
+#   CAPACITY_RATES="5000 10000 20000 40000 80000"
 #   SERVERS="echo pinhole kamailio opensips"
 #   MEMORY="100000"            binding counts for memory per binding ("" to skip)
 #   CALL_RATE=200 CALL_HOLD=1s FLOOD_RATE=20000
@@ -24,10 +29,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEVICES=${DEVICES:-20000}
-RATE=${RATE:-5000}
-DURATION=${DURATION:-12s}
-WARMUP=${WARMUP:-3s}
+DEVICES=${DEVICES:-10000}
+RATE=${RATE:-4000}
+DURATION=${DURATION:-6s}
+WARMUP=${WARMUP:-2s}
+CAPACITY_SCENARIOS=${CAPACITY_SCENARIOS-"register refresh"}
+CAPACITY_RATES=${CAPACITY_RATES:-"5000 10000 20000 40000 80000"}
+CAPACITY_DURATION=${CAPACITY_DURATION:-5s}
 PREPARE_RATE=${PREPARE_RATE:-4000}
 SCENARIOS=${SCENARIOS:-"register refresh keepalive flood calls"}
 SERVERS=${SERVERS:-"echo pinhole kamailio opensips"}
@@ -278,7 +286,7 @@ gen() { # scenario source-prefix extra-args...
 
 echo "== machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
 echo "== devices $DEVICES, rate $RATE/s, duration $DURATION (warm-up $WARMUP), server on core $SERVER_CORE, generator on core $GEN_CORE"
-rm -f "$OUT"/*.json
+rm -f "$OUT"/*.json "$OUT"/table.txt
 for srv in $SERVERS; do
   if ! available "$srv"; then
     echo "== $srv: skipped, no $srv binary on PATH (Debian does not package it; install it to compare)"
@@ -303,6 +311,29 @@ done
 echo
 echo "== comparison ($OUT)"
 "$BIN/benchtable" "$OUT" | tee "$OUT/table.txt"
+
+if [[ -n $CAPACITY_SCENARIOS ]]; then
+  echo
+  echo "== capacity: highest sustained rate on one core"
+  for srv in $SERVERS; do
+    available "$srv" || continue
+    k=10
+    for sc in $CAPACITY_SCENARIOS; do
+      for r in $CAPACITY_RATES; do
+        k=$((k + 1))
+        start_server "$srv"
+        DURATION=$CAPACITY_DURATION RATE=$r gen "$sc" "127.$((80 + k)).0.0/16" -q -out "$OUT/cap-$srv-$sc-$r.json" >/dev/null 2>&1 || true
+        stop_server
+        [[ -n ${OPENSIPS_UPSTREAM:-} ]] && { kill "$OPENSIPS_UPSTREAM" 2>/dev/null || true; OPENSIPS_UPSTREAM=; }
+        [[ -f "$OUT/cap-$srv-$sc-$r.json" ]] || break
+        echo -n "$srv: "
+        "$BIN/benchtable" -pass "$OUT/cap-$srv-$sc-$r.json" || break
+      done
+    done
+  done
+  echo
+  "$BIN/benchtable" -capacity "$OUT" | tee -a "$OUT/table.txt"
+fi
 
 for n in $MEMORY; do
   for srv in pinhole kamailio; do

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"syscall"
 
@@ -35,6 +36,7 @@ func run() error {
 		out, plots           string
 		credentials, realm   string
 		quiet                bool
+		cpuprofile           string
 	)
 	flag.StringVar(&server, "server", c.Server.String(), "SIP server `address:port` (UDP)")
 	flag.StringVar(&c.Domain, "domain", "", "domain of AORs and Request-URIs (default: the server's address)")
@@ -67,6 +69,7 @@ func run() error {
 	flag.StringVar(&credentials, "write-credentials", "", "write a pinhole credentials file for -devices users to this `file` and exit")
 	flag.StringVar(&realm, "realm", "pinhole", "realm of -write-credentials")
 	flag.BoolVar(&quiet, "q", false, "no progress line")
+	flag.StringVar(&cpuprofile, "cpuprofile", "", "write the generator's CPU profile to this `file`")
 	flag.Parse()
 
 	if credentials != "" {
@@ -84,6 +87,17 @@ func run() error {
 	}
 	if !quiet {
 		c.Progress = os.Stderr
+	}
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
