@@ -17,29 +17,34 @@
 # here, into OUT.
 #
 # Settings (environment):
-#   DEVICES=10000  RATE=4000  DURATION=6s  WARMUP=2s  PREPARE_RATE=4000
+#   DEVICES=5000  RATE=2000  DURATION=6s  WARMUP=2s  PREPARE_RATE=2000
 #   SCENARIOS="register refresh keepalive flood calls"
-#   CAPACITY_SCENARIOS="register refresh"  CAPACITY_DURATION=5s
-#   CAPACITY_RATES="5000 10000 20000 40000 80000"
+#   CAPACITY_SCENARIOS="register refresh"  CAPACITY_DURATION=4s
+#   CAPACITY_RATES="1000 2000 4000 8000 16000 32000"  (each server climbs until it fails)
+#   CEILING_RATES="16000 32000 64000 128000"          (the echo responder's ladder)
 #   SERVERS="echo pinhole kamailio opensips"
-#   MEMORY="100000"            binding counts for memory per binding ("" to skip)
+#   MEMORY=""  binding counts for memory per binding, e.g. "100000 1000000"
+#              (each waits ~2 min for a GC after the registrations)
+#   MEMORY_RATE=3000  registrations per second while filling
 #   CALL_RATE=200 CALL_HOLD=1s FLOOD_RATE=20000
 #   SERVER_CORE=0 GEN_CORE=1 KAM_CHILDREN=2 OUT=bench/out
 #   FD_BUDGET=<hard open-file limit - 1000>  sockets before devices share them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEVICES=${DEVICES:-10000}
-RATE=${RATE:-4000}
+DEVICES=${DEVICES:-5000}
+RATE=${RATE:-2000}
 DURATION=${DURATION:-6s}
 WARMUP=${WARMUP:-2s}
 CAPACITY_SCENARIOS=${CAPACITY_SCENARIOS-"register refresh"}
-CAPACITY_RATES=${CAPACITY_RATES:-"5000 10000 20000 40000 80000"}
-CAPACITY_DURATION=${CAPACITY_DURATION:-5s}
-PREPARE_RATE=${PREPARE_RATE:-4000}
+CAPACITY_RATES=${CAPACITY_RATES:-"1000 2000 4000 8000 16000 32000"}
+CEILING_RATES=${CEILING_RATES:-"16000 32000 64000 128000"}
+CAPACITY_DURATION=${CAPACITY_DURATION:-4s}
+PREPARE_RATE=${PREPARE_RATE:-2000}
 SCENARIOS=${SCENARIOS:-"register refresh keepalive flood calls"}
 SERVERS=${SERVERS:-"echo pinhole kamailio opensips"}
-MEMORY=${MEMORY-"100000"}
+MEMORY=${MEMORY:-}
+MEMORY_RATE=${MEMORY_RATE:-3000}
 CALL_RATE=${CALL_RATE:-200}
 CALL_HOLD=${CALL_HOLD:-1s}
 FLOOD_RATE=${FLOOD_RATE:-20000}
@@ -261,14 +266,19 @@ rss_kb() {
   echo "$total"
 }
 
-heap_bytes() { # pinhole: live heap at the last GC, from the GC target (GOGC=100: next_gc = 2 × live)
+metric() { # pinhole: one value from /metrics (bash's /dev/tcp: no curl needed)
   local out
   exec 3<>"/dev/tcp/$HOST/$METRICS_PORT"
   printf 'GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n' "$HOST" >&3
   out=$(cat <&3)
   exec 3>&-
-  awk '/^go_memstats_next_gc_bytes / {printf "%d", $2 / 2}' <<<"$out"
+  awk -v m="$1" '$1 == m {printf "%.0f", $2}' <<<"$out"
 }
+
+# pinhole: live heap at the last GC, from the GC target: with GOGC=100,
+# next_gc = live heap + (live heap + stacks + globals), so half of it is the
+# live heap plus half the (small) stacks and globals.
+heap_bytes() { echo $(($(metric go_memstats_next_gc_bytes) / 2)); }
 
 shm_bytes() { # Kamailio: shared memory in use
   PATH=$PATH:/usr/sbin kamcmd -s "unix:$OUT/kamailio.ctl" core.shmmem | awk '/real_used:/ {print $2}'
@@ -318,11 +328,13 @@ if [[ -n $CAPACITY_SCENARIOS ]]; then
   for srv in $SERVERS; do
     available "$srv" || continue
     k=10
+    rates=$CAPACITY_RATES
+    [[ $srv == echo ]] && rates=$CEILING_RATES
     for sc in $CAPACITY_SCENARIOS; do
-      for r in $CAPACITY_RATES; do
+      for r in $rates; do
         k=$((k + 1))
         start_server "$srv"
-        DURATION=$CAPACITY_DURATION RATE=$r gen "$sc" "127.$((80 + k)).0.0/16" -q -out "$OUT/cap-$srv-$sc-$r.json" >/dev/null 2>&1 || true
+        DURATION=$CAPACITY_DURATION WARMUP=1s RATE=$r gen "$sc" "127.$((80 + k)).0.0/16" -q -out "$OUT/cap-$srv-$sc-$r.json" >/dev/null 2>&1 || true
         stop_server
         [[ -n ${OPENSIPS_UPSTREAM:-} ]] && { kill "$OPENSIPS_UPSTREAM" 2>/dev/null || true; OPENSIPS_UPSTREAM=; }
         [[ -f "$OUT/cap-$srv-$sc-$r.json" ]] || break
@@ -335,24 +347,39 @@ if [[ -n $CAPACITY_SCENARIOS ]]; then
   "$BIN/benchtable" -capacity "$OUT" | tee -a "$OUT/table.txt"
 fi
 
+# Memory per binding: register n devices on a fresh server and compare its
+# memory before and after, once the transient state of the registrations is
+# gone: sipgo keeps a server transaction about 32 s after its final response
+# and Kamailio's tm a few seconds, so the "after" figure waits for a garbage
+# collection that started more than 35 s after the last registration (Go
+# forces one at least every two minutes) and Kamailio gets the same 35 s.
 for n in $MEMORY; do
   for srv in pinhole kamailio; do
     available "$srv" || continue
     start_server "$srv"
     sleep 2
     before_rss=$(rss_kb)
-    before_mem=0
     [[ $srv == pinhole ]] && before_mem=$(heap_bytes)
     [[ $srv == kamailio ]] && before_mem=$(shm_bytes)
-    # Sockets shared by devices past the open-file limit (PER_SOCKET):
-    # bindings differ by user, as phones behind one NAT address would.
-    DEVICES=$n gen idle 127.96.0.0/12 -rate 1 -duration 3s -warmup 1s -prepare-rate "$PREPARE_RATE" \
+    # Past the open-file limit devices share sockets (gen sets
+    # -devices-per-socket): bindings differ by user, as phones behind one
+    # NAT address would.
+    DEVICES=$n gen idle 127.96.0.0/12 -rate 1 -duration 3s -warmup 1s -prepare-rate "$MEMORY_RATE" \
       >"$OUT/memory-$srv-$n.txt" 2>&1 || true
     registered=$(grep -o 'prepared: .*' "$OUT/memory-$srv-$n.txt" | head -1 || true)
-    sleep 2
+    done_at=$(date +%s)
+    if [[ $srv == pinhole ]]; then
+      for _ in $(seq 200); do
+        last_gc=$(metric go_memstats_last_gc_time_seconds)
+        awk -v g="$last_gc" -v d="$done_at" 'BEGIN { exit !(g > d + 35) }' && break
+        sleep 1
+      done
+      after_mem=$(heap_bytes)
+    else
+      sleep 35
+      after_mem=$(shm_bytes)
+    fi
     after_rss=$(rss_kb)
-    [[ $srv == pinhole ]] && after_mem=$(heap_bytes)
-    [[ $srv == kamailio ]] && after_mem=$(shm_bytes)
     what=heap
     [[ $srv == kamailio ]] && what=shm
     awk -v s="$srv" -v n="$n" -v w="$what" -v b="$before_mem" -v a="$after_mem" -v rb="$before_rss" -v ra="$after_rss" 'BEGIN {
