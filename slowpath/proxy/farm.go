@@ -208,6 +208,12 @@ func (p *Proxy) farmBranch(c *call, base *sip.Request, t *target, rr []sip.Heade
 	if p.cfg.TopologyHiding && c.fromFarm != nil {
 		p.hideRequest(r, c.fromFarm, t.out)
 	}
+	if t.node == nil && c.fromFarm == nil && !t.viaFlow {
+		// An in-dialog request from a device to a node (BYE, re-INVITE):
+		// its answers are hidden like the dialog's first ones, and a node
+		// that does not answer counts against it.
+		t.node = p.nextHopNode(r)
+	}
 	if t.node == nil && t.transport == "UDP" && p.cfg.Oversize.Limit > 0 {
 		r = p.shrink(c, base, t, rr, r)
 	}
@@ -331,7 +337,11 @@ func (c *call) hideUp(b *branch, res *sip.Response) {
 			res.AppendHeader(h)
 		}
 	}
-	p.hideContact(res.Contact(), b.t.node, c.in)
+	in := c.in // set for record-routed requests only
+	if in == nil {
+		in = p.inbound(c.req, c.stx)
+	}
+	p.hideContact(res.Contact(), b.t.node, in)
 	mHidden.Inc()
 }
 
@@ -483,4 +493,22 @@ func (p *Proxy) dialogSetup(req *sip.Request) func(*call) {
 		return nil
 	}
 	return func(c *call) { c.fromFarm = n }
+}
+
+// nextHopNode is the farm node a request is about to be sent to (its top
+// Route, else its Request-URI), nil when that is no node.
+func (p *Proxy) nextHopNode(r *sip.Request) *dispatch.Node {
+	u := &r.Recipient
+	if rt := r.Route(); rt != nil {
+		u = &rt.Address
+	}
+	a, err := netip.ParseAddr(strings.Trim(u.Host, "[]"))
+	if err != nil {
+		return nil
+	}
+	port := u.Port
+	if port == 0 {
+		port = 5060
+	}
+	return p.cfg.Farm.NodeAt(netip.AddrPortFrom(a, uint16(port)), sip.IsReliable(uriTransport(u)))
 }

@@ -421,8 +421,12 @@ func TestFarmRegisterPathAndCallBack(t *testing.T) {
 				// bob's own BYE to the hidden Contact reaches the node.
 				req := bob.fromCallee(sip.BYE)
 				req.SetDestination(tp.udp.String())
-				if res := bob.do(req); res.StatusCode != 200 {
+				res := bob.do(req)
+				if res.StatusCode != 200 {
 					t.Errorf("device's BYE to the hidden Contact got %d", res.StatusCode)
+				}
+				if c := res.Contact(); c == nil || c.Address.Host == farmAddr && c.Address.Port == int(reg.addr.Port()) {
+					t.Errorf("node's answer to the device's BYE shows Contact %v", c)
 				}
 				if r := reg.expect(sip.BYE); r.Recipient.Host != farmAddr {
 					t.Errorf("device's BYE reached the node with Request-URI %s", r.Recipient.String())
