@@ -87,18 +87,19 @@ func Token(msg []byte) (uint64, bool) {
 	if !bytes.HasPrefix(msg, []byte("SIP/2.0 ")) {
 		return 0, false
 	}
+	// Lines end with CRLF (RFC 3261 §7), as sipgo requires: a bare LF
+	// stays inside the line and spoils the value.
 	rest := msg
 	for {
-		nl := bytes.IndexByte(rest, '\n')
+		nl := bytes.Index(rest, []byte("\r\n"))
 		if nl < 0 {
 			return 0, false
 		}
-		rest = rest[nl+1:]
+		rest = rest[nl+2:]
 		line := rest
-		if e := bytes.IndexByte(line, '\n'); e >= 0 {
+		if e := bytes.Index(line, []byte("\r\n")); e >= 0 {
 			line = line[:e]
 		}
-		line = bytes.TrimSuffix(line, []byte("\r"))
 		if len(line) == 0 {
 			return 0, false // end of the header section
 		}
