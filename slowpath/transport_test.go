@@ -11,7 +11,6 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
-
 )
 
 func freeTCPPort(t testing.TB) int {
