@@ -46,6 +46,7 @@ type Objects struct {
 	Ports      *Ports
 	Blocklist  *Blocklist
 	RateLimit  *RateLimit
+	Buckets    *Buckets
 	Signatures *Signatures
 	NATPings   *NATPings
 	Alive      *Alive
@@ -95,6 +96,7 @@ func Load(opts Options) (*Objects, error) {
 	o.Ports = &Ports{m: m.Ports}
 	o.Blocklist = &Blocklist{v4: m.Block4, v6: m.Block6}
 	o.RateLimit = &RateLimit{m: m.Ratelimit}
+	o.Buckets = &Buckets{m: m.Buckets}
 	o.Signatures = &Signatures{m: m.Signatures}
 	o.NATPings = &NATPings{m: m.Natpings}
 	o.Alive = &Alive{m: m.Alive}

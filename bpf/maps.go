@@ -353,3 +353,56 @@ type Liveness struct {
 
 // LastSeen is when addr last sent a keepalive or answered a ping.
 func (l Liveness) LastSeen(addr netip.AddrPort) (time.Time, bool) { return l.Alive.Lookup(addr) }
+
+// Buckets are the rate limiter's per-source token buckets.
+type Buckets struct {
+	m *ebpf.Map
+}
+
+// bucketBatch is how many buckets one BPF_MAP_LOOKUP_BATCH call returns:
+// a million sources take 245 calls.
+const bucketBatch = 4096
+
+// Dropped calls fn for every tracked source that has had requests refused,
+// with how many (since its bucket was made; an LRU bucket can be evicted
+// and start again from 0). Order unspecified. It reads the whole map, in
+// batches: call it every few seconds at most, and only when the
+// ratelimited counter moved.
+func (b *Buckets) Dropped(fn func(src netip.Addr, dropped uint64)) error {
+	keys := make([]xdpAddr, bucketBatch)
+	vals := make([]xdpBucket, bucketBatch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := b.m.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			if vals[i].Dropped > 0 {
+				fn(netip.AddrFrom16(keys[i].B).Unmap(), vals[i].Dropped)
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return b.iterate(fn, err)
+		}
+	}
+}
+
+// iterate is Dropped for kernels without batched lookups (before 5.6).
+func (b *Buckets) iterate(fn func(netip.Addr, uint64), batchErr error) error {
+	if !errors.Is(batchErr, ebpf.ErrNotSupported) {
+		return fmt.Errorf("read rate limit buckets: %w", batchErr)
+	}
+	var k xdpAddr
+	var v xdpBucket
+	it := b.m.Iterate()
+	for it.Next(&k, &v) {
+		if v.Dropped > 0 {
+			fn(netip.AddrFrom16(k.B).Unmap(), v.Dropped)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read rate limit buckets: %w", err)
+	}
+	return nil
+}

@@ -19,9 +19,10 @@ type xdpAddr struct {
 }
 
 type xdpBucket struct {
-	_      structs.HostLayout
-	Tokens uint64
-	LastNs uint64
+	_       structs.HostLayout
+	Tokens  uint64
+	LastNs  uint64
+	Dropped uint64
 }
 
 type xdpEndpoint struct {

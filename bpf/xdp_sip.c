@@ -427,7 +427,7 @@ static __always_inline int over_rate(struct endpoint *src, __u64 now)
 		struct bucket nb = { .last_ns = now };
 
 		if (c->burst_nt < NSEC)
-			return 1;
+			return 1; /* cannot happen: burst >= 1 request */
 		nb.tokens = c->burst_nt - NSEC;
 		bpf_map_update_elem(&buckets, &src->addr, &nb, BPF_ANY);
 		return 0;
@@ -443,6 +443,7 @@ static __always_inline int over_rate(struct endpoint *src, __u64 now)
 	b->last_ns = now;
 	if (t < NSEC) {
 		b->tokens = t;
+		b->dropped++;
 		return 1;
 	}
 	b->tokens = t - NSEC;

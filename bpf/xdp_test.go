@@ -499,6 +499,13 @@ func TestRateLimit(t *testing.T) {
 			t.Errorf("rate limited: %v", moved)
 		}
 	}
+	// Buckets count what they refused, for the ban on sources that keep
+	// at it; a source that was never refused is not listed.
+	dropped := map[netip.Addr]uint64{}
+	mustNil(t, o.Buckets.Dropped(func(src netip.Addr, n uint64) { dropped[src] = n }))
+	if diff := cmp.Diff(map[netip.Addr]uint64{dev4.Addr(): 2}, dropped, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("Buckets.Dropped (-want +got):\n%s", diff)
+	}
 	mustNil(t, o.RateLimit.Set(0, 0))
 	if _, _, moved := run(t, o, udp4(register).Bytes()); moved[VerdictSIPPassed] != 1 {
 		t.Errorf("with the limit off: %v", moved)
@@ -599,5 +606,25 @@ func BenchmarkXDP(b *testing.B) {
 			}
 			b.ReportMetric(float64(per.Nanoseconds()), "ns/run")
 		})
+	}
+}
+
+// TestBucketsDroppedBatches: more buckets than one batched lookup returns
+// are all read.
+func TestBucketsDroppedBatches(t *testing.T) {
+	o, err := Load(Options{MaxSources: 3 * bucketBatch, MaxDevices: 16, MaxBlocked: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close() })
+	const n = bucketBatch + bucketBatch/2
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		mustNil(t, o.Buckets.m.Put(xdpAddr{B: a.As16()}, xdpBucket{Dropped: uint64(i % 2)}))
+	}
+	got := 0
+	mustNil(t, o.Buckets.Dropped(func(netip.Addr, uint64) { got++ }))
+	if got != n/2 {
+		t.Errorf("Dropped listed %d sources, want %d", got, n/2)
 	}
 }

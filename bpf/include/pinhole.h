@@ -47,6 +47,7 @@ struct natping {
 struct bucket {
 	__u64 tokens;
 	__u64 last_ns;
+	__u64 dropped; /* requests refused; userspace bans a source that keeps at it */
 };
 
 /* Rate limit per source address; rate 0 disables it. Userspace derives

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -154,13 +155,15 @@ func printHowTo(cfg *config.Config) {
 	fmt.Printf("Register two phones and call one from the other (sip:bob@%s).\n\n", domain)
 }
 
-// fastPath is the kernel program and the NAT pinger, wired to the slow path.
+// fastPath is the kernel program, the NAT pinger and the ban on sources
+// over the rate limit, wired to the slow path.
 type fastPath struct {
 	xdp        *bpf.Objects // nil without XDP
 	unregister func()
 	pinger     *natping.Pinger
+	overlimit  *ban.Overlimit
 	cancel     context.CancelFunc
-	done       chan struct{}
+	done       sync.WaitGroup
 }
 
 // startFastPath loads and attaches XDP (or logs one line saying pinhole
@@ -196,6 +199,16 @@ func startFastPath(cfg *config.Config, srv *slowpath.Server, log *slog.Logger) (
 			}
 			srv.SetAuthFailure(func(src netip.Addr) { tr.Failure(src) })
 		}
+		if b := cfg.XDP.Ban; b.RateLimitedFor > 0 && cfg.XDP.Rate > 0 {
+			counters := f.xdp.Counters
+			f.overlimit = &ban.Overlimit{
+				For: b.RateLimitedFor, Duration: b.Duration, Blocker: f.xdp.Blocklist, Buckets: f.xdp.Buckets, Log: log,
+				Refused: func() (uint64, error) {
+					sums, err := counters.Sum()
+					return sums[bpf.VerdictRateLimited], err
+				},
+			}
+		}
 	}
 	if n := cfg.NATPing; n.Interval > 0 && len(cfg.Listen.UDP) > 0 {
 		method, err := natping.ParseMethod(n.Method)
@@ -221,21 +234,23 @@ func startFastPath(cfg *config.Config, srv *slowpath.Server, log *slog.Logger) (
 	return f, nil
 }
 
-// run starts the pinger.
+// run starts the pinger and the over-limit watch.
 func (f *fastPath) run() {
-	if f.pinger == nil {
-		return
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f.cancel, f.done = cancel, make(chan struct{})
-	go func() { f.pinger.Run(ctx); close(f.done) }()
+	f.cancel = cancel
+	if f.pinger != nil {
+		f.done.Go(func() { f.pinger.Run(ctx) })
+	}
+	if f.overlimit != nil {
+		f.done.Go(func() { _ = f.overlimit.Run(ctx) }) // configured above: cannot fail
+	}
 }
 
-// stopPinger stops pinging before the sockets close.
+// stopPinger stops pinging (and watching) before the sockets close.
 func (f *fastPath) stopPinger() {
 	if f.cancel != nil {
 		f.cancel()
-		<-f.done
+		f.done.Wait()
 		f.cancel = nil
 	}
 }

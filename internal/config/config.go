@@ -460,11 +460,13 @@ type XDP struct {
 }
 
 // Ban adds a source to the kernel blocklist for Duration after
-// AuthFailures wrong credentials (403) within Window; 0 failures = never.
+// AuthFailures wrong credentials (403) within Window (0 failures = never),
+// or after it has stayed over the rate limit for RateLimitedFor (0 = never).
 type Ban struct {
-	AuthFailures int           `yaml:"auth_failures"`
-	Window       time.Duration `yaml:"window"`
-	Duration     time.Duration `yaml:"duration"`
+	AuthFailures   int           `yaml:"auth_failures"`
+	Window         time.Duration `yaml:"window"`
+	Duration       time.Duration `yaml:"duration"`
+	RateLimitedFor time.Duration `yaml:"ratelimited_for"`
 }
 
 // NATPing configures the keepalives pinhole sends to NAT'd UDP bindings
@@ -731,13 +733,14 @@ func (x *XDP) validate() error {
 	if b.AuthFailures < 0 {
 		return bad("xdp.ban.auth_failures", "%d: must be 0 (off) or more", b.AuthFailures)
 	}
-	if b.AuthFailures > 0 {
-		if b.Window < time.Second || b.Window > time.Hour {
-			return bad("xdp.ban.window", "%s: must be between 1s and 1h", b.Window)
-		}
-		if b.Duration < time.Second || b.Duration > 30*24*time.Hour {
-			return bad("xdp.ban.duration", "%s: must be between 1s and 720h", b.Duration)
-		}
+	if b.AuthFailures > 0 && (b.Window < time.Second || b.Window > time.Hour) {
+		return bad("xdp.ban.window", "%s: must be between 1s and 1h", b.Window)
+	}
+	if b.RateLimitedFor != 0 && (b.RateLimitedFor < time.Second || b.RateLimitedFor > time.Hour) {
+		return bad("xdp.ban.ratelimited_for", "%s: must be 0 (never) or between 1s and 1h", b.RateLimitedFor)
+	}
+	if (b.AuthFailures > 0 || b.RateLimitedFor > 0) && (b.Duration < time.Second || b.Duration > 30*24*time.Hour) {
+		return bad("xdp.ban.duration", "%s: must be between 1s and 720h", b.Duration)
 	}
 	return nil
 }

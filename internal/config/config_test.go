@@ -100,6 +100,8 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"ban window", "xdp:\n  ban:\n    window: 10ms\n", []string{"line 3", "xdp.ban.window"}},
 		{"ban duration", "xdp:\n  ban:\n    duration: 0s\n", []string{"line 3", "xdp.ban.duration"}},
 		{"ban failures", "xdp:\n  ban:\n    auth_failures: -1\n", []string{"line 3", "xdp.ban.auth_failures"}},
+		{"ban ratelimited_for", "xdp:\n  ban:\n    ratelimited_for: 100ms\n", []string{"line 3", "xdp.ban.ratelimited_for"}},
+		{"ban duration for ratelimit", "xdp:\n  ban:\n    auth_failures: 0\n    duration: 0s\n", []string{"line 4", "xdp.ban.duration"}},
 		{"natping interval", "natping:\n  interval: 100ms\n", []string{"line 2", "natping.interval"}},
 		{"natping interval long", "natping:\n  interval: 1h\n", []string{"line 2", "natping.interval"}},
 		{"natping method", "natping:\n  method: stun\n", []string{"line 2", "natping.method", "stun"}},
@@ -245,7 +247,7 @@ func TestXDPAndNATPing(t *testing.T) {
 	want := XDP{
 		Interfaces: []string{"eth0", "eth1"}, Mode: "generic", Rate: 20, Burst: 40,
 		Blocklist: []string{"192.0.2.0/24", "2001:db8::/32"}, Signatures: []string{},
-		Ban: Ban{AuthFailures: 10, Window: time.Minute, Duration: 15 * time.Minute},
+		Ban: Ban{AuthFailures: 10, Window: time.Minute, Duration: 15 * time.Minute, RateLimitedFor: time.Minute},
 	}
 	if diff := cmp.Diff(want, cfg.XDP); diff != "" {
 		t.Errorf("xdp (-want +got):\n%s", diff)

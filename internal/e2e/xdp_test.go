@@ -388,19 +388,20 @@ func TestXDPNATPing(t *testing.T) {
 
 // TestXDPFlood: an attacker floods pinhole with requests from its own
 // namespace; the kernel drops what is over the per-source rate while a
-// device in another namespace keeps registering, every time.
+// device in another namespace keeps registering, every time. A source
+// that stays over the limit is put on the blocklist.
 func TestXDPFlood(t *testing.T) {
 	edgeNS := testutil.NewNetNS(t)
 	devNS, dl := peerLink(t, edgeNS, 1)
 	atkNS, al := peerLink(t, edgeNS, 2)
 	e := startEdge(t, edgeNS, netip.AddrPortFrom(dl.AddrA.Addr(), 5060), []string{dl.NameA, al.NameA}, func(c *testutil.Config) {
 		c.XDP.Rate, c.XDP.Burst = 50, 100
+		c.XDP.Ban = &testutil.BanConfig{RateLimitedFor: "1s", Duration: "1m"}
 	})
 	before := e.verdicts(t)
 
-	// The attacker: as fast as one socket goes, for at most 4 s or
-	// 400 000 datagrams.
-	stop := make(chan struct{})
+	// The attacker: as fast as one socket goes, for at most 5 s or
+	// 1 500 000 datagrams.
 	flooded := make(chan int, 1)
 	go func() {
 		var sent int
@@ -417,13 +418,8 @@ func TestXDPFlood(t *testing.T) {
 		msg := []byte("REGISTER sip:" + domain + " SIP/2.0\r\nVia: SIP/2.0/UDP 10.77.2.2:5060;branch=z9hG4bK-flood\r\n" +
 			"From: <sip:x@" + domain + ">;tag=1\r\nTo: <sip:x@" + domain + ">\r\nCall-ID: flood\r\nCSeq: 1 REGISTER\r\n" +
 			"Contact: <sip:x@10.77.2.2:5060>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
-		end := time.Now().Add(4 * time.Second)
-		for sent < 400_000 && time.Now().Before(end) {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		end := time.Now().Add(5 * time.Second)
+		for sent < 1_500_000 && time.Now().Before(end) {
 			if _, err := c.Write(msg); err == nil {
 				sent++
 			}
@@ -441,8 +437,7 @@ func TestXDPFlood(t *testing.T) {
 		AuthURI: domain, Vars: map[string]string{"domain": domain},
 		Timeout: 20 * time.Second, NoMessageTrace: true,
 	}.Run(t)
-	close(stop)
-	sent := <-flooded
+	sent := <-flooded // the flood runs its course: the ban needs it going
 	if r.ExitCode != testutil.SippExitOK || r.Successful != len(users) {
 		t.Errorf("legitimate device during the flood: want all %d registrations to succeed:\n%s", len(users), r.Report())
 	}
@@ -450,8 +445,16 @@ func TestXDPFlood(t *testing.T) {
 	t.Logf("attacker sent %d datagrams; XDP verdicts: %v", sent, d)
 	// At 50/s with a burst of 100 the attacker gets at most ~100 + 50 × 5 s
 	// through; everything else must die in the kernel.
-	if d["ratelimited"] < float64(sent)*0.9 || d["ratelimited"] < 1000 {
-		t.Errorf("ratelimited = %v of %d flood datagrams", d["ratelimited"], sent)
+	if dropped := d["ratelimited"] + d["blocklisted"]; dropped < float64(sent)*0.9 || d["ratelimited"] < 1000 {
+		t.Errorf("ratelimited %v + blocklisted %v of %d flood datagrams", d["ratelimited"], d["blocklisted"], sent)
+	}
+	// Refused at every look (once a second) for a second, the attacker is
+	// banned for the rest of the flood.
+	if d["blocklisted"] == 0 {
+		t.Errorf("the attacker was never blocklisted (verdicts %v)", d)
+	}
+	if got := e.metric(t, `pinhole_ban_added_total{reason="ratelimit"}`); got != 1 {
+		t.Errorf(`pinhole_ban_added_total{reason="ratelimit"} = %v, want 1`, got)
 	}
 	if d["sip_passed"] > 500 {
 		t.Errorf("sip_passed = %v: the flood reached userspace", d["sip_passed"])

@@ -68,9 +68,10 @@ type XDPConfig struct {
 
 // BanConfig is pinhole's xdp.ban section.
 type BanConfig struct {
-	AuthFailures int    `yaml:"auth_failures"`
-	Window       string `yaml:"window,omitempty"`
-	Duration     string `yaml:"duration,omitempty"`
+	AuthFailures   int    `yaml:"auth_failures"`
+	Window         string `yaml:"window,omitempty"`
+	Duration       string `yaml:"duration,omitempty"`
+	RateLimitedFor string `yaml:"ratelimited_for,omitempty"`
 }
 
 // NATPingConfig is pinhole's natping section (docs/natping.md).

@@ -1,7 +1,8 @@
-// Package ban blocks, for a while, the sources that keep sending wrong
-// credentials: after Failures wrong answers (403) within Window the source
-// address goes on the XDP blocklist until Duration has passed, so its next
-// guesses die in the kernel instead of costing a digest computation each.
+// Package ban blocks, for a while, the sources that keep misbehaving, on
+// the XDP blocklist: a Tracker bans a source after Failures wrong
+// credentials (403) within Window, so its next guesses die in the kernel
+// instead of costing a digest computation each; an Overlimit bans a source
+// that stays over the kernel's rate limit.
 package ban
 
 import (
@@ -32,7 +33,8 @@ type Config struct {
 }
 
 var (
-	bansTotal      = metrics.GetOrCreateCounter("pinhole_ban_added_total")
+	bansTotal      = metrics.GetOrCreateCounter(`pinhole_ban_added_total{reason="auth"}`)
+	overlimitTotal = metrics.GetOrCreateCounter(`pinhole_ban_added_total{reason="ratelimit"}`)
 	banErrorsTotal = metrics.GetOrCreateCounter("pinhole_ban_errors_total")
 	untrackedTotal = metrics.GetOrCreateCounter("pinhole_ban_untracked_total")
 )
