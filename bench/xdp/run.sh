@@ -101,12 +101,18 @@ load() { # NS SERVER_PID ARGS...: kaload on CPU 0, timing the server and
 	ip netns exec "$ns" taskset -c 0 "$BIN/kaload" -cpu 1 -pids "$srv $(napi phbxs) $(napi phbxs2)" "$@"
 }
 
+# bare MODE: the bare userspace server (kaload -mode serve) on CPU 1,
+# loaded by kaload -mode MODE.
+bare() {
+	ip netns exec $S taskset -c 1 "$BIN/kaload" -mode serve -local 10.88.0.1:5060 -duration $((SECS + 5))s >/dev/null &
+	ECHO=$!; PIDS="$PIDS $ECHO"; sleep 0.5
+	load $C $ECHO -mode "$1" -target 10.88.0.1:5060 -rate "$RATE" -duration "${SECS}s"
+	kill $ECHO 2>/dev/null; wait $ECHO 2>/dev/null || true
+}
+
 echo "== 1. CRLF keepalives at $RATE/s for ${SECS}s (us_per_sent = CPU 1 busy time per keepalive)"
 printf '%s' "-- bare userspace echo (one Go socket): "
-ip netns exec $S taskset -c 1 "$BIN/kaload" -mode serve -local 10.88.0.1:5060 -duration $((SECS + 5))s >/dev/null &
-ECHO=$!; PIDS="$PIDS $ECHO"; sleep 0.5
-load $C $ECHO -mode crlf -target 10.88.0.1:5060 -rate "$RATE" -duration "${SECS}s"
-kill $ECHO 2>/dev/null; wait $ECHO 2>/dev/null || true
+bare crlf
 for mode in off native; do
 	printf '%s' "-- pinhole, xdp $mode: "
 	start_pinhole $mode
@@ -116,10 +122,7 @@ done
 
 echo "== 2. Answers to NAT pings at $RATE/s for ${SECS}s"
 printf '%s' "-- bare userspace receive-and-drop: "
-ip netns exec $S taskset -c 1 "$BIN/kaload" -mode serve -local 10.88.0.1:5060 -duration $((SECS + 5))s >/dev/null &
-ECHO=$!; PIDS="$PIDS $ECHO"; sleep 0.5
-load $C $ECHO -mode reply -target 10.88.0.1:5060 -rate "$RATE" -duration "${SECS}s"
-kill $ECHO 2>/dev/null; wait $ECHO 2>/dev/null || true
+bare reply
 for mode in off native; do
 	echo "-- pinhole, xdp $mode (waits for pinhole's first ping): "
 	# The token stays valid until the next ping: the interval outlasts the run.

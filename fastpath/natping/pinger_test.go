@@ -163,11 +163,7 @@ func TestSilentDeviceRemoved(t *testing.T) {
 		nonNAT,
 	)
 	const interval = 150 * time.Millisecond
-	var err error
-	p, err = New(Config{Interval: interval, Method: MethodOptions, MaxMissed: 2, Store: st, Sockets: socks})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p = newPinger(t, Config{Interval: interval, Method: MethodOptions, MaxMissed: 2, Store: st, Sockets: socks})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
@@ -222,11 +218,7 @@ func TestReRegisteredDeviceKept(t *testing.T) {
 	dev.setMute(true)
 	b := natBinding("dave@example.com", addrOf(dev.conn), addrOf(conn))
 	st := store(t, nil, b)
-	var err error
-	p, err = New(Config{Interval: time.Second, Method: MethodOptions, MaxMissed: 1, Store: st, Sockets: socks, Slots: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p = newPinger(t, Config{Interval: time.Second, Method: MethodOptions, MaxMissed: 1, Store: st, Sockets: socks, Slots: 1})
 	p.cycle(context.Background(), time.Now())
 	time.Sleep(1100 * time.Millisecond) // Updated has second precision
 	if _, err := st.Update(b.AOR, func(cur []location.Binding) ([]location.Binding, error) {
@@ -255,11 +247,7 @@ func TestCRLFKeepsBindings(t *testing.T) {
 	dev := startDevice(t)
 	b := natBinding("erin@example.com", addrOf(dev.conn), addrOf(conn))
 	st := store(t, nil, b)
-	var err error
-	p, err = New(Config{Interval: time.Second, Method: MethodCRLF, MaxMissed: 1, Store: st, Sockets: socks, Slots: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p = newPinger(t, Config{Interval: time.Second, Method: MethodCRLF, MaxMissed: 1, Store: st, Sockets: socks, Slots: 1})
 	for range 3 {
 		p.cycle(context.Background(), time.Now())
 	}
@@ -293,11 +281,7 @@ func TestBatches(t *testing.T) {
 		bs = append(bs, natBinding(fmt.Sprintf("u%d@example.com", i), remote, addrOf(conn)))
 	}
 	st := store(t, nil, bs...)
-	var err error
-	p, err = New(Config{Interval: time.Second, Method: MethodOptions, Store: st, Sockets: socks, Slots: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p = newPinger(t, Config{Interval: time.Second, Method: MethodOptions, Store: st, Sockets: socks, Slots: 1})
 	before := sentTotal.Get()
 	p.cycle(context.Background(), time.Now())
 	if got := sentTotal.Get() - before; got != n {
@@ -328,6 +312,15 @@ func TestNewRejects(t *testing.T) {
 	if _, err := ParseMethod("stun"); err == nil {
 		t.Error("ParseMethod accepted stun")
 	}
+}
+
+func newPinger(t *testing.T, cfg Config) *Pinger {
+	t.Helper()
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func waitFor(t *testing.T, cond func() bool) {
