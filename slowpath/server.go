@@ -230,7 +230,7 @@ func (s *Server) listen(l config.Listener) error {
 	}
 	switch l.Transport {
 	case "UDP":
-		pc, err := net.ListenPacket("udp", addr)
+		pc, err := listenUDP(addr)
 		if err != nil {
 			return err
 		}

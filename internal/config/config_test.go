@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +131,16 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"dispatch headroom", "dispatch:\n  oversize:\n    headroom: 1200\n", []string{"line 3", "dispatch.oversize.headroom"}},
 		{"dispatch strip via", "dispatch:\n  oversize:\n    strip_headers: [Via]\n", []string{"line 3", "strip_headers", "Via"}},
 		{"dispatch unknown key", "dispatch:\n  topology: true\n", []string{"line 2", "topology"}},
+		{"api listen", "api:\n  listen: \"localhost:9061\"\n", []string{"line 2", "api.listen", "IP:port"}},
+		{"api off loopback without token", "api:\n  listen: \"0.0.0.0:9061\"\n", []string{"line 2", "api.listen", "token"}},
+		{"api token short", "api:\n  listen: \"10.0.0.1:9061\"\n  token: abc\n", []string{"line 3", "api.token", "16"}},
+		{"api token and file", "api:\n  token: 0123456789abcdef0\n  token_file: /etc/pinhole/token\n", []string{"line 2", "api.token", "not both"}},
+		{"api same port as metrics", "metrics:\n  listen: \"127.0.0.1:9100\"\napi:\n  listen: \"127.0.0.1:9100\"\n", []string{"line 4", "api.listen", "metrics.listen"}},
+		{"log level", "log:\n  level: verbose\n", []string{"line 2", "log.level", "verbose"}},
+		{"log component name", "log:\n  components: {registar: debug}\n", []string{"line 2", "log.components", "registar"}},
+		{"log component level", "log:\n  components: {sipgo: loud}\n", []string{"line 2", "log.components", "loud"}},
+		{"log format", "log:\n  format: xml\n", []string{"line 2", "log.format", "xml"}},
+		{"log rate", "log:\n  rate: -1\n", []string{"line 2", "log.rate"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -260,5 +271,42 @@ func TestXDPAndNATPing(t *testing.T) {
 func TestLoadMissingFile(t *testing.T) {
 	if _, err := Load(t.TempDir() + "/none.yaml"); err == nil || !strings.Contains(err.Error(), "read configuration") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestOpsSections(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := dir + "/token"
+	if err := os.WriteFile(tokenFile, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse([]byte("api:\n  listen: \"10.0.0.1:9061\"\n  token_file: "+tokenFile+"\nlog:\n  level: warn\n  components: {sipgo: error, proxy: debug}\n  format: json\n  rate: 50\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := cfg.API.ResolveToken()
+	if err != nil || tok != "0123456789abcdef0123" {
+		t.Errorf("ResolveToken = %q, %v; want the file's line", tok, err)
+	}
+	for comp, want := range map[string]string{"sipgo": "error", "proxy": "debug", "registrar": "warn"} {
+		if got := cfg.Log.LevelOf(comp); got != want {
+			t.Errorf("LevelOf(%s) = %s, want %s", comp, got, want)
+		}
+	}
+	if cfg.Log.Format != "json" || cfg.Log.Rate != 50 {
+		t.Errorf("log = %+v", cfg.Log)
+	}
+	def, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def.API.Listen != "127.0.0.1:9061" || def.Log.Rate != 200 || def.Log.Format != "text" {
+		t.Errorf("defaults: api %+v log %+v", def.API, def.Log)
+	}
+	if err := os.WriteFile(tokenFile, []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.API.ResolveToken(); err == nil || !strings.Contains(err.Error(), "api.token_file") {
+		t.Errorf("short token file: err = %v, want one naming api.token_file", err)
 	}
 }
