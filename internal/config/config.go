@@ -37,6 +37,7 @@ type Config struct {
 	MidRegistrar MidRegistrar `yaml:"midregistrar"`
 	Limits       Limits       `yaml:"limits"`
 	Metrics      Metrics      `yaml:"metrics"`
+	API          API          `yaml:"api"`
 	Log          Log          `yaml:"log"`
 	XDP          XDP          `yaml:"xdp"`
 	NATPing      NATPing      `yaml:"natping"`
@@ -435,9 +436,60 @@ type Metrics struct {
 	Listen string `yaml:"listen"` // empty: no endpoint
 }
 
-// Log configures logging.
+// API configures the management API (docs/operations.md). It changes
+// state (removes bindings, blocks sources), so away from loopback it needs
+// a bearer token.
+type API struct {
+	Listen    string `yaml:"listen"`     // IP:port; empty: no API
+	Token     string `yaml:"token"`      // bearer token; prefer token_file
+	TokenFile string `yaml:"token_file"` // file holding the token (one line)
+}
+
+// minTokenLen keeps a guessable token off the network: 16 characters of
+// a random base64 or hex string are at least 64 bits.
+const minTokenLen = 16
+
+// ResolveToken returns the bearer token, read from token_file when that is
+// set; "" means the API takes no token (loopback only, see validate).
+func (a API) ResolveToken() (string, error) {
+	if a.TokenFile == "" {
+		return a.Token, nil
+	}
+	b, err := os.ReadFile(a.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("api.token_file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < minTokenLen || strings.ContainsAny(tok, " \t\r\n") {
+		return "", fmt.Errorf("api.token_file %s: want one line of at least %d characters without spaces", a.TokenFile, minTokenLen)
+	}
+	return tok, nil
+}
+
+// Log configures logging (docs/operations.md).
 type Log struct {
 	Level string `yaml:"level"` // debug, info, warn, error
+	// Components override Level per component, e.g. {sipgo: warn, proxy: debug}.
+	Components map[string]string `yaml:"components"`
+	// Format is text (logfmt) or json.
+	Format string `yaml:"format"`
+	// Rate is how many records per second each component may write; the
+	// rest are dropped and counted, so a flood cannot make logging the
+	// bottleneck (seed 003). 0: no limit.
+	Rate int `yaml:"rate"`
+}
+
+// LogComponents are the names log.components may use: one per logger the
+// daemon hands out. slowpath covers the registrar, the mid-registrar and
+// dispatch, which log through the server.
+var LogComponents = []string{"main", "slowpath", "proxy", "sipgo", "xdp", "natping", "ban", "mgmt"}
+
+// LevelOf returns the level of a component: its override, else log.level.
+func (l Log) LevelOf(component string) string {
+	if v, ok := l.Components[component]; ok {
+		return v
+	}
+	return l.Level
 }
 
 // XDP configures the kernel fast path (docs/xdp.md). With no interfaces
@@ -670,15 +722,65 @@ func (c *Config) validate() error {
 			return bad("metrics.listen", "%q is not an IP:port: %v", m, err)
 		}
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		return bad("log.level", "%q: must be debug, info, warn or error", c.Log.Level)
+	if err := c.validateOps(); err != nil {
+		return err
 	}
 	if err := c.XDP.validate(); err != nil {
 		return err
 	}
 	return c.NATPing.validate()
+}
+
+func validLevel(l string) bool {
+	switch l {
+	case "debug", "info", "warn", "error":
+		return true
+	}
+	return false
+}
+
+// validateOps checks the api and log sections.
+func (c *Config) validateOps() error {
+	if !validLevel(c.Log.Level) {
+		return bad("log.level", "%q: must be debug, info, warn or error", c.Log.Level)
+	}
+	for name, l := range c.Log.Components {
+		if !slices.Contains(LogComponents, name) {
+			return bad("log.components", "%q is not a component: want one of %s", name, strings.Join(LogComponents, ", "))
+		}
+		if !validLevel(l) {
+			return bad("log.components", "%s: %q: must be debug, info, warn or error", name, l)
+		}
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return bad("log.format", "%q: must be text or json", c.Log.Format)
+	}
+	if c.Log.Rate < 0 || c.Log.Rate > 1_000_000 {
+		return bad("log.rate", "%d: must be between 0 (no limit) and 1000000 records per second", c.Log.Rate)
+	}
+	a := c.API
+	if a.Token != "" && a.TokenFile != "" {
+		return bad("api.token", "give token or token_file, not both")
+	}
+	if a.Token != "" && (len(a.Token) < minTokenLen || strings.ContainsAny(a.Token, " \t\r\n")) {
+		return bad("api.token", "want at least %d characters without spaces (e.g. openssl rand -hex 16)", minTokenLen)
+	}
+	if a.Listen == "" {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(a.Listen)
+	if err != nil {
+		return bad("api.listen", "%q is not an IP:port: %v", a.Listen, err)
+	}
+	if !ap.Addr().IsLoopback() && a.Token == "" && a.TokenFile == "" {
+		// The API removes bindings and blocks sources: off loopback it
+		// must not answer whoever reaches the port.
+		return bad("api.listen", "%q is not a loopback address: set api.token_file (or api.token) too", a.Listen)
+	}
+	if m, err := netip.ParseAddrPort(c.Metrics.Listen); err == nil && m == ap && ap.Port() != 0 {
+		return bad("api.listen", "%q is also metrics.listen: give each its own port", a.Listen)
+	}
+	return nil
 }
 
 // Limits of the XDP program's maps (bpf package): 16 signatures of 32
