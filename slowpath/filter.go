@@ -49,7 +49,7 @@ func (s *Server) readFilter(p sip.TransportReadProps, data []byte) ([]byte, erro
 		// Stream transports are framed and size-limited by sipgo's parser.
 		return data, nil
 	}
-	v := sanity.Check(nil, data, s.limits)
+	v := sanity.Check(nil, data, *s.ops.limits.Load())
 	switch v.Action {
 	case sanity.Pass:
 		return data, nil

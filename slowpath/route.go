@@ -16,32 +16,55 @@ import (
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
 )
 
-// routeRequests hands every method but REGISTER to the proxy.
+// routeRequests hands every method but REGISTER to the proxy, through
+// handleProxy so that a reload can swap it (ops.go).
 func (s *Server) routeRequests() error {
+	p, farm, err := s.buildProxy(s.cfg.Dispatch)
+	if err != nil {
+		return err
+	}
+	s.ops.proxy.Store(p)
+	s.ops.farm.Store(farm)
+	for _, m := range proxy.Methods {
+		s.srv.OnRequest(m, s.observe(m, s.handleProxy))
+	}
+	if farm != nil && farm.RegisterSet() != nil {
+		// Edge relay (docs/dispatch.md): the farm is the registrar and
+		// pinhole keeps no binding. Configuration refuses this together
+		// with the mid-registrar, so nothing else wants REGISTER.
+		s.srv.OnRegister(s.observe(sip.REGISTER, s.handleProxy))
+	}
+	return nil
+}
+
+// buildProxy builds the proxy and, when dc has sets, the dispatcher it
+// relays to (nil otherwise).
+func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatcher, error) {
 	forking, err := proxy.ParseForking(s.cfg.Proxy.Forking)
 	if err != nil {
-		return fmt.Errorf("proxy.forking: %w", err)
+		return nil, nil, fmt.Errorf("proxy.forking: %w", err)
 	}
 	var ls []proxy.Listener
 	for _, l := range s.cfg.Listen.Listeners() {
 		tr, err := location.ParseTransport(l.Transport)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		ls = append(ls, proxy.Listener{Transport: tr, Local: l.Addr, Host: s.cfg.Advertise.Host, Port: s.cfg.Advertise.Port})
 	}
 	var authz proxy.Authorizer
-	if s.authn != nil {
-		a := s.authn
-		authz = proxy.AuthorizerFunc(func(r *sip.Request) proxy.Verdict { return proxy.Verdict(a.Check(r, false)) })
+	if s.authOn {
+		authn := s.ops.authn.Load // the current one: a reload swaps it
+		authz = proxy.AuthorizerFunc(func(r *sip.Request) proxy.Verdict { return proxy.Verdict(authn().Check(r, false)) })
 	}
-	if s.cfg.Dispatch.Enabled() {
-		dc, err := dispatch.FromConfig(s.cfg.Dispatch)
+	var farm *dispatch.Dispatcher
+	if dc.Enabled() {
+		fc, err := dispatch.FromConfig(dc)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		if s.farm, err = dispatch.New(dc); err != nil {
-			return fmt.Errorf("set up dispatch: %w", err)
+		if farm, err = dispatch.New(fc); err != nil {
+			return nil, nil, fmt.Errorf("set up dispatch: %w", err)
 		}
 	}
 	p, err := proxy.New(proxy.Config{
@@ -49,30 +72,21 @@ func (s *Server) routeRequests() error {
 		Listeners:      ls,
 		Forking:        forking,
 		Outbound:       s.cfg.Proxy.Outbound,
-		Farm:           s.farm,
-		TopologyHiding: s.cfg.Dispatch.TopologyHiding,
+		Farm:           farm,
+		TopologyHiding: dc.TopologyHiding,
 		Oversize: proxy.Oversize{
-			Limit: dispatch.Limit(s.cfg.Dispatch.Oversize),
-			Strip: s.cfg.Dispatch.Oversize.StripHeaders,
-			TCP:   s.cfg.Dispatch.Oversize.TCP,
+			Limit: dispatch.Limit(dc.Oversize),
+			Strip: dc.Oversize.StripHeaders,
+			TCP:   dc.Oversize.TCP,
 		},
-	}, s.cli, locator{store: s.store, creds: s.creds, realm: s.cfg.Auth.Realm, mid: s.mid}, authz, s.log)
+	}, s.cli, locator{store: s.store, creds: s.ops.creds.Load, realm: s.cfg.Auth.Realm, mid: s.mid}, authz, s.log.With("component", "proxy"))
 	if err != nil {
-		return fmt.Errorf("set up proxy: %w", err)
-	}
-	for _, m := range proxy.Methods {
-		s.srv.OnRequest(m, p.Handle)
-	}
-	if s.farm != nil {
-		s.farmPinger = p
-		if s.farm.RegisterSet() != nil {
-			// Edge relay (docs/dispatch.md): the farm is the registrar and
-			// pinhole keeps no binding. Configuration refuses this together
-			// with the mid-registrar, so nothing else wants REGISTER.
-			s.srv.OnRegister(p.Handle)
+		if farm != nil {
+			farm.Close()
 		}
+		return nil, nil, fmt.Errorf("set up proxy: %w", err)
 	}
-	return nil
+	return p, farm, nil
 }
 
 // locator answers the proxy's look-ups from the store, and tells an
@@ -80,7 +94,7 @@ func (s *Server) routeRequests() error {
 // credentials file; without one, only a user with bindings is known.
 type locator struct {
 	store location.Store
-	creds *auth.Credentials
+	creds func() *auth.Credentials // the current ones (nil: no auth); a reload swaps them
 	realm string
 	mid   *midreg.MidRegistrar // nil: no mid-registrar
 }
@@ -102,13 +116,14 @@ func (l locator) Known(aor string) bool {
 			return true // a token pinhole inserted: its device is gone for now (480)
 		}
 	}
-	if l.creds == nil {
+	creds := l.creds()
+	if creds == nil {
 		return len(l.store.Lookup(aor)) > 0
 	}
 	user, _, _ := strings.Cut(aor, "@")
-	_, ok := l.creds.HA1(user, l.realm, auth.MD5)
+	_, ok := creds.HA1(user, l.realm, auth.MD5)
 	if !ok {
-		_, ok = l.creds.HA1(user, l.realm, auth.SHA256)
+		_, ok = creds.HA1(user, l.realm, auth.SHA256)
 	}
 	return ok
 }

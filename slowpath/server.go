@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
@@ -20,7 +21,6 @@ import (
 	"github.com/pinhole-sip/pinhole/slowpath/location"
 	"github.com/pinhole-sip/pinhole/slowpath/midreg"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
-	"github.com/pinhole-sip/pinhole/slowpath/sanity"
 )
 
 // Server is pinhole's slow path: one sipgo user agent serving every
@@ -32,19 +32,19 @@ type Server struct {
 	srv   *sipgo.Server
 	cli   *sipgo.Client
 	store *location.Memory
-	creds *auth.Credentials
-	authn *auth.Authenticator
-	reg   *registrar.Registrar
+	// authOn: digest authentication is configured; the authenticator and
+	// credentials themselves are in ops, swapped by a reload.
+	authOn bool
+	reg    *registrar.Registrar
 	mid   *midreg.MidRegistrar // nil: standalone registrar
 	tls   *tls.Config
 
-	// farm relays to dispatch sets (route.go); nil without dispatch.sets.
-	farm       *dispatch.Dispatcher
-	farmPinger dispatch.Pinger
-
-	limits sanity.Limits
-	udp    udpSockets
-	hooks  hooks // XDP and NAT pinger hooks, see xdp.go
+	udp   udpSockets
+	hooks hooks // XDP and NAT pinger hooks, see xdp.go
+	// ops holds the proxy and dispatcher (dispatch sets, route.go), the
+	// authenticator and the message limits, which a reload swaps, and the
+	// request metrics (ops.go).
+	ops ops
 
 	mu      sync.Mutex
 	closers []func() error
@@ -57,29 +57,24 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data_dir: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log, limits: sanity.Limits{
-		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
-		MaxHeaders:      cfg.Limits.MaxHeaders,
-	}}
+	s := &Server{cfg: cfg, log: log}
+	if err := s.initOps(); err != nil {
+		return nil, err
+	}
 
 	var err error
 	if cfg.Auth.Enabled() {
-		s.creds, err = auth.LoadCredentials(cfg.Auth.Credentials)
+		creds, err := auth.LoadCredentials(cfg.Auth.Credentials)
 		if err != nil {
 			return nil, fmt.Errorf("auth.credentials: %w", err)
 		}
-		var algs []auth.Algorithm
-		for _, name := range cfg.Auth.Algorithms {
-			a, err := auth.ParseAlgorithm(name)
-			if err != nil {
-				return nil, fmt.Errorf("auth.algorithms: %w", err)
-			}
-			algs = append(algs, a)
-		}
-		s.authn, err = auth.New(auth.Config{Realm: cfg.Auth.Realm, NonceTTL: cfg.Auth.NonceTTL, Algorithms: algs, Creds: s.creds})
+		authn, err := s.newAuthenticator(creds)
 		if err != nil {
 			return nil, fmt.Errorf("set up authentication: %w", err)
 		}
+		s.ops.creds.Store(creds)
+		s.ops.authn.Store(authn)
+		s.authOn = true
 	}
 
 	// The mid-registrar exists before the store: bindings found lapsed
@@ -101,8 +96,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 
 	var authz registrar.Authorizer
-	if s.authn != nil {
-		authz = registerAuth{a: s.authn, failed: s.authFailed}
+	if s.authOn {
+		authz = registerAuth{a: s.ops.authn.Load, failed: s.authFailed}
 	}
 	s.reg, err = registrar.New(registrar.Config{
 		Domains:        cfg.Domains,
@@ -155,9 +150,14 @@ func (s *Server) hostname() string {
 }
 
 func (s *Server) buildUA() error {
+	// sipgo's level is log.components.sipgo, warn by default (package
+	// logging decides); this floor only keeps its info chatter out of a
+	// logger that knows no components (tests).
 	level := slog.LevelWarn
-	if s.cfg.Log.Level == "debug" {
+	if s.cfg.Log.LevelOf("sipgo") == "debug" {
 		level = slog.LevelDebug
+	} else if l := s.cfg.Log.LevelOf("sipgo"); l == "info" {
+		level = slog.LevelInfo
 	}
 	sipLog := slog.New(quietHandler{next: s.log.Handler(), min: level}).With("component", "sipgo")
 	sip.SetDefaultLogger(sipLog)
@@ -192,9 +192,9 @@ func (s *Server) buildUA() error {
 	if s.mid != nil {
 		// REGISTER goes to the main registrar through the mid-registrar.
 		s.mid.Start(s.store, midreg.ClientSender{Client: cli})
-		srv.OnRegister(s.mid.Handle)
+		srv.OnRegister(s.observe(sip.REGISTER, s.mid.Handle))
 	} else {
-		srv.OnRegister(s.reg.Handle)
+		srv.OnRegister(s.observe(sip.REGISTER, s.reg.Handle))
 	}
 	return s.routeRequests()
 }
@@ -208,12 +208,12 @@ func (s *Server) Start() error {
 			return fmt.Errorf("listen %s %s: %w", l.Transport, l.Addr, err)
 		}
 	}
-	if s.farm != nil {
-		// Probes leave from the listeners, so they start once those serve.
-		ctx, stop := context.WithCancel(context.Background())
-		go s.farm.Run(ctx, s.farmPinger)
-		s.addCloser(func() error { stop(); return nil })
-	}
+	// Probes leave from the listeners, so they start once those serve.
+	s.ops.reloadMu.Lock()
+	s.ops.started = true
+	s.startProbe()
+	s.ops.reloadMu.Unlock()
+	metrics.RegisterSet(s.ops.metrics)
 	return nil
 }
 
@@ -286,13 +286,22 @@ func (s *Server) Store() location.Store { return s.store }
 
 // Dispatcher is the farm dispatcher (Destinations, SetState for the
 // management API), nil when dispatch has no sets.
-func (s *Server) Dispatcher() *dispatch.Dispatcher { return s.farm }
+func (s *Server) Dispatcher() *dispatch.Dispatcher { return s.ops.farm.Load() }
 
 // AuthEnabled reports whether requests must authenticate.
-func (s *Server) AuthEnabled() bool { return s.authn != nil }
+func (s *Server) AuthEnabled() bool { return s.authOn }
 
-// Close stops accepting, lets sipgo finish, and flushes every binding to disk.
+// Close stops accepting, lets sipgo finish, and flushes every binding to
+// disk. Drain first to let transactions in flight finish.
 func (s *Server) Close(ctx context.Context) error {
+	s.ops.reloadMu.Lock()
+	if s.ops.stopProbe != nil {
+		s.ops.stopProbe()
+		s.ops.stopProbe = nil
+	}
+	s.ops.started = false
+	s.ops.reloadMu.Unlock()
+	metrics.UnregisterSet(s.ops.metrics, false)
 	s.closeListeners()
 	done := make(chan struct{})
 	go func() { s.serving.Wait(); close(done) }()
@@ -309,12 +318,12 @@ func (s *Server) Close(ctx context.Context) error {
 
 // registerAuth adapts the digest authenticator to the registrar.
 type registerAuth struct {
-	a      *auth.Authenticator
-	failed func(*sip.Request) // told of wrong credentials (403)
+	a      func() *auth.Authenticator // the current one: a reload swaps it
+	failed func(*sip.Request)         // told of wrong credentials (403)
 }
 
 func (r registerAuth) Authorize(req *sip.Request, aor string) *sip.Response {
-	res := r.a.Check(req, true)
+	res := r.a().Check(req, true)
 	if res.OK {
 		return nil
 	}
