@@ -36,8 +36,8 @@ type Server struct {
 	// credentials themselves are in ops, swapped by a reload.
 	authOn bool
 	reg    *registrar.Registrar
-	mid   *midreg.MidRegistrar // nil: standalone registrar
-	tls   *tls.Config
+	mid    *midreg.MidRegistrar // nil: standalone registrar
+	tls    *tls.Config
 
 	udp   udpSockets
 	hooks hooks // XDP and NAT pinger hooks, see xdp.go
