@@ -259,6 +259,13 @@ func (e *engine) issue(streams []*stream) uint64 {
 			if s.action == aFlood {
 				e.sendFlood()
 			} else {
+				if s.action == aCall {
+					// A device already in a call (as the callee of
+					// another) is not a caller now: the next idle one is.
+					for skip := 0; skip < 16 && e.devices[s.cursor].call != nil; skip++ {
+						s.cursor = (s.cursor + 1) % n
+					}
+				}
 				e.startAction(s.cursor, s.action)
 				s.cursor++
 				if s.cursor == n {
