@@ -266,21 +266,28 @@ func (e *engine) appendAuth(b []byte, i int, method, uri string) []byte {
 	return append(b, "\r\n"...)
 }
 
+// appendHead writes a request's start line, Via, Max-Forwards and From of
+// device i, and the name of the To header, whose value the caller writes.
+func (e *engine) appendHead(b []byte, i int, method, uri string, txID uint64) []byte {
+	b = append(b, method...)
+	b = append(b, ' ')
+	b = append(b, uri...)
+	b = append(b, " SIP/2.0\r\n"...)
+	b = e.appendVia(b, i, txID)
+	b = append(b, "Max-Forwards: 70\r\nFrom: "...)
+	b = e.appendAOR(b, i)
+	b = append(b, ";tag="...)
+	b = e.appendTag(b, i)
+	return append(b, "\r\nTo: "...)
+}
+
 // buildRequest writes device i's current request.
 func (e *engine) buildRequest(b []byte, i int) []byte {
 	d := &e.devices[i]
 	switch d.tx.kind {
 	case kRegisterInitial, kRegisterAuth, kRegisterRefresh:
 		uri := "sip:" + e.domain
-		b = append(b, "REGISTER "...)
-		b = append(b, uri...)
-		b = append(b, " SIP/2.0\r\n"...)
-		b = e.appendVia(b, i, d.tx.id)
-		b = append(b, "Max-Forwards: 70\r\nFrom: "...)
-		b = e.appendAOR(b, i)
-		b = append(b, ";tag="...)
-		b = e.appendTag(b, i)
-		b = append(b, "\r\nTo: "...)
+		b = e.appendHead(b, i, "REGISTER", uri, d.tx.id)
 		b = e.appendAOR(b, i)
 		b = append(b, "\r\nCall-ID: r"...)
 		b = append(b, e.run...)
@@ -301,16 +308,8 @@ func (e *engine) buildRequest(b []byte, i int) []byte {
 		b = append(b, "User-Agent: "+userAgent+"\r\nContent-Length: 0\r\n\r\n"...)
 	case kInvite:
 		c := d.call
-		uri := "sip:" + string(e.appendUser(nil, int(c.peer))) + "@" + e.domain
-		b = append(b, "INVITE "...)
-		b = append(b, uri...)
-		b = append(b, " SIP/2.0\r\n"...)
-		b = e.appendVia(b, i, d.tx.id)
-		b = append(b, "Max-Forwards: 70\r\nFrom: "...)
-		b = e.appendAOR(b, i)
-		b = append(b, ";tag="...)
-		b = e.appendTag(b, i)
-		b = append(b, "\r\nTo: "...)
+		uri := e.calleeURI(c)
+		b = e.appendHead(b, i, "INVITE", uri, d.tx.id)
 		b = e.appendAOR(b, int(c.peer))
 		b = append(b, "\r\nCall-ID: "...)
 		b = append(b, c.id...)
@@ -338,29 +337,26 @@ func (e *engine) buildRequest(b []byte, i int) []byte {
 // §12.2.1.1, loose routing).
 func (e *engine) appendInDialog(b []byte, i int, method string, txID uint64, cseq uint32) []byte {
 	c := e.devices[i].call
-	b = append(b, method...)
-	b = append(b, ' ')
-	b = append(b, c.target...)
-	b = append(b, " SIP/2.0\r\n"...)
-	b = e.appendVia(b, i, txID)
+	b = e.appendHead(b, i, method, string(c.target), txID)
+	b = append(b, c.to...)
+	b = append(b, "\r\n"...)
 	for _, r := range c.routes {
 		b = append(b, "Route: "...)
 		b = append(b, r...)
 		b = append(b, "\r\n"...)
 	}
-	b = append(b, "Max-Forwards: 70\r\nFrom: "...)
-	b = e.appendAOR(b, i)
-	b = append(b, ";tag="...)
-	b = e.appendTag(b, i)
-	b = append(b, "\r\nTo: "...)
-	b = append(b, c.to...)
-	b = append(b, "\r\nCall-ID: "...)
+	b = append(b, "Call-ID: "...)
 	b = append(b, c.id...)
 	b = append(b, "\r\nCSeq: "...)
 	b = strconv.AppendUint(b, uint64(cseq), 10)
 	b = append(b, ' ')
 	b = append(b, method...)
 	return append(b, "\r\n"...)
+}
+
+// calleeURI is the Request-URI of a call's INVITE: the callee's AOR.
+func (e *engine) calleeURI(c *call) string {
+	return "sip:" + string(e.appendUser(nil, int(c.peer))) + "@" + e.domain
 }
 
 func (e *engine) appendSDP(b []byte, i int) []byte {
@@ -640,14 +636,7 @@ func (e *engine) sendAck(i int, m *message) {
 	c := d.call
 	b := e.buf[:0]
 	if m.status >= 300 {
-		uri := "sip:" + string(e.appendUser(nil, int(c.peer))) + "@" + e.domain
-		b = append(b, "ACK "+uri+" SIP/2.0\r\n"...)
-		b = e.appendVia(b, i, d.tx.id)
-		b = append(b, "Max-Forwards: 70\r\nFrom: "...)
-		b = e.appendAOR(b, i)
-		b = append(b, ";tag="...)
-		b = e.appendTag(b, i)
-		b = append(b, "\r\nTo: "...)
+		b = e.appendHead(b, i, "ACK", e.calleeURI(c), d.tx.id)
 		b = append(b, m.to...)
 		b = append(b, "\r\nCall-ID: "...)
 		b = append(b, c.id...)
@@ -672,7 +661,7 @@ func (e *engine) sendAck(i int, m *message) {
 			c.routes = append(c.routes, bytes.Clone(e.rs[k]))
 		}
 		if len(c.target) == 0 {
-			c.target = []byte("sip:" + string(e.appendUser(nil, int(c.peer))) + "@" + e.domain)
+			c.target = []byte(e.calleeURI(c))
 		}
 	}
 	e.nextTx++
