@@ -202,7 +202,8 @@ func (s *Server) RemoveBindings(aor, contact string) ([]location.Binding, error)
 }
 
 // Reload applies what a reload may change of next (config.Reloadable):
-// the dispatch section, the UDP message limits and the credentials file.
+// the dispatch section but dispatch.register, the UDP message limits and
+// the credentials file (while authentication stays on).
 // Everything is built before anything is swapped, so a failure leaves the
 // running server as it was. Transactions in flight finish with what they
 // started with; bindings are not touched. It returns the keys it applied.
@@ -233,15 +234,19 @@ func (s *Server) Reload(next *config.Config) ([]string, error) {
 
 	// Dispatch: a new dispatcher and a proxy that uses it, only when the
 	// section changed (a rebuilt dispatcher starts with no call counts).
+	// dispatch.register decides who handles REGISTER: it keeps its value
+	// until a restart (the caller reports it as such, config.Reloadable).
 	var p *proxy.Proxy
 	var farm *dispatch.Dispatcher
-	dispatchChanged := !reflect.DeepEqual(next.Dispatch, s.ops.dispatch)
+	nd := next.Dispatch
+	nd.Register = s.ops.dispatch.Register
+	dispatchChanged := !reflect.DeepEqual(nd, s.ops.dispatch)
 	if dispatchChanged {
-		if next.Dispatch.Register != s.ops.dispatch.Register {
-			return nil, fmt.Errorf("reload dispatch.register: who handles REGISTER changes only at a restart")
+		if nd.Register != "" && !slices.ContainsFunc(nd.Sets, func(set config.DispatchSet) bool { return set.Name == nd.Register }) {
+			return nil, fmt.Errorf("reload dispatch: set %q, where REGISTER goes until a restart, must stay in dispatch.sets", nd.Register)
 		}
 		var err error
-		if p, farm, err = s.buildProxy(next.Dispatch); err != nil {
+		if p, farm, err = s.buildProxy(nd); err != nil {
 			return nil, fmt.Errorf("reload dispatch: %w", err)
 		}
 		if old := s.ops.farm.Load(); old != nil && farm != nil {
@@ -264,7 +269,7 @@ func (s *Server) Reload(next *config.Config) ([]string, error) {
 		}
 		s.ops.farm.Store(farm)
 		s.ops.proxy.Store(p)
-		s.ops.dispatch = next.Dispatch
+		s.ops.dispatch = nd
 		if old != nil {
 			old.Close()
 		}

@@ -15,6 +15,9 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -24,11 +27,17 @@ import (
 	"github.com/pinhole-sip/pinhole/bpf"
 	"github.com/pinhole-sip/pinhole/fastpath/natping"
 	"github.com/pinhole-sip/pinhole/internal/config"
+	"github.com/pinhole-sip/pinhole/internal/logging"
+	"github.com/pinhole-sip/pinhole/internal/mgmt"
 	"github.com/pinhole-sip/pinhole/slowpath"
 	"github.com/pinhole-sip/pinhole/slowpath/ban"
+	"github.com/pinhole-sip/pinhole/slowpath/location"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "ctl" {
+		os.Exit(ctl(os.Args[2:], os.Stdout, os.Stderr)) // ctl.go
+	}
 	os.Exit(run())
 }
 
@@ -51,9 +60,19 @@ func run() int {
 		fmt.Printf("pinhole: %s is valid\n", cfg.Source)
 		return 0
 	}
-	log := newLogger(cfg.Log.Level)
+	logs, err := logging.New(cfg.Log, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pinhole:", err)
+		return 2
+	}
+	log := logs.Logger("main")
+	token, err := cfg.API.ResolveToken()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pinhole:", err)
+		return 2
+	}
 
-	srv, err := slowpath.New(cfg, log)
+	srv, err := slowpath.New(cfg, logs.Logger("slowpath"))
 	if err != nil {
 		log.Error("start failed", "error", err)
 		return 1
@@ -80,6 +99,14 @@ func run() int {
 		_ = srv.Close(context.Background())
 		return 1
 	}
+	rl := &reloader{path: *configPath, started: cfg, xdp: cfg.XDP, logCfg: cfg.Log, srv: srv, fast: fast, logs: logs, log: log}
+	stopAPI, err := serveAPI(cfg.API.Listen, token, srv, fast, rl, logs.Logger("mgmt"))
+	if err != nil {
+		log.Error("start failed", "error", err)
+		stopMetrics()
+		_ = srv.Close(context.Background())
+		return 1
+	}
 	aors, bindings := srv.Store().Len()
 	log.Info("pinhole ready", "config", cfg.Source, "aors", aors, "bindings", bindings)
 	printHowTo(cfg)
@@ -88,14 +115,23 @@ func run() int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			log.Warn("SIGHUP: reload is not implemented yet; restart to apply configuration changes")
+			_, _ = rl.reload("SIGHUP") // logs what it did
 			continue
 		}
 		break
 	}
-	log.Info("stopping: finishing transactions and flushing bindings")
+	// Graceful stop: new transactions get 503 while those in flight
+	// finish on the still open sockets, then the sockets close and every
+	// binding is flushed.
+	log.Info("stopping: refusing new transactions, finishing those in flight, flushing bindings", "in_flight", srv.InFlight())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	stopAPI()
+	drainCtx, cancelDrain := context.WithTimeout(ctx, drainTimeout)
+	if err := srv.Drain(drainCtx); err != nil {
+		log.Warn("stopping with transactions unfinished", "error", err)
+	}
+	cancelDrain()
 	stopMetrics()
 	fast.stopPinger()
 	if err := srv.Close(ctx); err != nil {
@@ -106,10 +142,101 @@ func run() int {
 	return 0
 }
 
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level)) // validated by config
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+// drainTimeout bounds how long a stopping pinhole waits for transactions
+// in flight; the rest of the 10 s is for closing and the final flush. An
+// INVITE still ringing is cut at this point.
+const drainTimeout = 7 * time.Second
+
+// serveAPI starts the management API (internal/mgmt) on addr; "" is off.
+func serveAPI(addr, token string, srv *slowpath.Server, fast *fastPath, rl *reloader, log *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	mc := mgmt.Config{
+		Token: token,
+		Store: srv.Store(),
+		Remove: func(aor, contact string) ([]location.Binding, error) {
+			bs, err := srv.RemoveBindings(aor, contact)
+			if errors.Is(err, slowpath.ErrNoBinding) {
+				return nil, fmt.Errorf("%w: %w", mgmt.ErrNotFound, err)
+			}
+			return bs, err
+		},
+		Dispatcher: func() mgmt.Dispatcher {
+			if d := srv.Dispatcher(); d != nil {
+				return d
+			}
+			return nil
+		},
+		Reload: func() (mgmt.ReloadResult, error) { return rl.reload("api") },
+		Log:    log,
+	}
+	if fast.xdp != nil {
+		mc.Blocklist = fast.xdp.Blocklist
+	}
+	stop, bound, err := mgmt.Serve(addr, mgmt.New(mc), log)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("management API", "url", "http://"+bound+"/api/v1/", "token", token != "")
+	return stop, nil
+}
+
+// reloader applies the configuration file again, on SIGHUP or the API's
+// reload: the keys config.Reloadable names take effect at once, without
+// dropping bindings or transactions; the others are reported as waiting
+// for a restart.
+type reloader struct {
+	mu      sync.Mutex
+	path    string
+	started *config.Config // what the process started with
+	xdp     config.XDP     // last applied
+	logCfg  config.Log     // last applied
+	srv     *slowpath.Server
+	fast    *fastPath
+	logs    *logging.Logging
+	log     *slog.Logger
+}
+
+func (r *reloader) reload(by string) (mgmt.ReloadResult, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := mgmt.ReloadResult{Applied: []string{}, Restart: []string{}}
+	next, err := config.Load(r.path)
+	if err != nil {
+		r.log.Error("reload refused; the running configuration stays", "by", by, "error", err)
+		return res, err
+	}
+	for _, k := range config.Diff(r.started, next) {
+		if !config.Reloadable(k) || (k == "auth.credentials" && r.started.Auth.Enabled() != next.Auth.Enabled()) ||
+			(strings.HasPrefix(k, "xdp.") && r.fast.xdp == nil) {
+			res.Restart = append(res.Restart, k)
+		}
+	}
+	applied, err := r.srv.Reload(next)
+	if err != nil {
+		r.log.Error("reload refused; the running configuration stays", "by", by, "error", err)
+		return res, err
+	}
+	res.Applied = append(res.Applied, applied...)
+	xa, err := r.fast.reload(r.xdp, next.XDP)
+	res.Applied = append(res.Applied, xa...)
+	if err != nil {
+		// The slow path's part is applied; say which kernel map failed.
+		r.log.Error("reload: XDP maps not fully updated", "by", by, "error", err)
+		return res, err
+	}
+	r.xdp = next.XDP
+	if !reflect.DeepEqual(r.logCfg, next.Log) {
+		if err := r.logs.Apply(next.Log); err != nil {
+			return res, err
+		}
+		r.logCfg = next.Log
+		res.Applied = append(res.Applied, "log")
+	}
+	slices.Sort(res.Applied)
+	r.log.Info("configuration reloaded", "by", by, "applied", res.Applied, "restart_needed", res.Restart)
+	return res, nil
 }
 
 // serveMetrics exposes Prometheus text on /metrics.
@@ -186,7 +313,7 @@ func startFastPath(cfg *config.Config, srv *slowpath.Server, log *slog.Logger) (
 		xc.Mode = "off" // only UDP reaches the program's SIP path
 	}
 	var err error
-	if f.xdp, err = bpf.Start(xc, log); err != nil {
+	if f.xdp, err = bpf.Start(xc, log.With(logging.ComponentKey, "xdp")); err != nil {
 		return nil, err
 	}
 	if f.xdp != nil {
@@ -202,7 +329,7 @@ func startFastPath(cfg *config.Config, srv *slowpath.Server, log *slog.Logger) (
 		if b := cfg.XDP.Ban; b.RateLimitedFor > 0 && cfg.XDP.Rate > 0 {
 			counters := f.xdp.Counters
 			f.overlimit = &ban.Overlimit{
-				For: b.RateLimitedFor, Duration: b.Duration, Blocker: f.xdp.Blocklist, Buckets: f.xdp.Buckets, Log: log,
+				For: b.RateLimitedFor, Duration: b.Duration, Blocker: f.xdp.Blocklist, Buckets: f.xdp.Buckets, Log: log.With(logging.ComponentKey, "ban"),
 				Refused: func() (uint64, error) {
 					sums, err := counters.Sum()
 					return sums[bpf.VerdictRateLimited], err
@@ -218,7 +345,7 @@ func startFastPath(cfg *config.Config, srv *slowpath.Server, log *slog.Logger) (
 		}
 		pc := natping.Config{
 			Interval: n.Interval, Method: method, MaxMissed: n.MaxMissed,
-			Host: cfg.Advertise.Host, Store: srv.Store(), Sockets: srv.UDPSocket, Log: log,
+			Host: cfg.Advertise.Host, Store: srv.Store(), Sockets: srv.UDPSocket, Log: log.With(logging.ComponentKey, "natping"),
 		}
 		if f.xdp != nil {
 			pc.Kernel = bpf.Liveness{NATPings: f.xdp.NATPings, Alive: f.xdp.Alive}
@@ -264,4 +391,42 @@ func (f *fastPath) stop() {
 		_ = f.xdp.Close()
 		f.xdp = nil
 	}
+}
+
+// reload brings the XDP maps from prev to next: the rate limit, the
+// scanner signatures and the configured blocklist prefixes (entries a ban
+// or the API added are left alone). Interfaces and mode wait for a
+// restart. Without the program nothing is applied.
+func (f *fastPath) reload(prev, next config.XDP) (applied []string, err error) {
+	if f.xdp == nil {
+		return nil, nil
+	}
+	if prev.Rate != next.Rate || prev.Burst != next.Burst {
+		if err := f.xdp.RateLimit.Set(next.Rate, next.Burst); err != nil {
+			return applied, err
+		}
+		applied = append(applied, "xdp.rate")
+	}
+	if !slices.Equal(prev.Signatures, next.Signatures) {
+		if err := f.xdp.Signatures.Set(next.Signatures); err != nil {
+			return applied, err
+		}
+		applied = append(applied, "xdp.signatures")
+	}
+	if !slices.Equal(prev.Blocklist, next.Blocklist) {
+		for _, p := range prev.Blocklist {
+			if !slices.Contains(next.Blocklist, p) {
+				if err := f.xdp.Blocklist.Remove(netip.MustParsePrefix(p)); err != nil { // validated by config
+					return applied, err
+				}
+			}
+		}
+		for _, p := range next.Blocklist {
+			if err := f.xdp.Blocklist.Add(netip.MustParsePrefix(p), time.Time{}); err != nil {
+				return applied, err
+			}
+		}
+		applied = append(applied, "xdp.blocklist")
+	}
+	return applied, nil
 }
