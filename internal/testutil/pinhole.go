@@ -52,6 +52,9 @@ type Config struct {
 	Limits    LimitsConfig    `yaml:"limits,omitempty"`
 	Log       LogConfig       `yaml:"log,omitempty"`
 	Metrics   MetricsConfig   `yaml:"metrics,omitempty"`
+	// API is always written: the embedded default serves the management
+	// API on a fixed port that parallel tests would fight over.
+	API APIConfig `yaml:"api"`
 	XDP       *XDPConfig      `yaml:"xdp,omitempty"`
 	NATPing   *NATPingConfig  `yaml:"natping,omitempty"`
 }
@@ -133,9 +136,18 @@ type LimitsConfig struct {
 	MaxHeaders      int `yaml:"max_headers,omitempty"`
 }
 
-// LogConfig sets the log level.
+// LogConfig sets the log level, per-component levels and the rate limit.
 type LogConfig struct {
-	Level string `yaml:"level,omitempty"`
+	Level      string            `yaml:"level,omitempty"`
+	Components map[string]string `yaml:"components,omitempty"`
+	Rate       int               `yaml:"rate,omitempty"`
+}
+
+// APIConfig is the management API (internal/mgmt); an empty Listen is off.
+type APIConfig struct {
+	Listen    string `yaml:"listen"`
+	Token     string `yaml:"token,omitempty"`
+	TokenFile string `yaml:"token_file,omitempty"`
 }
 
 // MetricsConfig sets where metrics are served.
@@ -145,7 +157,7 @@ type MetricsConfig struct {
 
 // DefaultConfig is a configuration for one test: UDP and TCP on a free
 // loopback port, localhost domains, its own data directory, debug logs,
-// one-second flushes, and no authentication.
+// one-second flushes, no authentication and no management API.
 func DefaultConfig(t testing.TB) Config {
 	t.Helper()
 	addr := fmt.Sprintf("%s:%d", Loopback, FreePort(t, Loopback))
@@ -446,4 +458,37 @@ type MidRegistrarConfig struct {
 type UpstreamConfig struct {
 	Addr      string `yaml:"addr"`
 	Transport string `yaml:"transport"`
+}
+
+// EnableAPI turns on the management API on a free loopback port with
+// token ("" for none) and returns its base URL, "http://127.0.0.1:PORT".
+func (c *Config) EnableAPI(t testing.TB, token string) string {
+	t.Helper()
+	c.API = APIConfig{Listen: fmt.Sprintf("%s:%d", Loopback, FreePort(t, Loopback)), Token: token}
+	return "http://" + c.API.Listen
+}
+
+// Ctl runs `pinhole ctl` with args against the API at base (and token,
+// if any), and returns its standard output, standard error and exit
+// status.
+func Ctl(t testing.TB, base, token string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	full := append([]string{"ctl", "-api", base}, args...)
+	if token != "" {
+		full = append([]string{"ctl", "-api", base, "-token", token}, args...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, PinholeBinary(t), full...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("run pinhole %v: %v", full, err)
+	}
+	return out.String(), errb.String(), code
 }
