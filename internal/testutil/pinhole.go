@@ -54,9 +54,9 @@ type Config struct {
 	Metrics   MetricsConfig   `yaml:"metrics,omitempty"`
 	// API is always written: the embedded default serves the management
 	// API on a fixed port that parallel tests would fight over.
-	API APIConfig `yaml:"api"`
-	XDP       *XDPConfig      `yaml:"xdp,omitempty"`
-	NATPing   *NATPingConfig  `yaml:"natping,omitempty"`
+	API     APIConfig      `yaml:"api"`
+	XDP     *XDPConfig     `yaml:"xdp,omitempty"`
+	NATPing *NATPingConfig `yaml:"natping,omitempty"`
 }
 
 // XDPConfig is pinhole's xdp section (docs/xdp.md).
