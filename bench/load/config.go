@@ -72,6 +72,12 @@ type Config struct {
 	PortBase         int
 	PortsPerAddr     int
 
+	// ContactHost, when set, is the address devices write in Via and
+	// Contact instead of their socket's: a private address makes them
+	// look NAT'd to the server (RFC 3581 received/rport), so it NAT-pings
+	// them, as a carrier's edge does most of its devices.
+	ContactHost netip.Addr
+
 	UserPrefix string // users are UserPrefix + 7-digit index; password "pw-" + user
 	Algorithm  digest.Algorithm
 	Expires    int // Expires of every REGISTER, seconds

@@ -208,9 +208,16 @@ func (e *engine) appendUser(b []byte, i int) []byte {
 	return append(b, digits[:]...)
 }
 
+// appendAddr writes the host:port device i puts in Via and Contact: its
+// socket's, or the private address of Config.ContactHost, as a phone
+// behind NAT does, with the socket's port.
 func (e *engine) appendAddr(b []byte, i int) []byte {
 	a := e.cfg.DeviceAddr(i)
-	b = a.Addr().AppendTo(b)
+	if e.cfg.ContactHost.IsValid() {
+		b = e.cfg.ContactHost.AppendTo(b)
+	} else {
+		b = a.Addr().AppendTo(b)
+	}
 	b = append(b, ':')
 	return strconv.AppendUint(b, uint64(a.Port()), 10)
 }

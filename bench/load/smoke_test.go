@@ -117,6 +117,32 @@ func TestSmokeAgainstPinhole(t *testing.T) {
 	}
 }
 
+// TestSmokeNATPings registers devices that look NAT'd (a private address in
+// Contact) with a pinhole that pings every second, and checks that the
+// pings arrive at the devices' sockets and are answered.
+func TestSmokeNATPings(t *testing.T) {
+	cfg := testutil.DefaultConfig(t)
+	cfg.Log.Level = "info"
+	cfg.Listen.TCP = nil
+	cfg.NATPing = &testutil.NATPingConfig{Interval: "1s", Method: "options", MaxMissed: 3}
+	ph := testutil.StartPinhole(t, nil, cfg)
+	server := netip.MustParseAddrPort(ph.Config.Listen.UDP[0])
+
+	c := smokeConfig(t, server, load.ScenarioIdle, "127.78.100.0/24")
+	c.ContactHost = netip.MustParseAddr("192.168.1.2")
+	c.Duration, c.Warmup = 3*time.Second, 500*time.Millisecond
+	res, err := load.Run(context.Background(), c)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if res.Run.NATPings == 0 {
+		t.Errorf("no NAT ping answered in %.1fs: %+v", res.Run.Seconds, res.Run)
+	}
+	if k := res.Run.Messages("options_in"); k.Replies != res.Run.NATPings {
+		t.Errorf("%d OPTIONS answered, %d of them NAT pings: other OPTIONS reached the devices", k.Replies, res.Run.NATPings)
+	}
+}
+
 // TestSmokeAgainstEcho runs the generator against the trivial responder,
 // as the comparison does to report the generator's ceiling.
 func TestSmokeAgainstEcho(t *testing.T) {

@@ -33,6 +33,7 @@ func run() error {
 	c := load.Defaults()
 	var (
 		server, sources, alg string
+		contactHost          string
 		out, plots           string
 		credentials, realm   string
 		quiet                bool
@@ -44,6 +45,7 @@ func run() error {
 	flag.IntVar(&c.Devices, "devices", c.Devices, "number of simulated devices")
 	flag.IntVar(&c.DevicesPerSocket, "devices-per-socket", c.DevicesPerSocket, "devices sharing one socket (source address and port), to pass the open-file limit")
 	flag.StringVar(&sources, "sources", c.Sources.String(), "prefix the devices' source addresses are taken from (must be local: all of 127.0.0.0/8 is)")
+	flag.StringVar(&contactHost, "contact-host", "", "address devices write in Via and Contact (e.g. 192.168.1.2: they look NAT'd and get NAT pings)")
 	flag.IntVar(&c.PortBase, "port-base", c.PortBase, "first source port on each address")
 	flag.IntVar(&c.PortsPerAddr, "ports-per-addr", c.PortsPerAddr, "devices per source address")
 	flag.StringVar(&c.UserPrefix, "user-prefix", c.UserPrefix, "users are this prefix and a 7-digit index; passwords are pw-<user>")
@@ -81,6 +83,11 @@ func run() error {
 	}
 	if c.Sources, err = netip.ParsePrefix(sources); err != nil {
 		return fmt.Errorf("-sources: %w", err)
+	}
+	if contactHost != "" {
+		if c.ContactHost, err = netip.ParseAddr(contactHost); err != nil {
+			return fmt.Errorf("-contact-host: %w", err)
+		}
 	}
 	if c.Algorithm, err = digest.ParseAlgorithm(alg); err != nil {
 		return fmt.Errorf("-algorithm: %w", err)
