@@ -41,8 +41,8 @@ CAPACITY_RATES=${CAPACITY_RATES:-"1000 2000 4000 8000 16000 32000"}
 CEILING_RATES=${CEILING_RATES:-"16000 32000 64000 128000"}
 CAPACITY_DURATION=${CAPACITY_DURATION:-4s}
 PREPARE_RATE=${PREPARE_RATE:-2000}
-SCENARIOS=${SCENARIOS:-"register refresh keepalive flood calls"}
-SERVERS=${SERVERS:-"echo pinhole kamailio opensips"}
+SCENARIOS=${SCENARIOS-"register refresh keepalive flood calls"}
+SERVERS=${SERVERS-"echo pinhole kamailio opensips"}
 MEMORY=${MEMORY:-}
 MEMORY_RATE=${MEMORY_RATE:-3000}
 CALL_RATE=${CALL_RATE:-200}
@@ -367,32 +367,40 @@ if [[ -n $CAPACITY_SCENARIOS ]]; then
 fi
 
 # Memory per binding: register n devices on a fresh server and compare its
-# memory before and after, once the transient state of the registrations is
-# gone: sipgo keeps a server transaction about 32 s after its final response
-# and Kamailio's tm a few seconds, so the "after" figure waits for a garbage
-# collection that started more than 35 s after the last registration (Go
-# forces one at least every two minutes) and Kamailio gets the same 35 s.
+# memory before and after, each time once transient state is gone. pinhole:
+# the live heap after a garbage collection that started after the server
+# settled (its start-up parses the credentials file) and after one that
+# started more than 35 s after the last registration (sipgo keeps a server
+# transaction about 32 s); Go forces a collection at least every two
+# minutes, so each wait is at most that. Kamailio: shared memory in use,
+# with the same 35 s for tm's transactions to go.
+wait_gc_after() { # pinhole: until a GC started after epoch second $1
+  for _ in $(seq 200); do
+    awk -v g="$(metric go_memstats_last_gc_time_seconds)" -v d="$1" 'BEGIN { exit !(g > d) }' && return 0
+    sleep 1
+  done
+  echo "compare: no garbage collection in 200 s" >&2
+}
+
 for n in $MEMORY; do
   for srv in pinhole kamailio; do
     available "$srv" || continue
     start_server "$srv"
-    sleep 2
+    if [[ $srv == pinhole ]]; then
+      wait_gc_after "$(date +%s)"
+      before_mem=$(heap_bytes)
+    else
+      before_mem=$(shm_bytes)
+    fi
     before_rss=$(rss_kb)
-    [[ $srv == pinhole ]] && before_mem=$(heap_bytes)
-    [[ $srv == kamailio ]] && before_mem=$(shm_bytes)
     # Past the open-file limit devices share sockets (gen sets
     # -devices-per-socket): bindings differ by user, as phones behind one
     # NAT address would.
     DEVICES=$n gen idle 127.96.0.0/12 -rate 1 -duration 3s -warmup 1s -prepare-rate "$MEMORY_RATE" \
       >"$OUT/memory-$srv-$n.txt" 2>&1 || true
     registered=$(grep -o 'prepared: .*' "$OUT/memory-$srv-$n.txt" | head -1 || true)
-    done_at=$(date +%s)
     if [[ $srv == pinhole ]]; then
-      for _ in $(seq 200); do
-        last_gc=$(metric go_memstats_last_gc_time_seconds)
-        awk -v g="$last_gc" -v d="$done_at" 'BEGIN { exit !(g > d + 35) }' && break
-        sleep 1
-      done
+      wait_gc_after "$(($(date +%s) + 35))"
       after_mem=$(heap_bytes)
     else
       sleep 35
