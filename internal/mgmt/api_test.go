@@ -331,7 +331,7 @@ func TestClient(t *testing.T) {
 	defer srv.Close()
 	ctx := context.Background()
 	c := &Client{Base: srv.URL, Token: token}
-	page, err := c.Bindings(ctx, "", "", 0)
+	page, err := c.Bindings(ctx, "", "", DefaultPage)
 	if err != nil || page.Total != 4 || len(page.Bindings) != 4 {
 		t.Fatalf("Bindings = %+v, %v", page, err)
 	}

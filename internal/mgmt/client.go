@@ -83,7 +83,8 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	return raw, nil
 }
 
-// Bindings returns one page of bindings.
+// Bindings returns one page of at most limit AORs' bindings (1 to
+// MaxPage; DefaultPage is the server's default).
 func (c *Client) Bindings(ctx context.Context, after, prefix string, limit int) (BindingPage, error) {
 	q := url.Values{}
 	if after != "" {
@@ -92,9 +93,7 @@ func (c *Client) Bindings(ctx context.Context, after, prefix string, limit int) 
 	if prefix != "" {
 		q.Set("prefix", prefix)
 	}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
-	}
+	q.Set("limit", strconv.Itoa(limit))
 	var p BindingPage
 	_, err := c.Do(ctx, http.MethodGet, "/api/v1/bindings", q, nil, &p)
 	return p, err

@@ -469,9 +469,9 @@ func (c *Config) EnableAPI(t testing.TB, token string) string {
 }
 
 // Ctl runs `pinhole ctl` with args against the API at base (and token,
-// if any), and returns its standard output, standard error and exit
-// status.
-func Ctl(t testing.TB, base, token string, args ...string) (stdout, stderr string, code int) {
+// if any), in ns (nil: on the host), and returns its standard output,
+// standard error and exit status.
+func Ctl(t testing.TB, ns *NetNS, base, token string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	full := append([]string{"ctl", "-api", base}, args...)
 	if token != "" {
@@ -479,7 +479,7 @@ func Ctl(t testing.TB, base, token string, args ...string) (stdout, stderr strin
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, PinholeBinary(t), full...)
+	cmd := ns.CommandContext(ctx, PinholeBinary(t), full...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -491,4 +491,28 @@ func Ctl(t testing.TB, base, token string, args ...string) (stdout, stderr strin
 		t.Fatalf("run pinhole %v: %v", full, err)
 	}
 	return out.String(), errb.String(), code
+}
+
+// Signal sends sig to the running pinhole, e.g. SIGHUP for a reload.
+func (p *Pinhole) Signal(sig syscall.Signal) error {
+	proc := p.current()
+	if proc == nil {
+		return errors.New("pinhole is not running")
+	}
+	return syscall.Kill(proc.cmd.Process.Pid, sig)
+}
+
+// Rewrite writes cfg as pinhole's configuration file, for a reload.
+func (p *Pinhole) Rewrite(cfg Config) {
+	p.t.Helper()
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		p.t.Fatalf("marshal pinhole config: %v", err)
+	}
+	if err := os.WriteFile(p.cfgPath, data, 0o644); err != nil {
+		p.t.Fatalf("write pinhole config: %v", err)
+	}
+	p.mu.Lock()
+	p.Config = cfg
+	p.mu.Unlock()
 }
