@@ -56,13 +56,13 @@ func Answer(dst, req []byte) ([]byte, bool) {
 		if colon <= 0 {
 			continue
 		}
-		name := bytes.ToLower(bytes.TrimSpace(line[:colon]))
-		switch string(name) {
-		case "via", "v", "from", "f", "call-id", "i", "cseq":
+		name := bytes.TrimSpace(line[:colon])
+		switch {
+		case is(name, "via", "v"), is(name, "from", "f"), is(name, "call-id", "i"), is(name, "cseq", ""):
 			dst = append(dst, line...)
 			dst = append(dst, "\r\n"...)
 			complete++
-		case "to", "t":
+		case is(name, "to", "t"):
 			dst = append(dst, line...)
 			hasTag = bytes.Contains(line, []byte(";tag="))
 			if !hasTag {
@@ -70,7 +70,7 @@ func Answer(dst, req []byte) ([]byte, bool) {
 			}
 			dst = append(dst, "\r\n"...)
 			complete++
-		case "contact", "m":
+		case is(name, "contact", "m"):
 			if string(method) == "REGISTER" && code == 200 {
 				dst = append(dst, line...)
 				dst = append(dst, ";expires=3600\r\n"...)
@@ -97,11 +97,29 @@ func header(req []byte, name string) []byte {
 			return nil
 		}
 		colon := bytes.IndexByte(line, ':')
-		if colon > 0 && string(bytes.ToLower(bytes.TrimSpace(line[:colon]))) == name {
+		if colon > 0 && is(bytes.TrimSpace(line[:colon]), name, "") {
 			return bytes.TrimSpace(line[colon+1:])
 		}
 	}
 	return nil
+}
+
+// is reports whether a header name is long (lower case) or its compact form
+// short, ignoring case, without allocating (a responder that allocates per
+// header would measure the garbage collector, not the generator).
+func is(name []byte, long, short string) bool {
+	if short != "" && len(name) == 1 && name[0]|0x20 == short[0] {
+		return true
+	}
+	if len(name) != len(long) {
+		return false
+	}
+	for i := range name {
+		if name[i]|0x20 != long[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func nextLine(b []byte) (line, rest []byte) {
