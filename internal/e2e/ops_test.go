@@ -6,14 +6,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pinhole-sip/pinhole/internal/mgmt"
@@ -111,7 +116,13 @@ func TestMetricsCountSippRun(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
 		t.Fatalf("ctl stats: exit %d\n%s%s", code, out, errOut)
 	}
-	if diff := cmp.Diff(map[string]float64{`pinhole_registrar_replies_total{code="200"}`: n, `pinhole_registrar_replies_total{code="423"}`: 3}, st.Metrics); diff != "" {
+	replies := map[string]float64{}
+	for _, code := range []string{"400", "401", "403", "500", "503"} {
+		replies[`pinhole_registrar_replies_total{code="`+code+`"}`] = 0 // exported from the start
+	}
+	replies[`pinhole_registrar_replies_total{code="200"}`] = n
+	replies[`pinhole_registrar_replies_total{code="423"}`] = 3
+	if diff := cmp.Diff(replies, st.Metrics); diff != "" {
 		t.Errorf("stats call (-want +got):\n%s", diff)
 	}
 	out, _, _ = testutil.Ctl(t, nil, api, opsToken, "stats", "pinhole_location_bindings")
@@ -450,4 +461,149 @@ func TestReloadUnderLoad(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("counts after the reloads (-want +got):\n%s", diff)
 	}
+}
+
+// TestDashboardMetricsExported keeps the Grafana dashboard true: every
+// metric its queries read is exported by a pinhole running with every
+// feature the dashboard shows (XDP, NAT pings, mid-registrar, dispatch).
+func TestDashboardMetricsExported(t *testing.T) {
+	b, err := os.ReadFile("../../scripts/packaging/grafana/pinhole.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	names := map[string]bool{}
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			for _, n := range dashboardMetric.FindAllString(tg.Expr, -1) {
+				names[n] = true
+			}
+		}
+	}
+	if len(names) < 20 {
+		t.Fatalf("found only %d metric names in the dashboard: %v", len(names), names)
+	}
+
+	edgeNS := testutil.NewNetNS(t)
+	peer, l := peerLink(t, edgeNS, 62)
+	listen := netip.AddrPortFrom(l.AddrA.Addr(), 5060)
+	e := startEdge(t, edgeNS, listen, []string{l.NameA}, func(c *testutil.Config) {
+		c.API = testutil.APIConfig{Listen: "127.0.0.1:9061"}
+		c.NATPing = &testutil.NATPingConfig{Interval: "30s", MaxMissed: 3}
+		c.MidRegistrar = &testutil.MidRegistrarConfig{Upstreams: []testutil.UpstreamConfig{{Addr: l.AddrB.Addr().String() + ":5070", Transport: "udp"}}, Timeout: "1s", RenewalMargin: 10}
+		c.Dispatch = &testutil.DispatchConfig{
+			Sets:  []testutil.DispatchSet{{Name: "fs", Algorithm: "round_robin", Destinations: []testutil.DispatchDestination{{URI: "sip:" + l.AddrB.Addr().String() + ":5080"}}}},
+			Rules: []testutil.DispatchRule{{Set: "fs", Methods: []string{"INVITE"}, Domains: []string{"farm.example"}}},
+			Probe: &testutil.DispatchProbe{Interval: "0s"},
+		}
+	})
+	// The mid-registrar's per-upstream and per-code counters appear with
+	// the first relay: an upstream that ignores the first REGISTER (one
+	// failure, a 503 to the phone) and then accepts it (a 200).
+	up := fakeUpstream(t, peer, netip.AddrPortFrom(l.AddrB.Addr(), 5070))
+	ph := newPhone(t, peer, l.AddrB.Addr(), listen)
+	if res := ph.register(t, "alice", false); res == nil || res.StatusCode != 503 {
+		t.Fatalf("REGISTER while the upstream is silent: %v, want 503", res)
+	}
+	up.setSilent(false)
+	if res := ph.register(t, "alice", false); res == nil || res.StatusCode != 200 {
+		t.Fatalf("REGISTER relayed to the upstream: %v, want 200", res)
+	}
+	if got := up.count(); got < 2 {
+		t.Fatalf("the upstream saw %d REGISTERs, want 2", got)
+	}
+	// One API call so that its counters exist the way they do in service.
+	testutil.Ctl(t, edgeNS, "http://127.0.0.1:9061", "", "stats")
+	exported := testutil.Metrics(t, e.ns, edgeMetrics)
+	var missing []string
+	for n := range names {
+		found := false
+		for k := range exported {
+			if k == n || strings.HasPrefix(k, n+"{") {
+				found = true
+				break
+			}
+		}
+		if !found {
+			missing = append(missing, n)
+		}
+	}
+	slices.Sort(missing)
+	if len(missing) > 0 {
+		t.Errorf("the dashboard reads %d metrics pinhole does not export: %v", len(missing), missing)
+	}
+}
+
+// dashboardMetric finds metric names in a PromQL expression.
+var dashboardMetric = regexp.MustCompile(`\b(?:pinhole|go|process)_[a-z0-9_]+\b`)
+
+// upstream is a main registrar for one test: silent while told so, else
+// it answers every REGISTER 200 with its Contact.
+type upstream struct {
+	mu     sync.Mutex
+	n      int
+	silent bool
+}
+
+func (u *upstream) setSilent(s bool) {
+	u.mu.Lock()
+	u.silent = s
+	u.mu.Unlock()
+}
+
+func (u *upstream) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.n
+}
+
+func fakeUpstream(t *testing.T, ns *testutil.NetNS, addr netip.AddrPort) *upstream {
+	t.Helper()
+	var conn *net.UDPConn
+	if err := ns.Do(func() (err error) {
+		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+		return err
+	}); err != nil {
+		t.Fatalf("upstream socket: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	u := &upstream{silent: true}
+	go func() {
+		buf := make([]byte, 8192)
+		for {
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			m, err := sip.ParseMessage(append([]byte(nil), buf[:n]...))
+			req, ok := m.(*sip.Request)
+			if err != nil || !ok || req.Method != sip.REGISTER {
+				continue
+			}
+			u.mu.Lock()
+			u.n++
+			silent := u.silent
+			u.mu.Unlock()
+			if silent {
+				continue
+			}
+			res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+			if c := req.Contact(); c != nil {
+				cc := c.Clone()
+				cc.Params.Add("expires", "3600")
+				res.AppendHeader(cc)
+			}
+			_, _ = conn.WriteToUDPAddrPort([]byte(res.String()), from)
+		}
+	}()
+	return u
 }

@@ -11,3 +11,11 @@ import (
 func observe(code int) {
 	metrics.GetOrCreateCounter(`pinhole_registrar_replies_total{code="` + strconv.Itoa(code) + `"}`).Inc()
 }
+
+// The usual answers exist from the start at 0, so that rate() and the
+// dashboard see a series before the first of each is sent.
+func init() {
+	for _, code := range []int{200, 400, 401, 403, 423, 500, 503} {
+		metrics.GetOrCreateCounter(`pinhole_registrar_replies_total{code="` + strconv.Itoa(code) + `"}`)
+	}
+}
