@@ -54,8 +54,9 @@ func yamlName(f reflect.StructField) string {
 // (the caller checks that).
 func Reloadable(key string) bool {
 	switch key {
-	case "dispatch.register":
-		// Edge-relay mode decides who handles REGISTER: a restart.
+	case "dispatch.register", "log.format":
+		// Edge-relay mode decides who handles REGISTER; the log's writer
+		// is made once: both wait for a restart.
 		return false
 	case "limits.max_headers", "limits.max_message_bytes",
 		"auth.credentials",

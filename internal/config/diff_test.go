@@ -24,7 +24,7 @@ func TestDiff(t *testing.T) {
 		t.Errorf("Diff of a config with itself = %v", got)
 	}
 	for key, want := range map[string]bool{
-		"dispatch.sets": true, "dispatch.register": false, "limits.max_headers": true, "log.components": true,
+		"dispatch.sets": true, "dispatch.register": false, "limits.max_headers": true, "log.components": true, "log.format": false,
 		"xdp.blocklist": true, "xdp.interfaces": false, "registrar.min_expires": false, "domains": false,
 		"auth.credentials": true, "auth.realm": false, "api.listen": false, "metrics.listen": false,
 	} {
