@@ -97,11 +97,15 @@ func (b *Blocklist) Add(prefix netip.Prefix, until time.Time) error {
 	}
 	var secs uint64 // 0 = forever
 	if !until.IsZero() {
-		// Monotonic seconds, rounded up so an entry never ends early.
-		expiry := monotonic() + time.Until(until)
-		if expiry <= 0 {
+		left := time.Until(until)
+		if left <= 0 {
+			// Checked on the wall clock: monotonic() + left is still
+			// positive for a past time once the host has been up longer
+			// than that (the test only failed after an hour of uptime).
 			return fmt.Errorf("blocklist add %v: %v is in the past", prefix, until)
 		}
+		// Monotonic seconds, rounded up so an entry never ends early.
+		expiry := monotonic() + left
 		secs = uint64((expiry + time.Second - 1) / time.Second)
 	}
 	if err := m.Put(k, secs); err != nil {
