@@ -14,6 +14,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/pinhole-sip/pinhole/internal/mgmt"
 )
 
 // AttachXDPPass attaches a program that passes every frame to ifname in ns,
@@ -108,25 +110,7 @@ func Metrics(t testing.TB, ns *NetNS, addr string) map[string]float64 {
 	if err != nil || res.StatusCode != http.StatusOK {
 		t.Fatalf("scrape metrics at %s in %s: status %d, %v", addr, ns, res.StatusCode, err)
 	}
-	body := string(b)
-	m := map[string]float64{}
-	sc := bufio.NewScanner(strings.NewReader(body))
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		m[line[:i]] = v
-	}
-	return m
+	return mgmt.ParseText(string(b))
 }
 
 // Verdict is the name of pinhole's XDP counter for verdict v.
