@@ -94,6 +94,7 @@ start_pinhole() {
 stop_pinhole() {
 	ip netns exec $S sh -c 'curl -s 127.0.0.1:9060/metrics' | grep -E 'pinhole_xdp_verdicts_total|pinhole_keepalive|pinhole_natping_(sent|answered)' | grep -v ' 0$' | sed 's/^/     /' || true
 	kill "$PH"; wait "$PH" 2>/dev/null || true
+	pin_all # detaching XDP re-creates the veth NAPI threads
 }
 load() { # NS SERVER_PID ARGS...: kaload on CPU 0, timing the server and
 	# the NAPI threads of pinhole's veth ends
@@ -104,6 +105,7 @@ load() { # NS SERVER_PID ARGS...: kaload on CPU 0, timing the server and
 # bare MODE: the bare userspace server (kaload -mode serve) on CPU 1,
 # loaded by kaload -mode MODE.
 bare() {
+	pin_all # detaching XDP from the last pinhole re-created the NAPI threads
 	ip netns exec $S taskset -c 1 "$BIN/kaload" -mode serve -local 10.88.0.1:5060 -duration $((SECS + 5))s >/dev/null &
 	ECHO=$!; PIDS="$PIDS $ECHO"; sleep 0.5
 	load $C $ECHO -mode "$1" -target 10.88.0.1:5060 -rate "$RATE" -duration "${SECS}s"
