@@ -607,3 +607,48 @@ func fakeUpstream(t *testing.T, ns *testutil.NetNS, addr netip.AddrPort) *upstre
 	}()
 	return u
 }
+
+// TestStopFinishesTransactions: SIGTERM while an INVITE is ringing. The
+// stopping pinhole answers a new REGISTER 503, still relays the callee's
+// late 200 to the caller (the transaction in flight finishes) and the
+// in-dialog ACK and BYE after it, then exits with status 0 before its
+// drain time is up.
+func TestStopFinishesTransactions(t *testing.T) {
+	s, _, _ := opsServer(t, alicePasswords, false, nil)
+	callee := s.startDevice(t, nil, s.Addr, testutil.Loopback, testutil.FreePort(t, testutil.Loopback), "alice", "uas_answer_late.xml")
+	caller := testutil.Sipp{
+		Scenario: scenario(t, "uac_invite_expect.xml"), Remote: s.Addr, LocalIP: testutil.Loopback,
+		Service: "alice", AuthUser: "bob", AuthPassword: s.Passwords["bob"], AuthURI: "alice@" + domain,
+		Vars:    map[string]string{"domain": domain, "from_user": "bob"},
+		Timeout: 20 * time.Second,
+	}.Start(t)
+	if !callee.WaitLog("invited: ", 5*time.Second) {
+		t.Fatal("the INVITE did not reach the callee")
+	}
+	if err := s.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.register(t, "carol", "", "Contact: <sip:carol@127.0.0.1:7501>", "Expires: 600"); got.Code != "503" {
+		t.Errorf("REGISTER while stopping got %s, want 503", got.Code)
+	}
+	res := caller.Wait(t)
+	if codes := res.LogValues("code"); res.ExitCode != testutil.SippExitOK || !slices.Contains(codes, "200") {
+		t.Errorf("the caller got final responses %v, want the callee's 200 relayed during the stop\n%s", codes, res.Report())
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if done, err := s.Exited(); done {
+			if err != nil {
+				t.Errorf("pinhole exited with %v, want status 0", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("pinhole still running 15 s after SIGTERM")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out := s.Output(); !strings.Contains(out, "in_flight=1") || strings.Contains(out, "stopping with transactions unfinished") {
+		t.Errorf("pinhole's stop did not wait for the one transaction in flight:\n%s", out)
+	}
+}
