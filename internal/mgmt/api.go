@@ -364,14 +364,22 @@ func (a *API) blocklist(w http.ResponseWriter) Blocklist {
 	return a.cfg.Blocklist
 }
 
-func (a *API) listBlocks(w http.ResponseWriter, _ *http.Request) {
-	bl := a.blocklist(w)
-	if bl == nil {
-		return
+// entries lists the blocklist, or answers why it cannot (ok false).
+func (a *API) entries(w http.ResponseWriter) (bl Blocklist, es []bpf.BlockEntry, ok bool) {
+	if bl = a.blocklist(w); bl == nil {
+		return nil, nil, false
 	}
 	es, err := bl.List()
 	if err != nil {
 		fail(w, http.StatusInternalServerError, "%v", err)
+		return nil, nil, false
+	}
+	return bl, es, true
+}
+
+func (a *API) listBlocks(w http.ResponseWriter, _ *http.Request) {
+	_, es, ok := a.entries(w)
+	if !ok {
 		return
 	}
 	now := a.cfg.Now()
@@ -439,13 +447,8 @@ func (a *API) removeBlock(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	bl := a.blocklist(w)
-	if bl == nil {
-		return
-	}
-	es, err := bl.List()
-	if err != nil {
-		fail(w, http.StatusInternalServerError, "%v", err)
+	bl, es, ok := a.entries(w)
+	if !ok {
 		return
 	}
 	if !slices.ContainsFunc(es, func(e bpf.BlockEntry) bool { return e.Prefix.Masked() == p }) {
