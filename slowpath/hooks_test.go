@@ -1,8 +1,3 @@
-// Named to run before transport_test.go: TestRegisterOnEveryTransport leaves
-// sipgo WSS goroutines reading the global logger that the next New writes
-// (sip.SetDefaultLogger), which the race detector reports in whatever test
-// starts a server after it.
-
 package slowpath
 
 import (

@@ -23,6 +23,9 @@ import (
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
 )
 
+// sipgoDefaultLogger guards sipgo's process-wide logger; see buildUA.
+var sipgoDefaultLogger sync.Once
+
 // Server is pinhole's slow path: one sipgo user agent serving every
 // configured socket, with the registrar and the proxy behind it.
 type Server struct {
@@ -160,7 +163,10 @@ func (s *Server) buildUA() error {
 		level = slog.LevelInfo
 	}
 	sipLog := slog.New(quietHandler{next: s.log.Handler(), min: level}).With("component", "sipgo")
-	sip.SetDefaultLogger(sipLog)
+	// sipgo logs from a few places through a process-wide default (its UDP
+	// connection reference counting among them) that its goroutines read
+	// at any time: set it once, before the first server serves.
+	sipgoDefaultLogger.Do(func() { sip.SetDefaultLogger(sipLog) })
 
 	parser := newParser(s.cfg.Limits.MaxMessageBytes)
 	opts := []sipgo.UserAgentOption{
