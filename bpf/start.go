@@ -66,7 +66,7 @@ func Start(cfg Config, log *slog.Logger) (*Objects, error) {
 	sigs := append([]string{}, cfg.Signatures...) // never nil: nil would mean the defaults
 	o, err := Load(Options{Ports: cfg.Ports, Signatures: sigs})
 	if err != nil {
-		return fallback("cannot load the program (needs root or CAP_BPF and CAP_NET_ADMIN)", err)
+		return fallback("cannot load the program (needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)", err)
 	}
 	if err := o.configure(cfg); err != nil {
 		o.Close()

@@ -23,7 +23,7 @@ packages_for() {
 	case "$1" in
 	test)
 		# kamailio-tls-modules: later tests run Kamailio over TLS as well.
-		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules
+		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd
 		;;
 	bpf)
 		echo clang llvm libbpf-dev bpftool

@@ -252,10 +252,13 @@ func serveMetrics(addr string, log *slog.Logger) (stop func(), err error) {
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		metrics.WritePrometheus(w, true)
 	})
-	// Profiles are how slow-path limits get found under load; the endpoint
-	// is on loopback by default (metrics.listen).
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	// Profiles are how slow-path limits get found under load. They reveal
+	// internals and cost CPU, so they are served only when the metrics
+	// endpoint is on loopback (the default), never on a pod or public address.
+	if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().IsLoopback() {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
