@@ -319,9 +319,11 @@ for srv in $SERVERS; do
   done
 done
 
-echo
-echo "== comparison ($OUT)"
-"$BIN/benchtable" "$OUT" | tee "$OUT/table.txt"
+if [[ -n $SCENARIOS && -n $SERVERS ]]; then
+  echo
+  echo "== comparison ($OUT)"
+  "$BIN/benchtable" "$OUT" | tee "$OUT/table.txt"
+fi
 
 capacity_step() { # server scenario rate k: run one rung, report whether it was sustained
   local srv=$1 sc=$2 r=$3 k=$4
