@@ -25,6 +25,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/pinhole-sip/pinhole/bpf"
+	"github.com/pinhole-sip/pinhole/fastpath"
 	"github.com/pinhole-sip/pinhole/fastpath/natping"
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/logging"
@@ -292,6 +293,7 @@ type fastPath struct {
 	unregister func()
 	pinger     *natping.Pinger
 	overlimit  *ban.Overlimit
+	user       *fastpath.FastPath // gnet loops in front of the UDP listeners; nil when fastpath.enabled is false
 	cancel     context.CancelFunc
 	done       sync.WaitGroup
 }
@@ -361,6 +363,13 @@ func startFastPath(cfg *config.Config, srv *slowpath.Server, log *slog.Logger) (
 		// userspace; the pinger claims them before sipgo sees them.
 		srv.SetIntercept(f.pinger.Reply)
 	}
+	if cfg.FastPath.Enabled {
+		if f.user, err = fastpath.Attach(srv, cfg, log, fastpath.Options{}); err != nil {
+			f.stop()
+			return nil, err
+		}
+		log.Info("userspace fast path on", "loops_per_listener", cfg.FastPath.Loops, "absorbing", f.user.Absorbing)
+	}
 	return f, nil
 }
 
@@ -390,6 +399,10 @@ func (f *fastPath) stopPinger() {
 func (f *fastPath) stop() {
 	f.stopPinger()
 	f.unregister()
+	if f.user != nil {
+		f.user.Close()
+		f.user = nil
+	}
 	if f.xdp != nil {
 		_ = f.xdp.Close()
 		f.xdp = nil

@@ -41,6 +41,9 @@ type Config struct {
 	Log          Log          `yaml:"log"`
 	XDP          XDP          `yaml:"xdp"`
 	NATPing      NATPing      `yaml:"natping"`
+	// FastPath puts gnet event loops in front of the UDP listeners and
+	// absorbs REGISTER refreshes from a cache (docs/fastpath.md).
+	FastPath FastPath `yaml:"fastpath"`
 
 	// Dispatch relays requests to a farm of servers (seeds 000, 002); off
 	// while it has no sets.
@@ -534,6 +537,21 @@ type NATPing struct {
 	MaxMissed int `yaml:"max_missed"`
 }
 
+// FastPath configures the userspace fast path (docs/fastpath.md).
+type FastPath struct {
+	// Enabled: gnet owns the UDP listeners and absorbs refreshes; false
+	// is the slow path alone, exactly as before the fast path existed.
+	Enabled bool `yaml:"enabled"`
+	// Loops is the number of event loops (one SO_REUSEPORT socket each)
+	// per UDP listener; 0 = one per CPU.
+	Loops int `yaml:"loops"`
+	// CacheSize is how many AORs' prepared answers are held at most.
+	CacheSize int `yaml:"cache_size"`
+	// QueueSize bounds the hand-off to the slow path per listener
+	// (in-dialog traffic; new requests get three quarters of it).
+	QueueSize int `yaml:"queue_size"`
+}
+
 // ErrInvalid is wrapped by every validation error.
 var ErrInvalid = errors.New("invalid configuration")
 
@@ -728,7 +746,26 @@ func (c *Config) validate() error {
 	if err := c.XDP.validate(); err != nil {
 		return err
 	}
-	return c.NATPing.validate()
+	if err := c.NATPing.validate(); err != nil {
+		return err
+	}
+	return c.validateFastPath()
+}
+
+func (c *Config) validateFastPath() error {
+	f := &c.FastPath
+	if f.Loops < 0 || f.Loops > 256 {
+		return bad("fastpath.loops", "%d: must be between 0 (one per CPU) and 256", f.Loops)
+	}
+	if f.CacheSize < 1 || f.CacheSize > 100_000_000 {
+		return bad("fastpath.cache_size", "%d: must be between 1 and 100000000", f.CacheSize)
+	}
+	if f.QueueSize < 16 || f.QueueSize > 1<<20 {
+		return bad("fastpath.queue_size", "%d: must be between 16 and 1048576", f.QueueSize)
+	}
+	// listen.udp already refuses port 0, which the fast path could not
+	// serve (each loop binds its own SO_REUSEPORT socket to the address).
+	return nil
 }
 
 func validLevel(l string) bool {

@@ -108,6 +108,10 @@ type Options struct {
 	// every binding that lapses. The mid-registrar will de-register upstream
 	// from it; the NAT pinger will use it too.
 	OnExpire func(Binding)
+	// OnChange, when set, is called (outside shard locks) with the AOR of
+	// every Update and of every lapsed binding, after the change: caches
+	// of bindings (the fast path's) forget the AOR. Touch does not call it.
+	OnChange func(aor string)
 	Now      func() time.Time // for tests; default time.Now
 }
 

@@ -23,6 +23,7 @@ type Memory struct {
 	seed     maphash.Seed
 	now      func() time.Time
 	onExpire func(Binding)
+	onChange func(aor string)
 	flushDur time.Duration
 	db       *bolt.DB   // nil: memory only
 	flushMu  sync.Mutex // held from taking the dirty sets to the commit
@@ -85,6 +86,7 @@ func Open(opts Options) (*Memory, error) {
 		seed:     maphash.MakeSeed(),
 		now:      opts.Now,
 		onExpire: opts.OnExpire,
+		onChange: opts.OnChange,
 		flushDur: opts.FlushInterval,
 		stop:     make(chan struct{}),
 	}
@@ -178,6 +180,9 @@ func (m *Memory) Update(aor string, fn func(cur []Binding) ([]Binding, error)) (
 	s.mu.Unlock()
 
 	m.lapse(lapsed)
+	if m.onChange != nil {
+		m.onChange(aor)
+	}
 	if changed && m.db != nil {
 		if err := m.writeThrough(aor); err != nil {
 			return stored, fmt.Errorf("update bindings of %q: %w", aor, err)
@@ -313,11 +318,13 @@ func (m *Memory) lapse(bs []Binding) {
 		return
 	}
 	m.expired.Add(uint64(len(bs)))
-	if m.onExpire == nil {
-		return
-	}
 	for _, b := range bs {
-		m.onExpire(b)
+		if m.onChange != nil {
+			m.onChange(b.AOR)
+		}
+		if m.onExpire != nil {
+			m.onExpire(b)
+		}
 	}
 }
 

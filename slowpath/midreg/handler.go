@@ -28,7 +28,14 @@ func (m *MidRegistrar) Handle(req *sip.Request, tx sip.ServerTransaction) {
 		res = m.Process(context.Background(), req, flow)
 	}
 	_ = tx.Respond(res) // the transaction layer retransmits; nothing to do on a send error
+	if fn := m.committed.Load(); ok && res.StatusCode == 200 && fn != nil {
+		(*fn)(req, res, flow)
+	}
 }
+
+// OnCommit installs fn, told of every 200 sent to a device's REGISTER
+// after it was sent (the fast path's fill hook, docs/fastpath.md).
+func (m *MidRegistrar) OnCommit(fn registrar.Committed) { m.committed.Store(&fn) }
 
 // verdict is what Process does with a valid REGISTER.
 type verdict uint8

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -47,6 +48,8 @@ type MidRegistrar struct {
 	lapses lapseQueue
 	stop   chan struct{}
 	wg     sync.WaitGroup
+
+	committed atomic.Pointer[registrar.Committed] // see OnCommit
 }
 
 // challenge remembers which upstream challenged a REGISTER dialog, so the

@@ -23,7 +23,15 @@ type Config struct {
 	DefaultExpires int      // seconds; used when the request names none
 	MaxContacts    int      // per address-of-record
 	Now            func() time.Time
+	// Committed, when set, is told of every 200 sent to a REGISTER, after
+	// it was sent: the fast path prepares the answer to the next refresh
+	// from it (docs/fastpath.md). It must not keep req or res.
+	Committed Committed
 }
+
+// Committed is told of a 200 the registrar (or the mid-registrar) sent
+// to req over flow.
+type Committed func(req *sip.Request, res *sip.Response, flow location.Flow)
 
 // Authorizer decides whether a REGISTER may change the bindings of aor.
 // It returns nil to allow it, or the response that refuses it (a 401
@@ -71,6 +79,9 @@ func (r *Registrar) Handle(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	observe(res.StatusCode)
 	_ = tx.Respond(res) // the transaction layer retransmits; nothing to do on a send error
+	if ok && res.StatusCode == 200 && r.cfg.Committed != nil {
+		r.cfg.Committed(req, res, flow)
+	}
 }
 
 // connectioner is what *sip.ServerTx offers beyond sip.ServerTransaction.

@@ -1,0 +1,346 @@
+package absorb
+
+import (
+	"crypto/rand"
+	"hash/maphash"
+	randv2 "math/rand/v2"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/pinhole-sip/pinhole/fastpath/scan"
+)
+
+// Decline says why a Loop did not absorb a datagram.
+type Decline uint8
+
+// Declines, each a label of pinhole_fastpath_declined_total (with the
+// scanner's reasons for Scanned).
+const (
+	Absorbed Decline = iota
+	Scanned          // the scanner refused it; see the scan reason
+	Miss             // no entry for the AOR (never filled, evicted, invalidated)
+	Flow             // another source, local socket or Call-ID
+	Order            // CSeq not higher (a retransmission the fast path did not answer)
+	Changed          // an identity field differs from the registration's
+	Via              // a Via the fast path cannot vouch for
+	Due              // mid-registrar: the upstream registration must be renewed
+	Lapsing          // a binding would lapse before the store hears of the refresh
+	Backlog          // the touch ring is full: the store is behind
+	NumDeclines
+)
+
+var declineNames = [NumDeclines]string{"absorbed", "scan", "miss", "flow", "order", "changed", "via", "due", "lapsing", "backlog"}
+
+func (d Decline) String() string {
+	if d < NumDeclines {
+		return declineNames[d]
+	}
+	return "unknown"
+}
+
+// lapseGuard: a binding must outlive the hand-off to the store (a flush
+// every FlushEvery, then Touch) by this much, else the slow path refreshes
+// it; a refresh that late is rare.
+const lapseGuard = 2
+
+// replyCap holds any reply Scan's limits allow: the request's header
+// section is at most limits.max_message_bytes (≤ 65535), the reply adds
+// received/rport, a tag and a Date to it plus the prepared tail.
+const replyCap = 8192
+
+// Loop is one event loop's absorption state. A Loop is used by one
+// goroutine at a time; its counters are read at scrape time.
+type Loop struct {
+	c       *Cache
+	reg     scan.Register
+	vias    [scan.MaxVias]via
+	buf     []byte
+	scratch []byte
+	rng     *randv2.ChaCha8
+	dateSec int64
+	date    []byte
+	ring    *touchRing
+	cnt     *loopCounters
+}
+
+// loopCounters are written by one loop and read by the scrape; the
+// padding keeps two loops' counters off one cache line.
+type loopCounters struct {
+	_        [64]byte
+	declined [NumDeclines]atomic.Uint64 // [Absorbed] counts absorbed refreshes
+	scan     [scan.NumReasons]atomic.Uint64
+	_        [64]byte
+}
+
+// NewLoop makes the state of one event loop.
+func (c *Cache) NewLoop() *Loop {
+	var seed [32]byte
+	_, _ = rand.Read(seed[:]) // crypto/rand.Read never fails on Linux ≥ 3.17
+	l := &Loop{
+		c:       c,
+		buf:     make([]byte, 0, replyCap),
+		scratch: make([]byte, 0, 256),
+		rng:     randv2.NewChaCha8(seed),
+		date:    make([]byte, 0, 40),
+		ring:    newTouchRing(touchRingSize),
+		cnt:     &loopCounters{},
+	}
+	c.loopsMu.Lock()
+	c.loops = append(c.loops, l)
+	c.loopsMu.Unlock()
+	return l
+}
+
+// Absorb answers data, a datagram from remote to the local socket, if it
+// is an absorbable refresh: it returns the reply (valid until the next
+// call) and Absorbed. Otherwise it returns nil and why; the caller hands
+// the datagram to the slow path. It allocates nothing.
+func (l *Loop) Absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort, now time.Time) ([]byte, Decline) {
+	d := l.absorb(data, lim, local, remote, now)
+	l.cnt.declined[d].Add(1)
+	if d != Absorbed {
+		return nil, d
+	}
+	return l.buf, Absorbed
+}
+
+func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort, now time.Time) Decline {
+	r := &l.reg
+	if why := scan.Scan(data, lim, r); why != scan.OK {
+		l.cnt.scan[why].Add(1)
+		return Scanned
+	}
+	key, ok := l.aorKey(r.To)
+	if !ok {
+		return Changed
+	}
+	e, ok := l.c.rc.Get(key)
+	if !ok {
+		return Miss
+	}
+	if l.c.opt.Refuse != nil && l.c.opt.Refuse() {
+		l.c.rc.Del(key) // as if ristretto had evicted it
+		return Miss
+	}
+	if e.flow.Remote != remote || e.flow.Local != local || string(r.CallID) != e.callID {
+		return Flow
+	}
+	for i := 0; i < r.NumVias; i++ {
+		if !parseVia(r.Vias[i], &l.vias[i]) {
+			return Via
+		}
+	}
+	top := &l.vias[0]
+	if top.received || string(r.Vias[0][:top.sentByEnd]) != e.sentBy {
+		return Via
+	}
+	if !same(r, e) {
+		return Changed
+	}
+	branch := maphash.Bytes(l.c.seed, viaParam(r.Vias[0], top.sentByEnd, "branch"))
+	last := e.cseq.Load()
+	retransmission := false
+	switch {
+	case r.CSeq > last:
+	case r.CSeq == last && branch == e.branch.Load():
+		// RFC 3261 §17.2.1: the same request again gets the same answer
+		// (sipgo's transaction layer would resend its 200, same To tag).
+		retransmission = true
+	default:
+		return Order
+	}
+
+	sec := now.Unix()
+	if !retransmission {
+		prev := e.last.Load()
+		for i := range e.bindings {
+			b := &e.bindings[i]
+			if sec+b.exp > b.until {
+				return Due
+			}
+			if prev+b.exp-sec < lapseGuard {
+				return Lapsing
+			}
+		}
+		if !l.ring.reserve(len(e.bindings)) {
+			return Backlog
+		}
+		hi, lo := l.rng.Uint64(), l.rng.Uint64()
+		e.tagHi.Store(hi)
+		e.tagLo.Store(lo)
+		e.branch.Store(branch)
+		e.cseq.Store(r.CSeq)
+		e.last.Store(sec)
+		for i := range e.bindings {
+			b := &e.bindings[i]
+			l.ring.put(touch{aor: e.aor, contact: b.contact, cseq: r.CSeq, expires: sec + b.exp})
+		}
+		l.ring.publish()
+	}
+	l.build(e, remote, now)
+	return Absorbed
+}
+
+// same compares the request's identity fields with the entry's, byte for
+// byte (no allocation: string(b) == s does not copy).
+func same(r *scan.Register, e *Entry) bool {
+	if string(r.From) != e.from || string(r.To) != e.to || string(r.RequestURI) != e.ruri ||
+		r.NumContact != len(e.contacts) ||
+		(r.Expires != nil) != e.hasExpires || string(r.Expires) != e.expires ||
+		(r.UserAgent != nil) != e.hasUA || string(r.UserAgent) != e.ua ||
+		(r.Supported != nil) != e.hasSupported || string(r.Supported) != e.supported {
+		return false
+	}
+	for i := 0; i < r.NumContact; i++ {
+		if string(r.Contacts[i]) != e.contacts[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// build writes the 200 into l.buf in the order sipgo writes it: status
+// line, Vias, From, To (with the tag), Call-ID, CSeq, the prepared tail,
+// Date.
+func (l *Loop) build(e *Entry, remote netip.AddrPort, now time.Time) {
+	r := &l.reg
+	b := append(l.buf[:0], "SIP/2.0 200 OK\r\nVia: "...)
+	b = appendTopVia(b, r.Vias[0], &l.vias[0], remote)
+	b = append(b, "\r\n"...)
+	for i := 1; i < r.NumVias; i++ {
+		b = append(b, "Via: "...)
+		b = append(b, r.Vias[i]...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "From: "...)
+	b = append(b, r.From...)
+	b = append(b, "\r\nTo: "...)
+	b = append(b, r.To...)
+	b = append(b, ";tag="...)
+	b = appendUUID(b, e.tagHi.Load(), e.tagLo.Load())
+	b = append(b, "\r\nCall-ID: "...)
+	b = append(b, r.CallID...)
+	b = append(b, "\r\nCSeq: "...)
+	b = strconv.AppendUint(b, uint64(r.CSeq), 10)
+	b = append(b, " REGISTER\r\n"...)
+	b = append(b, e.tail...)
+	b = append(b, "Date: "...)
+	b = append(b, l.dateOf(now)...)
+	b = append(b, "\r\n\r\n"...)
+	l.buf = b
+}
+
+// dateOf formats the Date header value (RFC 1123 in UTC, as the
+// registrar writes it) once per second.
+func (l *Loop) dateOf(now time.Time) []byte {
+	if s := now.Unix(); s != l.dateSec || len(l.date) == 0 {
+		l.dateSec = s
+		l.date = now.UTC().AppendFormat(l.date[:0], time.RFC1123)
+	}
+	return l.date
+}
+
+// appendUUID writes a random (version 4) UUID as sipgo's tags are
+// (RFC 3261 §19.3: at least 32 random bits; here 122).
+func appendUUID(b []byte, hi, lo uint64) []byte {
+	var u [16]byte
+	for i := 0; i < 8; i++ {
+		u[i] = byte(hi >> (56 - 8*i))
+		u[8+i] = byte(lo >> (56 - 8*i))
+	}
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	const hex = "0123456789abcdef"
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b = append(b, '-')
+		}
+		b = append(b, hex[c>>4], hex[c&0x0f])
+	}
+	return b
+}
+
+// aorKey hashes the canonical AOR of a To value ("user@host", host
+// lowercase) as Fill does, without allocating. Only the "<sip:...>" form
+// is read: it is the only one sipgo prints, and the entry's To must match.
+func (l *Loop) aorKey(to []byte) (uint64, bool) {
+	lt := indexByte(to, '<')
+	if lt < 0 {
+		return 0, false
+	}
+	u := to[lt+1:]
+	gt := indexByte(u, '>')
+	if gt < 0 {
+		return 0, false
+	}
+	u = u[:gt]
+	switch {
+	case len(u) > 4 && string(u[:4]) == "sip:":
+		u = u[4:]
+	case len(u) > 5 && string(u[:5]) == "sips:":
+		u = u[5:]
+	default:
+		return 0, false
+	}
+	at := indexByte(u, '@')
+	if at <= 0 {
+		return 0, false
+	}
+	user, host := u[:at], u[at+1:]
+	for i, c := range host {
+		if c == ':' || c == ';' || c == '?' {
+			host = host[:i]
+			break
+		}
+	}
+	if len(host) == 0 || indexByte(user, ':') >= 0 || indexByte(user, ';') >= 0 {
+		return 0, false
+	}
+	s := append(l.scratch[:0], user...)
+	s = append(s, '@')
+	for _, c := range host {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		s = append(s, c)
+	}
+	l.scratch = s
+	return maphash.Bytes(l.c.seed, s), true
+}
+
+// viaParam returns the value of a parameter of a Via that parseVia
+// accepted (params start at from), or nil.
+func viaParam(v []byte, from int, name string) []byte {
+	for i := from; i < len(v); {
+		i++ // ';'
+		ns := i
+		for i < len(v) && v[i] != '=' && v[i] != ';' {
+			i++
+		}
+		n := v[ns:i]
+		var val []byte
+		if i < len(v) && v[i] == '=' {
+			i++
+			vs := i
+			for i < len(v) && v[i] != ';' {
+				i++
+			}
+			val = v[vs:i]
+		}
+		if string(n) == name {
+			return val
+		}
+	}
+	return nil
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,235 @@
+// Package engine runs pinhole's UDP listeners as gnet event loops: one
+// SO_REUSEPORT socket and one loop per core, each absorbing what it can
+// ([absorb.Loop]) and handing the rest, same bytes and source address, to
+// the slow path through a [handoff.Conn].
+//
+// gnet allocates a few objects per datagram before pinhole's code runs
+// (its Conn and the remote address it converts; DESIGN.md); pinhole's part
+// of OnTraffic allocates nothing. The engine only knows the fast path
+// through the small [Absorber] interface, so gnet's share can be measured
+// apart (BenchmarkGnetShare) and gnet replaced without touching absorb.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/pinhole-sip/pinhole/fastpath/absorb"
+	"github.com/pinhole-sip/pinhole/fastpath/handoff"
+	"github.com/pinhole-sip/pinhole/fastpath/scan"
+)
+
+// Absorber is what an event loop asks of the fast path for one datagram:
+// a reply to send from the same socket, or nil to hand it off.
+type Absorber interface {
+	Absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort, now time.Time) ([]byte, absorb.Decline)
+}
+
+// Config configures one listener.
+type Config struct {
+	Addr  netip.AddrPort // explicit port: each loop binds its own socket to it
+	Loops int            // event loops (sockets); 0: one per CPU
+	// NewLoop makes the absorbing state of one loop; nil: absorb nothing
+	// (every datagram goes to the slow path through the queue).
+	NewLoop   func() Absorber
+	QueueSize int
+	// Limits returns the slow path's current limits (a reload may change them).
+	Limits     func() scan.Limits
+	RecvBuffer int // SO_RCVBUF(FORCE) per socket
+	Log        *slog.Logger
+}
+
+// Engine is one running listener.
+type Engine struct {
+	cfg      Config
+	conn     *handoff.Conn
+	eng      gnet.Engine
+	done     chan error
+	byFD     atomic.Pointer[[]*loopState]
+	mu       sync.Mutex
+	stopOnce sync.Once
+	stopErr  error
+}
+
+type loopState struct {
+	abs Absorber
+	// sent counts replies whose send failed (the socket buffer full):
+	// per loop, read at scrape time.
+	sendErrors atomic.Uint64
+	handed     atomic.Uint64
+}
+
+// handler is gnet's event handler.
+type handler struct {
+	gnet.BuiltinEventEngine
+	e      *Engine
+	booted chan gnet.Engine
+}
+
+// Start binds the listener's sockets, starts the loops and returns once
+// they serve. The slow path serves Conn().
+func Start(cfg Config) (*Engine, error) {
+	if cfg.Addr.Port() == 0 {
+		return nil, fmt.Errorf("fast path listener %v: needs an explicit port (one socket per loop)", cfg.Addr)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{cfg: cfg, done: make(chan error, 1)}
+	empty := []*loopState{}
+	e.byFD.Store(&empty)
+	h := &handler{e: e, booted: make(chan gnet.Engine, 1)}
+	opts := []gnet.Option{
+		gnet.WithMulticore(true),
+		gnet.WithReusePort(true),
+		gnet.WithLogger(gnetLogger{cfg.Log}),
+		// gnet reads each datagram into a loop buffer of this size.
+		gnet.WithReadBufferCap(64 << 10),
+	}
+	if cfg.Loops > 0 {
+		opts = append(opts, gnet.WithNumEventLoop(cfg.Loops))
+	}
+	if cfg.RecvBuffer > 0 {
+		opts = append(opts, gnet.WithSocketRecvBuffer(cfg.RecvBuffer))
+	}
+	network := "udp4"
+	if cfg.Addr.Addr().Is6() && !cfg.Addr.Addr().Is4In6() {
+		network = "udp6"
+	}
+	proto := network + "://" + cfg.Addr.String()
+	go func() { e.done <- gnet.Run(h, proto, opts...) }()
+	select {
+	case eng := <-h.booted:
+		e.eng = eng
+	case err := <-e.done:
+		return nil, fmt.Errorf("start fast path on %v: %w", cfg.Addr, err)
+	}
+	fd, err := e.eng.Dup()
+	if err != nil {
+		_ = e.eng.Stop(context.Background())
+		return nil, fmt.Errorf("duplicate fast path socket %v: %w", cfg.Addr, err)
+	}
+	f := os.NewFile(uintptr(fd), "pinhole-udp-"+cfg.Addr.String())
+	pc, err := net.FilePacketConn(f)
+	_ = f.Close() // FilePacketConn dups again
+	if err != nil {
+		_ = e.eng.Stop(context.Background())
+		return nil, fmt.Errorf("duplicate fast path socket %v: %w", cfg.Addr, err)
+	}
+	e.conn = handoff.New(cfg.Addr, pc.(*net.UDPConn), cfg.QueueSize)
+	return e, nil
+}
+
+// Conn is the slow path's side of this listener.
+func (e *Engine) Conn() *handoff.Conn { return e.conn }
+
+// Stop closes the loops and their sockets, then the hand-off. gnet's own
+// Stop polls for the end every 500 ms; the engine's Run returning is the
+// end, so Stop waits for that instead.
+func (e *Engine) Stop(ctx context.Context) error {
+	e.stopOnce.Do(func() {
+		go func() { _ = e.eng.Stop(ctx) }()
+		select {
+		case err := <-e.done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				e.stopErr = fmt.Errorf("stop fast path on %v: %w", e.cfg.Addr, err)
+			}
+		case <-ctx.Done():
+			e.stopErr = fmt.Errorf("stop fast path on %v: %w", e.cfg.Addr, ctx.Err())
+		}
+		_ = e.conn.Close()
+	})
+	return e.stopErr
+}
+
+// Counts reports replies that could not be sent and datagrams handed to
+// the slow path, summed over the loops.
+func (e *Engine) Counts() (sendErrors, handed uint64) {
+	for _, l := range *e.byFD.Load() {
+		if l != nil {
+			sendErrors += l.sendErrors.Load()
+			handed += l.handed.Load()
+		}
+	}
+	return sendErrors, handed
+}
+
+func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
+	h.booted <- eng
+	return gnet.None
+}
+
+// OnTraffic handles one datagram. gnet hands UDP datagrams one by one,
+// each with a fresh Conn that must not be kept.
+func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
+	e := h.e
+	l := e.loop(c.Fd())
+	data, _ := c.Next(-1)
+	ua, ok := c.RemoteAddr().(*net.UDPAddr)
+	if !ok || len(data) == 0 {
+		return gnet.None
+	}
+	remote := ua.AddrPort()
+	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	if l.abs != nil {
+		if reply, d := l.abs.Absorb(data, e.cfg.Limits(), e.cfg.Addr, remote, time.Now()); d == absorb.Absorbed {
+			if _, err := c.Write(reply); err != nil {
+				l.sendErrors.Add(1)
+			}
+			return gnet.None
+		}
+	}
+	l.handed.Add(1)
+	e.conn.Push(data, remote)
+	return gnet.None
+}
+
+// loop returns the state of the loop that owns socket fd; each loop has
+// its own SO_REUSEPORT socket, so the descriptor names the loop. The
+// first datagram of a loop creates its state (and forces its receive
+// buffer past rmem_max, as the slow path's listener does).
+func (e *Engine) loop(fd int) *loopState {
+	if ls := *e.byFD.Load(); fd < len(ls) && ls[fd] != nil {
+		return ls[fd]
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ls := *e.byFD.Load()
+	if fd < len(ls) && ls[fd] != nil {
+		return ls[fd]
+	}
+	next := make([]*loopState, max(len(ls), fd+1))
+	copy(next, ls)
+	st := &loopState{}
+	if e.cfg.NewLoop != nil {
+		st.abs = e.cfg.NewLoop()
+	}
+	if e.cfg.RecvBuffer > 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, e.cfg.RecvBuffer); err != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, e.cfg.RecvBuffer)
+		}
+	}
+	next[fd] = st
+	e.byFD.Store(&next)
+	return st
+}
+
+// gnetLogger sends gnet's own log lines to pinhole's logger.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Info(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }

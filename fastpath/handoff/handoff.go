@@ -1,0 +1,251 @@
+// Package handoff carries the datagrams the fast path does not answer to
+// the slow path, through a bounded queue, without a second socket.
+//
+// A [Conn] is a net.PacketConn that sipgo serves as if it were its UDP
+// listener (sipgo's ServeUDP accepts any PacketConn): ReadFrom returns the
+// handed-off datagrams with their original bytes and source address, and
+// WriteTo sends through a duplicate of the fast path's listening socket,
+// so replies, forwarded requests and NAT pings leave from the address and
+// port the device talks to (DESIGN.md: one address, one port). Its
+// LocalAddr is the listener's address, so sipgo's connection pool keeps
+// one listener per local address and replies reuse it. SyscallConn gives
+// the NAT pinger the socket for sendmmsg.
+//
+// The queue sheds rather than livelocks (DESIGN.md): past capacity a
+// datagram is dropped and counted, lowest priority first. Responses and
+// requests inside a dialog (ACK, BYE, CANCEL, or a To tag) have their own
+// reserve of Size slots; new registrations, OPTIONS, new dialogs,
+// keepalives and junk share 3/4 of Size, so a flood of them cannot starve
+// calls in progress, and the fast path keeps absorbing meanwhile.
+package handoff
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Priority classes of the queue.
+type Priority uint8
+
+const (
+	Low  Priority = iota // new requests, keepalives, anything unrecognised
+	High                 // responses and in-dialog requests
+	numPriorities
+)
+
+func (p Priority) String() string {
+	if p == High {
+		return "high"
+	}
+	return "low"
+}
+
+// packet is one queued datagram; its buffer is pooled.
+type packet struct {
+	buf    []byte
+	remote netip.AddrPort
+}
+
+// pooledCap covers nearly every SIP datagram; bigger ones grow a buffer
+// once and keep it in the pool.
+const pooledCap = 2048
+
+var pool = sync.Pool{New: func() any { return &packet{buf: make([]byte, 0, pooledCap)} }}
+
+// Conn is the slow path's view of one fast-path listener.
+type Conn struct {
+	local *net.UDPAddr
+	out   *net.UDPConn // duplicate of the listening socket, for writes
+	q     [numPriorities]chan *packet
+	done  chan struct{}
+	once  sync.Once
+	shed  [numPriorities]atomic.Uint64 // only past capacity: not per packet
+}
+
+// New makes the Conn for the listener at local; out is a duplicate of its
+// socket (Conn closes it) and size the queue's capacity (at least 4).
+func New(local netip.AddrPort, out *net.UDPConn, size int) *Conn {
+	size = max(size, 4)
+	c := &Conn{local: net.UDPAddrFromAddrPort(local), out: out, done: make(chan struct{})}
+	c.q[High] = make(chan *packet, size)
+	c.q[Low] = make(chan *packet, size*3/4)
+	return c
+}
+
+// Push queues a copy of data from remote for the slow path. It never
+// blocks: past capacity it drops the datagram, counts it, and returns
+// false.
+func (c *Conn) Push(data []byte, remote netip.AddrPort) bool {
+	prio := Classify(data)
+	p := pool.Get().(*packet)
+	p.buf = append(p.buf[:0], data...)
+	p.remote = remote
+	select {
+	case c.q[prio] <- p:
+		return true
+	default:
+		c.shed[prio].Add(1)
+		pool.Put(p)
+		return false
+	}
+}
+
+// ReadFrom returns the next handed-off datagram, high priority first.
+func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
+	var p *packet
+	select {
+	case p = <-c.q[High]:
+	default:
+		select {
+		case p = <-c.q[High]:
+		case p = <-c.q[Low]:
+		case <-c.done:
+			return 0, nil, net.ErrClosed
+		}
+	}
+	n := copy(b, p.buf)
+	addr := net.UDPAddrFromAddrPort(p.remote)
+	if cap(p.buf) <= 4*pooledCap {
+		pool.Put(p)
+	}
+	return n, addr, nil
+}
+
+// WriteTo sends from the listener's address and port.
+func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) { return c.out.WriteTo(b, addr) }
+
+// Close ends ReadFrom and closes the duplicate socket. The fast path's
+// own sockets are closed by its engine.
+func (c *Conn) Close() error {
+	err := net.ErrClosed
+	c.once.Do(func() {
+		close(c.done)
+		err = c.out.Close()
+	})
+	return err
+}
+
+// LocalAddr is the listener's address, as sipgo keys its pool by it.
+func (c *Conn) LocalAddr() net.Addr { return c.local }
+
+// ErrNoReadDeadline: the queue has no read deadline; sipgo sets none on
+// a UDP listener.
+var ErrNoReadDeadline = errors.New("handoff: read deadlines are not supported")
+
+// SetDeadline sets the write deadline; read deadlines are not supported.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if !t.IsZero() {
+		return ErrNoReadDeadline
+	}
+	return c.out.SetDeadline(t)
+}
+
+// SetReadDeadline accepts only the zero time (no deadline).
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() {
+		return ErrNoReadDeadline
+	}
+	return nil
+}
+
+// SetWriteDeadline applies to the duplicate socket.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.out.SetWriteDeadline(t) }
+
+// SyscallConn gives the listening socket's descriptor (the NAT pinger
+// sends with sendmmsg on it).
+func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.out.SyscallConn() }
+
+// Queued reports the datagrams waiting per priority.
+func (c *Conn) Queued(p Priority) int { return len(c.q[p]) }
+
+// Shed reports the datagrams dropped past capacity per priority.
+func (c *Conn) Shed(p Priority) uint64 { return c.shed[p].Load() }
+
+var (
+	_ net.PacketConn = (*Conn)(nil)
+	_ syscall.Conn   = (*Conn)(nil)
+)
+
+// Classify puts responses and requests inside a dialog (ACK, BYE, CANCEL,
+// or any request whose To carries a tag, RFC 3261 §12) in High, the rest
+// in Low. It reads only the start line and the To header.
+func Classify(data []byte) Priority {
+	switch {
+	case hasPrefix(data, "SIP/2.0 "):
+		return High
+	case hasPrefix(data, "ACK "), hasPrefix(data, "BYE "), hasPrefix(data, "CANCEL "):
+		return High
+	case hasPrefix(data, "REGISTER "), hasPrefix(data, "OPTIONS "):
+		return Low
+	}
+	if toHasTag(data) {
+		return High
+	}
+	return Low
+}
+
+// toHasTag finds the To (or t) header in the header section and reports
+// whether its value has a tag parameter.
+func toHasTag(data []byte) bool {
+	for i := 0; i < len(data); {
+		j := i
+		for j < len(data) && data[j] != '\n' {
+			j++
+		}
+		line := data[i:j]
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		if len(line) == 0 && i > 0 {
+			return false // end of the header section
+		}
+		if v, ok := toValue(line); ok {
+			return containsFold(v, ";tag=")
+		}
+		i = j + 1
+	}
+	return false
+}
+
+func toValue(line []byte) ([]byte, bool) {
+	n := 0
+	switch {
+	case len(line) >= 3 && (line[0]|0x20) == 't' && (line[1]|0x20) == 'o':
+		n = 2
+	case len(line) >= 2 && (line[0]|0x20) == 't':
+		n = 1
+	default:
+		return nil, false
+	}
+	k := n
+	for k < len(line) && (line[k] == ' ' || line[k] == '\t') {
+		k++
+	}
+	if k >= len(line) || line[k] != ':' {
+		return nil, false
+	}
+	return line[k+1:], true
+}
+
+func hasPrefix(b []byte, s string) bool { return len(b) >= len(s) && string(b[:len(s)]) == s }
+
+func containsFold(b []byte, s string) bool {
+	for i := 0; i+len(s) <= len(b); i++ {
+		ok := true
+		for j := 0; j < len(s); j++ {
+			if b[i+j]|0x20 != s[j]|0x20 {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}

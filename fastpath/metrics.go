@@ -1,0 +1,39 @@
+package fastpath
+
+import (
+	"io"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/pinhole-sip/pinhole/fastpath/engine"
+	"github.com/pinhole-sip/pinhole/fastpath/handoff"
+)
+
+// writeMetrics publishes, at scrape time, the hand-off queues and what
+// the loops counted (nothing shared is written per packet).
+func (f *FastPath) writeMetrics(w io.Writer) {
+	f.mu.Lock()
+	engines := append([]*engine.Engine(nil), f.engines...)
+	f.mu.Unlock()
+	var queued, shed [2]uint64
+	var sendErrors, handed uint64
+	for _, e := range engines {
+		c := e.Conn()
+		for _, p := range []handoff.Priority{handoff.Low, handoff.High} {
+			queued[p] += uint64(c.Queued(p))
+			shed[p] += c.Shed(p)
+		}
+		s, h := e.Counts()
+		sendErrors += s
+		handed += h
+	}
+	for _, p := range []handoff.Priority{handoff.Low, handoff.High} {
+		metrics.WriteGaugeUint64(w, `pinhole_fastpath_handoff_queued{priority="`+p.String()+`"}`, queued[p])
+		metrics.WriteCounterUint64(w, `pinhole_fastpath_handoff_shed_total{priority="`+p.String()+`"}`, shed[p])
+	}
+	metrics.WriteCounterUint64(w, "pinhole_fastpath_handoff_total", handed)
+	metrics.WriteCounterUint64(w, "pinhole_fastpath_send_errors_total", sendErrors)
+	if f.cache != nil {
+		f.cache.WriteMetrics(w)
+	}
+}

@@ -1,0 +1,404 @@
+package scan
+
+// Fixed capacities of a [Register]. Devices send one Via and one to three
+// Contacts; a REGISTER that crossed a proxy has two or three Vias. More is
+// refused rather than grown: the struct lives in the event loop and must
+// not allocate.
+const (
+	MaxVias     = 4
+	MaxContacts = 4
+)
+
+// Limits bound what Scan accepts. They are the slow path's limits
+// (config limits.max_message_bytes and limits.max_headers): a datagram the
+// slow path would refuse as too large must not be absorbed.
+type Limits struct {
+	MaxMessageBytes int
+	MaxHeaders      int
+}
+
+// Register is what Scan found. Every slice aliases the datagram and is
+// valid only as long as it is; values are trimmed of surrounding spaces
+// and tabs.
+type Register struct {
+	RequestURI []byte
+	Vias       [MaxVias][]byte // in order, top first
+	NumVias    int
+	From       []byte
+	To         []byte
+	CallID     []byte
+	CSeq       uint32
+	Contacts   [MaxContacts][]byte
+	NumContact int
+	Expires    []byte // nil: absent
+	ExpiresVal uint32 // Expires, when present
+	UserAgent  []byte // nil: absent
+	Supported  []byte // nil: absent
+	// MaxForwards is nil when absent.
+	MaxForwards []byte
+}
+
+// Reason says why Scan refused a datagram (or OK).
+type Reason uint8
+
+// Reasons, each a label of pinhole_fastpath_declined_total.
+const (
+	OK             Reason = iota
+	NotRegister           // another method, a response, a keepalive
+	TooLarge              // over Limits.MaxMessageBytes
+	BadStartLine          // not "REGISTER <uri> SIP/2.0"
+	BadLine               // bare CR or LF, no colon, odd header name
+	Folded                // a continuation line (RFC 3261 §7.3.1)
+	TooManyHeaders        // over Limits.MaxHeaders
+	Duplicate             // a second From, To, Call-ID, CSeq, Expires, ...
+	Unsupported           // Require, Proxy-Require, Path or Route present
+	MultiValue            // a comma in a Via or Contact value
+	TooMany               // more Vias or Contacts than the arrays hold
+	Missing               // no Via, From, To, Call-ID, CSeq or Contact
+	BadCSeq               // CSeq not "<number> REGISTER" within 2^31-1
+	BadNumber             // Expires or Max-Forwards not a number in range
+	Body                  // Content-Length other than 0, or bytes after the header section
+	NumReasons
+)
+
+var reasonNames = [NumReasons]string{
+	OK: "ok", NotRegister: "not_register", TooLarge: "too_large", BadStartLine: "bad_start_line",
+	BadLine: "bad_line", Folded: "folded", TooManyHeaders: "too_many_headers", Duplicate: "duplicate",
+	Unsupported: "unsupported", MultiValue: "multi_value", TooMany: "too_many", Missing: "missing",
+	BadCSeq: "bad_cseq", BadNumber: "bad_number", Body: "body",
+}
+
+func (r Reason) String() string {
+	if r < NumReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// header kinds Scan tells apart; everything else is skipped.
+type kind uint8
+
+const (
+	hOther kind = iota
+	hVia
+	hFrom
+	hTo
+	hCallID
+	hCSeq
+	hContact
+	hExpires
+	hUserAgent
+	hSupported
+	hMaxForwards
+	hContentLength
+	hRefused // Require, Proxy-Require, Path, Route
+)
+
+// Scan reads data as a REGISTER into r. It returns OK or the reason it
+// refused; r is then partly filled and must not be used.
+func Scan(data []byte, lim Limits, r *Register) Reason {
+	*r = Register{}
+	if len(data) < 9 || string(data[:9]) != "REGISTER " {
+		return NotRegister
+	}
+	if len(data) > lim.MaxMessageBytes {
+		return TooLarge
+	}
+	// Request-Line: "REGISTER" SP Request-URI SP "SIP/2.0" CRLF, exactly.
+	eol := lineEnd(data, 9)
+	if eol < 0 {
+		return BadStartLine
+	}
+	line := data[9:eol]
+	sp := indexByte(line, ' ')
+	if sp <= 0 || string(line[sp+1:]) != "SIP/2.0" {
+		return BadStartLine
+	}
+	r.RequestURI = line[:sp]
+	if !printable(r.RequestURI) {
+		return BadStartLine
+	}
+
+	var seen [hRefused + 1]bool
+	headers := 0
+	contentLength := -1
+	pos := eol + 2
+	for {
+		end := lineEnd(data, pos)
+		if end < 0 {
+			return BadLine
+		}
+		if end == pos { // the empty line: end of the header section
+			pos += 2
+			break
+		}
+		if data[pos] == ' ' || data[pos] == '\t' {
+			return Folded
+		}
+		headers++
+		if headers > lim.MaxHeaders {
+			return TooManyHeaders
+		}
+		colon := -1
+		for i := pos; i < end; i++ {
+			if data[i] == ':' {
+				colon = i
+				break
+			}
+			if !tokenChar(data[i]) {
+				// Whitespace before the colon, or a byte no header name has.
+				return BadLine
+			}
+		}
+		if colon <= pos {
+			return BadLine
+		}
+		k := classify(data[pos:colon])
+		v := trim(data[colon+1 : end])
+		pos = end + 2
+		switch k {
+		case hOther:
+			continue
+		case hRefused:
+			return Unsupported
+		case hVia:
+			if r.NumVias == MaxVias {
+				return TooMany
+			}
+			if indexByte(v, ',') >= 0 {
+				return MultiValue
+			}
+			r.Vias[r.NumVias] = v
+			r.NumVias++
+			continue
+		case hContact:
+			if r.NumContact == MaxContacts {
+				return TooMany
+			}
+			if indexByte(v, ',') >= 0 {
+				return MultiValue
+			}
+			r.Contacts[r.NumContact] = v
+			r.NumContact++
+			continue
+		}
+		if seen[k] {
+			return Duplicate
+		}
+		seen[k] = true
+		switch k {
+		case hFrom:
+			r.From = v
+		case hTo:
+			r.To = v
+		case hCallID:
+			r.CallID = v
+		case hCSeq:
+			n, ok := cseq(v)
+			if !ok {
+				return BadCSeq
+			}
+			r.CSeq = n
+		case hExpires:
+			n, ok := number(v, 10)
+			if !ok || n > 1<<32-1 {
+				return BadNumber
+			}
+			r.Expires, r.ExpiresVal = v, uint32(n)
+		case hUserAgent:
+			r.UserAgent = v
+		case hSupported:
+			r.Supported = v
+		case hMaxForwards:
+			n, ok := number(v, 3)
+			if !ok || n == 0 || n > 255 {
+				return BadNumber
+			}
+			r.MaxForwards = v
+		case hContentLength:
+			n, ok := number(v, 5)
+			if !ok {
+				return Body
+			}
+			contentLength = int(n)
+		}
+	}
+	if contentLength > 0 || pos != len(data) {
+		return Body
+	}
+	if r.NumVias == 0 || r.NumContact == 0 || r.From == nil || r.To == nil || r.CallID == nil || !seen[hCSeq] ||
+		len(r.From) == 0 || len(r.To) == 0 || len(r.CallID) == 0 {
+		return Missing
+	}
+	for i := 0; i < r.NumVias; i++ {
+		if len(r.Vias[i]) == 0 {
+			return Missing
+		}
+	}
+	for i := 0; i < r.NumContact; i++ {
+		if len(r.Contacts[i]) == 0 {
+			return Missing
+		}
+	}
+	return OK
+}
+
+// lineEnd returns the index of the CR of the CRLF ending the line that
+// starts at pos, or -1 if there is none or the line holds a bare CR or
+// LF (sipgo splits on CRLF only; a bare one would be read differently).
+func lineEnd(data []byte, pos int) int {
+	for i := pos; i < len(data); i++ {
+		switch data[i] {
+		case '\r':
+			if i+1 < len(data) && data[i+1] == '\n' {
+				return i
+			}
+			return -1
+		case '\n':
+			return -1
+		}
+	}
+	return -1
+}
+
+// classify names a header, long or compact form (RFC 3261 §7.3.3), in
+// any case, without allocating. Only the compact forms sipgo (v1.7) knows
+// are read as their long names: it keeps "k" (Supported) as a header of
+// its own, so the slow path does not see it as Supported and neither may
+// the fast path.
+func classify(name []byte) kind {
+	if len(name) == 1 {
+		switch lower(name[0]) {
+		case 'v':
+			return hVia
+		case 'f':
+			return hFrom
+		case 't':
+			return hTo
+		case 'i':
+			return hCallID
+		case 'm':
+			return hContact
+		case 'l':
+			return hContentLength
+		}
+		return hOther
+	}
+	switch {
+	case equalFold(name, "via"):
+		return hVia
+	case equalFold(name, "from"):
+		return hFrom
+	case equalFold(name, "to"):
+		return hTo
+	case equalFold(name, "call-id"):
+		return hCallID
+	case equalFold(name, "cseq"):
+		return hCSeq
+	case equalFold(name, "contact"):
+		return hContact
+	case equalFold(name, "expires"):
+		return hExpires
+	case equalFold(name, "user-agent"):
+		return hUserAgent
+	case equalFold(name, "supported"):
+		return hSupported
+	case equalFold(name, "max-forwards"):
+		return hMaxForwards
+	case equalFold(name, "content-length"):
+		return hContentLength
+	case equalFold(name, "require"), equalFold(name, "proxy-require"), equalFold(name, "path"), equalFold(name, "route"):
+		return hRefused
+	}
+	return hOther
+}
+
+// cseq parses "<number> REGISTER" (RFC 3261 §8.1.1.5: at most 2^31-1).
+func cseq(v []byte) (uint32, bool) {
+	sp := indexByte(v, ' ')
+	if sp <= 0 || string(v[sp+1:]) != "REGISTER" {
+		return 0, false
+	}
+	n, ok := number(v[:sp], 10)
+	if !ok || n > 1<<31-1 {
+		return 0, false
+	}
+	return uint32(n), true
+}
+
+// number parses at most maxDigits decimal digits.
+func number(v []byte, maxDigits int) (uint64, bool) {
+	if len(v) == 0 || len(v) > maxDigits {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
+}
+
+func trim(v []byte) []byte {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func lower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// equalFold compares an ASCII name with a lowercase constant.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		if lower(b[i]) != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// tokenChar reports whether c may appear in a header name (RFC 3261 §25.1 token).
+func tokenChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	switch c {
+	case '-', '.', '!', '%', '*', '_', '+', '`', '\'', '~':
+		return true
+	}
+	return false
+}
+
+// printable reports whether b holds only visible ASCII.
+func printable(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
