@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -258,4 +259,49 @@ func (s *server) settle(t testing.TB, absorbedBefore, fillsBefore uint64) {
 		time.Sleep(time.Millisecond)
 	}
 	c.Wait()
+}
+
+// TestRandomEviction refuses half of the cache's Sets and evicts half of
+// its hits at random: every refresh must still get its 200 with the
+// device's binding, and the store must end with every binding at its last
+// CSeq — a miss costs speed, never a binding or a reply.
+func TestRandomEviction(t *testing.T) {
+	fast := start(t, "127.0.0.1", true, "", fastpath.Options{Refuse: func() bool { return rand.IntN(2) == 0 }})
+	const devices, refreshes = 8, 25
+	var tmpl corpusEntry
+	for _, e := range loadCorpus(t) {
+		if e.name == "sipp" {
+			tmpl = e
+		}
+	}
+	ds := make([]*device, devices)
+	for i := range ds {
+		ds[i] = dial(t, fast.addr)
+	}
+	for cseq := 1; cseq <= refreshes; cseq++ {
+		for i, d := range ds {
+			msg := strings.ReplaceAll(tmpl.render(d, fmt.Sprintf("evict-%d", i), cseq, fmt.Sprintf("e%d-%d", i, cseq)),
+				"sip:ivy@", fmt.Sprintf("sip:ivy%d@", i))
+			r := d.send(msg, 2*time.Second)
+			if !strings.HasPrefix(r, "SIP/2.0 200 OK\r\n") || !strings.Contains(r, "\r\nContact: <sip:ivy"+strconv.Itoa(i)+"@"+d.local()+">;expires=120\r\n") ||
+				!strings.Contains(r, "\r\nCSeq: "+strconv.Itoa(cseq)+" REGISTER\r\n") {
+				t.Fatalf("device %d refresh %d: reply\n%s", i, cseq, r)
+			}
+		}
+	}
+	c := fast.fp.Cache()
+	if a := c.Absorbed(); a == 0 || a == devices*(refreshes-1) {
+		t.Errorf("absorbed %d of %d refreshes: the hook did not mix hits and misses", a, devices*(refreshes-1))
+	}
+	c.Flush()
+	now := time.Now()
+	for i, d := range ds {
+		bs := fast.srv.Store().Lookup(fmt.Sprintf("ivy%d@example.com", i))
+		if len(bs) != 1 || bs[0].CSeq != refreshes || bs[0].Contact != "sip:ivy"+strconv.Itoa(i)+"@"+d.local() {
+			t.Fatalf("device %d: store holds %+v", i, bs)
+		}
+		if left := bs[0].Expires.Sub(now); left < 115*time.Second || left > 121*time.Second {
+			t.Errorf("device %d: binding expires in %v, want about 120s", i, left)
+		}
+	}
 }

@@ -53,6 +53,10 @@ func parseVia(v []byte, out *via) bool {
 		}
 		i++
 		out.host = v[hs+1 : i-1]
+		// sipgo prints the brackets again only around a valid IPv6 address.
+		if a, err := netip.ParseAddr(unsafe.String(unsafe.SliceData(out.host), len(out.host))); err != nil || !a.Is6() || a.Is4In6() {
+			return false
+		}
 	} else {
 		for i < len(v) && (alnum(v[i]) || v[i] == '.' || v[i] == '-') {
 			i++

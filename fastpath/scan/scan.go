@@ -115,7 +115,8 @@ func Scan(data []byte, lim Limits, r *Register) Reason {
 		return BadStartLine
 	}
 	r.RequestURI = line[:sp]
-	if !printable(r.RequestURI) {
+	// A SIP or SIPS URI only (RFC 3261 §10.2: the registrar's domain).
+	if !printable(r.RequestURI) || !(hasPrefix(r.RequestURI, "sip:") || hasPrefix(r.RequestURI, "sips:")) {
 		return BadStartLine
 	}
 
@@ -402,3 +403,5 @@ func printable(b []byte) bool {
 	}
 	return true
 }
+
+func hasPrefix(b []byte, s string) bool { return len(b) > len(s) && string(b[:len(s)]) == s }

@@ -1,0 +1,119 @@
+package scan
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/slowpath/sanity"
+)
+
+var lim = Limits{MaxMessageBytes: 4096, MaxHeaders: 64}
+
+const good = "REGISTER sip:example.com SIP/2.0\r\n" +
+	"Via: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK-1;rport\r\n" +
+	"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:alice@example.com>\r\n" +
+	"Call-ID: c1@device\r\nCSeq: 7 REGISTER\r\nContact: <sip:alice@10.0.0.2:5060>\r\n" +
+	"Expires: 600\r\nContent-Length: 0\r\n\r\n"
+
+func TestScan(t *testing.T) {
+	var r Register
+	if why := Scan([]byte(good), lim, &r); why != OK {
+		t.Fatalf("good REGISTER refused: %v", why)
+	}
+	if string(r.CallID) != "c1@device" || r.CSeq != 7 || r.NumVias != 1 || r.NumContact != 1 || r.ExpiresVal != 600 ||
+		string(r.To) != "<sip:alice@example.com>" || string(r.RequestURI) != "sip:example.com" {
+		t.Errorf("fields: %+v", r)
+	}
+	tests := []struct {
+		name string
+		edit func(string) string
+		want Reason
+	}{
+		{"options", func(s string) string { return strings.Replace(s, "REGISTER sip", "OPTIONS sip", 1) }, NotRegister},
+		{"version", func(s string) string { return strings.Replace(s, "SIP/2.0\r\n", "SIP/3.0\r\n", 1) }, BadStartLine},
+		{"folded", func(s string) string { return strings.Replace(s, "Expires: 600", "User-Agent: a\r\n b", 1) }, Folded},
+		{"bare LF", func(s string) string { return strings.Replace(s, "Max-Forwards: 70\r\n", "Max-Forwards: 70\n", 1) }, BadLine},
+		{"space before colon", func(s string) string { return strings.Replace(s, "Expires: 600", "Expires : 600", 1) }, BadLine},
+		{"second To", func(s string) string { return strings.Replace(s, "Expires: 600", "t: <sip:bob@example.com>", 1) }, Duplicate},
+		{"second Call-ID", func(s string) string { return strings.Replace(s, "Expires: 600", "i: other", 1) }, Duplicate},
+		{"Require", func(s string) string { return strings.Replace(s, "Expires: 600", "Require: path", 1) }, Unsupported},
+		{"Path", func(s string) string { return strings.Replace(s, "Expires: 600", "Path: <sip:p@x;lr>", 1) }, Unsupported},
+		{"two contacts on a line", func(s string) string { return strings.Replace(s, "10.0.0.2:5060>", "10.0.0.2:5060>, <sip:b@h>", 1) }, MultiValue},
+		{"no contact", func(s string) string { return strings.Replace(s, "Contact: <sip:alice@10.0.0.2:5060>\r\n", "", 1) }, Missing},
+		{"CSeq method", func(s string) string { return strings.Replace(s, "7 REGISTER", "7 INVITE", 1) }, BadCSeq},
+		{"CSeq too big", func(s string) string { return strings.Replace(s, "7 REGISTER", "2147483648 REGISTER", 1) }, BadCSeq},
+		{"Expires word", func(s string) string { return strings.Replace(s, "Expires: 600", "Expires: soon", 1) }, BadNumber},
+		{"Max-Forwards 0", func(s string) string { return strings.Replace(s, "Max-Forwards: 70", "Max-Forwards: 0", 1) }, BadNumber},
+		{"body", func(s string) string { return strings.Replace(s, "Content-Length: 0\r\n\r\n", "Content-Length: 2\r\n\r\nhi", 1) }, Body},
+		{"too large", func(s string) string { return strings.Replace(s, "Expires: 600", "X: "+strings.Repeat("a", 5000), 1) }, TooLarge},
+		{"too many headers", func(s string) string { return strings.Replace(s, "Expires: 600", strings.Repeat("X: a\r\n", 64)+"Expires: 600", 1) }, TooManyHeaders},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Scan([]byte(tt.edit(good)), lim, &r); got != tt.want {
+				t.Errorf("Scan = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzScanVsSipgo: whenever Scan accepts a datagram, the slow path's
+// sanity filter passes it, and when sipgo's parser accepts it too they
+// agree on every field the fast path reads.
+func FuzzScanVsSipgo(f *testing.F) {
+	f.Add([]byte(good))
+	f.Add([]byte(strings.ReplaceAll(good, "Via:", "v:")))
+	f.Add([]byte(strings.Replace(good, "Expires: 600", "Supported: path, outbound\r\nUser-Agent: x", 1)))
+	parser := sip.NewParser()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var r Register
+		if Scan(data, lim, &r) != OK {
+			return
+		}
+		if v := sanity.Check(nil, data, sanity.Limits{MaxMessageBytes: lim.MaxMessageBytes, MaxHeaders: lim.MaxHeaders}); v.Action != sanity.Pass {
+			t.Fatalf("scan accepted what sanity refuses (%v)", v.Reason)
+		}
+		msg, err := parser.ParseSIP(data)
+		if err != nil {
+			return
+		}
+		req, ok := msg.(*sip.Request)
+		if !ok || req.Method != sip.REGISTER {
+			t.Fatalf("scan accepted a non-REGISTER sipgo reads as %T", msg)
+		}
+		if id := req.CallID(); id == nil || id.Value() != string(r.CallID) {
+			t.Errorf("Call-ID: sipgo %v, scan %q", id, r.CallID)
+		}
+		if cs := req.CSeq(); cs == nil || cs.SeqNo != r.CSeq || cs.MethodName != sip.REGISTER {
+			t.Errorf("CSeq: sipgo %v, scan %d", cs, r.CSeq)
+		}
+		if n := len(req.GetHeaders("Via")); n != r.NumVias {
+			t.Errorf("Vias: sipgo %d, scan %d", n, r.NumVias)
+		}
+		if n := len(req.GetHeaders("Contact")); n != r.NumContact {
+			t.Errorf("Contacts: sipgo %d, scan %d", n, r.NumContact)
+		}
+		if h := req.GetHeader("Expires"); (h != nil) != (r.Expires != nil) {
+			t.Errorf("Expires: sipgo %v, scan %q", h, r.Expires)
+		}
+		if h := req.GetHeader("User-Agent"); (h != nil) != (r.UserAgent != nil) || (h != nil && h.Value() != string(r.UserAgent)) {
+			t.Errorf("User-Agent: sipgo %v, scan %q", h, r.UserAgent)
+		}
+		if h := req.GetHeader("Supported"); (h != nil) != (r.Supported != nil) || (h != nil && h.Value() != string(r.Supported)) {
+			t.Errorf("Supported: sipgo %v, scan %q", h, r.Supported)
+		}
+	})
+}
+
+func BenchmarkScan(b *testing.B) {
+	data := []byte(good)
+	var r Register
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if Scan(data, lim, &r) != OK {
+			b.Fatal("refused")
+		}
+	}
+}
