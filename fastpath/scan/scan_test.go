@@ -46,9 +46,13 @@ func TestScan(t *testing.T) {
 		{"CSeq too big", func(s string) string { return strings.Replace(s, "7 REGISTER", "2147483648 REGISTER", 1) }, BadCSeq},
 		{"Expires word", func(s string) string { return strings.Replace(s, "Expires: 600", "Expires: soon", 1) }, BadNumber},
 		{"Max-Forwards 0", func(s string) string { return strings.Replace(s, "Max-Forwards: 70", "Max-Forwards: 0", 1) }, BadNumber},
-		{"body", func(s string) string { return strings.Replace(s, "Content-Length: 0\r\n\r\n", "Content-Length: 2\r\n\r\nhi", 1) }, Body},
+		{"body", func(s string) string {
+			return strings.Replace(s, "Content-Length: 0\r\n\r\n", "Content-Length: 2\r\n\r\nhi", 1)
+		}, Body},
 		{"too large", func(s string) string { return strings.Replace(s, "Expires: 600", "X: "+strings.Repeat("a", 5000), 1) }, TooLarge},
-		{"too many headers", func(s string) string { return strings.Replace(s, "Expires: 600", strings.Repeat("X: a\r\n", 64)+"Expires: 600", 1) }, TooManyHeaders},
+		{"too many headers", func(s string) string {
+			return strings.Replace(s, "Expires: 600", strings.Repeat("X: a\r\n", 64)+"Expires: 600", 1)
+		}, TooManyHeaders},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

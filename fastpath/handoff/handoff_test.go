@@ -1,0 +1,74 @@
+package handoff
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+)
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		msg  string
+		want Priority
+	}{
+		{"SIP/2.0 200 OK\r\nVia: x\r\n\r\n", High},
+		{"ACK sip:a@b SIP/2.0\r\n\r\n", High},
+		{"BYE sip:a@b SIP/2.0\r\n\r\n", High},
+		{"CANCEL sip:a@b SIP/2.0\r\n\r\n", High},
+		{"INVITE sip:a@b SIP/2.0\r\nFrom: <sip:c@d>;tag=1\r\nTo: <sip:a@b>;tag=2\r\n\r\n", High},
+		{"INFO sip:a@b SIP/2.0\r\nt: <sip:a@b>;TAG=2\r\n\r\n", High},
+		{"INVITE sip:a@b SIP/2.0\r\nFrom: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\n\r\n", Low},
+		{"REGISTER sip:b SIP/2.0\r\nTo: <sip:a@b>;tag=2\r\n\r\n", Low},
+		{"OPTIONS sip:b SIP/2.0\r\n\r\n", Low},
+		{"\r\n\r\n", Low},
+		{"junk", Low},
+		{"MESSAGE sip:a@b SIP/2.0\r\nTopic: x;tag=1\r\nTo: <sip:a@b>\r\n\r\n", Low},
+	}
+	for _, tt := range tests {
+		if got := Classify([]byte(tt.msg)); got != tt.want {
+			t.Errorf("Classify(%q) = %v, want %v", tt.msg, got, tt.want)
+		}
+	}
+}
+
+func newConn(t *testing.T, size int) *Conn {
+	t.Helper()
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(netip.MustParseAddrPort("127.0.0.1:5060"), pc, size)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Past capacity new requests are shed first; responses keep their own
+// reserve and are read first.
+func TestShedLowestFirst(t *testing.T) {
+	c := newConn(t, 8)
+	src := netip.MustParseAddrPort("192.0.2.9:5060")
+	for i := 0; i < 20; i++ {
+		c.Push([]byte("REGISTER sip:b SIP/2.0\r\n\r\n"), src)
+	}
+	if got := c.Shed(Low); got != 14 {
+		t.Errorf("shed low = %d, want 14 (capacity 6)", got)
+	}
+	if !c.Push([]byte("SIP/2.0 200 OK\r\n\r\n"), src) {
+		t.Fatal("a response was shed while only new requests filled the queue")
+	}
+	buf := make([]byte, 100)
+	n, addr, err := c.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "SIP/2.0 200 OK\r\n\r\n" || addr.String() != src.String() {
+		t.Fatalf("first read %q from %v (%v), want the response", buf[:n], addr, err)
+	}
+	if c.Queued(Low) != 6 || c.Shed(High) != 0 {
+		t.Errorf("queued low %d shed high %d", c.Queued(Low), c.Shed(High))
+	}
+	c.Close()
+	for c.Queued(Low) > 0 {
+		<-c.q[Low]
+	}
+	if _, _, err := c.ReadFrom(buf); err != net.ErrClosed {
+		t.Errorf("read after close: %v", err)
+	}
+}
