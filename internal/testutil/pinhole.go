@@ -57,6 +57,16 @@ type Config struct {
 	API     APIConfig      `yaml:"api"`
 	XDP     *XDPConfig     `yaml:"xdp,omitempty"`
 	NATPing *NATPingConfig `yaml:"natping,omitempty"`
+	// FastPath is the fastpath section (docs/fastpath.md); nil leaves the default.
+	FastPath *FastPathConfig `yaml:"fastpath,omitempty"`
+}
+
+// FastPathConfig is pinhole's fastpath section.
+type FastPathConfig struct {
+	Enabled   bool `yaml:"enabled"`
+	Loops     int  `yaml:"loops,omitempty"`
+	CacheSize int  `yaml:"cache_size,omitempty"`
+	QueueSize int  `yaml:"queue_size,omitempty"`
 }
 
 // XDPConfig is pinhole's xdp section (docs/xdp.md).
