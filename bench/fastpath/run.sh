@@ -11,12 +11,12 @@
 # rate is not sustained twice (bench/cmd/benchtable -pass decides). No
 # digest authentication anywhere: the standalone registrar's fast path
 # absorbs only without it (docs/fastpath.md), and the peers are configured
-# alike. Servers: echo, slow (pinhole, fastpath.enabled false), fast
-# (pinhole, fastpath.enabled true, one loop), kamailio, opensips.
+# alike. Servers: echo, pinhole (fastpath.enabled false: the slow path),
+# fastpath (fastpath.enabled true, one loop), kamailio, opensips.
 #
 # Settings (environment): DEVICES=20000 DURATION=4s PREPARE_RATE=4000
-#   RATES="8000 16000 32000 64000 128000 192000 256000"
-#   SERVERS="echo slow fast kamailio opensips" SERVER_CORE=0 GEN_CORE=1
+#   RATES="16000 32000 64000 96000 128000 192000"
+#   SERVERS="echo pinhole fastpath kamailio opensips" SERVER_CORE=0 GEN_CORE=1
 #   KAM_CHILDREN=1 OUT=bench/out/fastpath PORT=26060
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,8 +24,8 @@ cd "$(dirname "$0")/../.."
 DEVICES=${DEVICES:-20000}
 DURATION=${DURATION:-4s}
 PREPARE_RATE=${PREPARE_RATE:-4000}
-RATES=${RATES:-"8000 16000 32000 64000 128000 192000 256000"}
-SERVERS=${SERVERS-"echo slow fast kamailio opensips"}
+RATES=${RATES:-"16000 32000 64000 96000 128000 192000"}
+SERVERS=${SERVERS-"echo pinhole fastpath kamailio opensips"}
 SERVER_CORE=${SERVER_CORE:-0}
 GEN_CORE=${GEN_CORE:-1}
 KAM_CHILDREN=${KAM_CHILDREN:-1}
@@ -75,6 +75,7 @@ mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "pv.so"
+loadmodule "textops.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
 modparam("usrloc", "db_mode", 0)
@@ -115,9 +116,9 @@ available() {
 start_server() {
   case $1 in
   echo) taskset -c "$SERVER_CORE" "$BIN/echo-responder" -listen "$HOST:$PORT" >"$OUT/echo.log" 2>&1 & ;;
-  slow | fast)
+  pinhole | fastpath)
     rm -rf "$OUT/pinhole-data"
-    pinhole_cfg "$([[ $1 == fast ]] && echo true || echo false)"
+    pinhole_cfg "$([[ $1 == fastpath ]] && echo true || echo false)"
     taskset -c "$SERVER_CORE" "$BIN/pinhole" -config "$OUT/pinhole.yaml" >"$OUT/$1.log" 2>&1 &
     ;;
   kamailio) kamailio_cfg; taskset -c "$SERVER_CORE" kamailio -f "$OUT/kamailio.cfg" -DD -E -m 2048 -M 64 >"$OUT/kamailio.log" 2>&1 & ;;

@@ -313,3 +313,20 @@ func TestOpsSections(t *testing.T) {
 		t.Errorf("short token file: err = %v, want one naming api.token_file", err)
 	}
 }
+
+func TestFastPathDefault(t *testing.T) {
+	def, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(FastPath{Enabled: false, Loops: 0, CacheSize: 1_000_000, QueueSize: 4096}, def.FastPath); diff != "" {
+		t.Errorf("default fastpath (-want +got):\n%s", diff)
+	}
+	cfg, err := Parse([]byte("fastpath:\n  enabled: true\n  loops: 2\n  cache_size: 10\n  queue_size: 64\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(FastPath{Enabled: true, Loops: 2, CacheSize: 10, QueueSize: 64}, cfg.FastPath); diff != "" {
+		t.Errorf("fastpath (-want +got):\n%s", diff)
+	}
+}

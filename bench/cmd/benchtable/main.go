@@ -29,7 +29,7 @@ import (
 )
 
 // servers in the order of the table; echo is the generator's ceiling.
-var servers = []string{"echo", "pinhole", "kamailio", "opensips"}
+var servers = []string{"echo", "pinhole", "fastpath", "kamailio", "opensips"} // fastpath: pinhole with fastpath.enabled (bench/fastpath)
 
 // mainAction is the action a scenario is judged by.
 var mainAction = map[string]string{
