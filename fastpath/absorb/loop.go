@@ -1,6 +1,7 @@
 package absorb
 
 import (
+	"bytes"
 	"crypto/rand"
 	"hash/maphash"
 	randv2 "math/rand/v2"
@@ -266,12 +267,12 @@ func appendUUID(b []byte, hi, lo uint64) []byte {
 // lowercase) as Fill does, without allocating. Only the "<sip:...>" form
 // is read: it is the only one sipgo prints, and the entry's To must match.
 func (l *Loop) aorKey(to []byte) (uint64, bool) {
-	lt := indexByte(to, '<')
+	lt := bytes.IndexByte(to, '<')
 	if lt < 0 {
 		return 0, false
 	}
 	u := to[lt+1:]
-	gt := indexByte(u, '>')
+	gt := bytes.IndexByte(u, '>')
 	if gt < 0 {
 		return 0, false
 	}
@@ -284,7 +285,7 @@ func (l *Loop) aorKey(to []byte) (uint64, bool) {
 	default:
 		return 0, false
 	}
-	at := indexByte(u, '@')
+	at := bytes.IndexByte(u, '@')
 	if at <= 0 {
 		return 0, false
 	}
@@ -295,7 +296,7 @@ func (l *Loop) aorKey(to []byte) (uint64, bool) {
 			break
 		}
 	}
-	if len(host) == 0 || indexByte(user, ':') >= 0 || indexByte(user, ';') >= 0 {
+	if len(host) == 0 || bytes.IndexByte(user, ':') >= 0 || bytes.IndexByte(user, ';') >= 0 {
 		return 0, false
 	}
 	s := append(l.scratch[:0], user...)
@@ -334,13 +335,4 @@ func viaParam(v []byte, from int, name string) []byte {
 		}
 	}
 	return nil
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }

@@ -1,5 +1,7 @@
 package scan
 
+import "bytes"
+
 // Fixed capacities of a [Register]. Devices send one Via and one to three
 // Contacts; a REGISTER that crossed a proxy has two or three Vias. More is
 // refused rather than grown: the struct lives in the event loop and must
@@ -110,7 +112,7 @@ func Scan(data []byte, lim Limits, r *Register) Reason {
 		return BadStartLine
 	}
 	line := data[9:eol]
-	sp := indexByte(line, ' ')
+	sp := bytes.IndexByte(line, ' ')
 	if sp <= 0 || string(line[sp+1:]) != "SIP/2.0" {
 		return BadStartLine
 	}
@@ -166,7 +168,7 @@ func Scan(data []byte, lim Limits, r *Register) Reason {
 			if r.NumVias == MaxVias {
 				return TooMany
 			}
-			if indexByte(v, ',') >= 0 {
+			if bytes.IndexByte(v, ',') >= 0 {
 				return MultiValue
 			}
 			r.Vias[r.NumVias] = v
@@ -176,7 +178,7 @@ func Scan(data []byte, lim Limits, r *Register) Reason {
 			if r.NumContact == MaxContacts {
 				return TooMany
 			}
-			if indexByte(v, ',') >= 0 {
+			if bytes.IndexByte(v, ',') >= 0 {
 				return MultiValue
 			}
 			r.Contacts[r.NumContact] = v
@@ -316,7 +318,7 @@ func classify(name []byte) kind {
 
 // cseq parses "<number> REGISTER" (RFC 3261 §8.1.1.5: at most 2^31-1).
 func cseq(v []byte) (uint32, bool) {
-	sp := indexByte(v, ' ')
+	sp := bytes.IndexByte(v, ' ')
 	if sp <= 0 || string(v[sp+1:]) != "REGISTER" {
 		return 0, false
 	}
@@ -350,15 +352,6 @@ func trim(v []byte) []byte {
 		v = v[:len(v)-1]
 	}
 	return v
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 func lower(c byte) byte {
