@@ -86,7 +86,9 @@ func Start(cfg Config) (*Engine, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{cfg: cfg, done: make(chan error, 1)}
+	// The hand-off exists before the loops run: they push into it from
+	// their first datagram on.
+	e := &Engine{cfg: cfg, done: make(chan error, 1), conn: handoff.New(cfg.Addr, cfg.QueueSize)}
 	empty := []*loopState{}
 	e.byFD.Store(&empty)
 	h := &handler{e: e, booted: make(chan gnet.Engine, 1)}
@@ -127,7 +129,7 @@ func Start(cfg Config) (*Engine, error) {
 		_ = e.eng.Stop(context.Background())
 		return nil, fmt.Errorf("duplicate fast path socket %v: %w", cfg.Addr, err)
 	}
-	e.conn = handoff.New(cfg.Addr, pc.(*net.UDPConn), cfg.QueueSize)
+	e.conn.SetSocket(pc.(*net.UDPConn))
 	return e, nil
 }
 

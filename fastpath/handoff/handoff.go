@@ -67,15 +67,20 @@ type Conn struct {
 	shed  [numPriorities]atomic.Uint64 // only past capacity: not per packet
 }
 
-// New makes the Conn for the listener at local; out is a duplicate of its
-// socket (Conn closes it) and size the queue's capacity (at least 4).
-func New(local netip.AddrPort, out *net.UDPConn, size int) *Conn {
+// New makes the Conn for the listener at local with a queue of size
+// (at least 4). It can take datagrams at once; SetSocket must give it the
+// socket to write through before anyone reads or writes it.
+func New(local netip.AddrPort, size int) *Conn {
 	size = max(size, 4)
-	c := &Conn{local: net.UDPAddrFromAddrPort(local), out: out, done: make(chan struct{})}
+	c := &Conn{local: net.UDPAddrFromAddrPort(local), done: make(chan struct{})}
 	c.q[High] = make(chan *packet, size)
 	c.q[Low] = make(chan *packet, size*3/4)
 	return c
 }
+
+// SetSocket gives the Conn a duplicate of the listening socket to write
+// through (the Conn closes it). Call it once, before serving the Conn.
+func (c *Conn) SetSocket(out *net.UDPConn) { c.out = out }
 
 // Push queues a copy of data from remote for the slow path. It never
 // blocks: past capacity it drops the datagram, counts it, and returns
@@ -125,7 +130,10 @@ func (c *Conn) Close() error {
 	err := net.ErrClosed
 	c.once.Do(func() {
 		close(c.done)
-		err = c.out.Close()
+		err = nil
+		if c.out != nil {
+			err = c.out.Close()
+		}
 	})
 	return err
 }

@@ -37,7 +37,8 @@ func newConn(t *testing.T, size int) *Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := New(netip.MustParseAddrPort("127.0.0.1:5060"), pc, size)
+	c := New(netip.MustParseAddrPort("127.0.0.1:5060"), size)
+	c.SetSocket(pc)
 	t.Cleanup(func() { c.Close() })
 	return c
 }
