@@ -68,26 +68,10 @@ max_devices=$DEVICES
 for n in $MEMORY; do ((n > max_devices)) && max_devices=$n; done
 "$BIN/sipload" -write-credentials "$OUT/users.txt" -realm pinhole -devices "$max_devices"
 
-SERVER_PID=
-stop_server() {
-  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  SERVER_PID=
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 trap stop_server EXIT
 
-wait_udp() { # the server listens on HOST:PORT
-  for _ in $(seq 100); do
-    ss -Hlun "sport = :$PORT" | grep -q . && return 0
-    sleep 0.1
-  done
-  echo "compare: nothing listens on udp $HOST:$PORT; see $OUT/$1.log" >&2
-  return 1
-}
 
 write_pinhole_cfg() {
   cat >"$OUT/pinhole.yaml" <<YAML
@@ -98,6 +82,7 @@ registrar: {min_expires: 60, max_expires: 7200, default_expires: 3600, max_conta
 auth: {realm: pinhole, credentials: $OUT/users.txt, algorithms: [MD5], nonce_ttl: 300s}
 log: {level: info}
 metrics: {listen: "$HOST:$METRICS_PORT"}
+api: {listen: ""}
 YAML
 }
 

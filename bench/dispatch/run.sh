@@ -16,6 +16,8 @@
 #   SERVERS="pinhole kamailio" SERVER_CORE=1 GEN_CORE=0 OUT=bench/out/dispatch
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 CALLS=${CALLS:-20000}
 RATE=${RATE:-3000}
@@ -50,14 +52,6 @@ for p in "${NODE_PORTS[@]}"; do
 done
 sleep 0.5
 
-wait_udp() {
-  for _ in $(seq 100); do
-    ss -Hlun "sport = :$PORT" | grep -q . && return 0
-    sleep 0.1
-  done
-  echo "run.sh: nothing listens on udp $HOST:$PORT; see $OUT/$1.log" >&2
-  return 1
-}
 
 start_pinhole() {
   {
@@ -65,6 +59,7 @@ start_pinhole() {
     echo "domains: [\"$HOST\"]"
     echo "data_dir: \"$OUT/pinhole-data\""
     echo "metrics: {listen: \"\"}"
+    echo "api: {listen: \"\"}"
     echo "log: {level: warn}"
     echo "natping: {interval: 0s}"
     echo "dispatch:"
@@ -128,13 +123,6 @@ KAM
   taskset -c "$SERVER_CORE" kamailio -f "$OUT/kamailio.cfg" -DD -E -m 512 -M 32 >"$OUT/kamailio.log" 2>&1 &
   PIDS+=($!)
   SERVER_PID=$!
-}
-
-stop_server() {
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
 }
 
 results=()

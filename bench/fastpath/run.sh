@@ -38,16 +38,8 @@ FD_BUDGET=${FD_BUDGET:-$(($(ulimit -Hn) - 1000))}
 mkdir -p "$OUT" "$BIN"
 go build -o "$BIN/" ./cmd/pinhole ./bench/cmd/sipload ./bench/cmd/echo-responder ./bench/cmd/benchtable
 
-SERVER_PID=
-stop_server() {
-  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  SERVER_PID=
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 trap stop_server EXIT
 
 pinhole_cfg() { # fast: true|false

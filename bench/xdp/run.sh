@@ -80,6 +80,7 @@ start_pinhole() {
 	domains: [localhost]
 	data_dir: $d/data
 	metrics: {listen: "127.0.0.1:9060"}
+	api: {listen: ""}
 	log: {level: info}
 	xdp: {interfaces: [phbxs, phbxs2], mode: $1, rate: 1000, burst: 2000}
 	natping: {interval: ${2:-0s}, method: options, max_missed: 0}
