@@ -119,17 +119,7 @@ func TestParallelForking(t *testing.T) {
 	if r.ExitCode != testutil.SippExitOK || r.Successful != 1 {
 		t.Fatalf("forked call failed:\n%s", r.Report())
 	}
-	winner.WaitLog("hangup:", 5*time.Second)
-	loser.WaitLog("cancelled:", 5*time.Second)
-	if got := winner.logs(t, "answered"); len(got) != 1 {
-		t.Errorf("answering phone logged answered %v, want one call", got)
-	}
-	if got := loser.logs(t, "invited"); len(got) != 1 {
-		t.Errorf("second phone was invited %d times, want 1: the fork must reach both", len(got))
-	}
-	if got := loser.Wait(t).LogValues("cancelled"); len(got) != 1 {
-		t.Errorf("second phone logged cancelled %v, want one CANCEL", got)
-	}
+	checkForked(t, winner, loser)
 }
 
 // TestCallToUserWithoutBinding: a user pinhole does not know is 404; a

@@ -187,3 +187,20 @@ func cutHeader(v, name string) (string, bool) {
 	}
 	return v, false
 }
+
+// checkForked checks a parallel fork to two devices: winner answered the
+// one call, loser was invited once and then got exactly one CANCEL.
+func checkForked(t *testing.T, winner, loser *device) {
+	t.Helper()
+	winner.WaitLog("hangup:", 5*time.Second)
+	loser.WaitLog("cancelled:", 5*time.Second)
+	if got := winner.logs(t, "answered"); len(got) != 1 {
+		t.Errorf("answering device logged answered %v, want one call", got)
+	}
+	if got := loser.logs(t, "invited"); len(got) != 1 {
+		t.Errorf("second device was invited %d times, want 1: the fork must reach both", len(got))
+	}
+	if got := loser.Wait(t).LogValues("cancelled"); len(got) != 1 {
+		t.Errorf("second device logged cancelled %v, want one CANCEL", got)
+	}
+}

@@ -333,17 +333,7 @@ func TestMidregAORForking(t *testing.T) {
 	if c.ExitCode != testutil.SippExitOK || c.Successful != 1 {
 		t.Fatalf("call placed at Kamailio failed:\n%s", c.Report())
 	}
-	winner.WaitLog("hangup:", 5*time.Second)
-	loser.WaitLog("cancelled:", 5*time.Second)
-	if got := winner.logs(t, "answered"); len(got) != 1 {
-		t.Errorf("answering device logged answered %v, want one call", got)
-	}
-	if got := loser.logs(t, "invited"); len(got) != 1 {
-		t.Errorf("second device was invited %d times, want 1: pinhole must fork to both", len(got))
-	}
-	if got := loser.Wait(t).LogValues("cancelled"); len(got) != 1 {
-		t.Errorf("second device logged cancelled %v, want one CANCEL", got)
-	}
+	checkForked(t, winner, loser)
 }
 
 // TestMidregUpstreamDown: with Kamailio stopped, a registered device keeps
