@@ -26,7 +26,7 @@ import (
 	"github.com/pinhole-sip/pinhole/fastpath/handoff"
 	"github.com/pinhole-sip/pinhole/fastpath/scan"
 	"github.com/pinhole-sip/pinhole/internal/config"
-	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/internal/location"
 )
 
 // Host is what the fast path needs of the slow path (*slowpath.Server).

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/pinhole-sip/pinhole/internal/config"
-	"github.com/pinhole-sip/pinhole/internal/mgmt"
+	"github.com/pinhole-sip/pinhole/cmd/pinhole/mgmt"
 )
 
 // ctlUsage is `pinhole ctl -h`; docs/operations.md has the same list.

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pinhole-sip/pinhole/internal/mgmt"
-	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/cmd/pinhole/mgmt"
+	"github.com/pinhole-sip/pinhole/internal/location"
 )
 
 // ctlServer is the API over a memory store holding one binding of alice.

@@ -26,13 +26,13 @@ import (
 
 	"github.com/pinhole-sip/pinhole/bpf"
 	"github.com/pinhole-sip/pinhole/fastpath"
-	"github.com/pinhole-sip/pinhole/fastpath/natping"
+	"github.com/pinhole-sip/pinhole/slowpath/natping"
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/logging"
-	"github.com/pinhole-sip/pinhole/internal/mgmt"
+	"github.com/pinhole-sip/pinhole/cmd/pinhole/mgmt"
 	"github.com/pinhole-sip/pinhole/slowpath"
 	"github.com/pinhole-sip/pinhole/slowpath/ban"
-	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/internal/location"
 )
 
 func main() {
@@ -148,7 +148,7 @@ func run() int {
 // INVITE still ringing is cut at this point.
 const drainTimeout = 7 * time.Second
 
-// serveAPI starts the management API (internal/mgmt) on addr; "" is off.
+// serveAPI starts the management API (cmd/pinhole/mgmt) on addr; "" is off.
 func serveAPI(addr, token string, srv *slowpath.Server, fast *fastPath, rl *reloader, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil

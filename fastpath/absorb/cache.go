@@ -14,7 +14,7 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/internal/location"
 )
 
 // Mode says which slow path fills the cache; the mid-registrar adds the

@@ -21,7 +21,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/pinhole-sip/pinhole/internal/mgmt"
+	"github.com/pinhole-sip/pinhole/cmd/pinhole/mgmt"
 	"github.com/pinhole-sip/pinhole/internal/testutil"
 )
 

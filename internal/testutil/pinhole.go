@@ -153,7 +153,7 @@ type LogConfig struct {
 	Rate       int               `yaml:"rate,omitempty"`
 }
 
-// APIConfig is the management API (internal/mgmt); an empty Listen is off.
+// APIConfig is the management API (cmd/pinhole/mgmt); an empty Listen is off.
 type APIConfig struct {
 	Listen    string `yaml:"listen"`
 	Token     string `yaml:"token,omitempty"`

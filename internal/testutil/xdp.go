@@ -15,7 +15,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/pinhole-sip/pinhole/internal/mgmt"
+	"github.com/pinhole-sip/pinhole/cmd/pinhole/mgmt"
 )
 
 // AttachXDPPass attaches a program that passes every frame to ifname in ns,

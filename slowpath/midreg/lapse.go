@@ -4,7 +4,7 @@ import (
 	"context"
 	"sync"
 
-	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/internal/location"
 )
 
 // lapseQueue holds bindings whose upstream registration pinhole must

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
-	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/internal/location"
 	"net/netip"
 	"strings"
 	"time"

@@ -3,7 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
-	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/internal/location"
 	"net/netip"
 	"strconv"
 	"strings"

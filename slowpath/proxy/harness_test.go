@@ -2,7 +2,7 @@ package proxy
 
 import (
 	"context"
-	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/internal/location"
 	"log/slog"
 	"net"
 	"net/netip"

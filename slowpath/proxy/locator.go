@@ -3,7 +3,7 @@ package proxy
 import (
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/internal/location"
 )
 
 // Locator is the part of the location store the proxy reads.

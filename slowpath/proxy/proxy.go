@@ -2,7 +2,7 @@ package proxy
 
 import (
 	"fmt"
-	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/internal/location"
 	"log/slog"
 	"net"
 	"slices"

@@ -2,7 +2,7 @@ package proxy
 
 import (
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
-	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/internal/location"
 	"net/netip"
 	"strings"
 

@@ -19,7 +19,7 @@ import (
 	"github.com/pinhole-sip/pinhole/bpf"
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
-	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/internal/location"
 )
 
 const token = "0123456789abcdef-test"

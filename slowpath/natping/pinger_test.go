@@ -15,7 +15,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/internal/location"
 )
 
 // listen opens a UDP socket on loopback, closed when the test ends.

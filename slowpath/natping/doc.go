@@ -11,4 +11,11 @@
 // Without XDP the slow path hands such replies to Pinger.Reply instead.
 // A binding whose device leaves MaxMissed pings in a row unanswered is
 // removed through the store. See docs/natping.md.
+//
+// It lives in the slow path although it uses no sipgo: it works on the
+// location store's bindings, the way the registrar and the NAT fixing beside
+// it do, and it removes bindings, which only the slow path's packages may
+// decide. The gnet loops of the fast path have no part in it; the one tie
+// to the kernel fast path is the Call-ID token, whose rule the XDP program
+// shares (bpf.CallID).
 package natping

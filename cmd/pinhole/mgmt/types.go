@@ -5,7 +5,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/bpf"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
-	"github.com/pinhole-sip/pinhole/slowpath/location"
+	"github.com/pinhole-sip/pinhole/internal/location"
 )
 
 // The JSON the API speaks; `pinhole ctl` decodes the same types.
