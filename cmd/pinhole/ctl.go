@@ -17,8 +17,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/cmd/pinhole/mgmt"
+	"github.com/pinhole-sip/pinhole/internal/config"
 )
 
 // ctlUsage is `pinhole ctl -h`; docs/operations.md has the same list.

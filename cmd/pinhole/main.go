@@ -25,14 +25,14 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/pinhole-sip/pinhole/bpf"
-	"github.com/pinhole-sip/pinhole/fastpath"
-	"github.com/pinhole-sip/pinhole/slowpath/natping"
-	"github.com/pinhole-sip/pinhole/internal/config"
-	"github.com/pinhole-sip/pinhole/internal/logging"
 	"github.com/pinhole-sip/pinhole/cmd/pinhole/mgmt"
+	"github.com/pinhole-sip/pinhole/fastpath"
+	"github.com/pinhole-sip/pinhole/internal/config"
+	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/internal/logging"
 	"github.com/pinhole-sip/pinhole/slowpath"
 	"github.com/pinhole-sip/pinhole/slowpath/ban"
-	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/slowpath/natping"
 )
 
 func main() {

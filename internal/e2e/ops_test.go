@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pinhole-sip/pinhole/cmd/pinhole/mgmt"
+	"github.com/pinhole-sip/pinhole/internal/promtext"
 	"github.com/pinhole-sip/pinhole/internal/testutil"
 )
 
@@ -40,7 +41,7 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 	if err != nil || res.StatusCode != http.StatusOK {
 		t.Fatalf("scrape metrics: %d %v", res.StatusCode, err)
 	}
-	return mgmt.ParseText(string(b))
+	return promtext.Parse(string(b))
 }
 
 // opsServer starts pinhole with metrics and the API on free loopback ports.

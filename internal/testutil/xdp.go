@@ -15,7 +15,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/pinhole-sip/pinhole/cmd/pinhole/mgmt"
+	"github.com/pinhole-sip/pinhole/internal/promtext"
 )
 
 // AttachXDPPass attaches a program that passes every frame to ifname in ns,
@@ -110,7 +110,7 @@ func Metrics(t testing.TB, ns *NetNS, addr string) map[string]float64 {
 	if err != nil || res.StatusCode != http.StatusOK {
 		t.Fatalf("scrape metrics at %s in %s: status %d, %v", addr, ns, res.StatusCode, err)
 	}
-	return mgmt.ParseText(string(b))
+	return promtext.Parse(string(b))
 }
 
 // Verdict is the name of pinhole's XDP counter for verdict v.

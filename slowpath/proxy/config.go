@@ -3,8 +3,8 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"net/netip"
 	"strings"
 	"time"

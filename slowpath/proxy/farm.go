@@ -10,8 +10,8 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/nat"
 )
 

@@ -1,8 +1,8 @@
 package proxy
 
 import (
-	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"net/netip"
 	"strings"
 

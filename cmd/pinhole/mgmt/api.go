@@ -27,8 +27,9 @@ import (
 
 	"github.com/pinhole-sip/pinhole/bpf"
 	"github.com/pinhole-sip/pinhole/internal/config"
-	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/internal/promtext"
+	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 )
 
 // Bindings is the location store as the API reads it.
@@ -468,32 +469,12 @@ func (a *API) stats(w http.ResponseWriter, r *http.Request) {
 	var b bytes.Buffer
 	metrics.WritePrometheus(&b, false)
 	out := Stats{Uptime: a.cfg.Now().Sub(a.started).Seconds(), Metrics: map[string]float64{}}
-	for name, v := range ParseText(b.String()) {
+	for name, v := range promtext.Parse(b.String()) {
 		if strings.HasPrefix(name, "pinhole_") && strings.HasPrefix(name, prefix) {
 			out.Metrics[name] = v
 		}
 	}
 	reply(w, http.StatusOK, out)
-}
-
-// ParseText reads Prometheus text into samples by name with labels.
-func ParseText(text string) map[string]float64 {
-	m := map[string]float64{}
-	for line := range strings.SplitSeq(text, "\n") {
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		m[line[:i]] = v
-	}
-	return m
 }
 
 func (a *API) reload(w http.ResponseWriter, _ *http.Request) {

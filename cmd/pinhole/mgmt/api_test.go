@@ -18,8 +18,8 @@ import (
 
 	"github.com/pinhole-sip/pinhole/bpf"
 	"github.com/pinhole-sip/pinhole/internal/config"
-	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 )
 
 const token = "0123456789abcdef-test"

@@ -4,8 +4,8 @@ import (
 	"time"
 
 	"github.com/pinhole-sip/pinhole/bpf"
-	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 )
 
 // The JSON the API speaks; `pinhole ctl` decodes the same types.
