@@ -84,7 +84,7 @@ func (m *MidRegistrar) insert(r *sip.Request, reg *registrar.Request, after []lo
 		ch := &sip.ContactHeader{Address: u, Params: sip.NewParams()}
 		ch.Params.Add("expires", strconv.Itoa(exp))
 		if q != 1000 {
-			ch.Params.Add("q", formatQ(q))
+			ch.Params.Add("q", registrar.FormatQ(q))
 		}
 		r.AppendHeader(ch)
 		out = append(out, asked{uri: u, expires: exp})
@@ -287,14 +287,4 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
 	return hex.EncodeToString(b)
-}
-
-// formatQ writes a q-value (RFC 3261 §20.10) from its value × 1000.
-func formatQ(q uint16) string {
-	s := strconv.FormatFloat(float64(q)/1000, 'f', 3, 64)
-	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-	if s == "" {
-		return "0"
-	}
-	return s
 }

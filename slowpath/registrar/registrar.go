@@ -388,7 +388,7 @@ func (r *Registrar) ok(req *sip.Request, bs []location.Binding, now time.Time) *
 		ch.Params = sip.NewParams()
 		ch.Params.Add("expires", strconv.Itoa(left))
 		if b.Q != 1000 {
-			ch.Params.Add("q", formatQ(b.Q))
+			ch.Params.Add("q", FormatQ(b.Q))
 		}
 		if b.Instance != "" {
 			ch.Params.Add("+sip.instance", "\"<"+b.Instance+">\"")
@@ -495,7 +495,10 @@ func parseQ(s string) (uint16, error) {
 	return uint16(f*1000 + 0.5), nil
 }
 
-func formatQ(q uint16) string {
+// FormatQ writes a q-value (RFC 3261 §20.10) from its value × 1000, the
+// inverse of parseQ; exported so the mid-registrar's upstream REGISTER
+// carries q in the same form the registrar answers with.
+func FormatQ(q uint16) string {
 	s := strconv.FormatFloat(float64(q)/1000, 'f', 3, 64)
 	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
 	if s == "" {

@@ -318,8 +318,8 @@ func TestQValues(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("parseQ(%q) = %d, %v; want %d", in, got, err, want)
 		}
-		if back, _ := parseQ(formatQ(got)); back != got {
-			t.Errorf("formatQ(%d) = %q does not parse back", got, formatQ(got))
+		if back, _ := parseQ(FormatQ(got)); back != got {
+			t.Errorf("FormatQ(%d) = %q does not parse back", got, FormatQ(got))
 		}
 	}
 	for _, in := range []string{"-1", "1.5", "x", ""} {
