@@ -249,9 +249,8 @@ func TestOutboundInstanceReplacesFlow(t *testing.T) {
 
 func TestMaxContacts(t *testing.T) {
 	f := newFixture(t, nil)
-	for i, port := range []string{"5061", "5062", "5063"} {
+	for _, port := range []string{"5061", "5062", "5063"} {
 		expectStatus(t, f.register("c"+port, 1, public, "Contact: <sip:alice@198.51.100.7:"+port+">"), 200)
-		_ = i
 	}
 	res := f.register("c5064", 1, public, "Contact: <sip:alice@198.51.100.7:5064>")
 	expectStatus(t, res, 503)
