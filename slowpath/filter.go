@@ -1,9 +1,6 @@
 package slowpath
 
 import (
-	"net"
-	"sync"
-
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/emiago/sipgo/sip"
 
@@ -19,26 +16,13 @@ var sanityVerdicts = func() (c [sanity.NumReasons]*metrics.Counter) {
 	return c
 }()
 
-// udpSockets maps a listener's local address to its socket, so the read
-// filter can answer a malformed request from the socket it arrived on.
-type udpSockets struct {
-	mu    sync.RWMutex
-	conns map[string]net.PacketConn
-}
-
-func (u *udpSockets) add(c net.PacketConn) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.conns == nil {
-		u.conns = map[string]net.PacketConn{}
+// filterUDP is sipgo's read filter: it answers double-CRLF keepalives,
+// runs the intercept hook, then the sanity filter.
+func (s *Server) filterUDP(p sip.TransportReadProps, data []byte) ([]byte, error) {
+	if s.answerKeepalive(p, data) || s.intercepted(p, data) {
+		return nil, nil
 	}
-	u.conns[c.LocalAddr().String()] = c
-}
-
-func (u *udpSockets) get(addr string) net.PacketConn {
-	u.mu.RLock()
-	defer u.mu.RUnlock()
-	return u.conns[addr]
+	return s.readFilter(p, data)
 }
 
 // readFilter vets every UDP datagram before sipgo parses it (see package

@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/emiago/sipgo"
@@ -45,8 +43,7 @@ type Server struct {
 	tls    *tls.Config
 
 	udp   udpSockets
-	hooks hooks     // XDP and NAT pinger hooks, see xdp.go
-	fast  fastHooks // the userspace fast path's hooks, see SetUDPListen
+	hooks hooks // what the daemon plugs in (XDP, NAT pinger, fast path), hooks.go
 	// ops holds the proxy and dispatcher (dispatch sets, route.go), the
 	// authenticator and the message limits, which a reload swaps, and the
 	// request metrics (ops.go).
@@ -243,7 +240,7 @@ func (s *Server) listen(l config.Listener) error {
 	switch l.Transport {
 	case "UDP":
 		open := listenUDP
-		if fn := s.fast.listenUDP.Load(); fn != nil {
+		if fn := s.hooks.listenUDP.Load(); fn != nil {
 			open = func(string) (net.PacketConn, error) { return (*fn)(l.Addr) }
 		}
 		pc, err := open(addr)
@@ -353,32 +350,6 @@ func (r registerAuth) Authorize(req *sip.Request, aor string) *sip.Response {
 	return resp
 }
 
-// fastHooks connect the userspace fast path (docs/fastpath.md); they are
-// set before Start and may be left unset (fastpath.enabled: false).
-type fastHooks struct {
-	listenUDP atomic.Pointer[func(netip.AddrPort) (net.PacketConn, error)]
-	committed atomic.Pointer[registrar.Committed]
-	changed   atomic.Pointer[func(aor string)]
-}
-
-// SetUDPListen makes Start open each UDP listener with fn instead of a
-// socket of its own: the fast path owns the sockets and hands sipgo what
-// it does not answer through the PacketConn fn returns.
-func (s *Server) SetUDPListen(fn func(netip.AddrPort) (net.PacketConn, error)) {
-	s.fast.listenUDP.Store(&fn)
-}
-
-// SetCommitted installs fn, told of every 200 the registrar or the
-// mid-registrar sent to a REGISTER (the fast path fills its cache).
-func (s *Server) SetCommitted(fn func(*sip.Request, *sip.Response, location.Flow)) {
-	c := registrar.Committed(fn)
-	s.fast.committed.Store(&c)
-}
-
-// SetBindingChanged installs fn, told the AOR of every change of a
-// binding in the location store (the fast path forgets the AOR).
-func (s *Server) SetBindingChanged(fn func(aor string)) { s.fast.changed.Store(&fn) }
-
 // UDPLimits are the current message limits (a reload may change them).
 func (s *Server) UDPLimits() (maxMessageBytes, maxHeaders int) {
 	l := s.ops.limits.Load()
@@ -387,15 +358,3 @@ func (s *Server) UDPLimits() (maxMessageBytes, maxHeaders int) {
 
 // MidRegistrar reports whether REGISTER goes through the mid-registrar.
 func (s *Server) MidRegistrar() bool { return s.mid != nil }
-
-func (s *Server) committed(req *sip.Request, res *sip.Response, flow location.Flow) {
-	if fn := s.fast.committed.Load(); fn != nil {
-		(*fn)(req, res, flow)
-	}
-}
-
-func (s *Server) bindingChanged(aor string) {
-	if fn := s.fast.changed.Load(); fn != nil {
-		(*fn)(aor)
-	}
-}

@@ -3,7 +3,10 @@ package slowpath
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"net/netip"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -37,4 +40,44 @@ func listenUDP(addr string) (net.PacketConn, error) {
 		return serr
 	}}
 	return lc.ListenPacket(context.Background(), "udp", addr)
+}
+
+// udpSockets maps a listener's local address to its socket, so the read
+// filter can answer a malformed request from the socket it arrived on.
+type udpSockets struct {
+	mu    sync.RWMutex
+	conns map[string]net.PacketConn
+}
+
+func (u *udpSockets) add(c net.PacketConn) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.conns == nil {
+		u.conns = map[string]net.PacketConn{}
+	}
+	u.conns[c.LocalAddr().String()] = c
+}
+
+func (u *udpSockets) get(addr string) net.PacketConn {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	return u.conns[addr]
+}
+
+// UDPSocket returns the UDP socket pinhole listens on at local, so that
+// the NAT pinger sends from the address and port a device registered to.
+func (s *Server) UDPSocket(local netip.AddrPort) (syscall.RawConn, error) {
+	pc := s.udp.get(local.String())
+	if pc == nil {
+		return nil, fmt.Errorf("no UDP listener on %v", local)
+	}
+	sc, ok := pc.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("UDP listener on %v has no file descriptor", local)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("UDP listener on %v: %w", local, err)
+	}
+	return rc, nil
 }
