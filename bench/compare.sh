@@ -156,9 +156,9 @@ KAM
 }
 
 # OpenSIPS with mid_registrar in contact throttling mode, the mode an edge
-# uses to absorb refreshes (seed 004). Its main registrar is the echo
-# responder on PORT+1, which accepts every REGISTER, so what is measured is
-# OpenSIPS's own work. Not exercised here: Debian has no opensips package.
+# uses to absorb refreshes (docs/architecture.md, "Mid-registrar modes").
+# Its main registrar is the echo responder on PORT+1, which accepts every
+# REGISTER, so what is measured is OpenSIPS's own work. Not exercised here: Debian has no opensips package.
 write_opensips_cfg() {
   cat >"$OUT/opensips.cfg" <<OSIPS
 log_level=1
