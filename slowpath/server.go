@@ -41,6 +41,10 @@ type Server struct {
 	reg    *registrar.Registrar
 	mid    *midreg.MidRegistrar // nil: standalone registrar
 	tls    *tls.Config
+	// keys sign the Record-Route, Path and hidden-Contact parameters the
+	// proxy will follow later; the file in data_dir keeps them across
+	// restarts and reloads, so dialogs set up before either still route.
+	keys *routesig.Keyring
 
 	udp   udpSockets
 	hooks hooks // what the daemon plugs in (XDP, NAT pinger, fast path), hooks.go
@@ -54,6 +58,14 @@ type Server struct {
 	serving sync.WaitGroup
 }
 
+// RouteKeyFile is the key file of slowpath/routesig in data_dir. Edges
+// that must honour each other's Record-Route entries share it.
+const RouteKeyFile = "route.key"
+
+// RouteKeyGrace is how long a rotated-out key still verifies: longer than
+// any dialog a carrier lets ring and talk through one rotation.
+const RouteKeyGrace = 24 * time.Hour
+
 // New builds the slow path from a validated configuration. It opens the
 // location store (loading persisted bindings) but binds no socket yet.
 func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
@@ -64,8 +76,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err := s.initOps(); err != nil {
 		return nil, err
 	}
+	keys, err := routesig.Open(filepath.Join(cfg.DataDir, RouteKeyFile), RouteKeyGrace)
+	if err != nil {
+		return nil, fmt.Errorf("route signing keys: %w", err)
+	}
+	s.keys = keys
 
-	var err error
 	if cfg.Auth.Enabled() {
 		creds, err := auth.LoadCredentials(cfg.Auth.Credentials)
 		if err != nil {
@@ -178,7 +194,7 @@ func (s *Server) buildUA() error {
 		sipgo.WithUserAgentParser(parser),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(sipLog),
-			sip.WithTransportLayerReadFilter(s.filterUDP), // intercept hook, then readFilter
+			sip.WithTransportLayerReadFilter(s.filterUDP), // keepalives, intercept hook, sanity (filter.go)
 		),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
 	}
