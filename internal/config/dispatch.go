@@ -40,16 +40,20 @@ type DispatchDestination struct {
 	URI      string            `yaml:"uri"` // sip:IP:PORT[;transport=tcp]
 	Weight   int               `yaml:"weight"`
 	Priority int               `yaml:"priority"` // lowest first; higher are spares
-	Attrs    map[string]string `yaml:"attrs"`
+	Attrs    map[string]string `yaml:"attrs,omitempty"`
 }
 
 // DispatchRule sends matching requests to a set; empty conditions match all.
+//
+// The conditions, like a destination's attrs, are left out of marshalled
+// YAML when empty: an entry of a list takes no default, so absent and
+// empty read back the same, and a marshalled Config reads back equal.
 type DispatchRule struct {
 	Set     string   `yaml:"set"`
-	Methods []string `yaml:"methods"`
-	Domains []string `yaml:"domains"`
-	Prefix  string   `yaml:"prefix"`  // request-URI user prefix
-	Sources []string `yaml:"sources"` // CIDR prefixes of the sender
+	Methods []string `yaml:"methods,omitempty"`
+	Domains []string `yaml:"domains,omitempty"`
+	Prefix  string   `yaml:"prefix,omitempty"`  // request-URI user prefix
+	Sources []string `yaml:"sources,omitempty"` // CIDR prefixes of the sender
 }
 
 // DispatchProbe configures OPTIONS probing of destinations.
