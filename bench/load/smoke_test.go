@@ -14,6 +14,7 @@ import (
 	"github.com/pinhole-sip/pinhole/bench/digest"
 	"github.com/pinhole-sip/pinhole/bench/echo"
 	"github.com/pinhole-sip/pinhole/bench/load"
+	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/testutil"
 )
 
@@ -58,7 +59,7 @@ func TestSmokeAgainstPinhole(t *testing.T) {
 		fmt.Fprintf(f, "%s pinhole %s\n", u, digest.HA1(digest.MD5, u, "pinhole", load.Password(u)))
 	}
 	f.Close()
-	cfg.Auth.Credentials, cfg.Auth.NonceTTL = creds, "300s"
+	cfg.Auth.Credentials, cfg.Auth.NonceTTL = creds, 300*time.Second
 	cfg.Listen.TCP = nil
 	ph := testutil.StartPinhole(t, nil, cfg)
 	server := netip.MustParseAddrPort(ph.Config.Listen.UDP[0])
@@ -124,7 +125,7 @@ func TestSmokeNATPings(t *testing.T) {
 	cfg := testutil.DefaultConfig(t)
 	cfg.Log.Level = "info"
 	cfg.Listen.TCP = nil
-	cfg.NATPing = &testutil.NATPingConfig{Interval: "1s", Method: "options", MaxMissed: 3}
+	cfg.NATPing = config.NATPing{Interval: time.Second, Method: "options", MaxMissed: 3}
 	ph := testutil.StartPinhole(t, nil, cfg)
 	server := netip.MustParseAddrPort(ph.Config.Listen.UDP[0])
 

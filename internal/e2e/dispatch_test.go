@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/testutil"
 )
 
@@ -26,9 +27,9 @@ const farmDomain = "farm.example"
 // the configuration further.
 func startFarmProxy(t *testing.T, f *testutil.Farm, alg string, weights []int, edit func(*testutil.Config)) *server {
 	t.Helper()
-	set := testutil.DispatchSet{Name: "fs", Algorithm: alg}
+	set := config.DispatchSet{Name: "fs", Algorithm: alg}
 	for i, n := range f.Nodes {
-		d := testutil.DispatchDestination{URI: n.URI()}
+		d := config.DispatchDestination{URI: n.URI()}
 		if i < len(weights) {
 			d.Weight = weights[i]
 		}
@@ -36,12 +37,11 @@ func startFarmProxy(t *testing.T, f *testutil.Farm, alg string, weights []int, e
 	}
 	return startServer(t, nil, false, func(c *testutil.Config) {
 		c.Log.Level = "info"
-		c.Dispatch = &testutil.DispatchConfig{
-			Sets:     []testutil.DispatchSet{set},
-			Rules:    []testutil.DispatchRule{{Set: "fs", Domains: []string{farmDomain}}},
-			Probe:    &testutil.DispatchProbe{Interval: "0s"},
-			Failover: &testutil.DispatchFailover{DownOn503: true, Timeout: "1s"},
-		}
+		c.Dispatch.Sets = []config.DispatchSet{set}
+		c.Dispatch.Rules = []config.DispatchRule{{Set: "fs", Domains: []string{farmDomain}}}
+		c.Dispatch.Probe.Interval = 0
+		c.Dispatch.Failover.DownOn503 = true
+		c.Dispatch.Failover.Timeout = time.Second
 		if edit != nil {
 			edit(c)
 		}
@@ -188,7 +188,7 @@ func TestDispatchNodeLoss(t *testing.T) {
 	metricsAddr := fmt.Sprintf("%s:%d", testutil.Loopback, testutil.FreePort(t, testutil.Loopback))
 	s := startFarmProxy(t, f, "round_robin", nil, func(c *testutil.Config) {
 		c.Metrics.Listen = metricsAddr
-		c.Dispatch.Probe = &testutil.DispatchProbe{Interval: "1s", Timeout: "500ms", DownAfter: 2, UpAfter: 2}
+		c.Dispatch.Probe = config.DispatchProbe{Interval: time.Second, Timeout: 500 * time.Millisecond, DownAfter: 2, UpAfter: 2}
 	})
 	victim := f.Nodes[1]
 	up := fmt.Sprintf(`pinhole_dispatch_destination_up{set="fs",destination=%q}`, victim.URI())
@@ -218,8 +218,8 @@ func TestDispatchNodeLoss(t *testing.T) {
 
 // TestDispatchChallengeGoesToChallenger: REGISTER is relayed to two
 // registrar nodes in round robin; each node challenges with its own nonce,
-// and every authenticated retry must reach the node that challenged it
-// (seed 000), not the next in turn.
+// and every authenticated retry must reach the node that challenged it,
+// the only one that knows its nonce, not the next in turn.
 func TestDispatchChallengeGoesToChallenger(t *testing.T) {
 	f := testutil.StartFarm(t, 2, scenario(t, "farm_node.xml"), nil)
 	s := startFarmProxy(t, f, "round_robin", nil, func(c *testutil.Config) { c.Dispatch.Register = "fs" })
@@ -255,7 +255,8 @@ func TestDispatchChallengeGoesToChallenger(t *testing.T) {
 	}
 }
 
-// TestDispatchPathToDeviceBehindNAT is the edge-only topology of seed 000:
+// TestDispatchPathToDeviceBehindNAT is the edge-only topology
+// (docs/architecture.md, "Edge proxy toward a farm"):
 // a device behind a masquerading router registers through pinhole to a
 // registrar node, which sees pinhole's Path with the device's translated
 // address; another node of the farm calls the device through that Path;
@@ -271,17 +272,15 @@ func TestDispatchPathToDeviceBehindNAT(t *testing.T) {
 	natSide := fmt.Sprintf("%s:%d", nat.UpstreamAddr, port)
 	s := startServer(t, nil, false, func(c *testutil.Config) {
 		loop := fmt.Sprintf("%s:%d", testutil.Loopback, port)
-		c.Listen = testutil.Listen{UDP: []string{loop, natSide}}
+		c.Listen = config.Listen{UDP: []string{loop, natSide}}
 		c.Log.Level = "info"
-		c.Dispatch = &testutil.DispatchConfig{
-			Sets: []testutil.DispatchSet{
-				{Name: "reg", Algorithm: "round_robin", Destinations: []testutil.DispatchDestination{{URI: reg.Nodes[0].URI()}}},
-				{Name: "media", Algorithm: "round_robin", Destinations: []testutil.DispatchDestination{{URI: callerURI}}},
-			},
-			Register:       "reg",
-			Probe:          &testutil.DispatchProbe{Interval: "0s"},
-			TopologyHiding: true,
+		c.Dispatch.Sets = []config.DispatchSet{
+			{Name: "reg", Algorithm: "round_robin", Destinations: []config.DispatchDestination{{URI: reg.Nodes[0].URI()}}},
+			{Name: "media", Algorithm: "round_robin", Destinations: []config.DispatchDestination{{URI: callerURI}}},
 		}
+		c.Dispatch.Register = "reg"
+		c.Dispatch.Probe.Interval = 0
+		c.Dispatch.TopologyHiding = true
 	})
 
 	dev := testutil.Sipp{

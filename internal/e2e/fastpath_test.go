@@ -26,7 +26,7 @@ func TestFastPathAbsorbsAndHandsOffExpiries(t *testing.T) {
 	cfg := testutil.DefaultConfig(t)
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, testutil.Loopback))
 	cfg.Metrics.Listen = metricsAddr
-	cfg.FastPath = &testutil.FastPathConfig{Enabled: true, Loops: 2}
+	cfg.FastPath.Enabled, cfg.FastPath.Loops = true, 2
 	cfg.Log.Level = "info"
 	p := testutil.StartPinhole(t, nil, cfg)
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/testutil"
 )
 
@@ -50,17 +51,17 @@ func startMidrig(t *testing.T, p midParams, edit func(*testutil.Config)) *midrig
 	})
 	s := startServer(t, p.users, false, func(c *testutil.Config) {
 		addr := fmt.Sprintf("%s:%d", testutil.Loopback, port)
-		c.Listen = testutil.Listen{UDP: []string{addr}, TCP: []string{addr}}
+		c.Listen = config.Listen{UDP: []string{addr}, TCP: []string{addr}}
 		// Short expiries so the rules play out in seconds.
-		c.Registrar = testutil.RegistrarConfig{MinExpires: 1, MaxExpires: 3600, DefaultExpires: 60, MaxContacts: 10}
+		c.Registrar = config.Registrar{MinExpires: 1, MaxExpires: 3600, DefaultExpires: 60, MaxContacts: 10}
 		c.Log.Level = "info"
-		c.MidRegistrar = &testutil.MidRegistrarConfig{
-			Upstreams:       []testutil.UpstreamConfig{{Addr: k.Addr.String(), Transport: "udp"}},
+		c.MidRegistrar = config.MidRegistrar{
+			Upstreams:       []config.Upstream{{Addr: k.Addr.String(), Transport: "udp"}},
 			Mode:            p.mode,
 			Insertion:       p.insertion,
 			OutgoingExpires: p.outgoing,
 			RenewalMargin:   p.margin,
-			Timeout:         "1s",
+			Timeout:         time.Second,
 			RetryAfter:      7,
 		}
 		if edit != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pinhole-sip/pinhole/cmd/pinhole/mgmt"
+	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/promtext"
 	"github.com/pinhole-sip/pinhole/internal/testutil"
 )
@@ -50,7 +51,7 @@ func opsServer(t *testing.T, passwords map[string]string, auth bool, edit func(*
 	metricsAddr = fmt.Sprintf("%s:%d", testutil.Loopback, testutil.FreePort(t, testutil.Loopback))
 	s = startServer(t, passwords, auth, func(c *testutil.Config) {
 		c.Metrics.Listen = metricsAddr
-		api = c.EnableAPI(t, opsToken)
+		api = testutil.EnableAPI(t, c, opsToken)
 		c.Log.Level = "info"
 		if edit != nil {
 			edit(c)
@@ -168,18 +169,16 @@ func TestAPIAndCtl(t *testing.T) {
 		fmt.Sprintf("sip:127.0.0.1:%d", testutil.FreePort(t, testutil.Loopback)),
 		fmt.Sprintf("sip:127.0.0.1:%d", testutil.FreePort(t, testutil.Loopback)),
 	}
-	farm := func(uris ...string) *testutil.DispatchConfig {
-		var ds []testutil.DispatchDestination
+	farm := func(d *config.Dispatch, uris ...string) {
+		var ds []config.DispatchDestination
 		for _, u := range uris {
-			ds = append(ds, testutil.DispatchDestination{URI: u})
+			ds = append(ds, config.DispatchDestination{URI: u})
 		}
-		return &testutil.DispatchConfig{
-			Sets:  []testutil.DispatchSet{{Name: "fs", Algorithm: "round_robin", Destinations: ds}},
-			Rules: []testutil.DispatchRule{{Set: "fs", Methods: []string{"INVITE"}, Domains: []string{"farm.example"}}},
-			Probe: &testutil.DispatchProbe{Interval: "0s"},
-		}
+		d.Sets = []config.DispatchSet{{Name: "fs", Algorithm: "round_robin", Destinations: ds}}
+		d.Rules = []config.DispatchRule{{Set: "fs", Methods: []string{"INVITE"}, Domains: []string{"farm.example"}}}
+		d.Probe.Interval = 0
 	}
-	s, api, _ := opsServer(t, nil, false, func(c *testutil.Config) { c.Dispatch = farm(nodes...) })
+	s, api, _ := opsServer(t, nil, false, func(c *testutil.Config) { farm(&c.Dispatch, nodes...) })
 	const (
 		a1 = "sip:alice@127.0.0.1:7401"
 		a2 = "sip:alice@127.0.0.1:7402"
@@ -233,7 +232,7 @@ func TestAPIAndCtl(t *testing.T) {
 	// A reload that adds a destination and changes a restart-only key.
 	third := fmt.Sprintf("sip:127.0.0.1:%d", testutil.FreePort(t, testutil.Loopback))
 	cfg := s.Config
-	cfg.Dispatch = farm(nodes[0], nodes[1], third)
+	farm(&cfg.Dispatch, nodes[0], nodes[1], third)
 	cfg.Registrar.MaxContacts = 5
 	s.Rewrite(cfg)
 	runCtl(t, nil, api, []ctlWant{
@@ -279,7 +278,7 @@ func TestBlocklistThroughAPI(t *testing.T) {
 	listen := netip.AddrPortFrom(l.AddrA.Addr(), 5060)
 	api := "http://127.0.0.1:9061"
 	e := startEdge(t, edgeNS, listen, []string{l.NameA}, func(c *testutil.Config) {
-		c.API = testutil.APIConfig{Listen: "127.0.0.1:9061", Token: opsToken}
+		c.API = config.API{Listen: "127.0.0.1:9061", Token: opsToken}
 	})
 	ph := newPhone(t, peer, l.AddrB.Addr(), listen)
 	if res := ph.register(t, "alice", false); res == nil || res.StatusCode != 200 {
@@ -353,11 +352,9 @@ func TestReloadUnderLoad(t *testing.T) {
 		passwords[users[i].Name] = users[i].Password
 	}
 	s, api, metricsAddr := opsServer(t, passwords, true, func(c *testutil.Config) {
-		c.Dispatch = &testutil.DispatchConfig{
-			Sets:  []testutil.DispatchSet{{Name: "fs", Algorithm: "round_robin", Destinations: []testutil.DispatchDestination{{URI: "sip:127.0.0.1:9"}}}},
-			Rules: []testutil.DispatchRule{{Set: "fs", Methods: []string{"INVITE"}}},
-			Probe: &testutil.DispatchProbe{Interval: "0s"},
-		}
+		c.Dispatch.Sets = []config.DispatchSet{{Name: "fs", Algorithm: "round_robin", Destinations: []config.DispatchDestination{{URI: "sip:127.0.0.1:9"}}}}
+		c.Dispatch.Rules = []config.DispatchRule{{Set: "fs", Methods: []string{"INVITE"}}}
+		c.Dispatch.Probe.Interval = 0
 	})
 	load := testutil.Sipp{
 		Scenario: scenario(t, "register.xml"), Remote: s.Addr, LocalIP: testutil.Loopback,
@@ -498,14 +495,13 @@ func TestDashboardMetricsExported(t *testing.T) {
 	peer, l := peerLink(t, edgeNS, 62)
 	listen := netip.AddrPortFrom(l.AddrA.Addr(), 5060)
 	e := startEdge(t, edgeNS, listen, []string{l.NameA}, func(c *testutil.Config) {
-		c.API = testutil.APIConfig{Listen: "127.0.0.1:9061"}
-		c.NATPing = &testutil.NATPingConfig{Interval: "30s", MaxMissed: 3}
-		c.MidRegistrar = &testutil.MidRegistrarConfig{Upstreams: []testutil.UpstreamConfig{{Addr: l.AddrB.Addr().String() + ":5070", Transport: "udp"}}, Timeout: "1s", RenewalMargin: 10}
-		c.Dispatch = &testutil.DispatchConfig{
-			Sets:  []testutil.DispatchSet{{Name: "fs", Algorithm: "round_robin", Destinations: []testutil.DispatchDestination{{URI: "sip:" + l.AddrB.Addr().String() + ":5080"}}}},
-			Rules: []testutil.DispatchRule{{Set: "fs", Methods: []string{"INVITE"}, Domains: []string{"farm.example"}}},
-			Probe: &testutil.DispatchProbe{Interval: "0s"},
-		}
+		c.API = config.API{Listen: "127.0.0.1:9061"}
+		c.NATPing.Interval, c.NATPing.MaxMissed = 30*time.Second, 3
+		c.MidRegistrar.Upstreams = []config.Upstream{{Addr: l.AddrB.Addr().String() + ":5070", Transport: "udp"}}
+		c.MidRegistrar.Timeout, c.MidRegistrar.RenewalMargin = time.Second, 10
+		c.Dispatch.Sets = []config.DispatchSet{{Name: "fs", Algorithm: "round_robin", Destinations: []config.DispatchDestination{{URI: "sip:" + l.AddrB.Addr().String() + ":5080"}}}}
+		c.Dispatch.Rules = []config.DispatchRule{{Set: "fs", Methods: []string{"INVITE"}, Domains: []string{"farm.example"}}}
+		c.Dispatch.Probe.Interval = 0
 	})
 	// The mid-registrar's per-upstream and per-code counters appear with
 	// the first relay: an upstream that ignores the first REGISTER (one

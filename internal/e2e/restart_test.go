@@ -33,7 +33,7 @@ func TestBindingsSurviveKill9(t *testing.T) {
 		passwords[users[i].Name] = users[i].Password
 	}
 	s := startServer(t, passwords, true, func(c *testutil.Config) {
-		c.Location.FlushInterval = flushInterval.String()
+		c.Location.FlushInterval = flushInterval
 		c.Log.Level = "info" // debug per request would dominate the run
 	})
 	acked, rest := users[:killAcked], users[killAcked:]

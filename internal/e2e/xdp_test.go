@@ -18,6 +18,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/testutil"
 )
 
@@ -51,12 +52,12 @@ func peerLink(t *testing.T, edgeNS *testutil.NetNS, n byte) (*testutil.NetNS, *t
 func startEdge(t *testing.T, ns *testutil.NetNS, listen netip.AddrPort, ifaces []string, edit func(*testutil.Config)) *edge {
 	t.Helper()
 	cfg := testutil.DefaultConfig(t)
-	cfg.Listen = testutil.Listen{UDP: []string{listen.String()}}
+	cfg.Listen = config.Listen{UDP: []string{listen.String()}}
 	cfg.Domains = []string{domain}
 	cfg.Metrics.Listen = edgeMetrics
 	cfg.Log.Level = "info"
-	cfg.XDP = &testutil.XDPConfig{Interfaces: ifaces, Mode: "native"}
-	cfg.NATPing = &testutil.NATPingConfig{Interval: "0s"}
+	cfg.XDP.Interfaces, cfg.XDP.Mode = ifaces, "native"
+	cfg.NATPing.Interval, cfg.NATPing.MaxMissed = 0, 0
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -342,7 +343,7 @@ func TestXDPNATPing(t *testing.T) {
 	testutil.AttachXDPPass(t, nat.Router, nat.Uplink.NameB)
 	const maxMissed = 2
 	e := startEdge(t, edgeNS, netip.AddrPortFrom(nat.UpstreamAddr, 5060), []string{nat.Uplink.NameA}, func(c *testutil.Config) {
-		c.NATPing = &testutil.NATPingConfig{Interval: "1s", Method: "options", MaxMissed: maxMissed}
+		c.NATPing = config.NATPing{Interval: time.Second, Method: "options", MaxMissed: maxMissed}
 	})
 	ph := newPhone(t, nat.Device, nat.DeviceAddr, e.sip)
 	if res := ph.register(t, "alice", false); res.StatusCode != 200 {
@@ -396,7 +397,7 @@ func TestXDPFlood(t *testing.T) {
 	atkNS, al := peerLink(t, edgeNS, 2)
 	e := startEdge(t, edgeNS, netip.AddrPortFrom(dl.AddrA.Addr(), 5060), []string{dl.NameA, al.NameA}, func(c *testutil.Config) {
 		c.XDP.Rate, c.XDP.Burst = 50, 100
-		c.XDP.Ban = &testutil.BanConfig{RateLimitedFor: "1s", Duration: "1m"}
+		c.XDP.Ban.AuthFailures, c.XDP.Ban.RateLimitedFor, c.XDP.Ban.Duration = 0, time.Second, time.Minute
 	})
 	before := e.verdicts(t)
 

@@ -9,53 +9,6 @@ import (
 	"time"
 )
 
-// DispatchConfig is pinhole's dispatch section (docs/dispatch.md).
-type DispatchConfig struct {
-	Sets           []DispatchSet     `yaml:"sets"`
-	Rules          []DispatchRule    `yaml:"rules,omitempty"`
-	Register       string            `yaml:"register,omitempty"`
-	Probe          *DispatchProbe    `yaml:"probe,omitempty"`
-	Failover       *DispatchFailover `yaml:"failover,omitempty"`
-	TopologyHiding bool              `yaml:"topology_hiding,omitempty"`
-}
-
-// DispatchSet is one set of destinations.
-type DispatchSet struct {
-	Name         string                `yaml:"name"`
-	Algorithm    string                `yaml:"algorithm"`
-	Destinations []DispatchDestination `yaml:"destinations"`
-}
-
-// DispatchDestination is one node.
-type DispatchDestination struct {
-	URI      string `yaml:"uri"`
-	Weight   int    `yaml:"weight,omitempty"`
-	Priority int    `yaml:"priority,omitempty"`
-}
-
-// DispatchRule picks a set.
-type DispatchRule struct {
-	Set     string   `yaml:"set"`
-	Methods []string `yaml:"methods,omitempty"`
-	Domains []string `yaml:"domains,omitempty"`
-	Prefix  string   `yaml:"prefix,omitempty"`
-}
-
-// DispatchProbe configures probing; Interval "0s" turns it off.
-type DispatchProbe struct {
-	Interval  string `yaml:"interval"`
-	Timeout   string `yaml:"timeout,omitempty"`
-	DownAfter int    `yaml:"down_after,omitempty"`
-	UpAfter   int    `yaml:"up_after,omitempty"`
-}
-
-// DispatchFailover configures failover.
-type DispatchFailover struct {
-	Codes     []int  `yaml:"codes,omitempty"`
-	DownOn503 bool   `yaml:"down_on_503"`
-	Timeout   string `yaml:"timeout,omitempty"`
-}
-
 // Farm is a set of sipp UAS processes playing FreeSWITCH nodes, one per
 // loopback port: they answer OPTIONS probes, REGISTER and calls with the
 // scenario given, and each can be killed and started again on its port.

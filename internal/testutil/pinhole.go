@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/pinhole-sip/pinhole/internal/config"
 )
 
 // ReadyLine is what pinhole prints once every listener is up.
@@ -33,156 +35,36 @@ const (
 // against a release build.
 const PinholeBinEnv = "PINHOLE_BIN"
 
-// Config is pinhole's YAML configuration as the tests write it. Zero fields
-// are left out so pinhole's own defaults apply.
-type Config struct {
-	// MidRegistrar relays REGISTER to a main registrar; nil leaves it off.
-	MidRegistrar *MidRegistrarConfig `yaml:"midregistrar,omitempty"`
-	// Dispatch relays to a farm (farm.go); nil leaves it off.
-	Dispatch *DispatchConfig `yaml:"dispatch,omitempty"`
+// Config is pinhole's configuration as the tests write it: the daemon's
+// own type, marshalled whole, so every key the file holds is one pinhole
+// reads and a renamed or retyped key breaks the tests' build, not a run.
+type Config = config.Config
 
-	Listen    Listen          `yaml:"listen"`
-	Advertise *Advertise      `yaml:"advertise,omitempty"`
-	Domains   []string        `yaml:"domains,omitempty"`
-	DataDir   string          `yaml:"data_dir,omitempty"`
-	Registrar RegistrarConfig `yaml:"registrar,omitempty"`
-	Auth      AuthConfig      `yaml:"auth,omitempty"`
-	Location  LocationConfig  `yaml:"location,omitempty"`
-	Proxy     ProxyConfig     `yaml:"proxy,omitempty"`
-	Limits    LimitsConfig    `yaml:"limits,omitempty"`
-	Log       LogConfig       `yaml:"log,omitempty"`
-	Metrics   MetricsConfig   `yaml:"metrics,omitempty"`
-	// API is always written: the embedded default serves the management
-	// API on a fixed port that parallel tests would fight over.
-	API     APIConfig      `yaml:"api"`
-	XDP     *XDPConfig     `yaml:"xdp,omitempty"`
-	NATPing *NATPingConfig `yaml:"natping,omitempty"`
-	// FastPath is the fastpath section (docs/fastpath.md); nil leaves the default.
-	FastPath *FastPathConfig `yaml:"fastpath,omitempty"`
-}
-
-// FastPathConfig is pinhole's fastpath section.
-type FastPathConfig struct {
-	Enabled   bool `yaml:"enabled"`
-	Loops     int  `yaml:"loops,omitempty"`
-	CacheSize int  `yaml:"cache_size,omitempty"`
-	QueueSize int  `yaml:"queue_size,omitempty"`
-}
-
-// XDPConfig is pinhole's xdp section (docs/xdp.md).
-type XDPConfig struct {
-	Interfaces []string   `yaml:"interfaces"`
-	Mode       string     `yaml:"mode,omitempty"`
-	Rate       uint64     `yaml:"rate,omitempty"`
-	Burst      uint64     `yaml:"burst,omitempty"`
-	Blocklist  []string   `yaml:"blocklist,omitempty"`
-	Ban        *BanConfig `yaml:"ban,omitempty"`
-}
-
-// BanConfig is pinhole's xdp.ban section.
-type BanConfig struct {
-	AuthFailures   int    `yaml:"auth_failures"`
-	Window         string `yaml:"window,omitempty"`
-	Duration       string `yaml:"duration,omitempty"`
-	RateLimitedFor string `yaml:"ratelimited_for,omitempty"`
-}
-
-// NATPingConfig is pinhole's natping section (docs/natping.md).
-type NATPingConfig struct {
-	Interval  string `yaml:"interval"`
-	Method    string `yaml:"method,omitempty"`
-	MaxMissed int    `yaml:"max_missed"`
-}
-
-// Listen lists host:port per transport; an empty list is not served. Every
-// list is written, empty ones as [], because pinhole lays the file over its
-// embedded default, which serves fixed ports that parallel tests would
-// fight over.
-type Listen struct {
-	UDP []string `yaml:"udp"`
-	TCP []string `yaml:"tcp"`
-	TLS []string `yaml:"tls"`
-	WS  []string `yaml:"ws"`
-	WSS []string `yaml:"wss"`
-}
-
-// Advertise is the address pinhole writes in Via and Record-Route.
-type Advertise struct {
-	Host string `yaml:"host,omitempty"`
-	Port int    `yaml:"port,omitempty"`
-}
-
-// RegistrarConfig holds the registrar's expiry bounds.
-type RegistrarConfig struct {
-	MinExpires     int `yaml:"min_expires,omitempty"`
-	MaxExpires     int `yaml:"max_expires,omitempty"`
-	DefaultExpires int `yaml:"default_expires,omitempty"`
-	MaxContacts    int `yaml:"max_contacts,omitempty"`
-}
-
-// AuthConfig turns on digest authentication when Credentials is set.
-type AuthConfig struct {
-	Realm       string `yaml:"realm,omitempty"`
-	Credentials string `yaml:"credentials"`
-	NonceTTL    string `yaml:"nonce_ttl,omitempty"`
-	// Algorithms offered in challenges. sipp 3.6 answers only the first
-	// challenge and only with MD5, so DefaultConfig offers MD5 alone.
-	Algorithms []string `yaml:"algorithms,omitempty"`
-}
-
-// LocationConfig sets how often bindings are flushed to disk.
-type LocationConfig struct {
-	FlushInterval string `yaml:"flush_interval,omitempty"`
-}
-
-// ProxyConfig chooses parallel or serial forking.
-type ProxyConfig struct {
-	Forking string `yaml:"forking,omitempty"`
-}
-
-// LimitsConfig bounds incoming messages.
-type LimitsConfig struct {
-	MaxMessageBytes int `yaml:"max_message_bytes,omitempty"`
-	MaxHeaders      int `yaml:"max_headers,omitempty"`
-}
-
-// LogConfig sets the log level, per-component levels and the rate limit.
-type LogConfig struct {
-	Level      string            `yaml:"level,omitempty"`
-	Components map[string]string `yaml:"components,omitempty"`
-	Rate       int               `yaml:"rate,omitempty"`
-}
-
-// APIConfig is the management API (cmd/pinhole/mgmt); an empty Listen is off.
-type APIConfig struct {
-	Listen    string `yaml:"listen"`
-	Token     string `yaml:"token,omitempty"`
-	TokenFile string `yaml:"token_file,omitempty"`
-}
-
-// MetricsConfig sets where metrics are served.
-type MetricsConfig struct {
-	Listen string `yaml:"listen,omitempty"`
-}
-
-// DefaultConfig is a configuration for one test: UDP and TCP on a free
-// loopback port, localhost domains, its own data directory, debug logs,
-// one-second flushes, no authentication and no management API.
+// DefaultConfig is a configuration for one test: the embedded default with
+// UDP and TCP on a free loopback port (and no TLS, WS or WSS), localhost
+// domains, its own data directory, debug logs, one-second flushes, MD5
+// challenges only, no authentication, metrics on a free port and no
+// management API. The default's fixed ports would make parallel tests
+// fight over them. sipp 3.6 answers only the first challenge and only with
+// MD5, hence MD5 alone.
 func DefaultConfig(t testing.TB) Config {
 	t.Helper()
-	addr := fmt.Sprintf("%s:%d", Loopback, FreePort(t, Loopback))
-	return Config{
-		Listen:    Listen{UDP: []string{addr}, TCP: []string{addr}},
-		Domains:   []string{"localhost", "127.0.0.1"},
-		DataDir:   t.TempDir(),
-		Registrar: RegistrarConfig{MinExpires: 60, MaxExpires: 3600, DefaultExpires: 3600, MaxContacts: 10},
-		Auth:      AuthConfig{Realm: "pinhole", Algorithms: []string{"MD5"}},
-		Location:  LocationConfig{FlushInterval: "1s"},
-		Proxy:     ProxyConfig{Forking: "parallel"},
-		Limits:    LimitsConfig{MaxMessageBytes: 65535, MaxHeaders: 128},
-		Log:       LogConfig{Level: "debug"},
-		Metrics:   MetricsConfig{Listen: "127.0.0.1:0"},
+	cfg, err := config.Load("")
+	if err != nil {
+		t.Fatalf("pinhole's embedded default: %v", err)
 	}
+	addr := fmt.Sprintf("%s:%d", Loopback, FreePort(t, Loopback))
+	cfg.Listen = config.Listen{UDP: []string{addr}, TCP: []string{addr}}
+	cfg.Domains = []string{"localhost", "127.0.0.1"}
+	cfg.DataDir = t.TempDir()
+	cfg.Auth.Credentials = ""
+	cfg.Auth.Algorithms = []string{"MD5"}
+	cfg.Location.FlushInterval = time.Second
+	cfg.Log.Level = "debug"
+	cfg.Metrics.Listen = "127.0.0.1:0"
+	cfg.API = config.API{}
+	cfg.Source = ""
+	return *cfg
 }
 
 // WriteCredentials writes a credentials file for realm, one
@@ -453,28 +335,11 @@ func ModuleRoot() (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// MidRegistrarConfig is pinhole's midregistrar section (docs/midregistrar.md).
-type MidRegistrarConfig struct {
-	Upstreams       []UpstreamConfig `yaml:"upstreams"`
-	Mode            string           `yaml:"mode,omitempty"`
-	Insertion       string           `yaml:"insertion,omitempty"`
-	OutgoingExpires int              `yaml:"outgoing_expires,omitempty"`
-	RenewalMargin   int              `yaml:"renewal_margin"`
-	Timeout         string           `yaml:"timeout,omitempty"`
-	RetryAfter      int              `yaml:"retry_after,omitempty"`
-}
-
-// UpstreamConfig is one main registrar.
-type UpstreamConfig struct {
-	Addr      string `yaml:"addr"`
-	Transport string `yaml:"transport"`
-}
-
-// EnableAPI turns on the management API on a free loopback port with
+// EnableAPI turns on c's management API on a free loopback port with
 // token ("" for none) and returns its base URL, "http://127.0.0.1:PORT".
-func (c *Config) EnableAPI(t testing.TB, token string) string {
+func EnableAPI(t testing.TB, c *Config, token string) string {
 	t.Helper()
-	c.API = APIConfig{Listen: fmt.Sprintf("%s:%d", Loopback, FreePort(t, Loopback)), Token: token}
+	c.API = config.API{Listen: fmt.Sprintf("%s:%d", Loopback, FreePort(t, Loopback)), Token: token}
 	return "http://" + c.API.Listen
 }
 
