@@ -255,6 +255,13 @@ func (s *Server) Reload(next *config.Config) ([]string, error) {
 		applied = append(applied, "dispatch")
 	}
 
+	// The route signing keys are read again: an operator, or the other edge
+	// sharing the file, may have rotated them. A bad file keeps the keys in
+	// use (routesig.Keyring.Reload), so dialogs keep routing.
+	if err := s.keys.Reload(); err != nil {
+		return nil, fmt.Errorf("reload route keys: %w", err)
+	}
+
 	// Swap.
 	if authn != nil {
 		s.ops.creds.Store(creds)
@@ -318,4 +325,11 @@ func (s *Server) newAuthenticator(creds *auth.Credentials) (*auth.Authenticator,
 		algs = append(algs, a)
 	}
 	return auth.New(auth.Config{Realm: s.cfg.Auth.Realm, NonceTTL: s.cfg.Auth.NonceTTL, Algorithms: algs, Creds: creds, Secret: s.ops.secret})
+}
+
+// RotateRouteKey makes a new route signing key current and writes it to
+// the key file; entries signed with the previous key keep verifying for
+// RouteKeyGrace.
+func (s *Server) RotateRouteKey() error {
+	return s.keys.Rotate()
 }

@@ -74,6 +74,7 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 		Outbound:       s.cfg.Proxy.Outbound,
 		Farm:           farm,
 		TopologyHiding: dc.TopologyHiding,
+		Keys:           s.keys,
 		Oversize: proxy.Oversize{
 			Limit: dispatch.Limit(dc.Oversize),
 			Strip: dc.Oversize.StripHeaders,

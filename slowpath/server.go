@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/emiago/sipgo"
@@ -21,6 +22,7 @@ import (
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/midreg"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
+	"github.com/pinhole-sip/pinhole/slowpath/routesig"
 )
 
 // sipgoDefaultLogger guards sipgo's process-wide logger; see buildUA.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
+	"github.com/pinhole-sip/pinhole/slowpath/routesig"
 	"net/netip"
 	"strings"
 	"time"
@@ -90,6 +91,10 @@ type Config struct {
 	TopologyHiding bool
 	// Oversize shrinks device-bound requests over UDP. Only with Farm.
 	Oversize Oversize
+	// Keys sign the routing state pinhole writes into messages (Record-Route,
+	// Path, hidden Contacts) and verify it when it comes back. nil: a random
+	// key held in memory, so dialogs do not survive a restart (tests).
+	Keys *routesig.Keyring
 }
 
 // Oversize bounds requests sent to devices over UDP (RFC 3261 §18.1.1).

@@ -22,7 +22,8 @@ const (
 	// socket the device registered to, without a location look-up.
 	paramPathFlow = "pf"
 	// paramReceived is the device's source address in pinhole's Path entry
-	// (seed 000), for people and tools reading the farm's location table.
+	// (as edges in front of a farm record it), for people and tools reading
+	// the farm's location table.
 	paramReceived = "received"
 	// paramHidden names the farm node behind a Contact that topology
 	// hiding rewrote to pinhole's address.
@@ -42,7 +43,9 @@ func (p *Proxy) decideFarm(req *sip.Request, d *decision, mark *sip.Uri) bool {
 			d.act = actPath
 			if mark != nil {
 				if v, ok := mark.UriParams.Get(paramPathFlow); ok {
-					if f, err := ParseFlowParam(v); err == nil && p.listenerFor(f) != nil {
+					if !p.verifyPath(mark) {
+						mForgedPath.Inc()
+					} else if f, err := ParseFlowParam(v); err == nil && p.listenerFor(f) != nil {
 						d.flow, d.viaFlw = f, true
 					} else {
 						mFlowBad.Inc()
@@ -96,7 +99,7 @@ func (p *Proxy) routeFarm(req *sip.Request, tx sip.ServerTransaction, d *decisio
 	key := challengeKey(req)
 	var nodes []*dispatch.Node
 	if n := farm.Challenger(key); n != nil && hasCredentials(req) && n.Set == d.set.Name {
-		// Seed 000: the nonce lives on the node that challenged. The
+		// The nonce lives on the node that challenged. The
 		// retry takes no turn of the algorithm: with round robin it would
 		// push every next REGISTER onto the same node.
 		mSticky.Inc()
@@ -167,7 +170,7 @@ func (p *Proxy) routePath(req *sip.Request, tx sip.ServerTransaction, d *decisio
 // pathHeader is pinhole's Path entry for a REGISTER relayed to the farm
 // (RFC 3327 §4): the address of the socket the farm reaches pinhole on,
 // and, for a device behind NAT or on a connection, its real address
-// (received, seed 000) and its flow (pf).
+// (received) and its flow (pf).
 func (p *Proxy) pathHeader(req *sip.Request, in, out *listener) sip.Header {
 	params := sip.HeaderParams{{K: "transport", V: strings.ToLower(out.transport)}, {K: "lr"}}
 	if src, ok := nat.ParseAddrPort(req.Source()); ok && in != nil {
@@ -182,6 +185,7 @@ func (p *Proxy) pathHeader(req *sip.Request, in, out *listener) sip.Header {
 		}
 	}
 	u := sip.Uri{Scheme: "sip", Host: out.Host, Port: out.Port, UriParams: params}
+	p.signPath(&u)
 	return sip.NewHeader("Path", "<"+u.String()+">")
 }
 
@@ -220,8 +224,8 @@ func (p *Proxy) farmBranch(c *call, base *sip.Request, t *target, rr []sip.Heade
 	return r
 }
 
-// shrink makes a device-bound UDP request fit Oversize.Limit (seed 000:
-// devices drop INVITEs past their MTU): configured headers stripped
+// shrink makes a device-bound UDP request fit Oversize.Limit (devices
+// drop INVITEs past their MTU): configured headers stripped
 // first, then compact header names (RFC 3261 §7.3.3), then TCP when the
 // device can take a connection (§18.1.1). What is still too large is sent
 // anyway and counted: refusing the call helps nobody.
@@ -291,7 +295,8 @@ func (p *Proxy) hideContact(h *sip.ContactHeader, node *dispatch.Node, out *list
 	if h == nil || node == nil || out == nil || h.Address.Wildcard {
 		return
 	}
-	params := sip.HeaderParams{{K: "transport", V: strings.ToLower(out.transport)}, {K: paramHidden, V: node.ID}}
+	params := sip.HeaderParams{{K: "transport", V: strings.ToLower(out.transport)}, {K: paramHidden, V: node.ID},
+		{K: paramSig, V: p.hiddenSig(node.ID, h.Address.User)}}
 	h.Address = sip.Uri{Scheme: "sip", User: h.Address.User, Host: out.Host, Port: out.Port, UriParams: params}
 }
 
@@ -301,6 +306,10 @@ func (p *Proxy) unhide(r *sip.Request) {
 	u := &r.Recipient
 	id, ok := u.UriParams.Get(paramHidden)
 	if !ok || !p.isOurHost(u) {
+		return
+	}
+	if !p.verifyHidden(u, id) {
+		mForgedHidden.Inc()
 		return
 	}
 	n := p.cfg.Farm.NodeByID(id)

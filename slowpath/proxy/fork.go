@@ -177,7 +177,9 @@ func (c *call) recordRoute(l *listener) *sip.RecordRouteHeader {
 	if c.nr != "" {
 		params = append(params, sip.HeaderKV{K: paramCaller, V: c.nr})
 	}
-	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: l.Host, Port: l.Port, UriParams: params}}
+	u := sip.Uri{Scheme: "sip", Host: l.Host, Port: l.Port, UriParams: params}
+	c.p.signRecordRoute(callID(c.req), &u)
+	return &sip.RecordRouteHeader{Address: u}
 }
 
 // start sends one branch; a branch that cannot be sent counts as a 503
@@ -406,6 +408,7 @@ func (c *call) markCallee(res *sip.Response, nc string) {
 		}
 		if tag, _ := rr.Address.UriParams.Get(paramFtag); tag == c.ftag {
 			rr.Address.UriParams.Add(paramCallee, nc)
+			c.p.signRecordRoute(callID(c.req), &rr.Address)
 		}
 	}
 }

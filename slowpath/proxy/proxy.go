@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/rand"
 	"fmt"
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/nat"
+	"github.com/pinhole-sip/pinhole/slowpath/routesig"
 )
 
 // Methods the proxy handles; REGISTER belongs to the registrar.
@@ -45,6 +47,7 @@ type Proxy struct {
 	log       *slog.Logger
 	listeners []listener
 	outbound  *sip.Uri
+	keys      *routesig.Keyring
 }
 
 // New checks cfg and returns a proxy that sends through cli. auth may be
@@ -62,7 +65,13 @@ func New(cfg Config, cli *sipgo.Client, loc Locator, auth Authorizer, log *slog.
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Proxy{cfg: cfg, cli: cli, loc: loc, auth: auth, log: log.With("caller", "proxy"), listeners: ls, outbound: outbound}, nil
+	keys := cfg.Keys
+	if keys == nil {
+		var secret [routesig.KeySize]byte
+		rand.Read(secret[:])
+		keys = routesig.NewStatic(secret)
+	}
+	return &Proxy{cfg: cfg, cli: cli, loc: loc, auth: auth, log: log.With("caller", "proxy"), listeners: ls, outbound: outbound, keys: keys}, nil
 }
 
 // Handle processes one request from sipgo's server. It returns when the
@@ -338,7 +347,7 @@ func (p *Proxy) bindingTarget(b *location.Binding) (target, error) {
 	}
 	t.transport = uriTransport(next)
 	// Leave from the socket the device registered to when there is one
-	// (DESIGN.md: one address, one port).
+	// (docs/architecture.md, "One address, one port").
 	if l := p.listenerFor(b.Flow); l != nil && l.transport == t.transport {
 		t.out = l
 	} else if t.out = p.listenerOf(t.transport); t.out == nil {

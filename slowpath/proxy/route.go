@@ -106,9 +106,22 @@ func (p *Proxy) decide(req *sip.Request) decision {
 
 	to, from := req.To(), req.From()
 	if to != nil && to.Params.Has("tag") && (d.ours > 0 || d.strict) {
-		d.act = actDialog
-		p.pickFlow(&d, mark, from)
-		return d
+		if d.pathUser != "" && mark == nil {
+			// Only a Path entry of pinhole's (the mid-registrar's, with a
+			// user part) on top: not a dialog pinhole record-routed.
+		} else if !p.verifyRecordRoute(req, mark) {
+			// Our address in a Route, but not an entry pinhole wrote for
+			// this dialog: following it would relay for whoever forged it.
+			mForgedDialog.Inc()
+			if req.Method == sip.ACK {
+				return decision{act: actDrop}
+			}
+			return decision{act: actReply, status: sip.StatusForbidden, reason: "Forbidden"}
+		} else {
+			d.act = actDialog
+			p.pickFlow(&d, mark, from)
+			return d
+		}
 	}
 
 	// Not in a dialog we record-routed: an initial request, or one that
@@ -119,7 +132,8 @@ func (p *Proxy) decide(req *sip.Request) decision {
 	}
 	if routes > d.ours || d.strict {
 		// A pre-loaded route to somewhere else: we would be relaying for
-		// whoever sent it (DESIGN.md: not an open relay).
+		// whoever sent it (docs/architecture.md, "Never expose more than
+		// needed": not an open relay).
 		return decision{act: actReply, status: sip.StatusForbidden, reason: "Relaying Denied"}
 	}
 	if p.cfg.Farm != nil && d.pathUser == "" && p.decideFarm(req, &d, mark) {

@@ -10,6 +10,8 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/pinhole-sip/pinhole/slowpath/routesig"
 )
 
 // fakeTx is a server transaction that keeps what the proxy answers.
@@ -43,6 +45,7 @@ func unitProxy(t testing.TB, mutate func(*Config)) (*Proxy, *fakeLocator) {
 			{Transport: location.TransportTCP, Local: unitTCP, Host: "edge.example.com"},
 		},
 	}
+	cfg.Keys = testKeys
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -52,6 +55,22 @@ func unitProxy(t testing.TB, mutate func(*Config)) (*Proxy, *fakeLocator) {
 		t.Fatal(err)
 	}
 	return p, loc
+}
+
+// testKeys sign the routing state of unit tests, so a test can write a
+// Record-Route entry pinhole would have written.
+var testKeys = routesig.NewStatic([routesig.KeySize]byte{7})
+
+// signedRR returns our Record-Route URI uri with the MAC pinhole would have
+// added for the dialog with Call-ID id.
+func signedRR(t testing.TB, id, uri string) string {
+	t.Helper()
+	var u sip.Uri
+	if err := sip.ParseUri(uri, &u); err != nil {
+		t.Fatal(err)
+	}
+	(&Proxy{keys: testKeys}).signRecordRoute(id, &u)
+	return u.String()
 }
 
 // request parses a request written with \n line ends.
@@ -167,11 +186,21 @@ func TestAuthorization(t *testing.T) {
 func TestDecideDialog(t *testing.T) {
 	callee := location.Flow{Transport: location.TransportUDP, Remote: netip.MustParseAddrPort("203.0.113.20:1024"), Local: unitUDP}
 	caller := location.Flow{Transport: location.TransportTCP, Remote: netip.MustParseAddrPort("203.0.113.9:40000"), Local: unitTCP}
-	ours := fmt.Sprintf("sip:edge.example.com;transport=udp;lr;ftag=a1;nc=%s;nr=%s", FlowParam(callee), FlowParam(caller))
+	unsigned := fmt.Sprintf("sip:edge.example.com;transport=udp;lr;ftag=a1;nc=%s;nr=%s", FlowParam(callee), FlowParam(caller))
+	ours := signedRR(t, "c1", unsigned)
+	// Another flow for the callee, the MAC left as it was: an attacker
+	// choosing where pinhole sends from its own socket.
+	altered := strings.Replace(ours, FlowParam(callee), FlowParam(location.Flow{Transport: location.TransportUDP, Remote: netip.MustParseAddrPort("192.0.2.66:5060"), Local: unitUDP}), 1)
 	bye := func(fromTag, ruri string, routes ...string) string {
 		s := msg("BYE", ruri, routes...)
 		s = strings.Replace(s, "tag=a1", "tag="+fromTag, 1)
-		return strings.Replace(s, "To: <"+ruri+">", "To: <sip:x@example.com>;tag=b2", 1)
+		// The other side's tag: the callee's (b2) on the caller's
+		// requests, the caller's (a1) on the callee's.
+		toTag := "b2"
+		if fromTag == "b2" {
+			toTag = "a1"
+		}
+		return strings.Replace(s, "To: <"+ruri+">", "To: <sip:x@example.com>;tag="+toTag, 1)
 	}
 	type result struct {
 		Act    action
@@ -202,13 +231,46 @@ func TestDecideDialog(t *testing.T) {
 		},
 		{
 			name: "no flow parameters",
-			req:  bye("a1", "sip:bob@192.0.2.50:5060", "Route: <sip:edge.example.com;lr>"),
+			req:  bye("a1", "sip:bob@192.0.2.50:5060", "Route: <"+signedRR(t, "c1", "sip:edge.example.com;lr;ftag=a1")+">"),
 			want: result{Act: actDialog, Ours: 1},
 		},
 		{
-			name: "forged flow from a socket we do not have",
-			req:  bye("a1", "sip:bob@192.0.2.50:5060", "Route: <sip:edge.example.com;lr;ftag=a1;nc="+FlowParam(location.Flow{Transport: location.TransportUDP, Remote: callee.Remote, Local: netip.MustParseAddrPort("192.0.2.99:5060")})+">"),
+			name: "signed flow of a socket we no longer have",
+			req:  bye("a1", "sip:bob@192.0.2.50:5060", "Route: <"+signedRR(t, "c1", "sip:edge.example.com;lr;ftag=a1;nc="+FlowParam(location.Flow{Transport: location.TransportUDP, Remote: callee.Remote, Local: netip.MustParseAddrPort("192.0.2.99:5060")}))+">"),
 			want: result{Act: actDialog, Ours: 1},
+		},
+		// Forgeries: a To tag and pinhole's address in a Route are not a
+		// dialog pinhole record-routed. Each is refused before any flow
+		// parameter is read.
+		{
+			name: "unsigned entry",
+			req:  bye("a1", "sip:x@192.0.2.66", "Route: <"+unsigned+">"),
+			want: result{Act: actReply},
+		},
+		{
+			name: "bare route to pinhole",
+			req:  bye("a1", "sip:x@192.0.2.66", "Route: <sip:edge.example.com;lr>"),
+			want: result{Act: actReply},
+		},
+		{
+			name: "altered flow",
+			req:  bye("a1", "sip:x@192.0.2.66", "Route: <"+altered+">"),
+			want: result{Act: actReply},
+		},
+		{
+			name: "entry of another dialog",
+			req:  strings.Replace(bye("a1", "sip:x@192.0.2.66", "Route: <"+ours+">"), "Call-ID: c1", "Call-ID: c2", 1),
+			want: result{Act: actReply},
+		},
+		{
+			name: "dialog tags that are not the entry's",
+			req:  bye("zz", "sip:x@192.0.2.66", "Route: <"+ours+">"),
+			want: result{Act: actReply},
+		},
+		{
+			name: "flow parameter added",
+			req:  bye("a1", "sip:x@192.0.2.66", "Route: <"+signedRR(t, "c1", "sip:edge.example.com;lr;ftag=a1")+";nc="+FlowParam(callee)+">"),
+			want: result{Act: actReply},
 		},
 		{
 			name: "strict router before us",
@@ -239,13 +301,13 @@ func TestPrepareRoutes(t *testing.T) {
 	}{
 		{
 			name:       "loose",
-			req:        strings.Replace(msg("BYE", "sip:bob@10.1.1.1:5060", "Route: <sip:edge.example.com;lr;ftag=a1>", "Route: <sip:core.example.net;lr>"), "To: <sip:bob@10.1.1.1:5060>", "To: <sip:bob@example.com>;tag=b", 1),
+			req:        strings.Replace(msg("BYE", "sip:bob@10.1.1.1:5060", "Route: <"+signedRR(t, "c1", "sip:edge.example.com;lr;ftag=a1")+">", "Route: <sip:core.example.net;lr>"), "To: <sip:bob@10.1.1.1:5060>", "To: <sip:bob@example.com>;tag=b", 1),
 			wantRURI:   "sip:bob@10.1.1.1:5060",
 			wantRoutes: []string{"<sip:core.example.net;lr>"},
 		},
 		{
 			name:       "strict",
-			req:        strings.Replace(msg("BYE", "sip:edge.example.com;lr;ftag=a1", "Route: <sip:core.example.net;lr>", "Route: <sip:bob@10.1.1.1:5060>"), "To: <sip:edge.example.com;lr;ftag=a1>", "To: <sip:bob@example.com>;tag=b", 1),
+			req:        strings.Replace(msg("BYE", signedRR(t, "c1", "sip:edge.example.com;lr;ftag=a1"), "Route: <sip:core.example.net;lr>", "Route: <sip:bob@10.1.1.1:5060>"), "To: <"+signedRR(t, "c1", "sip:edge.example.com;lr;ftag=a1")+">", "To: <sip:bob@example.com>;tag=b", 1),
 			wantRURI:   "sip:bob@10.1.1.1:5060",
 			wantRoutes: []string{"<sip:core.example.net;lr>"},
 		},
