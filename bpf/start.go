@@ -33,7 +33,8 @@ var ErrAttach = errors.New("attach XDP")
 // the program when pinhole exits, even by SIGKILL, so a crash never leaves
 // a program behind that drops traffic.
 //
-// In mode "auto" it is optional, as DESIGN.md requires: an interface that
+// In mode "auto" it is optional (docs/architecture.md, "Three paths,
+// cheapest first"): an interface that
 // takes neither native nor generic mode is skipped with one warning line,
 // and if the program cannot be loaded or attached anywhere Start logs one
 // warning line and returns nil, nil: pinhole keeps working, slower. In mode

@@ -11,8 +11,9 @@ import (
 var sipgoParseFailures = metrics.NewCounter(`pinhole_sip_parse_failures_total`)
 
 // quietHandler sits between sipgo and pinhole's log. sipgo logs every
-// datagram it cannot parse at error level with the whole packet (DESIGN.md):
-// a flood would become a logging storm. Those records are counted instead;
+// datagram it cannot parse at error level with the whole packet: a flood
+// would become a logging storm (docs/architecture.md, "What the libraries
+// do and don't do"). Those records are counted instead;
 // everything else goes through at sipgo's level, capped at warn-and-above
 // unless pinhole runs at debug.
 type quietHandler struct {

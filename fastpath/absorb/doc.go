@@ -2,8 +2,8 @@
 // replies the slow path prepared, so that they cost no SIP stack: no
 // parse, no transaction, no allocation, no lock of pinhole's own.
 //
-// The slow path stays the authority (DESIGN.md: the cache is not the
-// authority). After its registrar or mid-registrar has sent a 200 for a
+// The slow path stays the authority (docs/architecture.md, "The cache is
+// not the authority"). After its registrar or mid-registrar has sent a 200 for a
 // REGISTER, [Cache.Fill] checks the location store and, when the AOR's
 // bindings are exactly the ones that request left (one registration: same
 // Call-ID, CSeq and flow), stores an [Entry] in a ristretto cache keyed by

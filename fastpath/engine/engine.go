@@ -4,8 +4,9 @@
 // the slow path through a [handoff.Conn].
 //
 // gnet allocates a few objects per datagram before pinhole's code runs
-// (its Conn and the remote address it converts; DESIGN.md); pinhole's part
-// of OnTraffic allocates nothing. The engine only knows the fast path
+// (its Conn and the remote address it converts; docs/architecture.md,
+// "What the libraries do and don't do"); pinhole's part of OnTraffic
+// allocates nothing. The engine only knows the fast path
 // through the small [Absorber] interface, so gnet's share can be measured
 // apart (BenchmarkGnetShare) and gnet replaced without touching absorb.
 package engine

@@ -6,13 +6,14 @@
 // handed-off datagrams with their original bytes and source address, and
 // WriteTo sends through a duplicate of the fast path's listening socket,
 // so replies, forwarded requests and NAT pings leave from the address and
-// port the device talks to (DESIGN.md: one address, one port). Its
-// LocalAddr is the listener's address, so sipgo's connection pool keeps
-// one listener per local address and replies reuse it. SyscallConn gives
-// the NAT pinger the socket for sendmmsg.
+// port the device talks to (docs/architecture.md, "One address, one
+// port"). Its LocalAddr is the listener's address, so sipgo's connection
+// pool keeps one listener per local address and replies reuse it.
+// SyscallConn gives the NAT pinger the socket for sendmmsg.
 //
-// The queue sheds rather than livelocks (DESIGN.md): past capacity a
-// datagram is dropped and counted, lowest priority first. Responses and
+// The queue sheds rather than livelocks (docs/architecture.md, "Shed load,
+// never livelock"): past capacity a datagram is dropped and counted,
+// lowest priority first. Responses and
 // requests inside a dialog (ACK, BYE, CANCEL, or a To tag) have their own
 // reserve of Size slots; new registrations, OPTIONS, new dialogs,
 // keepalives and junk share 3/4 of Size, so a flood of them cannot starve

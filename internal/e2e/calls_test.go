@@ -21,8 +21,8 @@ const phonePort = 5060
 //
 // alice's Contact holds her private 192.168.x address, which the host has
 // no route to: a call that reaches her proves pinhole sent it to the
-// translated address and port her REGISTER came from (DESIGN.md: one
-// address, one port).
+// translated address and port her REGISTER came from
+// (docs/architecture.md, "One address, one port").
 func TestCallsWithDeviceBehindNAT(t *testing.T) {
 	nat := testutil.NATDevice(t, nil)
 	port := testutil.FreePort(t, testutil.Loopback)

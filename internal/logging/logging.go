@@ -3,7 +3,8 @@
 // records per second, past which records are dropped and counted rather
 // than written. A flood of bad requests must cost pinhole a counter
 // increment per record at most, never a formatted line and a write(2)
-// each (seed 003: logging became the bottleneck of a registrar under load).
+// each: logging is a known bottleneck of registrars under load
+// (docs/architecture.md, "A registrar at operator scale").
 package logging
 
 import (

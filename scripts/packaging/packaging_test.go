@@ -92,7 +92,7 @@ func TestKubernetesManifests(t *testing.T) {
 
 	spec := dig(t, docs["DaemonSet"], "spec", "template", "spec").(map[string]any)
 	if spec["hostNetwork"] != true {
-		t.Error("the DaemonSet must use the host network (seed 000)")
+		t.Error("the DaemonSet must use the host network: devices must see the node's address")
 	}
 	var pinhole map[string]any
 	for _, c := range spec["containers"].([]any) {

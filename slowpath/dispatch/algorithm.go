@@ -51,8 +51,9 @@ func (s *Set) pick(g []*Node, req *Request) int {
 
 // hashIndex maps a key onto n slots. The slot is taken over the whole
 // configured group, not over the nodes that are up: a key keeps its node
-// while others fail, and moves only while its own node is out (seed 002:
-// a conference must not be split over two nodes).
+// while others fail, and moves only while its own node is out: a
+// conference must not be split over two nodes (docs/architecture.md,
+// "Scaling a farm and keeping calls together").
 func hashIndex(key string, n int) int {
 	h := fnv.New32a()
 	h.Write([]byte(key))

@@ -20,10 +20,10 @@ const (
 	// interleaved rather than in bursts.
 	Weighted
 	// HashUser hashes the request-URI user: every call to one conference
-	// room, queue or parking slot reaches the same node (seed 002).
+	// room, queue or parking slot reaches the same node.
 	HashUser
 	// HashDomain hashes the To domain (the request-URI host when To has
-	// none): one tenant per node, spares at a lower priority (seed 002).
+	// none): one tenant per node, spares at a lower priority.
 	HashDomain
 	// HashCallID hashes the Call-ID: every request of a dialog reaches the
 	// same node even when it is not record-routed.

@@ -1,6 +1,6 @@
 // Package dispatch chooses a node of a farm (FreeSWITCH, a registrar
 // cluster) for requests pinhole relays there: the edge-proxy topology of
-// seeds 000 and 002.
+// docs/architecture.md, "Edge proxy toward a farm".
 //
 // A [Dispatcher] holds named sets of destinations, each with a weight, a
 // priority and free-form attributes, and rules that pick a set for a request
@@ -27,8 +27,8 @@
 // The dispatcher keeps two small tables with an expiry: the node of each
 // answered call (for least-calls and the active-call gauges, removed on BYE)
 // and the node that challenged a request (so the authenticated retry reaches
-// it, seed 000). Neither is needed to route a dialog: that lives in
-// Record-Route.
+// it: only that node knows its nonce). Neither is needed to route a
+// dialog: that lives in Record-Route.
 //
 // The operator documentation is docs/dispatch.md.
 package dispatch

@@ -72,7 +72,7 @@ func (t *callTable) len() int {
 // kept and the retry is dispatched afresh (it may then be challenged again).
 const maxSticky = 1 << 20
 
-// stickyTable remembers which node challenged a request (seed 000: the
+// stickyTable remembers which node challenged a request (the
 // authenticated retry must reach the node that holds the nonce).
 type stickyTable struct {
 	ttl time.Duration

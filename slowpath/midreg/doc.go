@@ -1,4 +1,5 @@
-// Package midreg is pinhole's mid-registrar (seed 004, docs/midregistrar.md):
+// Package midreg is pinhole's mid-registrar (docs/midregistrar.md; its modes
+// and their reasons: docs/architecture.md, "Mid-registrar modes"):
 // it sits in front of a main registrar and turns the high rate of REGISTER
 // refreshes from mobile devices into a low one, while every device stays
 // reachable through pinhole.

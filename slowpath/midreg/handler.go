@@ -168,8 +168,9 @@ func (m *MidRegistrar) relay(ctx context.Context, req *sip.Request, reg *registr
 	}
 	if renewal {
 		// No upstream answered, but the upstream registration is still
-		// live: keep the device (DESIGN.md: nothing lost). Its next
-		// refresh is inside the margin again and retries the renewal.
+		// live: keep the device (docs/architecture.md, "Nothing lost").
+		// Its next refresh is inside the margin again and retries the
+		// renewal.
 		m.m.deferred.Inc()
 		return m.apply(req, reg, now, nil)
 	}
@@ -261,7 +262,7 @@ func (m *MidRegistrar) stamp(next []location.Binding, reg *registrar.Request, gr
 
 // relayedHeaders are the headers of an upstream's answer a device gets;
 // nothing else passes, so the main side's addresses do not leak
-// (DESIGN.md: never expose more than needed).
+// (docs/architecture.md, "Never expose more than needed").
 var relayedHeaders = []string{"WWW-Authenticate", "Proxy-Authenticate", "Retry-After", "Min-Expires", "Warning", "Unsupported", "Date"}
 
 func relayedResponse(req *sip.Request, up *sip.Response) *sip.Response {

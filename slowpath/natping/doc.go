@@ -3,7 +3,8 @@
 //
 // Every Interval the Pinger sends each NAT'd UDP binding in the location
 // store a keepalive from the very socket the device registered to (a NAT
-// pinhole opens only for that address and port: DESIGN.md, seed 001),
+// pinhole opens only for that address and port: docs/architecture.md,
+// "One address, one port"),
 // spread evenly over the interval and sent in batches with sendmmsg(2). An
 // OPTIONS ping carries a token in its Call-ID ("ph-" and 16 hex digits,
 // bpf.CallID); the XDP program recognises the device's reply by it, marks

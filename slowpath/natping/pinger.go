@@ -38,7 +38,8 @@ func ParseMethod(s string) (Method, error) {
 }
 
 // Sockets returns the socket pinhole listens on at local, the one a device
-// registered to: pings must leave from it (DESIGN.md: one address, one port).
+// registered to: pings must leave from it (docs/architecture.md, "One
+// address, one port").
 type Sockets func(local netip.AddrPort) (syscall.RawConn, error)
 
 // Kernel is the XDP program's view of replies and liveness (bpf.NATPings

@@ -275,7 +275,7 @@ func register(d *device, tp *testProxy, callID string, seq uint32, auth string) 
 
 // TestFarmChallengeSticky: with round robin over two registrar nodes, the
 // authenticated retry of each REGISTER reaches the node that challenged
-// it (seed 000), never the other one.
+// it (only that node knows its nonce), never the other one.
 func TestFarmChallengeSticky(t *testing.T) {
 	var mu sync.Mutex
 	calls := map[string][]string{}
