@@ -14,6 +14,8 @@ package echo
 import (
 	"bytes"
 	"strconv"
+
+	"github.com/pinhole-sip/pinhole/internal/sipheader"
 )
 
 // Nonce is the fixed nonce of the responder's challenges.
@@ -38,7 +40,7 @@ func Answer(dst, req []byte) ([]byte, bool) {
 		return dst, false
 	}
 	code, reason := 200, "OK"
-	if string(method) == "REGISTER" && header(req, "authorization") == nil {
+	if string(method) == "REGISTER" && header(req, sipheader.Authorization) == nil {
 		code, reason = 401, "Unauthorized"
 	}
 	dst = append(dst, "SIP/2.0 "...)
@@ -57,12 +59,12 @@ func Answer(dst, req []byte) ([]byte, bool) {
 			continue
 		}
 		name := bytes.TrimSpace(line[:colon])
-		switch {
-		case is(name, "via", "v"), is(name, "from", "f"), is(name, "call-id", "i"), is(name, "cseq", ""):
+		switch sipheader.Lookup(name) {
+		case sipheader.Via, sipheader.From, sipheader.CallID, sipheader.CSeq:
 			dst = append(dst, line...)
 			dst = append(dst, "\r\n"...)
 			complete++
-		case is(name, "to", "t"):
+		case sipheader.To:
 			dst = append(dst, line...)
 			hasTag = bytes.Contains(line, []byte(";tag="))
 			if !hasTag {
@@ -70,7 +72,7 @@ func Answer(dst, req []byte) ([]byte, bool) {
 			}
 			dst = append(dst, "\r\n"...)
 			complete++
-		case is(name, "contact", "m"):
+		case sipheader.Contact:
 			if string(method) == "REGISTER" && code == 200 {
 				dst = append(dst, line...)
 				dst = append(dst, ";expires=3600\r\n"...)
@@ -90,36 +92,18 @@ func Answer(dst, req []byte) ([]byte, bool) {
 	return append(dst, "Content-Length: 0\r\n\r\n"...), true
 }
 
-// header returns the value of the first header named name (lower case), or nil.
-func header(req []byte, name string) []byte {
+// header returns the value of the first header field named name, or nil.
+func header(req []byte, name sipheader.Name) []byte {
 	for line, rest := nextLine(req); line != nil || len(rest) > 0; line, rest = nextLine(rest) {
 		if len(line) == 0 {
 			return nil
 		}
 		colon := bytes.IndexByte(line, ':')
-		if colon > 0 && is(bytes.TrimSpace(line[:colon]), name, "") {
+		if colon > 0 && sipheader.Lookup(bytes.TrimSpace(line[:colon])) == name {
 			return bytes.TrimSpace(line[colon+1:])
 		}
 	}
 	return nil
-}
-
-// is reports whether a header name is long (lower case) or its compact form
-// short, ignoring case, without allocating (a responder that allocates per
-// header would measure the garbage collector, not the generator).
-func is(name []byte, long, short string) bool {
-	if short != "" && len(name) == 1 && name[0]|0x20 == short[0] {
-		return true
-	}
-	if len(name) != len(long) {
-		return false
-	}
-	for i := range name {
-		if name[i]|0x20 != long[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func nextLine(b []byte) (line, rest []byte) {

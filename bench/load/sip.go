@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+
+	"github.com/pinhole-sip/pinhole/internal/sipheader"
 )
 
 // maxMulti bounds how many Via, Record-Route and challenge headers a message
@@ -88,36 +90,36 @@ func parse(b []byte, m *message) error {
 		}
 		name := bytes.TrimRight(line[:colon], " \t")
 		val := bytes.TrimSpace(line[colon+1:])
-		switch {
-		case hdr(name, "via", "v"):
+		switch sipheader.Lookup(name) {
+		case sipheader.Via:
 			if m.nVia == maxMulti {
 				return errTooMany
 			}
 			m.via[m.nVia] = val
 			m.nVia++
-		case hdr(name, "record-route", ""):
+		case sipheader.RecordRoute:
 			if m.nRR == maxMulti {
 				return errTooMany
 			}
 			m.rr[m.nRR] = val
 			m.nRR++
-		case hdr(name, "www-authenticate", ""), hdr(name, "proxy-authenticate", ""):
+		case sipheader.WWWAuthenticate, sipheader.ProxyAuthenticate:
 			if m.nChall == maxMulti {
 				return errTooMany
 			}
 			m.chall[m.nChall] = val
 			m.nChall++
-		case hdr(name, "call-id", "i"):
+		case sipheader.CallID:
 			m.callID = val
-		case hdr(name, "from", "f"):
+		case sipheader.From:
 			m.from = val
-		case hdr(name, "to", "t"):
+		case sipheader.To:
 			m.to = val
-		case hdr(name, "contact", "m"):
+		case sipheader.Contact:
 			if m.contact == nil {
 				m.contact = val
 			}
-		case hdr(name, "cseq", ""):
+		case sipheader.CSeq:
 			sp := bytes.IndexAny(val, " \t")
 			if sp <= 0 {
 				return errNoCSeq
@@ -151,23 +153,6 @@ func cutLine(b []byte) (line, rest []byte, ok bool) {
 	return line, b[i+1:], true
 }
 
-// hdr reports whether name is the header long (lower case) or its compact
-// form short (RFC 3261 §7.3.3).
-func hdr(name []byte, long, short string) bool {
-	if short != "" && len(name) == 1 && (name[0]|0x20) == short[0] {
-		return true
-	}
-	if len(name) != len(long) {
-		return false
-	}
-	for i := range name {
-		if name[i]|0x20 != long[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // param returns the value of ;name=value in a header value (outside <>).
 func param(v []byte, name string) []byte {
 	depth := 0
@@ -182,7 +167,7 @@ func param(v []byte, name string) []byte {
 				continue
 			}
 			rest := v[i+1:]
-			if len(rest) > len(name) && hdr(rest[:len(name)], name, "") && rest[len(name)] == '=' {
+			if len(rest) > len(name) && sipheader.EqualFold(rest[:len(name)], name) && rest[len(name)] == '=' {
 				val := rest[len(name)+1:]
 				if end := bytes.IndexAny(val, ";,> \t"); end >= 0 {
 					val = val[:end]

@@ -21,6 +21,7 @@
 package handoff
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -28,6 +29,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/sipheader"
 )
 
 // Priority classes of the queue.
@@ -221,24 +224,20 @@ func toHasTag(data []byte) bool {
 	return false
 }
 
+// toValue returns the value of line when line is a To header field.
 func toValue(line []byte) ([]byte, bool) {
-	n := 0
-	switch {
-	case len(line) >= 3 && (line[0]|0x20) == 't' && (line[1]|0x20) == 'o':
-		n = 2
-	case len(line) >= 2 && (line[0]|0x20) == 't':
-		n = 1
-	default:
+	colon := bytes.IndexByte(line, ':')
+	if colon < 0 {
 		return nil, false
 	}
-	k := n
-	for k < len(line) && (line[k] == ' ' || line[k] == '\t') {
-		k++
+	name := line[:colon]
+	for len(name) > 0 && (name[len(name)-1] == ' ' || name[len(name)-1] == '\t') {
+		name = name[:len(name)-1]
 	}
-	if k >= len(line) || line[k] != ':' {
+	if sipheader.Lookup(name) != sipheader.To {
 		return nil, false
 	}
-	return line[k+1:], true
+	return line[colon+1:], true
 }
 
 func hasPrefix(b []byte, s string) bool { return len(b) >= len(s) && string(b[:len(s)]) == s }

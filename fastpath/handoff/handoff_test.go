@@ -17,6 +17,10 @@ func TestClassify(t *testing.T) {
 		{"CANCEL sip:a@b SIP/2.0\r\n\r\n", High},
 		{"INVITE sip:a@b SIP/2.0\r\nFrom: <sip:c@d>;tag=1\r\nTo: <sip:a@b>;tag=2\r\n\r\n", High},
 		{"INFO sip:a@b SIP/2.0\r\nt: <sip:a@b>;TAG=2\r\n\r\n", High},
+		{"INFO sip:a@b SIP/2.0\r\nTO \t: <sip:a@b>;tag=2\r\n\r\n", High},
+		{"INFO sip:a@b SIP/2.0\r\nT:<sip:a@b>;tag=2\r\n\r\n", High},
+		{"INFO sip:a@b SIP/2.0\r\n To: <sip:a@b>;tag=2\r\n\r\n", Low},
+		{"INFO sip:a@b SIP/2.0\r\nTo x: <sip:a@b>;tag=2\r\n\r\n", Low},
 		{"INVITE sip:a@b SIP/2.0\r\nFrom: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\n\r\n", Low},
 		{"REGISTER sip:b SIP/2.0\r\nTo: <sip:a@b>;tag=2\r\n\r\n", Low},
 		{"OPTIONS sip:b SIP/2.0\r\n\r\n", Low},
@@ -71,5 +75,24 @@ func TestShedLowestFirst(t *testing.T) {
 	}
 	if _, _, err := c.ReadFrom(buf); err != net.ErrClosed {
 		t.Errorf("read after close: %v", err)
+	}
+}
+
+// Classify runs on every datagram the fast path hands off, before the
+// queue: it must not allocate.
+func BenchmarkClassify(b *testing.B) {
+	msg := []byte("INVITE sip:bob@example.com SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK776asdhds\r\n" +
+		"Max-Forwards: 70\r\n" +
+		"From: <sip:alice@example.com>;tag=1928301774\r\n" +
+		"Call-ID: a84b4c76e66710@pc33.example.com\r\n" +
+		"CSeq: 314159 INVITE\r\n" +
+		"Contact: <sip:alice@198.51.100.7>\r\n" +
+		"To: <sip:bob@example.com>\r\n" +
+		"Content-Length: 0\r\n\r\n")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		Classify(msg)
 	}
 }

@@ -1,6 +1,10 @@
 package scan
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/pinhole-sip/pinhole/internal/sipheader"
+)
 
 // Fixed capacities of a [Register]. Devices send one Via and one to three
 // Contacts; a REGISTER that crossed a proxy has two or three Vias. More is
@@ -264,53 +268,32 @@ func lineEnd(data []byte, pos int) int {
 	return -1
 }
 
-// classify names a header, long or compact form (RFC 3261 §7.3.3), in
-// any case, without allocating. Only the compact forms sipgo (v1.7) knows
-// are read as their long names: it keeps "k" (Supported) as a header of
-// its own, so the slow path does not see it as Supported and neither may
-// the fast path.
+// classify sorts a header name into the kinds Scan tells apart.
 func classify(name []byte) kind {
-	if len(name) == 1 {
-		switch lower(name[0]) {
-		case 'v':
-			return hVia
-		case 'f':
-			return hFrom
-		case 't':
-			return hTo
-		case 'i':
-			return hCallID
-		case 'm':
-			return hContact
-		case 'l':
-			return hContentLength
-		}
-		return hOther
-	}
-	switch {
-	case equalFold(name, "via"):
+	switch sipheader.Lookup(name) {
+	case sipheader.Via:
 		return hVia
-	case equalFold(name, "from"):
+	case sipheader.From:
 		return hFrom
-	case equalFold(name, "to"):
+	case sipheader.To:
 		return hTo
-	case equalFold(name, "call-id"):
+	case sipheader.CallID:
 		return hCallID
-	case equalFold(name, "cseq"):
+	case sipheader.CSeq:
 		return hCSeq
-	case equalFold(name, "contact"):
+	case sipheader.Contact:
 		return hContact
-	case equalFold(name, "expires"):
+	case sipheader.Expires:
 		return hExpires
-	case equalFold(name, "user-agent"):
+	case sipheader.UserAgent:
 		return hUserAgent
-	case equalFold(name, "supported"):
+	case sipheader.Supported:
 		return hSupported
-	case equalFold(name, "max-forwards"):
+	case sipheader.MaxForwards:
 		return hMaxForwards
-	case equalFold(name, "content-length"):
+	case sipheader.ContentLength:
 		return hContentLength
-	case equalFold(name, "require"), equalFold(name, "proxy-require"), equalFold(name, "path"), equalFold(name, "route"):
+	case sipheader.Require, sipheader.ProxyRequire, sipheader.Path, sipheader.Route:
 		return hRefused
 	}
 	return hOther
@@ -352,26 +335,6 @@ func trim(v []byte) []byte {
 		v = v[:len(v)-1]
 	}
 	return v
-}
-
-func lower(c byte) byte {
-	if c >= 'A' && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
-}
-
-// equalFold compares an ASCII name with a lowercase constant.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		if lower(b[i]) != s[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // tokenChar reports whether c may appear in a header name (RFC 3261 §25.1 token).

@@ -1,6 +1,10 @@
 package sanity
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/pinhole-sip/pinhole/internal/sipheader"
+)
 
 // field is one header field: a line "name HCOLON value" and the folded
 // continuation lines that follow it (RFC 3261 §7.3.1).
@@ -88,74 +92,36 @@ func lineEnd(data []byte, p int) (int, fieldStatus) {
 	return cr, fieldOK
 }
 
-// lookup names a header field, case-insensitively and with the compact forms
-// of RFC 3261 §7.3.3 and §20.
+// lookup sorts a header name into the fields Check looks at.
 func lookup(name []byte) hdr {
-	switch len(name) {
-	case 1:
-		switch name[0] | 0x20 {
-		case 'v':
-			return hdrVia
-		case 'f':
-			return hdrFrom
-		case 't':
-			return hdrTo
-		case 'i':
-			return hdrCallID
-		case 'l':
-			return hdrContentLength
-		}
-	case 2:
-		if equalFold(name, "to") {
-			return hdrTo
-		}
-	case 3:
-		if equalFold(name, "via") {
-			return hdrVia
-		}
-	case 4:
-		switch {
-		case equalFold(name, "from"):
-			return hdrFrom
-		case equalFold(name, "cseq"):
-			return hdrCSeq
-		}
-	case 7:
-		if equalFold(name, "call-id") {
-			return hdrCallID
-		}
-	case 14:
-		if equalFold(name, "content-length") {
-			return hdrContentLength
-		}
+	switch sipheader.Lookup(name) {
+	case sipheader.Via:
+		return hdrVia
+	case sipheader.From:
+		return hdrFrom
+	case sipheader.To:
+		return hdrTo
+	case sipheader.CallID:
+		return hdrCallID
+	case sipheader.CSeq:
+		return hdrCSeq
+	case sipheader.ContentLength:
+		return hdrContentLength
 	}
 	return hdrOther
-}
-
-// equalFold compares b with the lower-case ASCII string s, ignoring case.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		if lower(b[i]) != s[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // hasPrefixFold reports whether b starts with the lower-case ASCII string
 // prefix, ignoring case.
 func hasPrefixFold(b []byte, prefix string) bool {
-	return len(b) >= len(prefix) && equalFold(b[:len(prefix)], prefix)
+	return len(b) >= len(prefix) && sipheader.EqualFold(b[:len(prefix)], prefix)
 }
 
 // indexFold returns the first index of the lower-case ASCII string s in b,
 // ignoring case, or -1.
 func indexFold(b []byte, s string) int {
 	for i := 0; i+len(s) <= len(b); i++ {
-		if equalFold(b[i:i+len(s)], s) {
+		if sipheader.EqualFold(b[i:i+len(s)], s) {
 			return i
 		}
 	}

@@ -1,5 +1,7 @@
 package sanity
 
+import "github.com/pinhole-sip/pinhole/internal/sipheader"
+
 // tagLen is the length of the To tag added to a response, 16 hex digits of
 // a 64-bit hash: RFC 3261 §19.3 asks for 32 bits of randomness at least.
 const tagLen = 16
@@ -90,7 +92,7 @@ func hasTag(v []byte) bool {
 		for i < len(v) && isLWS(v[i]) {
 			i++
 		}
-		if i+3 > len(v) || !equalFold(v[i:i+3], "tag") {
+		if i+3 > len(v) || !sipheader.EqualFold(v[i:i+3], "tag") {
 			continue
 		}
 		i += 3
