@@ -9,21 +9,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
-	"text/template"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/kamailiocfg"
 )
 
-// Kamailio binaries and modules as Debian's kamailio package installs them.
+// Kamailio binaries as Debian's kamailio package installs them.
 const (
-	kamailioBin     = "/usr/sbin/kamailio"
-	kamcmdBin       = "/usr/sbin/kamcmd"
-	kamailioModules = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+	kamailioBin = "/usr/sbin/kamailio"
+	kamcmdBin   = "/usr/sbin/kamcmd"
 )
 
 // KamailioConfig describes a main registrar for a test: Kamailio with
@@ -34,10 +33,8 @@ type KamailioConfig struct {
 	Domain string
 	// Users maps user names to passwords.
 	Users map[string]string
-	// Trusted is the address (pinhole's listener) whose own
-	// de-registrations are accepted without a challenge: from that
-	// source, with a single Via (originated there, not relayed for a
-	// device) and Expires 0. docs/midregistrar.md explains the rule.
+	// Trusted is pinhole's listener, whose own de-registrations pass
+	// without a challenge (kamailiocfg.Registrar.Trusted has the rule).
 	Trusted netip.AddrPort
 	// Port is the UDP port; zero picks a free one.
 	Port int
@@ -58,80 +55,6 @@ type Kamailio struct {
 
 // kamailioReady bounds the wait for Kamailio to answer OPTIONS.
 const kamailioReady = 15 * time.Second
-
-var kamailioCfg = template.Must(template.New("kamailio.cfg").Parse(`#!KAMAILIO
-# Written by pinhole's testutil.StartKamailio: a main registrar with digest
-# authentication for the mid-registrar tests.
-debug=2
-log_stderror=yes
-children=4
-auto_aliases=no
-listen=udp:{{.Addr}}
-alias="{{.Domain}}"
-mpath="{{.Modules}}"
-
-loadmodule "kex.so"
-loadmodule "corex.so"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "xlog.so"
-loadmodule "ctl.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "path.so"
-loadmodule "db_text.so"
-loadmodule "auth.so"
-loadmodule "auth_db.so"
-
-modparam("ctl", "binrpc", "unix:{{.Ctl}}")
-modparam("usrloc", "db_mode", 0)
-modparam("registrar", "min_expires", 1)
-modparam("registrar", "max_expires", 7200)
-# Store a Path even when the device did not say Supported: path: the
-# mid-registrar inserts it on the device's behalf (RFC 3327 §5.3).
-modparam("registrar", "use_path", 1)
-modparam("registrar", "path_mode", 0)
-modparam("auth_db", "db_url", "text://{{.DB}}")
-modparam("auth_db", "calculate_ha1", yes)
-modparam("auth_db", "password_column", "password")
-modparam("auth_db", "version_table", 0)
-
-request_route {
-	if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
-	if (is_method("OPTIONS") && uri==myself && $rU==$null) { sl_send_reply("200", "OK"); exit; }
-	if (is_method("REGISTER")) {
-		# The mid-registrar's own de-registrations carry no credentials.
-		if ($si == "{{.TrustedIP}}" && $sp == {{.TrustedPort}} && $hdrc(Via) == 1 && $hdr(Expires) == "0") {
-			xlog("L_INFO", "trusted de-registration of $tu\n");
-		} else {
-			if (!auth_check("$fd", "subscriber", "1")) {
-				auth_challenge("$fd", "0");
-				exit;
-			}
-			consume_credentials();
-		}
-		if (!save("location")) { sl_reply_error(); }
-		exit;
-	}
-	if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
-	if (has_totag()) {
-		if (loose_route()) { t_relay(); exit; }
-		if (is_method("ACK")) { if (t_check_trans()) { t_relay(); } exit; }
-		sl_send_reply("404", "Not Here");
-		exit;
-	}
-	t_check_trans();
-	if (is_method("INVITE|SUBSCRIBE")) { record_route(); }
-	if (!lookup("location")) { sl_send_reply("404", "Not Found"); exit; }
-	if (!t_relay()) { sl_reply_error(); }
-	exit;
-}
-`))
 
 // StartKamailio writes the configuration and credentials into a fresh
 // directory, starts Kamailio and waits until it answers OPTIONS. It is
@@ -165,19 +88,26 @@ func StartKamailio(t testing.TB, kc KamailioConfig) *Kamailio {
 		ctl:     filepath.Join(run, "ctl.sock"),
 		runDir:  run,
 	}
-	if err := writeKamailioDB(db, kc); err != nil {
+	if err := kamailiocfg.WriteSubscribers(db, kc.Domain, kc.Users); err != nil {
+		t.Fatal(err)
+	}
+	modules, err := kamailiocfg.ModulesDir(kamailioBin)
+	if err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Create(k.cfgPath)
 	if err != nil {
 		t.Fatalf("write kamailio config: %v", err)
 	}
-	err = kamailioCfg.Execute(f, map[string]any{
-		"Addr": k.Addr.String(), "Domain": kc.Domain, "Modules": kamailioModules,
-		"Ctl": k.ctl, "DB": db,
-		"TrustedIP": kc.Trusted.Addr().String(), "TrustedPort": kc.Trusted.Port(),
-	})
-	f.Close()
+	err = kamailiocfg.Registrar{
+		Listen: k.Addr, Domain: kc.Domain, Modules: modules,
+		Children: 4, Debug: 2, Ctl: k.ctl,
+		MinExpires: 1, MaxExpires: 7200,
+		Auth: kamailiocfg.Subscribers, DB: db, Trusted: kc.Trusted,
+	}.Write(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		t.Fatalf("write kamailio config: %v", err)
 	}
@@ -189,26 +119,6 @@ func StartKamailio(t testing.TB, kc KamailioConfig) *Kamailio {
 	})
 	k.Start()
 	return k
-}
-
-// writeKamailioDB writes db_text's subscriber table (auth_db computes the
-// HA1 from the plain password: calculate_ha1).
-func writeKamailioDB(dir string, kc KamailioConfig) error {
-	var b strings.Builder
-	b.WriteString("id(int,auto) username(string) domain(string) password(string) ha1(string) ha1b(string)\n")
-	users := make([]string, 0, len(kc.Users))
-	for u := range kc.Users {
-		users = append(users, u)
-	}
-	sort.Strings(users)
-	for i, u := range users {
-		// db_text escapes ':' as '\:'; test passwords avoid it.
-		fmt.Fprintf(&b, "%d:%s:%s:%s:-:-\n", i+1, u, kc.Domain, kc.Users[u])
-	}
-	if err := os.WriteFile(filepath.Join(dir, "subscriber"), []byte(b.String()), 0o600); err != nil {
-		return fmt.Errorf("write kamailio subscriber table: %w", err)
-	}
-	return nil
 }
 
 // Start starts Kamailio (again, after Stop) and waits until it answers.
