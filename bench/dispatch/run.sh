@@ -33,7 +33,7 @@ HERE=bench/dispatch
 
 OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)
 mkdir -p "$OUT/bin"
-go build -o "$OUT/bin/" ./cmd/pinhole
+go build -o "$OUT/bin/" ./cmd/pinhole ./bench/cmd/kamailio-cfg
 
 PIDS=()
 cleanup() {
@@ -76,6 +76,8 @@ start_pinhole() {
 }
 
 start_kamailio() {
+  local modules
+  modules=$("$OUT/bin/kamailio-cfg" -modules-dir)
   : >"$OUT/dispatcher.list"
   for p in "${NODE_PORTS[@]}"; do echo "1 sip:$HOST:$p" >>"$OUT/dispatcher.list"; done
   cat >"$OUT/kamailio.cfg" <<KAM
@@ -84,7 +86,7 @@ debug=0
 log_stderror=yes
 children=1
 listen=udp:$HOST:$PORT
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+mpath="$modules"
 loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "rr.so"

@@ -36,7 +36,7 @@ BIN=$OUT/bin
 FD_BUDGET=${FD_BUDGET:-$(($(ulimit -Hn) - 1000))}
 
 mkdir -p "$OUT" "$BIN"
-go build -o "$BIN/" ./cmd/pinhole ./bench/cmd/sipload ./bench/cmd/echo-responder ./bench/cmd/benchtable
+go build -o "$BIN/" ./cmd/pinhole ./bench/cmd/sipload ./bench/cmd/echo-responder ./bench/cmd/benchtable ./bench/cmd/kamailio-cfg
 
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
@@ -57,25 +57,7 @@ YAML
 }
 
 kamailio_cfg() { # a registrar without authentication, usrloc in memory
-  cat >"$OUT/kamailio.cfg" <<KAM
-#!KAMAILIO
-debug=0
-log_stderror=yes
-children=$KAM_CHILDREN
-listen=udp:$HOST:$PORT
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "pv.so"
-loadmodule "textops.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-modparam("usrloc", "db_mode", 0)
-request_route {
-	if (is_method("REGISTER")) { save("location"); exit; }
-	sl_send_reply("405", "Method Not Allowed");
-}
-KAM
+  "$BIN/kamailio-cfg" -listen "$HOST:$PORT" -children "$KAM_CHILDREN" -auth none >"$OUT/kamailio.cfg"
 }
 
 opensips_cfg() {
