@@ -103,6 +103,9 @@ type Config struct {
 	// Lapsers is how many de-registrations may be in flight at once;
 	// zero means DefaultLapsers.
 	Lapsers int
+	// MaxChallenges bounds the Call-IDs whose challenging upstream is
+	// remembered; zero means DefaultMaxChallenges.
+	MaxChallenges int
 }
 
 // DefaultLapsers bounds concurrent upstream de-registrations: enough to

@@ -12,6 +12,7 @@ import (
 type counters struct {
 	received, absorbed, relayed, deferred, unavailable *metrics.Counter
 	deregs, deregFailures, panics                      *metrics.Counter
+	challengesEvicted                                  *metrics.Counter
 }
 
 func newCounters(mode Mode) counters {
@@ -26,6 +27,9 @@ func newCounters(mode Mode) counters {
 		deregs:        c("pinhole_midreg_deregistrations_total"),
 		deregFailures: c("pinhole_midreg_deregistration_failures_total"),
 		panics:        c("pinhole_midreg_panics_total"),
+		// Challenges forgotten before challengeTTL because the table was
+		// full: the retry of such a device goes to the first upstream.
+		challengesEvicted: c("pinhole_midreg_challenges_evicted_total"),
 	}
 }
 

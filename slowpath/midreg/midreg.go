@@ -42,8 +42,7 @@ type MidRegistrar struct {
 	now   func() time.Time
 	m     counters
 
-	chMu       sync.Mutex
-	challenged map[string]challenge // Call-ID → upstream whose challenge is pending
+	challenged *challenges // Call-ID → upstream whose challenge is pending
 
 	lapses lapseQueue
 	stop   chan struct{}
@@ -51,18 +50,6 @@ type MidRegistrar struct {
 
 	committed atomic.Pointer[registrar.Committed] // see OnCommit
 }
-
-// challenge remembers which upstream challenged a REGISTER dialog, so the
-// device's authenticated retry reaches the one that issued the nonce.
-type challenge struct {
-	upstream int
-	at       time.Time
-}
-
-// challengeTTL is how long a challenge is remembered: a device answers at
-// once, and an answer later than a transaction lifetime (Timer F, 32 s)
-// is a new registration anyway.
-const challengeTTL = 32 * time.Second
 
 // New checks cfg and returns a mid-registrar. OnExpire may be used at
 // once (the location store hands over lapses while it loads); Start must
@@ -79,9 +66,10 @@ func New(cfg Config) (*MidRegistrar, error) {
 	if now == nil {
 		now = time.Now
 	}
+	c := newCounters(cfg.Mode)
 	return &MidRegistrar{
-		cfg: cfg, reg: rules, now: now, m: newCounters(cfg.Mode),
-		challenged: map[string]challenge{},
+		cfg: cfg, reg: rules, now: now, m: c,
+		challenged: newChallenges(cfg.MaxChallenges, c.challengesEvicted.Inc),
 		lapses:     newLapseQueue(),
 		stop:       make(chan struct{}),
 	}, nil
@@ -132,33 +120,12 @@ func (m *MidRegistrar) Resolve(aor string) (bs []location.Binding, ok bool) {
 
 // rememberChallenge records that upstream i challenged callID.
 func (m *MidRegistrar) rememberChallenge(callID string, i int, now time.Time) {
-	m.chMu.Lock()
-	defer m.chMu.Unlock()
-	if len(m.challenged) >= 1024 {
-		// Sweep at most once per 1024 challenges: the map stays bounded by
-		// the challenge rate times challengeTTL.
-		for k, c := range m.challenged {
-			if now.Sub(c.at) > challengeTTL {
-				delete(m.challenged, k)
-			}
-		}
-	}
-	m.challenged[callID] = challenge{upstream: i, at: now}
+	m.challenged.remember(callID, i, now)
 }
 
 // challenger returns the upstream that challenged callID recently, or -1.
 func (m *MidRegistrar) challenger(callID string, now time.Time) int {
-	m.chMu.Lock()
-	defer m.chMu.Unlock()
-	c, ok := m.challenged[callID]
-	if !ok || now.Sub(c.at) > challengeTTL {
-		return -1
-	}
-	return c.upstream
+	return m.challenged.upstream(callID, now)
 }
 
-func (m *MidRegistrar) forget(callID string) {
-	m.chMu.Lock()
-	delete(m.challenged, callID)
-	m.chMu.Unlock()
-}
+func (m *MidRegistrar) forget(callID string) { m.challenged.forget(callID) }
