@@ -30,8 +30,9 @@ type hooks struct {
 // them, and sipgo would log each one.
 type Intercept func(local, remote netip.AddrPort, msg []byte) bool
 
-// AuthFailure is told the source of every REGISTER whose credentials were
-// wrong (403), to feed the kernel blocklist (package ban).
+// AuthFailure is told the source of every REGISTER, and of every request
+// the proxy authenticates, whose credentials were wrong (403), to feed the
+// kernel blocklist (package ban).
 type AuthFailure func(src netip.Addr)
 
 // SetIntercept installs fn (see Intercept).

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -123,6 +124,51 @@ func TestAuthFailureFeed(t *testing.T) {
 	got = exchange(t, c, addr, []byte(wrong), 2*time.Second)
 	if !strings.HasPrefix(string(got), "SIP/2.0 403") {
 		t.Fatalf("REGISTER with a wrong password: %q", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(failed) != 1 || failed[0] != netip.MustParseAddr("127.0.0.1") {
+		t.Fatalf("auth failures reported: %v, want one from 127.0.0.1", failed)
+	}
+}
+
+// TestProxyAuthFailureFeed: wrong Proxy-Authorization credentials on a
+// MESSAGE reach the same hook as a REGISTER's (403), so a password guesser
+// that calls instead of registering is banned too; the 407 challenge that
+// starts every honest call does not.
+func TestProxyAuthFailureFeed(t *testing.T) {
+	creds := writeTestCreds(t)
+	s, addr := startServer(t, "auth:\n  credentials: "+creds+"\n  algorithms: [MD5]\n")
+	var mu sync.Mutex
+	var failed []netip.Addr
+	s.SetAuthFailure(func(src netip.Addr) {
+		mu.Lock()
+		failed = append(failed, src)
+		mu.Unlock()
+	})
+	c := client(t)
+	local := c.LocalAddr().String()
+	message := func(cseq int, extra string) []byte {
+		return []byte("MESSAGE sip:bob@example.com SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-pa-" + strconv.Itoa(cseq) + ";rport\r\n" +
+			"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=pa\r\nTo: <sip:bob@example.com>\r\n" +
+			"Call-ID: pa-1\r\nCSeq: " + strconv.Itoa(cseq) + " MESSAGE\r\n" + extra + "Content-Length: 0\r\n\r\n")
+	}
+	got := exchange(t, c, addr, message(1, ""), 2*time.Second)
+	if !strings.HasPrefix(string(got), "SIP/2.0 407") {
+		t.Fatalf("first MESSAGE: %q", got)
+	}
+	mu.Lock()
+	if len(failed) != 0 {
+		t.Errorf("a 407 challenge was reported as an auth failure: %v", failed)
+	}
+	mu.Unlock()
+	nonce := between(string(got), `nonce="`, `"`)
+	wrong := `Proxy-Authorization: Digest username="alice", realm="pinhole", nonce="` + nonce +
+		`", uri="sip:bob@example.com", response="00000000000000000000000000000000", algorithm=MD5` + "\r\n"
+	got = exchange(t, c, addr, message(2, wrong), 2*time.Second)
+	if !strings.HasPrefix(string(got), "SIP/2.0 403") {
+		t.Fatalf("MESSAGE with a wrong password: %q", got)
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -55,7 +55,17 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 	var authz proxy.Authorizer
 	if s.authOn {
 		authn := s.ops.authn.Load // the current one: a reload swaps it
-		authz = proxy.AuthorizerFunc(func(r *sip.Request) proxy.Verdict { return proxy.Verdict(authn().Check(r, false)) })
+		authz = proxy.AuthorizerFunc(func(r *sip.Request) proxy.Verdict {
+			res := authn().Check(r, false)
+			if res.Status == 403 {
+				// Wrong credentials on INVITE or MESSAGE guess passwords
+				// as well as on REGISTER: the same ban counts them. A 407
+				// challenge is the first step of every honest call and
+				// is not counted.
+				s.authFailed(r)
+			}
+			return proxy.Verdict(res)
+		})
 	}
 	var farm *dispatch.Dispatcher
 	if dc.Enabled() {
