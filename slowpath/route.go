@@ -14,6 +14,7 @@ import (
 	"github.com/pinhole-sip/pinhole/slowpath/midreg"
 	"github.com/pinhole-sip/pinhole/slowpath/proxy"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
+	"github.com/pinhole-sip/pinhole/slowpath/trust"
 )
 
 // routeRequests hands every method but REGISTER to the proxy, through
@@ -52,6 +53,10 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 		}
 		ls = append(ls, proxy.Listener{Transport: tr, Local: l.Addr, Host: s.cfg.Advertise.Host, Port: s.cfg.Advertise.Port})
 	}
+	trusted, err := s.trustList()
+	if err != nil {
+		return nil, nil, err
+	}
 	var authz proxy.Authorizer
 	if s.authOn {
 		authn := s.ops.authn.Load // the current one: a reload swaps it
@@ -85,6 +90,8 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 		Farm:           farm,
 		TopologyHiding: dc.TopologyHiding,
 		Keys:           s.keys,
+		Trusted:        trusted,
+		MaxBreadth:     s.cfg.Proxy.MaxBreadth,
 		Oversize: proxy.Oversize{
 			Limit: dispatch.Limit(dc.Oversize),
 			Strip: dc.Oversize.StripHeaders,
@@ -189,4 +196,21 @@ func newMidRegistrar(cfg *config.Config) (*midreg.MidRegistrar, error) {
 		return nil, fmt.Errorf("set up mid-registrar: %w", err)
 	}
 	return m, nil
+}
+
+// trustList is the configured peers plus the main registrars the
+// mid-registrar relays to: they are peers by construction. Farm nodes the
+// proxy asks its dispatcher about, which a reload may change.
+func (s *Server) trustList() (*trust.List, error) {
+	l, err := trust.Parse(s.cfg.Trust.Peers)
+	if err != nil {
+		return nil, fmt.Errorf("trust.peers: %w", err)
+	}
+	var ups []netip.Prefix
+	for _, u := range s.cfg.MidRegistrar.Upstreams {
+		if ap, err := netip.ParseAddrPort(u.Addr); err == nil {
+			ups = append(ups, netip.PrefixFrom(ap.Addr(), ap.Addr().BitLen()))
+		}
+	}
+	return l.With(ups...), nil
 }

@@ -29,6 +29,8 @@ type Config struct {
 	Auth      Auth      `yaml:"auth"`
 	Location  Location  `yaml:"location"`
 	Proxy     Proxy     `yaml:"proxy"`
+	// Trust names the peers believed by source address (trust.go).
+	Trust Trust `yaml:"trust"`
 	// MidRegistrar puts pinhole in front of a main registrar; off while it
 	// names no upstream.
 	MidRegistrar MidRegistrar `yaml:"midregistrar"`
@@ -150,6 +152,7 @@ func (c *Config) validate() error {
 		c.Auth.validate,
 		c.Location.validate,
 		c.Proxy.validate,
+		c.Trust.validate,
 		c.validateMidRegistrar,
 		c.validateDispatch,
 		c.Limits.validate,

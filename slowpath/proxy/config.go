@@ -6,6 +6,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/routesig"
+	"github.com/pinhole-sip/pinhole/slowpath/trust"
 	"net/netip"
 	"strings"
 	"time"
@@ -47,6 +48,8 @@ func ParseForking(s string) (Forking, error) {
 const (
 	DefaultInviteTimeout = 180 * time.Second
 	DefaultMaxForwards   = 70
+	// DefaultMaxBreadth is RFC 5393 §5.3.1's suggested Max-Breadth.
+	DefaultMaxBreadth = 60
 )
 
 // Listener is one socket pinhole serves SIP on.
@@ -95,6 +98,13 @@ type Config struct {
 	// Path, hidden Contacts) and verify it when it comes back. nil: a random
 	// key held in memory, so dialogs do not survive a restart (tests).
 	Keys *routesig.Keyring
+	// Trusted are the peers believed by source address (main registrar,
+	// other edges, the farm's nodes): their requests are not challenged
+	// and keep their identity headers. nil trusts nobody.
+	Trusted *trust.List
+	// MaxBreadth is the Max-Breadth given to a request that arrives
+	// without one (RFC 5393 §5.3); zero means 60.
+	MaxBreadth int
 }
 
 // Oversize bounds requests sent to devices over UDP (RFC 3261 §18.1.1).
@@ -126,6 +136,12 @@ func (cfg Config) validate() (Config, []listener, *sip.Uri, error) {
 	}
 	if cfg.MaxForwards == 0 {
 		cfg.MaxForwards = DefaultMaxForwards
+	}
+	if cfg.MaxBreadth == 0 {
+		cfg.MaxBreadth = DefaultMaxBreadth
+	}
+	if cfg.MaxBreadth < 1 {
+		return cfg, nil, nil, fmt.Errorf("max_breadth %d: must be positive", cfg.MaxBreadth)
 	}
 	if cfg.MaxForwards < 1 || cfg.MaxForwards > 255 {
 		return cfg, nil, nil, fmt.Errorf("max_forwards %d: want 1..255", cfg.MaxForwards)

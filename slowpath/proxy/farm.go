@@ -251,7 +251,7 @@ func (p *Proxy) shrink(c *call, base *sip.Request, t *target, rr []sip.Header, r
 		if l := p.listenerOf("TCP"); l != nil {
 			t.transport, t.out = "TCP", l
 			mOversize[oversizeTCP].Inc()
-			tr := p.branchRequest(base, t, rr)
+			tr := p.branchRequest(base, t, rr, c.loop)
 			if p.cfg.TopologyHiding && c.fromFarm != nil {
 				p.hideRequest(tr, c.fromFarm, t.out)
 			}

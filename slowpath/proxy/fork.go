@@ -30,6 +30,7 @@ type call struct {
 	nr     string // caller's flow parameter; "" when not behind NAT
 	in     *listener
 	rr     bool
+	loop   string // the received request's loop hash, in every branch's Via
 	upDst  string // where responses to the caller go
 	upTP   string
 
@@ -94,6 +95,14 @@ func (p *Proxy) forkWith(req, base *sip.Request, stx sip.ServerTransaction, rr b
 	if setup != nil {
 		setup(c)
 	}
+	c.loop = loopHash(req)
+	mb, _ := p.breadth(req) // decide refused a malformed one
+	if mb < 1 {
+		mBreadthDeny.Inc()
+		p.reply(req, stx, StatusMaxBreadthExceeded, "Max-Breadth Exceeded")
+		return
+	}
+	groups, shares := shareBreadth(groups, mb)
 	// Where sipgo itself would answer: Via received/rport (§18.2.2, RFC 3581 §4).
 	probe := sip.NewResponseFromRequest(req, sip.StatusTrying, "Trying", nil)
 	c.upDst, c.upTP = probe.Destination(), req.Transport()
@@ -110,10 +119,10 @@ func (p *Proxy) forkWith(req, base *sip.Request, stx sip.ServerTransaction, rr b
 	if rr {
 		c.prepareRecordRoute()
 	}
-	for _, g := range groups {
+	for gi, g := range groups {
 		started := make([]*branch, 0, len(g))
 		for i := range g {
-			if b := c.start(base, g[i]); b != nil {
+			if b := c.start(base, g[i], shares[gi][i]); b != nil {
 				started = append(started, b)
 			}
 		}
@@ -184,7 +193,7 @@ func (c *call) recordRoute(l *listener) *sip.RecordRouteHeader {
 
 // start sends one branch; a branch that cannot be sent counts as a 503
 // (RFC 3261 §16.9) and returns nil.
-func (c *call) start(base *sip.Request, t target) *branch {
+func (c *call) start(base *sip.Request, t target, breadth int) *branch {
 	b := &branch{c: c, t: t, done: make(chan struct{})}
 	var rr []sip.Header
 	if c.rr {
@@ -200,7 +209,10 @@ func (c *call) start(base *sip.Request, t target) *branch {
 			b.nc = FlowParam(t.flow)
 		}
 	}
-	b.req = c.p.branchRequest(base, &t, rr)
+	b.req = c.p.branchRequest(base, &t, rr, c.loop)
+	if breadth > 0 {
+		b.req.ReplaceHeader(sip.NewHeader("Max-Breadth", strconv.Itoa(breadth)))
+	}
 	if c.p.cfg.Farm != nil {
 		b.req = c.p.farmBranch(c, base, &t, rr, b.req)
 		b.t = t

@@ -105,13 +105,13 @@ func (p *Proxy) Handle(req *sip.Request, tx sip.ServerTransaction) {
 		p.forkWith(req, base, tx, false, [][]target{{t}}, p.dialogSetup(req))
 	case actLocate, actOutbound:
 		mInitial.Inc()
-		if d.auth && !p.authorize(req, tx) {
+		if d.auth && !p.authorize(req, tx, &d) {
 			return
 		}
 		p.route(req, tx, &d)
 	case actFarm:
 		mInitial.Inc()
-		if d.auth && !p.authorize(req, tx) {
+		if d.auth && !p.authorize(req, tx, &d) {
 			return
 		}
 		p.routeFarm(req, tx, &d)
@@ -155,10 +155,14 @@ func (p *Proxy) route(req *sip.Request, tx sip.ServerTransaction, d *decision) {
 }
 
 // authorize checks Proxy-Authorization and answers the request when it
-// fails. RFC 3261 §22.3.
-func (p *Proxy) authorize(req *sip.Request, tx sip.ServerTransaction) bool {
+// fails (RFC 3261 §22.3); on success d learns who the caller is.
+func (p *Proxy) authorize(req *sip.Request, tx sip.ServerTransaction, d *decision) bool {
 	v := p.auth.Authorize(req)
 	if v.OK {
+		d.identity = v.User
+		if !strings.Contains(v.User, "@") {
+			d.identity = AOR(v.User, p.identityDomain(req))
+		}
 		return true
 	}
 	mAuthFailed.Inc()
@@ -203,7 +207,44 @@ func (p *Proxy) prepare(req *sip.Request, d *decision) *sip.Request {
 	if p.cfg.TopologyHiding && p.cfg.Farm != nil {
 		p.unhide(fwd) // a Contact hideContact wrote is the farm node again
 	}
+	p.assertIdentity(fwd, d)
 	return fwd
+}
+
+// Identity headers (RFC 3325 §9.1, and the older Remote-Party-ID draft
+// that FreeSWITCH and many carriers still read): whoever sends them claims
+// who the caller is, and a farm bills and displays what they say.
+var identityHeaders = []string{"P-Asserted-Identity", "Remote-Party-ID"}
+
+// assertIdentity keeps identity headers only from trusted peers (RFC 3325
+// §5: a proxy removes them from requests of entities outside its trust
+// domain), and states the authenticated subscriber toward the farm and
+// the outbound proxy, which are inside it.
+func (p *Proxy) assertIdentity(fwd *sip.Request, d *decision) {
+	if d.trusted || d.fromFarm != nil {
+		return
+	}
+	for _, name := range identityHeaders {
+		for fwd.RemoveHeader(name) {
+			mIdentityRemoved.Inc()
+		}
+	}
+	if d.identity != "" && (d.act == actFarm || d.act == actOutbound) {
+		fwd.AppendHeader(sip.NewHeader("P-Asserted-Identity", "<sip:"+d.identity+">"))
+	}
+}
+
+// identityDomain is the served domain an authenticated From names; the
+// first served domain when it names none (the user authenticated against
+// pinhole's credentials, which belong to its domains).
+func (p *Proxy) identityDomain(req *sip.Request) string {
+	if from := req.From(); from != nil && p.served(from.Address.Host) {
+		return strings.TrimSuffix(strings.ToLower(from.Address.Host), ".")
+	}
+	if len(p.cfg.Domains) > 0 {
+		return p.cfg.Domains[0]
+	}
+	return ""
 }
 
 // removeHeaderAt drops the i-th header of r, keeping sipgo's quick
@@ -250,7 +291,7 @@ func (p *Proxy) relayAck(req *sip.Request, d *decision) {
 		mAckDropped.Inc()
 		return
 	}
-	ack := p.branchRequest(base, &t, nil)
+	ack := p.branchRequest(base, &t, nil, "")
 	if n := p.farmSource(req); n != nil && p.cfg.TopologyHiding {
 		p.hideRequest(ack, n, t.out)
 	}
@@ -395,7 +436,9 @@ func (p *Proxy) outboundTarget() (target, error) {
 
 // branchRequest builds the request for one target (RFC 3261 §16.6).
 // rr, when not nil, are the Record-Route entries to insert.
-func (p *Proxy) branchRequest(base *sip.Request, t *target, rr []sip.Header) *sip.Request {
+// loop is the received request's loop hash for the branch parameter
+// (loop.go); "" for a random branch alone.
+func (p *Proxy) branchRequest(base *sip.Request, t *target, rr []sip.Header, loop string) *sip.Request {
 	r := base.Clone()
 	if t.retarget {
 		r.Recipient = *t.uri.Clone() // step 2
@@ -430,7 +473,7 @@ func (p *Proxy) branchRequest(base *sip.Request, t *target, rr []sip.Header) *si
 		Transport:       t.transport,
 		Host:            t.out.Host,
 		Port:            t.out.Port,
-		Params:          sip.HeaderParams{{K: "branch", V: sip.GenerateBranchN(16)}},
+		Params:          sip.HeaderParams{{K: "branch", V: branchID(loop)}},
 	})
 	r.SetTransport(t.transport)
 	r.SetDestination(t.dest) // "" lets sipgo take the first Route or the Request-URI

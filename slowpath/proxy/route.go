@@ -3,6 +3,7 @@ package proxy
 import (
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
+	"github.com/pinhole-sip/pinhole/slowpath/nat"
 	"net/netip"
 	"strings"
 
@@ -37,11 +38,17 @@ type decision struct {
 	status int
 	reason string
 	aor    string
-	auth   bool          // Proxy-Authorization must be checked first
-	ours   int           // top Route entries that name pinhole, to strip (§16.4)
-	strict bool          // the previous hop was a strict router (§16.4)
-	flow   location.Flow // actDialog: send over this registered flow
-	viaFlw bool          // flow is set
+	auth   bool // Proxy-Authorization must be checked first
+	// trusted: the request comes from a peer of the trust list (or a farm
+	// node): it is not challenged and its identity headers are kept.
+	trusted bool
+	// identity is the subscriber the request authenticated as
+	// ("user@domain"), asserted toward the farm and outbound (RFC 3325).
+	identity string
+	ours     int           // top Route entries that name pinhole, to strip (§16.4)
+	strict   bool          // the previous hop was a strict router (§16.4)
+	flow     location.Flow // actDialog: send over this registered flow
+	viaFlw   bool          // flow is set
 	// pathUser is the user part of a top Route naming pinhole with one:
 	// a Path pinhole inserted upstream (RFC 3327 §5), whose user names the
 	// bindings the request is for (the Locator resolves it).
@@ -73,7 +80,21 @@ func (p *Proxy) decide(req *sip.Request) decision {
 		return decision{act: actReply, status: sip.StatusCallTransactionDoesNotExists, reason: "Call/Transaction Does Not Exist"}
 	}
 
+	if p.looped(req) {
+		mLoops.Inc()
+		if req.Method == sip.ACK {
+			return decision{act: actDrop}
+		}
+		return decision{act: actReply, status: sip.StatusLoopDetected, reason: "Loop Detected"}
+	}
+	if _, ok := p.breadth(req); !ok {
+		return decision{act: actReply, status: sip.StatusBadRequest, reason: "Bad Max-Breadth"}
+	}
+
 	var d decision
+	if src, ok := nat.ParseAddrPort(req.Source()); ok {
+		d.trusted = p.cfg.Trusted.Contains(src.Addr()) || (p.cfg.Farm != nil && p.cfg.Farm.IsFarm(src.Addr()))
+	}
 	var mark *sip.Uri // our Record-Route URI, carrying ftag/nc/nr
 	routes, top := 0, true
 	for _, h := range req.Headers() {
@@ -138,14 +159,16 @@ func (p *Proxy) decide(req *sip.Request) decision {
 	}
 	if p.cfg.Farm != nil && d.pathUser == "" && p.decideFarm(req, &d, mark) {
 		if d.act == actFarm {
-			d.auth = p.auth != nil && req.Method != sip.REGISTER && from != nil && p.served(from.Address.Host)
+			// Whatever the From says: a farm trusts pinhole's address, so
+			// an unchallenged outsider would call at the carrier's cost.
+			d.auth = p.auth != nil && req.Method != sip.REGISTER && !d.trusted
 		}
 		return d
 	}
 	if d.pathUser != "" && len(p.cfg.Domains) > 0 {
 		// Through our Path: the Request-URI is the device's own Contact,
 		// which the binding the Path names replaces (flow, NAT).
-		d.auth = p.auth != nil && from != nil && p.served(from.Address.Host)
+		d.auth = p.auth != nil && !d.trusted && d.fromFarm == nil
 		d.act, d.aor = actLocate, AOR(d.pathUser, p.cfg.Domains[0])
 		return d
 	}
@@ -160,8 +183,10 @@ func (p *Proxy) decide(req *sip.Request) decision {
 		}
 		return decision{act: actReply, status: sip.StatusNotFound, reason: "Not Found"}
 	}
-	fromServed := from != nil && p.served(from.Address.Host)
-	d.auth = p.auth != nil && fromServed && d.fromFarm == nil // the farm is trusted by address
+	// Authentication follows the source, never the From header the sender
+	// wrote: every initial request from outside the trust list is
+	// challenged before pinhole routes it anywhere (docs/security.md).
+	d.auth = p.auth != nil && !d.trusted && d.fromFarm == nil
 	if served || self {
 		domain := ruri.Host
 		if !served {
@@ -175,7 +200,12 @@ func (p *Proxy) decide(req *sip.Request) decision {
 		d.aor = AOR(ruri.User, domain)
 		return d
 	}
-	if p.outbound == nil || !fromServed {
+	// Toward a foreign domain: for peers and, with authentication, for
+	// whoever proves a subscriber's credentials. Without authentication
+	// pinhole cannot tell a subscriber from an outsider, and the From
+	// domain is the only hint left (docs/security.md says why that is weak).
+	fromServed := from != nil && p.served(from.Address.Host)
+	if p.outbound == nil || !(d.trusted || d.fromFarm != nil || p.auth != nil || fromServed) {
 		return decision{act: actReply, status: sip.StatusForbidden, reason: "Relaying Denied"}
 	}
 	d.act = actOutbound

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pinhole-sip/pinhole/slowpath/routesig"
+	"github.com/pinhole-sip/pinhole/slowpath/trust"
 )
 
 // fakeTx is a server transaction that keeps what the proxy answers.
@@ -154,15 +155,23 @@ func TestAuthorization(t *testing.T) {
 		req       string
 		want      int
 		wantCalls int
+		trusted   bool // the request comes from a peer on the trust list
 	}{
 		{name: "our user", req: msg("INVITE", "sip:carol@example.com"), want: 407, wantCalls: 1},
-		{name: "foreign caller", req: strings.Replace(msg("INVITE", "sip:carol@example.com"), "alice@example.com", "x@carrier.net", 1), want: 480},
+		// Authentication follows the source: a From of another domain
+		// does not skip it.
+		{name: "foreign caller", req: strings.Replace(msg("INVITE", "sip:carol@example.com"), "alice@example.com", "x@carrier.net", 1), want: 407, wantCalls: 1},
+		{name: "trusted peer", trusted: true, req: strings.Replace(msg("INVITE", "sip:carol@example.com"), "alice@example.com", "x@carrier.net", 1), want: 480},
 		{name: "ack", req: msg("ACK", "sip:carol@example.com")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			calls = 0
-			p, loc := unitProxy(t, nil)
+			p, loc := unitProxy(t, func(c *Config) {
+				if tt.trusted {
+					c.Trusted = trust.New(netip.MustParsePrefix("203.0.113.0/24"))
+				}
+			})
 			p.auth = deny
 			loc.known["carol@example.com"] = true
 			tx := &fakeTx{}

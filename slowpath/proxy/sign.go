@@ -23,6 +23,9 @@ var (
 	mForgedDialog = metrics.NewCounter(`pinhole_proxy_forged_total{what="record_route"}`)
 	mForgedPath   = metrics.NewCounter(`pinhole_proxy_forged_total{what="path"}`)
 	mForgedHidden = metrics.NewCounter(`pinhole_proxy_forged_total{what="hidden_contact"}`)
+	// mIdentityRemoved counts identity headers removed from requests of
+	// untrusted senders.
+	mIdentityRemoved = metrics.NewCounter(`pinhole_proxy_identity_headers_removed_total`)
 )
 
 // rrParts are what pinhole's Record-Route MAC covers: the dialog (Call-ID
