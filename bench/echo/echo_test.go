@@ -47,17 +47,6 @@ func TestAnswer(t *testing.T) {
 	}
 }
 
-func FuzzAnswer(f *testing.F) {
-	f.Add([]byte("REGISTER sip:h SIP/2.0\r\nVia: v\r\nFrom: f\r\nTo: t\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n\r\n"))
-	f.Add([]byte("\r\n\r\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		out, ok := Answer(nil, b)
-		if ok && len(out) == 0 {
-			t.Fatal("an empty answer")
-		}
-	})
-}
-
 func BenchmarkAnswer(b *testing.B) {
 	b.ReportAllocs()
 	req := []byte("REGISTER sip:h SIP/2.0\r\nVia: SIP/2.0/UDP 127.77.0.1:10000;rport;branch=z9hG4bKx\r\nFrom: <sip:u@h>;tag=a\r\nTo: <sip:u@h>\r\nCall-ID: c\r\nCSeq: 2 REGISTER\r\nContact: <sip:u@127.77.0.1:10000>\r\nAuthorization: Digest x\r\nContent-Length: 0\r\n\r\n")

@@ -438,22 +438,6 @@ func TestParseURI(t *testing.T) {
 	}
 }
 
-func FuzzParseURI(f *testing.F) {
-	for _, s := range []string{"sip:10.0.0.1", "sip:10.0.0.1:5080;transport=tcp", "sip:[::1]:5060;lr", "sips:x", "sip:a@b"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		tg, err := ParseURI(s)
-		if err != nil {
-			return
-		}
-		again, err := ParseURI(tg.String())
-		if err != nil || again != tg {
-			t.Fatalf("ParseURI(%q) = %v, but its String %q reads back as %v, %v", s, tg, tg.String(), again, err)
-		}
-	})
-}
-
 func BenchmarkSelect(b *testing.B) {
 	for _, alg := range []Algorithm{RoundRobin, Weighted, HashUser, LeastCalls} {
 		b.Run(alg.String(), func(b *testing.B) {

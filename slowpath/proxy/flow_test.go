@@ -2,11 +2,12 @@ package proxy
 
 import (
 	"errors"
-	"github.com/pinhole-sip/pinhole/internal/location"
 	"net/netip"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/pinhole-sip/pinhole/internal/location"
 )
 
 func TestFlowParamRoundTrip(t *testing.T) {
@@ -76,43 +77,4 @@ func TestParseFlowParamRejects(t *testing.T) {
 			}
 		})
 	}
-}
-
-// FuzzParseFlowParam: whatever comes in a Route header, decoding never
-// panics and what it accepts encodes back to the same text.
-func FuzzParseFlowParam(f *testing.F) {
-	f.Add("ahfqa4ihts54mm3eaej4i")
-	f.Add(FlowParam(location.Flow{Transport: location.TransportWSS, Remote: netip.MustParseAddrPort("[2001:db8::2]:443"), Local: netip.MustParseAddrPort("[::1]:8443")}))
-	f.Add("")
-	f.Add("zzzzzzzz")
-	f.Fuzz(func(t *testing.T, s string) {
-		fl, err := ParseFlowParam(s)
-		if err != nil {
-			return
-		}
-		if got := FlowParam(fl); got != s {
-			t.Fatalf("ParseFlowParam(%q) = %+v, which encodes as %q", s, fl, got)
-		}
-	})
-}
-
-// FuzzFlowParamRoundTrip: every flow pinhole can hold survives the trip.
-func FuzzFlowParamRoundTrip(f *testing.F) {
-	f.Add(uint8(1), []byte{203, 0, 113, 7}, uint16(40123), []byte{198, 51, 100, 1}, uint16(5060))
-	f.Add(uint8(5), make([]byte, 16), uint16(1), []byte{0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, uint16(443))
-	f.Fuzz(func(t *testing.T, tr uint8, ra []byte, rp uint16, la []byte, lp uint16) {
-		r, ok1 := netip.AddrFromSlice(ra)
-		l, ok2 := netip.AddrFromSlice(la)
-		if !ok1 || !ok2 || tr < uint8(location.TransportUDP) || tr > uint8(location.TransportWSS) {
-			return
-		}
-		in := location.Flow{Transport: location.Transport(tr), Remote: netip.AddrPortFrom(r.Unmap(), rp), Local: netip.AddrPortFrom(l.Unmap(), lp)}
-		got, err := ParseFlowParam(FlowParam(in))
-		if err != nil {
-			t.Fatalf("ParseFlowParam(FlowParam(%+v)): %v", in, err)
-		}
-		if got != in {
-			t.Fatalf("round trip: got %+v, want %+v", got, in)
-		}
-	})
 }
