@@ -53,7 +53,7 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 		}
 		ls = append(ls, proxy.Listener{Transport: tr, Local: l.Addr, Host: s.cfg.Advertise.Host, Port: s.cfg.Advertise.Port})
 	}
-	trusted, err := s.trustList()
+	trusted, err := trustList(s.cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -159,6 +159,10 @@ func newMidRegistrar(cfg *config.Config) (*midreg.MidRegistrar, error) {
 	if err != nil {
 		return nil, fmt.Errorf("midregistrar.insertion: %w", err)
 	}
+	trusted, err := trustList(cfg)
+	if err != nil {
+		return nil, err
+	}
 	c := midreg.Config{
 		Mode: mode, Insertion: ins,
 		OutgoingExpires: mc.OutgoingExpires, RenewalMargin: mc.RenewalMargin,
@@ -169,6 +173,7 @@ func newMidRegistrar(cfg *config.Config) (*midreg.MidRegistrar, error) {
 			MaxExpires:     cfg.Registrar.MaxExpires,
 			DefaultExpires: cfg.Registrar.DefaultExpires,
 			MaxContacts:    cfg.Registrar.MaxContacts,
+			Trusted:        trusted,
 		},
 	}
 	for _, u := range mc.Upstreams {
@@ -201,13 +206,13 @@ func newMidRegistrar(cfg *config.Config) (*midreg.MidRegistrar, error) {
 // trustList is the configured peers plus the main registrars the
 // mid-registrar relays to: they are peers by construction. Farm nodes the
 // proxy asks its dispatcher about, which a reload may change.
-func (s *Server) trustList() (*trust.List, error) {
-	l, err := trust.Parse(s.cfg.Trust.Peers)
+func trustList(cfg *config.Config) (*trust.List, error) {
+	l, err := trust.Parse(cfg.Trust.Peers)
 	if err != nil {
 		return nil, fmt.Errorf("trust.peers: %w", err)
 	}
 	var ups []netip.Prefix
-	for _, u := range s.cfg.MidRegistrar.Upstreams {
+	for _, u := range cfg.MidRegistrar.Upstreams {
 		if ap, err := netip.ParseAddrPort(u.Addr); err == nil {
 			ups = append(ups, netip.PrefixFrom(ap.Addr(), ap.Addr().BitLen()))
 		}

@@ -118,6 +118,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 
+	trusted, err := trustList(cfg)
+	if err != nil {
+		s.store.Close()
+		return nil, err
+	}
 	var authz registrar.Authorizer
 	if s.authOn {
 		authz = registerAuth{a: s.ops.authn.Load, failed: s.authFailed}
@@ -129,6 +134,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		DefaultExpires: cfg.Registrar.DefaultExpires,
 		MaxContacts:    cfg.Registrar.MaxContacts,
 		Committed:      s.committed,
+		Trusted:        trusted,
 	}, s.store, authz)
 	if err != nil {
 		s.store.Close()

@@ -7,6 +7,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/slowpath/nat"
 )
 
 // The mid-registrar (slowpath/midreg) validates and applies REGISTERs by
@@ -44,7 +45,7 @@ func (r *Registrar) Parse(req *sip.Request, flow location.Flow, now time.Time) (
 	if err != nil {
 		return nil, err
 	}
-	ps, wildcard, err := r.parseContacts(req, reqExpires, has, flow, now.Truncate(time.Second))
+	ps, wildcard, err := r.parseContacts(req, reqExpires, has, flow, now.Truncate(time.Second), r.cfg.Trusted.Contains(flow.Remote.Addr()))
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +81,8 @@ func Find(bs []location.Binding, c Contact) int {
 
 // Answer builds the 200 listing bs with their remaining expiry (§10.3 step 8).
 func (r *Registrar) Answer(req *sip.Request, bs []location.Binding, now time.Time) *sip.Response {
-	return r.ok(req, bs, now.Truncate(time.Second))
+	src, _ := nat.ParseAddrPort(req.Source())
+	return r.ok(req, bs, now.Truncate(time.Second), r.cfg.Trusted.Contains(src.Addr()))
 }
 
 // Reject returns an error that ErrorResponse answers with code and reason.

@@ -19,3 +19,7 @@ func init() {
 		metrics.GetOrCreateCounter(`pinhole_registrar_replies_total{code="` + strconv.Itoa(code) + `"}`)
 	}
 }
+
+// mPathIgnored counts REGISTERs whose Path was not stored: it came from a
+// source outside the trust list (RFC 3327 §5).
+var mPathIgnored = metrics.NewCounter(`pinhole_registrar_path_ignored_total`)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/nat"
+	"github.com/pinhole-sip/pinhole/slowpath/trust"
 )
 
 // Config holds the registrar's rules.
@@ -27,6 +28,11 @@ type Config struct {
 	// it was sent: the fast path prepares the answer to the next refresh
 	// from it (docs/fastpath.md). It must not keep req or res.
 	Committed Committed
+	// Trusted are the proxies whose Path headers are stored (RFC 3327 §5:
+	// a registrar uses Path only from proxies it trusts). A device's own
+	// Path would make pinhole send a callee's INVITE wherever the device
+	// chose — back to pinhole in a loop, or at a third party. nil: none.
+	Trusted *trust.List
 }
 
 // Committed is told of a 200 the registrar (or the mid-registrar) sent
@@ -178,7 +184,8 @@ func (r *Registrar) process(req *sip.Request, flow location.Flow) (*sip.Response
 	if err != nil {
 		return nil, err
 	}
-	contacts, wildcard, err := r.parseContacts(req, reqExpires, hasReqExpires, flow, now)
+	pathOK := r.cfg.Trusted.Contains(flow.Remote.Addr())
+	contacts, wildcard, err := r.parseContacts(req, reqExpires, hasReqExpires, flow, now, pathOK)
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +215,7 @@ func (r *Registrar) process(req *sip.Request, flow location.Flow) (*sip.Response
 	if err != nil {
 		return nil, err
 	}
-	return r.ok(req, stored, now), nil
+	return r.ok(req, stored, now, pathOK), nil
 }
 
 // pending is one Contact of the request, validated.
@@ -218,7 +225,7 @@ type pending struct {
 	expires int    // seconds; 0 removes
 }
 
-func (r *Registrar) parseContacts(req *sip.Request, reqExpires int, hasReqExpires bool, flow location.Flow, now time.Time) ([]pending, bool, error) {
+func (r *Registrar) parseContacts(req *sip.Request, reqExpires int, hasReqExpires bool, flow location.Flow, now time.Time, pathOK bool) ([]pending, bool, error) {
 	hdrs := req.GetHeaders("Contact")
 	var out []pending
 	wildcard := false
@@ -230,7 +237,14 @@ func (r *Registrar) parseContacts(req *sip.Request, reqExpires int, hasReqExpire
 			ua = ua[:128] // operators want it; the store should not pay for a novel
 		}
 	}
-	path := joinValues(req.GetHeaders("Path"))
+	var path string
+	if paths := req.GetHeaders("Path"); len(paths) > 0 {
+		if pathOK {
+			path = joinValues(paths)
+		} else {
+			mPathIgnored.Inc()
+		}
+	}
 	for _, h := range hdrs {
 		ch, ok := h.(*sip.ContactHeader)
 		if !ok {
@@ -372,7 +386,9 @@ func findBinding(bs []location.Binding, p pending) int {
 
 // ok builds the 200 listing every current binding with its remaining
 // expiry (RFC 3261 §10.3 step 8).
-func (r *Registrar) ok(req *sip.Request, bs []location.Binding, now time.Time) *sip.Response {
+// pathOK: the Path came from a trusted proxy and was stored; only then is
+// it echoed (its absence tells the sender it was not used).
+func (r *Registrar) ok(req *sip.Request, bs []location.Binding, now time.Time, pathOK bool) *sip.Response {
 	res := reply(req, 200, "OK")
 	sort.SliceStable(bs, func(i, j int) bool { return bs[i].Q > bs[j].Q })
 	outbound := false
@@ -404,7 +420,7 @@ func (r *Registrar) ok(req *sip.Request, bs []location.Binding, now time.Time) *
 		res.AppendHeader(sip.NewHeader("Require", "outbound"))
 	}
 	// RFC 3327 §5.3: echo Path to a UA that said it supports it.
-	if paths := req.GetHeaders("Path"); len(paths) > 0 && hasTag(req, "Supported", "path") {
+	if paths := req.GetHeaders("Path"); pathOK && len(paths) > 0 && hasTag(req, "Supported", "path") {
 		for _, p := range paths {
 			res.AppendHeader(sip.NewHeader("Path", p.Value()))
 		}
