@@ -325,8 +325,10 @@ func (p *Proxy) unhide(r *sip.Request) {
 }
 
 // hideUp keeps the farm out of a response relayed to a device: only
-// pinhole's Record-Route entries stay, and a node's Contact becomes
-// pinhole's address.
+// pinhole's Record-Route entries stay, and every Contact a node wrote (one
+// in a 2xx, several in a 3xx) becomes pinhole's address. The Contacts of
+// a REGISTER's 200 are the device's own bindings, not the node's: they
+// stay as the device sent them.
 func (c *call) hideUp(b *branch, res *sip.Response) {
 	if b == nil || b.t.node == nil {
 		return
@@ -350,7 +352,13 @@ func (c *call) hideUp(b *branch, res *sip.Response) {
 	if in == nil {
 		in = p.inbound(c.req, c.stx)
 	}
-	p.hideContact(res.Contact(), b.t.node, in)
+	if c.req.Method != sip.REGISTER {
+		for _, h := range res.GetHeaders("Contact") {
+			if ch, ok := h.(*sip.ContactHeader); ok {
+				p.hideContact(ch, b.t.node, in)
+			}
+		}
+	}
 	mHidden.Inc()
 }
 

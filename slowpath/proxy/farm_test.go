@@ -515,3 +515,47 @@ func TestFarmPing(t *testing.T) {
 		t.Error("Ping of a dead node succeeded")
 	}
 }
+
+// TestHideUpContacts: topology hiding rewrites every Contact of a node's
+// redirect, and none of a REGISTER's 200, whose Contacts are the device's
+// own bindings.
+func TestHideUpContacts(t *testing.T) {
+	farm := newFarm(t, dispatch.RoundRobin, true, "sip:10.1.1.1:5060")
+	p, _ := unitProxy(t, func(c *Config) { c.Farm, c.TopologyHiding = farm, true })
+	node := farm.NodeByID(farm.Destinations()[0].ID)
+	if node == nil {
+		t.Fatal("no node")
+	}
+	for _, tt := range []struct {
+		method   string
+		status   int
+		contacts []string
+		hidden   bool
+	}{
+		{method: "INVITE", status: 302, contacts: []string{"<sip:a@10.1.1.1:5060>", "<sip:b@10.1.1.2:5060>;q=0.5"}, hidden: true},
+		{method: "REGISTER", status: 200, contacts: []string{"<sip:alice@192.0.2.10:5060>;expires=60", "<sip:alice@192.0.2.11:5060>;expires=60"}},
+	} {
+		t.Run(tt.method, func(t *testing.T) {
+			req := request(t, msg(tt.method, "sip:farm.example"))
+			res := sip.NewResponseFromRequest(req, tt.status, "X", nil)
+			for _, c := range tt.contacts {
+				var ch sip.ContactHeader
+				if _, err := sip.ParseAddressValue(strings.TrimSuffix(strings.Split(c, ";expires")[0], ";q=0.5"), &ch.Address, &ch.Params); err != nil {
+					t.Fatal(err)
+				}
+				res.AppendHeader(&ch)
+			}
+			c := &call{p: p, req: req, stx: &fakeTx{}, in: &p.listeners[0]}
+			c.hideUp(&branch{t: target{node: node}}, res)
+			for _, h := range res.GetHeaders("Contact") {
+				leaks := strings.Contains(h.Value(), "10.1.1.")
+				if tt.hidden && leaks {
+					t.Errorf("a node's Contact reached the device: %s", h.Value())
+				}
+				if !tt.hidden && !strings.Contains(h.Value(), "192.0.2.1") {
+					t.Errorf("the device's own binding was rewritten: %s", h.Value())
+				}
+			}
+		})
+	}
+}
