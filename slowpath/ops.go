@@ -81,6 +81,7 @@ func (s *Server) initOps() error {
 		return 0
 	})
 	set.RegisterMetricsWriter(s.writeStoreMetrics)
+	set.RegisterMetricsWriter(s.writeAuthMetrics)
 	metrics.RegisterSet(set)
 	s.ops.metrics = set
 	return nil
@@ -97,6 +98,17 @@ func (s *Server) writeStoreMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, "pinhole_location_flushes_total", st.Flushes)
 	metrics.WriteCounterUint64(w, "pinhole_location_flush_errors_total", st.FlushErrors)
 	metrics.WriteCounterUint64(w, "pinhole_location_skipped_at_load_total", st.SkippedAtLoad)
+}
+
+// writeAuthMetrics publishes the digest replay memory at scrape time.
+func (s *Server) writeAuthMetrics(w io.Writer) {
+	a := s.ops.authn.Load()
+	if a == nil {
+		return
+	}
+	nonces, evicted := a.ReplayStats()
+	metrics.WriteGaugeUint64(w, "pinhole_auth_replay_nonces", uint64(nonces))
+	metrics.WriteCounterUint64(w, "pinhole_auth_replay_evicted_total", evicted)
 }
 
 // observe wraps a request handler: it counts the request as in flight
@@ -221,7 +233,9 @@ func (s *Server) Reload(next *config.Config) ([]string, error) {
 		if creds, err = auth.LoadCredentials(next.Auth.Credentials); err != nil {
 			return nil, fmt.Errorf("reload auth.credentials: %w", err)
 		}
-		if authn, err = s.newAuthenticator(creds); err != nil {
+		// The same nonce key and replay memory: a (nonce, nc) accepted
+		// before the reload must not be accepted again after it.
+		if authn, err = s.ops.authn.Load().WithCredentials(creds); err != nil {
 			return nil, fmt.Errorf("reload auth.credentials: %w", err)
 		}
 		applied = append(applied, "auth.credentials")

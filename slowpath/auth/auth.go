@@ -17,9 +17,11 @@ import (
 const (
 	DefaultRealm    = "pinhole"
 	DefaultNonceTTL = 30 * time.Second
-	// DefaultReplayEntries bounds each of the two replay-cache generations
-	// (about 50 bytes an entry, so ~6 MB at most).
-	DefaultReplayEntries = 1 << 16
+	// DefaultReplayEntries bounds the nonces whose used nonce-counts are
+	// remembered (about 120 bytes each, so ~16 MB at most): 4 369 newly
+	// authenticated nonces a second for the default 30 s TTL. Past that
+	// the oldest nonce is refused as stale rather than forgotten.
+	DefaultReplayEntries = 1 << 17
 	// minSecretLen is the shortest HMAC key accepted: 128 bits.
 	minSecretLen = 16
 )
@@ -106,10 +108,8 @@ func New(cfg Config) (*Authenticator, error) {
 	if cfg.Creds == nil {
 		return nil, errors.New("auth: no credentials")
 	}
-	for _, alg := range cfg.Algorithms {
-		if user, ok := cfg.Creds.missing(cfg.Realm, alg); ok {
-			return nil, fmt.Errorf("auth: user %q in realm %q has no %v HA1, but %v is offered", user, cfg.Realm, alg, alg)
-		}
+	if err := checkComplete(cfg.Creds, cfg.Realm, cfg.Algorithms); err != nil {
+		return nil, err
 	}
 	if len(cfg.Secret) == 0 {
 		cfg.Secret = make([]byte, 32)
@@ -144,6 +144,38 @@ func New(cfg Config) (*Authenticator, error) {
 	a.dummyHA1[SHA256] = strings.Repeat("0", SHA256.hexLen())
 	return a, nil
 }
+
+// WithCredentials returns an Authenticator like a but over creds: the same
+// realm, algorithms, nonce secret and replay memory. A reload of the
+// credentials file uses it, so that outstanding nonces stay valid and a
+// (nonce, nc) accepted before the reload cannot be replayed after it.
+func (a *Authenticator) WithCredentials(creds *Credentials) (*Authenticator, error) {
+	if creds == nil {
+		return nil, errors.New("auth: no credentials")
+	}
+	if err := checkComplete(creds, a.realm, a.algs); err != nil {
+		return nil, err
+	}
+	b := *a
+	b.creds = creds
+	return &b, nil
+}
+
+// checkComplete refuses credentials where a user of realm lacks the HA1 of
+// an offered algorithm: that user could never authenticate.
+func checkComplete(creds *Credentials, realm string, algs []Algorithm) error {
+	for _, alg := range algs {
+		if user, ok := creds.missing(realm, alg); ok {
+			return fmt.Errorf("auth: user %q in realm %q has no %v HA1, but %v is offered", user, realm, alg, alg)
+		}
+	}
+	return nil
+}
+
+// ReplayStats reports how many nonces the replay memory holds and how many
+// it dropped before they expired (each raising the floor under which
+// nonces are refused as stale).
+func (a *Authenticator) ReplayStats() (nonces int, evicted uint64) { return a.replays.stats() }
 
 // Result is the verdict of checking one request.
 type Result struct {
@@ -246,7 +278,7 @@ func (a *Authenticator) Check(req *sip.Request, register bool) Result {
 	}
 	// A replayed (nonce, nc) gets stale=true, not 403: an honest client that
 	// lost count recovers with the new nonce, and a replayer gains nothing.
-	if a.replays.seen(replayKey{nonce: key, nc: nc}, now) {
+	if a.replays.seen(key, nc, issued, now) {
 		return a.challenge(register, now, true)
 	}
 	return Result{OK: true, User: d.username}

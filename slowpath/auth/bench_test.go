@@ -28,8 +28,7 @@ func BenchmarkCheck(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				if i%n == 0 && i > 0 {
 					b.StopTimer()
-					clear(a.replays.cur)
-					clear(a.replays.prev)
+					a.replays = newReplayCache(a.ttl, DefaultReplayEntries)
 					b.StartTimer()
 				}
 				if r := a.Check(reqs[i%n], true); !r.OK {

@@ -54,11 +54,12 @@ func TestNonce(t *testing.T) {
 func TestReplayCache(t *testing.T) {
 	const ttl = 30 * time.Second
 	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	k := func(b byte, nc uint32) replayKey { return replayKey{nonce: nonceKey{b}, nc: nc} }
 	type step struct {
-		at   time.Duration
-		key  replayKey
-		want bool
+		at     time.Duration // now, after t0
+		nonce  byte
+		issued time.Duration // the nonce's issue time, after t0
+		nc     uint32
+		want   bool
 	}
 	tests := []struct {
 		name  string
@@ -66,28 +67,36 @@ func TestReplayCache(t *testing.T) {
 		steps []step
 	}{
 		{"first use, replay, next nc, other nonce", 100, []step{
-			{0, k(1, 1), false}, {1, k(1, 1), true}, {2, k(1, 2), false}, {3, k(2, 1), false}, {4, k(1, 2), true},
+			{0, 1, 0, 1, false}, {1, 1, 0, 1, true}, {2, 1, 0, 2, false}, {3, 2, 0, 1, false}, {4, 1, 0, 2, true},
 		}},
-		// Kept at least one TTL after it was recorded, across a rotation.
-		{"remembered for a TTL", 100, []step{
-			{0, k(1, 1), false}, {ttl - 1, k(1, 2), false}, {ttl, k(9, 9), false},
-			{2*ttl - 2, k(1, 2), true}, {2 * ttl, k(9, 8), false}, {2*ttl + 1, k(1, 1), false},
+		{"out of order within the window", 100, []step{
+			{0, 1, 0, 3, false}, {0, 1, 0, 1, false}, {0, 1, 0, 2, false}, {0, 1, 0, 1, true}, {0, 1, 0, 3, true},
+			// 5 was never used but is 64 or more below the highest.
+			{0, 1, 0, 10 + replayWindow, false}, {0, 1, 0, 5, true}, {0, 1, 0, 11, false}, {0, 1, 0, 11, true},
 		}},
-		// Full generations rotate early; memory stays bounded.
-		{"bounded", 2, []step{
-			{0, k(1, 1), false}, {0, k(2, 1), false}, {0, k(3, 1), false}, {0, k(1, 1), true},
-			{0, k(4, 1), false}, {0, k(5, 1), false}, {0, k(1, 1), false},
+		{"RFC 2069: no nc, one use", 100, []step{
+			{0, 1, 0, 0, false}, {1, 1, 0, 0, true},
+		}},
+		// Kept as long as its nonce is valid, then dropped with it.
+		{"remembered for the nonce's life", 100, []step{
+			{0, 1, 0, 1, false}, {ttl, 1, 0, 1, true}, {ttl + 1, 9, ttl, 1, false}, {ttl + 1, 1, 0, 1, false},
+		}},
+		// Full: the oldest nonce goes, and every nonce issued no later
+		// than it is refused from then on, so it can never be replayed.
+		{"bounded, never forgetting", 2, []step{
+			{0, 1, 1, 1, false}, {0, 2, 2, 1, false}, {0, 3, 3, 1, false}, {0, 1, 1, 1, true}, {0, 1, 1, 2, true},
+			{0, 4, 4, 1, false}, {0, 2, 2, 1, true}, {0, 5, 0, 1, true}, {0, 6, 6, 1, false},
 		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newReplayCache(ttl, tc.max)
 			for i, s := range tc.steps {
-				if got := r.seen(s.key, t0.Add(s.at)); got != s.want {
-					t.Errorf("step %d: seen(%v) at +%v = %v, want %v", i, s.key, s.at, got, s.want)
+				if got := r.seen(nonceKey{s.nonce}, s.nc, t0.Add(s.issued), t0.Add(s.at)); got != s.want {
+					t.Errorf("step %d: seen(nonce %d issued +%v, nc %d) at +%v = %v, want %v", i, s.nonce, s.issued, s.nc, s.at, got, s.want)
 				}
-				if n := len(r.cur) + len(r.prev); n > 2*tc.max {
-					t.Fatalf("step %d: %d entries, bound is %d", i, n, 2*tc.max)
+				if n, _ := r.stats(); n > tc.max || len(r.oldest) != n {
+					t.Fatalf("step %d: %d entries (heap %d), bound is %d", i, n, len(r.oldest), tc.max)
 				}
 			}
 		})
