@@ -2,6 +2,7 @@ package midreg
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"time"
 
@@ -114,7 +115,7 @@ func (m *MidRegistrar) classify(reg *registrar.Request, cur []location.Binding, 
 
 // apply merges reg into the store and answers the device. grant, when not
 // nil, stamps the bindings the upstream just accepted.
-func (m *MidRegistrar) apply(req *sip.Request, reg *registrar.Request, now time.Time, grant func(next []location.Binding)) *sip.Response {
+func (m *MidRegistrar) apply(req *sip.Request, reg *registrar.Request, now time.Time, grant func(cur, next []location.Binding)) *sip.Response {
 	stored, err := m.store.Update(reg.AOR, func(cur []location.Binding) ([]location.Binding, error) {
 		next, err := m.reg.Merge(cur, reg, now)
 		if err != nil {
@@ -122,7 +123,7 @@ func (m *MidRegistrar) apply(req *sip.Request, reg *registrar.Request, now time.
 		}
 		carryUpstream(next, cur)
 		if grant != nil {
-			grant(next)
+			grant(cur, next)
 		}
 		return next, nil
 	})
@@ -220,7 +221,17 @@ func (m *MidRegistrar) finish(req *sip.Request, reg *registrar.Request, res *sip
 	case res.StatusCode >= 200 && res.StatusCode < 300:
 		m.forget(reg.CallID)
 		granted := grants(res, asked)
-		return m.apply(req, reg, now, func(next []location.Binding) { m.stamp(next, reg, granted, i, now) })
+		var replaced []location.Binding
+		out := m.apply(req, reg, now, func(cur, next []location.Binding) {
+			m.stamp(next, reg, granted, i, now)
+			replaced = m.replaced(cur, next, asked)
+		})
+		if out.StatusCode == 200 {
+			for _, b := range replaced {
+				m.OnExpire(b) // de-registered upstream by the lapse workers
+			}
+		}
+		return out
 	case res.StatusCode == 401 || res.StatusCode == 407:
 		m.rememberChallenge(reg.CallID, i, now)
 	case res.StatusCode == 423 && m.cfg.Mode != ModeMirror:
@@ -230,6 +241,52 @@ func (m *MidRegistrar) finish(req *sip.Request, reg *registrar.Request, res *sip
 		return registrar.Reply(req, 500, "Upstream Refused outgoing_expires")
 	}
 	return relayedResponse(req, res)
+}
+
+// replaced returns, in mode contact, the bindings of cur with a live
+// upstream registration that the request took out of the store without
+// telling the upstream: one replaced by a new Contact with the same
+// +sip.instance (and reg-id, RFC 5626 §6), or removed by an expires=0 for
+// another Contact of that instance. The relayed request names only the new
+// upstream contact, so the old one would stay at the main registrar, and
+// reach a device that no longer answers there, until outgoing_expires.
+func (m *MidRegistrar) replaced(cur, next []location.Binding, sent []asked) []location.Binding {
+	if m.cfg.Mode != ModeContact {
+		return nil // mirror: the upstream copy ends with the device's expiry; aor: one contact for all
+	}
+	var out []location.Binding
+	for _, b := range cur {
+		if b.UpExpires.IsZero() || slices.ContainsFunc(next, func(n location.Binding) bool {
+			return n.Contact == b.Contact && n.Instance == b.Instance && n.RegID == b.RegID
+		}) {
+			continue
+		}
+		key, ok := m.upstreamKey(&b)
+		if !ok || slices.ContainsFunc(sent, func(a asked) bool { return uriKey(&a.uri) == key }) {
+			continue // the relayed request itself removed it upstream
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// upstreamKey is uriKey of the contact pinhole registered upstream for b
+// in mode contact: its token contact, or with path insertion the device's
+// own Contact.
+func (m *MidRegistrar) upstreamKey(b *location.Binding) (string, bool) {
+	if m.cfg.Insertion == InsertPath {
+		var u sip.Uri
+		if err := sip.ParseUri(b.Contact, &u); err != nil {
+			return "", false
+		}
+		return uriKey(&u), true
+	}
+	i := int(b.Upstream)
+	if i >= len(m.cfg.Upstreams) {
+		i = 0
+	}
+	u := m.insertedURI(contactToken(b), m.cfg.listener(m.cfg.Upstreams[i].Transport), false)
+	return uriKey(&u), true
 }
 
 // stamp records the upstream registration on the bindings it covers.
