@@ -159,16 +159,52 @@ func HA1(a Algorithm, username, realm, password string) string {
 // for SHA-256). With qop auth the nonce count and cnonce are mixed in;
 // without, they are ignored.
 func Response(c Challenge, ha1, method, uri string, nc uint32, cnonce string) string {
-	h := c.Algorithm.new()
-	h.Write([]byte(method + ":" + uri))
-	ha2 := hex.EncodeToString(h.Sum(nil))
-	h.Reset()
+	var out [64]byte
+	return string(appendResponse(out[:0], c, ha1, method, uri, nc, cnonce))
+}
+
+// appendResponse appends the request-digest in hex to dst. The hashes are
+// taken over stack buffers with the one-shot Sum functions: the generator
+// answers a challenge per request, and three hash objects and five string
+// concatenations a request were a tenth of its CPU time (2026-12-07).
+func appendResponse(dst []byte, c Challenge, ha1, method, uri string, nc uint32, cnonce string) []byte {
+	var buf [512]byte
+	var ha2 [64]byte
+	b := append(buf[:0], method...)
+	b = append(b, ':')
+	b = append(b, uri...)
+	h2 := c.Algorithm.sumHex(ha2[:0], b)
+	b = append(buf[:0], ha1...)
+	b = append(b, ':')
+	b = append(b, c.Nonce...)
+	b = append(b, ':')
 	if c.QOPAuth {
-		h.Write([]byte(ha1 + ":" + c.Nonce + ":" + ncString(nc) + ":" + cnonce + ":auth:" + ha2))
-	} else {
-		h.Write([]byte(ha1 + ":" + c.Nonce + ":" + ha2))
+		b = appendNC(b, nc)
+		b = append(b, ':')
+		b = append(b, cnonce...)
+		b = append(b, ":auth:"...)
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	b = append(b, h2...)
+	return c.Algorithm.sumHex(dst, b)
+}
+
+// sumHex appends the hex digest of b under a.
+func (a Algorithm) sumHex(dst, b []byte) []byte {
+	if a == SHA256 {
+		s := sha256.Sum256(b)
+		return hex.AppendEncode(dst, s[:])
+	}
+	s := md5.Sum(b)
+	return hex.AppendEncode(dst, s[:])
+}
+
+// appendNC appends nc as 8 lower-case hex digits.
+func appendNC(dst []byte, nc uint32) []byte {
+	const digits = "0123456789abcdef"
+	for sh := 28; sh >= 0; sh -= 4 {
+		dst = append(dst, digits[(nc>>uint(sh))&0xf])
+	}
+	return dst
 }
 
 func ncString(nc uint32) string {
@@ -188,12 +224,12 @@ func AppendAuthorization(dst []byte, c Challenge, username, ha1, method, uri str
 	dst = append(dst, `", uri="`...)
 	dst = append(dst, uri...)
 	dst = append(dst, `", response="`...)
-	dst = append(dst, Response(c, ha1, method, uri, nc, cnonce)...)
+	dst = appendResponse(dst, c, ha1, method, uri, nc, cnonce)
 	dst = append(dst, `", algorithm=`...)
 	dst = append(dst, c.Algorithm.String()...)
 	if c.QOPAuth {
 		dst = append(dst, `, qop=auth, nc=`...)
-		dst = append(dst, ncString(nc)...)
+		dst = appendNC(dst, nc)
 		dst = append(dst, `, cnonce="`...)
 		dst = append(dst, cnonce...)
 		dst = append(dst, '"')

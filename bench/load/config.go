@@ -45,6 +45,12 @@ const (
 	ScenarioMix = "mix"
 )
 
+// IO modes (Config.IO).
+const (
+	IOBatch  = "batch"
+	IOSocket = "socket"
+)
+
 // Scenarios lists every scenario, in the order the comparison runs them.
 var Scenarios = []string{ScenarioRegister, ScenarioRefresh, ScenarioKeepalive, ScenarioFlood, ScenarioCalls, ScenarioIdle, ScenarioMix}
 
@@ -72,6 +78,19 @@ type Config struct {
 	PortBase         int
 	PortsPerAddr     int
 
+	// IO is how datagrams cross the kernel. IOBatch (the default): Sockets
+	// unconnected sockets bound to the wildcard address on ports
+	// PortBase…PortBase+Sockets-1, each carrying many devices; a device's
+	// source address is chosen per datagram with IP_PKTINFO, and datagrams
+	// move 64 to a sendmmsg/recvmmsg. Device endpoint s (device i/
+	// DevicesPerSocket) sends from port PortBase+s%Sockets and address
+	// Sources.Addr()+1+s/Sockets, so the server still sees one flow per
+	// device. IOSocket: one socket per endpoint, connected to the server,
+	// one system call per datagram (for servers that key state on connected
+	// sockets, and as the reference the batched mode is checked against).
+	IO      string
+	Sockets int // IOBatch: sockets (ports) the devices are spread over
+
 	// ContactHost, when set, is the address devices write in Via and
 	// Contact instead of their socket's: a private address makes them
 	// look NAT'd to the server (RFC 3581 received/rport), so it NAT-pings
@@ -86,7 +105,6 @@ type Config struct {
 	Rate        float64       // actions per second of the scenario's stream (mix: derived from Refresh)
 	Duration    time.Duration // measured run, warm-up included
 	Warmup      time.Duration // the first part of Duration, shown in the series but not summarized
-	Drain       time.Duration // after Duration, how long to wait for transactions still out
 	PrepareRate float64       // registrations per second of the preparation
 
 	Refresh       time.Duration // mix: refresh cadence of each device
@@ -98,6 +116,26 @@ type Config struct {
 	FloodSources  int           // flood: hostile source addresses
 
 	T1, T2 time.Duration // RFC 3261 timers
+
+	// Deadline is how long after its request an answer may arrive and still
+	// count: an action that started in the measured window and is not done
+	// within Deadline (per transaction: a call's hold time is not charged)
+	// is failed, as a late answer is to a device that gave up.
+	Deadline time.Duration
+
+	// ServerMetrics, when set, is the URL of the server's Prometheus text
+	// (pinhole's /metrics), read before and after the run: the result then
+	// carries the server's own counts and the run fails when they disagree
+	// with the generator's beyond retransmissions.
+	ServerMetrics string
+	// ServerPID, when set, is the server's process: the UDP counters of its
+	// network namespace (/proc/PID/net/snmp) are read before and after, so
+	// that datagrams the kernel dropped at the server are counted.
+	ServerPID int
+
+	// Labels are copied into the result's metadata: the server's name,
+	// version and settings, the network mode, what the caller knows.
+	Labels map[string]string
 
 	Progress io.Writer // one line a second; nil: silent
 }
@@ -111,6 +149,9 @@ func Defaults() Config {
 		Sources:          netip.MustParsePrefix("127.77.0.0/16"),
 		PortBase:         10000,
 		PortsPerAddr:     20000,
+		IO:               IOBatch,
+		Sockets:          8,
+		Deadline:         2 * time.Second,
 		UserPrefix:       "u",
 		Algorithm:        digest.MD5,
 		Expires:          3600,
@@ -118,7 +159,6 @@ func Defaults() Config {
 		Rate:             5000,
 		Duration:         20 * time.Second,
 		Warmup:           3 * time.Second,
-		Drain:            3 * time.Second,
 		PrepareRate:      5000,
 		Refresh:          60 * time.Second,
 		Keepalive:        25 * time.Second,
@@ -140,14 +180,37 @@ func Password(user string) string { return "pw-" + user }
 
 // DeviceAddr is the source address and port of device i.
 func (c *Config) DeviceAddr(i int) netip.AddrPort {
-	s := i / max(c.DevicesPerSocket, 1)
+	return c.endpointAddr(i / max(c.DevicesPerSocket, 1))
+}
+
+// endpoints is how many source address and port pairs the devices use.
+func (c *Config) endpoints() int {
+	per := max(c.DevicesPerSocket, 1)
+	return (c.Devices + per - 1) / per
+}
+
+// endpointAddr is the source of device endpoint s (see Config.IO).
+func (c *Config) endpointAddr(s int) netip.AddrPort {
+	if c.IO == IOBatch {
+		k := max(c.Sockets, 1)
+		return netip.AddrPortFrom(c.nthAddr(1+s/k), uint16(c.PortBase+s%k))
+	}
 	return netip.AddrPortFrom(c.nthAddr(1+s/c.PortsPerAddr), uint16(c.PortBase+s%c.PortsPerAddr))
 }
 
-// floodAddr is the source of flood socket k: addresses after the devices'.
+// deviceAddrs is how many source addresses the devices use.
+func (c *Config) deviceAddrs() int {
+	per := c.PortsPerAddr
+	if c.IO == IOBatch {
+		per = max(c.Sockets, 1)
+	}
+	return (c.endpoints() + per - 1) / per
+}
+
+// floodAddr is the source of flood source k: an address of its own after
+// the devices' (in batch mode sent from the first socket's port).
 func (c *Config) floodAddr(k int) netip.AddrPort {
-	last := (c.Devices - 1) / max(c.DevicesPerSocket, 1)
-	return netip.AddrPortFrom(c.nthAddr(1+last/c.PortsPerAddr+1+k), uint16(c.PortBase))
+	return netip.AddrPortFrom(c.nthAddr(1+c.deviceAddrs()+k), uint16(c.PortBase))
 }
 
 // nthAddr is the n-th address after the start of Sources.
@@ -185,16 +248,27 @@ func (c *Config) Validate() error {
 	if !c.Sources.IsValid() || !c.Sources.Addr().Is4() {
 		bad("sources: %v is not an IPv4 prefix", c.Sources)
 	}
-	if c.PortsPerAddr < 1 || c.PortBase < 1 || c.PortBase+c.PortsPerAddr > 65536 {
-		bad("ports: base %d with %d per address leaves 1…65535", c.PortBase, c.PortsPerAddr)
-	}
-	if c.Sources.IsValid() && c.PortsPerAddr > 0 && c.Devices > 0 {
-		socks := (c.Devices + max(c.DevicesPerSocket, 1) - 1) / max(c.DevicesPerSocket, 1)
-		addrs := (socks+c.PortsPerAddr-1)/c.PortsPerAddr + 1 + c.FloodSources
-		if bits := 32 - c.Sources.Bits(); bits < 31 && addrs >= 1<<bits {
-			bad("sources: %v holds fewer than the %d addresses that %d devices at %d ports per address and %d flood sources need",
-				c.Sources, addrs, c.Devices, c.PortsPerAddr, c.FloodSources)
+	switch c.IO {
+	case IOSocket:
+		if c.PortsPerAddr < 1 || c.PortBase < 1 || c.PortBase+c.PortsPerAddr > 65536 {
+			bad("ports: base %d with %d per address leaves 1…65535", c.PortBase, c.PortsPerAddr)
 		}
+	case IOBatch:
+		if c.Sockets < 1 || c.PortBase < 1 || c.PortBase+c.Sockets > 65536 {
+			bad("ports: base %d with %d sockets leaves 1…65535", c.PortBase, c.Sockets)
+		}
+	default:
+		bad("io: %q, want %s or %s", c.IO, IOBatch, IOSocket)
+	}
+	if c.Sources.IsValid() && c.PortsPerAddr > 0 && c.Sockets > 0 && c.Devices > 0 {
+		addrs := c.deviceAddrs() + 1 + c.FloodSources
+		if bits := 32 - c.Sources.Bits(); bits < 31 && addrs >= 1<<bits {
+			bad("sources: %v holds fewer than the %d addresses that %d devices (%s io) and %d flood sources need",
+				c.Sources, addrs, c.Devices, c.IO, c.FloodSources)
+		}
+	}
+	if c.Deadline <= 0 {
+		bad("deadline: %v, want > 0", c.Deadline)
 	}
 	known := false
 	for _, s := range Scenarios {

@@ -11,6 +11,7 @@ import (
 
 func TestDeviceAddr(t *testing.T) {
 	c := Defaults()
+	c.IO = IOSocket
 	c.Sources = netip.MustParsePrefix("127.77.0.0/16")
 	c.PortBase, c.PortsPerAddr = 10000, 3
 	got := []string{}
@@ -39,10 +40,43 @@ func TestDeviceAddr(t *testing.T) {
 	if c.User(42) != "u0000042" || Password("u0000042") != "pw-u0000042" {
 		t.Errorf("user %q password %q", c.User(42), Password(c.User(42)))
 	}
-	// A million devices at the defaults span 51 addresses.
+	// A million devices, one socket each, span 51 addresses.
 	c = Defaults()
+	c.IO = IOSocket
 	if got := c.DeviceAddr(999999).String(); got != "127.77.0.50:29999" {
 		t.Errorf("device 999999 at %s", got)
+	}
+}
+
+// TestBatchLayout: in batch io, consecutive devices take the sockets' ports
+// in turn and then the next address, and every device still has an address
+// and port pair of its own; the flood sources come after.
+func TestBatchLayout(t *testing.T) {
+	c := Defaults()
+	c.Sources = netip.MustParsePrefix("10.77.0.0/16")
+	c.PortBase, c.Sockets, c.Devices, c.FloodSources = 20000, 3, 7, 2
+	got := []string{}
+	for i := range 7 {
+		got = append(got, c.DeviceAddr(i).String())
+	}
+	want := []string{"10.77.0.1:20000", "10.77.0.1:20001", "10.77.0.1:20002", "10.77.0.2:20000",
+		"10.77.0.2:20001", "10.77.0.2:20002", "10.77.0.3:20000"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("batch layout (-want +got):\n%s", d)
+	}
+	if got := c.floodAddr(1).String(); got != "10.77.0.5:20000" {
+		t.Errorf("second flood source %s, want 10.77.0.5:20000", got)
+	}
+	// The transport finds each endpoint back from the address and socket.
+	tr := &batchTransport{base: 0x0a4d0000, k: 3, e: 7, devAddrs: c.deviceAddrs(), floods: 2}
+	for ep := range int32(9) {
+		k, src := tr.source(ep)
+		if back := tr.endpointOf(src, k); back != ep {
+			t.Errorf("endpoint %d → socket %d, address %#x → endpoint %d", ep, k, src, back)
+		}
+	}
+	if got := tr.endpointOf(0x0a4d0003, 1); got != -1 {
+		t.Errorf("address 3 on socket 1 (no device there) → endpoint %d, want -1", got)
 	}
 }
 
@@ -66,7 +100,8 @@ func TestValidate(t *testing.T) {
 			c.Sources = netip.MustParsePrefix("127.77.0.0/30")
 			c.Devices = 100000
 		}, "fewer than"},
-		{"ports overflow", func(c *Config) { c.PortBase = 60000 }, "ports"},
+		{"ports overflow", func(c *Config) { c.PortBase, c.IO = 60000, IOSocket }, "ports"},
+		{"batch ports overflow", func(c *Config) { c.PortBase = 65530 }, "ports"},
 		{"unknown scenario", func(c *Config) { c.Scenario = "ddos" }, "scenario"},
 		{"no rate", func(c *Config) { c.Rate = 0 }, "rate"},
 		{"idle needs no rate", func(c *Config) { c.Rate, c.Scenario = 0, ScenarioIdle }, ""},
@@ -74,6 +109,9 @@ func TestValidate(t *testing.T) {
 		{"flood without rate", func(c *Config) { c.Scenario, c.FloodRate = ScenarioFlood, 0 }, "flood"},
 		{"call alone", func(c *Config) { c.Scenario, c.Devices = ScenarioCalls, 1 }, "at least 2"},
 		{"timers", func(c *Config) { c.T2 = time.Millisecond }, "T1"},
+		{"unknown io", func(c *Config) { c.IO = "carrier-pigeon" }, "io"},
+		{"no sockets", func(c *Config) { c.Sockets = 0 }, "sockets"},
+		{"no deadline", func(c *Config) { c.Deadline = 0 }, "deadline"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

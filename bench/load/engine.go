@@ -17,17 +17,26 @@ import (
 // out at a time (tx), like a phone's REGISTER or INVITE, and at most one
 // call, as caller or callee. Kept small: a million of them live at once.
 type device struct {
-	fd   int32
+	ep   int32  // endpoint: source address and port (transport)
 	gen  uint32 // bumped whenever tx starts or ends: older timers are stale
 	busy bool   // tx is out
 	tx   clientTx
 
 	registered bool
+	kaMeasured bool   // the keepalive out was sent in the measured window
+	kaAt       int64  // when the keepalive out was sent; 0: none out
 	regEpoch   uint32 // registration Call-ID generation: a new one per first contact
 	regCSeq    uint32
-	chal       *digest.Challenge // last challenge, reused with rising nc (RFC 2617 §3.2.2)
+	chal       *challenge // last challenge, reused with rising nc (RFC 2617 §3.2.2)
 	nc         uint32
 	call       *call
+}
+
+// challenge is a challenge a device answers, with its HA1 for it (the
+// same for every request until the next challenge).
+type challenge struct {
+	digest.Challenge
+	ha1 string
 }
 
 // clientTx is the state a request needs to be rebuilt byte for byte when it
@@ -42,6 +51,7 @@ type clientTx struct {
 	challenged  bool // this action already answered one challenge
 	first       int64
 	actionStart int64
+	measured    bool          // the action started inside the measured window
 	last        time.Duration // last retransmission wait
 	proceeding  bool
 }
@@ -63,6 +73,9 @@ type call struct {
 	acked   bool
 	wait    time.Duration
 	started int64
+	// caller side: the call started in the measured window; its setup
+	// took longer than the deadline
+	measured, late bool
 }
 
 // stream issues one kind of action at a fixed rate to devices in turn.
@@ -79,7 +92,7 @@ type engine struct {
 	run     string // random per process: Call-IDs, tags and branches never collide with an earlier run's
 	domain  string
 	devices []device
-	socks   *sockets
+	io      transport
 	wheel   *wheel
 	base    time.Time
 	now     int64 // ns since base
@@ -87,16 +100,25 @@ type engine struct {
 	nextCID uint64
 	rnd     *rand.Rand
 
-	flood  []int // flood sockets
+	lastCallee int
+
+	floods int // flood sources, endpoints after the devices'
 	floodN uint64
 	busyN  int // devices with a transaction out
 
-	// statistics: every event is counted in each active set
+	// statistics: every event is counted in each active set, except the
+	// outcome of an action, which the window's totals count only when the
+	// action started inside the window (outcome)
 	active  []*counters
-	total   counters // measured run after warm-up
+	total   counters // actions started in the measured window, their outcomes whenever they come
+	span    counters // everything from the start of the run to the end of the drain (server check)
 	prepare counters
 	second  counters
 	series  []Sample
+
+	measuring bool             // inside the measured window
+	pending   [nActions]uint64 // measured actions without an outcome yet
+	deadline  int64            // Config.Deadline in ns
 
 	phase      string
 	runStart   int64
@@ -105,7 +127,7 @@ type engine struct {
 	progress   func(phase string, s Sample, natPings uint64)
 
 	buf  []byte // message being built
-	rbuf []byte // datagram received
+	ubuf []byte // a user name being built
 	msg  message
 	rs   [][]byte // scratch for route sets
 }
@@ -130,13 +152,10 @@ func (e *engine) each(f func(c *counters)) {
 // ---- sending ----
 
 func (e *engine) sendDev(d *device, b []byte, kind msgKind, retransmission bool) {
-	err := e.socks.send(int(d.fd), b)
+	err := e.io.send(d.ep, b)
 	e.each(func(c *counters) {
 		if err != nil {
-			c.sendErrors++
-			if isRefused(err) {
-				c.refused++
-			}
+			c.countErr(err)
 			return
 		}
 		c.sentMsgs++
@@ -180,16 +199,52 @@ func (e *engine) endTx(i int) {
 	d.gen++
 }
 
+// actionDone counts the outcome of device d's action: its latency runs
+// from the action's start, and an answer later than the deadline after
+// the transaction's first request makes it a failure.
 func (e *engine) actionDone(d *device, ok bool) {
 	a, start := d.tx.action, d.tx.actionStart
-	e.each(func(c *counters) {
+	late := ok && e.now-d.tx.first > e.deadline
+	e.outcome(a, d.tx.measured, ok && !late, late, micros(start, e.now))
+}
+
+// outcome counts an action's end in the per-second and span sets, and in
+// the window's totals only when the action started in the window: an
+// answer to a request of the warm-up does not count, one that arrives in
+// the drain does, and neither is divided by a window it does not belong
+// to. lat < 0: no latency to record.
+func (e *engine) outcome(a actionKind, measured, ok, late bool, lat int64) {
+	count := func(c *counters) {
 		if ok {
 			c.actions[a].Succeeded++
-			c.actions[a].latency.Record(micros(start, e.now))
+			if lat >= 0 {
+				c.actions[a].latency.Record(lat)
+			}
 		} else {
 			c.actions[a].Failed++
+			if late {
+				c.actions[a].Late++
+			}
 		}
-	})
+	}
+	for _, c := range e.active {
+		if c != &e.total {
+			count(c)
+		}
+	}
+	if measured {
+		count(&e.total)
+		e.pending[a]--
+	}
+}
+
+// started counts the start of action a and says whether it is measured.
+func (e *engine) started(a actionKind) bool {
+	e.each(func(c *counters) { c.actions[a].Started++ })
+	if e.measuring {
+		e.pending[a]++
+	}
+	return e.measuring
 }
 
 // ---- request building ----
@@ -264,12 +319,12 @@ func (e *engine) appendAuth(b []byte, i int, method, uri string) []byte {
 	} else {
 		b = append(b, "Authorization: "...)
 	}
-	user := string(e.appendUser(nil, i))
-	ha1 := digest.HA1(d.chal.Algorithm, user, d.chal.Realm, Password(user))
+	user := string(e.appendUser(e.ubuf[:0], i))
+	ha1 := d.chal.ha1
 	// The cnonce is derived from the device and nc: a retransmission must
 	// carry the same bytes.
 	cnonce := e.run + strconv.FormatUint(uint64(i)<<20|uint64(d.nc&0xfffff), 36)
-	b = digest.AppendAuthorization(b, *d.chal, user, ha1, method, uri, d.nc, cnonce)
+	b = digest.AppendAuthorization(b, d.chal.Challenge, user, ha1, method, uri, d.nc, cnonce)
 	return append(b, "\r\n"...)
 }
 
@@ -385,8 +440,11 @@ func (e *engine) startAction(i int, a actionKind) bool {
 	d := &e.devices[i]
 	e.each(func(c *counters) { c.actions[a].Offered++ })
 	if a == aKeepalive {
+		if d.kaAt != 0 { // the last one was never answered
+			e.outcome(aKeepalive, d.kaMeasured, false, false, -1)
+		}
+		d.kaMeasured, d.kaAt = e.started(a), max(e.now, 1)
 		e.sendKeepalive(i)
-		e.each(func(c *counters) { c.actions[a].Started++; c.actions[a].Succeeded++ })
 		return true
 	}
 	busy := d.busy
@@ -397,7 +455,11 @@ func (e *engine) startAction(i int, a actionKind) bool {
 		e.each(func(c *counters) { c.actions[a].Busy++ })
 		return false
 	}
-	e.each(func(c *counters) { c.actions[a].Started++ })
+	if a == aCall && e.pickCallee(i) < 0 {
+		e.each(func(c *counters) { c.actions[a].Busy++ })
+		return false
+	}
+	d.tx.measured = e.started(a)
 	d.tx.action, d.tx.actionStart, d.tx.challenged, d.tx.proxyAuth = a, e.now, false, false
 	switch a {
 	case aRegister:
@@ -411,13 +473,9 @@ func (e *engine) startAction(i int, a actionKind) bool {
 		d.regCSeq++
 		e.startTx(i, kRegisterRefresh, d.regCSeq, d.chal != nil)
 	case aCall:
-		peer := e.pickCallee(i)
-		if peer < 0 {
-			e.each(func(c *counters) { c.actions[a].Busy++; c.actions[a].Started-- })
-			return false
-		}
+		peer := e.lastCallee
 		e.nextCID++
-		d.call = &call{caller: true, peer: int32(peer), inviteCSeq: 1,
+		d.call = &call{caller: true, peer: int32(peer), inviteCSeq: 1, measured: d.tx.measured,
 			id: "c" + e.run + "." + strconv.FormatUint(e.nextCID, 36)}
 		// The callee is reserved so that no other call picks it meanwhile.
 		e.devices[peer].call = &call{id: d.call.id, started: e.now}
@@ -426,12 +484,15 @@ func (e *engine) startAction(i int, a actionKind) bool {
 	return true
 }
 
-// pickCallee returns a device other than i with no call, or -1.
+// pickCallee returns a device other than i with no call, or -1, and
+// keeps it in lastCallee.
 func (e *engine) pickCallee(i int) int {
 	n := len(e.devices)
+	e.lastCallee = -1
 	for range 4 {
 		j := (i + 1 + e.rnd.IntN(n-1)) % n
 		if e.devices[j].call == nil && e.devices[j].registered {
+			e.lastCallee = j
 			return j
 		}
 	}
@@ -469,6 +530,7 @@ func (e *engine) receive(i int, b []byte) {
 				c.kinds[kKeepalive].latency.Record(lat)
 			}
 		})
+		e.pong(i)
 		return
 	}
 	m := &e.msg
@@ -497,6 +559,26 @@ func (e *engine) receive(i int, b []byte) {
 		return
 	}
 	e.response(i, m)
+}
+
+// pong ends the keepalive of the device at endpoint owner i (with several
+// devices behind one endpoint, the oldest keepalive out among them: a pong
+// names no device).
+func (e *engine) pong(i int) {
+	j := -1
+	for k := i; k < min(i+max(e.cfg.DevicesPerSocket, 1), len(e.devices)); k++ {
+		if at := e.devices[k].kaAt; at != 0 && (j < 0 || at < e.devices[j].kaAt) {
+			j = k
+		}
+	}
+	if j < 0 {
+		return // a pong to nothing out: a duplicate
+	}
+	d := &e.devices[j]
+	lat := e.now - d.kaAt
+	late := lat > e.deadline
+	e.outcome(aKeepalive, d.kaMeasured, !late, late, lat/1000)
+	d.kaAt = 0
 }
 
 // txIDOf returns the device and transaction ID in a branch the generator
@@ -583,19 +665,25 @@ func (e *engine) response(i int, m *message) {
 			e.actionDone(d, false)
 			return
 		}
-		// Setup time is the call action's latency; its success is the BYE's.
-		e.each(func(c *counters) { c.actions[aCall].latency.Record(micros(d.tx.actionStart, e.now)) })
+		// Setup time is the call action's latency; its success is the
+		// BYE's, and a setup slower than the deadline fails it.
+		setup := micros(d.tx.actionStart, e.now)
+		d.call.late = e.now-d.tx.first > e.deadline
+		for _, c := range e.active {
+			if c != &e.total {
+				c.actions[aCall].latency.Record(setup)
+			}
+		}
+		if d.call.measured {
+			e.total.actions[aCall].latency.Record(setup)
+		}
 		d.call.gen++
 		e.wheel.set(timerEntry{at: tick(e.now + int64(e.cfg.CallHold)), dev: int32(i), gen: d.call.gen, kind: timerHangup})
 	case kBye:
+		measured := d.call != nil && d.call.measured
+		late := ok && (e.now-d.tx.first > e.deadline || d.call != nil && d.call.late)
 		e.endCall(i)
-		e.each(func(c *counters) {
-			if ok {
-				c.actions[aCall].Succeeded++
-			} else {
-				c.actions[aCall].Failed++
-			}
-		})
+		e.outcome(aCall, measured, ok && !late, late, -1)
 	}
 }
 
@@ -603,11 +691,12 @@ func (e *engine) response(i int, m *message) {
 // action (RFC 3261 §22.2): a second challenge means they were refused.
 func (e *engine) answerChallenge(i int, m *message) {
 	d := &e.devices[i]
-	var chosen *digest.Challenge
+	var chosen *challenge
 	for _, v := range m.chall[:m.nChall] {
 		c, err := digest.ParseChallenge(string(v))
 		if err == nil && c.Algorithm == e.cfg.Algorithm {
-			chosen = &c
+			user := string(e.appendUser(nil, i))
+			chosen = &challenge{Challenge: c, ha1: digest.HA1(c.Algorithm, user, c.Realm, Password(user))}
 			break
 		}
 	}
@@ -835,7 +924,7 @@ func (e *engine) fire(t timerEntry) {
 			e.wheel.set(timerEntry{at: tick(e.now) + 100, dev: t.dev, gen: c.gen, kind: timerHangup})
 			return
 		}
-		d.tx.action, d.tx.challenged, d.tx.proxyAuth = aCall, false, false
+		d.tx.action, d.tx.challenged, d.tx.proxyAuth, d.tx.measured = aCall, false, false, c.measured
 		e.startTx(i, kBye, c.inviteCSeq+1, false)
 	case timer2xx:
 		c := d.call
@@ -878,15 +967,15 @@ var floodMessages = []string{
 }
 
 func (e *engine) sendFlood() {
-	k := int(e.floodN % uint64(len(e.flood)))
+	k := int(e.floodN % uint64(e.floods))
 	e.floodN++
 	src := e.cfg.floodAddr(k).String()
 	msg := fmt.Sprintf(floodMessages[e.floodN%uint64(len(floodMessages))], e.domain, src, e.floodN, 100+e.floodN%900)
-	err := e.socks.send(e.flood[k], []byte(msg))
+	err := e.io.send(int32(e.cfg.endpoints()+k), []byte(msg))
 	e.each(func(c *counters) {
 		c.actions[aFlood].Offered++
 		if err != nil {
-			c.sendErrors++
+			c.countErr(err)
 			return
 		}
 		c.sentMsgs++

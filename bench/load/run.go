@@ -13,22 +13,37 @@ import (
 
 // Result is what one run measured; the command writes it as JSON.
 type Result struct {
-	Scenario    string    `json:"scenario"`
-	Server      string    `json:"server"`
-	Devices     int       `json:"devices"`
-	Rate        float64   `json:"offered_rate"` // actions per second of the main stream
-	Duration    float64   `json:"duration_s"`
-	Warmup      float64   `json:"warmup_s"`
-	Started     time.Time `json:"started"`
-	FDLimit     string    `json:"fd_limit"`
-	Unfinished  int       `json:"unfinished"`    // transactions still out after the drain
-	MaxBacklog  uint64    `json:"max_backlog"`   // most actions due and not yet sent: > 0 means the generator fell behind
-	CPU         float64   `json:"generator_cpu"` // generator CPU time / wall time over the measured run (1 = one core)
-	Prepare     *Phase    `json:"prepare,omitempty"`
-	Run         Phase     `json:"run"` // after warm-up
-	Series      []Sample  `json:"series"`
-	Cadence     float64   `json:"cadence_s,omitempty"` // refresh/keepalive scenarios: seconds between two actions of one device
-	RefreshRate float64   `json:"mix_refresh_rate,omitempty"`
+	Meta       Meta      `json:"meta"`
+	Scenario   string    `json:"scenario"`
+	Server     string    `json:"server"`
+	Devices    int       `json:"devices"`
+	Rate       float64   `json:"offered_rate"` // actions per second of the main stream
+	Duration   float64   `json:"duration_s"`
+	Warmup     float64   `json:"warmup_s"`
+	Deadline   float64   `json:"deadline_s"` // answers later than this after their request count as failed
+	Started    time.Time `json:"started"`
+	FDLimit    string    `json:"fd_limit"`
+	Unfinished int       `json:"unfinished"`    // transactions still out after the drain
+	MaxBacklog uint64    `json:"max_backlog"`   // most actions due and not yet sent: > 0 means the generator fell behind
+	CPU        float64   `json:"generator_cpu"` // generator CPU time / wall time over the measured run (1 = one core)
+	// MsgsPerCore is what the generator moved (sent + received datagrams)
+	// per second of its own CPU time in the window: its ceiling on one
+	// core at this mix, whatever the server did.
+	MsgsPerCore float64 `json:"generator_msgs_per_core_s"`
+	// With the generator pinned to one CPU: that CPU's busy share over the
+	// window (the generator, the kernel's softirq and NAPI work for its
+	// datagrams, and anything else that ran there) and the datagrams
+	// moved per busy second, the ceiling with the kernel's share counted.
+	GenCore     int           `json:"generator_core"`
+	CoreBusy    float64       `json:"generator_core_busy"`
+	MsgsPerBusy float64       `json:"generator_msgs_per_busy_core_s"`
+	Prepare     *Phase        `json:"prepare,omitempty"`
+	Run         Phase         `json:"run"`  // actions started after warm-up until the end, with their outcomes
+	Span        Phase         `json:"span"` // everything from the run's start to the drain's end, by when it happened
+	Series      []Sample      `json:"series"`
+	ServerSide  *ServerCounts `json:"server_counts,omitempty"`
+	Cadence     float64       `json:"cadence_s,omitempty"` // refresh/keepalive scenarios: seconds between two actions of one device
+	RefreshRate float64       `json:"mix_refresh_rate,omitempty"`
 }
 
 // maxPerIteration bounds how many actions one loop iteration issues per
@@ -36,9 +51,12 @@ type Result struct {
 // backlog, issued on the next iterations without waiting.
 const maxPerIteration = 256
 
-// Run runs cfg: opens a socket per device, prepares (registers every device)
-// when the scenario needs it, runs the scenario for cfg.Duration and drains.
-// The calling goroutine is locked to its thread for the whole run.
+// Run runs cfg: opens the transport, prepares (registers every device)
+// when the scenario needs it, runs the scenario for cfg.Duration and drains
+// until every action of the measured window has an outcome or is past its
+// deadline. The calling goroutine is locked to its thread for the whole
+// run. A run whose server counts disagree with the generator's returns
+// the result and an error.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -50,44 +68,32 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Scenario == ScenarioFlood {
 		floods = cfg.FloodSources
 	}
-	per := cfg.DevicesPerSocket
-	socks, err := newSockets((cfg.Devices+per-1)/per + floods)
+	var (
+		io  transport
+		err error
+	)
+	if cfg.IO == IOSocket {
+		io, err = newSockTransport(&cfg, floods)
+	} else {
+		io, err = newBatchTransport(&cfg, floods)
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer socks.close()
+	defer io.close()
 	e := &engine{
-		cfg: cfg, run: newRunID(), domain: cfg.domain(), socks: socks,
+		cfg: cfg, run: newRunID(), domain: cfg.domain(), io: io, floods: floods, deadline: int64(cfg.Deadline),
 		devices: make([]device, cfg.Devices), rnd: rand.New(rand.NewPCG(rand.Uint64(), 1)),
-		buf: make([]byte, 0, 4096), rbuf: make([]byte, 65536),
+		buf: make([]byte, 0, 4096), ubuf: make([]byte, 0, 32),
 	}
-	opened := time.Now()
+	per := max(cfg.DevicesPerSocket, 1)
 	for i := range e.devices {
-		if i%per != 0 {
-			e.devices[i].fd = e.devices[i-1].fd
-			continue
-		}
-		// A shared socket is owned by its first device; receive finds the
-		// others by branch or Request-URI.
-		fd, err := socks.open(cfg.DeviceAddr(i), cfg.Server, int32(i))
-		if err != nil {
-			return nil, fmt.Errorf("device %d: %w", i, err)
-		}
-		e.devices[i].fd = int32(fd)
-		if cfg.Progress != nil && i > 0 && i%100000 == 0 {
-			fmt.Fprintf(cfg.Progress, "opened %d sockets (%.1fs)\n", i, time.Since(opened).Seconds())
-		}
-	}
-	for k := range floods {
-		fd, err := socks.open(cfg.floodAddr(k), cfg.Server, int32(-2-k))
-		if err != nil {
-			return nil, fmt.Errorf("flood source %d: %w", k, err)
-		}
-		e.flood = append(e.flood, fd)
+		e.devices[i].ep = int32(i / per)
 	}
 
-	res := &Result{Scenario: cfg.Scenario, Server: cfg.Server.String(), Devices: cfg.Devices, Rate: cfg.Rate,
-		Duration: cfg.Duration.Seconds(), Warmup: cfg.Warmup.Seconds(), Started: time.Now().UTC(), FDLimit: fdLimitNote()}
+	res := &Result{Meta: collectMeta(&cfg), Scenario: cfg.Scenario, Server: cfg.Server.String(), Devices: cfg.Devices, Rate: cfg.Rate,
+		Duration: cfg.Duration.Seconds(), Warmup: cfg.Warmup.Seconds(), Deadline: cfg.Deadline.Seconds(),
+		Started: time.Now().UTC(), FDLimit: fdLimitNote()}
 	e.base = time.Now()
 	e.wheel = newWheel(0)
 	e.progress = progressWriter(cfg.Progress)
@@ -121,6 +127,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 
+	before := readServer(&cfg)
 	streams := e.streams(res)
 	start := e.clock()
 	e.now = start
@@ -128,37 +135,86 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		s.pacer.start = start
 	}
 	e.second.reset()
-	e.active = []*counters{&e.second}
+	e.active = []*counters{&e.second, &e.span}
 	e.phase, e.runStart, e.nextSample = "run", start, start+int64(time.Second)
 	warm, end := start+int64(cfg.Warmup), start+int64(cfg.Duration)
 	var ru0 unix.Rusage
-	measuring := false
+	var windowStart int64
+	var busy0, total0 uint64
+	res.GenCore = pinnedCPU()
 	err = e.loop(ctx, streams, func() bool {
-		if !measuring && e.now >= warm {
-			measuring = true
+		if !e.measuring && e.now >= warm {
+			e.measuring, windowStart = true, e.now
 			e.active = append(e.active, &e.total)
 			unix.Getrusage(unix.RUSAGE_SELF, &ru0)
+			if res.GenCore >= 0 {
+				busy0, total0 = cpuBusy(res.GenCore)
+			}
 		}
 		return e.now >= end
 	})
 	var ru1 unix.Rusage
 	unix.Getrusage(unix.RUSAGE_SELF, &ru1)
-	measured := float64(e.now-warm) / 1e9
-	if measuring && measured > 0 {
+	if res.GenCore >= 0 && total0 > 0 {
+		busy1, total1 := cpuBusy(res.GenCore)
+		if total1 > total0 {
+			res.CoreBusy = float64(busy1-busy0) / float64(total1-total0)
+		}
+	}
+	measured := float64(e.now-windowStart) / 1e9
+	e.measuring = false
+	e.active = []*counters{&e.second, &e.span} // the drain adds only outcomes to the totals
+	res.Run = e.total.phase(measured)          // messages of the window, before the drain
+	if windowStart > 0 && measured > 0 {
 		cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 		res.CPU = cpu.Seconds() / measured
+		moved := float64(e.total.sentMsgs + e.total.recvMsgs)
+		if cpu > 0 {
+			res.MsgsPerCore = moved / cpu.Seconds()
+		}
+		if res.CoreBusy > 0 {
+			res.MsgsPerBusy = moved / (res.CoreBusy * measured)
+		}
 	}
 	if err == nil {
-		// Drain: replies to what was sent in the run still count, nothing new is offered.
-		drainEnd := e.now + int64(cfg.Drain)
+		// Drain: actions of the window still out get until their deadline
+		// (a call also its hold time and its BYE's deadline); nothing new
+		// is offered.
+		bound := e.now + e.deadline
+		if e.pending[aCall] > 0 {
+			bound += int64(cfg.CallHold) + e.deadline
+		}
 		e.phase = "drain"
-		err = e.loop(ctx, nil, func() bool { return e.busyN == 0 || e.now >= drainEnd })
+		err = e.loop(ctx, nil, func() bool { return e.pendingN() == 0 || e.now >= bound })
 	}
+	// What has no outcome now failed: it was not answered within its deadline.
+	for a := range e.pending {
+		e.total.actions[a].Failed += e.pending[a]
+		e.total.actions[a].Unfinished += e.pending[a]
+	}
+	runMsgs := res.Run
 	res.Run = e.total.phase(measured)
+	res.Run.SentMsgs, res.Run.RecvMsgs, res.Run.Kinds = runMsgs.SentMsgs, runMsgs.RecvMsgs, runMsgs.Kinds
+	res.Span = e.span.phase(float64(e.now-start) / 1e9)
 	res.Series = e.series
 	res.Unfinished = e.busyN
 	res.MaxBacklog = e.maxBacklog
+	res.Meta.LoadEnd = loadavg()
+	if err == nil && before != nil {
+		res.ServerSide = compareServer(before, readServer(&cfg), &res.Span, e.pendingN())
+		if !res.ServerSide.OK {
+			err = fmt.Errorf("load: the server's counts disagree with the generator's: %s", res.ServerSide.Check)
+		}
+	}
 	return res, err
+}
+
+func (e *engine) pendingN() uint64 {
+	var n uint64
+	for _, p := range e.pending {
+		n += p
+	}
+	return n
 }
 
 // streams builds the scenario's action streams; start times are set by Run.
@@ -196,52 +252,43 @@ func (e *engine) streams(res *Result) []*stream {
 	return nil // idle
 }
 
-// loop is the generator: issue what the streams have due, wait up to a
-// millisecond for replies (not at all while behind), read every readable
-// socket once, fire due timers, sample each second; until stop says so.
+// loop is the generator: issue what the streams have due and hand it to
+// the kernel, wait up to a millisecond for replies (not at all while
+// behind), handle every datagram that arrived, fire due timers, sample each
+// second; until stop says so.
 func (e *engine) loop(ctx context.Context, streams []*stream, stop func() bool) error {
+	fail := func(err error) { e.each(func(c *counters) { c.countErr(err) }) }
+	endpoints := int32(e.cfg.endpoints())
+	per := int32(max(e.cfg.DevicesPerSocket, 1))
+	deliver := func(ep int32, b []byte) {
+		e.now = e.clock()
+		if ep < endpoints {
+			e.receive(int(ep*per), b)
+		} else {
+			e.floodReply(b)
+		}
+	}
 	for {
 		if ctx.Err() != nil {
 			return errInterrupted
 		}
 		e.now = e.clock()
 		backlog := e.issue(streams)
+		e.io.flush(fail)
 		timeout := 1
 		if backlog > 0 {
 			timeout = 0
 		}
-		evs, err := e.socks.wait(timeout)
-		if err != nil {
+		if err := e.io.poll(timeout, deliver, fail); err != nil {
 			return err
 		}
 		e.now = e.clock()
-		for _, ev := range evs {
-			fd := int(ev.Fd)
-			n, err := e.socks.read(fd, e.rbuf)
-			if err != nil {
-				e.each(func(c *counters) {
-					if isRefused(err) {
-						c.refused++
-					} else {
-						c.sendErrors++
-					}
-				})
-				continue
-			}
-			if n < 0 {
-				continue
-			}
-			if owner := e.socks.owner[fd]; owner >= 0 {
-				e.receive(int(owner), e.rbuf[:n])
-			} else {
-				e.floodReply(e.rbuf[:n])
-			}
-		}
 		e.wheel.advance(tick(e.now), e.fire)
 		if e.now >= e.nextSample {
 			e.sampleSecond(backlog)
 		}
 		if stop() {
+			e.io.flush(fail)
 			return nil
 		}
 	}

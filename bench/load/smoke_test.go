@@ -35,7 +35,7 @@ func smokeConfig(t *testing.T, server netip.AddrPort, scenario string, sources s
 	c.Devices, c.Scenario = smokeDevices, scenario
 	c.Sources = netip.MustParsePrefix(sources)
 	c.Rate, c.PrepareRate = 40, 400
-	c.Duration, c.Warmup, c.Drain = 1500*time.Millisecond, 200*time.Millisecond, 3*time.Second
+	c.Duration, c.Warmup = 1500*time.Millisecond, 200*time.Millisecond
 	c.CallHold = 50 * time.Millisecond
 	c.FloodRate, c.FloodSources = 200, 2
 	c.Refresh, c.Keepalive, c.CallRate = 2*time.Second, time.Second, 5

@@ -1,6 +1,8 @@
 package load
 
 import (
+	"errors"
+
 	"github.com/pinhole-sip/pinhole/bench/hist"
 )
 
@@ -58,12 +60,14 @@ type kindStats struct {
 // actionStats counts one action kind from start to end (a first
 // registration's latency includes its challenge round trip).
 type actionStats struct {
-	Offered   uint64 `json:"offered"`
-	Started   uint64 `json:"started"`
-	Busy      uint64 `json:"skipped_busy"` // the device still had a transaction out: offered, not sent
-	Succeeded uint64 `json:"succeeded"`
-	Failed    uint64 `json:"failed"`
-	latency   hist.Histogram
+	Offered    uint64 `json:"offered"`
+	Started    uint64 `json:"started"`
+	Busy       uint64 `json:"skipped_busy"` // the device still had a transaction out: offered, not sent
+	Succeeded  uint64 `json:"succeeded"`    // answered in time (Config.Deadline)
+	Failed     uint64 `json:"failed"`       // refused, timed out, answered late, or not done when the drain ended
+	Late       uint64 `json:"late"`         // of Failed: answered, but after the deadline
+	Unfinished uint64 `json:"unfinished"`   // of Failed: no outcome by the end of the drain
+	latency    hist.Histogram
 }
 
 // counters is one set of statistics: the whole measured run, the
@@ -83,6 +87,21 @@ type counters struct {
 }
 
 func (c *counters) reset() { *c = counters{} }
+
+// countErr counts a datagram the transport could not send or deliver.
+func (c *counters) countErr(err error) {
+	switch {
+	case errors.Is(err, errStranger):
+		c.unmatched++
+	case errors.Is(err, errTruncated):
+		c.unparsable++
+	case isRefused(err):
+		c.refused++
+		c.sendErrors++
+	default:
+		c.sendErrors++
+	}
+}
 
 // Latency is a latency summary in microseconds.
 type Latency struct {

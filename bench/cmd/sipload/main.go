@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/pinhole-sip/pinhole/bench/digest"
@@ -55,7 +56,20 @@ func run() error {
 	flag.Float64Var(&c.Rate, "rate", c.Rate, "offered actions per second (open loop)")
 	flag.DurationVar(&c.Duration, "duration", c.Duration, "measured run, warm-up included")
 	flag.DurationVar(&c.Warmup, "warmup", c.Warmup, "first part of the run left out of the summary")
-	flag.DurationVar(&c.Drain, "drain", c.Drain, "wait for replies still due after the run")
+	flag.DurationVar(&c.Deadline, "deadline", c.Deadline, "an answer later than this after its request counts as failed; the drain waits at most this long")
+	flag.StringVar(&c.IO, "io", c.IO, "batch: a few wildcard sockets, source address per datagram (IP_PKTINFO), sendmmsg/recvmmsg; socket: one connected socket per device")
+	flag.IntVar(&c.Sockets, "sockets", c.Sockets, "batch io: sockets (source ports PORT-BASE…) the devices are spread over")
+	flag.StringVar(&c.ServerMetrics, "server-metrics", "", "`URL` of the server's Prometheus metrics (pinhole's /metrics), read before and after: the run fails if its counts disagree")
+	flag.IntVar(&c.ServerPID, "server-pid", 0, "the server's `pid`: its network namespace's UDP drops are read before and after")
+	labels := map[string]string{}
+	flag.Func("label", "`key=value` recorded in the results' metadata (server, server_version, settings, mode, commit); repeatable", func(v string) error {
+		k, val, ok := strings.Cut(v, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("want key=value")
+		}
+		labels[k] = val
+		return nil
+	})
 	flag.Float64Var(&c.PrepareRate, "prepare-rate", c.PrepareRate, "registrations per second while registering every device before the run")
 	flag.DurationVar(&c.Refresh, "refresh", c.Refresh, "mix: refresh cadence per device")
 	flag.DurationVar(&c.Keepalive, "keepalive", c.Keepalive, "mix: keepalive cadence per device (0: none)")
@@ -74,6 +88,7 @@ func run() error {
 	flag.StringVar(&cpuprofile, "cpuprofile", "", "write the generator's CPU profile to this `file`")
 	flag.Parse()
 
+	c.Labels = labels
 	if credentials != "" {
 		return writeCredentials(credentials, realm, &c)
 	}
@@ -159,8 +174,13 @@ func printSummary(r *load.Result) {
 	if r.Prepare != nil {
 		fmt.Fprintf(w, "prepare: %.1fs, %d sent, %d received\n", r.Prepare.Seconds, r.Prepare.SentMsgs, r.Prepare.RecvMsgs)
 	}
-	fmt.Fprintf(w, "generator: %.0f%% of a core, max backlog %d, unfinished %d, send errors %d, refused %d, unparsable %d, unmatched %d\n",
-		100*r.CPU, r.MaxBacklog, r.Unfinished, r.Run.SendErrors, r.Run.Refused, r.Run.Unparsable, r.Run.Unmatched)
+	fmt.Fprintf(w, "generator: %.0f%% of a core (%s io), %.0f messages per core-second, max backlog %d, unfinished %d, send errors %d, refused %d, unparsable %d, unmatched %d\n",
+		100*r.CPU, r.Meta.IO, r.MsgsPerCore, r.MaxBacklog, r.Unfinished, r.Run.SendErrors, r.Run.Refused, r.Run.Unparsable, r.Run.Unmatched)
+	if r.GenCore >= 0 {
+		fmt.Fprintf(w, "generator core %d: %.0f%% busy, %.0f messages per busy core-second (kernel work for the generator included)\n", r.GenCore, 100*r.CoreBusy, r.MsgsPerBusy)
+	}
+	fmt.Fprintf(w, "commit %.12s (dirty %v), %d × %s, kernel %s, load %s → %s; answers count within %.1fs of their request\n",
+		r.Meta.Commit, r.Meta.Dirty, r.Meta.Cores, r.Meta.CPU, r.Meta.Kernel, r.Meta.LoadStart, r.Meta.LoadEnd, r.Deadline)
 	fmt.Fprintf(w, "%-18s %9s %7s %9s %9s %7s %7s %9s %8s %8s %8s %8s\n", "message", "sent", "retrans", "2xx/s", "challenged", "failed", "timeout", "replies", "p50 ms", "p90 ms", "p99 ms", "max ms")
 	names := make([]string, 0, len(r.Run.Kinds))
 	for n := range r.Run.Kinds {
@@ -172,7 +192,7 @@ func printSummary(r *load.Result) {
 		fmt.Fprintf(w, "%-18s %9d %7d %9.0f %9d %7d %7d %9d %8.2f %8.2f %8.2f %8.2f\n", n, k.Sent, k.Retransmitted, k.PerSecond, k.Challenged, k.Failed, k.Timeouts, k.Replies,
 			ms(k.Latency.P50), ms(k.Latency.P90), ms(k.Latency.P99), ms(k.Latency.Max))
 	}
-	fmt.Fprintf(w, "%-18s %9s %9s %7s %7s %9s %8s %8s\n", "action", "offered", "ok/s", "failed", "busy", "succeeded", "p50 ms", "p99 ms")
+	fmt.Fprintf(w, "%-18s %9s %9s %7s %7s %7s %9s %8s %8s\n", "action", "offered", "ok/s", "failed", "late", "busy", "succeeded", "p50 ms", "p99 ms")
 	names = names[:0]
 	for n := range r.Run.Actions {
 		names = append(names, n)
@@ -180,7 +200,11 @@ func printSummary(r *load.Result) {
 	sort.Strings(names)
 	for _, n := range names {
 		a := r.Run.Actions[n]
-		fmt.Fprintf(w, "%-18s %9d %9.0f %7d %7d %9d %8.2f %8.2f\n", n, a.Offered, a.PerSecond, a.Failed, a.Busy, a.Succeeded, ms(a.Latency.P50), ms(a.Latency.P99))
+		fmt.Fprintf(w, "%-18s %9d %9.0f %7d %7d %7d %9d %8.2f %8.2f\n", n, a.Offered, a.PerSecond, a.Failed, a.Late, a.Busy, a.Succeeded, ms(a.Latency.P50), ms(a.Latency.P99))
+	}
+	if s := r.ServerSide; s != nil {
+		fmt.Fprintf(w, "server: absorbed %.0f, handed off %.0f, shed %.0f, kernel dropped %.0f, sanity refused %.0f; %s (agree: %v)\n",
+			s.Absorbed, s.HandedOff, s.Shed, s.KernelDropped, s.SanityRefused, s.Check, s.OK)
 	}
 	if r.Run.NATPings > 0 || r.Run.Pongs > 0 {
 		fmt.Fprintf(w, "NAT pings answered %d, keepalive replies %d\n", r.Run.NATPings, r.Run.Pongs)
