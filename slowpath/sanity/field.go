@@ -107,8 +107,103 @@ func lookup(name []byte) hdr {
 		return hdrCSeq
 	case sipheader.ContentLength:
 		return hdrContentLength
+	case sipheader.MaxForwards:
+		return hdrMaxForwards
+	case sipheader.Expires:
+		return hdrExpires
+	case sipheader.Contact:
+		return hdrContact
+	case sipheader.ProxyRequire:
+		return hdrProxyRequire
+	}
+	// Content-Type is no field the fast path reads, so sipheader leaves it
+	// out; "c" is its compact form (RFC 3261 §20.15).
+	if sipheader.EqualFold(name, "content-type") || sipheader.EqualFold(name, "c") {
+		return hdrContentType
 	}
 	return hdrOther
+}
+
+// unknownTag reports whether a Proxy-Require value (option-tag *(COMMA
+// option-tag), RFC 3261 §20.29) names a tag outside
+// supportedProxyExtensions.
+func unknownTag(v []byte) bool {
+	for len(v) > 0 {
+		i := bytes.IndexByte(v, ',')
+		if i < 0 {
+			i = len(v)
+		}
+		tag := v[:i]
+		s := trimLWS(tag, span{0, len(tag)})
+		if tag = tag[s.off:s.end]; len(tag) > 0 && !knownTag(tag) {
+			return true
+		}
+		if i == len(v) {
+			break
+		}
+		v = v[i+1:]
+	}
+	return false
+}
+
+func knownTag(tag []byte) bool {
+	for _, t := range supportedProxyExtensions {
+		if sipheader.EqualFold(tag, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendTags appends the option-tags of v that are not supported,
+// separated by ", ", after the ones dst already holds (sep says whether
+// one was written).
+func appendTags(dst, v []byte, sep bool) ([]byte, bool) {
+	for len(v) > 0 {
+		i := bytes.IndexByte(v, ',')
+		if i < 0 {
+			i = len(v)
+		}
+		tag := v[:i]
+		s := trimLWS(tag, span{0, len(tag)})
+		if tag = tag[s.off:s.end]; len(tag) > 0 && !knownTag(tag) && isToken(tag) {
+			if sep {
+				dst = append(dst, ", "...)
+			}
+			dst, sep = append(dst, tag...), true
+		}
+		if i == len(v) {
+			break
+		}
+		v = v[i+1:]
+	}
+	return dst, sep
+}
+
+// validAddress checks what the parser downstream would misread in a From,
+// To or Contact value (RFC 3261 §20.10): a quoted display name must end
+// (RFC 4475 §3.1.2.6, quotbal), and a URI holding '?' (or ',') must be in
+// <> (RFC 4475 §3.1.2.13, regbadct), since outside them those characters
+// begin header parameters or the next value.
+func validAddress(v []byte) bool {
+	quoted, angle := false, false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case !quoted && c == '<':
+			angle = true
+		}
+	}
+	if quoted {
+		return false
+	}
+	if !angle && bytes.IndexByte(v, '?') >= 0 {
+		return false
+	}
+	return true
 }
 
 // hasPrefixFold reports whether b starts with the lower-case ASCII string

@@ -3,7 +3,6 @@ package sanity
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,19 +14,11 @@ import (
 // a SIP start line and an end of headers, and that every reply it builds is
 // a response sipgo parses, unless a header copied from the request is
 // itself one sipgo cannot parse. The seed corpus is testdata/fuzz/FuzzCheck,
-// built from the messages in testdata/.
+// built from the messages in testdata/, and testdata/rfc4475.
 func FuzzCheck(f *testing.F) {
-	// sipgo's RFC 4475 torture messages seed the fuzzer too, read where the
-	// module cache holds them rather than copied here.
-	if goTool, err := exec.LookPath("go"); err == nil {
-		for _, kind := range []string{"valid", "invalid"} {
-			files, _ := filepath.Glob(filepath.Join(sipgoDir(f, goTool), "sip", "testdata", "torture", kind, "*.dat"))
-			for _, name := range files {
-				if data, err := os.ReadFile(name); err == nil {
-					f.Add(data, uint16(1500), uint8(40))
-				}
-			}
-		}
+	// The RFC 4475 messages seed the fuzzer too.
+	for _, data := range rfc4475Seeds(f) {
+		f.Add(data, uint16(1500), uint8(40))
 	}
 	f.Fuzz(func(t *testing.T, data []byte, maxBytes uint16, maxHeaders uint8) {
 		lim := Limits{MaxMessageBytes: int(maxBytes), MaxHeaders: int(maxHeaders)}
@@ -86,7 +77,7 @@ func checkFuzzReply(t *testing.T, req, reply []byte) {
 			t.Fatalf("reply parsed as %T", msg)
 		}
 		switch res.StatusCode {
-		case 400, 505, 513:
+		case 400, 420, 505, 513:
 		default:
 			t.Fatalf("reply status %d", res.StatusCode)
 		}
@@ -125,4 +116,84 @@ func hasRequestTo(req, to []byte) bool {
 		return false // the tag is the request's own
 	}
 	return parsesAlone(to[:i])
+}
+
+func rfc4475Seeds(f *testing.F) [][]byte {
+	f.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "rfc4475", "*.sip"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	var out [][]byte
+	for _, name := range files {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		out = append(out, data)
+	}
+	return out
+}
+
+// FuzzFrame splits a stream into messages as a TCP connection does and
+// checks what a stream reader relies on: Frame never panics, always moves
+// forward or asks for more, never frames past the data or over the limit,
+// and a message it frames is one Check judges with its exact length, so
+// that one peer cannot make pinhole read another message's bytes as its
+// body. The seed corpus is testdata/fuzz/FuzzFrame: the RFC 4475 messages,
+// pipelined, with keepalives and junk between them.
+func FuzzFrame(f *testing.F) {
+	seeds := rfc4475Seeds(f)
+	for i, data := range seeds {
+		next := seeds[(i+1)%len(seeds)]
+		f.Add(append(append(bytes.Clone(data), "\r\n\r\n"...), next...), uint16(4096))
+		f.Add(append([]byte("junk\r\n"), data...), uint16(600))
+	}
+	f.Fuzz(func(t *testing.T, stream []byte, maxBytes uint16) {
+		max := int(maxBytes)
+		lim := Limits{MaxMessageBytes: max, MaxHeaders: 64}
+		in := bytes.Clone(stream)
+		for off := 0; off < len(stream); {
+			data := stream[off:]
+			fr := Frame(data, max)
+			switch fr.Status {
+			case FrameMore:
+				if max > 0 && len(data) > max {
+					t.Fatalf("asks for more with %d bytes, over the limit %d", len(data), max)
+				}
+				off = len(stream)
+				continue
+			case FrameCRLF, FrameJunk:
+			case FrameBroken:
+				v := CheckBroken(nil, data[:fr.Len], fr, lim)
+				if v.Action == Reply {
+					checkFuzzReply(t, data[:fr.Len], v.Reply)
+				}
+				off = len(stream) // the connection is closed
+				continue
+			case FrameMessage, FrameNoLength:
+				if fr.Body < 4 || fr.Body > fr.Len || string(data[fr.Body-4:fr.Body]) != "\r\n\r\n" {
+					t.Fatalf("body at %d of a %d-byte frame: %q", fr.Body, fr.Len, data[:fr.Len])
+				}
+				msg := data[:fr.Len]
+				if fr.Status == FrameNoLength {
+					msg = AppendContentLength(nil, msg, fr.Body)
+				} else if max > 0 && fr.Len > max {
+					t.Fatalf("framed %d bytes over the limit %d", fr.Len, max)
+				}
+				if v := Check(nil, msg, lim); v.Reason == ReasonBadContentLength && fr.Status == FrameMessage {
+					t.Fatalf("framed a message Check finds a bad Content-Length in: %q", msg)
+				}
+			default:
+				t.Fatalf("unknown status %d", fr.Status)
+			}
+			if fr.Len <= 0 || fr.Len > len(data) {
+				t.Fatalf("status %d covers %d of %d bytes", fr.Status, fr.Len, len(data))
+			}
+			off += fr.Len
+		}
+		if !bytes.Equal(in, stream) {
+			t.Fatal("Frame modified its input")
+		}
+	})
 }

@@ -49,7 +49,30 @@ func (m *message) appendReply(dst []byte, st reply) []byte {
 			dst = appendLine(dst, data[m.cseq.off:m.cseq.end])
 		}
 	}
+	if st == replyBadExtension {
+		dst = m.appendUnsupported(dst)
+	}
 	return append(dst, "Server: pinhole\r\nContent-Length: 0\r\n\r\n"...)
+}
+
+// appendUnsupported appends the Unsupported header field a 420 must carry,
+// listing the Proxy-Require option-tags not understood (RFC 3261 §16.3
+// step 6, §20.40).
+func (m *message) appendUnsupported(dst []byte) []byte {
+	data := m.data
+	dst = append(dst, "Unsupported: "...)
+	sep := false
+	for p := m.headers; p < len(data); {
+		f, next, fs := nextField(data, p)
+		if fs == fieldEnd || fs == fieldTruncated {
+			break
+		}
+		if fs == fieldOK && f.name == hdrProxyRequire {
+			dst, sep = appendTags(dst, data[f.value.off:f.value.end], sep)
+		}
+		p = next
+	}
+	return append(dst, "\r\n"...)
 }
 
 func appendLine(dst, line []byte) []byte {

@@ -9,6 +9,12 @@ type Limits struct {
 	MaxHeaders      int // refuse more header fields (400 "Too Many Headers")
 }
 
+// supportedProxyExtensions are the option-tags pinhole understands in a
+// Proxy-Require header field (RFC 3261 §16.3 step 6): none. Require is for
+// the element that consumes the request and is checked there (the
+// registrar, RFC 3261 §8.2.2.3); a proxy must not look at it.
+var supportedProxyExtensions = []string{}
+
 // Action says what the caller does with a datagram.
 type Action uint8
 
@@ -48,6 +54,10 @@ const (
 	ReasonBadCSeq                        // CSeq not "number method" or number above 2^31-1
 	ReasonCSeqMismatch                   // CSeq method differs from the request method
 	ReasonBadContentLength               // Content-Length not a number or beyond the datagram
+	ReasonDuplicateHeader                // a single-instance header field twice (RFC 3261 §7.3, §20)
+	ReasonNULByte                        // a NUL byte in the start line or a header field
+	ReasonBadExtension                   // Proxy-Require names an option-tag pinhole does not know
+	ReasonBadAddress                     // From, To or Contact that breaks RFC 3261 §20.10 quoting
 	reasonCount
 )
 
@@ -69,6 +79,10 @@ var reasonNames = [NumReasons]string{
 	ReasonBadCSeq:          "bad_cseq",
 	ReasonCSeqMismatch:     "cseq_mismatch",
 	ReasonBadContentLength: "bad_content_length",
+	ReasonDuplicateHeader:  "duplicate_header",
+	ReasonNULByte:          "nul_byte",
+	ReasonBadExtension:     "bad_extension",
+	ReasonBadAddress:       "bad_address",
 }
 
 // String returns the reason as a metric label.
@@ -98,6 +112,12 @@ const maxKeepalive = 4
 // Check does not keep data or dst and does not allocate unless it builds a
 // reply that does not fit in dst.
 func Check(dst []byte, data []byte, lim Limits) Verdict {
+	return check(dst, data, lim, false)
+}
+
+// check is Check; tooLarge says the message is known to exceed the limit
+// although data holds only its head (a stream's declared body is beyond it).
+func check(dst []byte, data []byte, lim Limits, tooLarge bool) Verdict {
 	if len(data) == 0 {
 		return Verdict{Action: Drop, Reason: ReasonEmpty}
 	}
@@ -107,8 +127,8 @@ func Check(dst []byte, data []byte, lim Limits) Verdict {
 
 	// A datagram over the limit is only looked at up to the limit: enough to
 	// find the header fields a 513 needs, without scanning a flood.
-	tooLarge := lim.MaxMessageBytes > 0 && len(data) > lim.MaxMessageBytes
-	if tooLarge {
+	if lim.MaxMessageBytes > 0 && len(data) > lim.MaxMessageBytes {
+		tooLarge = true
 		data = data[:lim.MaxMessageBytes]
 	}
 
@@ -121,7 +141,7 @@ func Check(dst []byte, data []byte, lim Limits) Verdict {
 	if r == ReasonOK {
 		return Verdict{Action: Pass, Reason: ReasonOK}
 	}
-	if !m.canReply() {
+	if st == replyNone || !m.canReply() {
 		return Verdict{Action: Drop, Reason: r}
 	}
 	return Verdict{Action: Reply, Reason: r, Reply: m.appendReply(dst, st)}
@@ -159,6 +179,11 @@ const (
 	hdrCallID
 	hdrCSeq
 	hdrContentLength
+	hdrMaxForwards
+	hdrContentType
+	hdrExpires
+	hdrContact
+	hdrProxyRequire
 )
 
 // span is a half-open byte range of the datagram; a zero span is "absent".
@@ -183,7 +208,17 @@ type message struct {
 	toValue, callIDValue, cseqValue span
 
 	maxContentLength int  // largest Content-Length seen
-	badContentLength bool // a Content-Length that is not a number
+	badContentLength bool // a Content-Length that is not a number, or a second one
+
+	// seen counts the single-instance fields (RFC 3261 §7.3: only fields
+	// whose grammar is a comma-separated list may appear more than once).
+	seen       [hdrProxyRequire]uint8
+	duplicate  bool // a single-instance field appeared twice
+	badAddress bool // unbalanced quotes, or an addr-spec with '?' (RFC 3261 §20.10)
+	badEchoed  bool // badAddress is in From or To, which a reply would echo
+	// proxyRequire: a Proxy-Require field names at least one option-tag
+	// outside supportedProxyExtensions.
+	proxyRequire bool
 }
 
 // scan classifies the start line and walks the header section.
@@ -280,6 +315,19 @@ func isRequestURI(uri []byte) bool {
 	if colon < 1 || colon == len(uri)-1 || !isAlpha(uri[0]) {
 		return false
 	}
+	// Headers (?name=value) are not allowed in a SIP or SIPS Request-URI
+	// (RFC 3261 §19.1.1, table; RFC 4475 §3.1.2.11, escruri).
+	// A '?' in the user part is allowed (user-unreserved), so only what
+	// follows the host counts.
+	if hasPrefixFold(uri, "sip:") || hasPrefixFold(uri, "sips:") {
+		host := uri[colon+1:]
+		if at := bytes.LastIndexByte(host, '@'); at >= 0 {
+			host = host[at+1:]
+		}
+		if bytes.IndexByte(host, '?') >= 0 {
+			return false
+		}
+	}
 	for _, c := range uri[1:colon] {
 		if !isAlpha(c) && !isDigit(c) && c != '+' && c != '-' && c != '.' {
 			return false
@@ -360,11 +408,32 @@ func (m *message) record(f field) {
 			m.cseqValue = trimLWS(m.data, f.value)
 		}
 	case hdrContentLength:
+		// Two Content-Length fields leave the end of the body unknown
+		// (RFC 4475 §3.3.9): a framing error rather than a mere duplicate.
 		n, ok := parseUint(m.data[f.value.off:f.value.end])
-		if !ok {
+		if !ok || m.seen[hdrContentLength] > 0 {
 			m.badContentLength = true
 		} else if n > m.maxContentLength {
 			m.maxContentLength = n
+		}
+	case hdrProxyRequire:
+		if unknownTag(m.data[f.value.off:f.value.end]) {
+			m.proxyRequire = true
+		}
+	}
+	switch f.name {
+	case hdrFrom, hdrTo, hdrContact:
+		if !validAddress(m.data[f.value.off:f.value.end]) {
+			m.badAddress = true
+			m.badEchoed = m.badEchoed || f.name != hdrContact
+		}
+	}
+	if f.name != hdrOther && f.name < hdrProxyRequire {
+		if m.seen[f.name] > 0 && f.name != hdrVia && f.name != hdrContact && f.name != hdrContentLength {
+			m.duplicate = true
+		}
+		if m.seen[f.name] < 255 {
+			m.seen[f.name]++
 		}
 	}
 }
@@ -387,6 +456,9 @@ const (
 	replyBadCSeq
 	replyCSeqMismatch
 	replyBadContentLength
+	replyDuplicateHeader
+	replyBadAddress
+	replyBadExtension
 )
 
 // statusLines are the first lines of the responses, RFC 3261 §21.
@@ -404,6 +476,9 @@ var statusLines = [...]string{
 	replyBadCSeq:          "SIP/2.0 400 Bad CSeq\r\n",
 	replyCSeqMismatch:     "SIP/2.0 400 CSeq Mismatch\r\n",
 	replyBadContentLength: "SIP/2.0 400 Bad Content-Length\r\n",
+	replyDuplicateHeader:  "SIP/2.0 400 Duplicate Header Field\r\n",
+	replyBadAddress:       "SIP/2.0 400 Malformed Address\r\n",
+	replyBadExtension:     "SIP/2.0 420 Bad Extension\r\n",
 }
 
 // judge applies the rules in order and returns the first that fails.
@@ -417,6 +492,12 @@ func (m *message) judge(lim Limits, tooLarge bool) (Reason, reply) {
 		return ReasonBadVersion, replyBadVersion
 	case m.headerEnd == 0:
 		return ReasonTruncated, replyTruncated
+	case hasBareNUL(m.data[:m.headerEnd]):
+		// RFC 3261 §25.1 allows a NUL in the start line or a header field
+		// only as a quoted-pair inside a quoted-string ("\" %x00, RFC 4475
+		// §3.1.1.2 intmeth); a URI escapes it as %00 (§3.1.1.4 escnull).
+		// Anything else is binary junk; no answer echoes it back.
+		return ReasonNULByte, replyNone
 	case lim.MaxHeaders > 0 && m.nHeaders > lim.MaxHeaders:
 		return ReasonTooManyHeaders, replyTooManyHeaders
 	case m.malformed:
@@ -445,6 +526,23 @@ func (m *message) judge(lim Limits, tooLarge bool) (Reason, reply) {
 	// error; a smaller one leaves extra bytes the parser ignores.
 	if m.badContentLength || m.maxContentLength > len(m.data)-m.headerEnd {
 		return ReasonBadContentLength, replyBadContentLength
+	}
+	if m.duplicate {
+		return ReasonDuplicateHeader, replyDuplicateHeader
+	}
+	if m.badAddress {
+		if m.badEchoed {
+			// The reply would copy the broken From or To (RFC 3261
+			// §8.2.6.2) and be as unreadable as the request.
+			return ReasonBadAddress, replyNone
+		}
+		return ReasonBadAddress, replyBadAddress
+	}
+	// RFC 3261 §16.3 step 6: a proxy answers 420 with Unsupported to a
+	// Proxy-Require it does not understand; ACK and CANCEL are never
+	// refused for an extension (RFC 3261 §8.2.2.3, §9.2).
+	if m.proxyRequire && m.start == startRequest && string(m.method) != "ACK" && string(m.method) != "CANCEL" {
+		return ReasonBadExtension, replyBadExtension
 	}
 	return ReasonOK, replyNone
 }
@@ -482,4 +580,20 @@ func (m *message) cseqMethod() ([]byte, bool) {
 		return nil, false
 	}
 	return method, true
+}
+
+// hasBareNUL reports whether b holds a NUL byte that is not the second
+// byte of a quoted-pair.
+func hasBareNUL(b []byte) bool {
+	for off := 0; ; {
+		i := bytes.IndexByte(b[off:], 0)
+		if i < 0 {
+			return false
+		}
+		i += off
+		if i == 0 || b[i-1] != '\\' {
+			return true
+		}
+		off = i + 1
+	}
 }
