@@ -30,7 +30,9 @@ func (s *Server) filterUDP(p sip.TransportReadProps, data []byte) ([]byte, error
 // filter does.
 func (s *Server) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) {
 	if p.Transport != "UDP" {
-		// Stream transports are framed and size-limited by sipgo's parser.
+		// A stream read is any piece of the byte stream, not a message:
+		// TCP and TLS connections are framed and vetted whole by SaneConn
+		// before sipgo reads them (stream.go).
 		return data, nil
 	}
 	v := sanity.Check(nil, data, *s.ops.limits.Load())

@@ -281,6 +281,9 @@ func (s *Server) listen(l config.Listener) error {
 		}
 		s.addCloser(ln.Close)
 		if l.Transport == "TCP" {
+			// Each message is framed and vetted before sipgo parses it
+			// (stream.go); WS frames are not, see docs/security.md.
+			ln := saneListener{Listener: ln, wrap: s.saneStream}
 			serve(func() error { return s.srv.ServeTCP(ln) })
 		} else {
 			serve(func() error { return s.srv.ServeWS(ln) })
@@ -292,6 +295,7 @@ func (s *Server) listen(l config.Listener) error {
 		}
 		s.addCloser(ln.Close)
 		if l.Transport == "TLS" {
+			ln := saneListener{Listener: ln, wrap: s.saneStream}
 			serve(func() error { return s.srv.ServeTLS(ln) })
 		} else {
 			serve(func() error { return s.srv.ServeWSS(ln) })
