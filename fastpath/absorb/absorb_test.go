@@ -184,3 +184,32 @@ func BenchmarkAbsorb(b *testing.B) {
 		}
 	}
 }
+
+// A refresh absorbed just before the device registered afresh (a reboot:
+// new Call-ID, CSeq from 1) reaches the store after that registration. It
+// must leave the new binding alone: stamping its higher CSeq there made the
+// device's next refresh, under the new Call-ID, a 400 Out Of Order CSeq.
+func TestLateTouchSparesNewRegistration(t *testing.T) {
+	f := newFixture(t, Options{})
+	if res := f.slow(t, refresh(1)); res.StatusCode != 200 {
+		t.Fatalf("slow path answered %d", res.StatusCode)
+	}
+	l := f.cache.NewLoop()
+	if _, d := l.Absorb(refresh(50), lim, local, remote, time.Now()); d != Absorbed {
+		t.Fatalf("declined: %v", d)
+	}
+	rebooted := func(cseq int) []byte {
+		return []byte(strings.Replace(string(refresh(cseq)), "Call-ID: c1@device", "Call-ID: c2@device", 1))
+	}
+	if res := f.slow(t, rebooted(1)); res.StatusCode != 200 {
+		t.Fatalf("registration after the reboot: %d %s", res.StatusCode, res.Reason)
+	}
+	f.cache.Flush() // the touch of CSeq 50 under c1@device arrives now
+	bs := f.store.Lookup("alice@example.com")
+	if len(bs) != 1 || bs[0].CallID != "c2@device" || bs[0].CSeq != 1 {
+		t.Fatalf("store after the late touch: %+v, want c2@device with CSeq 1", bs)
+	}
+	if res := f.slow(t, rebooted(2)); res.StatusCode != 200 {
+		t.Errorf("the device's next refresh: %d %s, want 200", res.StatusCode, res.Reason)
+	}
+}

@@ -176,7 +176,7 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 		e.last.Store(sec)
 		for i := range e.bindings {
 			b := &e.bindings[i]
-			l.ring.put(touch{aor: e.aor, contact: b.contact, cseq: r.CSeq, expires: sec + b.exp})
+			l.ring.put(touch{e: e, contact: b.contact, cseq: r.CSeq, expires: sec + b.exp})
 		}
 		l.ring.publish()
 	}

@@ -3,6 +3,8 @@ package absorb
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/location"
 )
 
 // touchRingSize is each loop's backlog of refreshed bindings not yet told
@@ -17,9 +19,10 @@ const FlushEvery = 100 * time.Millisecond
 
 // touch is one binding whose expiry an absorbed refresh moved.
 type touch struct {
-	aor, contact string // the Entry's strings: nothing is copied
-	cseq         uint32
-	expires      int64 // unix seconds
+	e       *Entry // its AOR, Call-ID and flow: the store applies the touch only to that registration
+	contact string // the Entry's string: nothing is copied
+	cseq    uint32
+	expires int64 // unix seconds
 }
 
 // touchRing is a single-producer (the loop), single-consumer (the
@@ -57,7 +60,7 @@ func (r *touchRing) drain(fn func(*touch)) int {
 	for i := tail; i < head; i++ {
 		t := &r.slots[i&r.mask]
 		fn(t)
-		*t = touch{} // drop the strings: an evicted Entry may go
+		*t = touch{} // drop the Entry: an evicted one may go
 	}
 	r.tail.Store(head)
 	return int(head - tail)
@@ -74,11 +77,15 @@ func (c *Cache) Flush() {
 	c.flushLoops = loops
 	for _, l := range loops {
 		l.ring.drain(func(t *touch) {
-			if c.opt.Store.Touch(t.aor, t.contact, t.cseq, time.Unix(t.expires, 0)) {
+			if c.opt.Store.Touch(location.Refresh{
+				AOR: t.e.aor, Contact: t.contact, CallID: t.e.callID, Flow: t.e.flow,
+				CSeq: t.cseq, Expires: time.Unix(t.expires, 0),
+			}) {
 				c.m.touched.Add(1)
 			} else {
-				// The binding changed or went meanwhile; the slow path
-				// invalidated the entry and owns what happens next.
+				// The binding changed or went meanwhile (another
+				// Call-ID or flow now); the slow path invalidated the
+				// entry and owns what happens next.
 				c.m.touchRefused.Add(1)
 			}
 		})

@@ -97,7 +97,7 @@ func BenchmarkTouch(b *testing.B) {
 	for b.Loop() {
 		bn := &bs[i%len(bs)]
 		bn.CSeq++
-		if !m.Touch(bn.AOR, bn.Contact, bn.CSeq, exp) {
+		if !m.Touch(refresh(*bn, bn.CSeq, exp)) {
 			b.Fatal("Touch failed")
 		}
 		i++

@@ -46,7 +46,7 @@ func TestExpiry(t *testing.T) {
 	put(t, m, Binding{AOR: "d@x", Contact: "sip:shortened@x", Expires: at(30), CSeq: 1})
 
 	c.Advance(5 * time.Second)
-	if !m.Touch("b@x", "sip:touched@x", 2, at(40)) {
+	if !m.Touch(Refresh{AOR: "b@x", Contact: "sip:touched@x", CSeq: 2, Expires: at(40)}) {
 		t.Fatal("Touch failed")
 	}
 	put(t, m, Binding{AOR: "c@x", Contact: "sip:updated@x", Expires: at(40), CSeq: 2})
@@ -130,7 +130,7 @@ func TestExpiryMany(t *testing.T) {
 			if !b.Expires.After(t0) {
 				b.Expires = t0.Add(time.Second)
 			}
-			m.Touch(b.AOR, b.Contact, b.CSeq+1, b.Expires)
+			m.Touch(refresh(b, b.CSeq+1, b.Expires))
 		case 2: // removed: never expires
 			if _, err := m.Update(b.AOR, func([]Binding) ([]Binding, error) { return nil, nil }); err != nil {
 				t.Fatal(err)

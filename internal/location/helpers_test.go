@@ -52,6 +52,11 @@ func tempDB(t testing.TB) string {
 }
 
 // typical returns the i-th binding of the size the issue calls typical.
+// refresh is the Refresh of b's own registration with cseq and expires.
+func refresh(b Binding, cseq uint32, expires time.Time) Refresh {
+	return Refresh{AOR: b.AOR, Contact: b.Contact, CallID: b.CallID, Flow: b.Flow, CSeq: cseq, Expires: expires}
+}
+
 func typical(i int, expires time.Time) Binding {
 	b := Binding{
 		AOR:     fmt.Sprintf("user%06d@example.com", i),

@@ -76,6 +76,19 @@ type Binding struct {
 	Upstream  uint8
 }
 
+// Refresh is one REGISTER refresh absorbed by the fast path, as Touch
+// applies it. It names the registration it refreshed by Call-ID and flow
+// as well as Contact: applied late, after the device registered afresh
+// under a new Call-ID, a refresh of the old registration must change
+// nothing, or its CSeq would be stamped on the new one and the device's
+// next refresh refused as out of order (RFC 3261 §10.3 step 7).
+type Refresh struct {
+	AOR, Contact, CallID string
+	Flow                 Flow
+	CSeq                 uint32
+	Expires              time.Time
+}
+
 // Store is the authority for bindings. Implementations are safe for
 // concurrent use.
 type Store interface {
@@ -87,9 +100,11 @@ type Store interface {
 	// If fn returns an error nothing changes and Update returns that error.
 	// Returns the stored set, sorted like Lookup.
 	Update(aor string, fn func(cur []Binding) ([]Binding, error)) ([]Binding, error)
-	// Touch moves the expiry of one binding (AOR + Contact) if it exists and
-	// its CSeq is lower than cseq; reports whether it did.
-	Touch(aor, contact string, cseq uint32, expires time.Time) bool
+	// Touch applies a refresh answered without Update (the fast path's):
+	// it moves the expiry of the live binding of r.AOR with r.Contact,
+	// r.CallID and r.Flow if its CSeq is lower than r.CSeq, and reports
+	// whether it did.
+	Touch(r Refresh) bool
 	// Len reports how many AORs and bindings are held.
 	Len() (aors, bindings int)
 	// Range calls fn for each live binding until fn returns false. Order

@@ -191,15 +191,16 @@ func (m *Memory) Update(aor string, fn func(cur []Binding) ([]Binding, error)) (
 	return stored, nil
 }
 
-// Touch moves the expiry of the first live binding with that Contact (a
-// device's outbound flows share it and are refreshed together) if its CSeq is lower than
-// cseq, and sets its Updated to now; see Store. An expiry in the past makes
-// the binding lapse at the next expiry pass, with OnExpire.
-func (m *Memory) Touch(aor, contact string, cseq uint32, expires time.Time) bool {
+// Touch moves the expiry of the live binding with r's Contact, Call-ID and
+// flow if its CSeq is lower than r.CSeq, and sets its Updated to now; see
+// Store. An expiry in the past makes the binding lapse at the next expiry
+// pass, with OnExpire.
+func (m *Memory) Touch(ref Refresh) bool {
+	aor, cseq := ref.AOR, ref.CSeq
 	s := m.shard(aor)
 	now := m.now()
 	nowSec := now.Unix()
-	exp := unixSeconds(expires)
+	exp := unixSeconds(ref.Expires)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -213,7 +214,7 @@ func (m *Memory) Touch(aor, contact string, cseq uint32, expires time.Time) bool
 			return false
 		}
 		rest = r
-		if int64(recExpires(rec)) <= nowSec || recContact(rec) != contact {
+		if int64(recExpires(rec)) <= nowSec || !recRefreshes(rec, &ref) {
 			continue
 		}
 		if binary.LittleEndian.Uint32(rec[offCSeq:]) >= cseq {

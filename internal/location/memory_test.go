@@ -71,7 +71,7 @@ func TestLookupOrder(t *testing.T) {
 	}
 	// A Touch makes its binding the most recently updated of its q.
 	c.Advance(time.Second)
-	if !m.Touch("alice@example.com", "sip:old@a", 1, now.Add(2*time.Hour)) {
+	if !m.Touch(Refresh{AOR: "alice@example.com", Contact: "sip:old@a", Flow: Flow{Transport: TransportUDP}, CSeq: 1, Expires: now.Add(2 * time.Hour)}) {
 		t.Fatal("Touch failed")
 	}
 	want = []string{"sip:old@a", "sip:new@a", "sip:tie-b@a", "sip:mid@a", "sip:low@a"}
@@ -224,7 +224,7 @@ func TestUpdateConcurrent(t *testing.T) {
 						t.Errorf("torn binding %+v", b)
 					}
 				}
-				m.Touch("hot@x", "sip:nobody@x", 1, exp)
+				m.Touch(Refresh{AOR: "hot@x", Contact: "sip:nobody@x", CSeq: 1, Expires: exp})
 			}
 		}()
 	}
@@ -248,34 +248,47 @@ func TestTouch(t *testing.T) {
 	c := newClock()
 	now := c.Now()
 	later := now.Add(2 * time.Hour)
+	flow := Flow{Transport: TransportUDP, Remote: netip.MustParseAddrPort("203.0.113.7:40000"), Local: netip.MustParseAddrPort("198.51.100.1:5060")}
+	moved := flow
+	moved.Remote = netip.MustParseAddrPort("203.0.113.7:40001")
+	tcp := flow
+	tcp.Transport = TransportTCP
+	r := func(aor, contact, callID string, f Flow, cseq uint32) Refresh {
+		return Refresh{AOR: aor, Contact: contact, CallID: callID, Flow: f, CSeq: cseq, Expires: later}
+	}
 	for _, tt := range []struct {
-		name        string
-		aor, contac string
-		cseq        uint32
-		want        bool
+		name string
+		r    Refresh
+		want bool
 	}{
-		{"higher cseq", "a@x", "sip:1@x", 11, true},
-		{"equal cseq", "a@x", "sip:1@x", 10, false},
-		{"lower cseq", "a@x", "sip:1@x", 9, false},
-		{"unknown contact", "a@x", "sip:9@x", 11, false},
-		{"unknown aor", "b@x", "sip:1@x", 11, false},
-		{"contact of an expired binding", "a@x", "sip:gone@x", 11, false},
+		{"higher cseq", r("a@x", "sip:1@x", "c1", flow, 11), true},
+		{"equal cseq", r("a@x", "sip:1@x", "c1", flow, 10), false},
+		{"lower cseq", r("a@x", "sip:1@x", "c1", flow, 9), false},
+		{"unknown contact", r("a@x", "sip:9@x", "c1", flow, 11), false},
+		{"unknown aor", r("b@x", "sip:1@x", "c1", flow, 11), false},
+		{"contact of an expired binding", r("a@x", "sip:gone@x", "c1", flow, 11), false},
+		// A refresh absorbed under an older registration, applied after
+		// the device registered afresh: its CSeq must not reach the new
+		// binding, or the device's next refresh is refused as out of order.
+		{"another Call-ID", r("a@x", "sip:1@x", "c0", flow, 1000), false},
+		{"another source port", r("a@x", "sip:1@x", "c1", moved, 11), false},
+		{"another transport", r("a@x", "sip:1@x", "c1", tcp, 11), false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			m := openTest(t, Options{Now: c.Now})
 			put(t, m,
-				Binding{AOR: "a@x", Contact: "sip:1@x", CSeq: 10, Expires: now.Add(time.Hour)},
-				Binding{AOR: "a@x", Contact: "sip:gone@x", CSeq: 10, Expires: now.Add(time.Second)},
+				Binding{AOR: "a@x", Contact: "sip:1@x", CallID: "c1", Flow: flow, CSeq: 10, Expires: now.Add(time.Hour)},
+				Binding{AOR: "a@x", Contact: "sip:gone@x", CallID: "c1", Flow: flow, CSeq: 10, Expires: now.Add(time.Second)},
 			)
 			c.Advance(time.Second)
 			defer c.Advance(-time.Second)
-			if got := m.Touch(tt.aor, tt.contac, tt.cseq, later); got != tt.want {
-				t.Fatalf("Touch = %v, want %v", got, tt.want)
+			if got := m.Touch(tt.r); got != tt.want {
+				t.Fatalf("Touch(%+v) = %v, want %v", tt.r, got, tt.want)
 			}
 			bs := m.Lookup("a@x")
 			wantExp, wantCSeq := now.Add(time.Hour), uint32(10)
 			if tt.want {
-				wantExp, wantCSeq = later, tt.cseq
+				wantExp, wantCSeq = later, tt.r.CSeq
 			}
 			if len(bs) != 1 || !bs[0].Expires.Equal(wantExp) || bs[0].CSeq != wantCSeq {
 				t.Errorf("after Touch: %+v; want expires %v cseq %d", bs, wantExp, wantCSeq)

@@ -24,7 +24,7 @@ func TestOnChange(t *testing.T) {
 	if _, err := m.Update(b.AOR, func([]Binding) ([]Binding, error) { return []Binding{b}, nil }); err != nil {
 		t.Fatal(err)
 	}
-	if !m.Touch(b.AOR, b.Contact, b.CSeq+1, clk.Now().Add(90*time.Second)) {
+	if !m.Touch(refresh(b, b.CSeq+1, clk.Now().Add(90*time.Second))) {
 		t.Fatal("Touch refused")
 	}
 	if _, err := m.Update(b.AOR, func([]Binding) ([]Binding, error) { return nil, ErrInvalidBinding }); err == nil {

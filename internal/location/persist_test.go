@@ -74,7 +74,7 @@ func TestPersistRoundTrip(t *testing.T) {
 	}
 	putAll(t, m, variedBindings(c.Now().Add(time.Hour)))
 	// Changes that go only through the write-behind path.
-	if !m.Touch("user000001@example.com", "sip:user000001@192.168.0.1:5060;transport=udp;ob", 5000, c.Now().Add(3*time.Hour)) {
+	if !m.Touch(refresh(typical(1, time.Time{}), 5000, c.Now().Add(3*time.Hour))) {
 		t.Fatal("Touch failed")
 	}
 	put(t, m, Binding{AOR: "gone@x", Contact: "sip:gone@x", Expires: c.Now().Add(time.Hour)})
@@ -258,7 +258,7 @@ func TestHelperProcess(t *testing.T) {
 	// Refreshes: written behind.
 	for i := range crashN {
 		b := typical(i, crashExpiry(i, false))
-		if !m.Touch(b.AOR, b.Contact, b.CSeq+1, crashExpiry(i, true)) {
+		if !m.Touch(refresh(b, b.CSeq+1, crashExpiry(i, true))) {
 			fmt.Println("ERROR touch", b.AOR)
 			os.Exit(2)
 		}

@@ -257,15 +257,6 @@ func (r *reader) addr() netip.AddrPort {
 	return netip.AddrPortFrom(a, binary.LittleEndian.Uint16(port))
 }
 
-// skipToContact advances past the fixed words, q, reg-id and both addresses,
-// leaving r at the contact.
-func (r *reader) skipToContact() {
-	r.uvarint(math.MaxUint16)
-	r.uvarint(math.MaxUint32)
-	r.addr()
-	r.addr()
-}
-
 func aliasString(b []byte) string {
 	if len(b) == 0 {
 		return ""
@@ -273,11 +264,20 @@ func aliasString(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-// recContact returns the contact of a valid record without allocating.
-func recContact(rec []byte) string {
-	r := reader{b: rec[fixedLen:]}
-	r.skipToContact()
-	return r.string()
+// recRefreshes reports whether the valid record rec is the binding r
+// refreshes: same Contact, Call-ID and flow. It does not allocate.
+func recRefreshes(rec []byte, r *Refresh) bool {
+	if Transport(rec[offFlags]&flagTransport) != r.Flow.Transport {
+		return false
+	}
+	rd := reader{b: rec[fixedLen:]}
+	rd.uvarint(math.MaxUint16)
+	rd.uvarint(math.MaxUint32)
+	if rd.addr() != r.Flow.Remote || rd.addr() != r.Flow.Local || rd.string() != r.Contact {
+		return false
+	}
+	rd.string() // instance
+	return rd.string() == r.CallID && !rd.bad
 }
 
 // decodeRecord decodes one record of aor. The strings alias rec (see reader).
