@@ -35,6 +35,7 @@ type Config struct {
 	// names no upstream.
 	MidRegistrar MidRegistrar `yaml:"midregistrar"`
 	Limits       Limits       `yaml:"limits"`
+	Streams      Streams      `yaml:"streams"` // TCP, TLS, WS and WSS connections (docs/security.md)
 	Metrics      Metrics      `yaml:"metrics"`
 	API          API          `yaml:"api"`
 	Log          Log          `yaml:"log"`
@@ -156,6 +157,7 @@ func (c *Config) validate() error {
 		c.validateMidRegistrar,
 		c.validateDispatch,
 		c.Limits.validate,
+		c.Streams.validate,
 		c.Metrics.validate,
 		c.Log.validate,
 		c.validateAPI,
