@@ -23,6 +23,7 @@ import (
 	"github.com/pinhole-sip/pinhole/slowpath/midreg"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
 	"github.com/pinhole-sip/pinhole/slowpath/routesig"
+	"github.com/pinhole-sip/pinhole/slowpath/streams"
 )
 
 // sipgoDefaultLogger guards sipgo's process-wide logger; see buildUA.
@@ -58,6 +59,7 @@ type Server struct {
 	mu      sync.Mutex
 	closers []func() error
 	serving sync.WaitGroup
+	streams *streams.Budget // bounds TCP, TLS, WS and WSS connections (streams.go)
 }
 
 // RouteKeyFile is the key file of slowpath/routesig in data_dir. Edges
@@ -78,6 +80,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err := s.initOps(); err != nil {
 		return nil, err
 	}
+	s.streams = s.newStreamBudget()
 	keys, err := routesig.Open(filepath.Join(cfg.DataDir, RouteKeyFile), RouteKeyGrace)
 	if err != nil {
 		return nil, fmt.Errorf("route signing keys: %w", err)
@@ -275,7 +278,7 @@ func (s *Server) listen(l config.Listener) error {
 		s.udp.add(pc)
 		serve(func() error { return s.srv.ServeUDP(pc) })
 	case "TCP", "WS":
-		ln, err := net.Listen("tcp", addr)
+		ln, err := s.listenStream(l.Transport, addr) // under the stream budget (streams.go)
 		if err != nil {
 			return err
 		}
@@ -289,7 +292,7 @@ func (s *Server) listen(l config.Listener) error {
 			serve(func() error { return s.srv.ServeWS(ln) })
 		}
 	case "TLS", "WSS":
-		ln, err := tls.Listen("tcp", addr, s.tls)
+		ln, err := s.listenStream(l.Transport, addr) // TLS inside, handshake timed
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,46 @@
+package slowpath
+
+import (
+	"crypto/tls"
+	"net"
+
+	"github.com/pinhole-sip/pinhole/slowpath/streams"
+)
+
+// newStreamBudget is the budget every TCP, TLS, WS and WSS listener shares
+// (streams.*; docs/security.md, "Streams" and "Descriptors").
+func (s *Server) newStreamBudget() *streams.Budget {
+	sc := s.cfg.Streams
+	b := streams.NewBudget(streams.Options{
+		MaxConnections:   sc.MaxConnections,
+		MaxPerSource:     sc.MaxPerSource,
+		IdleTimeout:      sc.IdleTimeout,
+		HandshakeTimeout: sc.HandshakeTimeout,
+		MessageTimeout:   sc.MessageTimeout,
+		FDReserve:        sc.FDReserve,
+		MaxMessageBytes:  func() int { return s.ops.limits.Load().MaxMessageBytes },
+	})
+	nofile, _ := streams.NoFile()
+	if b.Limit() < sc.MaxConnections {
+		s.log.Warn("fewer stream connections than streams.max_connections: the descriptor limit leaves no more after streams.fd_reserve; raise LimitNOFILE",
+			"cap", b.Limit(), "max_connections", sc.MaxConnections, "nofile", nofile, "fd_reserve", sc.FDReserve)
+	} else {
+		s.log.Info("stream connections", "cap", b.Limit(), "per_source", sc.MaxPerSource, "nofile", nofile)
+	}
+	return b
+}
+
+// listenStream opens a TCP listener for transport under the budget; TLS
+// and WSS get their TLS layer inside it, where the handshake is timed.
+func (s *Server) listenStream(transport, addr string) (net.Listener, error) {
+	kind, _ := streams.ParseKind(transport)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	var cfg *tls.Config
+	if kind == streams.TLS || kind == streams.WSS {
+		cfg = s.tls
+	}
+	return s.streams.Listen(ln, kind, cfg), nil
+}
