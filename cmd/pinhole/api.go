@@ -31,8 +31,9 @@ func serveAPI(addr, token string, srv *slowpath.Server, ed *edge, rl *reloader, 
 			}
 			return nil
 		},
-		Reload: func() (mgmt.ReloadResult, error) { return rl.reload("api") },
-		Log:    log,
+		Reload:    func() (mgmt.ReloadResult, error) { return rl.reload("api") },
+		RotateKey: srv.RotateRouteKey,
+		Log:       log,
 	}
 	if ed.xdp != nil {
 		mc.Blocklist = ed.xdp.Blocklist

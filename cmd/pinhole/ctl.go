@@ -38,6 +38,8 @@ Commands (the management API, docs/operations.md):
   blocklist rm PREFIX              unblock
   stats [PREFIX]                   metrics, e.g. stats pinhole_location_
   reload                           read the configuration file again
+  key rotate                       make a new route signing key current (the
+                                   previous one verifies for 24 h more)
 
 Flags:
 `
@@ -192,6 +194,14 @@ func (cl ctlClient) run(ctx context.Context, args []string, stderr io.Writer) er
 				return err
 			}
 			fmt.Fprintf(w, "unblocked %s\n", b.Prefix)
+			return nil
+		})
+	case "key rotate":
+		if len(rest) != 0 {
+			return usageError("key rotate takes no arguments")
+		}
+		return cl.call(ctx, http.MethodPost, "/api/v1/keys/rotate", nil, nil, func(w io.Writer, raw []byte) error {
+			fmt.Fprintln(w, "route signing key rotated")
 			return nil
 		})
 	case "reload":

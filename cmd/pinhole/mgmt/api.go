@@ -69,8 +69,11 @@ type Config struct {
 	Blocklist  Blocklist // nil: the XDP program is not running
 	// Reload reads the configuration file again and applies it.
 	Reload func() (ReloadResult, error)
-	Log    *slog.Logger
-	Now    func() time.Time // default time.Now
+	// RotateKey makes a new route signing key current; the previous one
+	// keeps verifying for a grace period (docs/security.md).
+	RotateKey func() error
+	Log       *slog.Logger
+	Now       func() time.Time // default time.Now
 }
 
 // ErrNotFound is what Remove wraps when nothing matched.
@@ -114,6 +117,7 @@ func New(cfg Config) *API {
 	a.mux.HandleFunc("DELETE /api/v1/blocklist", a.removeBlock)
 	a.mux.HandleFunc("GET /api/v1/stats", a.stats)
 	a.mux.HandleFunc("POST /api/v1/reload", a.reload)
+	a.mux.HandleFunc("POST /api/v1/keys/rotate", a.rotateKey)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// The catch-all takes every method, so ServeMux's own 405 never
 		// comes: tell a wrong method from an unknown path here.
@@ -475,6 +479,19 @@ func (a *API) stats(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	reply(w, http.StatusOK, out)
+}
+
+func (a *API) rotateKey(w http.ResponseWriter, _ *http.Request) {
+	if a.cfg.RotateKey == nil {
+		fail(w, http.StatusConflict, "key rotation is not available")
+		return
+	}
+	if err := a.cfg.RotateKey(); err != nil {
+		fail(w, http.StatusInternalServerError, "rotate route key: %v", err)
+		return
+	}
+	a.cfg.Log.Info("route signing key rotated by the API")
+	reply(w, http.StatusOK, KeyRotation{Rotated: true})
 }
 
 func (a *API) reload(w http.ResponseWriter, _ *http.Request) {

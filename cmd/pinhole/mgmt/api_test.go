@@ -57,11 +57,12 @@ func (f *fakeBlocklist) List() ([]bpf.BlockEntry, error) {
 }
 
 type fixture struct {
-	api     *API
-	store   *location.Memory
-	farm    *dispatch.Dispatcher
-	blocks  *fakeBlocklist
-	reloads int
+	api       *API
+	store     *location.Memory
+	farm      *dispatch.Dispatcher
+	blocks    *fakeBlocklist
+	reloads   int
+	rotations int
 }
 
 // newFixture is an API over a memory store with bindings for alice (2),
@@ -132,6 +133,10 @@ func newFixture(t *testing.T, tok string) *fixture {
 				return ReloadResult{}, fmt.Errorf("t.yaml: line 3: %w: registrar.max_expires: 50 is below min_expires 100", config.ErrInvalid)
 			}
 			return ReloadResult{Applied: []string{"dispatch"}, Restart: []string{"domains"}}, nil
+		},
+		RotateKey: func() error {
+			f.rotations++
+			return nil
 		},
 		Now: func() time.Time { return now },
 	})
@@ -211,6 +216,8 @@ func TestCalls(t *testing.T) {
 
 		{"stats", "GET", "/api/v1/stats?prefix=pinhole_api_", "", token, 200, `"pinhole_api_requests_total"`},
 		{"reload", "POST", "/api/v1/reload", "", token, 200, `"restart_needed": [`},
+		{"rotate key", "POST", "/api/v1/keys/rotate", "", token, 200, `"rotated": true`},
+		{"rotate key without token", "POST", "/api/v1/keys/rotate", "", "", 401, ""},
 		{"reload invalid file", "POST", "/api/v1/reload", "", token, 400, "reload refused, nothing changed: t.yaml: line 3"},
 		{"unknown call", "GET", "/api/v1/registrations", "", token, 404, "no such call"},
 		{"wrong method", "PUT", "/api/v1/reload", "", token, 405, "PUT is not a call on /api/v1/reload"},
@@ -245,6 +252,7 @@ func TestNotRunning(t *testing.T) {
 		{"GET", "/api/v1/dispatch", "", "dispatch is not configured"},
 		{"POST", "/api/v1/dispatch/state", `{"set":"fs","uri":"sip:10.1.0.1:5080","state":"up"}`, "dispatch is not configured"},
 		{"POST", "/api/v1/reload", "", "not available"},
+		{"POST", "/api/v1/keys/rotate", "", "not available"},
 	} {
 		status, body := f.call(t, c.method, c.target, c.body, "")
 		if status != http.StatusConflict || !strings.Contains(body, c.want) {

@@ -140,3 +140,8 @@ type Stats struct {
 type Error struct {
 	Error string `json:"error"`
 }
+
+// KeyRotation answers POST /api/v1/keys/rotate.
+type KeyRotation struct {
+	Rotated bool `json:"rotated"`
+}
