@@ -206,7 +206,10 @@ func (s *Server) buildUA() error {
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(sipLog),
 			sip.WithTransportLayerReadFilter(s.filterUDP), // keepalives, intercept hook, sanity (filter.go)
+			// Responses never reflect (noreflect.go).
+			sip.WithTransportLayerTransports(guardedTransports()),
 		),
+		sipgo.WithUserAgentDNSResolver(guardedResolver()),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
 	}
 	if s.tls != nil {
@@ -224,6 +227,7 @@ func (s *Server) buildUA() error {
 	if err != nil {
 		return fmt.Errorf("create SIP client: %w", err)
 	}
+	cli.TxRequester = ownRequests{tx: ua.TransactionLayer(), tp: ua.TransportLayer()} // noreflect.go
 	s.ua, s.srv, s.cli = ua, srv, cli
 	if s.mid != nil {
 		// REGISTER goes to the main registrar through the mid-registrar.

@@ -209,7 +209,7 @@ func (d *Dispatcher) Match(req *Request) *Set {
 		if len(r.Methods) > 0 && !slices.Contains(r.Methods, req.Method) {
 			continue
 		}
-		if len(r.Domains) > 0 && !slices.ContainsFunc(r.Domains, func(s string) bool { return strings.EqualFold(s, req.Host) }) {
+		if len(r.Domains) > 0 && !slices.ContainsFunc(r.Domains, func(s string) bool { return sameDomain(s, req.Host) }) {
 			continue
 		}
 		if r.Prefix != "" && !strings.HasPrefix(req.User, r.Prefix) {
@@ -441,3 +441,9 @@ func (d *Dispatcher) Sweep() {
 
 // Close unregisters the dispatcher's metrics.
 func (d *Dispatcher) Close() { metrics.UnregisterSet(d.metrics, true) }
+
+// sameDomain compares two domains without case and without the trailing
+// dot of a fully qualified name (RFC 1034 §3.1).
+func sameDomain(a, b string) bool {
+	return strings.EqualFold(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
+}

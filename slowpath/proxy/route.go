@@ -245,13 +245,15 @@ func (p *Proxy) pickFlow(d *decision, mark *sip.Uri, from *sip.FromHeader) {
 // writes it: "user@domain", the domain in lower case (RFC 3261 §19.1.4:
 // the host compares without case, the user with case).
 func AOR(user, domain string) string {
-	return user + "@" + strings.ToLower(domain)
+	return user + "@" + strings.ToLower(strings.TrimSuffix(domain, "."))
 }
 
-// served reports whether host is one of our domains.
+// served reports whether host is one of our domains. A trailing dot names
+// the same domain (RFC 1034 §3.1) and must not escape the match.
 func (p *Proxy) served(host string) bool {
+	host = strings.TrimSuffix(host, ".")
 	for _, d := range p.cfg.Domains {
-		if strings.EqualFold(host, d) {
+		if strings.EqualFold(host, strings.TrimSuffix(d, ".")) {
 			return true
 		}
 	}

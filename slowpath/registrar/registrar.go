@@ -65,13 +65,21 @@ func New(cfg Config, store location.Store, authz Authorizer) (*Registrar, error)
 	}
 	r := &Registrar{cfg: cfg, store: store, authz: authz, domains: map[string]bool{}}
 	for _, d := range cfg.Domains {
-		r.domains[strings.ToLower(d)] = true
+		r.domains[domainKey(d)] = true
 	}
 	return r, nil
 }
 
 // Serves reports whether host is one of the registrar's domains.
-func (r *Registrar) Serves(host string) bool { return r.domains[strings.ToLower(host)] }
+func (r *Registrar) Serves(host string) bool { return r.domains[domainKey(host)] }
+
+// domainKey is a domain as pinhole compares and stores it: in lower case
+// (RFC 3261 §19.1.4) and without the trailing dot of a fully qualified
+// name, which names the same domain (RFC 1034 §3.1): "example.test." must
+// neither escape the served-domain match nor make an AOR of its own.
+func domainKey(host string) string {
+	return strings.ToLower(strings.TrimSuffix(host, "."))
+}
 
 // Handle is the sipgo request handler for REGISTER.
 func (r *Registrar) Handle(req *sip.Request, tx sip.ServerTransaction) {
@@ -463,7 +471,7 @@ func AOR(u *sip.Uri) (string, error) {
 	if u.User == "" || u.Host == "" {
 		return "", errors.New("address-of-record needs a user and a host")
 	}
-	return u.User + "@" + strings.ToLower(u.Host), nil
+	return u.User + "@" + domainKey(u.Host), nil
 }
 
 // uriKey approximates RFC 3261 §19.1.4 URI equality as a string: scheme,
