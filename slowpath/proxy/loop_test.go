@@ -125,3 +125,17 @@ func TestIdentityHeaders(t *testing.T) {
 		})
 	}
 }
+
+// TestBindingBackToPinhole: a Contact naming pinhole's own address is not
+// a branch (it would come back and fork again); the other contacts are.
+func TestBindingBackToPinhole(t *testing.T) {
+	p, _ := unitProxy(t, nil)
+	groups := p.targetGroups([]location.Binding{
+		{AOR: "carol@example.com", Contact: "sip:carol@198.51.100.1:5060"},
+		{AOR: "carol@example.com", Contact: "sip:carol@edge.example.com"},
+		{AOR: "carol@example.com", Contact: "sip:carol@192.0.2.1:5060"},
+	})
+	if len(groups) != 1 || len(groups[0]) != 1 || groups[0][0].uri.Host != "192.0.2.1" {
+		t.Fatalf("targets %+v, want only the contact at 192.0.2.1", groups)
+	}
+}

@@ -386,6 +386,12 @@ func (p *Proxy) bindingTarget(b *location.Binding) (target, error) {
 	if len(t.path) > 0 {
 		next = &t.path[0]
 	}
+	if p.isOurHost(next) {
+		// A binding that leads back to pinhole (a Contact naming its
+		// address) would bring the request back to be forked again.
+		mLoops.Inc()
+		return t, fmt.Errorf("binding leads back to pinhole (%s)", next)
+	}
 	t.transport = uriTransport(next)
 	// Leave from the socket the device registered to when there is one
 	// (docs/architecture.md, "One address, one port").
