@@ -31,7 +31,6 @@ type ops struct {
 	proxy  atomic.Pointer[proxy.Proxy]
 	farm   atomic.Pointer[dispatch.Dispatcher]
 	authn  atomic.Pointer[auth.Authenticator]
-	creds  atomic.Pointer[auth.Credentials]
 	limits atomic.Pointer[sanity.Limits]
 	// secret keys the nonces of every authenticator this server builds,
 	// so a challenge issued before a reload is answered after it.
@@ -278,7 +277,6 @@ func (s *Server) Reload(next *config.Config) ([]string, error) {
 
 	// Swap.
 	if authn != nil {
-		s.ops.creds.Store(creds)
 		s.ops.authn.Store(authn)
 	}
 	s.ops.limits.Store(&limits)
@@ -338,7 +336,7 @@ func (s *Server) newAuthenticator(creds *auth.Credentials) (*auth.Authenticator,
 		}
 		algs = append(algs, a)
 	}
-	return auth.New(auth.Config{Realm: s.cfg.Auth.Realm, NonceTTL: s.cfg.Auth.NonceTTL, Algorithms: algs, Creds: creds, Secret: s.ops.secret})
+	return auth.New(auth.Config{Realm: s.cfg.Auth.Realm, Domains: s.cfg.Domains, NonceTTL: s.cfg.Auth.NonceTTL, Algorithms: algs, Creds: creds, Secret: s.ops.secret})
 }
 
 // RotateRouteKey makes a new route signing key current and writes it to

@@ -97,7 +97,7 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 			Strip: dc.Oversize.StripHeaders,
 			TCP:   dc.Oversize.TCP,
 		},
-	}, s.cli, locator{store: s.store, creds: s.ops.creds.Load, realm: s.cfg.Auth.Realm, mid: s.mid}, authz, s.log.With("component", "proxy"))
+	}, s.cli, locator{store: s.store, authn: s.ops.authn.Load, mid: s.mid}, authz, s.log.With("component", "proxy"))
 	if err != nil {
 		if farm != nil {
 			farm.Close()
@@ -112,9 +112,8 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 // credentials file; without one, only a user with bindings is known.
 type locator struct {
 	store location.Store
-	creds func() *auth.Credentials // the current ones (nil: no auth); a reload swaps them
-	realm string
-	mid   *midreg.MidRegistrar // nil: no mid-registrar
+	authn func() *auth.Authenticator // the current one (nil: no auth); a reload swaps it
+	mid   *midreg.MidRegistrar       // nil: no mid-registrar
 }
 
 // Lookup resolves first a contact or Path the mid-registrar inserted
@@ -134,16 +133,11 @@ func (l locator) Known(aor string) bool {
 			return true // a token pinhole inserted: its device is gone for now (480)
 		}
 	}
-	creds := l.creds()
-	if creds == nil {
+	a := l.authn()
+	if a == nil {
 		return len(l.store.Lookup(aor)) > 0
 	}
-	user, _, _ := strings.Cut(aor, "@")
-	_, ok := creds.HA1(user, l.realm, auth.MD5)
-	if !ok {
-		_, ok = creds.HA1(user, l.realm, auth.SHA256)
-	}
-	return ok
+	return a.Knows(aor) // in the realm of aor's domain: users are per domain
 }
 
 // newMidRegistrar builds the mid-registrar from the configuration: the

@@ -96,7 +96,6 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("set up authentication: %w", err)
 		}
-		s.ops.creds.Store(creds)
 		s.ops.authn.Store(authn)
 		s.authOn = true
 	}

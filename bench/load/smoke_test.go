@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"github.com/pinhole-sip/pinhole/bench/load"
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -34,6 +38,14 @@ func smokeConfig(t *testing.T, server netip.AddrPort, scenario string, sources s
 	c.Server, c.Domain = server, server.Addr().String()
 	c.Devices, c.Scenario = smokeDevices, scenario
 	c.Sources = netip.MustParsePrefix(sources)
+	// Batch io binds the wildcard address on PortBase and PortBase+1: a
+	// port the kernel just gave out is free, and its neighbour almost
+	// always.
+	c.Sockets = 2
+	c.PortBase = testutil.FreePort(t, netip.IPv4Unspecified())
+	if c.PortBase >= 65535 {
+		c.PortBase = 40000
+	}
 	c.Rate, c.PrepareRate = 40, 400
 	c.Duration, c.Warmup = 1500*time.Millisecond, 200*time.Millisecond
 	c.CallHold = 50 * time.Millisecond
@@ -60,6 +72,10 @@ func TestSmokeAgainstPinhole(t *testing.T) {
 	}
 	f.Close()
 	cfg.Auth.Credentials, cfg.Auth.NonceTTL = creds, 300*time.Second
+	// The load's AORs are in the server's address, and its HA1s in realm
+	// pinhole: one domain, so that realm serves it (with several, only the
+	// first domain's realm is auth.realm, docs/auth.md).
+	cfg.Domains = []string{"127.0.0.1"}
 	cfg.Listen.TCP = nil
 	ph := testutil.StartPinhole(t, nil, cfg)
 	server := netip.MustParseAddrPort(ph.Config.Listen.UDP[0])
@@ -159,8 +175,11 @@ func TestSmokeAgainstEcho(t *testing.T) {
 		}
 	})
 	<-ready
-	for _, sc := range []string{load.ScenarioRegister, load.ScenarioRefresh, load.ScenarioCalls} {
-		c := smokeConfig(t, addr, sc, "127.79.0.0/24")
+	for _, sc := range []string{load.ScenarioRegister, load.ScenarioRefresh, load.ScenarioCalls, "refresh/socket"} {
+		c := smokeConfig(t, addr, strings.TrimSuffix(sc, "/socket"), "127.79.0.0/24")
+		if strings.HasSuffix(sc, "/socket") { // one connected socket per device
+			c.IO, c.PortBase = load.IOSocket, 10000
+		}
 		res, err := load.Run(context.Background(), c)
 		if err != nil {
 			t.Fatalf("%s: %v", sc, err)
@@ -176,4 +195,96 @@ func TestSmokeAgainstEcho(t *testing.T) {
 	if st.Answered.Load() == 0 {
 		t.Errorf("echo answered nothing")
 	}
+}
+
+// TestSmokeVeth runs the batched generator in one network namespace
+// against the echo responder in another, across a veth pair, as
+// compare.sh's veth mode does: every device's source address (routed
+// local to lo in the generator's namespace) must reach the server and
+// its answer come back to that device.
+func TestSmokeVeth(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("no ip(8)")
+	}
+	id := fmt.Sprintf("%04x", os.Getpid()&0xffff)
+	gen, srv := "phbtg-"+id, "phbts-"+id
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	t.Cleanup(func() {
+		exec.Command("ip", "netns", "del", gen).Run()
+		exec.Command("ip", "netns", "del", srv).Run()
+	})
+	ip("netns", "add", gen)
+	ip("netns", "add", srv)
+	ip("link", "add", "ptg"+id, "netns", gen, "type", "veth", "peer", "name", "pts"+id, "netns", srv)
+	ip("-n", srv, "addr", "add", "10.203.0.1/24", "dev", "pts"+id)
+	ip("-n", gen, "addr", "add", "10.203.0.2/24", "dev", "ptg"+id)
+	for _, x := range [][2]string{{gen, "ptg" + id}, {srv, "pts" + id}} {
+		ip("-n", x[0], "link", "set", "lo", "up")
+		ip("-n", x[0], "link", "set", x[1], "up")
+	}
+	ip("-n", gen, "route", "add", "local", "10.77.0.0/16", "dev", "lo")
+	ip("-n", srv, "route", "add", "10.77.0.0/16", "via", "10.203.0.2")
+
+	addr := netip.MustParseAddrPort("10.203.0.1:5060")
+	ctx, cancel := context.WithCancel(context.Background())
+	var st echo.Stats
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go inNetns(srv, done, func() error { return echo.Serve(ctx, addr, &st, ready) })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("echo: %v", err)
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("echo: %v", err)
+	}
+	c := smokeConfig(t, addr, load.ScenarioRefresh, "10.77.0.0/16")
+	c.AllowNonLoopback, c.PortBase = true, 10000 // a fresh namespace: every port is free
+	var res *load.Result
+	ran := make(chan error, 1)
+	go inNetns(gen, ran, func() (err error) {
+		res, err = load.Run(context.Background(), c)
+		return err
+	})
+	if err := <-ran; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if got := res.Prepare.Actions["register"].Succeeded; got != smokeDevices {
+		t.Errorf("prepare registered %d of %d devices across the veth", got, smokeDevices)
+	}
+	if a := res.Run.Actions["refresh"]; a.Succeeded == 0 || a.Failed > 0 {
+		t.Errorf("refresh across the veth: %+v", a)
+	}
+	if res.Run.Unmatched > 0 {
+		t.Errorf("%d answers matched no device", res.Run.Unmatched)
+	}
+}
+
+// inNetns runs f on a thread of its own moved into network namespace name
+// and sends f's error to done. The thread is never unlocked, so the
+// runtime discards it instead of reusing a thread in another namespace.
+func inNetns(name string, done chan<- error, f func() error) {
+	runtime.LockOSThread()
+	ns, err := os.Open("/run/netns/" + name)
+	if err != nil {
+		done <- err
+		return
+	}
+	defer ns.Close()
+	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+		done <- fmt.Errorf("setns %s: %w", name, err)
+		return
+	}
+	done <- f()
 }

@@ -140,6 +140,9 @@ func printHowTo(cfg *config.Config) {
 	fmt.Printf("\nRegister a softphone with:\n  user:      any name, e.g. alice\n  domain:    %s\n  proxy:     sip:%s;transport=udp\n", domain, cfg.Listen.Listeners()[0].Addr)
 	if cfg.Auth.Enabled() {
 		fmt.Printf("  password:  as in %s (realm %q)\n", cfg.Auth.Credentials, cfg.Auth.Realm)
+		if len(cfg.Domains) > 1 {
+			fmt.Printf("             for %s; users of the other domains are in the realm named after their domain\n", domain)
+		}
 	} else {
 		fmt.Printf("  password:  none (authentication is off in this configuration)\n")
 	}

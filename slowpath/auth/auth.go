@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,9 +30,18 @@ const (
 // Config configures an [Authenticator].
 type Config struct {
 	// Realm is the protection domain in challenges (RFC 3261 §22.1); it is
-	// configured, not taken from the request, so that every worker and every
-	// domain alias agrees. Default "pinhole".
+	// configured, not taken from the request, so that every worker agrees.
+	// Default "pinhole".
 	Realm string
+	// Domains are the served domains, lowercase. With more than one, each
+	// domain is its own user namespace and realm: a request is checked in
+	// the realm of the domain of the identity it claims (To for REGISTER,
+	// From otherwise), so that alice of one domain cannot act as alice of
+	// another. The first domain's realm is Realm, so a credentials file
+	// written for one domain keeps serving that domain's users; every
+	// other domain's realm is the domain name itself. With one domain or
+	// none, Realm serves every request.
+	Domains []string
 	// Secret is the HMAC key for nonces; workers that must accept each
 	// other's nonces share it. Random at start when empty; at least 16 bytes
 	// when set.
@@ -66,6 +76,7 @@ type Config struct {
 type Authenticator struct {
 	realm       string
 	quotedRealm string
+	realms      map[string]realm // by served domain; nil: realm for all
 	ttl         time.Duration
 	algs        []Algorithm
 	creds       *Credentials
@@ -75,6 +86,9 @@ type Authenticator struct {
 	replays     *replayCache
 	dummyHA1    [SHA256 + 1]string
 }
+
+// realm is one protection domain and its quoted form for challenges.
+type realm struct{ name, quoted string }
 
 // New validates cfg, fills in defaults and returns an Authenticator.
 func New(cfg Config) (*Authenticator, error) {
@@ -108,8 +122,24 @@ func New(cfg Config) (*Authenticator, error) {
 	if cfg.Creds == nil {
 		return nil, errors.New("auth: no credentials")
 	}
-	if err := checkComplete(cfg.Creds, cfg.Realm, cfg.Algorithms); err != nil {
-		return nil, err
+	var realms map[string]realm
+	if len(cfg.Domains) > 1 {
+		realms = make(map[string]realm, len(cfg.Domains))
+		for i, d := range cfg.Domains {
+			d = strings.ToLower(d)
+			r := realm{name: d, quoted: quote(d)}
+			if i == 0 {
+				r = realm{name: cfg.Realm, quoted: quote(cfg.Realm)}
+			} else if d == cfg.Realm {
+				return nil, fmt.Errorf("auth: realm %q is also the realm of served domain %q: its users and the first domain's would share one namespace", cfg.Realm, d)
+			}
+			realms[d] = r
+		}
+	}
+	for _, r := range realmNames(cfg.Realm, realms) {
+		if err := checkComplete(cfg.Creds, r, cfg.Algorithms); err != nil {
+			return nil, err
+		}
 	}
 	if len(cfg.Secret) == 0 {
 		cfg.Secret = make([]byte, 32)
@@ -130,6 +160,7 @@ func New(cfg Config) (*Authenticator, error) {
 	a := &Authenticator{
 		realm:       cfg.Realm,
 		quotedRealm: quote(cfg.Realm),
+		realms:      realms,
 		ttl:         cfg.NonceTTL,
 		algs:        append([]Algorithm(nil), cfg.Algorithms...),
 		creds:       cfg.Creds,
@@ -153,12 +184,70 @@ func (a *Authenticator) WithCredentials(creds *Credentials) (*Authenticator, err
 	if creds == nil {
 		return nil, errors.New("auth: no credentials")
 	}
-	if err := checkComplete(creds, a.realm, a.algs); err != nil {
-		return nil, err
+	for _, r := range realmNames(a.realm, a.realms) {
+		if err := checkComplete(creds, r, a.algs); err != nil {
+			return nil, err
+		}
 	}
 	b := *a
 	b.creds = creds
 	return &b, nil
+}
+
+// realmNames lists every realm in use, in a stable order.
+func realmNames(first string, realms map[string]realm) []string {
+	out := []string{first}
+	for _, r := range realms {
+		if r.name != first {
+			out = append(out, r.name)
+		}
+	}
+	slices.Sort(out[1:])
+	return out
+}
+
+// realmFor returns the realm that serves domain; ok is false when several
+// domains are served and domain is none of them.
+func (a *Authenticator) realmFor(domain string) (realm, bool) {
+	if a.realms == nil {
+		return realm{name: a.realm, quoted: a.quotedRealm}, true
+	}
+	r, ok := a.realms[strings.ToLower(domain)]
+	return r, ok
+}
+
+// claimedDomain is the host of the identity req claims: To for REGISTER
+// (the AOR, RFC 3261 §10.3 step 5), From otherwise.
+func claimedDomain(req *sip.Request, register bool) string {
+	if register {
+		if to := req.To(); to != nil {
+			return to.Address.Host
+		}
+		return ""
+	}
+	if from := req.From(); from != nil {
+		return from.Address.Host
+	}
+	return ""
+}
+
+// Knows reports whether aor ("user@domain") has credentials in its
+// domain's realm, for any algorithm: the proxy tells 404 from 480 by it.
+func (a *Authenticator) Knows(aor string) bool {
+	i := strings.LastIndexByte(aor, '@')
+	if i < 0 {
+		return false
+	}
+	r, ok := a.realmFor(aor[i+1:])
+	if !ok {
+		return false
+	}
+	for _, alg := range [...]Algorithm{MD5, SHA256} {
+		if _, ok := a.creds.HA1(aor[:i], r.name, alg); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // checkComplete refuses credentials where a user of realm lacks the HA1 of
@@ -197,9 +286,11 @@ type Result struct {
 // challenges with WWW-Authenticate in a 401 (RFC 3261 §22.2); otherwise it
 // reads Proxy-Authorization and challenges with Proxy-Authenticate in a 407
 // (RFC 3261 §22.3). Credentials for other realms are left alone: they belong
-// to servers further on.
+// to servers further on. With several domains served, our realm is that of
+// the claimed identity's domain (see Config.Domains).
 //
 // Verdicts:
+//   - an identity in a domain not served (several served): 403;
 //   - no credentials for our realm, a nonce we did not issue, or an
 //     algorithm we do not offer: 401/407 with fresh challenges;
 //   - right response with an expired or already used (nonce, nc): 401/407
@@ -215,21 +306,27 @@ func (a *Authenticator) Check(req *sip.Request, register bool) Result {
 		hname = "Authorization"
 	}
 	now := a.now()
-	d, found, malformed := a.pick(req, hname)
+	rlm, served := a.realmFor(claimedDomain(req, register))
+	if !served {
+		// Only users of a served domain are asked for credentials: the
+		// registrar and the proxy check the domain first.
+		return forbidden()
+	}
+	d, found, malformed := a.pick(req, hname, rlm.name)
 	if !found {
 		if malformed {
 			return badRequest("Bad " + hname + " Header")
 		}
-		return a.challenge(register, now, false)
+		return a.challenge(register, now, false, rlm)
 	}
 	alg := MD5 // RFC 7616 §3.4: absent means MD5
 	if d.algorithm != "" {
 		var err error
 		if alg, err = ParseAlgorithm(d.algorithm); err != nil || !a.offers(alg) {
-			return a.challenge(register, now, false)
+			return a.challenge(register, now, false, rlm)
 		}
 	} else if !a.offers(MD5) {
-		return a.challenge(register, now, false)
+		return a.challenge(register, now, false, rlm)
 	}
 	if d.username == "" || d.nonce == "" || d.uri == "" || d.response == "" {
 		return badRequest("Incomplete " + hname + " Header")
@@ -259,9 +356,9 @@ func (a *Authenticator) Check(req *sip.Request, register bool) Result {
 	if !ok {
 		// Tampered, truncated or from a worker with another secret: the
 		// client did nothing wrong that a fresh nonce would not fix.
-		return a.challenge(register, now, false)
+		return a.challenge(register, now, false, rlm)
 	}
-	ha1, known := a.creds.HA1(d.username, a.realm, alg)
+	ha1, known := a.creds.HA1(d.username, rlm.name, alg)
 	if !known {
 		ha1 = a.dummyHA1[alg]
 	}
@@ -271,7 +368,7 @@ func (a *Authenticator) Check(req *sip.Request, register bool) Result {
 		return forbidden()
 	}
 	if age := now.Sub(issued); age > a.ttl || age < -a.ttl {
-		return a.challenge(register, now, true)
+		return a.challenge(register, now, true, rlm)
 	}
 	if !a.anyID && !identityMatches(req, register, d.username) {
 		return forbidden()
@@ -279,16 +376,16 @@ func (a *Authenticator) Check(req *sip.Request, register bool) Result {
 	// A replayed (nonce, nc) gets stale=true, not 403: an honest client that
 	// lost count recovers with the new nonce, and a replayer gains nothing.
 	if a.replays.seen(key, nc, issued, now) {
-		return a.challenge(register, now, true)
+		return a.challenge(register, now, true, rlm)
 	}
 	return Result{OK: true, User: d.username}
 }
 
-// pick returns the first Digest credentials for our realm among the headers
+// pick returns the first Digest credentials for realm want among the headers
 // called name. RFC 3261 §22.3: a request may carry credentials for several
 // proxies; each takes the one with its realm. malformed reports an
 // unparseable Digest value, whose realm we cannot know.
-func (a *Authenticator) pick(req *sip.Request, name string) (d digestResponse, found, malformed bool) {
+func (a *Authenticator) pick(req *sip.Request, name, want string) (d digestResponse, found, malformed bool) {
 	// Not req.GetHeaders: it lower-cases every header name it meets, one
 	// allocation each for names sipgo does not know.
 	for _, h := range req.Headers() {
@@ -303,7 +400,7 @@ func (a *Authenticator) pick(req *sip.Request, name string) (d digestResponse, f
 			malformed = true
 			continue
 		}
-		if c.realm == a.realm {
+		if c.realm == want {
 			return c, true, malformed
 		}
 	}
@@ -351,9 +448,10 @@ func (a *Authenticator) response(dst []byte, alg Algorithm, ha1, method string, 
 	return alg.sumHex(dst, b)
 }
 
-// challenge answers 401 or 407 with one challenge per offered algorithm,
-// most preferred first (RFC 8760 §2.3), all sharing one fresh nonce.
-func (a *Authenticator) challenge(register bool, now time.Time, stale bool) Result {
+// challenge answers 401 or 407 in realm rlm with one challenge per offered
+// algorithm, most preferred first (RFC 8760 §2.3), all sharing one fresh
+// nonce.
+func (a *Authenticator) challenge(register bool, now time.Time, stale bool, rlm realm) Result {
 	r := Result{Status: 407, Reason: "Proxy Authentication Required"}
 	name := "Proxy-Authenticate"
 	if register {
@@ -364,9 +462,9 @@ func (a *Authenticator) challenge(register bool, now time.Time, stale bool) Resu
 	r.Headers = make([]sip.Header, 0, len(a.algs))
 	for _, alg := range a.algs {
 		var b strings.Builder
-		b.Grow(100 + len(a.realm))
+		b.Grow(100 + len(rlm.quoted))
 		b.WriteString("Digest realm=")
-		b.WriteString(a.quotedRealm)
+		b.WriteString(rlm.quoted)
 		b.WriteString(`, nonce="`)
 		b.WriteString(nonce)
 		b.WriteString(`", algorithm=`)
