@@ -35,8 +35,7 @@ type Options struct {
 
 // Budget is the accounting shared by every stream listener.
 type Budget struct {
-	o     Options
-	limit int // MaxConnections, or fewer when the descriptors are fewer
+	o Options
 
 	mu        sync.Mutex
 	open      int
@@ -44,19 +43,10 @@ type Budget struct {
 	conns     map[*Conn]struct{}
 }
 
-// NewBudget makes the budget. The cap is MaxConnections or, when the
-// process may open fewer descriptors than that plus FDReserve, what the
-// descriptors allow: past it connections are refused before accept(2) can
-// fail for the metrics endpoint, the management API or outgoing sockets.
-// The Go runtime already raised the soft RLIMIT_NOFILE to the hard one at
-// start (os package, since Go 1.19), so the soft limit read here is all
-// the process can have.
+// NewBudget makes the budget.
 func NewBudget(o Options) *Budget {
-	b := &Budget{o: o, limit: o.MaxConnections, perSource: map[netip.Addr]int{}, conns: map[*Conn]struct{}{}}
-	if n, ok := NoFile(); ok && n-o.FDReserve < b.limit {
-		b.limit = max(n-o.FDReserve, 0)
-	}
-	currentLimit.Store(int64(b.limit))
+	b := &Budget{o: o, perSource: map[netip.Addr]int{}, conns: map[*Conn]struct{}{}}
+	currentLimit.Store(int64(b.Limit()))
 	return b
 }
 
@@ -69,8 +59,21 @@ func NoFile() (int, bool) {
 	return int(r.Cur), true
 }
 
-// Limit is the cap on connections open at once.
-func (b *Budget) Limit() int { return b.limit }
+// Limit is the cap on connections open at once: MaxConnections or, when
+// the process may open fewer descriptors than that plus FDReserve, what
+// the descriptors allow, so that connections are refused before accept(2)
+// can fail for the metrics endpoint, the management API or outgoing
+// sockets. The Go runtime raised the soft RLIMIT_NOFILE to the hard one at
+// start (os package, since Go 1.19); the limit is read at every accept
+// (one getrlimit(2), well under a microsecond) so a prlimit(1) on the
+// running daemon takes effect.
+func (b *Budget) Limit() int {
+	limit := b.o.MaxConnections
+	if n, ok := NoFile(); ok && n-b.o.FDReserve < limit {
+		limit = max(n-b.o.FDReserve, 0)
+	}
+	return limit
+}
 
 // Open is how many accepted connections are open.
 func (b *Budget) Open() int {
@@ -80,11 +83,13 @@ func (b *Budget) Open() int {
 }
 
 func (b *Budget) admit(src netip.Addr) bool {
+	limit := b.Limit()
+	currentLimit.Store(int64(limit))
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
-	case b.open >= b.limit:
-		if b.limit < b.o.MaxConnections {
+	case b.open >= limit:
+		if limit < b.o.MaxConnections {
 			refusedReserve.Inc()
 		} else {
 			refusedMax.Inc()

@@ -39,7 +39,7 @@ func init() {
 	})
 }
 
-// currentLimit is the cap of the last budget made (one per process).
+// currentLimit is the cap as the last accept computed it.
 var currentLimit atomic.Int64
 
 func perKind(format string) (c [numKinds]*metrics.Counter) {
