@@ -1,19 +1,30 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 
 	"github.com/pinhole-sip/pinhole/cmd/pinhole/mgmt"
+	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath"
 )
 
-// serveAPI starts the management API (cmd/pinhole/mgmt) on addr; "" is off.
-func serveAPI(addr, token string, srv *slowpath.Server, ed *edge, rl *reloader, log *slog.Logger) (stop func(), err error) {
-	if addr == "" {
+// serveAPI starts the management API (cmd/pinhole/mgmt) as api says;
+// api.Listen "" is off.
+func serveAPI(api config.API, token string, srv *slowpath.Server, ed *edge, rl *reloader, log *slog.Logger) (stop func(), err error) {
+	if api.Listen == "" {
 		return func() {}, nil
+	}
+	var tc *tls.Config
+	scheme := "http"
+	if api.TLS() {
+		if tc, err = mgmt.ServerTLS(api.TLSCert, api.TLSKey); err != nil {
+			return nil, err
+		}
+		scheme = "https"
 	}
 	mc := mgmt.Config{
 		Token: token,
@@ -38,10 +49,10 @@ func serveAPI(addr, token string, srv *slowpath.Server, ed *edge, rl *reloader, 
 	if ed.xdp != nil {
 		mc.Blocklist = ed.xdp.Blocklist
 	}
-	stop, bound, err := mgmt.Serve(addr, mgmt.New(mc), log)
+	stop, bound, err := mgmt.Serve(api.Listen, tc, mgmt.New(mc), log)
 	if err != nil {
 		return nil, err
 	}
-	log.Info("management API", "url", "http://"+bound+"/api/v1/", "token", token != "")
+	log.Info("management API", "url", scheme+"://"+bound+"/api/v1/", "token", token != "")
 	return stop, nil
 }

@@ -81,6 +81,15 @@ func ctl(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		c.Base = "http://" + cfg.API.Listen
+		if cfg.API.TLS() {
+			tc, err := mgmt.PinnedTLS(cfg.API.TLSCert)
+			if err != nil {
+				fmt.Fprintln(stderr, "pinhole ctl:", err)
+				return 2
+			}
+			c.Base = "https://" + cfg.API.Listen
+			c.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+		}
 		if c.Token, err = cfg.API.ResolveToken(); err != nil {
 			fmt.Fprintln(stderr, "pinhole ctl:", err)
 			return 2

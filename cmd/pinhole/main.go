@@ -83,7 +83,7 @@ func run() int {
 		return 1
 	}
 	rl := &reloader{path: *configPath, started: cfg, xdp: cfg.XDP, logCfg: cfg.Log, srv: srv, edge: ed, logs: logs, log: log}
-	stopAPI, err := serveAPI(cfg.API.Listen, token, srv, ed, rl, logs.Logger("mgmt"))
+	stopAPI, err := serveAPI(cfg.API, token, srv, ed, rl, logs.Logger("mgmt"))
 	if err != nil {
 		log.Error("start failed", "error", err)
 		stopMetrics()

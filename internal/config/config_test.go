@@ -136,6 +136,8 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"dispatch unknown key", "dispatch:\n  topology: true\n", []string{"line 2", "topology"}},
 		{"api listen", "api:\n  listen: \"localhost:9061\"\n", []string{"line 2", "api.listen", "IP:port"}},
 		{"api off loopback without token", "api:\n  listen: \"0.0.0.0:9061\"\n", []string{"line 2", "api.listen", "token"}},
+		{"api off loopback without tls", "api:\n  listen: \"10.0.0.1:9061\"\n  token: 0123456789abcdef0\n", []string{"api.tls_cert", "in clear"}},
+		{"api tls cert without key", "api:\n  listen: \"127.0.0.1:9061\"\n  tls_cert: /etc/pinhole/api.crt\n", []string{"line 3", "api.tls_cert", "api.tls_key"}},
 		{"api token short", "api:\n  listen: \"10.0.0.1:9061\"\n  token: abc\n", []string{"line 3", "api.token", "16"}},
 		{"api token and file", "api:\n  token: 0123456789abcdef0\n  token_file: /etc/pinhole/token\n", []string{"line 2", "api.token", "not both"}},
 		{"api same port as metrics", "metrics:\n  listen: \"127.0.0.1:9100\"\napi:\n  listen: \"127.0.0.1:9100\"\n", []string{"line 4", "api.listen", "metrics.listen"}},
@@ -283,7 +285,7 @@ func TestOpsSections(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Parse([]byte("api:\n  listen: \"10.0.0.1:9061\"\n  token_file: "+tokenFile+"\nlog:\n  level: warn\n  components: {sipgo: error, proxy: debug}\n  format: json\n  rate: 50\n"), "t.yaml")
+	cfg, err := Parse([]byte("api:\n  listen: \"10.0.0.1:9061\"\n  token_file: "+tokenFile+"\n  tls_cert: /etc/pinhole/api.crt\n  tls_key: /etc/pinhole/api.key\nlog:\n  level: warn\n  components: {sipgo: error, proxy: debug}\n  format: json\n  rate: 50\n"), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

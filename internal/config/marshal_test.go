@@ -55,7 +55,7 @@ dispatch:
   oversize: {mtu: 1400, headroom: 100, strip_headers: ["X-FS-Support"], tcp: true}
 limits: {max_message_bytes: 8192, max_headers: 64}
 metrics: {listen: "127.0.0.1:9160"}
-api: {listen: "192.0.2.1:9161", token: "", token_file: "/etc/pinhole/token"}
+api: {listen: "192.0.2.1:9161", token: "", token_file: "/etc/pinhole/token", tls_cert: "/etc/pinhole/api.crt", tls_key: "/etc/pinhole/api.key"}
 log:
   level: "warn"
   components: {sipgo: "error", proxy: "debug"}
