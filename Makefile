@@ -6,7 +6,7 @@ FUZZTIME ?= 30s
 # Every package that has fuzz targets; `make fuzz` runs each target for FUZZTIME.
 FUZZPKGS := $(shell grep -rl --include='*_test.go' '^func Fuzz' . 2>/dev/null | xargs -r -n1 dirname | sort -u)
 
-.PHONY: run build test test-unit test-bpf test-integration test-bench-smoke generate check-generated bench bench-go fuzz lint clean deps-run deps-test
+.PHONY: run build test test-unit test-bpf test-integration test-bench-smoke generate check-generated bench bench-docs bench-go fuzz lint clean deps-run deps-test
 
 run: deps-run build
 	./$(BIN) $(if $(CONFIG),-config $(CONFIG))
@@ -37,16 +37,23 @@ test-integration: build
 generate:
 	$(GO) generate ./bpf/...
 
-# bench runs the default side-by-side comparison (bench/compare.sh: pinhole,
-# Kamailio, OpenSIPS if installed, and the generator's ceiling) in a few
-# minutes; docs/benchmarks.md has the settings. bench-go runs the Go benchmarks.
+# bench runs the default side-by-side comparison (bench/compare.sh: the
+# generator's ceiling, echo, pinhole's slow and fast paths, Kamailio,
+# OpenSIPS if installed; veth between two namespaces) in about 15 minutes;
+# docs/benchmarks.md has the settings. bench-docs rewrites the generated
+# part of docs/benchmarks.md from bench/out. bench-go runs the Go benchmarks.
 bench: deps-test
 	bench/compare.sh
+
+bench-docs:
+	$(GO) run ./bench/cmd/benchtable -docs bench/out docs/benchmarks.md
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# test-bench-smoke runs every load-generator scenario briefly against pinhole
+# test-bench-smoke runs every load-generator scenario briefly against pinhole,
+# the batched and the per-device-socket generator against the echo
+# responder, and the batched one across a veth pair between two namespaces
 # (seconds; nothing timed).
 test-bench-smoke:
 	$(GO) test -race -count=1 -tags integration -run Smoke -timeout 5m ./bench/load/

@@ -1,28 +1,37 @@
 #!/usr/bin/env bash
 # bench/compare.sh — pinhole side by side with its peers, on one machine.
 #
-# For each server in turn (the echo responder for the generator's ceiling,
-# pinhole, Kamailio, OpenSIPS when an `opensips` binary is on PATH) and each
-# scenario, it starts the server afresh on the same address, pinned to
-# SERVER_CORE, offers the same load from bench/cmd/sipload pinned to
-# GEN_CORE, stops the server, and prints a table with ratios against
-# pinhole. Then, for CAPACITY_SCENARIOS, it climbs the CAPACITY_RATES ladder
-# until a rate is not sustained (bench/cmd/benchtable says when) and prints
-# the highest sustained rate of each server; against the echo responder that
-# is the generator's own ceiling. Last, memory per binding at each MEMORY size.
+# For each server in turn (the echo responder, pinhole's slow path, pinhole
+# with its userspace fast path, Kamailio, OpenSIPS when an `opensips` binary
+# is on PATH) and each scenario, it starts the server afresh on the same
+# address, pinned to SERVER_CORE, offers the same load from
+# bench/cmd/sipload pinned to GEN_CORE, stops the server, and prints a
+# table with ratios against pinhole. First it measures the generator's own
+# ceiling (the batched generator flat out against the echo responder).
+# Then, for CAPACITY_SCENARIOS, it climbs the CAPACITY_RATES ladder until
+# a rate is not sustained (bench/cmd/benchtable says when): the capacity
+# curves, delivered against offered. Last, memory per binding at each
+# MEMORY size (loopback only).
 #
-# Everything runs on loopback (127.0.0.1 for the server, 127.80.0.0/12
-# sources for the devices): no namespace is needed because all of
-# 127.0.0.0/8 is local on Linux. Configurations of the peers are written
-# here, into OUT.
+# NET=veth (the default; root): the generator in one network namespace,
+# the server in another, joined by a veth pair with threaded NAPI, the
+# server end's receive work pinned to SERVER_CORE and the generator end's
+# to GEN_CORE (bench/netns.sh), so the server's core pays for its own
+# receive path as behind a NIC queue. NET=loopback: 127.0.0.1 for the
+# server and 127.80.0.0/12 sources, the quick mode (the sender's core then
+# does the receiver's softirq work). Configurations of the peers are
+# written here, into OUT; every JSON result carries them.
+#
+# Scenario refresh-noauth is refresh with every server configured without
+# digest authentication (the case pinhole's fast path absorbs).
 #
 # Settings (environment):
-#   DEVICES=5000  RATE=2000  DURATION=6s  WARMUP=2s  PREPARE_RATE=2000
-#   SCENARIOS="register refresh keepalive flood calls"
-#   CAPACITY_SCENARIOS="register refresh"  CAPACITY_DURATION=4s
-#   CAPACITY_RATES="1000 2000 4000 8000 16000 32000 64000"  (each server climbs until it fails)
-#   CEILING_RATES="16000 32000 64000 128000"          (the echo responder's ladder)
-#   SERVERS="echo pinhole kamailio opensips"
+#   NET=veth  DEVICES=5000  RATE=2000  DURATION=6s  WARMUP=2s  PREPARE_RATE=2000
+#   SCENARIOS="register refresh refresh-noauth keepalive flood calls"
+#   CAPACITY_SCENARIOS="refresh-noauth register"  CAPACITY_DURATION=3s
+#   CAPACITY_RATES="4000 8000 16000 32000 64000 128000"  (each server climbs until it fails twice)
+#   CEILING_RATE=400000  (offered to the echo responder for the generator's ceiling)
+#   SERVERS="echo pinhole fastpath kamailio opensips"  IO=batch  SOCKETS=8
 #   MEMORY=""  binding counts for memory per binding, e.g. "100000 1000000"
 #              (each waits ~2 min for a GC after the registrations)
 #   MEMORY_RATE=3000  registrations per second while filling
@@ -32,17 +41,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+NET=${NET:-veth}
+IO=${IO:-batch}
+SOCKETS=${SOCKETS:-8}
 DEVICES=${DEVICES:-5000}
 RATE=${RATE:-2000}
 DURATION=${DURATION:-6s}
 WARMUP=${WARMUP:-2s}
-CAPACITY_SCENARIOS=${CAPACITY_SCENARIOS-"register refresh"}
-CAPACITY_RATES=${CAPACITY_RATES:-"1000 2000 4000 8000 16000 32000 64000"}
-CEILING_RATES=${CEILING_RATES:-"16000 32000 64000 128000"}
-CAPACITY_DURATION=${CAPACITY_DURATION:-4s}
+CAPACITY_SCENARIOS=${CAPACITY_SCENARIOS-"refresh-noauth register"}
+CAPACITY_RATES=${CAPACITY_RATES:-"4000 8000 16000 32000 64000 128000"}
+CEILING_RATE=${CEILING_RATE:-400000}
+CAPACITY_DURATION=${CAPACITY_DURATION:-3s}
 PREPARE_RATE=${PREPARE_RATE:-2000}
-SCENARIOS=${SCENARIOS-"register refresh keepalive flood calls"}
-SERVERS=${SERVERS-"echo pinhole kamailio opensips"}
+SCENARIOS=${SCENARIOS-"register refresh refresh-noauth keepalive flood calls"}
+SERVERS=${SERVERS-"echo pinhole fastpath kamailio opensips"}
 MEMORY=${MEMORY:-}
 MEMORY_RATE=${MEMORY_RATE:-3000}
 CALL_RATE=${CALL_RATE:-200}
@@ -61,8 +73,12 @@ METRICS_PORT=${METRICS_PORT:-29060}
 OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)
 BIN=$OUT/bin
 mkdir -p "$BIN"
+scripts/install-deps.sh bench
 echo "== building into $BIN"
 go build -o "$BIN/" ./cmd/pinhole ./bench/cmd/sipload ./bench/cmd/echo-responder ./bench/cmd/benchtable ./bench/cmd/kamailio-cfg
+COMMIT=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+DIRTY=false
+[[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]] && DIRTY=true
 
 max_devices=$DEVICES
 for n in $MEMORY; do ((n > max_devices)) && max_devices=$n; done
@@ -70,19 +86,42 @@ for n in $MEMORY; do ((n > max_devices)) && max_devices=$n; done
 
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
-trap stop_server EXIT
+# shellcheck source=bench/netns.sh
+source bench/netns.sh
+SRV=() GEN=()
+case $NET in
+veth)
+  trap 'stop_server; veth_down' EXIT
+  veth_up
+  SRV=(ip netns exec "$SRV_NS") GEN=(ip netns exec "$GEN_NS")
+  [[ -z $MEMORY ]] || { echo "compare: MEMORY runs on NET=loopback only" >&2; exit 2; }
+  ;;
+loopback) trap stop_server EXIT ;;
+*) echo "compare: NET=$NET, want veth or loopback" >&2; exit 2 ;;
+esac
+NETNS_EXEC="${SRV[*]}" # lib.sh's wait_udp looks in the server's namespace
+
+# sources K: the devices' prefix for run K, fresh for each run so that a
+# server still retransmitting to a previous run's devices disturbs nothing.
+sources() {
+  if [[ $NET == veth ]]; then echo "10.$((64 + $1 % 64)).0.0/16"; else echo "127.$((80 + $1 % 120)).0.0/16"; fi
+}
 
 
-write_pinhole_cfg() {
+write_pinhole_cfg() { # fastpath: true|false; AUTH=0 leaves digest authentication out
+  local auth="auth: {realm: pinhole, credentials: $OUT/users.txt, algorithms: [MD5], nonce_ttl: 300s}"
+  [[ ${AUTH:-1} == 0 ]] && auth=""
   cat >"$OUT/pinhole.yaml" <<YAML
 listen: {udp: ["$HOST:$PORT"], tcp: [], tls: [], ws: [], wss: []}
 domains: ["$HOST"]
 data_dir: $OUT/pinhole-data
 registrar: {min_expires: 60, max_expires: 7200, default_expires: 3600, max_contacts: 10}
-auth: {realm: pinhole, credentials: $OUT/users.txt, algorithms: [MD5], nonce_ttl: 300s}
+$auth
 log: {level: info}
 metrics: {listen: "$HOST:$METRICS_PORT"}
 api: {listen: ""}
+natping: {interval: 0s}
+fastpath: {enabled: $1, loops: 1}
 YAML
 }
 
@@ -90,9 +129,11 @@ YAML
 # the password sipload's devices use; calls relayed statefully with
 # Record-Route. bench/cmd/kamailio-cfg writes it from the template the
 # integration tests use too, with this machine's module directory.
-write_kamailio_cfg() {
+write_kamailio_cfg() { # AUTH=0: no digest authentication
+  local auth=derived
+  [[ ${AUTH:-1} == 0 ]] && auth=none
   "$BIN/kamailio-cfg" -listen "$HOST:$PORT" -domain "$HOST" -children "$KAM_CHILDREN" \
-    -ctl "$OUT/kamailio.ctl" -hash-size 14 -auth derived >"$OUT/kamailio.cfg"
+    -ctl "$OUT/kamailio.ctl" -hash-size 14 -auth "$auth" >"$OUT/kamailio.cfg"
 }
 
 # OpenSIPS with mid_registrar in contact throttling mode, the mode an edge
@@ -141,31 +182,37 @@ route {
 OSIPS
 }
 
-start_server() { # name
+start_server() { # name; sets SERVER_PID, SERVER_SETTINGS (the file it ran with) and SERVER_VERSION
   local name=$1
+  SERVER_SETTINGS=/dev/null
   case $name in
   echo)
-    taskset -c "$SERVER_CORE" "$BIN/echo-responder" -listen "$HOST:$PORT" >"$OUT/echo.log" 2>&1 &
+    "${SRV[@]}" taskset -c "$SERVER_CORE" "$BIN/echo-responder" -listen "$HOST:$PORT" >"$OUT/echo.log" 2>&1 &
+    SERVER_VERSION="echo-responder $COMMIT"
     ;;
-  pinhole)
+  pinhole | fastpath)
     rm -rf "$OUT/pinhole-data"
-    write_pinhole_cfg
-    taskset -c "$SERVER_CORE" "$BIN/pinhole" -config "$OUT/pinhole.yaml" >"$OUT/pinhole.log" 2>&1 &
+    write_pinhole_cfg "$([[ $name == fastpath ]] && echo true || echo false)"
+    "${SRV[@]}" taskset -c "$SERVER_CORE" "$BIN/pinhole" -config "$OUT/pinhole.yaml" >"$OUT/$name.log" 2>&1 &
+    SERVER_SETTINGS=$OUT/pinhole.yaml SERVER_VERSION="pinhole $COMMIT"
     ;;
   kamailio)
     write_kamailio_cfg
-    taskset -c "$SERVER_CORE" kamailio -f "$OUT/kamailio.cfg" -DD -E -m 4096 -M 64 >"$OUT/kamailio.log" 2>&1 &
+    "${SRV[@]}" taskset -c "$SERVER_CORE" kamailio -f "$OUT/kamailio.cfg" -DD -E -m 4096 -M 64 >"$OUT/kamailio.log" 2>&1 &
+    SERVER_SETTINGS=$OUT/kamailio.cfg SERVER_VERSION=$(kamailio -v 2>/dev/null | head -1)
     ;;
   opensips)
     write_opensips_cfg
-    taskset -c "$SERVER_CORE" "$BIN/echo-responder" -listen "$HOST:$((PORT + 1))" >"$OUT/opensips-upstream.log" 2>&1 &
+    "${SRV[@]}" taskset -c "$SERVER_CORE" "$BIN/echo-responder" -listen "$HOST:$((PORT + 1))" >"$OUT/opensips-upstream.log" 2>&1 &
     OPENSIPS_UPSTREAM=$!
-    taskset -c "$SERVER_CORE" opensips -f "$OUT/opensips.cfg" -F -m 4096 -M 64 >"$OUT/opensips.log" 2>&1 &
+    "${SRV[@]}" taskset -c "$SERVER_CORE" opensips -f "$OUT/opensips.cfg" -F -m 4096 -M 64 >"$OUT/opensips.log" 2>&1 &
+    SERVER_SETTINGS=$OUT/opensips.cfg SERVER_VERSION=$(opensips -V 2>/dev/null | head -1)
     ;;
   esac
-  SERVER_PID=$!
+  SERVER_PID=$! # ip netns exec and taskset exec: this is the server itself
   wait_udp "$name"
   sleep 1 # let it finish starting (Kamailio forks its workers after binding)
+  if [[ $NET == veth ]]; then veth_pin; fi
 }
 
 available() {
@@ -210,19 +257,38 @@ shm_bytes() { # Kamailio: shared memory in use
   PATH=$PATH:/usr/sbin kamcmd -s "unix:$OUT/kamailio.ctl" core.shmmem | awk '/real_used:/ {print $2}'
 }
 
-gen() { # scenario source-prefix extra-args...
-  local sc=$1 src=$2
-  shift 2
-  local per=1
-  ((DEVICES > FD_BUDGET)) && per=$(((DEVICES + FD_BUDGET - 1) / FD_BUDGET))
-  taskset -c "$GEN_CORE" "$BIN/sipload" -devices-per-socket "$per" -server "$HOST:$PORT" -domain "$HOST" -sources "$src" \
+gen() { # server scenario source-prefix extra-args...
+  local srv=$1 sc=${2%-noauth} src=$3
+  shift 3
+  local per=1 server_args=()
+  [[ $IO == socket ]] && ((DEVICES > FD_BUDGET)) && per=$(((DEVICES + FD_BUDGET - 1) / FD_BUDGET))
+  [[ $srv == pinhole || $srv == fastpath ]] && server_args=(-server-metrics "http://$HOST:$METRICS_PORT/metrics")
+  [[ -n ${SERVER_PID:-} ]] && server_args+=(-server-pid "$SERVER_PID")
+  "${GEN[@]}" taskset -c "$GEN_CORE" "$BIN/sipload" -allow-non-loopback -io "$IO" -sockets "$SOCKETS" \
+    -devices-per-socket "$per" -server "$HOST:$PORT" -domain "$HOST" -sources "$src" \
     -scenario "$sc" -devices "$DEVICES" -rate "$RATE" -duration "$DURATION" -warmup "$WARMUP" \
-    -prepare-rate "$PREPARE_RATE" -call-hold "$CALL_HOLD" -flood-rate "$FLOOD_RATE" "$@"
+    -prepare-rate "$PREPARE_RATE" -call-hold "$CALL_HOLD" -flood-rate "$FLOOD_RATE" "${server_args[@]}" \
+    -label "server=$srv" -label "server_version=${SERVER_VERSION:-}" -label "settings=$(cat "${SERVER_SETTINGS:-/dev/null}")" \
+    -label "net=$NET" -label "server_core=$SERVER_CORE" -label "commit=$COMMIT" -label "dirty=$DIRTY" "$@"
 }
 
-echo "== machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
-echo "== devices $DEVICES, rate $RATE/s, duration $DURATION (warm-up $WARMUP), server on core $SERVER_CORE, generator on core $GEN_CORE"
-rm -f "$OUT"/*.json "$OUT"/table.txt
+echo "== machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== $NET, $IO io, devices $DEVICES, rate $RATE/s, duration $DURATION (warm-up $WARMUP), server on core $SERVER_CORE, generator on core $GEN_CORE, commit ${COMMIT:0:12} (dirty $DIRTY)"
+rm -f "$OUT"/*.json "$OUT"/*.png "$OUT"/table.txt
+
+# The generator's ceiling: flat out against the echo responder, which does
+# next to nothing; what it moves per second of its core's busy time bounds
+# every figure below.
+if [[ -n $SERVERS ]]; then
+  c=0
+  for sc in refresh keepalive; do
+    c=$((c + 1))
+    start_server echo
+    RATE=$CEILING_RATE DURATION=4s WARMUP=1s gen echo "$sc" "$(sources $((60 + c)))" -q -out "$OUT/ceiling-$sc.json" |
+      grep -E '^generator' || echo "compare: ceiling run failed" >&2
+    stop_server
+  done
+fi
 for srv in $SERVERS; do
   if ! available "$srv"; then
     echo "== $srv: skipped, no $srv binary on PATH (Debian does not package it; install it to compare)"
@@ -233,11 +299,13 @@ for srv in $SERVERS; do
     k=$((k + 1))
     rate_args=()
     [[ $sc == calls ]] && rate_args=(-rate "$CALL_RATE")
+    AUTH=1
+    [[ $sc == *-noauth ]] && AUTH=0
     echo "== $srv: $sc"
     start_server "$srv"
     # Each scenario from its own sources: a server may still retransmit to
     # the previous run's devices.
-    gen "$sc" "127.$((80 + k)).0.0/16" "${rate_args[@]}" -q -out "$OUT/$srv-$sc.json" -plot "$OUT/$srv-$sc" |
+    gen "$srv" "$sc" "$(sources "$k")" "${rate_args[@]}" -q -out "$OUT/$srv-$sc.json" -plot "$OUT/$srv-$sc" |
       sed -n '/^scenario/,$p' || echo "compare: sipload failed for $srv $sc" >&2
     stop_server
     [[ -n ${OPENSIPS_UPSTREAM:-} ]] && { kill "$OPENSIPS_UPSTREAM" 2>/dev/null || true; OPENSIPS_UPSTREAM=; }
@@ -252,8 +320,10 @@ fi
 
 capacity_step() { # server scenario rate k: run one rung, report whether it was sustained
   local srv=$1 sc=$2 r=$3 k=$4
+  AUTH=1
+  [[ $sc == *-noauth ]] && AUTH=0
   start_server "$srv"
-  DURATION=$CAPACITY_DURATION WARMUP=1s RATE=$r gen "$sc" "127.$((80 + k)).0.0/16" -q -out "$OUT/cap-$srv-$sc-$r.json" >/dev/null 2>&1 || true
+  DURATION=$CAPACITY_DURATION WARMUP=1s RATE=$r gen "$srv" "$sc" "$(sources "$k")" -q -out "$OUT/cap-$srv-$sc-$r.json" >/dev/null 2>&1 || true
   stop_server
   [[ -n ${OPENSIPS_UPSTREAM:-} ]] && { kill "$OPENSIPS_UPSTREAM" 2>/dev/null || true; OPENSIPS_UPSTREAM=; }
   [[ -f "$OUT/cap-$srv-$sc-$r.json" ]] || return 1
@@ -268,7 +338,6 @@ if [[ -n $CAPACITY_SCENARIOS ]]; then
     available "$srv" || continue
     k=10
     rates=$CAPACITY_RATES
-    [[ $srv == echo ]] && rates=$CEILING_RATES
     for sc in $CAPACITY_SCENARIOS; do
       # Double until a rate fails, then try once between the last rate that
       # passed and the first that failed (√2 apart).
@@ -291,6 +360,10 @@ if [[ -n $CAPACITY_SCENARIOS ]]; then
   done
   echo
   "$BIN/benchtable" -capacity "$OUT" | tee -a "$OUT/table.txt"
+fi
+if [[ -n $SERVERS ]]; then
+  "$BIN/benchtable" -plot "$OUT"
+  "$BIN/benchtable" -ceiling "$OUT" | tee -a "$OUT/table.txt"
 fi
 
 # Memory per binding: register n devices on a fresh server and compare its
@@ -323,7 +396,7 @@ for n in $MEMORY; do
     # Past the open-file limit devices share sockets (gen sets
     # -devices-per-socket): bindings differ by user, as phones behind one
     # NAT address would.
-    DEVICES=$n gen idle 127.96.0.0/12 -rate 1 -duration 3s -warmup 1s -prepare-rate "$MEMORY_RATE" \
+    DEVICES=$n gen "$srv" idle 127.96.0.0/12 -rate 1 -duration 3s -warmup 1s -prepare-rate "$MEMORY_RATE" \
       >"$OUT/memory-$srv-$n.txt" 2>&1 || true
     registered=$(grep -o 'prepared: .*' "$OUT/memory-$srv-$n.txt" | head -1 || true)
     if [[ $srv == pinhole ]]; then

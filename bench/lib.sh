@@ -1,5 +1,6 @@
 # Shell functions the bench scripts share; source it, do not run it.
-# Callers set SERVER_PID when they start a server, and HOST and PORT.
+# Callers set SERVER_PID when they start a server, and HOST and PORT;
+# NETNS_EXEC (e.g. "ip netns exec NS") when the server runs in a namespace.
 
 SERVER_PID=
 
@@ -18,7 +19,7 @@ stop_server() {
 # the server's log file in OUT for the error message.
 wait_udp() {
   for _ in $(seq 100); do
-    ss -Hlun "sport = :$PORT" | grep -q . && return 0
+    ${NETNS_EXEC:-} ss -Hlun "sport = :$PORT" | grep -q . && return 0
     sleep 0.1
   done
   echo "$(basename "$0"): nothing listens on udp $HOST:$PORT; see $OUT/$1.log" >&2

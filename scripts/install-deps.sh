@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # install-deps.sh installs the Debian packages pinhole needs for a purpose.
 #
-#   scripts/install-deps.sh [test|bpf|run]...   (default: test)
+#   scripts/install-deps.sh [test|bpf|bench|run]...   (default: test)
 #
 #   test  peers and network tools for the integration tests: sipp, iproute2,
 #         nftables and iptables (NAT namespaces), procps, kamailio (the main
 #         registrar that later tests put behind pinhole)
 #   bpf   the toolchain that regenerates the committed BPF objects
+#   bench what bench/ needs besides `test`: ethtool (GRO and threaded NAPI
+#         on the veth pairs), util-linux (taskset), and the peers compared
 #   run   what the daemon itself needs at run time (iproute2 only for now)
 #
 # It is idempotent: it asks apt only about packages that are missing and runs
@@ -15,7 +17,7 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 [test|bpf|run]..." >&2
+	echo "usage: $0 [test|bpf|bench|run]..." >&2
 	exit 2
 }
 
@@ -27,6 +29,9 @@ packages_for() {
 		;;
 	bpf)
 		echo clang llvm libbpf-dev bpftool
+		;;
+	bench)
+		echo ethtool iproute2 util-linux procps kamailio
 		;;
 	run)
 		echo iproute2

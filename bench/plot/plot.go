@@ -85,3 +85,82 @@ func draw(r *load.Result, path, title, ylabel string, ss []series) error {
 	}
 	return nil
 }
+
+// CurvePoint is one rung of a capacity search.
+type CurvePoint struct {
+	Offered, Delivered float64 // actions per second
+	P50, P99           float64 // milliseconds
+}
+
+// Curve is one server's capacity search.
+type Curve struct {
+	Name   string
+	Points []CurvePoint
+}
+
+var palette = []color.Color{
+	color.RGBA{127, 127, 127, 255}, color.RGBA{31, 119, 180, 255}, color.RGBA{44, 160, 44, 255},
+	color.RGBA{214, 39, 40, 255}, color.RGBA{148, 103, 189, 255}, color.RGBA{255, 127, 14, 255},
+}
+
+// Capacity writes prefix.png, delivered against offered rate for every
+// curve on the same axes with the line delivered = offered, and
+// prefix-latency.png, p50 and p99 against offered rate.
+func Capacity(scenario string, curves []Curve, prefix string) error {
+	rate := plot.New()
+	rate.Title.Text = scenario + ": delivered against offered (capacity curve)"
+	rate.X.Label.Text = "offered actions/s"
+	rate.Y.Label.Text = "answered in time, actions/s"
+	rate.Add(plotter.NewGrid())
+	rate.Legend.Top, rate.Legend.Left = true, true
+	lat := plot.New()
+	lat.Title.Text = scenario + ": latency against offered rate"
+	lat.X.Label.Text = "offered actions/s"
+	lat.Y.Label.Text = "milliseconds (solid p50, dashed p99)"
+	lat.Add(plotter.NewGrid())
+	lat.Legend.Top, lat.Legend.Left = true, true
+	top := 0.0
+	for i, c := range curves {
+		col := palette[i%len(palette)]
+		var d, p50, p99 plotter.XYs
+		for _, p := range c.Points {
+			d = append(d, plotter.XY{X: p.Offered, Y: p.Delivered})
+			p50 = append(p50, plotter.XY{X: p.Offered, Y: p.P50})
+			p99 = append(p99, plotter.XY{X: p.Offered, Y: p.P99})
+			top = max(top, p.Offered)
+		}
+		l, s, err := plotter.NewLinePoints(d)
+		if err != nil {
+			return fmt.Errorf("plot %s: %w", c.Name, err)
+		}
+		l.Color, s.Color, l.Width = col, col, vg.Points(1.5)
+		rate.Add(l, s)
+		rate.Legend.Add(c.Name, l, s)
+		l50, err := plotter.NewLine(p50)
+		if err != nil {
+			return err
+		}
+		l99, err := plotter.NewLine(p99)
+		if err != nil {
+			return err
+		}
+		l50.Color, l99.Color = col, col
+		l99.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		lat.Add(l50, l99)
+		lat.Legend.Add(c.Name, l50)
+	}
+	ideal, err := plotter.NewLine(plotter.XYs{{X: 0, Y: 0}, {X: top, Y: top}})
+	if err == nil {
+		ideal.Color = color.Gray{Y: 180}
+		ideal.Dashes = []vg.Length{vg.Points(2), vg.Points(2)}
+		rate.Add(ideal)
+		rate.Legend.Add("offered", ideal)
+	}
+	if err := rate.Save(width, height, prefix+".png"); err != nil {
+		return fmt.Errorf("write plot %s: %w", prefix, err)
+	}
+	if err := lat.Save(width, height, prefix+"-latency.png"); err != nil {
+		return fmt.Errorf("write plot %s: %w", prefix, err)
+	}
+	return nil
+}

@@ -16,20 +16,47 @@
 //
 // prints, for each server and scenario, the highest rate of the search that
 // passed, from DIR/cap-<server>-<scenario>-<rate>.json.
+//
+//	benchtable -plot DIR
+//
+// draws DIR/capacity-<scenario>.png (delivered against offered, every
+// server on the same axes) and DIR/capacity-<scenario>-latency.png (p50
+// and p99 against offered) from the same files.
+//
+//	benchtable -ceiling DIR
+//
+// prints the generator's ceiling (DIR/ceiling-*.json) against the best
+// server figure of the run, in messages per second, and their ratio.
+//
+//	benchtable -docs DIR FILE
+//
+// replaces the part of FILE between the benchtable markers with the run's
+// machine, tables, ceiling and capacity plots (copied next to FILE, in
+// bench/), so docs/benchmarks.md is regenerated, not edited.
 package main
 
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/pinhole-sip/pinhole/bench/load"
+	"github.com/pinhole-sip/pinhole/bench/plot"
 )
 
 // servers in the order of the table; echo is the generator's ceiling.
-var servers = []string{"echo", "pinhole", "fastpath", "kamailio", "opensips"} // fastpath: pinhole with fastpath.enabled (bench/fastpath)
+var servers = []string{"echo", "pinhole", "fastpath", "kamailio", "opensips"} // fastpath: pinhole with fastpath.enabled
+
+// scenarios in the order of the tables: load.Scenarios and the variants
+// compare.sh runs (refresh-noauth: every server without digest auth).
+var scenarios = []string{load.ScenarioRegister, load.ScenarioRefresh, "refresh-noauth", load.ScenarioKeepalive,
+	load.ScenarioFlood, load.ScenarioCalls, load.ScenarioIdle, load.ScenarioMix}
+
+func baseScenario(sc string) string { return strings.TrimSuffix(sc, "-noauth") }
 
 // mainAction is the action a scenario is judged by.
 var mainAction = map[string]string{
@@ -51,11 +78,17 @@ func main() {
 			return
 		}
 	case len(os.Args) == 3 && os.Args[1] == "-capacity":
-		err = capacity(os.Args[2])
+		err = capacity(os.Stdout, os.Args[2])
+	case len(os.Args) == 3 && os.Args[1] == "-plot":
+		err = plotCapacity(os.Args[2])
+	case len(os.Args) == 3 && os.Args[1] == "-ceiling":
+		err = ceiling(os.Stdout, os.Args[2])
+	case len(os.Args) == 4 && os.Args[1] == "-docs":
+		err = docs(os.Args[2], os.Args[3])
 	case len(os.Args) == 2:
-		err = table(os.Args[1])
+		err = table(os.Stdout, os.Args[1])
 	default:
-		fmt.Fprintln(os.Stderr, "usage: benchtable DIR | benchtable -pass FILE | benchtable -capacity DIR")
+		fmt.Fprintln(os.Stderr, "usage: benchtable DIR | -pass FILE | -capacity DIR | -plot DIR | -ceiling DIR | -docs DIR FILE")
 		os.Exit(2)
 	}
 	if err != nil {
@@ -64,10 +97,10 @@ func main() {
 	}
 }
 
-func table(dir string) error {
-	fmt.Printf("%-10s %-9s %9s %10s %8s %8s %9s %9s %8s %8s\n",
-		"scenario", "server", "offered/s", "ok/s", "vs ph", "ok %", "p50 ms", "p99 ms", "gen cpu", "backlog")
-	for _, sc := range load.Scenarios {
+func table(w io.Writer, dir string) error {
+	fmt.Fprintf(w, "%-14s %-9s %9s %10s %8s %8s %9s %9s %8s %8s  %s\n",
+		"scenario", "server", "offered/s", "ok/s", "vs ph", "ok %", "p50 ms", "p99 ms", "gen core", "backlog", "server")
+	for _, sc := range scenarios {
 		rows := map[string]*load.Result{}
 		for _, srv := range servers {
 			b, err := os.ReadFile(filepath.Join(dir, srv+"-"+sc+".json"))
@@ -92,7 +125,7 @@ func table(dir string) error {
 			if r == nil {
 				continue
 			}
-			a := r.Run.Actions[mainAction[sc]]
+			a := r.Run.Actions[mainAction[baseScenario(sc)]]
 			ok := rate(r, sc)
 			ratio := "-"
 			if base > 0 && srv != "pinhole" {
@@ -107,26 +140,28 @@ func table(dir string) error {
 				pct = 100 * float64(a.Succeeded) / float64(n)
 			}
 			p50, p99 := a.Latency.P50, a.Latency.P99
-			if sc == load.ScenarioKeepalive {
-				k := r.Run.Kinds["keepalive"]
-				pct = 0
-				if k.Sent > 0 {
-					pct = 100 * float64(k.Replies) / float64(k.Sent)
-				}
-				p50, p99 = k.Latency.P50, k.Latency.P99
-			}
 			name := srv
 			if srv == "echo" {
-				name = "ceiling"
+				name = "echo"
 			}
-			fmt.Printf("%-10s %-9s %9.0f %10.0f %8s %7.1f%% %9.2f %9.2f %7.0f%% %8d\n",
-				sc, name, r.Rate, ok, ratio, pct, float64(p50)/1000, float64(p99)/1000, 100*r.CPU, r.MaxBacklog)
+			check := ""
+			if s := r.ServerSide; s != nil {
+				check = fmt.Sprintf("abs %.0f shed %.0f drop %.0f", s.Absorbed, s.Shed, s.KernelDropped)
+				if !s.OK {
+					check += " DISAGREE"
+				}
+			}
+			fmt.Fprintf(w, "%-14s %-9s %9.0f %10.0f %8s %7.1f%% %9.2f %9.2f %7.0f%% %8d  %s\n",
+				sc, name, r.Rate, ok, ratio, pct, float64(p50)/1000, float64(p99)/1000, 100*r.CoreBusy, r.MaxBacklog, check)
 		}
 	}
-	fmt.Println(strings.TrimSpace(`
-ok/s: succeeded actions per second after warm-up (keepalive: replies seen per second). vs ph: ok/s over
-pinhole's. ok %: succeeded / (succeeded + failed + skipped because the device's last transaction was
-still out). ceiling: the same load against bench/cmd/echo-responder, which does no work.`))
+	fmt.Fprintln(w, strings.TrimSpace(`
+ok/s: actions started in the measured window and answered within the deadline, per second of the
+window (keepalive: pongs). vs ph: ok/s over pinhole's. ok %: succeeded / (succeeded + failed +
+skipped because the device's last transaction was still out). gen cpu: the generator core's busy
+share. abs/shed/drop: pinhole's absorbed refreshes and shed datagrams, the kernel's UDP drops in the
+server's namespace; DISAGREE: the server's counts differ from the generator's beyond retransmissions.
+echo: the same load against bench/cmd/echo-responder, which does no work.`))
 	return nil
 }
 
@@ -136,10 +171,7 @@ func rate(r *load.Result, sc string) float64 {
 	if r == nil || r.Run.Seconds <= 0 {
 		return 0
 	}
-	if sc == load.ScenarioKeepalive {
-		return float64(r.Run.Kinds["keepalive"].Replies) / r.Run.Seconds
-	}
-	return float64(r.Run.Actions[mainAction[sc]].Succeeded) / r.Run.Seconds
+	return float64(r.Run.Actions[mainAction[baseScenario(sc)]].Succeeded) / r.Run.Seconds
 }
 
 func read(path string) (*load.Result, error) {
@@ -167,7 +199,7 @@ const (
 
 func passes(r *load.Result) (bool, string) {
 	sc := r.Scenario
-	a := r.Run.Actions[mainAction[sc]]
+	a := r.Run.Actions[mainAction[baseScenario(sc)]]
 	ok := rate(r, sc)
 	fail := 0.0
 	if a.Started > 0 {
@@ -185,34 +217,58 @@ func passes(r *load.Result) (bool, string) {
 	return true, why + ": sustained"
 }
 
-func capacity(dir string) error {
+type capKey struct{ srv, sc string }
+
+// capRuns reads DIR/cap-<server>-<scenario>-<rate>.json, by server and
+// scenario (named by the file: refresh-noauth is a refresh run).
+func capRuns(dir string) (map[capKey][]*load.Result, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "cap-*.json"))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	type key struct{ srv, sc string }
-	best := map[key]*load.Result{}
-	failed := map[key]float64{}
+	runs := map[capKey][]*load.Result{}
 	for _, f := range files {
 		r, err := read(f)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		srv := strings.TrimPrefix(filepath.Base(f), "cap-")
-		srv = srv[:strings.IndexByte(srv, '-')]
-		k := key{srv, r.Scenario}
-		if ok, _ := passes(r); !ok {
-			if failed[k] == 0 || r.Rate < failed[k] {
-				failed[k] = r.Rate
-			}
+		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "cap-"), ".json")
+		dash, last := strings.IndexByte(name, '-'), strings.LastIndexByte(name, '-')
+		if dash < 0 || last <= dash {
 			continue
 		}
-		if best[k] == nil || r.Rate > best[k].Rate {
-			best[k] = r
+		k := capKey{name[:dash], name[dash+1 : last]}
+		runs[k] = append(runs[k], r)
+	}
+	for _, rs := range runs {
+		sort.Slice(rs, func(i, j int) bool { return rs[i].Rate < rs[j].Rate })
+	}
+	return runs, nil
+}
+
+func capacity(w io.Writer, dir string) error {
+	runs, err := capRuns(dir)
+	if err != nil {
+		return err
+	}
+	best := map[capKey]*load.Result{}
+	failed := map[capKey]float64{}
+	for k, rs := range runs {
+		for _, r := range rs {
+			if ok, _ := passes(r); !ok {
+				if failed[k] == 0 || r.Rate < failed[k] {
+					failed[k] = r.Rate
+				}
+				continue
+			}
+			if best[k] == nil || r.Rate > best[k].Rate {
+				best[k] = r
+			}
 		}
 	}
-	fmt.Printf("%-10s %-9s %14s %10s %9s %9s %8s %14s\n", "scenario", "server", "sustained/s", "vs ph", "p50 ms", "p99 ms", "gen cpu", "failed at/s")
-	for _, sc := range load.Scenarios {
+	type key = capKey
+	fmt.Fprintf(w, "%-14s %-9s %14s %10s %9s %9s %8s %14s\n", "scenario", "server", "sustained/s", "vs ph", "p50 ms", "p99 ms", "gen cpu", "failed at/s")
+	for _, sc := range scenarios {
 		base := 0.0
 		if r := best[key{"pinhole", sc}]; r != nil {
 			base = r.Rate
@@ -224,27 +280,107 @@ func capacity(dir string) error {
 				continue
 			}
 			name := srv
-			if srv == "echo" {
-				name = "ceiling"
-			}
 			fail := "-"
 			if failed[k] > 0 {
 				fail = fmt.Sprintf("%.0f", failed[k])
 			}
 			if r == nil {
-				fmt.Printf("%-10s %-9s %14s %10s %9s %9s %8s %14s\n", sc, name, "< lowest", "-", "-", "-", "-", fail)
+				fmt.Fprintf(w, "%-14s %-9s %14s %10s %9s %9s %8s %14s\n", sc, name, "< lowest", "-", "-", "-", "-", fail)
 				continue
 			}
-			a := r.Run.Actions[mainAction[sc]]
+			a := r.Run.Actions[mainAction[r.Scenario]]
 			ratio := "-"
 			if base > 0 {
 				ratio = fmt.Sprintf("%.2f", r.Rate/base)
 			}
-			fmt.Printf("%-10s %-9s %14.0f %10s %9.2f %9.2f %7.0f%% %14s\n", sc, name, r.Rate, ratio,
-				float64(a.Latency.P50)/1000, float64(a.Latency.P99)/1000, 100*r.CPU, fail)
+			fmt.Fprintf(w, "%-14s %-9s %14.0f %10s %9.2f %9.2f %7.0f%% %14s\n", sc, name, r.Rate, ratio,
+				float64(a.Latency.P50)/1000, float64(a.Latency.P99)/1000, 100*r.CoreBusy, fail)
 		}
 	}
-	fmt.Println("sustained/s: the highest offered rate of the search with >= 97% of it succeeding per second,")
-	fmt.Println("<= 1% failed and p99 <= 200 ms; failed at/s: the lowest rate that did not. ceiling: the generator against echo-responder.")
+	fmt.Fprintln(w, "sustained/s: the highest offered rate of the search with >= 97% of it succeeding per second,")
+	fmt.Fprintln(w, "<= 1% failed and p99 <= 200 ms; failed at/s: the lowest rate that did not.")
+	return nil
+}
+
+// plotCapacity draws the capacity curves of every scenario searched.
+func plotCapacity(dir string) error {
+	runs, err := capRuns(dir)
+	if err != nil {
+		return err
+	}
+	for _, sc := range scenarios {
+		var curves []plot.Curve
+		for _, srv := range servers {
+			rs := runs[capKey{srv, sc}]
+			if len(rs) == 0 {
+				continue
+			}
+			c := plot.Curve{Name: srv}
+			for _, r := range rs {
+				a := r.Run.Actions[mainAction[r.Scenario]]
+				c.Points = append(c.Points, plot.CurvePoint{Offered: r.Rate, Delivered: rate(r, sc),
+					P50: float64(a.Latency.P50) / 1000, P99: float64(a.Latency.P99) / 1000})
+			}
+			curves = append(curves, c)
+		}
+		if len(curves) == 0 {
+			continue
+		}
+		if err := plot.Capacity(sc, curves, filepath.Join(dir, "capacity-"+sc)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ceiling prints the generator's ceiling next to the best server figure of
+// the run, both in SIP messages per second (sent plus received), so that a
+// reader sees whether a server figure could be the generator's.
+func ceiling(w io.Writer, dir string) error {
+	var gen float64
+	var genFrom string
+	files, _ := filepath.Glob(filepath.Join(dir, "ceiling-*.json"))
+	for _, f := range files {
+		r, err := read(f)
+		if err != nil {
+			return err
+		}
+		v := r.MsgsPerBusy
+		if v == 0 {
+			v = r.MsgsPerCore
+		}
+		if v > gen {
+			gen, genFrom = v, fmt.Sprintf("%s against echo, %.0f%% of core %d busy", r.Scenario, 100*r.CoreBusy, r.GenCore)
+		}
+	}
+	if gen == 0 {
+		return fmt.Errorf("no ceiling-*.json in %s", dir)
+	}
+	var best float64
+	var bestFrom string
+	all, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	for _, f := range all {
+		b := filepath.Base(f)
+		if strings.HasPrefix(b, "ceiling-") || strings.HasPrefix(b, "echo-") || strings.HasPrefix(b, "cap-echo-") {
+			continue
+		}
+		r, err := read(f)
+		if err != nil || r.Run.Seconds <= 0 {
+			continue
+		}
+		if strings.HasPrefix(b, "cap-") {
+			if ok, _ := passes(r); !ok {
+				continue
+			}
+		}
+		if v := float64(r.Run.SentMsgs+r.Run.RecvMsgs) / r.Run.Seconds; v > best {
+			best, bestFrom = v, strings.TrimSuffix(b, ".json")
+		}
+	}
+	fmt.Fprintf(w, "generator ceiling: %.0f SIP messages/s sent+received per busy core-second (%s)\n", gen, genFrom)
+	if best > 0 {
+		fmt.Fprintf(w, "best server figure: %.0f messages/s (%s); ceiling / best = %.2f (the instrument can see a limit at >= 2.5)\n",
+			best, bestFrom, gen/best)
+	}
 	return nil
 }
