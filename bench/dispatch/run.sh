@@ -16,6 +16,7 @@
 #   SERVERS="pinhole kamailio" SERVER_CORE=1 GEN_CORE=0 OUT=bench/out/dispatch
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+scripts/install-deps.sh test bench # sipp, kamailio, taskset
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 

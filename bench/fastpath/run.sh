@@ -20,6 +20,7 @@
 #   KAM_CHILDREN=1 OUT=bench/out/fastpath PORT=26060
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+scripts/install-deps.sh bench # kamailio, taskset
 
 DEVICES=${DEVICES:-20000}
 DURATION=${DURATION:-4s}

@@ -17,6 +17,7 @@
 # Usage: bench/xdp/run.sh [seconds per case, default 10]
 set -eu
 cd "$(dirname "$0")/../.."
+scripts/install-deps.sh bench # ethtool (veth GRO and threaded NAPI), iproute2, taskset
 SECS=${1:-10}
 RATE=${RATE:-100000}         # keepalives or answers per second: under userspace's ceiling
 FLOOD=${FLOOD:-250000}       # attacker datagrams per second
