@@ -19,6 +19,10 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
+// slack is how late a close may come on a loaded machine (2 shared cores,
+// the race detector); which limit closed it is asserted by its counter.
+const slack = 1500 * time.Millisecond
+
 func testOptions() Options {
 	return Options{
 		MaxConnections: 100, MaxPerSource: 100,
@@ -93,7 +97,7 @@ func TestDeadlines(t *testing.T) {
 	t.Run("silent connection: handshake timeout", func(t *testing.T) {
 		before := counter(`pinhole_stream_closed_total{reason="handshake_timeout"}`)
 		d := closedAfter(t, addr, func(net.Conn) {})
-		if d < o.HandshakeTimeout-50*time.Millisecond || d > o.HandshakeTimeout+300*time.Millisecond {
+		if d < o.HandshakeTimeout-50*time.Millisecond || d > o.HandshakeTimeout+slack {
 			t.Errorf("closed after %s, want about %s", d, o.HandshakeTimeout)
 		}
 		if counter(`pinhole_stream_closed_total{reason="handshake_timeout"}`) != before+1 {
@@ -101,9 +105,13 @@ func TestDeadlines(t *testing.T) {
 		}
 	})
 	t.Run("one message then silence: idle timeout", func(t *testing.T) {
+		before := counter(`pinhole_stream_closed_total{reason="idle"}`)
 		d := closedAfter(t, addr, func(c net.Conn) { c.Write(msg) })
-		if d < o.IdleTimeout-50*time.Millisecond || d > o.IdleTimeout+300*time.Millisecond {
+		if d < o.IdleTimeout-50*time.Millisecond || d > o.IdleTimeout+slack {
 			t.Errorf("closed after %s, want about the idle timeout %s", d, o.IdleTimeout)
+		}
+		if counter(`pinhole_stream_closed_total{reason="idle"}`) != before+1 {
+			t.Error("not counted as idle")
 		}
 	})
 	t.Run("CRLF keepalives are activity", func(t *testing.T) {
@@ -130,7 +138,7 @@ func TestDeadlines(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 		})
-		if d > o.MessageTimeout+300*time.Millisecond {
+		if d > o.MessageTimeout+slack {
 			t.Errorf("a byte every 50 ms held the connection %s, past the message timeout %s", d, o.MessageTimeout)
 		}
 		if counter(`pinhole_stream_closed_total{reason="message_timeout"}`) != before+1 {
@@ -140,7 +148,7 @@ func TestDeadlines(t *testing.T) {
 	t.Run("message over the byte bound", func(t *testing.T) {
 		before := counter(`pinhole_stream_closed_total{reason="too_big"}`)
 		d := closedAfter(t, addr, func(c net.Conn) { c.Write([]byte(sipMsg(string(make([]byte, 4000))))) })
-		if d > 200*time.Millisecond {
+		if d > slack {
 			t.Errorf("closed after %s, want at once", d)
 		}
 		if counter(`pinhole_stream_closed_total{reason="too_big"}`) != before+1 {
@@ -240,7 +248,7 @@ func TestTLSHandshakeDeadline(t *testing.T) {
 	before := counter(`pinhole_stream_closed_total{reason="handshake_timeout"}`)
 	// Half a ClientHello, then nothing.
 	d := closedAfter(t, addr, func(c net.Conn) { c.Write([]byte{0x16, 0x03, 0x01, 0x00, 0xf0, 0x01}) })
-	if d < o.HandshakeTimeout-50*time.Millisecond || d > o.HandshakeTimeout+300*time.Millisecond {
+	if d < o.HandshakeTimeout-50*time.Millisecond || d > o.HandshakeTimeout+slack {
 		t.Errorf("stalled handshake closed after %s, want about %s", d, o.HandshakeTimeout)
 	}
 	if counter(`pinhole_stream_closed_total{reason="handshake_timeout"}`) != before+1 {
