@@ -278,7 +278,11 @@ static __always_inline __u64 hexval(__u8 c)
 }
 
 /* callid_token parses "ph-<16 hex digits>" in the Call-ID value after the
- * header name that ends at frame offset off; 0 means none. */
+ * header name that ends at frame offset off; 0 means none. The value must
+ * end there, with CRLF, and the next line must not start with SP or HTAB:
+ * such a line continues the value (RFC 3261 §7.3.1), and the slow path
+ * would read another Call-ID than the token. pinhole's pings carry the
+ * token alone, so anything longer is not an answer to one. */
 __noinline __u64 callid_token(struct xdp_md *ctx, __u32 off)
 {
 	const __u8 *data = (void *)(long)ctx->data;
@@ -292,9 +296,11 @@ __noinline __u64 callid_token(struct xdp_md *ctx, __u32 off)
 	if (!off || off > MAX_L4OFF + SCAN_LIMIT + 64)
 		return 0;
 	v = data + off;
-	if ((const void *)(v + 19) > end)
+	if ((const void *)(v + 22) > end)
 		return 0;
 	if (v[0] != 'p' || v[1] != 'h' || v[2] != '-')
+		return 0;
+	if (v[19] != '\r' || v[20] != '\n' || v[21] == ' ' || v[21] == '\t')
 		return 0;
 	/* Two word loads, then parse from registers: a loop over packet
 	 * bytes lets clang rematerialise the pointer out of the verifier's

@@ -444,7 +444,13 @@ func TestNATPingReply(t *testing.T) {
 	}{
 		{"swallowed v4", udp4(pingReply("Call-ID: " + CallID(token))), dev4, xdpDrop, VerdictNATPingSwallowed},
 		{"swallowed v6", udp6(pingReply("Call-ID: " + CallID(token))), dev6, xdpDrop, VerdictNATPingSwallowed},
-		{"compact form", udp4(pingReply("i:" + CallID(token) + "@192.0.2.1")), dev4, xdpDrop, VerdictNATPingSwallowed},
+		{"compact form", udp4(pingReply("i:" + CallID(token))), dev4, xdpDrop, VerdictNATPingSwallowed},
+		// The Call-ID must be the token alone, as natping.Token reads it:
+		// a longer one, or one folded onto the next line (RFC 3261
+		// §7.3.1, which sipgo joins to the value), is not our ping's.
+		{"longer call-id passes", udp4(pingReply("i:" + CallID(token) + "@192.0.2.1")), dev4, xdpPass, VerdictSIPPassed},
+		{"folded call-id passes", udp4(pingReply("i:" + CallID(token) + "\r\n 0")), dev4, xdpPass, VerdictSIPPassed},
+		{"folded with a tab passes", udp4(pingReply("Call-ID: " + CallID(token) + "\r\n\tx")), dev4, xdpPass, VerdictSIPPassed},
 		{"header name case", udp4(pingReply("CALL-ID :  " + CallID(token))), dev4, xdpDrop, VerdictNATPingSwallowed},
 		{"upper-case hex", udp4(pingReply("Call-ID: ph-0123456789ABCDEF")), dev4, xdpDrop, VerdictNATPingSwallowed},
 		{"other token", udp4(pingReply("Call-ID: " + CallID(token+1))), dev4, xdpPass, VerdictSIPPassed},

@@ -83,6 +83,7 @@ func safeURI(s string) bool {
 // response ("SIP/2.0 ") whose Call-ID (or compact "i") header is "ph-"
 // followed by exactly 16 hex digits. It looks only at the header section,
 // like the XDP program, and ignores case in header names (RFC 3261 §7.3.1).
+// A Call-ID folded onto the next line is declined, as the XDP program does.
 func Token(msg []byte) (uint64, bool) {
 	if !bytes.HasPrefix(msg, []byte("SIP/2.0 ")) {
 		return 0, false
@@ -96,9 +97,12 @@ func Token(msg []byte) (uint64, bool) {
 			return 0, false
 		}
 		rest = rest[nl+2:]
-		line := rest
+		line, folded := rest, false
 		if e := bytes.Index(line, []byte("\r\n")); e >= 0 {
 			line = line[:e]
+			// A next line starting with SP or HTAB continues this one
+			// (RFC 3261 §7.3.1): sipgo joins it to the value.
+			folded = e+2 < len(rest) && (rest[e+2] == ' ' || rest[e+2] == '\t')
 		}
 		if len(line) == 0 {
 			return 0, false // end of the header section
@@ -110,6 +114,11 @@ func Token(msg []byte) (uint64, bool) {
 		name = bytes.TrimRight(name, " \t")
 		if !bytes.EqualFold(name, []byte("Call-ID")) && !bytes.EqualFold(name, []byte("i")) {
 			continue
+		}
+		if folded {
+			// The value goes on in the next line, which our pings never
+			// do: decline rather than read a Call-ID sipgo reads longer.
+			return 0, false
 		}
 		return parseCallID(bytes.TrimSpace(value))
 	}

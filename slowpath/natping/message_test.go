@@ -70,6 +70,11 @@ func TestToken(t *testing.T) {
 		{"not hex", reply("Call-ID: ph-0123456789abcdeg"), 0, false},
 		{"token zero", reply("Call-ID: ph-0000000000000000"), 0, false},
 		{"in the body", "SIP/2.0 200 OK\r\nCSeq: 1 OPTIONS\r\n\r\nCall-ID: ph-0000000000000001\r\n", 0, false},
+		// RFC 3261 §7.3.1: a line starting with SP or HTAB continues the
+		// value, which sipgo then reads as "ph-0000000000000001 0".
+		{"folded value", "SIP/2.0 200 OK\r\ni:ph-0000000000000001\r\n 0\r\n\r\n", 0, false},
+		{"folded with a tab", "SIP/2.0 200 OK\r\nCall-ID: ph-0000000000000001\r\n\tx\r\n\r\n", 0, false},
+		{"value on the folded line", "SIP/2.0 200 OK\r\nCall-ID:\r\n ph-0000000000000001\r\n\r\n", 0, false},
 		{"no header end", "SIP/2.0 200 OK\r\nVia: x", 0, false},
 		{"empty", "", 0, false},
 	}
