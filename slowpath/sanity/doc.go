@@ -42,6 +42,8 @@
 //     it is in From or To, which the answer would echo);
 //   - a Request-URI outside RFC 3261 §25.1, including a SIP URI with
 //     headers (§19.1.1): 400;
+//   - a Request-URI scheme other than sip, sips, tel or urn: 416 (RFC 3261
+//     §16.3 step 2);
 //   - Proxy-Require naming any option-tag, on a request other than ACK or
 //     CANCEL: 420 Bad Extension with Unsupported listing them (RFC 3261
 //     §16.3 step 6; pinhole implements no proxy extension).
@@ -60,6 +62,6 @@
 // reason}: ok, keepalive, empty, too_large, not_sip, bad_start_line,
 // bad_version, truncated, too_many_headers, bad_header, missing_header,
 // bad_cseq, cseq_mismatch, bad_content_length, duplicate_header, nul_byte,
-// bad_extension, bad_address. [NumReasons] sizes an array of counters
+// bad_extension, bad_address, bad_scheme. [NumReasons] sizes an array of counters
 // indexed by Reason.
 package sanity

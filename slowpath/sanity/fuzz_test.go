@@ -77,7 +77,7 @@ func checkFuzzReply(t *testing.T, req, reply []byte) {
 			t.Fatalf("reply parsed as %T", msg)
 		}
 		switch res.StatusCode {
-		case 400, 420, 505, 513:
+		case 400, 416, 420, 505, 513:
 		default:
 			t.Fatalf("reply status %d", res.StatusCode)
 		}

@@ -1,6 +1,10 @@
 package sanity
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/pinhole-sip/pinhole/internal/sipheader"
+)
 
 // Limits bounds what a datagram may hold. A zero or negative field disables
 // its check; the configuration sets both.
@@ -58,6 +62,7 @@ const (
 	ReasonNULByte                        // a NUL byte in the start line or a header field
 	ReasonBadExtension                   // Proxy-Require names an option-tag pinhole does not know
 	ReasonBadAddress                     // From, To or Contact that breaks RFC 3261 §20.10 quoting
+	ReasonBadScheme                      // a Request-URI scheme other than sip, sips or tel
 	reasonCount
 )
 
@@ -83,6 +88,7 @@ var reasonNames = [NumReasons]string{
 	ReasonNULByte:          "nul_byte",
 	ReasonBadExtension:     "bad_extension",
 	ReasonBadAddress:       "bad_address",
+	ReasonBadScheme:        "bad_scheme",
 }
 
 // String returns the reason as a metric label.
@@ -459,6 +465,7 @@ const (
 	replyDuplicateHeader
 	replyBadAddress
 	replyBadExtension
+	replyBadScheme
 )
 
 // statusLines are the first lines of the responses, RFC 3261 §21.
@@ -479,6 +486,7 @@ var statusLines = [...]string{
 	replyDuplicateHeader:  "SIP/2.0 400 Duplicate Header Field\r\n",
 	replyBadAddress:       "SIP/2.0 400 Malformed Address\r\n",
 	replyBadExtension:     "SIP/2.0 420 Bad Extension\r\n",
+	replyBadScheme:        "SIP/2.0 416 Unsupported URI Scheme\r\n",
 }
 
 // judge applies the rules in order and returns the first that fails.
@@ -529,6 +537,12 @@ func (m *message) judge(lim Limits, tooLarge bool) (Reason, reply) {
 	}
 	if m.duplicate {
 		return ReasonDuplicateHeader, replyDuplicateHeader
+	}
+	// pinhole routes only SIP, SIPS, tel and urn URIs; any other scheme gets
+	// 416 (RFC 3261 §8.2.2.1, §16.3 step 2; RFC 4475 §3.3.2, §3.3.3), and
+	// sipgo could not parse some of them (soap.beep://) to say so itself.
+	if m.start == startRequest && !knownScheme(m.requestScheme()) {
+		return ReasonBadScheme, replyBadScheme
 	}
 	if m.badAddress {
 		if m.badEchoed {
@@ -596,4 +610,24 @@ func hasBareNUL(b []byte) bool {
 		}
 		off = i + 1
 	}
+}
+
+// knownScheme reports whether a Request-URI scheme is one pinhole routes:
+// sip, sips, tel, and urn, which emergency calls use (urn:service:sos,
+// RFC 5031) and which must never be refused at an edge.
+func knownScheme(s []byte) bool {
+	return sipheader.EqualFold(s, "sip") || sipheader.EqualFold(s, "sips") ||
+		sipheader.EqualFold(s, "tel") || sipheader.EqualFold(s, "urn")
+}
+
+// requestScheme returns the scheme of the Request-URI of a valid
+// Request-Line (classify checked its shape).
+func (m *message) requestScheme() []byte {
+	line := m.data[:m.headers]
+	sp := bytes.IndexByte(line, ' ')
+	uri := line[sp+1:]
+	if c := bytes.IndexByte(uri, ':'); c > 0 {
+		return uri[:c]
+	}
+	return nil
 }

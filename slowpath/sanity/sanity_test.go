@@ -180,8 +180,8 @@ var rfc4475 = map[string]struct {
 	"badbranch": {datagram: summary{Pass, ReasonOK, ""}},
 	// §3.3 application layer.
 	"insuf":    {datagram: summary{Reply, ReasonMissingHeader, "SIP/2.0 400 Missing From Header"}},
-	"unkscm":   {datagram: summary{Pass, ReasonOK, ""}},
-	"novelsc":  {datagram: summary{Pass, ReasonOK, ""}},
+	"unkscm":   {datagram: summary{Reply, ReasonBadScheme, "SIP/2.0 416 Unsupported URI Scheme"}},
+	"novelsc":  {datagram: summary{Reply, ReasonBadScheme, "SIP/2.0 416 Unsupported URI Scheme"}},
 	"unksm2":   {datagram: summary{Pass, ReasonOK, ""}},
 	"bext01":   {datagram: summary{Reply, ReasonBadExtension, "SIP/2.0 420 Bad Extension"}},
 	"invut":    {datagram: summary{Pass, ReasonOK, ""}},
