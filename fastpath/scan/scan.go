@@ -64,6 +64,7 @@ const (
 	BadCSeq               // CSeq not "<number> REGISTER" within 2^31-1
 	BadNumber             // Expires or Max-Forwards not a number in range
 	Body                  // Content-Length other than 0, or bytes after the header section
+	BadAddress            // a From, To or Contact the slow path's sanity filter refuses for its quoting
 	NumReasons
 )
 
@@ -71,7 +72,7 @@ var reasonNames = [NumReasons]string{
 	OK: "ok", NotRegister: "not_register", TooLarge: "too_large", BadStartLine: "bad_start_line",
 	BadLine: "bad_line", Folded: "folded", TooManyHeaders: "too_many_headers", Duplicate: "duplicate",
 	Unsupported: "unsupported", MultiValue: "multi_value", TooMany: "too_many", Missing: "missing",
-	BadCSeq: "bad_cseq", BadNumber: "bad_number", Body: "body",
+	BadCSeq: "bad_cseq", BadNumber: "bad_number", Body: "body", BadAddress: "bad_address",
 }
 
 func (r Reason) String() string {
@@ -185,6 +186,9 @@ func Scan(data []byte, lim Limits, r *Register) Reason {
 			if bytes.IndexByte(v, ',') >= 0 {
 				return MultiValue
 			}
+			if !plainAddress(v) {
+				return BadAddress
+			}
 			r.Contacts[r.NumContact] = v
 			r.NumContact++
 			continue
@@ -193,6 +197,9 @@ func Scan(data []byte, lim Limits, r *Register) Reason {
 			return Duplicate
 		}
 		seen[k] = true
+		if (k == hFrom || k == hTo) && !plainAddress(v) {
+			return BadAddress
+		}
 		switch k {
 		case hFrom:
 			r.From = v
@@ -248,6 +255,26 @@ func Scan(data []byte, lim Limits, r *Register) Reason {
 		}
 	}
 	return OK
+}
+
+// plainAddress applies the slow path's rule for a From, To or Contact
+// value (slowpath/sanity, RFC 3261 §20.10): every quoted string closed, and
+// no '?' (URI headers) outside angle brackets, where a parser would read
+// it as part of the address. What the slow path would refuse with 400
+// must not be answered 200 here.
+func plainAddress(v []byte) bool {
+	quoted, angle := false, false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case !quoted && c == '<':
+			angle = true
+		}
+	}
+	return !quoted && (angle || bytes.IndexByte(v, '?') < 0)
 }
 
 // lineEnd returns the index of the CR of the CRLF ending the line that

@@ -37,6 +37,17 @@ func TestScan(t *testing.T) {
 		{"Require", func(s string) string { return strings.Replace(s, "Expires: 600", "Require: path", 1) }, Unsupported},
 		{"Path", func(s string) string { return strings.Replace(s, "Expires: 600", "Path: <sip:p@x;lr>", 1) }, Unsupported},
 		{"two contacts on a line", func(s string) string { return strings.Replace(s, "10.0.0.2:5060>", "10.0.0.2:5060>, <sip:b@h>", 1) }, MultiValue},
+		// What slowpath/sanity refuses (400 Malformed Address) is not
+		// absorbed either.
+		{"unterminated quote in Contact", func(s string) string {
+			return strings.Replace(s, "Contact: <sip:alice@10.0.0.2:5060>", `Contact: "Alice <sip:alice@10.0.0.2:5060>`, 1)
+		}, BadAddress},
+		{"URI headers outside brackets in To", func(s string) string {
+			return strings.Replace(s, "To: <sip:alice@example.com>", "To: sip:alice@example.com?x=1", 1)
+		}, BadAddress},
+		{"quoted display name is fine", func(s string) string {
+			return strings.Replace(s, "From: <sip:alice@example.com>", `From: "A \"q\" <x>" <sip:alice@example.com>`, 1)
+		}, OK},
 		{"no contact", func(s string) string { return strings.Replace(s, "Contact: <sip:alice@10.0.0.2:5060>\r\n", "", 1) }, Missing},
 		{"CSeq method", func(s string) string { return strings.Replace(s, "7 REGISTER", "7 INVITE", 1) }, BadCSeq},
 		{"CSeq too big", func(s string) string { return strings.Replace(s, "7 REGISTER", "2147483648 REGISTER", 1) }, BadCSeq},
