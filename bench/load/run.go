@@ -201,7 +201,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.MaxBacklog = e.maxBacklog
 	res.Meta.LoadEnd = loadavg()
 	if err == nil && before != nil {
-		res.ServerSide = compareServer(before, readServer(&cfg), &res.Span, e.pendingN())
+		// Every transaction still out is in flight, measured or not.
+		res.ServerSide = compareServer(before, readServer(&cfg), &res.Span, uint64(e.busyN))
 		if !res.ServerSide.OK {
 			err = fmt.Errorf("load: the server's counts disagree with the generator's: %s", res.ServerSide.Check)
 		}

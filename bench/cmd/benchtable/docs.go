@@ -76,12 +76,14 @@ func machine(b *strings.Builder, dir string) error {
 	versions := map[string]string{}
 	var first, last string
 	var loads []string
+	cores := 0
 	for _, f := range files {
 		r, err := read(f)
 		if err != nil {
 			return err
 		}
 		m := r.Meta
+		cores = m.Cores
 		if first == "" {
 			fmt.Fprintf(b, "Commit `%.12s`%s; %d × %s, Linux %s, %s; network `%s`, generator io `%s`; answers count within %.1f s of their request.\n",
 				m.Commit, map[bool]string{true: " (with uncommitted changes)"}[m.Dirty], m.Cores, m.CPU, m.Kernel, m.Go,
@@ -100,6 +102,12 @@ func machine(b *strings.Builder, dir string) error {
 		}
 	}
 	fmt.Fprintf(b, "Taken %s to %s; 1-minute load average at the start of each run: %s.\n", first, last, spread(loads))
+	// The comparison itself keeps both cores busy (load about 2 on two
+	// cores); more means other work shared the cores.
+	if hi := maxLoad(loads); hi > float64(cores)+0.5 {
+		fmt.Fprintf(b, "\n**Taken on a loaded machine** (load average up to %.1f on %d cores: other work ran on the measured cores). "+
+			"These are not quiet-machine figures; compare servers within this run only, never across runs.\n\n", hi, cores)
+	}
 	b.WriteString("Servers: ")
 	n := 0
 	for _, s := range servers {
@@ -141,4 +149,15 @@ func less(a, b string) bool {
 	fmt.Sscan(a, &x)
 	fmt.Sscan(b, &y)
 	return x < y
+}
+
+func maxLoad(v []string) float64 {
+	hi := 0.0
+	for _, s := range v {
+		var f float64
+		if _, err := fmt.Sscan(s, &f); err == nil && f > hi {
+			hi = f
+		}
+	}
+	return hi
 }

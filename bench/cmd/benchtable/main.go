@@ -368,10 +368,10 @@ func ceiling(w io.Writer, dir string) error {
 		if err != nil || r.Run.Seconds <= 0 {
 			continue
 		}
-		if strings.HasPrefix(b, "cap-") {
-			if ok, _ := passes(r); !ok {
-				continue
-			}
+		// A figure the server did not sustain, one it disagrees with, or
+		// the flood's hostile traffic is not a server figure.
+		if ok, _ := passes(r); !ok || r.Scenario == load.ScenarioFlood || r.ServerSide != nil && !r.ServerSide.OK {
+			continue
 		}
 		if v := float64(r.Run.SentMsgs+r.Run.RecvMsgs) / r.Run.Seconds; v > best {
 			best, bestFrom = v, strings.TrimSuffix(b, ".json")
