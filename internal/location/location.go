@@ -143,7 +143,10 @@ type Stats struct {
 	Bindings int    // bindings held
 	Expired  uint64 // bindings that lapsed, including those dropped at Open
 	Writes   uint64 // sets written through by Update (changes other than refreshes)
-	Flushes  uint64 // write-behind transactions committed
+	// Commits counts the transactions (one fsync each) the write-throughs
+	// were grouped into: Writes ÷ Commits is the mean batch (commit.go).
+	Commits uint64
+	Flushes uint64 // write-behind transactions committed
 	// FlushErrors counts failed write-behind transactions; their AORs stay
 	// dirty and are retried at the next flush.
 	FlushErrors   uint64

@@ -27,6 +27,7 @@ type Memory struct {
 	flushDur time.Duration
 	db       *bolt.DB   // nil: memory only
 	flushMu  sync.Mutex // held from taking the dirty sets to the commit
+	commit   committer  // group commit of write-throughs (commit.go)
 
 	expired, writes, flushes, flushErrors, skipped atomic.Uint64
 
@@ -100,8 +101,10 @@ func Open(opts Options) (*Memory, error) {
 		if err := m.openDB(opts.Path); err != nil {
 			return nil, err
 		}
-		m.wg.Add(1)
+		m.commit.wake = make(chan struct{}, 1)
+		m.wg.Add(2)
 		go m.flushLoop()
+		go m.commitLoop()
 	}
 	m.wg.Add(1)
 	go m.expireLoop()
@@ -134,11 +137,31 @@ func (m *Memory) Lookup(aor string) []Binding {
 //
 // When the set changes other than by a refresh (a binding added, removed or
 // altered beyond its expiry, CSeq and Updated) Update writes it to disk
-// before returning, batched with concurrent callers, so an acknowledged
-// registration survives a crash. If that write fails the new set is held in
-// memory, retried by the flusher, and returned together with the error.
-// Refreshes are written behind, within FlushInterval.
+// before returning, in one transaction with concurrent changes (commit.go),
+// so an acknowledged registration survives a crash. If that write fails
+// the new set is held in memory, retried by the flusher, and returned
+// together with the error. Refreshes are written behind, within
+// FlushInterval.
 func (m *Memory) Update(aor string, fn func(cur []Binding) ([]Binding, error)) ([]Binding, error) {
+	stored, c, err := m.Apply(aor, fn)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Wait(); err != nil {
+		return stored, fmt.Errorf("update bindings of %q: %w", aor, err)
+	}
+	return stored, nil
+}
+
+// Apply is Update without the wait: the change is made in memory (Lookup
+// sees it at once) and Apply returns the stored set with the Commit that
+// completes when the change is on disk, or nil when it needs no
+// write-through (a refresh, a memory-only store). An error from fn or an
+// unstorable result changes nothing and returns no Commit.
+//
+// A caller that answers a device must not do so before the Commit
+// completes without error (docs/location.md, "Persistence guarantee").
+func (m *Memory) Apply(aor string, fn func(cur []Binding) ([]Binding, error)) ([]Binding, *Commit, error) {
 	s := m.shard(aor)
 	now := m.now()
 	nowSec := now.Unix()
@@ -148,25 +171,26 @@ func (m *Memory) Update(aor string, fn func(cur []Binding) ([]Binding, error)) (
 	next, err := fn(appendLive(nil, aor, old, nowSec))
 	if err != nil {
 		s.mu.Unlock()
-		return nil, err
+		return nil, nil, err
 	}
 	stored, blob, err := buildSet(aor, next, now)
 	if err != nil {
 		s.mu.Unlock()
-		return nil, fmt.Errorf("update bindings of %q: %w", aor, err)
+		return nil, nil, fmt.Errorf("update bindings of %q: %w", aor, err)
 	}
 	// Lapsed bindings the expiry goroutine has not reached yet are not in
 	// cur, so they leave now; they still owe their OnExpire.
 	lapsed := appendLapsed(nil, aor, old, nowSec)
 	changed := !sameExceptRefresh(old, blob)
 	s.bindings -= countEntries(old)
+	key := ""
 	if blob == nil {
 		if exists {
 			delete(s.sets, aor)
 			m.markDirty(s, aor)
 		}
 	} else {
-		key := strings.Clone(aor)
+		key = strings.Clone(aor)
 		if exists && setDue(old) <= setDue(blob) {
 			// The pending heap entry fires first and reschedules.
 			putSetDue(blob, setDue(old))
@@ -183,12 +207,15 @@ func (m *Memory) Update(aor string, fn func(cur []Binding) ([]Binding, error)) (
 	if m.onChange != nil {
 		m.onChange(aor)
 	}
-	if changed && m.db != nil {
-		if err := m.writeThrough(aor); err != nil {
-			return stored, fmt.Errorf("update bindings of %q: %w", aor, err)
-		}
+	if !changed || m.db == nil {
+		return stored, nil, nil
 	}
-	return stored, nil
+	if key == "" {
+		key = strings.Clone(aor)
+	}
+	c := &Commit{}
+	m.enqueue(key, c)
+	return stored, c, nil
 }
 
 // Touch moves the expiry of the live binding with r's Contact, Call-ID and
@@ -276,6 +303,7 @@ func (m *Memory) Stats() Stats {
 		Bindings:      bindings,
 		Expired:       m.expired.Load(),
 		Writes:        m.writes.Load(),
+		Commits:       m.commit.commits.Load(),
 		Flushes:       m.flushes.Load(),
 		FlushErrors:   m.flushErrors.Load(),
 		SkippedAtLoad: m.skipped.Load(),

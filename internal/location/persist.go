@@ -205,32 +205,3 @@ func (m *Memory) anyDirty() bool {
 	}
 	return false
 }
-
-// writeThrough makes aor's current set durable before returning. db.Batch
-// folds concurrent callers (sipgo runs a goroutine per request) into one
-// transaction and one fsync. As in flush, the state is read inside the
-// transaction, so the last transaction always writes the newest state.
-func (m *Memory) writeThrough(aor string) error {
-	s := m.shard(aor)
-	err := m.db.Batch(func(tx *bolt.Tx) error {
-		s.mu.RLock()
-		blob, ok := s.get(aor)
-		var v []byte
-		if ok {
-			v = make([]byte, 1, 1+len(blob)-setHeader)
-			v[0] = formatV2
-			v = append(v, blob[setHeader:]...)
-		}
-		s.mu.RUnlock()
-		b := tx.Bucket(bucket)
-		if !ok {
-			return b.Delete([]byte(aor))
-		}
-		return b.Put([]byte(aor), v)
-	})
-	if err != nil {
-		return fmt.Errorf("write through: %w", err)
-	}
-	m.writes.Add(1)
-	return nil
-}

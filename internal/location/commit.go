@@ -1,0 +1,191 @@
+package location
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Commit is the durability of one change made by Apply: it completes once
+// the change is on disk (or writing it failed). A nil *Commit is a change
+// that needed no write-through and is complete already.
+//
+// It exists so that a caller which must not answer before the disk has
+// the change (the registrar's 200, docs/location.md "Persistence
+// guarantee") need not hold a goroutine while it waits: the stateless
+// REGISTER path hands the answer to Then and goes on with the next
+// request, and the committer sends it after the fsync.
+type Commit struct {
+	mu   sync.Mutex
+	done bool
+	err  error
+	then func(error)
+}
+
+// Then calls fn with the outcome once the change is durable: at once, in
+// the caller's goroutine, when it already is (or c is nil); otherwise from
+// the store's committer goroutine, which fn must therefore not block. Call
+// it at most once.
+func (c *Commit) Then(fn func(error)) {
+	if c == nil {
+		fn(nil)
+		return
+	}
+	c.mu.Lock()
+	if c.done {
+		err := c.err
+		c.mu.Unlock()
+		fn(err)
+		return
+	}
+	c.then = fn
+	c.mu.Unlock()
+}
+
+// Wait blocks until the change is durable and returns the write's error.
+func (c *Commit) Wait() error {
+	if c == nil {
+		return nil
+	}
+	ch := make(chan error, 1)
+	c.Then(func(err error) { ch <- err })
+	return <-ch
+}
+
+func (c *Commit) finish(err error) {
+	c.mu.Lock()
+	c.done, c.err = true, err
+	fn := c.then
+	c.then = nil
+	c.mu.Unlock()
+	if fn != nil {
+		fn(err)
+	}
+}
+
+// pendingCommit is one AOR waiting for the committer.
+type pendingCommit struct {
+	aor string // allocated by this package: the caller's may alias a packet
+	c   *Commit
+}
+
+// committer is the group commit of write-throughs: every change waiting
+// when a transaction starts goes into it, so one fsync serves them all.
+// There is no timer: while one transaction is being synced the next batch
+// gathers, so the batch grows with the load and a lone registration waits
+// for one fsync only. (bbolt's own db.Batch, used before, waits up to
+// MaxBatchDelay, 10 ms, for company and runs each caller's function in a
+// goroutine of its own; with a bounded worker pool instead of a goroutine
+// per request that delay capped first registrations at workers ÷ 10 ms.)
+type committer struct {
+	mu      sync.Mutex
+	queue   []pendingCommit
+	spare   []pendingCommit
+	closed  bool
+	wake    chan struct{} // capacity 1: a queue is waiting
+	commits atomic.Uint64 // write-through transactions committed
+}
+
+// enqueue hands aor's current state to the committer; c completes when a
+// transaction that read it (or a later state) has committed.
+func (m *Memory) enqueue(aor string, c *Commit) {
+	q := &m.commit
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		// Close is under way: write alone, as the store did before the
+		// committer existed (the file may already be closed: an error).
+		c.finish(m.commitBatch([]pendingCommit{{aor, c}}))
+		return
+	}
+	q.queue = append(q.queue, pendingCommit{aor, c})
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// commitLoop runs the group commit until the store stops, then commits
+// what is still queued.
+func (m *Memory) commitLoop() {
+	defer m.wg.Done()
+	q := &m.commit
+	for {
+		select {
+		case <-q.wake:
+		case <-m.stop:
+			q.mu.Lock()
+			q.closed = true
+			q.mu.Unlock()
+			m.commitQueued()
+			return
+		}
+		m.commitQueued()
+	}
+}
+
+// commitQueued commits everything queued, batch after batch, until the
+// queue stays empty.
+func (m *Memory) commitQueued() {
+	q := &m.commit
+	for {
+		q.mu.Lock()
+		batch := q.queue
+		q.queue = q.spare[:0]
+		q.mu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+		err := m.commitBatch(batch)
+		for i := range batch {
+			batch[i].c.finish(err)
+			batch[i] = pendingCommit{}
+		}
+		q.mu.Lock()
+		q.spare = batch[:0]
+		q.mu.Unlock()
+	}
+}
+
+// commitBatch writes the current state of every AOR of batch in one
+// transaction (one fsync). As in flush, the state is read inside the
+// transaction, so a transaction never writes an older copy over a newer
+// one: the last to commit holds the newest state.
+func (m *Memory) commitBatch(batch []pendingCommit) error {
+	err := m.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		var arena []byte
+		for _, p := range batch {
+			s := m.shard(p.aor)
+			s.mu.RLock()
+			blob, ok := s.get(p.aor)
+			start := len(arena)
+			if ok {
+				arena = append(arena, formatV2)
+				arena = append(arena, blob[setHeader:]...)
+			}
+			s.mu.RUnlock()
+			var err error
+			if !ok {
+				err = b.Delete([]byte(p.aor))
+			} else {
+				// bbolt keeps the value until commit; arena may move to a
+				// new array as it grows, the old one stays valid.
+				err = b.Put([]byte(p.aor), arena[start:len(arena):len(arena)])
+			}
+			if err != nil {
+				return fmt.Errorf("write %q: %w", p.aor, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write through: %w", err)
+	}
+	m.writes.Add(uint64(len(batch)))
+	m.commit.commits.Add(1)
+	return nil
+}

@@ -1,0 +1,182 @@
+package location
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestGroupCommit: changes applied while a transaction is being synced
+// share the next one, every Commit completes, and each completion comes
+// after its own change is on disk (a reopened store has it).
+func TestGroupCommit(t *testing.T) {
+	path := tempDB(t)
+	m, err := Open(Options{Path: path, FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	exp := time.Now().Add(time.Hour)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	done := 0
+	for i := range n {
+		b := typical(i, exp)
+		_, c, err := m.Apply(b.AOR, func([]Binding) ([]Binding, error) { return []Binding{b}, nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c == nil {
+			t.Fatalf("Apply of a new binding returned no Commit")
+		}
+		wg.Add(1)
+		c.Then(func(err error) {
+			defer wg.Done()
+			if err != nil {
+				t.Errorf("commit %d: %v", i, err)
+			}
+			mu.Lock()
+			done++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	st := m.Stats()
+	if st.Writes != n || st.Commits == 0 || st.Commits >= n {
+		t.Errorf("Writes %d Commits %d: want %d writes in fewer transactions", st.Writes, st.Commits, n)
+	}
+	t.Logf("%d write-throughs in %d transactions", st.Writes, st.Commits)
+
+	// A refresh needs no write-through: no Commit, Then runs at once.
+	b := typical(1, exp.Add(time.Minute))
+	b.CSeq++
+	_, c, err := m.Apply(b.AOR, func([]Binding) ([]Binding, error) { return []Binding{b}, nil })
+	if err != nil || c != nil {
+		t.Fatalf("refresh: Commit %v, err %v; want none", c, err)
+	}
+	ran := false
+	c.Then(func(error) { ran = true })
+	if !ran {
+		t.Fatal("Then on a nil Commit did not run at once")
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m2 := openTest(t, Options{Path: path})
+	if _, got := m2.Len(); got != n {
+		t.Fatalf("%d bindings after reopen, want %d", got, n)
+	}
+}
+
+const groupHelperEnv = "PINHOLE_LOCATION_GROUP_HELPER"
+
+// TestGroupCommitHelper is the child of TestGroupCommitKill: it applies
+// new registrations from 64 goroutines without end and prints "ACK i" when
+// registration i is durable, as the registrar sends its 200.
+func TestGroupCommitHelper(t *testing.T) {
+	path := os.Getenv(groupHelperEnv)
+	if path == "" {
+		t.Skip("helper process for TestGroupCommitKill")
+	}
+	m, err := Open(Options{Path: path, FlushInterval: time.Hour})
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(2)
+	}
+	var out sync.Mutex
+	w := bufio.NewWriter(os.Stdout)
+	next := make(chan int)
+	for range 64 {
+		go func() {
+			for i := range next {
+				b := typical(i, time.Now().Add(time.Hour))
+				_, c, err := m.Apply(b.AOR, func([]Binding) ([]Binding, error) { return []Binding{b}, nil })
+				if err != nil {
+					fmt.Println("ERROR", err)
+					os.Exit(2)
+				}
+				c.Then(func(err error) {
+					if err != nil {
+						return // not acknowledged
+					}
+					out.Lock()
+					fmt.Fprintf(w, "ACK %d\n", i)
+					w.Flush()
+					out.Unlock()
+				})
+			}
+		}()
+	}
+	for i := 0; i < 1_000_000; i++ { // bounded; the parent kills long before
+		next <- i
+	}
+	select {}
+}
+
+// TestGroupCommitKill: a registration whose completion was seen (the 200
+// sent) survives a SIGKILL that lands while other registrations are still
+// being committed.
+func TestGroupCommitKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a child process")
+	}
+	path := tempDB(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestGroupCommitHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), groupHelperEnv+"="+path)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	acked := map[int]bool{}
+	sc := bufio.NewScanner(stdout)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(acked) < 3000 && sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "ERROR") {
+			t.Fatalf("helper: %s", l)
+		}
+		if i, err := strconv.Atoi(strings.TrimPrefix(l, "ACK ")); err == nil {
+			acked[i] = true
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d acknowledged in 30 s", len(acked))
+		}
+	}
+	// Kill the moment the last acknowledgement was read: the committer is
+	// in the middle of later batches.
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// Acknowledgements already in the pipe were sent before the kill too.
+	for sc.Scan() {
+		if i, err := strconv.Atoi(strings.TrimPrefix(sc.Text(), "ACK ")); err == nil {
+			acked[i] = true
+		}
+	}
+	cmd.Wait()
+
+	m := openTest(t, Options{Path: path})
+	var lost []int
+	for i := range acked {
+		want := typical(i, time.Time{})
+		if got := m.Lookup(want.AOR); len(got) != 1 || got[0].Contact != want.Contact {
+			lost = append(lost, i)
+		}
+	}
+	_, held := m.Len()
+	t.Logf("%d acknowledged before the kill, %d bindings on disk", len(acked), held)
+	if len(lost) > 0 {
+		t.Fatalf("%d acknowledged registrations lost after kill -9: %v", len(lost), lost[:min(len(lost), 20)])
+	}
+}
