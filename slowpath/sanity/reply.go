@@ -35,9 +35,17 @@ func (m *message) appendReply(dst []byte, st reply) []byte {
 	}
 	if m.to.ok() {
 		to := data[m.to.off:m.to.end]
-		dst = append(dst, to...)
 		if !hasTag(data[m.toValue.off:m.toValue.end]) {
+			// SEMI may have white space, a fold too, before it (RFC
+			// 3261 §25.1), but sipgo reads "sip:h:0 ;tag=" as port "0 "
+			// and fails on the reply: the tag goes right after the value.
+			for len(to) > 0 && isLWS(to[len(to)-1]) {
+				to = to[:len(to)-1]
+			}
+			dst = append(dst, to...)
 			dst = appendTag(dst, data[m.callIDValue.off:m.callIDValue.end])
+		} else {
+			dst = append(dst, to...)
 		}
 		dst = append(dst, "\r\n"...)
 	}
