@@ -279,7 +279,8 @@ func plainAddress(v []byte) bool {
 
 // lineEnd returns the index of the CR of the CRLF ending the line that
 // starts at pos, or -1 if there is none or the line holds a bare CR or
-// LF (sipgo splits on CRLF only; a bare one would be read differently).
+// LF (sipgo splits on CRLF only; a bare one would be read differently) or
+// a NUL byte.
 func lineEnd(data []byte, pos int) int {
 	for i := pos; i < len(data); i++ {
 		switch data[i] {
@@ -289,6 +290,10 @@ func lineEnd(data []byte, pos int) int {
 			}
 			return -1
 		case '\n':
+			return -1
+		case 0:
+			// slowpath/sanity drops a NUL outside a quoted-pair as
+			// binary junk; the fast path never answers what it drops.
 			return -1
 		}
 	}

@@ -30,6 +30,7 @@ func TestScan(t *testing.T) {
 		{"options", func(s string) string { return strings.Replace(s, "REGISTER sip", "OPTIONS sip", 1) }, NotRegister},
 		{"version", func(s string) string { return strings.Replace(s, "SIP/2.0\r\n", "SIP/3.0\r\n", 1) }, BadStartLine},
 		{"folded", func(s string) string { return strings.Replace(s, "Expires: 600", "User-Agent: a\r\n b", 1) }, Folded},
+		{"NUL byte", func(s string) string { return strings.Replace(s, "Expires: 600", "User-Agent: a\x00b", 1) }, BadLine},
 		{"bare LF", func(s string) string { return strings.Replace(s, "Max-Forwards: 70\r\n", "Max-Forwards: 70\n", 1) }, BadLine},
 		{"space before colon", func(s string) string { return strings.Replace(s, "Expires: 600", "Expires : 600", 1) }, BadLine},
 		{"second To", func(s string) string { return strings.Replace(s, "Expires: 600", "t: <sip:bob@example.com>", 1) }, Duplicate},
