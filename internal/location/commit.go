@@ -133,12 +133,15 @@ func (m *Memory) commitQueued() {
 	q := &m.commit
 	for {
 		q.mu.Lock()
-		batch := q.queue
-		q.queue = q.spare[:0]
-		q.mu.Unlock()
-		if len(batch) == 0 {
+		if len(q.queue) == 0 {
+			q.mu.Unlock()
 			return
 		}
+		// Two arrays take turns: enqueue appends to one while the other
+		// is committed, so neither is ever both.
+		batch := q.queue
+		q.queue, q.spare = q.spare[:0], nil
+		q.mu.Unlock()
 		err := m.commitBatch(batch)
 		for i := range batch {
 			batch[i].c.finish(err)

@@ -25,28 +25,39 @@ func TestGroupCommit(t *testing.T) {
 	exp := time.Now().Add(time.Hour)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	done := 0
-	for i := range n {
-		b := typical(i, exp)
-		_, c, err := m.Apply(b.AOR, func([]Binding) ([]Binding, error) { return []Binding{b}, nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c == nil {
-			t.Fatalf("Apply of a new binding returned no Commit")
-		}
-		wg.Add(1)
-		c.Then(func(err error) {
-			defer wg.Done()
-			if err != nil {
-				t.Errorf("commit %d: %v", i, err)
+	done := map[int]int{}
+	// From 16 goroutines, as the stateless workers apply them: each
+	// Commit completes exactly once.
+	var appliers sync.WaitGroup
+	for g := range 16 {
+		appliers.Go(func() {
+			for i := g; i < n; i += 16 {
+				b := typical(i, exp)
+				_, c, err := m.Apply(b.AOR, func([]Binding) ([]Binding, error) { return []Binding{b}, nil })
+				if err != nil || c == nil {
+					t.Errorf("Apply of a new binding: Commit %v, err %v", c, err)
+					return
+				}
+				wg.Add(1)
+				c.Then(func(err error) {
+					defer wg.Done()
+					if err != nil {
+						t.Errorf("commit %d: %v", i, err)
+					}
+					mu.Lock()
+					done[i]++
+					mu.Unlock()
+				})
 			}
-			mu.Lock()
-			done++
-			mu.Unlock()
 		})
 	}
+	appliers.Wait()
 	wg.Wait()
+	for i := range n {
+		if done[i] != 1 {
+			t.Fatalf("commit %d completed %d times", i, done[i])
+		}
+	}
 	st := m.Stats()
 	if st.Writes != n || st.Commits == 0 || st.Commits >= n {
 		t.Errorf("Writes %d Commits %d: want %d writes in fewer transactions", st.Writes, st.Commits, n)
