@@ -17,12 +17,17 @@ var sanityVerdicts = func() (c [sanity.NumReasons]*metrics.Counter) {
 }()
 
 // filterUDP is sipgo's read filter: it answers double-CRLF keepalives,
-// runs the intercept hook, then the sanity filter.
+// runs the intercept hook, then the sanity filter, and takes what passed
+// it to the stateless REGISTER path when that is on (stateless.go).
 func (s *Server) filterUDP(p sip.TransportReadProps, data []byte) ([]byte, error) {
 	if s.answerKeepalive(p, data) || s.intercepted(p, data) {
 		return nil, nil
 	}
-	return s.readFilter(p, data)
+	out, err := s.readFilter(p, data)
+	if len(out) > 0 && s.sl != nil && s.sl.take(p, out) {
+		return nil, nil
+	}
+	return out, err
 }
 
 // readFilter vets every UDP datagram before sipgo parses it (see package

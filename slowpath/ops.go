@@ -94,6 +94,7 @@ func (s *Server) writeStoreMetrics(w io.Writer) {
 	metrics.WriteGaugeUint64(w, "pinhole_location_bindings", uint64(st.Bindings))
 	metrics.WriteCounterUint64(w, "pinhole_location_expired_total", st.Expired)
 	metrics.WriteCounterUint64(w, "pinhole_location_writes_total", st.Writes)
+	metrics.WriteCounterUint64(w, "pinhole_location_commits_total", st.Commits)
 	metrics.WriteCounterUint64(w, "pinhole_location_flushes_total", st.Flushes)
 	metrics.WriteCounterUint64(w, "pinhole_location_flush_errors_total", st.FlushErrors)
 	metrics.WriteCounterUint64(w, "pinhole_location_skipped_at_load_total", st.SkippedAtLoad)

@@ -60,6 +60,9 @@ type Server struct {
 	closers []func() error
 	serving sync.WaitGroup
 	streams *streams.Budget // bounds TCP, TLS, WS and WSS connections (streams.go)
+	// sl answers UDP REGISTERs without sipgo transactions (stateless.go);
+	// nil under the mid-registrar and the edge relay.
+	sl *stateless
 }
 
 // RouteKeyFile is the key file of slowpath/routesig in data_dir. Edges
@@ -235,7 +238,11 @@ func (s *Server) buildUA() error {
 	} else {
 		srv.OnRegister(s.observe(sip.REGISTER, s.reg.Handle))
 	}
-	return s.routeRequests()
+	if err := s.routeRequests(); err != nil {
+		return err
+	}
+	s.initStateless(parser)
+	return nil
 }
 
 // Start binds every configured socket and serves them. It returns once all
@@ -355,6 +362,9 @@ func (s *Server) Close(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+	}
+	if s.sl != nil {
+		s.sl.stop()
 	}
 	if s.mid != nil {
 		s.mid.Close()

@@ -32,7 +32,7 @@ func TestPartialFileKeepsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Registrar{MinExpires: 30, MaxExpires: 3600, DefaultExpires: 3600, MaxContacts: 10}
+	want := Registrar{MinExpires: 30, MaxExpires: 3600, DefaultExpires: 3600, MaxContacts: 10, Queue: 4096, ResponseCacheRate: 4000}
 	if diff := cmp.Diff(want, cfg.Registrar); diff != "" {
 		t.Errorf("registrar (-want +got):\n%s", diff)
 	}

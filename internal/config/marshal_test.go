@@ -21,7 +21,7 @@ advertise: {host: "sip.example.net", port: 5090}
 domains: ["example.net", "192.0.2.1"]
 data_dir: "/var/lib/pinhole"
 tls: {cert: "/etc/pinhole/cert.pem", key: "/etc/pinhole/key.pem"}
-registrar: {min_expires: 30, max_expires: 7200, default_expires: 600, max_contacts: 3}
+registrar: {min_expires: 30, max_expires: 7200, default_expires: 600, max_contacts: 3, workers: 3, queue: 1000, response_cache_rate: 500}
 auth:
   realm: "example.net"
   credentials: ""

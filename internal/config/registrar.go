@@ -6,6 +6,17 @@ type Registrar struct {
 	MaxExpires     int `yaml:"max_expires"`
 	DefaultExpires int `yaml:"default_expires"`
 	MaxContacts    int `yaml:"max_contacts"`
+	// Workers answer the REGISTERs that arrive over UDP for the standalone
+	// registrar, without a server transaction (docs/registrar.md); 0: one
+	// per CPU pinhole may use (GOMAXPROCS).
+	Workers int `yaml:"workers"`
+	// Queue is how many of those REGISTERs may wait for a worker; past it
+	// new ones are shed and counted.
+	Queue int `yaml:"queue"`
+	// ResponseCacheRate is the REGISTER rate (per second) whose answers
+	// are kept for Timer J (32 s) to answer retransmissions: the cache
+	// takes rate × 32 × 512 bytes.
+	ResponseCacheRate int `yaml:"response_cache_rate"`
 }
 
 func (r Registrar) validate() error {
@@ -18,6 +29,12 @@ func (r Registrar) validate() error {
 		return bad("registrar.default_expires", "%d is outside [%d, %d]", r.DefaultExpires, r.MinExpires, r.MaxExpires)
 	case r.MaxContacts < 1:
 		return bad("registrar.max_contacts", "%d: must be at least 1", r.MaxContacts)
+	case r.Workers < 0 || r.Workers > 1024:
+		return bad("registrar.workers", "%d: must be between 0 (one per CPU) and 1024", r.Workers)
+	case r.Queue < 16 || r.Queue > 1<<20:
+		return bad("registrar.queue", "%d: must be between 16 and 1048576", r.Queue)
+	case r.ResponseCacheRate < 1 || r.ResponseCacheRate > 1<<20:
+		return bad("registrar.response_cache_rate", "%d: must be between 1 and 1048576", r.ResponseCacheRate)
 	}
 	return nil
 }

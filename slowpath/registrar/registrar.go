@@ -137,20 +137,60 @@ func reject(code int, reason string, hdrs ...sip.Header) error {
 // supported lists the option tags pinhole's registrar understands (RFC 3261 §8.2.2.3).
 var supported = map[string]bool{"path": true, "outbound": true}
 
-// Process applies one REGISTER that arrived on flow and returns the response.
+// Process applies one REGISTER that arrived on flow and returns the
+// response, once a change it made is on disk.
 func (r *Registrar) Process(req *sip.Request, flow location.Flow) *sip.Response {
-	res, err := r.process(req, flow)
-	if err != nil {
-		var rj *rejection
-		if !errors.As(err, &rj) {
-			rj = &rejection{code: 500, reason: "Server Internal Error"}
-		}
-		res = reply(req, rj.code, rj.reason)
-		for _, h := range rj.headers {
-			res.AppendHeader(h)
-		}
+	res, c := r.apply(req, flow)
+	if err := c.Wait(); err != nil {
+		return ErrorResponse(req, err)
 	}
 	return res
+}
+
+// Respond answers a REGISTER that arrived on flow without a server
+// transaction (the stateless UDP path, slowpath/stateless.go): it applies
+// it and calls send with the response once a change it made is durable —
+// at once, or from the location store's committer, which send must not
+// block — then tells Committed of a 200. Nothing waits meanwhile, so a
+// few workers keep many registrations in one fsync (location.Commit).
+func (r *Registrar) Respond(req *sip.Request, flow location.Flow, send func(*sip.Response)) {
+	res, c := r.apply(req, flow)
+	c.Then(func(err error) {
+		if err != nil {
+			res = ErrorResponse(req, err)
+		}
+		observe(res.StatusCode)
+		send(res)
+		if res.StatusCode == 200 && r.cfg.Committed != nil {
+			r.cfg.Committed(req, res, flow)
+		}
+	})
+}
+
+// apply processes req and returns its response with the durability of
+// the change it made (nil: none to wait for).
+func (r *Registrar) apply(req *sip.Request, flow location.Flow) (*sip.Response, *location.Commit) {
+	res, c, err := r.process(req, flow)
+	if err != nil {
+		return ErrorResponse(req, err), nil
+	}
+	return res, c
+}
+
+// applier is a store that can make a change now and its write-through
+// later (*location.Memory); with any other store the registrar waits in
+// Update.
+type applier interface {
+	Apply(aor string, fn func(cur []location.Binding) ([]location.Binding, error)) ([]location.Binding, *location.Commit, error)
+}
+
+// update applies fn to aor's bindings through Apply when the store has it.
+func (r *Registrar) update(aor string, fn func(cur []location.Binding) ([]location.Binding, error)) ([]location.Binding, *location.Commit, error) {
+	if a, ok := r.store.(applier); ok {
+		return a.Apply(aor, fn)
+	}
+	stored, err := r.store.Update(aor, fn)
+	return stored, nil, err
 }
 
 // requestAOR applies RFC 3261 §10.3 steps 1, 2 and 5 and returns the AOR.
@@ -175,34 +215,35 @@ func (r *Registrar) requestAOR(req *sip.Request) (string, error) {
 	return aor, nil
 }
 
-func (r *Registrar) process(req *sip.Request, flow location.Flow) (*sip.Response, error) {
+func (r *Registrar) process(req *sip.Request, flow location.Flow) (*sip.Response, *location.Commit, error) {
 	aor, err := r.requestAOR(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Steps 3 and 4: authenticate, and check the user may register this AOR.
 	if r.authz != nil {
 		if res := r.authz.Authorize(req, aor); res != nil {
-			return res, nil
+			return res, nil, nil
 		}
 	}
 
 	now := r.cfg.Now().Truncate(time.Second)
 	reqExpires, hasReqExpires, err := headerExpires(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pathOK := r.cfg.Trusted.Contains(flow.Remote.Addr())
 	contacts, wildcard, err := r.parseContacts(req, reqExpires, hasReqExpires, flow, now, pathOK)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	callID := req.CallID().Value()
 	cseq := req.CSeq().SeqNo
 
 	var stored []location.Binding
+	var c *location.Commit
 	if wildcard {
-		stored, err = r.store.Update(aor, func(cur []location.Binding) ([]location.Binding, error) {
+		stored, c, err = r.update(aor, func(cur []location.Binding) ([]location.Binding, error) {
 			// RFC 3261 §10.3 step 6: "*" removes every binding unless one
 			// from the same Call-ID has a CSeq at least as high.
 			for _, b := range cur {
@@ -216,14 +257,14 @@ func (r *Registrar) process(req *sip.Request, flow location.Flow) (*sip.Response
 		// A query: list the bindings, change nothing (§10.3 step 8).
 		stored = r.store.Lookup(aor)
 	} else {
-		stored, err = r.store.Update(aor, func(cur []location.Binding) ([]location.Binding, error) {
+		stored, c, err = r.update(aor, func(cur []location.Binding) ([]location.Binding, error) {
 			return r.merge(cur, contacts, aor, callID, cseq, now)
 		})
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return r.ok(req, stored, now, pathOK), nil
+	return r.ok(req, stored, now, pathOK), c, nil
 }
 
 // pending is one Contact of the request, validated.

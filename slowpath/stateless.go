@@ -1,0 +1,310 @@
+package slowpath
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/slowpath/nat"
+	"github.com/pinhole-sip/pinhole/slowpath/registrar"
+	"github.com/pinhole-sip/pinhole/slowpath/retrans"
+)
+
+// stateless answers REGISTERs that arrive over UDP for the standalone
+// registrar without a sipgo server transaction (docs/registrar.md): the
+// read filter hands the datagram to a bounded queue, a fixed set of
+// workers parses it with sipgo's parser, runs the registrar and writes the
+// response on the socket it came in on, and a retransmission is answered
+// from a bounded memory of responses (package retrans).
+//
+// Why: sipgo keeps a server transaction about 32 s after its final
+// response, some 5 KB of heap each, and starts a goroutine per request.
+// At a million devices that was 2 972 bytes of resident memory per binding
+// against 267 of live heap (docs/benchmarks.md, "Memory per binding").
+type stateless struct {
+	s       *Server
+	parser  *sip.Parser
+	cache   *retrans.Cache
+	q       chan *slJob
+	done    chan struct{}
+	wg      sync.WaitGroup
+	workers int
+	shed    atomic.Uint64 // REGISTERs dropped on a full queue
+	noKey   atomic.Uint64 // REGISTERs without a top Via: answered, not remembered
+	latency *metrics.PrometheusHistogram
+}
+
+// slJob is one REGISTER datagram, copied out of sipgo's read buffer.
+type slJob struct {
+	buf    []byte
+	conn   net.PacketConn // the listener it arrived on; the answer leaves from it
+	remote net.Addr
+	local  string
+	start  time.Time
+	id     []byte // the transaction key's bytes (scratch)
+}
+
+var slJobs = sync.Pool{New: func() any { return &slJob{buf: make([]byte, 0, 2048), id: make([]byte, 0, 256)} }}
+
+// slOut are the buffers responses are written into; a response is sent
+// (and remembered) from whichever goroutine its durability completes on.
+var slOut = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// initStateless turns the stateless path on when REGISTER is answered by
+// the standalone registrar. The mid-registrar answers only after the main
+// registrar did, and the edge relay forwards REGISTER to a farm node:
+// both are proxies for REGISTER and keep sipgo's transactions (their
+// client transactions need the server side to match responses to).
+func (s *Server) initStateless(parser *sip.Parser) {
+	if s.mid != nil {
+		return
+	}
+	if farm := s.ops.farm.Load(); farm != nil && farm.RegisterSet() != nil {
+		return
+	}
+	rc := s.cfg.Registrar
+	workers := rc.Workers
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	sl := &stateless{
+		s:       s,
+		parser:  parser,
+		cache:   retrans.New(rc.ResponseCacheRate),
+		q:       make(chan *slJob, rc.Queue),
+		done:    make(chan struct{}),
+		workers: workers,
+		latency: s.ops.latency[sip.REGISTER],
+	}
+	s.ops.metrics.RegisterMetricsWriter(sl.writeMetrics)
+	for range workers {
+		sl.wg.Add(1)
+		go sl.work()
+	}
+	s.sl = sl
+}
+
+// stop ends the workers once the listeners are closed; REGISTERs still
+// queued get no answer (their devices retransmit to the next pinhole).
+func (sl *stateless) stop() {
+	close(sl.done)
+	sl.wg.Wait()
+}
+
+// take reports whether the vetted UDP datagram data is a REGISTER for the
+// stateless path, after queueing a copy of it or shedding it. It runs in
+// sipgo's reading goroutine, so it never blocks: past the queue's capacity
+// the REGISTER is dropped and counted, and responses and in-dialog
+// requests, which never come here, keep flowing to sipgo (the hand-off's
+// rule, docs/fastpath.md "Shedding instead of livelock": a new
+// registration is the lowest priority, the device retransmits it).
+func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
+	if p.Transport != "UDP" || !bytes.HasPrefix(data, []byte("REGISTER ")) {
+		return false
+	}
+	conn := sl.s.udp.get(p.LocalAddr.String())
+	if conn == nil {
+		return false // not a listener of ours: sipgo answers as before
+	}
+	j := slJobs.Get().(*slJob)
+	j.buf = append(j.buf[:0], data...)
+	j.conn, j.remote, j.local, j.start = conn, p.RemoteAddr, p.LocalAddr.String(), time.Now()
+	sl.s.ops.inflight.Add(1)
+	select {
+	case sl.q <- j:
+	default:
+		sl.s.ops.inflight.Add(-1)
+		sl.shed.Add(1)
+		sl.release(j)
+	}
+	return true
+}
+
+func (sl *stateless) release(j *slJob) {
+	j.conn, j.remote = nil, nil
+	if cap(j.buf) <= 8192 {
+		slJobs.Put(j)
+	}
+}
+
+func (sl *stateless) work() {
+	defer sl.wg.Done()
+	for {
+		select {
+		case j := <-sl.q:
+			sl.handle(j)
+		case <-sl.done:
+			return
+		}
+	}
+}
+
+// handle answers one REGISTER: from memory when it is a retransmission,
+// else through the registrar.
+func (sl *stateless) handle(j *slJob) {
+	finish := func() {
+		sl.s.ops.inflight.Add(-1)
+		sl.release(j)
+	}
+	msg, err := sl.parser.ParseSIP(j.buf)
+	if err != nil {
+		sipgoParseFailures.Inc() // counted as sipgo's reader would have
+		finish()
+		return
+	}
+	req, ok := msg.(*sip.Request)
+	if !ok {
+		finish()
+		return
+	}
+	req.SetTransport("UDP")
+	req.SetSource(j.remote.String())
+
+	var key uint64
+	if j.id, ok = transactionID(j.id[:0], req); ok {
+		key = sl.cache.Key(j.id)
+		out := slOut.Get().(*bytes.Buffer)
+		b, st := sl.cache.Begin(key, out.AvailableBuffer())
+		switch st {
+		case retrans.Answered:
+			_, _ = j.conn.WriteTo(b, j.remote)
+			slOut.Put(out)
+			finish()
+			return
+		case retrans.Pending:
+			// Its answer is on its way once the first copy is durable.
+			slOut.Put(out)
+			finish()
+			return
+		}
+		slOut.Put(out)
+	} else {
+		sl.noKey.Add(1)
+	}
+
+	if sl.s.ops.draining.Load() {
+		res := sip.NewResponseFromRequest(req, sip.StatusServiceUnavailable, "Service Unavailable", nil)
+		res.AppendHeader(sip.NewHeader("Retry-After", drainRetryAfter))
+		sl.send(j, key, res)
+		finish()
+		return
+	}
+	remote, rok := nat.ParseAddrPort(req.Source())
+	local, lok := nat.ParseAddrPort(j.local)
+	if !rok || !lok {
+		// Without the source we could not reach the device again (as
+		// registrar.Handle).
+		sl.send(j, key, registrar.Reply(req, 500, "Unknown Source Address"))
+		finish()
+		return
+	}
+	flow := location.Flow{Transport: location.TransportUDP, Remote: remote, Local: local}
+	sl.s.reg.Respond(req, flow, func(res *sip.Response) {
+		sl.send(j, key, res)
+		if sl.latency != nil {
+			sl.latency.Update(time.Since(j.start).Seconds())
+		}
+		finish()
+	})
+}
+
+// send writes res to the address the request came from, from the socket
+// it arrived on (RFC 3261 §18.2.2 with RFC 3581: the source address and
+// port, whatever the Via says; docs/architecture.md "One address, one
+// port"), and remembers it for retransmissions unless it is a digest
+// challenge: a retransmitted REGISTER without credentials may as well be
+// challenged afresh (the nonce carries its own state, slowpath/auth), and
+// challenges are half of a first registration's answers.
+func (sl *stateless) send(j *slJob, key uint64, res *sip.Response) {
+	out := slOut.Get().(*bytes.Buffer)
+	out.Reset()
+	res.StringWrite(out)
+	b := out.Bytes()
+	if key != 0 {
+		if res.StatusCode == sip.StatusUnauthorized || res.StatusCode == sip.StatusProxyAuthRequired {
+			sl.cache.Forget(key)
+		} else {
+			// Before the write, so a retransmission racing the answer
+			// finds it rather than a pending mark.
+			sl.cache.Finish(key, b)
+		}
+	}
+	_, _ = j.conn.WriteTo(b, j.remote)
+	if out.Cap() <= 16384 {
+		slOut.Put(out)
+	}
+}
+
+// transactionID appends what identifies req's server transaction (RFC
+// 3261 §17.2.3): with a branch starting with the magic cookie, the branch,
+// the sent-by of the top Via and the method; pinhole adds the CSeq number
+// and the source address, so that another sender reusing a branch (a
+// badly random client, or someone who saw it) neither gets a device's 200
+// nor sets what the device gets. Without the cookie (RFC 2543 clients) it
+// adds the Request-URI, the From and To tags and the Call-ID. ok is false
+// without a top Via.
+func transactionID(dst []byte, req *sip.Request) ([]byte, bool) {
+	via := req.Via()
+	cseq := req.CSeq()
+	if via == nil || cseq == nil {
+		return dst, false
+	}
+	branch, _ := via.Params.Get("branch")
+	dst = append(dst, branch...)
+	dst = append(dst, 0)
+	dst = append(dst, strings.ToLower(via.Host)...)
+	dst = append(dst, ':')
+	dst = strconv.AppendInt(dst, int64(via.Port), 10)
+	dst = append(dst, 0)
+	dst = strconv.AppendUint(dst, uint64(cseq.SeqNo), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, cseq.MethodName...)
+	dst = append(dst, 0)
+	dst = append(dst, req.Source()...)
+	if !strings.HasPrefix(branch, sip.RFC3261BranchMagicCookie) {
+		dst = append(dst, 0)
+		dst = append(dst, req.Recipient.String()...)
+		if f := req.From(); f != nil {
+			t, _ := f.Params.Get("tag")
+			dst = append(dst, 0)
+			dst = append(dst, t...)
+		}
+		if t := req.To(); t != nil {
+			tag, _ := t.Params.Get("tag")
+			dst = append(dst, 0)
+			dst = append(dst, tag...)
+		}
+		if c := req.CallID(); c != nil {
+			dst = append(dst, 0)
+			dst = append(dst, c.Value()...)
+		}
+	}
+	return dst, true
+}
+
+// writeMetrics publishes the stateless path's counts at scrape time.
+func (sl *stateless) writeMetrics(w io.Writer) {
+	st := sl.cache.Stats()
+	metrics.WriteCounterUint64(w, `pinhole_registrar_retransmissions_total{result="answered"}`, st.Answered)
+	metrics.WriteCounterUint64(w, `pinhole_registrar_retransmissions_total{result="in_progress"}`, st.Pending)
+	metrics.WriteCounterUint64(w, "pinhole_registrar_response_cache_stored_total", st.Stored)
+	metrics.WriteCounterUint64(w, "pinhole_registrar_response_cache_evicted_total", st.Evicted)
+	metrics.WriteCounterUint64(w, "pinhole_registrar_response_cache_evicted_early_total", st.EvictedEarly)
+	metrics.WriteCounterUint64(w, "pinhole_registrar_response_cache_too_big_total", st.TooBig)
+	metrics.WriteGaugeUint64(w, "pinhole_registrar_response_cache_bytes", st.Bytes)
+	metrics.WriteGaugeUint64(w, "pinhole_registrar_response_cache_capacity_bytes", st.Capacity)
+	metrics.WriteCounterUint64(w, "pinhole_registrar_shed_total", sl.shed.Load())
+	metrics.WriteCounterUint64(w, "pinhole_registrar_unkeyed_total", sl.noKey.Load())
+	metrics.WriteGaugeUint64(w, "pinhole_registrar_queued", uint64(len(sl.q)))
+	metrics.WriteGaugeUint64(w, "pinhole_registrar_workers", uint64(sl.workers))
+}
