@@ -6,7 +6,7 @@ FUZZTIME ?= 30s
 # Every package that has fuzz targets; `make fuzz` runs each target for FUZZTIME.
 FUZZPKGS := $(shell grep -rl --include='*_test.go' '^func Fuzz' . 2>/dev/null | xargs -r -n1 dirname | sort -u)
 
-.PHONY: run build test test-unit test-bpf test-integration test-bench-smoke generate check-generated bench bench-docs bench-go fuzz lint clean deps-run deps-test
+.PHONY: run build test test-unit test-memory test-bpf test-integration test-bench-smoke generate check-generated bench bench-docs bench-go fuzz lint clean deps-run deps-test
 
 run: deps-run build
 	./$(BIN) $(if $(CONFIG),-config $(CONFIG))
@@ -23,10 +23,15 @@ deps-test:
 # test runs everything CI runs: vet, unit tests with the race detector, the
 # BPF programs in the kernel, the committed BPF objects' freshness, and the
 # integration tests against real peers in network namespaces.
-test: deps-test lint test-unit check-generated test-integration test-bench-smoke
+test: deps-test lint test-unit test-memory check-generated test-integration test-bench-smoke
 
 test-unit:
 	$(GO) test -race -count=1 ./...
+
+# test-memory runs the per-binding heap budget without the race detector,
+# which changes heap sizes (the test skips itself under -race); about 1 s.
+test-memory:
+	$(GO) test -count=1 -run 'TestMemoryPerBinding' ./internal/location/
 
 check-generated:
 	@if [ -x bpf/check-generated.sh ]; then bpf/check-generated.sh; fi
