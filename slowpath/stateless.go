@@ -14,6 +14,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/nat"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
@@ -77,11 +78,18 @@ func (s *Server) initStateless(parser *sip.Parser) {
 	if workers == 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
+	queue, rate := rc.Queue, rc.ResponseCacheRate
+	if queue == 0 {
+		queue = config.DefaultRegistrarQueue
+	}
+	if rate == 0 {
+		rate = config.DefaultResponseCacheRate
+	}
 	sl := &stateless{
 		s:       s,
 		parser:  parser,
-		cache:   retrans.New(rc.ResponseCacheRate),
-		q:       make(chan *slJob, rc.Queue),
+		cache:   retrans.New(rate),
+		q:       make(chan *slJob, queue),
 		done:    make(chan struct{}),
 		workers: workers,
 		latency: s.ops.latency[sip.REGISTER],

@@ -11,13 +11,20 @@ type Registrar struct {
 	// per CPU pinhole may use (GOMAXPROCS).
 	Workers int `yaml:"workers"`
 	// Queue is how many of those REGISTERs may wait for a worker; past it
-	// new ones are shed and counted.
+	// new ones are shed and counted. 0: DefaultRegistrarQueue.
 	Queue int `yaml:"queue"`
 	// ResponseCacheRate is the REGISTER rate (per second) whose answers
 	// are kept for Timer J (32 s) to answer retransmissions: the cache
-	// takes rate × 32 × 512 bytes.
+	// takes rate × 32 × 512 bytes. 0: DefaultResponseCacheRate.
 	ResponseCacheRate int `yaml:"response_cache_rate"`
 }
+
+// Defaults of the stateless REGISTER path, for a Registrar built in Go
+// with those fields zero (default.yaml names the same values).
+const (
+	DefaultRegistrarQueue    = 4096
+	DefaultResponseCacheRate = 4000
+)
 
 func (r Registrar) validate() error {
 	switch {
@@ -31,10 +38,10 @@ func (r Registrar) validate() error {
 		return bad("registrar.max_contacts", "%d: must be at least 1", r.MaxContacts)
 	case r.Workers < 0 || r.Workers > 1024:
 		return bad("registrar.workers", "%d: must be between 0 (one per CPU) and 1024", r.Workers)
-	case r.Queue < 16 || r.Queue > 1<<20:
-		return bad("registrar.queue", "%d: must be between 16 and 1048576", r.Queue)
-	case r.ResponseCacheRate < 1 || r.ResponseCacheRate > 1<<20:
-		return bad("registrar.response_cache_rate", "%d: must be between 1 and 1048576", r.ResponseCacheRate)
+	case r.Queue != 0 && (r.Queue < 16 || r.Queue > 1<<20):
+		return bad("registrar.queue", "%d: must be 0 (the default) or between 16 and 1048576", r.Queue)
+	case r.ResponseCacheRate < 0 || r.ResponseCacheRate > 1<<20:
+		return bad("registrar.response_cache_rate", "%d: must be 0 (the default) or between 1 and 1048576", r.ResponseCacheRate)
 	}
 	return nil
 }
