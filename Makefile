@@ -35,12 +35,13 @@ test-memory:
 
 check-generated:
 	@if [ -x bpf/check-generated.sh ]; then bpf/check-generated.sh; fi
+	@if [ -x bench/xdp/check-generated.sh ]; then bench/xdp/check-generated.sh; fi
 
 test-integration: build
 	$(GO) test -race -count=1 -tags integration -timeout 12m ./internal/e2e/... ./internal/testutil/...
 
 generate:
-	$(GO) generate ./bpf/...
+	$(GO) generate ./bpf/... ./bench/xdp/bare
 
 # bench runs the default side-by-side comparison (bench/compare.sh: the
 # generator's ceiling, echo, pinhole's slow and fast paths, Kamailio,
