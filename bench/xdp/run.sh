@@ -14,7 +14,14 @@
 # pinhole's veth ends (schedstat, ns) per datagram sent, and CPU 1's busy
 # time from /proc/stat (which also counts anything else running there).
 #
+# The baseline is measured in the same run: the bare XDP program
+# (bench/xdp/bare: a CRLF keepalive answered by XDP_TX, anything else to
+# port 5060 dropped) held on pinhole's veth end by kaload, loaded the same
+# way; the summary gives pinhole's XDP cost per keepalive and per swallowed
+# NAT-ping answer as a ratio to it, next to the userspace answers.
+#
 # Usage: bench/xdp/run.sh [seconds per case, default 10]
+#   CASES="1 2 3" (3: the REGISTER flood)  RATE=100000  FLOOD=250000  REGRATE=200
 set -eu
 cd "$(dirname "$0")/../.."
 scripts/install-deps.sh bench # ethtool (veth GRO and threaded NAPI), iproute2, taskset
@@ -22,6 +29,7 @@ SECS=${1:-10}
 RATE=${RATE:-100000}         # keepalives or answers per second: under userspace's ceiling
 FLOOD=${FLOOD:-250000}       # attacker datagrams per second
 REGRATE=${REGRATE:-200}      # legitimate registrations per second
+CASES=${CASES:-1 2 3}
 S=phbx-s C=phbx-c A=phbx-a
 BIN=$(mktemp -d)
 PIDS=""
@@ -36,7 +44,8 @@ trap cleanup EXIT INT TERM
 
 go build -o "$BIN/pinhole" ./cmd/pinhole
 go build -o "$BIN/kaload" ./bench/xdp/kaload
-echo "== $(uname -r), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "== $(uname -r), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $LOAD0, commit $(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
 
 for n in $S $C $A; do ip netns del "$n" 2>/dev/null || true; ip netns add "$n"; ip -n "$n" link set lo up; done
 ip link add phbxs netns $S type veth peer name phbxc netns $C
@@ -104,6 +113,23 @@ load() { # NS SERVER_PID ARGS...: kaload on CPU 0, timing the server and
 	ip netns exec "$ns" taskset -c 0 "$BIN/kaload" -cpu 1 -pids "$srv $(napi phbxs) $(napi phbxs2)" "$@"
 }
 
+# record NAME CMD...: runs CMD, showing its output and keeping it for the summary.
+record() {
+	name=$1; shift
+	"$@" | tee "$BIN/res.$name"
+}
+
+# bare_xdp MODE: the bare XDP program on pinhole's veth end (held by kaload
+# on CPU 1, idle), loaded by kaload -mode MODE: its cost is the NAPI threads'.
+bare_xdp() {
+	ip netns exec $S taskset -c 1 "$BIN/kaload" -mode hold -xdp-bare phbxs -duration $((SECS + 10))s &
+	HOLD=$!; PIDS="$PIDS $HOLD"; sleep 1
+	pin_all # attaching XDP re-creates the veth NAPI threads
+	load $C $HOLD -mode "$1" -target 10.88.0.1:5060 -rate "$RATE" -duration "${SECS}s"
+	kill $HOLD 2>/dev/null; wait $HOLD 2>/dev/null || true
+	pin_all
+}
+
 # bare MODE: the bare userspace server (kaload -mode serve) on CPU 1,
 # loaded by kaload -mode MODE.
 bare() {
@@ -114,27 +140,36 @@ bare() {
 	kill $ECHO 2>/dev/null; wait $ECHO 2>/dev/null || true
 }
 
+case1() {
 echo "== 1. CRLF keepalives at $RATE/s for ${SECS}s (us_per_sent = CPU 1 busy time per keepalive)"
 printf '%s' "-- bare userspace echo (one Go socket): "
-bare crlf
+record ka-bare-user bare crlf
+printf '%s' "-- bare XDP program (XDP_TX of CRLF): "
+record ka-bare-xdp bare_xdp crlf
 for mode in off native; do
 	printf '%s' "-- pinhole, xdp $mode: "
 	start_pinhole $mode
-	load $C $PH -mode crlf -target 10.88.0.1:5060 -rate "$RATE" -duration "${SECS}s"
+	record ka-pinhole-$mode load $C $PH -mode crlf -target 10.88.0.1:5060 -rate "$RATE" -duration "${SECS}s"
 	stop_pinhole
 done
+}
 
+case2() {
 echo "== 2. Answers to NAT pings at $RATE/s for ${SECS}s"
 printf '%s' "-- bare userspace receive-and-drop: "
-bare reply
+record np-bare-user bare reply
+printf '%s' "-- bare XDP program (XDP_DROP): "
+record np-bare-xdp bare_xdp reply
 for mode in off native; do
 	echo "-- pinhole, xdp $mode (waits for pinhole's first ping): "
 	# The token stays valid until the next ping: the interval outlasts the run.
 	start_pinhole $mode "$((SECS + 20))s"
-	load $C $PH -mode natping -target 10.88.0.1:5060 -rate "$RATE" -duration "${SECS}s"
+	record np-pinhole-$mode load $C $PH -mode natping -target 10.88.0.1:5060 -rate "$RATE" -duration "${SECS}s"
 	stop_pinhole
 done
+}
 
+case3() {
 echo "== 3. REGISTER at $REGRATE/s from a device while an attacker floods $FLOOD REGISTER/s"
 for mode in native off; do
 	echo "-- pinhole, xdp $mode (rate limit 1000/s, burst 2000 per source address):"
@@ -145,3 +180,30 @@ for mode in native off; do
 	wait $F || true
 	stop_pinhole
 done
+}
+
+# us NAME [cpu]: a recorded case's CPU per datagram: the server's and its
+# NAPI threads' (default) or CPU 1's busy time.
+us() {
+	key=pids_us_per_sent
+	[ "${2:-}" = cpu ] && key=us_per_sent
+	grep -o " $key=[0-9.]*" "$BIN/res.$1" 2>/dev/null | cut -d= -f2 | tail -1
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
+
+summary() { # TITLE PREFIX: one case's four rows and its ratios
+	echo "$1"
+	for x in "bare-user:bare userspace" "pinhole-off:pinhole userspace (XDP off)" "bare-xdp:bare XDP program" "pinhole-native:pinhole XDP (native)"; do
+		printf '  %-36s %8s %10s\n' "${x#*:}" "$(us "$2-${x%%:*}")" "$(us "$2-${x%%:*}" cpu)"
+	done
+	echo "  pinhole XDP / bare XDP:        $(ratio "$(us "$2-pinhole-native")" "$(us "$2-bare-xdp")") (server + NAPI threads), $(ratio "$(us "$2-pinhole-native" cpu)" "$(us "$2-bare-xdp" cpu)") (CPU 1)"
+	echo "  pinhole userspace / pinhole XDP: $(ratio "$(us "$2-pinhole-off")" "$(us "$2-pinhole-native")") (server + NAPI threads), $(ratio "$(us "$2-pinhole-off" cpu)" "$(us "$2-pinhole-native" cpu)") (CPU 1)"
+}
+
+for c in $CASES; do "case$c"; done
+
+echo
+echo "== summary: µs of CPU per datagram at $RATE/s, ${SECS}s per case; load $LOAD0 before, $(cut -d' ' -f1-3 /proc/loadavg) after"
+printf '  %-36s %8s %10s\n' "" "srv+napi" "CPU 1 busy"
+case " $CASES " in *" 1 "*) summary "CRLF keepalive answered:" ka ;; esac
+case " $CASES " in *" 2 "*) summary "NAT-ping answer swallowed:" np ;; esac

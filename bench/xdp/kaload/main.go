@@ -2,7 +2,9 @@
 // sends keepalives, answers to NAT pings, REGISTER floods or paced
 // registrations at a fixed rate, and reports what came back. With -serve
 // it is instead the bare userspace keepalive echo that XDP is compared
-// with. Every run is bounded by -duration.
+// with; with -mode hold -xdp-bare it holds the bare XDP program
+// (bench/xdp/bare) on an interface, the floor pinhole's XDP program is
+// compared with. Every run is bounded by -duration.
 package main
 
 import (
@@ -37,9 +39,17 @@ func main() {
 	flag.IntVar(&cpu, "cpu", -1, "report the busy time of this `CPU` (from /proc/stat) while sending")
 	flag.StringVar(&pids, "pids", "", "space-separated `PIDs` (pinhole, the NAPI threads) whose CPU time is reported per datagram")
 	pass := flag.String("xdp-pass", "", "attach a pass-through XDP program to this `interface` while running")
+	bareIf := flag.String("xdp-bare", "", "attach the bare XDP baseline (bench/xdp/bare: CRLF answered, the rest to 5060 dropped) to this `interface` while running")
 	flag.Parse()
 	if *pass != "" {
 		detach, err := attachPass(*pass)
+		if err != nil {
+			fail(err)
+		}
+		defer detach()
+	}
+	if *bareIf != "" {
+		detach, err := attachBare(*bareIf)
 		if err != nil {
 			fail(err)
 		}
@@ -53,7 +63,7 @@ func main() {
 	case "serve":
 		err = serve(*local, *dur)
 	case "hold":
-		// Keep -xdp-pass attached for -duration (or until a signal).
+		// Keep -xdp-pass or -xdp-bare attached for -duration (or until a signal).
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		select {

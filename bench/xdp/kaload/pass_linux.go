@@ -7,6 +7,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/pinhole-sip/pinhole/bench/xdp/bare"
 )
 
 // attachPass attaches a program that passes every frame to ifname, in
@@ -30,4 +32,18 @@ func attachPass(ifname string) (func(), error) {
 		return nil, fmt.Errorf("attach pass-through XDP program to %s: %w", ifname, err)
 	}
 	return func() { l.Close(); prog.Close() }, nil
+}
+
+// attachBare attaches the bare XDP baseline to ifname in native mode for as
+// long as this process lives.
+func attachBare(ifname string) (func(), error) {
+	p, err := bare.Load()
+	if err != nil {
+		return nil, fmt.Errorf("-xdp-bare: %w", err)
+	}
+	if err := p.Attach(ifname); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("-xdp-bare: %w", err)
+	}
+	return func() { p.Close() }, nil
 }
