@@ -1,4 +1,4 @@
-package auth
+package digest
 
 import (
 	"crypto/md5"
@@ -45,8 +45,8 @@ func ParseAlgorithm(s string) (Algorithm, error) {
 	return 0, fmt.Errorf("unsupported digest algorithm %q", s)
 }
 
-// hexLen is the length of a digest in lowercase hex.
-func (a Algorithm) hexLen() int {
+// HexLen is the length of a digest in lowercase hex.
+func (a Algorithm) HexLen() int {
 	switch a {
 	case MD5:
 		return 2 * md5.Size
@@ -56,8 +56,8 @@ func (a Algorithm) hexLen() int {
 	return 0
 }
 
-// sumHex hashes p and appends the lowercase hex digest to dst.
-func (a Algorithm) sumHex(dst, p []byte) []byte {
+// AppendSum hashes p and appends the lowercase hex digest to dst.
+func (a Algorithm) AppendSum(dst, p []byte) []byte {
 	switch a {
 	case MD5:
 		s := md5.Sum(p)
@@ -66,7 +66,7 @@ func (a Algorithm) sumHex(dst, p []byte) []byte {
 		s := sha256.Sum256(p)
 		return hex.AppendEncode(dst, s[:])
 	}
-	panic("auth: sumHex on invalid algorithm " + a.String())
+	panic("digest: AppendSum on invalid algorithm " + a.String())
 }
 
 // HA1 returns H(username ":" realm ":" password) in lowercase hex
@@ -78,5 +78,5 @@ func HA1(alg Algorithm, user, realm, password string) string {
 	buf = append(buf, realm...)
 	buf = append(buf, ':')
 	buf = append(buf, password...)
-	return string(alg.sumHex(nil, buf))
+	return string(alg.AppendSum(nil, buf))
 }

@@ -1,4 +1,4 @@
-package auth
+package digest
 
 import (
 	"bufio"
@@ -17,12 +17,19 @@ import (
 // are ignored. HA1 = H(username ":" realm ":" password) in hex (see [HA1]).
 // A Credentials is read-only once parsed and safe for concurrent use.
 type Credentials struct {
-	users map[userRealm]ha1Pair
+	// users is keyed by realm NUL user, so that the event loops look a
+	// user up from the request's bytes without allocating.
+	users map[string]ha1Pair
 }
 
-type userRealm struct{ user, realm string }
+type ha1Pair struct{ user, realm, md5, sha256 string }
 
-type ha1Pair struct{ md5, sha256 string }
+// credKey appends the map key of user in realm to dst.
+func credKey(dst []byte, user, realm string) []byte {
+	dst = append(dst, realm...)
+	dst = append(dst, 0)
+	return append(dst, user...)
+}
 
 // LoadCredentials reads a credentials file.
 func LoadCredentials(path string) (*Credentials, error) {
@@ -41,8 +48,8 @@ func LoadCredentials(path string) (*Credentials, error) {
 // ParseCredentials parses the credentials format described on [Credentials].
 // Errors name the line number.
 func ParseCredentials(r io.Reader) (*Credentials, error) {
-	c := &Credentials{users: make(map[userRealm]ha1Pair)}
-	seen := make(map[userRealm]int)
+	c := &Credentials{users: make(map[string]ha1Pair)}
+	seen := make(map[string]int)
 	sc := bufio.NewScanner(r)
 	line := 0
 	for sc.Scan() {
@@ -58,11 +65,14 @@ func ParseCredentials(r io.Reader) (*Credentials, error) {
 		if len(fields) < 3 || len(fields) > 4 {
 			return nil, fmt.Errorf("line %d: want `username realm md5-ha1 [sha256-ha1]`, got %d fields", line, len(fields))
 		}
-		key := userRealm{user: fields[0], realm: fields[1]}
-		if prev, dup := seen[key]; dup {
-			return nil, fmt.Errorf("line %d: user %q in realm %q already defined on line %d", line, key.user, key.realm, prev)
+		if strings.IndexByte(text, 0) >= 0 {
+			return nil, fmt.Errorf("line %d: NUL byte", line)
 		}
-		var p ha1Pair
+		key := string(credKey(nil, fields[0], fields[1]))
+		if prev, dup := seen[key]; dup {
+			return nil, fmt.Errorf("line %d: user %q in realm %q already defined on line %d", line, fields[0], fields[1], prev)
+		}
+		p := ha1Pair{user: fields[0], realm: fields[1]}
 		var err error
 		if p.md5, err = parseHA1(fields[2], MD5); err != nil {
 			return nil, fmt.Errorf("line %d: %w", line, err)
@@ -84,8 +94,8 @@ func ParseCredentials(r io.Reader) (*Credentials, error) {
 // parseHA1 checks an HA1 column and returns it in lowercase: the response is
 // compared as lowercase hex (RFC 7616 §3.4.1 "LHEX").
 func parseHA1(s string, alg Algorithm) (string, error) {
-	if len(s) != alg.hexLen() {
-		return "", fmt.Errorf("%s HA1 %q: want %d hex digits, got %d", alg, s, alg.hexLen(), len(s))
+	if len(s) != alg.HexLen() {
+		return "", fmt.Errorf("%s HA1 %q: want %d hex digits, got %d", alg, s, alg.HexLen(), len(s))
 	}
 	for i := 0; i < len(s); i++ {
 		if !isHex(s[i]) {
@@ -105,7 +115,8 @@ func (c *Credentials) HA1(user, realm string, alg Algorithm) (ha1 string, ok boo
 	if c == nil {
 		return "", false
 	}
-	p, ok := c.users[userRealm{user: user, realm: realm}]
+	var buf [256]byte
+	p, ok := c.users[string(credKey(buf[:0], user, realm))]
 	if !ok {
 		return "", false
 	}
@@ -118,10 +129,10 @@ func (c *Credentials) HA1(user, realm string, alg Algorithm) (ha1 string, ok boo
 	return ha1, ha1 != ""
 }
 
-// missing returns the first user (in byte order, so errors are stable) of
+// Missing returns the first user (in byte order, so errors are stable) of
 // realm that has no HA1 for alg.
-func (c *Credentials) missing(realm string, alg Algorithm) (user string, found bool) {
-	for k := range c.users {
+func (c *Credentials) Missing(realm string, alg Algorithm) (user string, found bool) {
+	for _, k := range c.users {
 		if k.realm != realm {
 			continue
 		}

@@ -1,4 +1,4 @@
-package auth
+package digest
 
 import (
 	"errors"
@@ -6,26 +6,28 @@ import (
 	"strings"
 )
 
-// digestResponse is one parsed Digest credentials value (RFC 7616 §3.4,
+// Params is one parsed Digest credentials value (RFC 7616 §3.4,
 // RFC 3261 §25.1 "digest-response"). Empty means absent.
-type digestResponse struct {
-	username  string
-	realm     string
-	nonce     string
-	uri       string
-	response  string
-	algorithm string
-	cnonce    string
-	opaque    string
-	qop       string
-	nc        string
+type Params struct {
+	Username  string
+	Realm     string
+	Nonce     string
+	URI       string
+	Response  string
+	Algorithm string
+	CNonce    string
+	Opaque    string
+	QOP       string
+	NC        string
 }
 
-var errNotDigest = errors.New("not a Digest credentials value")
+// ErrNotDigest is Parse's answer to another scheme (Basic, Bearer…):
+// credentials for someone else, to be skipped.
+var ErrNotDigest = errors.New("not a Digest credentials value")
 
-// parseDigest parses an Authorization or Proxy-Authorization value.
+// Parse parses an Authorization or Proxy-Authorization value.
 //
-// It returns errNotDigest for another scheme (Basic, Bearer…), which the
+// It returns ErrNotDigest for another scheme (Basic, Bearer…), which the
 // caller ignores. The grammar is RFC 3261 §25.1: the scheme is
 // case-insensitive (RFC 7235 §2.1), parameters come in any order with
 // case-insensitive names, values are tokens or quoted strings with
@@ -35,12 +37,12 @@ var errNotDigest = errors.New("not a Digest credentials value")
 // Unknown parameters (auth-param) are skipped.
 //
 // Unescaped values are substrings of s, so the common case does not allocate.
-func parseDigest(s string) (digestResponse, error) {
-	var d digestResponse
+func Parse(s string) (Params, error) {
+	var d Params
 	s = trimSWS(s)
 	const scheme = "Digest"
 	if len(s) < len(scheme) || !strings.EqualFold(s[:len(scheme)], scheme) {
-		return d, errNotDigest
+		return d, ErrNotDigest
 	}
 	rest := s[len(scheme):]
 	if rest == "" {
@@ -48,7 +50,7 @@ func parseDigest(s string) (digestResponse, error) {
 	}
 	if rest[0] != ' ' && rest[0] != '\t' {
 		// "DigestX ..." is another scheme.
-		return d, errNotDigest
+		return d, ErrNotDigest
 	}
 	var seen uint16
 	p := rest
@@ -107,29 +109,29 @@ func parseDigest(s string) (digestResponse, error) {
 }
 
 // field maps a parameter name to its slot and a bit for duplicate detection.
-func (d *digestResponse) field(name string) (uint16, *string) {
+func (d *Params) field(name string) (uint16, *string) {
 	// ToLower does not allocate for the lower-case names clients send.
 	switch strings.ToLower(name) {
 	case "username":
-		return 1 << 0, &d.username
+		return 1 << 0, &d.Username
 	case "realm":
-		return 1 << 1, &d.realm
+		return 1 << 1, &d.Realm
 	case "nonce":
-		return 1 << 2, &d.nonce
+		return 1 << 2, &d.Nonce
 	case "uri":
-		return 1 << 3, &d.uri
+		return 1 << 3, &d.URI
 	case "response":
-		return 1 << 4, &d.response
+		return 1 << 4, &d.Response
 	case "algorithm":
-		return 1 << 5, &d.algorithm
+		return 1 << 5, &d.Algorithm
 	case "cnonce":
-		return 1 << 6, &d.cnonce
+		return 1 << 6, &d.CNonce
 	case "opaque":
-		return 1 << 7, &d.opaque
+		return 1 << 7, &d.Opaque
 	case "qop":
-		return 1 << 8, &d.qop
+		return 1 << 8, &d.QOP
 	case "nc":
-		return 1 << 9, &d.nc
+		return 1 << 9, &d.NC
 	}
 	return 0, nil
 }
@@ -224,7 +226,7 @@ func clip(s string) string {
 }
 
 // quote returns s as a quoted-string, escaping '"' and '\'.
-func quote(s string) string {
+func Quote(s string) string {
 	if !strings.ContainsAny(s, `"\`) {
 		return `"` + s + `"`
 	}

@@ -1,4 +1,4 @@
-package auth
+package digest
 
 import (
 	"crypto/hmac"
@@ -25,15 +25,17 @@ const (
 
 var nonceEncoding = base64.RawURLEncoding
 
-// nonceLen is the length of an encoded nonce: 43 characters, all of them
+// NonceLen is the length of an encoded nonce: 43 characters, all of them
 // token characters, so the nonce never needs escaping.
-var nonceLen = nonceEncoding.EncodedLen(nonceRawLen)
+const NonceLen = (nonceRawLen*8 + 5) / 6
 
-// nonceKey identifies a nonce in the replay cache: its tag is unique per
+// NonceKey identifies a nonce in the replay cache: its tag is unique per
 // nonce with overwhelming probability and costs no allocation.
-type nonceKey [nonceTagLen]byte
+type NonceKey [nonceTagLen]byte
 
-type noncer struct {
+// Nonces mints and verifies the stateless nonces of one secret. It is
+// safe for concurrent use and allocates nothing but Mint's string.
+type Nonces struct {
 	pool sync.Pool // of *nonceScratch
 }
 
@@ -43,18 +45,19 @@ type nonceScratch struct {
 	mac hash.Hash
 	sum [sha256.Size]byte
 	msg [nonceTimeLen + nonceRandLen]byte
-	enc [64]byte // >= nonceLen
+	enc [64]byte // >= NonceLen
 }
 
-func newNoncer(secret []byte) *noncer {
+// NewNonces returns the nonces of secret.
+func NewNonces(secret []byte) *Nonces {
 	key := append([]byte(nil), secret...)
-	n := &noncer{}
+	n := &Nonces{}
 	n.pool.New = func() any { return &nonceScratch{mac: hmac.New(sha256.New, key)} }
 	return n
 }
 
 // tag writes the truncated HMAC of msg to dst.
-func (n *noncer) tag(dst, msg []byte) {
+func (n *Nonces) tag(dst, msg []byte) {
 	sc := n.pool.Get().(*nonceScratch)
 	sc.mac.Reset()
 	// Hashing from the pooled buffer keeps the caller's array on its stack:
@@ -64,19 +67,27 @@ func (n *noncer) tag(dst, msg []byte) {
 	n.pool.Put(sc)
 }
 
-// mint returns a fresh nonce issued at now.
-func (n *noncer) mint(now time.Time) string {
+// Mint returns a fresh nonce issued at now.
+func (n *Nonces) Mint(now time.Time) string {
+	var b [NonceLen]byte
+	return string(n.Append(b[:0], now))
+}
+
+// Append appends a fresh nonce issued at now to dst; the event loops
+// challenge with it without allocating.
+func (n *Nonces) Append(dst []byte, now time.Time) []byte {
 	var raw [nonceRawLen]byte
 	binary.BigEndian.PutUint64(raw[:nonceTimeLen], uint64(now.UnixNano()))
 	// crypto/rand.Read never returns an error since Go 1.24.
 	rand.Read(raw[nonceTimeLen : nonceTimeLen+nonceRandLen])
 	n.tag(raw[nonceTimeLen+nonceRandLen:], raw[:nonceTimeLen+nonceRandLen])
-	return nonceEncoding.EncodeToString(raw[:])
+	return nonceEncoding.AppendEncode(dst, raw[:])
 }
 
-// verify reports whether s is a nonce this secret issued, and when.
-func (n *noncer) verify(s string) (issued time.Time, key nonceKey, ok bool) {
-	if len(s) != nonceLen {
+// Verify reports whether s is a nonce this secret issued, and when; key
+// names it in the replay memory.
+func (n *Nonces) Verify(s string) (issued time.Time, key NonceKey, ok bool) {
+	if len(s) != NonceLen {
 		return time.Time{}, key, false
 	}
 	var raw [nonceRawLen]byte

@@ -1,11 +1,11 @@
-package auth
+package digest
 
 import (
 	"sync"
 	"time"
 )
 
-// replayCache remembers, per nonce, which nonce-counts were already
+// Replay remembers, per nonce, which nonce-counts were already
 // accepted, so a captured request cannot be replayed while its nonce is
 // fresh (RFC 7616 §3.4: the server checks that nc has not been seen for the
 // nonce). 30 s is long enough to replay a captured INVITE and place a call
@@ -28,40 +28,42 @@ import (
 // replay sent to another worker within the TTL is not caught. That is the
 // price of stateless nonces and is documented in docs/auth.md. A reload
 // keeps it (Authenticator.WithCredentials).
-type replayCache struct {
+type Replay struct {
 	mu      sync.Mutex
 	ttl     time.Duration
 	max     int
-	byNonce map[nonceKey]*replayEntry
+	byNonce map[NonceKey]*replayEntry
+	free    []*replayEntry
 	oldest  []*replayEntry // min-heap on issued
 	floor   time.Time      // nonces issued at or before it are refused
 	evicted uint64         // entries dropped before their nonce expired
 }
 
 type replayEntry struct {
-	key    nonceKey
+	key    NonceKey
 	issued time.Time
 	top    uint32 // highest nc accepted
 	window uint64 // bit i: top-i was accepted
 }
 
-// replayWindow is how far below the highest nc a late nc is still checked.
-const replayWindow = 64
+// ReplayWindow is how far below the highest nc a late nc is still checked.
+const ReplayWindow = 64
 
-func newReplayCache(ttl time.Duration, max int) *replayCache {
-	return &replayCache{ttl: ttl, max: max, byNonce: make(map[nonceKey]*replayEntry)}
+// NewReplay returns a memory for nonces that live ttl, holding max of them.
+func NewReplay(ttl time.Duration, max int) *Replay {
+	return &Replay{ttl: ttl, max: max, byNonce: make(map[NonceKey]*replayEntry)}
 }
 
-// seen records that (nonce, nc) is being accepted and reports whether it
+// Seen records that (nonce, nc) is being accepted and reports whether it
 // must be refused instead: used before, too far below the nonce's highest
 // nc, or issued no later than a nonce whose entry was evicted.
-func (r *replayCache) seen(nonce nonceKey, nc uint32, issued, now time.Time) bool {
+func (r *Replay) Seen(nonce NonceKey, nc uint32, issued, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// Expired nonces are refused by Check before they get here.
 	for len(r.oldest) > 0 && now.Sub(r.oldest[0].issued) > r.ttl {
 		delete(r.byNonce, r.oldest[0].key)
-		r.popOldest()
+		r.release(r.popOldest())
 	}
 	if !r.floor.IsZero() && !issued.After(r.floor) {
 		return true
@@ -69,24 +71,25 @@ func (r *replayCache) seen(nonce nonceKey, nc uint32, issued, now time.Time) boo
 	e := r.byNonce[nonce]
 	if e == nil {
 		if len(r.byNonce) >= r.max {
-			old := r.oldest[0]
+			old := r.popOldest()
 			delete(r.byNonce, old.key)
-			r.popOldest()
 			r.evicted++
 			if old.issued.After(r.floor) {
 				r.floor = old.issued
 			}
+			r.release(old)
 			if !issued.After(r.floor) {
 				return true // older than what was just forgotten
 			}
 		}
-		e = &replayEntry{key: nonce, issued: issued, top: nc, window: 1}
+		e = r.entry()
+		*e = replayEntry{key: nonce, issued: issued, top: nc, window: 1}
 		r.byNonce[nonce] = e
 		r.push(e)
 		return false
 	}
 	if nc > e.top {
-		if shift := nc - e.top; shift >= replayWindow {
+		if shift := nc - e.top; shift >= ReplayWindow {
 			e.window = 1
 		} else {
 			e.window = e.window<<shift | 1
@@ -95,7 +98,7 @@ func (r *replayCache) seen(nonce nonceKey, nc uint32, issued, now time.Time) boo
 		return false
 	}
 	d := e.top - nc
-	if d >= replayWindow || e.window&(1<<d) != 0 {
+	if d >= ReplayWindow || e.window&(1<<d) != 0 {
 		return true
 	}
 	e.window |= 1 << d
@@ -103,28 +106,48 @@ func (r *replayCache) seen(nonce nonceKey, nc uint32, issued, now time.Time) boo
 }
 
 // push and popOldest keep oldest a binary min-heap on issued.
-func (r *replayCache) push(e *replayEntry) {
+func (r *Replay) push(e *replayEntry) {
 	r.oldest = append(r.oldest, e)
 	r.up(len(r.oldest) - 1)
 }
 
-func (r *replayCache) popOldest() {
+// popOldest removes and returns the entry of the oldest nonce.
+func (r *Replay) popOldest() *replayEntry {
 	n := len(r.oldest) - 1
+	e := r.oldest[0]
 	r.swap(0, n)
 	r.oldest[n] = nil
 	r.oldest = r.oldest[:n]
 	if n > 0 {
 		r.down(0)
 	}
+	return e
 }
 
-func (r *replayCache) less(i, j int) bool { return r.oldest[i].issued.Before(r.oldest[j].issued) }
+// entry takes an entry from the free list, or a new one.
+func (r *Replay) entry() *replayEntry {
+	if n := len(r.free); n > 0 {
+		e := r.free[n-1]
+		r.free = r.free[:n-1]
+		return e
+	}
+	return new(replayEntry)
+}
 
-func (r *replayCache) swap(i, j int) {
+// release puts an entry that left the memory on the free list.
+func (r *Replay) release(e *replayEntry) {
+	if len(r.free) < r.max {
+		r.free = append(r.free, e)
+	}
+}
+
+func (r *Replay) less(i, j int) bool { return r.oldest[i].issued.Before(r.oldest[j].issued) }
+
+func (r *Replay) swap(i, j int) {
 	r.oldest[i], r.oldest[j] = r.oldest[j], r.oldest[i]
 }
 
-func (r *replayCache) up(i int) {
+func (r *Replay) up(i int) {
 	for i > 0 {
 		p := (i - 1) / 2
 		if !r.less(i, p) {
@@ -135,7 +158,7 @@ func (r *replayCache) up(i int) {
 	}
 }
 
-func (r *replayCache) down(i int) {
+func (r *Replay) down(i int) {
 	n := len(r.oldest)
 	for {
 		c := 2*i + 1
@@ -153,8 +176,8 @@ func (r *replayCache) down(i int) {
 	}
 }
 
-// stats reports the entries held and those evicted so far.
-func (r *replayCache) stats() (held int, evicted uint64) {
+// Stats reports the entries held and those evicted so far.
+func (r *Replay) Stats() (held int, evicted uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.byNonce), r.evicted

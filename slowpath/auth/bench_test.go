@@ -28,7 +28,7 @@ func BenchmarkCheck(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				if i%n == 0 && i > 0 {
 					b.StopTimer()
-					a.replays = newReplayCache(a.ttl, DefaultReplayEntries)
+					a = newAuth(b, clk, nil) // same secret, empty replay memory
 					b.StartTimer()
 				}
 				if r := a.Check(reqs[i%n], true); !r.OK {
@@ -60,14 +60,4 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		}
 	})
-}
-
-func BenchmarkParseDigest(b *testing.B) {
-	in := `Digest username="alice", realm="pinhole", nonce="AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", uri="sip:pinhole.example", response="ab7a11474ad9be9b4b284ca7ee853dbc", algorithm=MD5, cnonce="0a4f113b", qop=auth, nc=00000001`
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := parseDigest(in); err != nil {
-			b.Fatal(err)
-		}
-	}
 }

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -86,17 +85,4 @@ func mustParse(t *testing.T, text string) *Credentials {
 		t.Fatal(err)
 	}
 	return c
-}
-
-// BenchmarkReplayFlood is one accepted nonce with the replay memory full.
-func BenchmarkReplayFlood(b *testing.B) {
-	r := newReplayCache(time.Hour, DefaultReplayEntries)
-	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		var k nonceKey
-		copy(k[:], fmt.Sprintf("%016x", i))
-		at := t0.Add(time.Duration(i))
-		r.seen(k, 1, at, at)
-	}
 }

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/pinhole-sip/pinhole/internal/digest"
 )
 
 // TestRFCVectors checks the request-digest against the worked examples of
@@ -46,9 +48,9 @@ func TestRFCVectors(t *testing.T) {
 			if got := rfcResponse(tc.alg.String(), tc.user, tc.realm, tc.password, tc.method, tc.uri, tc.nonce, tc.nc, tc.cnonce, tc.qop); got != tc.want {
 				t.Errorf("test helper rfcResponse = %s, want %s", got, tc.want)
 			}
-			d := digestResponse{username: tc.user, realm: tc.realm, nonce: tc.nonce, uri: tc.uri, nc: tc.nc, cnonce: tc.cnonce, qop: tc.qop}
+			d := digest.Params{Username: tc.user, Realm: tc.realm, Nonce: tc.nonce, URI: tc.uri, NC: tc.nc, CNonce: tc.cnonce, QOP: tc.qop}
 			ha1 := HA1(tc.alg, tc.user, tc.realm, tc.password)
-			got := string((&Authenticator{}).response(nil, tc.alg, ha1, tc.method, &d))
+			got := string(digest.AppendResponse(nil, tc.alg, ha1, tc.method, &d))
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("response (-want +got):\n%s", diff)
 			}
