@@ -265,8 +265,8 @@ func TestStreamFlood(t *testing.T) {
 	if m[`pinhole_stream_refused_total{reason="max_per_source"}`] < 1 || m[`pinhole_stream_closed_total{reason="message_timeout"}`] < 1 || m[`pinhole_stream_closed_total{reason="handshake_timeout"}`] < 1 {
 		t.Error("refusals and closes were not counted")
 	}
-	if peakRSS > 300 {
-		t.Errorf("peak RSS %.0f MiB, want under 300", peakRSS)
+	if limit := float64(300 * memoryScale); peakRSS > limit {
+		t.Errorf("peak RSS %.0f MiB, want under %.0f", peakRSS, limit)
 	}
 	if peakGo > 4000 {
 		t.Errorf("peak goroutines %.0f, want under 4000", peakGo)
