@@ -53,7 +53,8 @@ func startMidrig(t *testing.T, p midParams, edit func(*testutil.Config)) *midrig
 		addr := fmt.Sprintf("%s:%d", testutil.Loopback, port)
 		c.Listen = config.Listen{UDP: []string{addr}, TCP: []string{addr}}
 		// Short expiries so the rules play out in seconds.
-		c.Registrar = config.Registrar{MinExpires: 1, MaxExpires: 3600, DefaultExpires: 60, MaxContacts: 10}
+		// Set field by field: the section's other keys keep their defaults.
+		c.Registrar.MinExpires, c.Registrar.MaxExpires, c.Registrar.DefaultExpires, c.Registrar.MaxContacts = 1, 3600, 60, 10
 		c.Log.Level = "info"
 		c.MidRegistrar = config.MidRegistrar{
 			Upstreams:       []config.Upstream{{Addr: k.Addr.String(), Transport: "udp"}},
