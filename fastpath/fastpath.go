@@ -26,6 +26,7 @@ import (
 	"github.com/pinhole-sip/pinhole/fastpath/handoff"
 	"github.com/pinhole-sip/pinhole/fastpath/scan"
 	"github.com/pinhole-sip/pinhole/internal/config"
+	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/internal/location"
 )
 
@@ -38,6 +39,10 @@ type Host interface {
 	UDPLimits() (maxMessageBytes, maxHeaders int)
 	MidRegistrar() bool
 	AuthEnabled() bool
+	// Digest is the slow path's current digest check (nil without
+	// authentication): the loops check refreshes with the same instance,
+	// so a (nonce, nc) one path accepted is a replay for the other.
+	Digest() *digest.Verifier
 }
 
 // RecvBuffer is each loop socket's receive buffer, as the slow path's own
@@ -70,9 +75,9 @@ type Options struct {
 // Attach makes h open its UDP listeners through gnet loops and fills the
 // absorption cache from its registrar. Call it before h starts. Whether
 // refreshes are absorbed depends on the mode (docs/fastpath.md): in the
-// standalone registrar only without digest authentication (each REGISTER
-// is then checked by the slow path), in the mid-registrar in modes contact
-// and aor (mirror relays everything).
+// standalone registrar, with digest authentication checked in the loop
+// when it is on (h.Digest), in the mid-registrar in modes contact and aor
+// (mirror relays everything).
 func Attach(h Host, cfg *config.Config, log *slog.Logger, opt Options) (*FastPath, error) {
 	f := &FastPath{cfg: cfg.FastPath, host: h, log: log, stop: make(chan struct{}), flushed: make(chan struct{})}
 	mode, margin := absorb.Registrar, time.Duration(0)
@@ -83,14 +88,18 @@ func Attach(h Host, cfg *config.Config, log *slog.Logger, opt Options) (*FastPat
 		f.Absorbing = "yes: mid-registrar refreshes whose upstream registration is not due"
 		mode, margin = absorb.MidRegistrar, time.Duration(cfg.MidRegistrar.RenewalMargin)*time.Second
 	case h.AuthEnabled():
-		f.Absorbing = "no: the standalone registrar checks credentials on every REGISTER"
+		f.Absorbing = "yes: standalone registrar refreshes with their digest credentials checked in the loop, challenges answered there"
 	default:
 		f.Absorbing = "yes: standalone registrar refreshes"
 	}
 	if f.Absorbing[:3] == "yes" {
-		c, err := absorb.New(absorb.Options{
+		ao := absorb.Options{
 			Store: h.Store(), MaxEntries: int64(cfg.FastPath.CacheSize), Mode: mode, RenewalMargin: margin, Refuse: opt.Refuse,
-		})
+		}
+		if mode == absorb.Registrar && h.AuthEnabled() {
+			ao.Digest = h.Digest
+		}
+		c, err := absorb.New(ao)
 		if err != nil {
 			return nil, err
 		}

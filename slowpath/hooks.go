@@ -7,6 +7,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
 )
@@ -85,6 +86,16 @@ func (s *Server) authFailed(req *sip.Request) {
 	if src, err := netip.ParseAddrPort(req.Source()); err == nil {
 		(*fn)(src.Addr())
 	}
+}
+
+// Digest is the current digest check (nil without authentication), which
+// the fast path's loops run on the same nonces and replay memory as the
+// registrar and the proxy.
+func (s *Server) Digest() *digest.Verifier {
+	if a := s.ops.authn.Load(); a != nil {
+		return a.Verifier()
+	}
+	return nil
 }
 
 func (s *Server) committed(req *sip.Request, res *sip.Response, flow location.Flow) {

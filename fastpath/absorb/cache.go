@@ -14,6 +14,7 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/internal/location"
 )
 
@@ -39,6 +40,11 @@ type Options struct {
 	// and a Loop's Get is treated as evicted, as ristretto may do at any time.
 	Refuse func() bool
 	Now    func() time.Time // tests; default time.Now
+	// Digest, when set, returns the slow path's current digest check
+	// (a reload swaps it; the nonce secret and replay memory stay): every
+	// refresh must then carry credentials it accepts, and one without any
+	// is challenged from the loop. nil: no authentication.
+	Digest func() *digest.Verifier
 }
 
 // Entry is the prepared answer for one AOR held by one registration. The
@@ -63,6 +69,12 @@ type Entry struct {
 	hasSupported bool
 	bindings     []binding
 	tail         []byte // reply headers after CSeq, before Date
+	// realm and user: the protection domain of the AOR's domain and the
+	// To user, the identity credentials must be for (slowpath/auth);
+	// authOK false when the domain has no realm.
+	realm  digest.Realm
+	user   string
+	authOK bool
 
 	cseq atomic.Uint32
 	last atomic.Int64 // unix second of the last refresh (the store's Updated)
@@ -268,6 +280,12 @@ func (c *Cache) build(req *sip.Request, res *sip.Response, flow location.Flow) (
 			return nil, fillStale
 		}
 		e.bindings = append(e.bindings, binding{contact: b.Contact, exp: b.Expires.Unix() - last, until: up})
+	}
+	if c.opt.Digest != nil {
+		if v := c.opt.Digest(); v != nil {
+			e.realm, e.authOK = v.RealmFor(to.Address.Host)
+			e.user = to.Address.User
+		}
 	}
 	e.cseq.Store(cs.SeqNo)
 	e.last.Store(last)

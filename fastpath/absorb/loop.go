@@ -9,8 +9,10 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/pinhole-sip/pinhole/fastpath/scan"
+	"github.com/pinhole-sip/pinhole/internal/digest"
 )
 
 // Decline says why a Loop did not absorb a datagram.
@@ -19,20 +21,49 @@ type Decline uint8
 // Declines, each a label of pinhole_fastpath_declined_total (with the
 // scanner's reasons for Scanned).
 const (
-	Absorbed Decline = iota
-	Scanned          // the scanner refused it; see the scan reason
-	Miss             // no entry for the AOR (never filled, evicted, invalidated)
-	Flow             // another source, local socket or Call-ID
-	Order            // CSeq not higher (a retransmission the fast path did not answer)
-	Changed          // an identity field differs from the registration's
-	Via              // a Via the fast path cannot vouch for
-	Due              // mid-registrar: the upstream registration must be renewed
-	Lapsing          // a binding would lapse before the store hears of the refresh
-	Backlog          // the touch ring is full: the store is behind
+	Absorbed   Decline = iota
+	Scanned            // the scanner refused it; see the scan reason
+	Miss               // no entry for the AOR (never filled, evicted, invalidated)
+	Flow               // another source, local socket or Call-ID
+	Order              // CSeq not higher (a retransmission the fast path did not answer)
+	Changed            // an identity field differs from the registration's
+	Via                // a Via the fast path cannot vouch for
+	Due                // mid-registrar: the upstream registration must be renewed
+	Lapsing            // a binding would lapse before the store hears of the refresh
+	Backlog            // the touch ring is full: the store is behind
+	Auth               // digest authentication on and the credentials not vouched for; see the auth reason
+	Challenged         // answered with a 401 challenge from the loop (not a decline)
 	NumDeclines
 )
 
-var declineNames = [NumDeclines]string{"absorbed", "scan", "miss", "flow", "order", "changed", "via", "due", "lapsing", "backlog"}
+var declineNames = [NumDeclines]string{"absorbed", "scan", "miss", "flow", "order", "changed", "via", "due", "lapsing", "backlog", "auth", "challenged"}
+
+// authWhy says why the loop did not vouch for a refresh's credentials;
+// each is a label of pinhole_fastpath_declined_total ("auth_<why>"). The
+// slow path then answers as it always did: 401 stale, 403, 400, ...
+type authWhy uint8
+
+const (
+	authOK      authWhy = iota
+	authSeveral         // more than one Authorization header: the slow path picks by realm
+	authEscaped         // a backslash in the value: unescaping would allocate
+	authParse           // not a Digest value, or malformed
+	authRealm           // another realm, or the AOR's domain has none
+	authNoQOP           // no qop: only qop=auth is checked in the loop
+	authReplay          // the (nonce, nc) was used already, by either path
+	// authVerdict + v: what digest.Verifier.Verify said.
+	authVerdict
+	numAuthWhy = authVerdict + authWhy(digest.NumVerdicts)
+)
+
+var authWhyNames = [authVerdict]string{"ok", "several", "escaped", "parse", "realm", "no_qop", "replay"}
+
+func (a authWhy) String() string {
+	if a < authVerdict {
+		return authWhyNames[a]
+	}
+	return digest.Verdict(a - authVerdict).String()
+}
 
 func (d Decline) String() string {
 	if d < NumDeclines {
@@ -64,6 +95,7 @@ type Loop struct {
 	date    []byte
 	ring    *touchRing
 	cnt     *loopCounters
+	nonce   []byte // a challenge's nonce (scratch)
 }
 
 // loopCounters are written by one loop and read by the scrape; the
@@ -72,6 +104,7 @@ type loopCounters struct {
 	_        [64]byte
 	declined [NumDeclines]atomic.Uint64 // [Absorbed] counts absorbed refreshes
 	scan     [scan.NumReasons]atomic.Uint64
+	auth     [numAuthWhy]atomic.Uint64
 	_        [64]byte
 }
 
@@ -87,6 +120,7 @@ func (c *Cache) NewLoop() *Loop {
 		date:    make([]byte, 0, 40),
 		ring:    newTouchRing(touchRingSize),
 		cnt:     &loopCounters{},
+		nonce:   make([]byte, 0, 64),
 	}
 	c.loopsMu.Lock()
 	c.loops = append(c.loops, l)
@@ -96,15 +130,17 @@ func (c *Cache) NewLoop() *Loop {
 
 // Absorb answers data, a datagram from remote to the local socket, if it
 // is an absorbable refresh: it returns the reply (valid until the next
-// call) and Absorbed. Otherwise it returns nil and why; the caller hands
-// the datagram to the slow path. It allocates nothing.
+// call) and Absorbed, or with digest authentication on, a 401 challenge
+// and Challenged for a refresh that carries no credentials. Otherwise it
+// returns nil and why; the caller hands the datagram to the slow path. It
+// allocates nothing.
 func (l *Loop) Absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort, now time.Time) ([]byte, Decline) {
 	d := l.absorb(data, lim, local, remote, now)
 	l.cnt.declined[d].Add(1)
-	if d != Absorbed {
+	if d != Absorbed && d != Challenged {
 		return nil, d
 	}
-	return l.buf, Absorbed
+	return l.buf, d
 }
 
 func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort, now time.Time) Decline {
@@ -153,6 +189,27 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 		return Order
 	}
 
+	// Digest authentication (docs/auth.md, "One check for both paths"):
+	// the checks of the slow path, on the same Verifier, up to the replay
+	// memory, which is told last, once nothing else can decline.
+	var v *digest.Verifier
+	var checked digest.Checked
+	if l.c.opt.Digest != nil {
+		if v = l.c.opt.Digest(); v != nil {
+			if r.NumAuth == 0 {
+				if retransmission {
+					return Order // the slow path decides what a retransmission gets
+				}
+				return l.challenge(v, e, remote, now)
+			}
+			var why authWhy
+			if checked, why = l.verify(v, e, now); why != authOK {
+				l.cnt.auth[why].Add(1)
+				return Auth
+			}
+		}
+	}
+
 	sec := now.Unix()
 	if !retransmission {
 		prev := e.last.Load()
@@ -168,6 +225,11 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 		if !l.ring.reserve(len(e.bindings)) {
 			return Backlog
 		}
+		if v != nil && !v.Accept(checked, now) {
+			// The slow path finds the same pair used and answers stale.
+			l.cnt.auth[authReplay].Add(1)
+			return Auth
+		}
 		hi, lo := l.rng.Uint64(), l.rng.Uint64()
 		e.tagHi.Store(hi)
 		e.tagLo.Store(lo)
@@ -182,6 +244,84 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 	}
 	l.build(e, remote, now)
 	return Absorbed
+}
+
+// verify checks the refresh's one Authorization value with v, as the slow
+// path would for the same bytes, but stops short of the replay memory
+// (Accept): the caller may still decline.
+func (l *Loop) verify(v *digest.Verifier, e *Entry, now time.Time) (digest.Checked, authWhy) {
+	r := &l.reg
+	if r.NumAuth > 1 {
+		return digest.Checked{}, authSeveral
+	}
+	if !e.authOK {
+		return digest.Checked{}, authRealm
+	}
+	a := r.Authorization
+	if bytes.IndexByte(a, '\\') >= 0 {
+		return digest.Checked{}, authEscaped
+	}
+	// The parameters alias the datagram, which outlives this call.
+	p, err := digest.Parse(unsafe.String(unsafe.SliceData(a), len(a)))
+	if err != nil {
+		return digest.Checked{}, authParse
+	}
+	if p.Realm != e.realm.Name {
+		return digest.Checked{}, authRealm
+	}
+	if p.QOP == "" {
+		return digest.Checked{}, authNoQOP
+	}
+	// The slow path also accepts a digest uri that names the Request-URI
+	// in another form; here only the bytes the entry holds (same() tied
+	// them to the registration's Request-URI as sipgo printed it).
+	verdict, c := v.Verify(&p, "REGISTER", e.realm, p.URI == string(r.RequestURI), e.user, now)
+	if verdict != digest.Valid {
+		return digest.Checked{}, authVerdict + authWhy(verdict)
+	}
+	return c, authOK
+}
+
+// challenge writes into l.buf the 401 the slow path sends to a REGISTER
+// without credentials (slowpath/auth, sipgo's NewResponseFromRequest):
+// the request's Vias (the top one with rport and received only when rport
+// was asked: RFC 3581 §4), From, To with a new tag, Call-ID, CSeq,
+// Content-Length, then one challenge per offered algorithm sharing one
+// fresh nonce.
+func (l *Loop) challenge(v *digest.Verifier, e *Entry, remote netip.AddrPort, now time.Time) Decline {
+	if !e.authOK {
+		l.cnt.auth[authRealm].Add(1)
+		return Auth
+	}
+	r := &l.reg
+	b := append(l.buf[:0], "SIP/2.0 401 Unauthorized\r\nVia: "...)
+	b = appendRportVia(b, r.Vias[0], &l.vias[0], remote)
+	b = append(b, "\r\n"...)
+	for i := 1; i < r.NumVias; i++ {
+		b = append(b, "Via: "...)
+		b = append(b, r.Vias[i]...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "From: "...)
+	b = append(b, r.From...)
+	b = append(b, "\r\nTo: "...)
+	b = append(b, r.To...)
+	b = append(b, ";tag="...)
+	b = appendUUID(b, l.rng.Uint64(), l.rng.Uint64())
+	b = append(b, "\r\nCall-ID: "...)
+	b = append(b, r.CallID...)
+	b = append(b, "\r\nCSeq: "...)
+	b = strconv.AppendUint(b, uint64(r.CSeq), 10)
+	b = append(b, " REGISTER\r\nContent-Length: 0\r\n"...)
+	l.nonce = v.AppendNonce(l.nonce[:0], now)
+	for _, alg := range v.Algorithms() {
+		b = append(b, "WWW-Authenticate: "...)
+		b = digest.AppendChallenge(b, e.realm, alg, l.nonce, false)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	l.buf = b
+	return Challenged
 }
 
 // same compares the request's identity fields with the entry's, byte for

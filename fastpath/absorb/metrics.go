@@ -14,8 +14,12 @@ import (
 func (c *Cache) WriteMetrics(w io.Writer) {
 	var declined [NumDeclines]uint64
 	var scanned [scan.NumReasons]uint64
+	var authd [numAuthWhy]uint64
 	c.loopsMu.Lock()
 	for _, l := range c.loops {
+		for i := range authd {
+			authd[i] += l.cnt.auth[i].Load()
+		}
 		for i := range declined {
 			declined[i] += l.cnt.declined[i].Load()
 		}
@@ -26,13 +30,19 @@ func (c *Cache) WriteMetrics(w io.Writer) {
 	c.loopsMu.Unlock()
 	metrics.WriteCounterUint64(w, "pinhole_fastpath_absorbed_total", declined[Absorbed])
 	for d := Decline(1); d < NumDeclines; d++ {
-		if d == Scanned {
+		if d == Scanned || d == Auth || d == Challenged {
 			continue
 		}
 		metrics.WriteCounterUint64(w, `pinhole_fastpath_declined_total{reason="`+d.String()+`"}`, declined[d])
 	}
 	for r := scan.Reason(1); r < scan.NumReasons; r++ {
 		metrics.WriteCounterUint64(w, `pinhole_fastpath_declined_total{reason="scan_`+r.String()+`"}`, scanned[r])
+	}
+	if c.opt.Digest != nil {
+		metrics.WriteCounterUint64(w, "pinhole_fastpath_challenges_total", declined[Challenged])
+		for a := authWhy(1); a < numAuthWhy; a++ {
+			metrics.WriteCounterUint64(w, `pinhole_fastpath_declined_total{reason="auth_`+a.String()+`"}`, authd[a])
+		}
 	}
 	for i := range c.m.fills {
 		metrics.WriteCounterUint64(w, `pinhole_fastpath_fills_total{result="`+fillResultNames[i]+`"}`, c.m.fills[i].Load())

@@ -156,6 +156,18 @@ func appendTopVia(dst, v []byte, p *via, src netip.AddrPort) []byte {
 	return srcAddr.AppendTo(dst)
 }
 
+// appendRportVia writes the top Via of a reply sipgo builds with
+// NewResponseFromRequest alone (the 401): rport filled in, with received,
+// only when the request asked for it (RFC 3581 §4); otherwise unchanged,
+// even when the sent-by is not the source (the registrar's 200 adds
+// received then, RFC 3261 §18.2.1; sipgo's other replies do not).
+func appendRportVia(dst, v []byte, p *via, src netip.AddrPort) []byte {
+	if p.rport >= 0 && !p.rportSet {
+		return appendTopVia(dst, v, p, src)
+	}
+	return append(dst, v...)
+}
+
 func hexDigit(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }

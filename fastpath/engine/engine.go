@@ -186,7 +186,7 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	remote := ua.AddrPort()
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	if l.abs != nil {
-		if reply, d := l.abs.Absorb(data, e.cfg.Limits(), e.cfg.Addr, remote, time.Now()); d == absorb.Absorbed {
+		if reply, _ := l.abs.Absorb(data, e.cfg.Limits(), e.cfg.Addr, remote, time.Now()); reply != nil {
 			if _, err := c.Write(reply); err != nil {
 				l.sendErrors.Add(1)
 			}

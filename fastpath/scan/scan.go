@@ -42,6 +42,11 @@ type Register struct {
 	Supported  []byte // nil: absent
 	// MaxForwards is nil when absent.
 	MaxForwards []byte
+	// Authorization is the first Authorization value (nil: none) and
+	// NumAuth how many there were: the slow path picks among several by
+	// realm, the fast path checks one alone (absorb).
+	Authorization []byte
+	NumAuth       int
 }
 
 // Reason says why Scan refused a datagram (or OK).
@@ -98,6 +103,7 @@ const (
 	hSupported
 	hMaxForwards
 	hContentLength
+	hAuthorization
 	hRefused // Require, Proxy-Require, Path, Route
 )
 
@@ -178,6 +184,12 @@ func Scan(data []byte, lim Limits, r *Register) Reason {
 			}
 			r.Vias[r.NumVias] = v
 			r.NumVias++
+			continue
+		case hAuthorization:
+			if r.NumAuth == 0 {
+				r.Authorization = v
+			}
+			r.NumAuth++
 			continue
 		case hContact:
 			if r.NumContact == MaxContacts {
@@ -325,6 +337,8 @@ func classify(name []byte) kind {
 		return hMaxForwards
 	case sipheader.ContentLength:
 		return hContentLength
+	case sipheader.Authorization:
+		return hAuthorization
 	case sipheader.Require, sipheader.ProxyRequire, sipheader.Path, sipheader.Route:
 		return hRefused
 	}

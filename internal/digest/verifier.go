@@ -249,6 +249,10 @@ func (v *Verifier) Knows(aor string) bool {
 	return false
 }
 
+// Nonces are the Verifier's nonces (tests and clients of the benchmarks
+// mint with them).
+func (v *Verifier) Nonces() *Nonces { return v.nonces }
+
 // Now is the Verifier's clock.
 func (v *Verifier) Now() time.Time { return v.now() }
 
