@@ -85,7 +85,7 @@ type sink struct {
 
 func newSink(t *testing.T, ns *testutil.NetNS, addr string) *sink {
 	t.Helper()
-	return sinkOn(listenUDPIn(t, ns, addr))
+	return sinkOn(ns.ListenUDP(t, netip.MustParseAddrPort(addr)))
 }
 
 // sinkOn makes a sink of a socket already open.
@@ -158,19 +158,6 @@ func (s *sink) count() int {
 	return len(s.msgs)
 }
 
-func listenUDPIn(t *testing.T, ns *testutil.NetNS, addr string) *net.UDPConn {
-	t.Helper()
-	var c *net.UDPConn
-	if err := ns.Do(func() (err error) {
-		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
-		return err
-	}); err != nil {
-		t.Fatalf("listen %s in %s: %v", addr, ns, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // attacker is one UDP socket in the attacker namespace.
 type attacker struct {
 	t    *testing.T
@@ -183,7 +170,7 @@ type attacker struct {
 
 func (l *attackLab) newAttacker(t *testing.T, port int) *attacker {
 	addr := fmt.Sprintf("%s:%d", atkAttacker, port)
-	return &attacker{t: t, conn: listenUDPIn(t, l.attacker, addr), addr: addr, to: net.UDPAddrFromAddrPort(netip.MustParseAddrPort(l.sip))}
+	return &attacker{t: t, conn: l.attacker.ListenUDP(t, netip.MustParseAddrPort(addr)), addr: addr, to: net.UDPAddrFromAddrPort(netip.MustParseAddrPort(l.sip))}
 }
 
 // send writes a request: the start line and headers given, with Via,

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -565,14 +564,7 @@ func (u *upstream) count() int {
 
 func fakeUpstream(t *testing.T, ns *testutil.NetNS, addr netip.AddrPort) *upstream {
 	t.Helper()
-	var conn *net.UDPConn
-	if err := ns.Do(func() (err error) {
-		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
-		return err
-	}); err != nil {
-		t.Fatalf("upstream socket: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := ns.ListenUDP(t, addr)
 	u := &upstream{silent: true}
 	go func() {
 		buf := make([]byte, 8192)

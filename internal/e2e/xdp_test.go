@@ -122,14 +122,8 @@ type phone struct {
 func newPhone(t *testing.T, ns *testutil.NetNS, ip netip.Addr, server netip.AddrPort) *phone {
 	t.Helper()
 	p := &phone{server: server, in: make(chan []byte, 64), callID: fmt.Sprintf("%x@e2e", randBytes(t, 8))}
-	if err := ns.Do(func() (err error) {
-		p.conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
-		return err
-	}); err != nil {
-		t.Fatalf("open phone socket in %s: %v", ns, err)
-	}
+	p.conn = ns.ListenUDP(t, netip.AddrPortFrom(ip, 0))
 	p.local = p.conn.LocalAddr().(*net.UDPAddr).AddrPort()
-	t.Cleanup(func() { p.conn.Close() })
 	go p.read()
 	return p
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -248,4 +249,19 @@ func (ns *NetNS) Do(fn func() error) error {
 		errc <- fnErr
 	}()
 	return <-errc
+}
+
+// ListenUDP opens a UDP socket at addr inside ns (the host for nil),
+// closed when the test ends; a port of 0 picks a free one.
+func (ns *NetNS) ListenUDP(t testing.TB, addr netip.AddrPort) *net.UDPConn {
+	t.Helper()
+	var c *net.UDPConn
+	if err := ns.Do(func() (err error) {
+		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+		return err
+	}); err != nil {
+		t.Fatalf("listen on udp %v in %s: %v", addr, ns, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
