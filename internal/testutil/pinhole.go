@@ -352,9 +352,17 @@ func Ctl(t testing.TB, ns *NetNS, base, token string, args ...string) (stdout, s
 	if token != "" {
 		full = append([]string{"ctl", "-api", base, "-token", token}, args...)
 	}
+	return RunPinhole(t, ns, full...)
+}
+
+// RunPinhole runs the pinhole binary with args in ns (nil: on the host) to
+// its end, at most a minute, and returns its standard output, standard
+// error and exit status.
+func RunPinhole(t testing.TB, ns *NetNS, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := ns.CommandContext(ctx, PinholeBinary(t), full...)
+	cmd := ns.CommandContext(ctx, PinholeBinary(t), args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -363,7 +371,7 @@ func Ctl(t testing.TB, ns *NetNS, base, token string, args ...string) (stdout, s
 	case errors.As(err, &exit):
 		code = exit.ExitCode()
 	case err != nil:
-		t.Fatalf("run pinhole %v: %v", full, err)
+		t.Fatalf("run pinhole %v: %v", args, err)
 	}
 	return out.String(), errb.String(), code
 }

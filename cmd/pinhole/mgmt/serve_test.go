@@ -1,60 +1,21 @@
 package mgmt
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-// writeCert writes a self-signed certificate for name and its key as PEM
-// files and returns their paths.
-func writeCert(t *testing.T, name string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
+	"github.com/pinhole-sip/pinhole/internal/testutil"
+)
 
 // With api.tls_cert the API speaks HTTPS only: a client pinned to that
 // certificate gets through (whatever names it holds), a plain HTTP client
 // gets no answer, and a client pinned to another certificate refuses the
 // connection before sending its token.
 func TestServeTLS(t *testing.T) {
-	cert, key := writeCert(t, "api.pinhole.test")
+	cert, key := testutil.SelfSignedCert(t, "api.pinhole.test")
 	tc, err := ServerTLS(cert, key)
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +49,7 @@ func TestServeTLS(t *testing.T) {
 	if status, err := get("http://"+bound, ""); err == nil && status == "200 OK" {
 		t.Errorf("plain HTTP answered %q: the token would cross in clear", status)
 	}
-	other, _ := writeCert(t, "other.pinhole.test")
+	other, _ := testutil.SelfSignedCert(t, "other.pinhole.test")
 	if _, err := get("https://"+bound, other); err == nil || !strings.Contains(err.Error(), "api.tls_cert") {
 		t.Errorf("HTTPS pinned to another certificate: %v, want a refusal naming api.tls_cert", err)
 	}
