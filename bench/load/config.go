@@ -43,6 +43,14 @@ const (
 	// ScenarioMix: every device refreshes on its cadence, sends keepalives
 	// on theirs and makes calls at the call rate, all at once.
 	ScenarioMix = "mix"
+	// ScenarioAvalanche: every device registers once from scratch (first
+	// contact, digest), arriving at the offered rate, as the devices of a
+	// site do when the edge comes back after a restart; a device whose
+	// registration fails starts over after RetryAfter. The run ends when
+	// every device holds a 200 of this run (or at Duration): the figure is
+	// the time from the first REGISTER until the last device's 200. No
+	// preparation and no warm-up: everything counts.
+	ScenarioAvalanche = "avalanche"
 )
 
 // IO modes (Config.IO).
@@ -52,7 +60,7 @@ const (
 )
 
 // Scenarios lists every scenario, in the order the comparison runs them.
-var Scenarios = []string{ScenarioRegister, ScenarioRefresh, ScenarioKeepalive, ScenarioFlood, ScenarioCalls, ScenarioIdle, ScenarioMix}
+var Scenarios = []string{ScenarioRegister, ScenarioRefresh, ScenarioKeepalive, ScenarioFlood, ScenarioCalls, ScenarioIdle, ScenarioMix, ScenarioAvalanche}
 
 // Config is one run of the generator.
 type Config struct {
@@ -111,9 +119,16 @@ type Config struct {
 	Keepalive     time.Duration // mix: keepalive cadence of each device; 0: none
 	KeepaliveSTUN bool          // STUN Binding requests instead of CRLF CRLF
 	CallRate      float64       // mix: calls per second
-	CallHold      time.Duration // time between the ACK and the BYE
-	FloodRate     float64       // flood: hostile messages per second
-	FloodSources  int           // flood: hostile source addresses
+	// RegisterRate is the mix's first registrations per second, devices
+	// that rebooted: a new Call-ID, a challenge, credentials.
+	RegisterRate float64
+	CallHold     time.Duration // time between the ACK and the BYE
+	FloodRate    float64       // flood: hostile messages per second
+	FloodSources int           // flood: hostile source addresses
+	// RetryAfter is how long a device of the avalanche waits, jittered by
+	// ±50 %, before it starts over after a failed registration (a refusal
+	// or Timer F), so that devices do not retry in lockstep.
+	RetryAfter time.Duration
 
 	T1, T2 time.Duration // RFC 3261 timers
 
@@ -166,6 +181,7 @@ func Defaults() Config {
 		CallHold:         time.Second,
 		FloodRate:        20000,
 		FloodSources:     16,
+		RetryAfter:       2 * time.Second,
 		T1:               DefaultT1,
 		T2:               DefaultT2,
 	}
@@ -228,7 +244,9 @@ func (c *Config) domain() string {
 	return c.Server.Addr().String()
 }
 
-func (c *Config) needsPrepare() bool { return c.Scenario != ScenarioRegister }
+func (c *Config) needsPrepare() bool {
+	return c.Scenario != ScenarioRegister && c.Scenario != ScenarioAvalanche
+}
 
 // Validate checks c and names the first wrong field.
 func (c *Config) Validate() error {
@@ -288,6 +306,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.Scenario == ScenarioCalls || c.Scenario == ScenarioMix && c.CallRate > 0) && c.Devices < 2 {
 		bad("devices: calls need at least 2")
+	}
+	if c.Scenario == ScenarioAvalanche && c.RetryAfter <= 0 {
+		bad("retry-after: %v, want > 0 for the avalanche", c.RetryAfter)
 	}
 	if c.Duration <= 0 || c.Warmup < 0 || c.Warmup >= c.Duration {
 		bad("duration %v and warmup %v: want 0 ≤ warmup < duration", c.Duration, c.Warmup)

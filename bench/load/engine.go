@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pinhole-sip/pinhole/bench/digest"
+	"github.com/pinhole-sip/pinhole/bench/hist"
 )
 
 // device is one simulated SIP device. It has at most one client transaction
@@ -101,6 +102,10 @@ type engine struct {
 	rnd     *rand.Rand
 
 	lastCallee int
+
+	registeredN int // devices holding a 200 of this run
+	// avalanche: set for that scenario while its run goes on
+	aval *avalancheState
 
 	floods int // flood sources, endpoints after the devices'
 	floodN uint64
@@ -199,13 +204,41 @@ func (e *engine) endTx(i int) {
 	d.gen++
 }
 
-// actionDone counts the outcome of device d's action: its latency runs
+// actionDone counts the outcome of device i's action: its latency runs
 // from the action's start, and an answer later than the deadline after
 // the transaction's first request makes it a failure.
-func (e *engine) actionDone(d *device, ok bool) {
+func (e *engine) actionDone(i int, ok bool) {
+	d := &e.devices[i]
 	a, start := d.tx.action, d.tx.actionStart
 	late := ok && e.now-d.tx.first > e.deadline
 	e.outcome(a, d.tx.measured, ok && !late, late, micros(start, e.now))
+	if e.aval != nil && a == aRegister && !d.registered {
+		// A device that got no 200 tries again, as a phone does, after a
+		// jittered pause so that the failed ones do not come back as one.
+		wait := time.Duration(float64(e.cfg.RetryAfter) * (0.5 + e.rnd.Float64()))
+		e.wheel.set(timerEntry{at: tick(e.now + int64(wait)), dev: int32(i), gen: d.gen, kind: timerRetry})
+	}
+}
+
+// avalancheState follows the avalanche: when each device first held a 200.
+type avalancheState struct {
+	start   int64          // the first REGISTER
+	last    int64          // the latest first 200
+	reached hist.Histogram // per device, µs from start to its first 200
+	retries uint64         // registrations started over after a failure
+}
+
+// registered marks device d as holding a 200 of this run.
+func (e *engine) registered(d *device) {
+	if d.registered {
+		return
+	}
+	d.registered = true
+	e.registeredN++
+	if e.aval != nil {
+		e.aval.last = e.now
+		e.aval.reached.Record(micros(e.aval.start, e.now))
+	}
 }
 
 // outcome counts an action's end in the per-second and span sets, and in
@@ -657,12 +690,14 @@ func (e *engine) response(i int, m *message) {
 	ok = m.status < 300
 	switch kind {
 	case kRegisterInitial, kRegisterAuth, kRegisterRefresh:
-		d.registered = d.registered || ok
-		e.actionDone(d, ok)
+		if ok {
+			e.registered(d)
+		}
+		e.actionDone(i, ok)
 	case kInvite:
 		if !ok {
 			e.endCall(i)
-			e.actionDone(d, false)
+			e.actionDone(i, false)
 			return
 		}
 		// Setup time is the call action's latency; its success is the
@@ -705,7 +740,7 @@ func (e *engine) answerChallenge(i int, m *message) {
 		if d.tx.kind == kInvite || d.tx.kind == kBye {
 			e.endCall(i)
 		}
-		e.actionDone(d, false)
+		e.actionDone(i, false)
 		return
 	}
 	d.chal, d.nc = chosen, 0
@@ -906,7 +941,7 @@ func (e *engine) fire(t timerEntry) {
 			if kind == kInvite || kind == kBye {
 				e.endCall(i)
 			}
-			e.actionDone(d, false)
+			e.actionDone(i, false)
 			return
 		}
 		if again {
@@ -915,6 +950,12 @@ func (e *engine) fire(t timerEntry) {
 		}
 		d.tx.last = wait
 		e.wheel.set(timerEntry{at: tick(e.now + int64(wait)), dev: t.dev, gen: d.gen, kind: timerRetransmit})
+	case timerRetry:
+		if t.gen != d.gen || d.busy || d.registered || e.aval == nil || e.phase == "drain" {
+			return
+		}
+		e.aval.retries++
+		e.startAction(i, aRegister)
 	case timerHangup:
 		c := d.call
 		if c == nil || !c.caller || t.gen != c.gen {

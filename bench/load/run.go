@@ -44,6 +44,22 @@ type Result struct {
 	ServerSide  *ServerCounts `json:"server_counts,omitempty"`
 	Cadence     float64       `json:"cadence_s,omitempty"` // refresh/keepalive scenarios: seconds between two actions of one device
 	RefreshRate float64       `json:"mix_refresh_rate,omitempty"`
+	Avalanche   *Avalanche    `json:"avalanche,omitempty"`
+}
+
+// Avalanche is what the avalanche scenario is about: how long until every
+// device held a 200, counted from the first REGISTER.
+type Avalanche struct {
+	Devices    int     `json:"devices"`
+	Registered int     `json:"registered"`
+	AllSeconds float64 `json:"all_registered_s"` // until the last device's 200; 0 when not every device got one
+	// LastSeconds is when the last 200 came, whether or not every device
+	// had one by then.
+	LastSeconds float64 `json:"last_registered_s"`
+	Retries     uint64  `json:"retries"` // registrations started over after a failure (RetryAfter)
+	// Reached is, per device, the time from the first REGISTER to its
+	// first 200 (µs).
+	Reached Latency `json:"time_to_registered"`
 }
 
 // maxPerIteration bounds how many actions one loop iteration issues per
@@ -142,14 +158,25 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var windowStart int64
 	var busy0, total0 uint64
 	res.GenCore = pinnedCPU()
+	startWindow := func() {
+		e.measuring, windowStart = true, e.now
+		e.active = append(e.active, &e.total)
+		unix.Getrusage(unix.RUSAGE_SELF, &ru0)
+		if res.GenCore >= 0 {
+			busy0, total0 = cpuBusy(res.GenCore)
+		}
+	}
+	if cfg.Scenario == ScenarioAvalanche {
+		// Everything counts: the window opens before the first REGISTER.
+		e.aval = &avalancheState{start: start}
+		startWindow()
+	}
 	err = e.loop(ctx, streams, func() bool {
 		if !e.measuring && e.now >= warm {
-			e.measuring, windowStart = true, e.now
-			e.active = append(e.active, &e.total)
-			unix.Getrusage(unix.RUSAGE_SELF, &ru0)
-			if res.GenCore >= 0 {
-				busy0, total0 = cpuBusy(res.GenCore)
-			}
+			startWindow()
+		}
+		if e.aval != nil && e.registeredN == cfg.Devices {
+			return true
 		}
 		return e.now >= end
 	})
@@ -200,6 +227,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Unfinished = e.busyN
 	res.MaxBacklog = e.maxBacklog
 	res.Meta.LoadEnd = loadavg()
+	if a := e.aval; a != nil {
+		res.Avalanche = &Avalanche{Devices: cfg.Devices, Registered: e.registeredN, Retries: a.retries,
+			Reached: summarize(&a.reached)}
+		if e.registeredN > 0 {
+			res.Avalanche.LastSeconds = float64(a.last-a.start) / 1e9
+		}
+		if e.registeredN == cfg.Devices {
+			res.Avalanche.AllSeconds = res.Avalanche.LastSeconds
+		}
+	}
 	if err == nil && before != nil {
 		// Every transaction still out is in flight, measured or not.
 		res.ServerSide = compareServer(before, readServer(&cfg), &res.Span, uint64(e.busyN))
@@ -227,6 +264,10 @@ func (e *engine) streams(res *Result) []*stream {
 	switch c.Scenario {
 	case ScenarioRegister:
 		return one(aRegister, c.Rate)
+	case ScenarioAvalanche:
+		// Each device once; the ones that fail start over on their own
+		// (timerRetry).
+		return []*stream{{action: aRegister, pacer: pacer{rate: c.Rate, limit: uint64(n)}}}
 	case ScenarioRefresh:
 		res.Cadence = float64(n) / c.Rate
 		return one(aRefresh, c.Rate)
@@ -247,6 +288,9 @@ func (e *engine) streams(res *Result) []*stream {
 		}
 		if c.CallRate > 0 {
 			s = append(s, &stream{action: aCall, cursor: n / 3, pacer: pacer{rate: c.CallRate}})
+		}
+		if c.RegisterRate > 0 {
+			s = append(s, &stream{action: aRegister, cursor: 2 * n / 3, pacer: pacer{rate: c.RegisterRate}})
 		}
 		return s
 	}

@@ -51,12 +51,20 @@ func smokeConfig(t *testing.T, server netip.AddrPort, scenario string, sources s
 	c.CallHold = 50 * time.Millisecond
 	c.FloodRate, c.FloodSources = 200, 2
 	c.Refresh, c.Keepalive, c.CallRate = 2*time.Second, time.Second, 5
+	c.RegisterRate = 5
+	c.RetryAfter = 200 * time.Millisecond
+	if scenario == load.ScenarioAvalanche {
+		// The longest it may take: the run ends when every device holds
+		// a 200, a second or so here.
+		c.Duration = 10 * time.Second
+	}
 	return c
 }
 
 // TestSmokeAgainstPinhole runs every scenario against a real pinhole with
 // digest authentication and checks that each did what it says, not how
-// fast.
+// fast; register, refresh and the avalanche also read pinhole's metrics
+// (-server-metrics), whose counts must agree with the generator's.
 func TestSmokeAgainstPinhole(t *testing.T) {
 	cfg := testutil.DefaultConfig(t)
 	cfg.Log.Level = "info" // the ready line is logged at info
@@ -77,14 +85,20 @@ func TestSmokeAgainstPinhole(t *testing.T) {
 	// first domain's realm is auth.realm, docs/auth.md).
 	cfg.Domains = []string{"127.0.0.1"}
 	cfg.Listen.TCP = nil
+	cfg.Metrics.Listen = fmt.Sprintf("%s:%d", testutil.Loopback, testutil.FreePort(t, testutil.Loopback))
 	ph := testutil.StartPinhole(t, nil, cfg)
 	server := netip.MustParseAddrPort(ph.Config.Listen.UDP[0])
+	metrics := "http://" + cfg.Metrics.Listen + "/metrics"
 
 	for k, sc := range load.Scenarios {
 		t.Run(sc, func(t *testing.T) {
 			// Each scenario on its own source addresses: pinhole may still
 			// retransmit to the previous one's devices.
 			c := smokeConfig(t, server, sc, fmt.Sprintf("127.78.%d.0/24", k))
+			checked := sc == load.ScenarioRegister || sc == load.ScenarioRefresh || sc == load.ScenarioAvalanche
+			if checked {
+				c.ServerMetrics = metrics
+			}
 			res, err := load.Run(context.Background(), c)
 			if err != nil {
 				t.Fatalf("run: %v", err)
@@ -93,6 +107,9 @@ func TestSmokeAgainstPinhole(t *testing.T) {
 				if got := res.Prepare.Actions["register"].Succeeded; got != smokeDevices {
 					t.Errorf("prepare registered %d of %d devices: %+v", got, smokeDevices, res.Prepare.Actions["register"])
 				}
+			}
+			if checked && (res.ServerSide == nil || !res.ServerSide.OK || res.ServerSide.RegistrarSeen+res.ServerSide.Absorbed == 0) {
+				t.Errorf("pinhole's own counts: %+v", res.ServerSide)
 			}
 			if res.Run.Refused > 0 || res.Run.Unparsable > 0 {
 				t.Errorf("refused %d, unparsable %d", res.Run.Refused, res.Run.Unparsable)
@@ -129,8 +146,49 @@ func TestSmokeAgainstPinhole(t *testing.T) {
 			case load.ScenarioMix:
 				ok("refresh")
 				ok("keepalive")
+				ok("register")
+			case load.ScenarioAvalanche:
+				ok("register")
+				if a := res.Avalanche; a == nil || a.Registered != smokeDevices || a.AllSeconds <= 0 {
+					t.Errorf("avalanche: %+v", a)
+				}
 			}
 		})
+	}
+}
+
+// TestSmokeAvalancheRetries runs an avalanche in which some devices have no
+// credentials: pinhole refuses them, they start over after RetryAfter until
+// the run's limit, and the others all register.
+func TestSmokeAvalancheRetries(t *testing.T) {
+	cfg := testutil.DefaultConfig(t)
+	cfg.Log.Level = "info"
+	cfg.Listen.TCP = nil
+	cfg.Domains = []string{"127.0.0.1"}
+	creds := filepath.Join(t.TempDir(), "users.txt")
+	var b strings.Builder
+	c0 := load.Defaults()
+	known := smokeDevices - 4
+	for i := range known {
+		u := c0.User(i)
+		fmt.Fprintf(&b, "%s pinhole %s\n", u, digest.HA1(digest.MD5, u, "pinhole", load.Password(u)))
+	}
+	if err := os.WriteFile(creds, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Auth.Credentials, cfg.Auth.NonceTTL = creds, 300*time.Second
+	ph := testutil.StartPinhole(t, nil, cfg)
+	server := netip.MustParseAddrPort(ph.Config.Listen.UDP[0])
+
+	c := smokeConfig(t, server, load.ScenarioAvalanche, "127.78.101.0/24")
+	c.Duration = 2 * time.Second
+	res, err := load.Run(context.Background(), c)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	a := res.Avalanche
+	if a == nil || a.Registered != known || a.AllSeconds != 0 || a.Retries == 0 {
+		t.Errorf("avalanche with %d of %d devices known: %+v", known, smokeDevices, a)
 	}
 }
 

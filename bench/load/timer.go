@@ -53,6 +53,7 @@ const (
 	timerRetransmit timerKind = iota // client transaction: retransmit or time out
 	timerHangup                      // caller: the call's hold time is over, send BYE
 	timer2xx                         // callee: retransmit the 2xx until ACK (§13.3.1.4)
+	timerRetry                       // avalanche: a device whose registration failed starts over
 )
 
 // timerEntry names a device and the generation of the state it was set for:

@@ -52,9 +52,9 @@ func run() error {
 	flag.StringVar(&c.UserPrefix, "user-prefix", c.UserPrefix, "users are this prefix and a 7-digit index; passwords are pw-<user>")
 	flag.StringVar(&alg, "algorithm", "MD5", "digest algorithm to answer with: MD5 or SHA-256")
 	flag.IntVar(&c.Expires, "expires", c.Expires, "Expires of every REGISTER (seconds)")
-	flag.StringVar(&c.Scenario, "scenario", c.Scenario, "register, refresh, keepalive, flood, calls, idle or mix")
+	flag.StringVar(&c.Scenario, "scenario", c.Scenario, "register, refresh, keepalive, flood, calls, idle, mix or avalanche")
 	flag.Float64Var(&c.Rate, "rate", c.Rate, "offered actions per second (open loop)")
-	flag.DurationVar(&c.Duration, "duration", c.Duration, "measured run, warm-up included")
+	flag.DurationVar(&c.Duration, "duration", c.Duration, "measured run, warm-up included (avalanche: the longest it may take)")
 	flag.DurationVar(&c.Warmup, "warmup", c.Warmup, "first part of the run left out of the summary")
 	flag.DurationVar(&c.Deadline, "deadline", c.Deadline, "an answer later than this after its request counts as failed; the drain waits at most this long")
 	flag.StringVar(&c.IO, "io", c.IO, "batch: a few wildcard sockets, source address per datagram (IP_PKTINFO), sendmmsg/recvmmsg; socket: one connected socket per device")
@@ -75,9 +75,11 @@ func run() error {
 	flag.DurationVar(&c.Keepalive, "keepalive", c.Keepalive, "mix: keepalive cadence per device (0: none)")
 	flag.BoolVar(&c.KeepaliveSTUN, "stun", false, "send STUN Binding requests as keepalives instead of CRLF")
 	flag.Float64Var(&c.CallRate, "call-rate", c.CallRate, "mix: calls per second")
+	flag.Float64Var(&c.RegisterRate, "register-rate", 0, "mix: first registrations per second (devices that rebooted)")
 	flag.DurationVar(&c.CallHold, "call-hold", c.CallHold, "time between a call's ACK and its BYE")
 	flag.Float64Var(&c.FloodRate, "flood-rate", c.FloodRate, "flood: hostile messages per second")
 	flag.IntVar(&c.FloodSources, "flood-sources", c.FloodSources, "flood: hostile source addresses")
+	flag.DurationVar(&c.RetryAfter, "retry-after", c.RetryAfter, "avalanche: pause (±50 %) before a device whose registration failed starts over")
 	flag.DurationVar(&c.T1, "t1", c.T1, "RFC 3261 T1")
 	flag.DurationVar(&c.T2, "t2", c.T2, "RFC 3261 T2")
 	flag.StringVar(&out, "out", "", "write the results as JSON to this `file`")
@@ -205,6 +207,14 @@ func printSummary(r *load.Result) {
 	if s := r.ServerSide; s != nil {
 		fmt.Fprintf(w, "server: absorbed %.0f, handed off %.0f, shed %.0f, kernel dropped %.0f, sanity refused %.0f; %s (agree: %v)\n",
 			s.Absorbed, s.HandedOff, s.Shed, s.KernelDropped, s.SanityRefused, s.Check, s.OK)
+	}
+	if a := r.Avalanche; a != nil {
+		all := "not all registered"
+		if a.AllSeconds > 0 {
+			all = fmt.Sprintf("all registered after %.2fs", a.AllSeconds)
+		}
+		fmt.Fprintf(w, "avalanche: %d of %d devices registered, %s (last 200 at %.2fs); per device p50 %.2fs, p90 %.2fs, p99 %.2fs; %d retries\n",
+			a.Registered, a.Devices, all, a.LastSeconds, float64(a.Reached.P50)/1e6, float64(a.Reached.P90)/1e6, float64(a.Reached.P99)/1e6, a.Retries)
 	}
 	if r.Run.NATPings > 0 || r.Run.Pongs > 0 {
 		fmt.Fprintf(w, "NAT pings answered %d, keepalive replies %d\n", r.Run.NATPings, r.Run.Pongs)
