@@ -61,6 +61,10 @@ func docs(dir, file string) error {
 			fmt.Fprintf(&b, "\n![%s](bench/%s)\n", strings.TrimSuffix(filepath.Base(p), ".png"), filepath.Base(p))
 		}
 	}
+	var car strings.Builder
+	if carrier(&car, dir) == nil {
+		b.WriteString("\n### Avalanche and mixed day\n\n```\n" + car.String() + "```\n")
+	}
 	b.WriteString("\n" + docsEnd)
 	out := append(append(append([]byte{}, old[:i]...), b.String()...), old[j+len(docsEnd):]...)
 	return os.WriteFile(file, out, 0o644)

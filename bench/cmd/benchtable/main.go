@@ -28,6 +28,12 @@
 // prints the generator's ceiling (DIR/ceiling-*.json) against the best
 // server figure of the run, in messages per second, and their ratio.
 //
+//	benchtable -carrier DIR
+//
+// prints the avalanche (time until every device registered, memory) and
+// the mixed day (success and latency per kind) of every server run;
+// -memory FILE one server's avalanche memory line.
+//
 //	benchtable -docs DIR FILE
 //
 // replaces the part of FILE between the benchtable markers with the run's
@@ -83,12 +89,16 @@ func main() {
 		err = plotCapacity(os.Args[2])
 	case len(os.Args) == 3 && os.Args[1] == "-ceiling":
 		err = ceiling(os.Stdout, os.Args[2])
+	case len(os.Args) == 3 && os.Args[1] == "-carrier":
+		err = carrier(os.Stdout, os.Args[2])
+	case len(os.Args) == 3 && os.Args[1] == "-memory":
+		fmt.Println(memoryLine(os.Args[2]))
 	case len(os.Args) == 4 && os.Args[1] == "-docs":
 		err = docs(os.Args[2], os.Args[3])
 	case len(os.Args) == 2:
 		err = table(os.Stdout, os.Args[1])
 	default:
-		fmt.Fprintln(os.Stderr, "usage: benchtable DIR | -pass FILE | -capacity DIR | -plot DIR | -ceiling DIR | -docs DIR FILE")
+		fmt.Fprintln(os.Stderr, "usage: benchtable DIR | -pass FILE | -capacity DIR | -plot DIR | -ceiling DIR | -carrier DIR | -docs DIR FILE")
 		os.Exit(2)
 	}
 	if err != nil {
@@ -240,10 +250,31 @@ func capRuns(dir string) (map[capKey][]*load.Result, error) {
 		k := capKey{name[:dash], name[dash+1 : last]}
 		runs[k] = append(runs[k], r)
 	}
-	for _, rs := range runs {
-		sort.Slice(rs, func(i, j int) bool { return rs[i].Rate < rs[j].Rate })
+	for k, rs := range runs {
+		runs[k] = lastPerRate(rs)
 	}
 	return runs, nil
+}
+
+// lastPerRate sorts a server's rungs by offered rate and keeps one run per
+// rate, the one started last: a rung is retried once before it counts as
+// failed, and only its final attempt is a point of the curve.
+func lastPerRate(rs []*load.Result) []*load.Result {
+	sort.SliceStable(rs, func(i, j int) bool {
+		if rs[i].Rate != rs[j].Rate {
+			return rs[i].Rate < rs[j].Rate
+		}
+		return rs[i].Started.Before(rs[j].Started)
+	})
+	out := rs[:0]
+	for _, r := range rs {
+		if n := len(out); n > 0 && out[n-1].Rate == r.Rate {
+			out[n-1] = r
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 func capacity(w io.Writer, dir string) error {
