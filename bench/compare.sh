@@ -10,8 +10,13 @@
 # ceiling (the batched generator flat out against the echo responder).
 # Then, for CAPACITY_SCENARIOS, it climbs the CAPACITY_RATES ladder until
 # a rate is not sustained (bench/cmd/benchtable says when): the capacity
-# curves, delivered against offered. Last, memory per binding at each
-# MEMORY size (loopback only).
+# curves, delivered against offered. Then the carrier's scenarios: the
+# avalanche (AVALANCHE_DEVICES devices registering with digest at once
+# after a restart: the time until every one holds a 200, and each
+# server's peak and settled memory) and the mixed day (first
+# registrations, refreshes every 60 s, keepalives every 15 s, calls at 1 %
+# of devices per hour, all at once: success and latency per kind). Last,
+# memory per binding at each MEMORY size (loopback only).
 #
 # NET=veth (the default; root): the generator in one network namespace,
 # the server in another, joined by a veth pair with threaded NAPI, the
@@ -38,6 +43,13 @@
 #   CALL_RATE=200 CALL_HOLD=1s FLOOD_RATE=20000
 #   SERVER_CORE=0 GEN_CORE=1 KAM_CHILDREN=2 OUT=bench/out
 #   FD_BUDGET=<hard open-file limit - 1000>  sockets before devices share them
+#   AVALANCHE_SERVERS="pinhole kamailio"  AVALANCHE_DEVICES=20000
+#   AVALANCHE_RATE=20000 (devices arriving per second: all within a second)
+#   AVALANCHE_LIMIT=60s (the longest the avalanche may take)
+#   AVALANCHE_SETTLE=35 (seconds before the settled memory: sipgo and tm
+#                        keep transactions about 32 s)
+#   MIX_SERVERS="pinhole fastpath kamailio"  MIX_DEVICES=50000  MIX_DURATION=20s
+#   MIX_PREPARE_RATE=4000  MIX_CALLS_PER_DEVICE_HOUR=0.01  MIX_REBOOTS_PER_DEVICE_DAY=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,6 +76,17 @@ SERVER_CORE=${SERVER_CORE:-0}
 GEN_CORE=${GEN_CORE:-1}
 KAM_CHILDREN=${KAM_CHILDREN:-2}
 OUT=${OUT:-bench/out}
+AVALANCHE_SERVERS=${AVALANCHE_SERVERS-"pinhole kamailio"}
+AVALANCHE_DEVICES=${AVALANCHE_DEVICES:-20000}
+AVALANCHE_RATE=${AVALANCHE_RATE:-20000}
+AVALANCHE_LIMIT=${AVALANCHE_LIMIT:-60s}
+AVALANCHE_SETTLE=${AVALANCHE_SETTLE:-35}
+MIX_SERVERS=${MIX_SERVERS-"pinhole fastpath kamailio"}
+MIX_DEVICES=${MIX_DEVICES:-50000}
+MIX_DURATION=${MIX_DURATION:-20s}
+MIX_PREPARE_RATE=${MIX_PREPARE_RATE:-4000}
+MIX_CALLS_PER_DEVICE_HOUR=${MIX_CALLS_PER_DEVICE_HOUR:-0.01}
+MIX_REBOOTS_PER_DEVICE_DAY=${MIX_REBOOTS_PER_DEVICE_DAY:-1}
 # Sockets the generator may open: one per device up to this, shared beyond.
 FD_BUDGET=${FD_BUDGET:-$(($(ulimit -Hn) - 1000))}
 HOST=127.0.0.1
@@ -81,6 +104,8 @@ DIRTY=false
 [[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]] && DIRTY=true
 
 max_devices=$DEVICES
+[[ -n $AVALANCHE_SERVERS ]] && ((AVALANCHE_DEVICES > max_devices)) && max_devices=$AVALANCHE_DEVICES
+[[ -n $MIX_SERVERS ]] && ((MIX_DEVICES > max_devices)) && max_devices=$MIX_DEVICES
 for n in $MEMORY; do ((n > max_devices)) && max_devices=$n; done
 "$BIN/sipload" -write-credentials "$OUT/users.txt" -realm pinhole -devices "$max_devices"
 
@@ -118,7 +143,7 @@ data_dir: $OUT/pinhole-data
 registrar: {min_expires: 60, max_expires: 7200, default_expires: 3600, max_contacts: 10}
 $auth
 log: {level: info}
-metrics: {listen: "$HOST:$METRICS_PORT"}
+metrics: {listen: "${METRICS_HOST:-$HOST}:$METRICS_PORT"}
 api: {listen: ""}
 natping: {interval: 0s}
 fastpath: {enabled: $1, loops: 1}
@@ -253,8 +278,20 @@ metric() { # pinhole: one value from /metrics (bash's /dev/tcp: no curl needed)
 # live heap plus half the (small) stacks and globals.
 heap_bytes() { echo $(($(metric go_memstats_next_gc_bytes) / 2)); }
 
-shm_bytes() { # Kamailio: shared memory in use
-  PATH=$PATH:/usr/sbin kamcmd -s "unix:$OUT/kamailio.ctl" core.shmmem | awk '/real_used:/ {print $2}'
+shm_bytes() { # Kamailio: shared memory in use (real_used), or FIELD (max_used: the peak)
+  PATH=$PATH:/usr/sbin kamcmd -s "unix:$OUT/kamailio.ctl" core.shmmem | awk -v f="${1:-real_used}:" '$1 == f {print $2}'
+}
+
+# srv_get PATH: an HTTP GET of pinhole's metrics listener from inside the
+# server's namespace (in veth mode nothing else reaches it when it listens
+# on loopback, which is where pinhole serves /debug/pprof).
+srv_get() {
+  "${SRV[@]}" curl -sf --max-time 5 "http://${METRICS_HOST:-$HOST}:$METRICS_PORT$1"
+}
+srv_metric() { srv_get /metrics | awk -v m="$1" '$1 == m {printf "%.0f\n", $2}'; }
+
+proc_kb() { # FIELD of /proc/SERVER_PID/status in kB (VmHWM: peak RSS, VmRSS)
+  awk -v f="$1:" '$1 == f {print $2}' "/proc/$SERVER_PID/status"
 }
 
 gen() { # server scenario source-prefix extra-args...
@@ -262,7 +299,11 @@ gen() { # server scenario source-prefix extra-args...
   shift 3
   local per=1 server_args=()
   [[ $IO == socket ]] && ((DEVICES > FD_BUDGET)) && per=$(((DEVICES + FD_BUDGET - 1) / FD_BUDGET))
-  [[ $srv == pinhole || $srv == fastpath ]] && server_args=(-server-metrics "http://$HOST:$METRICS_PORT/metrics")
+  # The generator reads pinhole's metrics from its own namespace: only
+  # when they listen on the server's address.
+  if [[ ($srv == pinhole || $srv == fastpath) && ${METRICS_HOST:-$HOST} == "$HOST" ]]; then
+    server_args=(-server-metrics "http://$HOST:$METRICS_PORT/metrics")
+  fi
   [[ -n ${SERVER_PID:-} ]] && server_args+=(-server-pid "$SERVER_PID")
   "${GEN[@]}" taskset -c "$GEN_CORE" "$BIN/sipload" -allow-non-loopback -io "$IO" -sockets "$SOCKETS" \
     -devices-per-socket "$per" -server "$HOST:$PORT" -domain "$HOST" -sources "$src" \
@@ -274,7 +315,7 @@ gen() { # server scenario source-prefix extra-args...
 
 echo "== machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== $NET, $IO io, devices $DEVICES, rate $RATE/s, duration $DURATION (warm-up $WARMUP), server on core $SERVER_CORE, generator on core $GEN_CORE, commit ${COMMIT:0:12} (dirty $DIRTY)"
-rm -f "$OUT"/*.json "$OUT"/*.png "$OUT"/table.txt
+rm -f "$OUT"/*.json "$OUT"/*.png "$OUT"/table.txt "$OUT"/avalanche-*-memory.txt
 
 # The generator's ceiling: flat out against the echo responder, which does
 # next to nothing; what it moves per second of its core's busy time bounds
@@ -322,6 +363,9 @@ capacity_step() { # server scenario rate k: run one rung, report whether it was 
   local srv=$1 sc=$2 r=$3 k=$4
   AUTH=1
   [[ $sc == *-noauth ]] && AUTH=0
+  # A retried rung keeps only its last attempt: a file left by the first
+  # would stand for a run that did not happen this time.
+  rm -f "$OUT/cap-$srv-$sc-$r.json"
   start_server "$srv"
   DURATION=$CAPACITY_DURATION WARMUP=1s RATE=$r gen "$srv" "$sc" "$(sources "$k")" -q -out "$OUT/cap-$srv-$sc-$r.json" >/dev/null 2>&1 || true
   stop_server
@@ -364,6 +408,98 @@ fi
 if [[ -n $SERVERS ]]; then
   "$BIN/benchtable" -plot "$OUT"
   "$BIN/benchtable" -ceiling "$OUT" | tee -a "$OUT/table.txt"
+fi
+
+# The avalanche: a fresh server (as after a restart), AVALANCHE_DEVICES
+# devices registering with digest at AVALANCHE_RATE, each starting over
+# after a failure; the generator reports the time until every device holds
+# a 200. Memory: pinhole's peak RSS (VmHWM, kept by the kernel) and peak
+# live heap (go_memstats_heap_alloc_bytes, sampled every 0.5 s), then,
+# AVALANCHE_SETTLE seconds later, after a forced garbage collection
+# (/debug/pprof/heap?gc=1, served on loopback only: the metrics listen on
+# loopback in the server's namespace for this run), heap and RSS;
+# Kamailio's shared memory at its peak (max_used) and settled (real_used)
+# and its processes' private RSS.
+avalanche_run() { # server k
+  local srv=$1 k=$2 f="$OUT/avalanche-$1-memory.txt" sampler="" peak_heap=0 line
+  METRICS_HOST=127.0.0.1
+  AUTH=1 start_server "$srv"
+  # Before: the server as it starts, what the avalanche adds to.
+  if [[ $srv == pinhole || $srv == fastpath ]]; then
+    srv_get '/debug/pprof/heap?gc=1' >/dev/null || echo "compare: no forced GC (pprof)" >&2
+    echo "before_heap_bytes $(srv_metric go_memstats_heap_alloc_bytes)" >"$f"
+    echo "before_rss_bytes $(($(proc_kb VmRSS) * 1024))" >>"$f"
+  else
+    echo "before_shm_bytes $(shm_bytes)" >"$f"
+    echo "before_private_rss_bytes $(($(rss_kb) * 1024))" >>"$f"
+  fi
+  if [[ $srv == pinhole || $srv == fastpath ]]; then
+    while kill -0 "$SERVER_PID" 2>/dev/null; do srv_metric go_memstats_heap_alloc_bytes || true; sleep 0.5; done >"$f.samples" &
+    sampler=$!
+  fi
+  DEVICES=$AVALANCHE_DEVICES RATE=$AVALANCHE_RATE DURATION=$AVALANCHE_LIMIT WARMUP=0s \
+    gen "$srv" avalanche "$(sources "$k")" -q -out "$OUT/avalanche-$srv.json" | grep -E '^avalanche' ||
+    echo "compare: avalanche failed for $srv" >&2
+  {
+    echo "settle_s $AVALANCHE_SETTLE"
+    if [[ -n $sampler ]]; then
+      kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+      peak_heap=$(sort -n "$f.samples" | tail -1)
+      echo "peak_rss_bytes $(($(proc_kb VmHWM) * 1024))"
+      echo "peak_heap_bytes ${peak_heap:-0}"
+      sleep "$AVALANCHE_SETTLE"
+      srv_get '/debug/pprof/heap?gc=1' >/dev/null || echo "compare: no forced GC (pprof)" >&2
+      echo "after_heap_bytes $(srv_metric go_memstats_heap_alloc_bytes)"
+      echo "after_rss_bytes $(($(proc_kb VmRSS) * 1024))"
+    else
+      echo "peak_shm_bytes $(shm_bytes max_used)"
+      sleep "$AVALANCHE_SETTLE"
+      echo "after_shm_bytes $(shm_bytes)"
+      echo "after_private_rss_bytes $(($(rss_kb) * 1024))"
+    fi
+  } >>"$f"
+  rm -f "$f.samples"
+  stop_server
+  unset METRICS_HOST
+  echo "   $srv memory (before → peak → ${AVALANCHE_SETTLE}s later): $("$BIN/benchtable" -memory "$f")"
+}
+
+if [[ -n $AVALANCHE_SERVERS ]]; then
+  echo
+  echo "== avalanche: $AVALANCHE_DEVICES devices registering (digest) at $AVALANCHE_RATE/s on a fresh server, at most $AVALANCHE_LIMIT"
+  k=40
+  for srv in $AVALANCHE_SERVERS; do
+    available "$srv" || continue
+    k=$((k + 1))
+    echo "-- $srv"
+    avalanche_run "$srv" "$k"
+  done
+fi
+
+# The mixed day: MIX_DEVICES registered devices (the preparation), then
+# for MIX_DURATION every device refreshes every 60 s and sends a keepalive
+# every 15 s, calls come at MIX_CALLS_PER_DEVICE_HOUR per device per hour
+# and first registrations (reboots) at MIX_REBOOTS_PER_DEVICE_DAY per
+# device per day, all at once; success and latency per kind.
+if [[ -n $MIX_SERVERS ]]; then
+  call_rate=$(awk -v n="$MIX_DEVICES" -v p="$MIX_CALLS_PER_DEVICE_HOUR" 'BEGIN {printf "%.4f", n * p / 3600}')
+  reg_rate=$(awk -v n="$MIX_DEVICES" -v p="$MIX_REBOOTS_PER_DEVICE_DAY" 'BEGIN {printf "%.4f", n * p / 86400}')
+  echo
+  echo "== mixed day: $MIX_DEVICES devices, refresh 60 s, keepalive 15 s, $call_rate calls/s, $reg_rate first registrations/s, $MIX_DURATION"
+  k=50
+  for srv in $MIX_SERVERS; do
+    available "$srv" || continue
+    k=$((k + 1))
+    AUTH=1 start_server "$srv"
+    DEVICES=$MIX_DEVICES DURATION=$MIX_DURATION PREPARE_RATE=$MIX_PREPARE_RATE \
+      gen "$srv" mix "$(sources "$k")" -refresh 60s -keepalive 15s -call-rate "$call_rate" -register-rate "$reg_rate" \
+      -q -out "$OUT/mix-$srv.json" >/dev/null || echo "compare: mixed day failed for $srv" >&2
+    stop_server
+  done
+fi
+if [[ -n $AVALANCHE_SERVERS || -n $MIX_SERVERS ]]; then
+  echo
+  "$BIN/benchtable" -carrier "$OUT" | tee -a "$OUT/table.txt"
 fi
 
 # Memory per binding: register n devices on a fresh server and compare its

@@ -8,7 +8,8 @@
 #         registrar that later tests put behind pinhole)
 #   bpf   the toolchain that regenerates the committed BPF objects
 #   bench what bench/ needs besides `test`: ethtool (GRO and threaded NAPI
-#         on the veth pairs), util-linux (taskset), and the peers compared
+#         on the veth pairs), util-linux (taskset), curl (pinhole's metrics
+#         from inside a namespace), and the peers compared
 #   run   what the daemon itself needs at run time (iproute2 only for now)
 #
 # It is idempotent: it asks apt only about packages that are missing and runs
@@ -31,7 +32,7 @@ packages_for() {
 		echo clang llvm libbpf-dev bpftool
 		;;
 	bench)
-		echo ethtool iproute2 util-linux procps kamailio
+		echo ethtool iproute2 util-linux procps curl kamailio
 		;;
 	run)
 		echo iproute2
