@@ -112,6 +112,10 @@ func TestValidate(t *testing.T) {
 		{"unknown io", func(c *Config) { c.IO = "carrier-pigeon" }, "io"},
 		{"no sockets", func(c *Config) { c.Sockets = 0 }, "sockets"},
 		{"no deadline", func(c *Config) { c.Deadline = 0 }, "deadline"},
+		{"avalanche needs no preparation", func(c *Config) {
+			c.Scenario, c.PrepareRate, c.Warmup = ScenarioAvalanche, 0, 0
+		}, ""},
+		{"avalanche without retries", func(c *Config) { c.Scenario, c.RetryAfter = ScenarioAvalanche, 0 }, "retry-after"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

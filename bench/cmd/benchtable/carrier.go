@@ -51,9 +51,9 @@ func carrier(w io.Writer, dir string) error {
 all registered: from the first REGISTER to the last device's 200; p50/p99: per device, from the first
 REGISTER of the avalanche to its own 200. retries: registrations started over after a failure;
 retrans: retransmitted requests (RFC 3261 timer E). memory: before the avalanche → at its peak →
-once its transactions are gone (compare.sh: AVALANCHE_SETTLE s later). pinhole: RSS (peak: the kernel's VmHWM) and Go heap
-allocated (go_memstats_heap_alloc_bytes; before and after read just after a forced GC, the peak
-sampled every 0.5 s; it can exceed RSS: allocated pages not yet touched are not resident).
+once its transactions are gone (AVALANCHE_SETTLE s later). pinhole: RSS (peak: the kernel's VmHWM)
+and Go heap allocated (go_memstats_heap_alloc_bytes; before and after read just after a forced GC,
+the peak sampled every 0.5 s; it can exceed RSS: allocated pages not yet touched are not resident).
 Kamailio: shared memory in use (peak: its max_used) and its processes' private RSS.`))
 	}
 	m := 0
