@@ -51,7 +51,7 @@ func carrier(w io.Writer, dir string) error {
 all registered: from the first REGISTER to the last device's 200; p50/p99: per device, from the first
 REGISTER of the avalanche to its own 200. retries: registrations started over after a failure;
 retrans: retransmitted requests (RFC 3261 timer E). memory: before the avalanche → at its peak →
-once its transactions are gone (AVALANCHE_SETTLE s later). pinhole: RSS (peak: the kernel's VmHWM)
+once its transactions are gone (the seconds given). pinhole: RSS (peak: the kernel's VmHWM)
 and Go heap allocated (go_memstats_heap_alloc_bytes; before and after read just after a forced GC,
 the peak sampled every 0.5 s; it can exceed RSS: allocated pages not yet touched are not resident).
 Kamailio: shared memory in use (peak: its max_used) and its processes' private RSS.`))
@@ -116,13 +116,13 @@ func memoryLine(path string) string {
 	}
 	mb := func(k string) string { return fmt.Sprintf("%.1f", v[k]/(1<<20)) }
 	if _, ok := v["peak_rss_bytes"]; ok {
-		return fmt.Sprintf("RSS %s → %s → %s MB, heap %s → %s (sampled) → %s MB (after GC)",
+		return fmt.Sprintf("RSS %s → %s → %s MB, heap %s → %s (sampled) → %s MB (after GC, %.0f s later)",
 			mb("before_rss_bytes"), mb("peak_rss_bytes"), mb("after_rss_bytes"),
-			mb("before_heap_bytes"), mb("peak_heap_bytes"), mb("after_heap_bytes"))
+			mb("before_heap_bytes"), mb("peak_heap_bytes"), mb("after_heap_bytes"), v["settle_s"])
 	}
 	if _, ok := v["peak_shm_bytes"]; ok {
-		return fmt.Sprintf("shm %s → %s → %s MB, private RSS %s → %s MB",
-			mb("before_shm_bytes"), mb("peak_shm_bytes"), mb("after_shm_bytes"),
+		return fmt.Sprintf("shm %s → %s → %s MB (%.0f s later), private RSS %s → %s MB",
+			mb("before_shm_bytes"), mb("peak_shm_bytes"), mb("after_shm_bytes"), v["settle_s"],
 			mb("before_private_rss_bytes"), mb("after_private_rss_bytes"))
 	}
 	return "-"
