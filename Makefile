@@ -57,10 +57,11 @@ bench-docs:
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# test-bench-smoke runs every load-generator scenario briefly against pinhole,
-# the batched and the per-device-socket generator against the echo
-# responder, and the batched one across a veth pair between two namespaces
-# (seconds; nothing timed).
+# test-bench-smoke runs every load-generator scenario briefly against pinhole
+# (register, refresh and the avalanche with pinhole's own counts checked,
+# and the avalanche's retries), the batched and the per-device-socket
+# generator against the echo responder, and the batched one across a veth
+# pair between two namespaces (seconds; nothing timed).
 test-bench-smoke:
 	$(GO) test -race -count=1 -tags integration -run Smoke -timeout 5m ./bench/load/
 
