@@ -226,3 +226,131 @@ func challenges(c interface{ WriteMetrics(w io.Writer) }) uint64 {
 	}
 	return n
 }
+
+// phoneTmpl is one of two phones registered to the one user "pair": each
+// its own Call-ID, socket and Contact (distinct q, so that the order of
+// the 200's Contacts does not hang on which binding was written in which
+// second).
+func phoneTmpl(name, q string) corpusEntry {
+	return corpusEntry{name: name, tmpl: "REGISTER sip:example.com SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP {{LOCAL}};branch=z9hG4bK-{{BRANCH}};rport\r\n" +
+		"From: <sip:pair@example.com>;tag=" + name + "\r\n" +
+		"To: <sip:pair@example.com>\r\n" +
+		"Call-ID: {{CALLID}}\r\n" +
+		"CSeq: {{CSEQ}} REGISTER\r\n" +
+		"Contact: <sip:" + name + "@{{LOCAL}}>;q=" + q + "\r\n" +
+		"Max-Forwards: 70\r\n" +
+		"Expires: {{EXPIRES}}\r\n" +
+		"Content-Length: 0\r\n\r\n"}
+}
+
+// TestAuthCorpusTwoPhones registers two phones of one user, each with
+// its own Call-ID and Contact, through pinhole with digest authentication
+// and the fast path off and on, and refreshes them in turn: every answer
+// (which lists both bindings with their remaining expiries) must be the
+// same header for header. While the AOR holds both registrations the
+// loop declines their refreshes (the fill says shared_aor; docs/fastpath.md
+// says why); once one phone has de-registered, the other's refreshes are
+// absorbed again.
+func TestAuthCorpusTwoPhones(t *testing.T) {
+	a, b := phoneTmpl("phone-a", "0.9"), phoneTmpl("phone-b", "0.5")
+	slow, fast := authServers(t, []corpusEntry{a}, time.Minute)
+	c := fast.fp.Cache()
+	type phone struct {
+		e      corpusEntry
+		s, f   *authDevice
+		callID string
+	}
+	pa := &phone{e: a, s: &authDevice{d: dial(t, slow.addr)}, f: &authDevice{d: dial(t, fast.addr)}, callID: "phone-a@pair"}
+	pb := &phone{e: b, s: &authDevice{d: dial(t, slow.addr)}, f: &authDevice{d: dial(t, fast.addr)}, callID: "phone-b@pair"}
+	steps := []struct {
+		p       *phone
+		s       authStep
+		expires string
+		absorb  bool
+	}{
+		{pa, authStep{name: "a: first", status: "401"}, "600", false},
+		{pa, authStep{name: "a: answer", auth: true, fresh: true, alg: digest.SHA256, status: "200"}, "600", false},
+		{pa, authStep{name: "a: refresh, alone in the AOR", auth: true, alg: digest.SHA256, status: "200"}, "600", true},
+		{pb, authStep{name: "b: first", status: "401"}, "300", false},
+		{pb, authStep{name: "b: answer", auth: true, fresh: true, alg: digest.MD5, status: "200"}, "300", false},
+		{pa, authStep{name: "a: refresh beside b", auth: true, alg: digest.SHA256, status: "200"}, "600", false},
+		{pb, authStep{name: "b: refresh beside a", auth: true, alg: digest.MD5, status: "200"}, "300", false},
+		{pa, authStep{name: "a: refresh again", auth: true, alg: digest.SHA256, status: "200"}, "600", false},
+		{pb, authStep{name: "b: refresh again", auth: true, alg: digest.MD5, status: "200"}, "300", false},
+		{pb, authStep{name: "b: de-registers", auth: true, alg: digest.MD5, status: "200"}, "0", false},
+		{pa, authStep{name: "a: refresh, alone again", auth: true, alg: digest.SHA256, status: "200"}, "600", false},
+		{pa, authStep{name: "a: refresh, absorbed again", auth: true, alg: digest.SHA256, status: "200"}, "600", true},
+	}
+	shared := fillsOf(c, "shared_aor")
+	for _, st := range steps {
+		// Each pair of requests (slow, fast) in one second: the other
+		// binding's remaining expiry is counted in whole seconds.
+		if ms := time.Now().Nanosecond() / 1e6; ms > 700 {
+			time.Sleep(time.Duration(1000-ms) * time.Millisecond)
+		}
+		absorbed, fills := c.Absorbed(), c.Fills()
+		p := st.p
+		e := p.e
+		e.tmpl = strings.ReplaceAll(e.tmpl, "{{EXPIRES}}", st.expires)
+		rs, rf := p.s.send(t, e, p.callID, st.s), p.f.send(t, e, p.callID, st.s)
+		if rs == "" || rf == "" {
+			t.Fatalf("%s: no reply (slow %q, fast %q)", st.s.name, rs, rf)
+		}
+		if !strings.HasPrefix(rs, "SIP/2.0 "+st.s.status+" ") {
+			t.Fatalf("%s: slow path answered %q, want %s", st.s.name, rs[:strings.Index(rs, "\r\n")], st.s.status)
+		}
+		ns, nf := normalizePair(t, rs, p.s.d, pa.s.d, pb.s.d), normalizePair(t, rf, p.f.d, pa.f.d, pb.f.d)
+		if diff := cmp.Diff(ns, nf); diff != "" {
+			t.Fatalf("%s: replies differ (-slow +fast):\n%s", st.s.name, diff)
+		}
+		if got := c.Absorbed() - absorbed; got != uint64(boolToInt(st.absorb)) {
+			var m strings.Builder
+			c.WriteMetrics(&m)
+			t.Fatalf("%s: absorbed %d, want absorbed=%v; counters:\n%s", st.s.name, got, st.absorb, nonZero(m.String()))
+		}
+		if st.s.status == "200" {
+			fast.settle(t, absorbed, fills)
+			// An absorbed refresh reaches the store within a flush of the
+			// touch ring (100 ms); the other phone's next answer reads it.
+			time.Sleep(150 * time.Millisecond)
+		}
+	}
+	if got := fillsOf(c, "shared_aor") - shared; got < 4 {
+		t.Errorf("fills declined as shared_aor: %d, want at least the four refreshes while both phones were registered", got)
+	}
+}
+
+func boolToInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// normalizePair is normalize for a reply that may name both phones: each
+// one's address is replaced by its name.
+func normalizePair(t *testing.T, reply string, d, a, b *device) []string {
+	t.Helper()
+	reply = nonceParam.ReplaceAllString(reply, `nonce="NONCE"`)
+	for name, o := range map[string]*device{"PHONE-A": a, "PHONE-B": b} {
+		if o != d {
+			reply = strings.ReplaceAll(reply, o.local(), name)
+		}
+	}
+	return normalize(t, reply, d)
+}
+
+// fillsOf reads pinhole_fastpath_fills_total{result}.
+func fillsOf(c interface{ WriteMetrics(w io.Writer) }, result string) uint64 {
+	var b strings.Builder
+	c.WriteMetrics(&b)
+	prefix := `pinhole_fastpath_fills_total{result="` + result + `"} `
+	var n uint64
+	for _, l := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(l, prefix); ok {
+			fmt.Sscan(v, &n)
+		}
+	}
+	return n
+}

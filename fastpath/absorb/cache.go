@@ -255,15 +255,20 @@ func (c *Cache) build(req *sip.Request, res *sip.Response, flow location.Flow) (
 	// The store must hold exactly what this request left: every binding
 	// of the AOR from this Call-ID, CSeq and flow, one per Contact.
 	bs := c.opt.Store.Lookup(aor)
+	// Another registration's binding first: it is why the counts below
+	// would differ, and shared_aor says so (docs/fastpath.md, "AORs with
+	// several registrations").
+	for _, b := range bs {
+		if b.CallID != e.callID || b.Flow != flow {
+			return nil, fillShared
+		}
+	}
 	if len(bs) == 0 || len(bs) != len(e.contacts) || strings.Count(string(tail), "\r\nContact: ")+boolInt(strings.HasPrefix(string(tail), "Contact: ")) != len(bs) {
 		return nil, fillStale
 	}
 	now := c.opt.Now().Unix()
 	var last int64
 	for i, b := range bs {
-		if b.CallID != e.callID || b.Flow != flow {
-			return nil, fillShared
-		}
 		if b.CSeq != cs.SeqNo || b.Path != "" || b.Expires.Unix() <= now {
 			return nil, fillStale
 		}

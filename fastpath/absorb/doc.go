@@ -28,8 +28,10 @@
 // flusher drains into [location.Store.Touch] every 100 ms.
 //
 // Anything else — a miss, an evicted or refused entry, a change, another
-// flow, an AOR with bindings of several registrations — is declined and
-// goes to the slow path, which answers and fills again. Every change the
+// flow, an AOR with bindings of several registrations (whose 200 lists the
+// other bindings in the store's order and with the store's expiries, which
+// lag the loops' refreshes: docs/fastpath.md) — is declined and goes to the
+// slow path, which answers and fills again. Every change the
 // store sees invalidates the AOR's entry ([Cache.Invalidate], called from
 // the store's change hook), and a generation counter keeps a fill that
 // raced with a change from installing stale state.
