@@ -998,6 +998,14 @@ func (e *engine) fire(t timerEntry) {
 // floodMessages are what scanners and attackers send to a SIP edge: a
 // sipvicious OPTIONS sweep, REGISTER guessing for common extensions,
 // toll-fraud INVITEs, and junk. Each gets a fresh Call-ID and branch.
+// floodRegisterGuess and floodRegisterBadAuth are the well-formed
+// REGISTERs among floodMessages: a registrar may answer them (401), so the
+// server check allows for them.
+const (
+	floodRegisterGuess   = 1
+	floodRegisterBadAuth = 2
+)
+
 var floodMessages = []string{
 	"OPTIONS sip:100@%[1]s SIP/2.0\r\nVia: SIP/2.0/UDP %[2]s;branch=z9hG4bK-fl%[3]d;rport\r\nMax-Forwards: 70\r\nTo: \"sipvicious\"<sip:100@1.1.1.1>\r\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=fl%[3]d\r\nUser-Agent: friendly-scanner\r\nCall-ID: fl%[3]d\r\nCSeq: 1 OPTIONS\r\nContact: <sip:100@%[2]s>\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n",
 	"REGISTER sip:%[1]s SIP/2.0\r\nVia: SIP/2.0/UDP %[2]s;branch=z9hG4bK-fl%[3]d;rport\r\nMax-Forwards: 70\r\nFrom: <sip:%[4]d@%[1]s>;tag=fl%[3]d\r\nTo: <sip:%[4]d@%[1]s>\r\nCall-ID: fl%[3]d\r\nCSeq: 1 REGISTER\r\nContact: <sip:%[4]d@%[2]s>\r\nUser-Agent: friendly-scanner\r\nContent-Length: 0\r\n\r\n",
@@ -1011,13 +1019,17 @@ func (e *engine) sendFlood() {
 	k := int(e.floodN % uint64(e.floods))
 	e.floodN++
 	src := e.cfg.floodAddr(k).String()
-	msg := fmt.Sprintf(floodMessages[e.floodN%uint64(len(floodMessages))], e.domain, src, e.floodN, 100+e.floodN%900)
+	which := e.floodN % uint64(len(floodMessages))
+	msg := fmt.Sprintf(floodMessages[which], e.domain, src, e.floodN, 100+e.floodN%900)
 	err := e.io.send(int32(e.cfg.endpoints()+k), []byte(msg))
 	e.each(func(c *counters) {
 		c.actions[aFlood].Offered++
 		if err != nil {
 			c.countErr(err)
 			return
+		}
+		if which == floodRegisterGuess || which == floodRegisterBadAuth {
+			c.floodRegs++
 		}
 		c.sentMsgs++
 		c.kinds[kFlood].Sent++

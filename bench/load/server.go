@@ -102,7 +102,8 @@ func udpCounters(path string) map[string]float64 {
 // by the slow path or absorbed by the fast path once, give or take the
 // retransmissions (a lost request is sent again; a retransmission may be
 // answered again), the requests that timed out and those still in flight
-// when the drain ended.
+// when the drain ended; the flood's well-formed REGISTERs may be answered
+// too (a challenge), or dropped before the registrar.
 func compareServer(before, after *serverSnap, span *Phase, inflight uint64) *ServerCounts {
 	sc := &ServerCounts{Moved: map[string]float64{}, OK: true}
 	if before.err != nil || after.err != nil {
@@ -143,12 +144,16 @@ func compareServer(before, after *serverSnap, span *Phase, inflight uint64) *Ser
 	if after.metrics != nil && sc.RegisterSent > 0 {
 		seen := sc.RegistrarSeen + sc.Absorbed
 		lo := float64(sc.RegisterSent) - float64(sc.RegisterRetrans+timeouts+inflight)
-		hi := float64(sc.RegisterSent + sc.RegisterRetrans)
+		hi := float64(sc.RegisterSent + sc.RegisterRetrans + span.FloodRegs)
 		if seen < lo || seen > hi {
 			sc.OK = false
 		}
-		why = append(why, fmt.Sprintf("REGISTER: generator sent %d (+%d retransmitted, %d timed out, %d in flight), server answered %.0f and absorbed %.0f",
-			sc.RegisterSent, sc.RegisterRetrans, timeouts, inflight, sc.RegistrarSeen, sc.Absorbed))
+		flood := ""
+		if span.FloodRegs > 0 {
+			flood = fmt.Sprintf(" and the flood %d", span.FloodRegs)
+		}
+		why = append(why, fmt.Sprintf("REGISTER: generator sent %d (+%d retransmitted, %d timed out, %d in flight)%s, server answered %.0f and absorbed %.0f",
+			sc.RegisterSent, sc.RegisterRetrans, timeouts, inflight, flood, sc.RegistrarSeen, sc.Absorbed))
 	}
 	if ka := span.Kinds["keepalive"]; after.metrics != nil && ka.Sent > 0 && sc.Keepalives > 0 {
 		// Every pong was answered by the server; the server answered no

@@ -84,6 +84,7 @@ type counters struct {
 	finalLat    hist.Histogram
 	natPings    uint64 // OPTIONS with a pinhole NAT-ping Call-ID (ph-…)
 	keepalivesR uint64
+	floodRegs   uint64 // well-formed REGISTERs among the flood
 }
 
 func (c *counters) reset() { *c = counters{} }
@@ -145,6 +146,7 @@ type Phase struct {
 	Unmatched  uint64                  `json:"unmatched"`
 	NATPings   uint64                  `json:"nat_pings_answered"`
 	Pongs      uint64                  `json:"keepalive_replies"`
+	FloodRegs  uint64                  `json:"flood_registers,omitempty"` // well-formed REGISTERs the flood sent
 	Kinds      map[string]KindResult   `json:"messages"`
 	Actions    map[string]ActionResult `json:"actions"`
 	Latency    Latency                 `json:"final_response_latency"`
@@ -153,7 +155,7 @@ type Phase struct {
 func (c *counters) phase(seconds float64) Phase {
 	p := Phase{Seconds: seconds, SentMsgs: c.sentMsgs, RecvMsgs: c.recvMsgs, SendErrors: c.sendErrors,
 		Refused: c.refused, Unparsable: c.unparsable, Unmatched: c.unmatched, NATPings: c.natPings,
-		Pongs: c.keepalivesR, Kinds: map[string]KindResult{}, Actions: map[string]ActionResult{},
+		Pongs: c.keepalivesR, FloodRegs: c.floodRegs, Kinds: map[string]KindResult{}, Actions: map[string]ActionResult{},
 		Latency: summarize(&c.finalLat)}
 	for i := range c.kinds {
 		k := &c.kinds[i]
