@@ -5,6 +5,7 @@ package load_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -236,7 +237,10 @@ func TestSmokeAgainstEcho(t *testing.T) {
 	for _, sc := range []string{load.ScenarioRegister, load.ScenarioRefresh, load.ScenarioCalls, "refresh/socket"} {
 		c := smokeConfig(t, addr, strings.TrimSuffix(sc, "/socket"), "127.79.0.0/24")
 		if strings.HasSuffix(sc, "/socket") { // one connected socket per device
-			c.IO, c.PortBase = load.IOSocket, 10000
+			// Ports below the kernel's ephemeral range, at a random base:
+			// 10000, the default, is where a generator started by hand
+			// (or sipp) on the same machine is likely to sit.
+			c.IO, c.PortBase = load.IOSocket, 20000+rand.IntN(10000)
 		}
 		res, err := load.Run(context.Background(), c)
 		if err != nil {
