@@ -120,13 +120,14 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 	if p.Transport != "UDP" || !bytes.HasPrefix(data, []byte("REGISTER ")) {
 		return false
 	}
-	conn := sl.s.udp.get(p.LocalAddr.String())
+	local := p.LocalAddr.String() // formatting it allocates: once per datagram
+	conn := sl.s.udp.get(local)
 	if conn == nil {
 		return false // not a listener of ours: sipgo answers as before
 	}
 	j := slJobs.Get().(*slJob)
 	j.buf = append(j.buf[:0], data...)
-	j.conn, j.remote, j.local, j.start = conn, p.RemoteAddr, p.LocalAddr.String(), time.Now()
+	j.conn, j.remote, j.local, j.start = conn, p.RemoteAddr, local, time.Now()
 	sl.s.ops.inflight.Add(1)
 	select {
 	case sl.q <- j:

@@ -97,7 +97,12 @@ func (m *Memory) enqueue(aor string, c *Commit) {
 		q.mu.Unlock()
 		// Close is under way: write alone, as the store did before the
 		// committer existed (the file may already be closed: an error).
-		c.finish(m.commitBatch([]pendingCommit{{aor, c}}))
+		one := []pendingCommit{{aor, c}}
+		err := m.commitBatch(one)
+		if err != nil {
+			m.redirty(one)
+		}
+		c.finish(err)
 		return
 	}
 	q.queue = append(q.queue, pendingCommit{aor, c})
@@ -143,6 +148,9 @@ func (m *Memory) commitQueued() {
 		q.queue, q.spare = q.spare[:0], nil
 		q.mu.Unlock()
 		err := m.commitBatch(batch)
+		if err != nil {
+			m.redirty(batch)
+		}
 		for i := range batch {
 			batch[i].c.finish(err)
 			batch[i] = pendingCommit{}
@@ -150,6 +158,17 @@ func (m *Memory) commitQueued() {
 		q.mu.Lock()
 		q.spare = batch[:0]
 		q.mu.Unlock()
+	}
+}
+
+// redirty hands the AORs of a failed batch to the flusher, which retries
+// them (Apply leaves written-through changes out of the dirty sets).
+func (m *Memory) redirty(batch []pendingCommit) {
+	for _, p := range batch {
+		s := m.shard(p.aor)
+		s.mu.Lock()
+		m.markDirty(s, p.aor)
+		s.mu.Unlock()
 	}
 }
 

@@ -191,3 +191,46 @@ func TestGroupCommitKill(t *testing.T) {
 		t.Fatalf("%d acknowledged registrations lost after kill -9: %v", len(lost), lost[:min(len(lost), 20)])
 	}
 }
+
+// TestWriteThroughNotFlushedAgain: a change the committer wrote is not
+// left dirty for the flusher to write a second time; a refresh is; and a
+// change whose transaction failed is handed to the flusher to retry.
+func TestWriteThroughNotFlushedAgain(t *testing.T) {
+	m, err := Open(Options{Path: tempDB(t), FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour)
+	b := typical(1, exp)
+	if _, err := m.Update(b.AOR, func([]Binding) ([]Binding, error) { return []Binding{b}, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if m.anyDirty() {
+		t.Fatal("a written-through registration is dirty: the flusher would write it again")
+	}
+	if !m.Touch(refresh(b, b.CSeq+1, exp.Add(time.Minute))) {
+		t.Fatal("Touch refused the binding's own refresh")
+	}
+	if !m.anyDirty() {
+		t.Fatal("a refresh is not dirty: it would never reach the disk")
+	}
+	if err := m.flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Close the file under the committer: its next transaction fails.
+	if err := m.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b2 := typical(2, exp)
+	_, c, err := m.Apply(b2.AOR, func([]Binding) ([]Binding, error) { return []Binding{b2}, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(); err == nil {
+		t.Fatal("a write-through to a closed file succeeded")
+	}
+	if !m.anyDirty() {
+		t.Fatal("a failed write-through is not dirty: the flusher would never retry it")
+	}
+}

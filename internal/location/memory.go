@@ -182,12 +182,19 @@ func (m *Memory) Apply(aor string, fn func(cur []Binding) ([]Binding, error)) ([
 	// cur, so they leave now; they still owe their OnExpire.
 	lapsed := appendLapsed(nil, aor, old, nowSec)
 	changed := !sameExceptRefresh(old, blob)
+	// A change goes to disk through the committer, which marks it dirty
+	// only if its transaction fails; the flusher writing it again a
+	// second later was a second copy of every registration's bytes and
+	// half of the store's transactions under first registrations.
+	behind := !changed || m.db == nil
 	s.bindings -= countEntries(old)
 	key := ""
 	if blob == nil {
 		if exists {
 			delete(s.sets, aor)
-			m.markDirty(s, aor)
+			if behind {
+				m.markDirty(s, aor)
+			}
 		}
 	} else {
 		key = strings.Clone(aor)
@@ -199,7 +206,9 @@ func (m *Memory) Apply(aor string, fn func(cur []Binding) ([]Binding, error)) ([
 		}
 		s.put(key, blob)
 		s.bindings += len(stored)
-		m.markDirty(s, key)
+		if behind {
+			m.markDirty(s, key)
+		}
 	}
 	s.mu.Unlock()
 

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -474,8 +475,31 @@ func (r *Registrar) ok(req *sip.Request, bs []location.Binding, now time.Time, p
 			res.AppendHeader(sip.NewHeader("Path", p.Value()))
 		}
 	}
-	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123)))
+	res.AppendHeader(sip.NewHeader("Date", httpDate(now)))
 	return res
+}
+
+// dateCache is the Date value of the last second a 200 was built in:
+// formatting it is one of the larger costs of a 200 that pinhole's own
+// code adds, and at thousands of registrations a second it is the same
+// string for all of them.
+type dateCache struct {
+	sec int64
+	s   string
+}
+
+var lastDate atomic.Pointer[dateCache]
+
+// httpDate returns now as RFC 1123 in UTC (RFC 3261 §20.17), formatted at
+// most once per second.
+func httpDate(now time.Time) string {
+	sec := now.Unix()
+	if d := lastDate.Load(); d != nil && d.sec == sec {
+		return d.s
+	}
+	d := &dateCache{sec: sec, s: now.UTC().Format(time.RFC1123)}
+	lastDate.Store(d)
+	return d.s
 }
 
 // reply builds a response with pinhole's fixed headers.
