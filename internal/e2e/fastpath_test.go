@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/pinhole-sip/pinhole/internal/testutil"
 )
@@ -97,4 +100,96 @@ func hostMetric(t *testing.T, addr, name string) float64 {
 	}
 	t.Fatalf("no %s in the metrics", name)
 	return 0
+}
+
+// TestFastPathAuthRefreshes runs a sipp phone with digest credentials
+// (a challenge, then refreshes with the next nc on the one nonce) against
+// pinhole with its embedded default — where the fast path is on — and
+// again with the fast path off: the phone receives the same answers,
+// header for header once what differs from run to run (tags, branches,
+// nonces, ports, dates) is masked, and with the fast path on pinhole's
+// metrics count the refreshes absorbed by the loops. The configuration is
+// testutil.DefaultConfig: the embedded default with its own ports and
+// directory, and MD5 alone, the only algorithm sipp 3.6 answers.
+func TestFastPathAuthRefreshes(t *testing.T) {
+	const user, password, refreshes = "authfp", "s3cret-fp", 8
+	run := func(t *testing.T, fastPath bool) []string {
+		cfg := testutil.DefaultConfig(t)
+		if !cfg.FastPath.Enabled {
+			t.Fatal("the embedded default has the fast path off")
+		}
+		cfg.FastPath.Enabled = fastPath
+		metricsAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, testutil.Loopback))
+		cfg.Metrics.Listen = metricsAddr
+		cfg.Log.Level = "info"
+		cfg.Auth.Credentials = testutil.WriteCredentials(t, cfg.Auth.Realm, map[string]string{user: password})
+		testutil.StartPinhole(t, nil, cfg)
+		res := testutil.Sipp{
+			Scenario: scenario(t, "auth_refresh.xml"),
+			Remote:   cfg.Listen.UDP[0],
+			LocalIP:  testutil.Loopback,
+			Service:  user, AuthUser: user, AuthPassword: password,
+			AuthURI: domain,
+			Vars:    map[string]string{"domain": domain, "expires": "600", "period_ms": "200", "refreshes": strconv.Itoa(refreshes)},
+			Timeout: 30 * time.Second,
+		}.Run(t)
+		if res.ExitCode != testutil.SippExitOK {
+			t.Fatalf("authenticated refreshes (fast path %v):\n%s", fastPath, res.Report())
+		}
+		if fastPath {
+			// The first authenticated REGISTER goes to the slow path and
+			// fills the cache; at worst one refresh races that fill.
+			if got := hostMetric(t, metricsAddr, "pinhole_fastpath_absorbed_total"); got < refreshes-1 {
+				t.Errorf("absorbed %v of %d authenticated refreshes", got, refreshes)
+			}
+		}
+		return receivedAnswers(t, res.Dir+"/messages.log")
+	}
+	on := run(t, true)
+	off := run(t, false)
+	if want := refreshes + 2; len(on) != want {
+		t.Errorf("fast path on: %d answers, want %d (a 401 and %d 200s)", len(on), want, refreshes+1)
+	}
+	if diff := cmp.Diff(off, on); diff != "" {
+		t.Errorf("answers with the fast path on differ from the slow path's (-off +on):\n%s", diff)
+	}
+}
+
+// What differs between two runs of one scenario: masked in the answers.
+var (
+	answerMasks = []struct {
+		re   *regexp.Regexp
+		with string
+	}{
+		{regexp.MustCompile(`127\.0\.0\.1:\d+`), "127.0.0.1:PORT"},
+		{regexp.MustCompile(`(?m)^Call-ID: .*$`), "Call-ID: ID"},
+		{regexp.MustCompile(`(?m)^Date: .*$`), "Date: DATE"},
+		{regexp.MustCompile(`tag=[^;>\s]+`), "tag=TAG"},
+		{regexp.MustCompile(`branch=[^;>\s]+`), "branch=BRANCH"},
+		{regexp.MustCompile(`rport=\d+`), "rport=PORT"},
+		{regexp.MustCompile(`nonce="[^"]*"`), `nonce="NONCE"`},
+	}
+	traceSplit = regexp.MustCompile(`(?m)^-{20,} .*$`)
+)
+
+// receivedAnswers reads the responses in a sipp message trace, each with
+// its header lines in order and the run's own values masked.
+func receivedAnswers(t *testing.T, path string) []string {
+	t.Helper()
+	var out []string
+	for _, part := range traceSplit.Split(readFile(t, path), -1) {
+		if !strings.Contains(part, "message received") {
+			continue
+		}
+		i := strings.Index(part, "SIP/2.0 ")
+		if i < 0 {
+			continue // a request
+		}
+		msg := strings.TrimSpace(strings.ReplaceAll(part[i:], "\r\n", "\n"))
+		for _, m := range answerMasks {
+			msg = m.re.ReplaceAllString(msg, m.with)
+		}
+		out = append(out, msg)
+	}
+	return out
 }
