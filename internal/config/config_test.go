@@ -321,8 +321,16 @@ func TestFastPathDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(FastPath{Enabled: false, Loops: 0, CacheSize: 1_000_000, QueueSize: 4096}, def.FastPath); diff != "" {
+	if diff := cmp.Diff(FastPath{Enabled: true, Loops: 0, CacheSize: 1_000_000, QueueSize: 4096}, def.FastPath); diff != "" {
 		t.Errorf("default fastpath (-want +got):\n%s", diff)
+	}
+	// On by default; off is one key, the rest staying the default's.
+	off, err := Parse([]byte("fastpath:\n  enabled: false\n"), "off.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(FastPath{Enabled: false, Loops: 0, CacheSize: 1_000_000, QueueSize: 4096}, off.FastPath); diff != "" {
+		t.Errorf("fastpath.enabled: false (-want +got):\n%s", diff)
 	}
 	cfg, err := Parse([]byte("fastpath:\n  enabled: true\n  loops: 2\n  cache_size: 10\n  queue_size: 64\n"), "t.yaml")
 	if err != nil {

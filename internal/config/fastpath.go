@@ -2,8 +2,9 @@ package config
 
 // FastPath configures the userspace fast path (docs/fastpath.md).
 type FastPath struct {
-	// Enabled: gnet owns the UDP listeners and absorbs refreshes; false
-	// is the slow path alone, exactly as before the fast path existed.
+	// Enabled (the embedded default): gnet owns the UDP listeners and
+	// absorbs refreshes; false is the slow path alone, exactly as before
+	// the fast path existed.
 	Enabled bool `yaml:"enabled"`
 	// Loops is the number of event loops (one SO_REUSEPORT socket each)
 	// per UDP listener; 0 = one per CPU.
