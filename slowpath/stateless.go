@@ -16,6 +16,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/internal/sipheader"
 	"github.com/pinhole-sip/pinhole/slowpath/nat"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
 	"github.com/pinhole-sip/pinhole/slowpath/retrans"
@@ -125,6 +126,15 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 	if conn == nil {
 		return false // not a listener of ours: sipgo answers as before
 	}
+	if len(sl.q) >= cap(sl.q)/2 && !hasCredentials(data) {
+		// Past half the queue a REGISTER without credentials goes first:
+		// its answer is a 401 that starts a registration, while one with
+		// credentials completes a registration whose 401 was already
+		// paid for. Under overload this keeps the work done turning into
+		// registrations instead of challenges whose answers are shed.
+		sl.shed.Add(1)
+		return true
+	}
 	j := slJobs.Get().(*slJob)
 	j.buf = append(j.buf[:0], data...)
 	j.conn, j.remote, j.local, j.start = conn, p.RemoteAddr, local, time.Now()
@@ -137,6 +147,29 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 		sl.release(j)
 	}
 	return true
+}
+
+// hasCredentials reports whether the header section of msg has an
+// Authorization header (it has no compact form), without parsing it.
+func hasCredentials(msg []byte) bool {
+	// Skip the request line.
+	i := bytes.IndexByte(msg, '\n')
+	for i >= 0 && i+1 < len(msg) {
+		line := msg[i+1:]
+		end := bytes.IndexByte(line, '\n')
+		if end < 0 {
+			end = len(line)
+		}
+		line = bytes.TrimRight(line[:end], "\r")
+		if len(line) == 0 {
+			return false // end of the headers
+		}
+		if c := bytes.IndexByte(line, ':'); c > 0 && sipheader.EqualFold(bytes.TrimRight(line[:c], " \t"), "authorization") {
+			return true
+		}
+		i += 1 + end
+	}
+	return false
 }
 
 func (sl *stateless) release(j *slJob) {

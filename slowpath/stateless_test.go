@@ -183,13 +183,28 @@ func TestStatelessShedsPastQueue(t *testing.T) {
 	sl := &stateless{s: s, q: make(chan *slJob, 16), done: make(chan struct{})} // no workers
 	p := sip.TransportReadProps{Transport: "UDP", LocalAddr: pc.LocalAddr(), RemoteAddr: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5999}}
 	reg := register("alice", "sh-1", 1, "127.0.0.1:5999")
-	for range 20 {
-		if !sl.take(p, reg) {
+	// Past half the queue, REGISTERs without credentials are shed; those
+	// with credentials fill it.
+	signed := bytes.Replace(reg, []byte("Expires: 600\r\n"), []byte("Expires: 600\r\nauthorization : Digest username=\"alice\"\r\n"), 1)
+	for i := range 20 {
+		m := reg
+		if i >= 12 {
+			m = signed
+		}
+		if !sl.take(p, m) {
 			t.Fatal("REGISTER not taken")
 		}
 	}
 	if len(sl.q) != 16 || sl.shed.Load() != 4 || s.ops.inflight.Load() != 16 {
 		t.Fatalf("queued %d shed %d in flight %d; want 16, 4, 16", len(sl.q), sl.shed.Load(), s.ops.inflight.Load())
+	}
+	for range 2 {
+		if !sl.take(p, signed) {
+			t.Fatal("REGISTER not taken")
+		}
+	}
+	if len(sl.q) != 16 || sl.shed.Load() != 6 {
+		t.Fatalf("full queue: queued %d shed %d; want 16, 6", len(sl.q), sl.shed.Load())
 	}
 	for _, m := range []string{"SIP/2.0 200 OK\r\n", "INVITE sip:bob@example.com SIP/2.0\r\n", "OPTIONS sip:example.com SIP/2.0\r\n"} {
 		if sl.take(p, []byte(m)) {
@@ -205,6 +220,25 @@ func TestStatelessShedsPastQueue(t *testing.T) {
 // TestNoStatelessForRelayedRegister: the mid-registrar and the edge relay
 // answer REGISTER only after another registrar did; they keep sipgo's
 // transactions.
+func TestHasCredentials(t *testing.T) {
+	for _, tt := range []struct {
+		msg  string
+		want bool
+	}{
+		{"REGISTER sip:a SIP/2.0\r\nVia: x\r\nAuthorization: Digest a=b\r\n\r\n", true},
+		{"REGISTER sip:a SIP/2.0\r\nAUTHORIZATION\t: Digest a=b\r\n\r\n", true},
+		{"REGISTER sip:a SIP/2.0\nVia: x\nAuthorization: Digest a=b\n\n", true},
+		{"REGISTER sip:a SIP/2.0\r\nProxy-Authorization: Digest a=b\r\n\r\n", false},
+		{"REGISTER sip:a SIP/2.0\r\nVia: x\r\n\r\nAuthorization: in the body\r\n", false},
+		{"REGISTER sip:a SIP/2.0\r\nX-Note: Authorization: no\r\n\r\n", false},
+		{"REGISTER sip:a SIP/2.0", false},
+	} {
+		if got := hasCredentials([]byte(tt.msg)); got != tt.want {
+			t.Errorf("hasCredentials(%q) = %v, want %v", tt.msg, got, tt.want)
+		}
+	}
+}
+
 func TestNoStatelessForRelayedRegister(t *testing.T) {
 	up := "127.0.0.1:" + strconv.Itoa(freeUDPPort(t))
 	s, _ := startServer(t, "midregistrar:\n  upstreams: [{addr: \""+up+"\", transport: udp}]\n")
