@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/pinhole-sip/pinhole/internal/sipheader"
+	"github.com/pinhole-sip/pinhole/internal/sipsyntax"
 )
 
 // Fixed capacities of a [Register]. Devices send one Via and one to three
@@ -198,7 +199,7 @@ func Scan(data []byte, lim Limits, r *Register) Reason {
 			if bytes.IndexByte(v, ',') >= 0 {
 				return MultiValue
 			}
-			if !plainAddress(v) {
+			if !sipsyntax.ValidAddress(v) {
 				return BadAddress
 			}
 			r.Contacts[r.NumContact] = v
@@ -209,7 +210,7 @@ func Scan(data []byte, lim Limits, r *Register) Reason {
 			return Duplicate
 		}
 		seen[k] = true
-		if (k == hFrom || k == hTo) && !plainAddress(v) {
+		if (k == hFrom || k == hTo) && !sipsyntax.ValidAddress(v) {
 			return BadAddress
 		}
 		switch k {
@@ -267,26 +268,6 @@ func Scan(data []byte, lim Limits, r *Register) Reason {
 		}
 	}
 	return OK
-}
-
-// plainAddress applies the slow path's rule for a From, To or Contact
-// value (slowpath/sanity, RFC 3261 §20.10): every quoted string closed, and
-// no '?' (URI headers) outside angle brackets, where a parser would read
-// it as part of the address. What the slow path would refuse with 400
-// must not be answered 200 here.
-func plainAddress(v []byte) bool {
-	quoted, angle := false, false
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case quoted && c == '\\':
-			i++
-		case c == '"':
-			quoted = !quoted
-		case !quoted && c == '<':
-			angle = true
-		}
-	}
-	return !quoted && (angle || bytes.IndexByte(v, '?') < 0)
 }
 
 // lineEnd returns the index of the CR of the CRLF ending the line that

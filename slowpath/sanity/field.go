@@ -180,32 +180,6 @@ func appendTags(dst, v []byte, sep bool) ([]byte, bool) {
 	return dst, sep
 }
 
-// validAddress checks what the parser downstream would misread in a From,
-// To or Contact value (RFC 3261 §20.10): a quoted display name must end
-// (RFC 4475 §3.1.2.6, quotbal), and a URI holding '?' (or ',') must be in
-// <> (RFC 4475 §3.1.2.13, regbadct), since outside them those characters
-// begin header parameters or the next value.
-func validAddress(v []byte) bool {
-	quoted, angle := false, false
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case quoted && c == '\\':
-			i++
-		case c == '"':
-			quoted = !quoted
-		case !quoted && c == '<':
-			angle = true
-		}
-	}
-	if quoted {
-		return false
-	}
-	if !angle && bytes.IndexByte(v, '?') >= 0 {
-		return false
-	}
-	return true
-}
-
 // hasPrefixFold reports whether b starts with the lower-case ASCII string
 // prefix, ignoring case.
 func hasPrefixFold(b []byte, prefix string) bool {

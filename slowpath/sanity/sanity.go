@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/pinhole-sip/pinhole/internal/sipheader"
+	"github.com/pinhole-sip/pinhole/internal/sipsyntax"
 )
 
 // Limits bounds what a datagram may hold. A zero or negative field disables
@@ -429,7 +430,7 @@ func (m *message) record(f field) {
 	}
 	switch f.name {
 	case hdrFrom, hdrTo, hdrContact:
-		if !validAddress(m.data[f.value.off:f.value.end]) {
+		if !sipsyntax.ValidAddress(m.data[f.value.off:f.value.end]) {
 			m.badAddress = true
 			m.badEchoed = m.badEchoed || f.name != hdrContact
 		}

@@ -1,0 +1,28 @@
+// Package sipsyntax holds the syntax rules that readers of raw SIP bytes
+// apply before a full parser runs: the fast path's REGISTER scanner and the
+// slow path's sanity filter must refuse exactly the same values, or the
+// fast path would answer 200 to what the slow path answers 400. One copy
+// here keeps them from drifting apart.
+package sipsyntax
+
+import "bytes"
+
+// ValidAddress reports whether a From, To or Contact value (RFC 3261
+// §20.10) is one a parser reads as the sender meant it: every quoted
+// display name is closed (RFC 4475 §3.1.2.6, quotbal), and a URI holding
+// '?' sits inside <> (RFC 4475 §3.1.2.13, regbadct), since outside them
+// the '?' would begin URI headers a parser takes for part of the address.
+func ValidAddress(v []byte) bool {
+	quoted, angle := false, false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case quoted && c == '\\':
+			i++ // a quoted-pair: the next byte is taken as it is
+		case c == '"':
+			quoted = !quoted
+		case !quoted && c == '<':
+			angle = true
+		}
+	}
+	return !quoted && (angle || bytes.IndexByte(v, '?') < 0)
+}
