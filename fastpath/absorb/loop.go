@@ -293,26 +293,8 @@ func (l *Loop) challenge(v *digest.Verifier, e *Entry, remote netip.AddrPort, no
 		l.cnt.auth[authRealm].Add(1)
 		return Auth
 	}
-	r := &l.reg
-	b := append(l.buf[:0], "SIP/2.0 401 Unauthorized\r\nVia: "...)
-	b = appendRportVia(b, r.Vias[0], &l.vias[0], remote)
-	b = append(b, "\r\n"...)
-	for i := 1; i < r.NumVias; i++ {
-		b = append(b, "Via: "...)
-		b = append(b, r.Vias[i]...)
-		b = append(b, "\r\n"...)
-	}
-	b = append(b, "From: "...)
-	b = append(b, r.From...)
-	b = append(b, "\r\nTo: "...)
-	b = append(b, r.To...)
-	b = append(b, ";tag="...)
-	b = appendUUID(b, l.rng.Uint64(), l.rng.Uint64())
-	b = append(b, "\r\nCall-ID: "...)
-	b = append(b, r.CallID...)
-	b = append(b, "\r\nCSeq: "...)
-	b = strconv.AppendUint(b, uint64(r.CSeq), 10)
-	b = append(b, " REGISTER\r\nContent-Length: 0\r\n"...)
+	b := l.appendHead(l.buf[:0], "SIP/2.0 401 Unauthorized\r\n", appendRportVia, remote, l.rng.Uint64(), l.rng.Uint64())
+	b = append(b, "Content-Length: 0\r\n"...)
 	l.nonce = v.AppendNonce(l.nonce[:0], now)
 	for _, alg := range v.Algorithms() {
 		b = append(b, "WWW-Authenticate: "...)
@@ -346,26 +328,7 @@ func same(r *scan.Register, e *Entry) bool {
 // line, Vias, From, To (with the tag), Call-ID, CSeq, the prepared tail,
 // Date.
 func (l *Loop) build(e *Entry, remote netip.AddrPort, now time.Time) {
-	r := &l.reg
-	b := append(l.buf[:0], "SIP/2.0 200 OK\r\nVia: "...)
-	b = appendTopVia(b, r.Vias[0], &l.vias[0], remote)
-	b = append(b, "\r\n"...)
-	for i := 1; i < r.NumVias; i++ {
-		b = append(b, "Via: "...)
-		b = append(b, r.Vias[i]...)
-		b = append(b, "\r\n"...)
-	}
-	b = append(b, "From: "...)
-	b = append(b, r.From...)
-	b = append(b, "\r\nTo: "...)
-	b = append(b, r.To...)
-	b = append(b, ";tag="...)
-	b = appendUUID(b, e.tagHi.Load(), e.tagLo.Load())
-	b = append(b, "\r\nCall-ID: "...)
-	b = append(b, r.CallID...)
-	b = append(b, "\r\nCSeq: "...)
-	b = strconv.AppendUint(b, uint64(r.CSeq), 10)
-	b = append(b, " REGISTER\r\n"...)
+	b := l.appendHead(l.buf[:0], "SIP/2.0 200 OK\r\n", appendTopVia, remote, e.tagHi.Load(), e.tagLo.Load())
 	b = append(b, e.tail...)
 	b = append(b, "Date: "...)
 	b = append(b, l.dateOf(now)...)
@@ -475,4 +438,33 @@ func viaParam(v []byte, from int, name string) []byte {
 		}
 	}
 	return nil
+}
+
+// appendHead writes a response's status line and the headers sipgo's
+// NewResponseFromRequest copies from the request, in its order: the Vias
+// (the top one written by top, which adds what RFC 3581 asks for), From,
+// To with the tag, Call-ID and CSeq. The 200 and the 401 differ only in
+// what follows.
+func (l *Loop) appendHead(b []byte, status string, top func(dst, v []byte, p *via, src netip.AddrPort) []byte, remote netip.AddrPort, tagHi, tagLo uint64) []byte {
+	r := &l.reg
+	b = append(b, status...)
+	b = append(b, "Via: "...)
+	b = top(b, r.Vias[0], &l.vias[0], remote)
+	b = append(b, "\r\n"...)
+	for i := 1; i < r.NumVias; i++ {
+		b = append(b, "Via: "...)
+		b = append(b, r.Vias[i]...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "From: "...)
+	b = append(b, r.From...)
+	b = append(b, "\r\nTo: "...)
+	b = append(b, r.To...)
+	b = append(b, ";tag="...)
+	b = appendUUID(b, tagHi, tagLo)
+	b = append(b, "\r\nCall-ID: "...)
+	b = append(b, r.CallID...)
+	b = append(b, "\r\nCSeq: "...)
+	b = strconv.AppendUint(b, uint64(r.CSeq), 10)
+	return append(b, " REGISTER\r\n"...)
 }
