@@ -130,7 +130,8 @@ func Scan(data []byte, lim Limits, r *Register) Reason {
 	}
 	r.RequestURI = line[:sp]
 	// A SIP or SIPS URI only (RFC 3261 §10.2: the registrar's domain).
-	if !printable(r.RequestURI) || !(hasPrefix(r.RequestURI, "sip:") || hasPrefix(r.RequestURI, "sips:")) {
+	if !printable(r.RequestURI) || !(hasPrefix(r.RequestURI, "sip:") || hasPrefix(r.RequestURI, "sips:")) ||
+		sipsyntax.HeadersInSIPURI(r.RequestURI) {
 		return BadStartLine
 	}
 

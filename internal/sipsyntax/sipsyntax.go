@@ -26,3 +26,16 @@ func ValidAddress(v []byte) bool {
 	}
 	return !quoted && (angle || bytes.IndexByte(v, '?') < 0)
 }
+
+// HeadersInSIPURI reports whether a sip: or sips: URI (the scheme checked
+// by the caller) carries URI headers ("?name=value"), which a Request-URI
+// may not (RFC 3261 §19.1.1, table; RFC 4475 §3.1.2.11, escruri). A '?'
+// in the user part is allowed (user-unreserved), so only what follows the
+// last '@' counts.
+func HeadersInSIPURI(uri []byte) bool {
+	host := uri
+	if at := bytes.LastIndexByte(uri, '@'); at >= 0 {
+		host = uri[at+1:]
+	}
+	return bytes.IndexByte(host, '?') >= 0
+}

@@ -23,6 +23,23 @@ func TestValidAddress(t *testing.T) {
 	}
 }
 
+func TestHeadersInSIPURI(t *testing.T) {
+	for _, tt := range []struct {
+		uri  string
+		want bool
+	}{
+		{"sip:example.com", false},
+		{"sip:?", true},
+		{"sip:alice@example.com?Subject=x", true},
+		{"sip:a?b@example.com", false}, // '?' in the user part
+		{"sips:a?b@example.com?x=y", true},
+	} {
+		if got := HeadersInSIPURI([]byte(tt.uri)); got != tt.want {
+			t.Errorf("HeadersInSIPURI(%q) = %v, want %v", tt.uri, got, tt.want)
+		}
+	}
+}
+
 func BenchmarkValidAddress(b *testing.B) {
 	v := []byte(`"Alice" <sip:alice@example.com;transport=udp>;tag=a73kszlfl`)
 	b.ReportAllocs()

@@ -322,18 +322,8 @@ func isRequestURI(uri []byte) bool {
 	if colon < 1 || colon == len(uri)-1 || !isAlpha(uri[0]) {
 		return false
 	}
-	// Headers (?name=value) are not allowed in a SIP or SIPS Request-URI
-	// (RFC 3261 §19.1.1, table; RFC 4475 §3.1.2.11, escruri).
-	// A '?' in the user part is allowed (user-unreserved), so only what
-	// follows the host counts.
-	if hasPrefixFold(uri, "sip:") || hasPrefixFold(uri, "sips:") {
-		host := uri[colon+1:]
-		if at := bytes.LastIndexByte(host, '@'); at >= 0 {
-			host = host[at+1:]
-		}
-		if bytes.IndexByte(host, '?') >= 0 {
-			return false
-		}
+	if (hasPrefixFold(uri, "sip:") || hasPrefixFold(uri, "sips:")) && sipsyntax.HeadersInSIPURI(uri[colon+1:]) {
+		return false
 	}
 	for _, c := range uri[1:colon] {
 		if !isAlpha(c) && !isDigit(c) && c != '+' && c != '-' && c != '.' {
