@@ -43,6 +43,10 @@ type ops struct {
 
 	draining atomic.Bool
 	inflight atomic.Int64 // requests whose handler has not returned
+	// lastDone is when (unix ns) a handler last returned while draining:
+	// the ACK and BYE of a call answered during the stop come right
+	// after its INVITE's handler returns, and Drain waits for them.
+	lastDone atomic.Int64
 
 	metrics *metrics.Set
 	latency map[sip.RequestMethod]*metrics.PrometheusHistogram
@@ -121,19 +125,30 @@ func (s *Server) observe(m sip.RequestMethod, h sipgo.RequestHandler) sipgo.Requ
 	hist := s.ops.latency[m]
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		s.ops.inflight.Add(1)
-		defer s.ops.inflight.Add(-1)
 		if s.ops.draining.Load() && opensTransaction(req) {
 			res := sip.NewResponseFromRequest(req, sip.StatusServiceUnavailable, "Service Unavailable", nil)
 			res.AppendHeader(sip.NewHeader("Retry-After", drainRetryAfter))
 			_ = tx.Respond(res)
+			s.ops.inflight.Add(-1) // refused: nothing follows it
 			return
 		}
+		defer s.ops.done()
 		start := time.Now()
 		h(req, tx)
 		if hist != nil {
 			hist.Update(time.Since(start).Seconds())
 		}
 	}
+}
+
+// done ends the time in flight of a request that was handled; while
+// draining it also marks the moment, which Drain's quiet period counts
+// from. REGISTERs and refused requests do not: nothing follows them.
+func (o *ops) done() {
+	if o.draining.Load() {
+		o.lastDone.Store(time.Now().UnixNano())
+	}
+	o.inflight.Add(-1)
 }
 
 // opensTransaction reports whether a stopping pinhole refuses req: new
@@ -158,15 +173,24 @@ func (s *Server) handleProxy(req *sip.Request, tx sip.ServerTransaction) {
 	s.ops.proxy.Load().Handle(req, tx)
 }
 
+// drainQuiet is how long Drain waits after the last request in flight
+// finished before it reports the server idle. A call answered during the
+// stop is followed at once by its ACK and, often, its BYE (a caller that
+// hangs up on seeing the edge go): both must still pass. A second covers
+// a device's round trip many times over without holding a stop for long.
+const drainQuiet = time.Second
+
 // Drain makes pinhole refuse new transactions with 503 and waits until
-// the ones in flight have their final response, or ctx ends. The sockets
-// stay open meanwhile: on UDP the answers to relayed requests arrive on
-// the socket that would otherwise be closed first.
+// the ones in flight have their final response and no request has been
+// in flight for drainQuiet, or ctx ends. The sockets stay open meanwhile:
+// on UDP the answers to relayed requests arrive on the socket that would
+// otherwise be closed first.
 func (s *Server) Drain(ctx context.Context) error {
+	s.ops.lastDone.Store(time.Now().UnixNano())
 	s.ops.draining.Store(true)
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for s.ops.inflight.Load() > 0 {
+	for s.ops.inflight.Load() > 0 || time.Since(time.Unix(0, s.ops.lastDone.Load())) < drainQuiet {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("drain: %d transactions still running: %w", s.ops.inflight.Load(), ctx.Err())

@@ -101,6 +101,45 @@ func TestDrainWaitsForInFlight(t *testing.T) {
 	}
 }
 
+// TestDrainWaitsForTrailingInDialog: the BYE of a call answered during
+// the stop arrives just after the INVITE's handler returned, when nothing
+// is in flight; Drain's quiet period keeps the server up for it, and the
+// BYE is handled rather than refused.
+func TestDrainWaitsForTrailingInDialog(t *testing.T) {
+	s, _ := startServer(t, "")
+	handled := make(chan struct{})
+	h := s.observe(sip.BYE, func(*sip.Request, sip.ServerTransaction) {
+		time.Sleep(200 * time.Millisecond)
+		close(handled)
+	})
+	drained := make(chan error, 1)
+	go func() { drained <- s.Drain(t.Context()) }()
+	time.Sleep(drainQuiet / 2)
+	bye := sip.NewRequest(sip.BYE, sip.Uri{Host: "example.com"})
+	to := &sip.ToHeader{Address: sip.Uri{Host: "example.com"}, Params: sip.NewParams()}
+	to.Params.Add("tag", "callee")
+	bye.AppendHeader(to)
+	h(bye, nil)
+	select {
+	case <-handled:
+	default:
+		t.Fatal("the in-dialog BYE was refused during the drain")
+	}
+	select {
+	case err := <-drained:
+		t.Fatalf("Drain returned (%v) with the BYE just finished, want it to wait drainQuiet", err)
+	case <-time.After(drainQuiet / 2):
+	}
+	select {
+	case err := <-drained:
+		if err != nil {
+			t.Errorf("Drain: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Drain did not return after the quiet period")
+	}
+}
+
 func TestRemoveBindings(t *testing.T) {
 	s, addr := startServer(t, "")
 	c1, c2 := client(t), client(t)
