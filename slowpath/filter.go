@@ -1,6 +1,10 @@
 package slowpath
 
 import (
+	"bytes"
+	"io"
+	"strings"
+
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/emiago/sipgo/sip"
 
@@ -16,10 +20,12 @@ var sanityVerdicts = func() (c [sanity.NumReasons]*metrics.Counter) {
 	return c
 }()
 
-// filterUDP is sipgo's read filter: it answers double-CRLF keepalives,
-// runs the intercept hook, then the sanity filter, and takes what passed
+// filterRead is sipgo's read filter, for every transport: it answers
+// double-CRLF keepalives, runs the intercept hook, then the sanity filter
+// (UDP datagrams and WebSocket messages; TCP and TLS are vetted by
+// SaneConn, stream.go), and takes what passed
 // it to the stateless REGISTER path when that is on (stateless.go).
-func (s *Server) filterUDP(p sip.TransportReadProps, data []byte) ([]byte, error) {
+func (s *Server) filterRead(p sip.TransportReadProps, data []byte) ([]byte, error) {
 	if s.answerKeepalive(p, data) || s.intercepted(p, data) {
 		return nil, nil
 	}
@@ -30,11 +36,15 @@ func (s *Server) filterUDP(p sip.TransportReadProps, data []byte) ([]byte, error
 	return out, err
 }
 
-// readFilter vets every UDP datagram before sipgo parses it (see package
-// sanity). It never returns an error: sipgo stops reading a socket whose
+// readFilter vets every UDP datagram and WebSocket message before sipgo
+// parses it (see package sanity). It never returns an error: sipgo stops reading a socket whose
 // filter does.
 func (s *Server) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) {
-	if p.Transport != "UDP" {
+	switch p.Transport {
+	case "UDP":
+	case "WS", "WSS":
+		return s.vetWebSocket(p, data), nil
+	default:
 		// A stream read is any piece of the byte stream, not a message:
 		// TCP and TLS connections are framed and vetted whole by SaneConn
 		// before sipgo reads them (stream.go).
@@ -51,4 +61,55 @@ func (s *Server) readFilter(p sip.TransportReadProps, data []byte) ([]byte, erro
 	}
 	sanityVerdicts[v.Reason].Inc()
 	return nil, nil
+}
+
+// wsUnparsed counts WebSocket messages that passed the sanity filter and
+// that sipgo's parser still refused.
+var wsUnparsed = metrics.GetOrCreateCounter(`pinhole_sanity_ws_unparsed_total`)
+
+// vetWebSocket runs the sanity filter on a WebSocket message: on WS and
+// WSS one message is one SIP message (RFC 7118 §5), whole, as a datagram
+// is. A refusal's answer goes back over the same connection, in a frame.
+//
+// What passes is also parsed here, and dropped when sipgo's parser would
+// refuse it: sipgo (v1.7) ends a WebSocket connection on a message it
+// cannot parse, and a connection that ends while an earlier request on it
+// still looks for it sends that request's answer by dialling its Via
+// (noreflect.go). A dropped message leaves the connection open, as a bad
+// datagram leaves the UDP socket. Browsers and WebSocket phones send few
+// messages; parsing them twice costs little.
+func (s *Server) vetWebSocket(p sip.TransportReadProps, data []byte) []byte {
+	if len(data) <= 4 && len(bytes.Trim(data, "\r\n")) == 0 {
+		return data // a CRLF keepalive, which sipgo answers (RFC 5626 §3.5.1)
+	}
+	v := sanity.Check(nil, data, *s.ops.limits.Load())
+	switch v.Action {
+	case sanity.Pass:
+		if _, err := s.sipParser.ParseSIP(data); err != nil {
+			wsUnparsed.Inc()
+			return nil
+		}
+		return data
+	case sanity.Reply:
+		s.replyWebSocket(p, v.Reply)
+	}
+	sanityVerdicts[v.Reason].Inc()
+	return nil
+}
+
+// replyWebSocket writes reply, raw, in one frame over the connection the
+// refused message came on.
+func (s *Server) replyWebSocket(p sip.TransportReadProps, reply []byte) {
+	pool := s.ua.TransportLayer().Pool(strings.ToLower(p.Transport))
+	if pool == nil || p.RemoteAddr == nil {
+		return
+	}
+	c := pool.Get(p.RemoteAddr.String())
+	if c == nil {
+		return
+	}
+	defer c.TryClose()
+	if w, ok := c.(io.Writer); ok {
+		_, _ = w.Write(reply)
+	}
 }

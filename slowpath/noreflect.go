@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"syscall"
 	"time"
 
@@ -11,6 +12,8 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/gobwas/ws"
+
+	"github.com/pinhole-sip/pinhole/slowpath/streams"
 )
 
 // Responses never reflect (docs/security.md). sipgo (v1.7) answers a
@@ -78,9 +81,9 @@ func wsDialer(net.Addr) ws.Dialer {
 }
 
 // guardedTransports are sipgo's stream transports with the dialers above.
-// WSS dials with a net.Dialer of its own (sipgo v1.7 offers no hook), so a
-// WSS answer could still reach an address literal in Via: the resolver
-// stops names, and streams.Conn keeps the connection sipgo looks for.
+// WSS dials with a net.Dialer of its own (sipgo v1.7 offers no hook): the
+// resolver stops names, and the tombstones below keep an answer from
+// looking for an address literal in Via.
 func guardedTransports() sip.TransportsConfig {
 	return sip.TransportsConfig{
 		TCP: &sip.TransportTCP{DialerCreate: streamDialer},
@@ -116,3 +119,51 @@ func (o ownRequests) Request(ctx context.Context, req *sip.Request) (sip.ClientT
 	}
 	return tx, nil
 }
+
+// A stream connection that ended leaves a tombstone in sipgo's pool under
+// its remote address for tombstoneTTL. sipgo makes a request's server
+// transaction on a goroutine of its own, after the reader has moved on:
+// when the peer closes at once, its reader removes the connection from the
+// pool first, and the transaction, finding none, falls back to the top
+// Via (serverRequestConnection) and dials what the sender wrote. The
+// guarded dialers above stop that for TCP, TLS and WS; WSS dials with a
+// net.Dialer of its own (sipgo v1.7 offers no hook), so without the
+// tombstone a WSS answer could still reach an address literal in Via. The
+// transaction finds the tombstone by the request's source, first, and its
+// answer fails there, as on the closed connection itself.
+const tombstoneTTL = 10 * time.Second // sipgo's bound on making a server transaction's connection
+
+var tombstonesLaid = metrics.GetOrCreateCounter(`pinhole_stream_tombstones_total`)
+
+// entomb lays the tombstone of a stream connection that just ended. It
+// runs on the connection's reader, before sipgo's reader learns of the
+// end and removes the connection (which leaves a tombstone in place: it
+// removes only what is still its own).
+func (s *Server) entomb(kind streams.Kind, remote net.Addr) {
+	if s.ua == nil || remote == nil {
+		return
+	}
+	pool := s.ua.TransportLayer().Pool(strings.ToLower(kind.String()))
+	if pool == nil {
+		return
+	}
+	addr := remote.String()
+	t := tombstone{local: remote}
+	pool.Add(addr, t)
+	tombstonesLaid.Inc()
+	// Removed only if still there: a new connection from the same address
+	// replaces it in the pool.
+	time.AfterFunc(tombstoneTTL, func() { _ = pool.CloseAndDelete(t, addr) })
+}
+
+// tombstone is the sip.Connection of a stream that has ended: every write
+// fails, nothing is dialled.
+type tombstone struct{ local net.Addr }
+
+var errEnded = errors.New("stream connection ended: its answers are not sent elsewhere")
+
+func (t tombstone) LocalAddr() net.Addr      { return t.local }
+func (tombstone) WriteMsg(sip.Message) error { return errEnded }
+func (tombstone) Ref(int) int                { return 1 }
+func (tombstone) TryClose() (int, error)     { return 1, nil }
+func (tombstone) Close() error               { return nil }

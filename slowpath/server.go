@@ -63,6 +63,9 @@ type Server struct {
 	// sl answers UDP REGISTERs without sipgo transactions (stateless.go);
 	// nil under the mid-registrar and the edge relay.
 	sl *stateless
+	// sipParser is sipgo's parser as configured (parser.go); WebSocket
+	// messages meet it in the read filter too (filter.go).
+	sipParser *sip.Parser
 }
 
 // RouteKeyFile is the key file of slowpath/routesig in data_dir. Edges
@@ -201,13 +204,14 @@ func (s *Server) buildUA() error {
 	sipgoDefaultLogger.Do(func() { sip.SetDefaultLogger(sipLog) })
 
 	parser := newParser(s.cfg.Limits.MaxMessageBytes)
+	s.sipParser = parser
 	opts := []sipgo.UserAgentOption{
 		sipgo.WithUserAgent("pinhole"),
 		sipgo.WithUserAgentHostname(s.hostname()),
 		sipgo.WithUserAgentParser(parser),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(sipLog),
-			sip.WithTransportLayerReadFilter(s.filterUDP), // keepalives, intercept hook, sanity (filter.go)
+			sip.WithTransportLayerReadFilter(s.filterRead), // keepalives, intercept hook, sanity (filter.go)
 			// Responses never reflect (noreflect.go).
 			sip.WithTransportLayerTransports(guardedTransports()),
 		),
@@ -295,7 +299,7 @@ func (s *Server) listen(l config.Listener) error {
 		s.addCloser(ln.Close)
 		if l.Transport == "TCP" {
 			// Each message is framed and vetted before sipgo parses it
-			// (stream.go); WS frames are not, see docs/security.md.
+			// (stream.go); WS messages in the read filter (filter.go).
 			ln := saneListener{Listener: ln, wrap: s.saneStream}
 			serve(func() error { return s.srv.ServeTCP(ln) })
 		} else {

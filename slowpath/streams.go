@@ -19,6 +19,7 @@ func (s *Server) newStreamBudget() *streams.Budget {
 		MessageTimeout:   sc.MessageTimeout,
 		FDReserve:        sc.FDReserve,
 		MaxMessageBytes:  func() int { return s.ops.limits.Load().MaxMessageBytes },
+		Ended:            s.entomb, // noreflect.go
 	})
 	nofile, _ := streams.NoFile()
 	if b.Limit() < sc.MaxConnections {

@@ -31,6 +31,11 @@ type Options struct {
 	// MaxMessageBytes returns the current limits.max_message_bytes (a
 	// reload may change it).
 	MaxMessageBytes func() int
+	// Ended, when set, is told of a connection's end by its reader before
+	// the reader learns of it: sipgo then still holds the connection in
+	// its pool, and what replaces it there is in place before anything
+	// else looks (noreflect.go).
+	Ended func(kind Kind, remote net.Addr)
 }
 
 // Budget is the accounting shared by every stream listener.

@@ -36,6 +36,7 @@ type Conn struct {
 	closeOnce sync.Once
 	closeErr  error
 	counted   atomic.Bool // the close reason has been counted
+	endOnce   sync.Once   // Options.Ended called
 }
 
 func (b *Budget) newConn(raw net.Conn, kind Kind, cfg *tls.Config, src netip.Addr) *Conn {
@@ -72,7 +73,27 @@ func (c *Conn) deadline() (time.Time, reason) {
 	}
 }
 
+// Read reads as the connection's one reader. Its first error is the
+// connection's end, for sipgo as for pinhole: Options.Ended hears of it
+// first.
 func (c *Conn) Read(p []byte) (int, error) {
+	n, err := c.read(p)
+	if err != nil {
+		c.ended()
+	}
+	return n, err
+}
+
+// ended tells Options.Ended, once, that the connection ends: on the
+// reader's first error, or when the peer's WebSocket Close frame arrives
+// (sipgo's reader stops there without reading further).
+func (c *Conn) ended() {
+	if c.b.o.Ended != nil {
+		c.endOnce.Do(func() { c.b.o.Ended(c.kind, c.raw.RemoteAddr()) })
+	}
+}
+
+func (c *Conn) read(p []byte) (int, error) {
 	if c.tlsc != nil && !c.handshook {
 		if err := c.handshake(); err != nil {
 			return 0, err
@@ -111,6 +132,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 func (c *Conn) account(p []byte) bool {
 	wasBusy := c.fr.busy()
 	pr := c.fr.feed(p, c.b.o.MaxMessageBytes())
+	if pr.closing {
+		c.ended()
+	}
 	if pr.over {
 		return true
 	}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -338,4 +339,82 @@ func TestAcceptSurvivesEMFILE(t *testing.T) {
 	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
 	}
+}
+
+// TestEndedBeforeTheReader: Options.Ended hears of a connection's end once,
+// before its reader does: on the peer's close, and for WebSocket as soon
+// as a Close frame arrives, before the reader has the bytes.
+func TestEndedBeforeTheReader(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kind Kind
+		send string // after the upgrade for WS
+	}{
+		{"tcp close", TCP, "OPTIONS sip:x SIP/2.0\r\n\r\n"},
+		{"ws close frame", WS, "\x88\x80abcd"}, // masked Close, no payload
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions()
+			var calls atomic.Int64
+			var ended sync.WaitGroup
+			ended.Add(1)
+			o.Ended = func(kind Kind, remote net.Addr) {
+				if kind != tc.kind || remote == nil {
+					t.Errorf("Ended(%v, %v)", kind, remote)
+				}
+				if calls.Add(1) == 1 {
+					ended.Done()
+				}
+			}
+			b := NewBudget(o)
+			inner, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln := b.Listen(inner, tc.kind, nil)
+			defer ln.Close()
+			peer, err := net.Dial("tcp", inner.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			c, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if tc.kind == WS {
+				_, _ = peer.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+			}
+			_, _ = peer.Write([]byte(tc.send))
+			if tc.kind == TCP {
+				peer.Close()
+			}
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 512)
+			for {
+				n, err := c.Read(buf)
+				if tc.kind == WS && n > 0 && calls.Load() == 0 && bytesHasClose(buf[:n]) {
+					t.Fatal("the reader got the Close frame before Ended was called")
+				}
+				if err != nil || (tc.kind == WS && calls.Load() > 0) {
+					break
+				}
+			}
+			ended.Wait()
+			_, _ = c.Read(buf)
+			if n := calls.Load(); n != 1 {
+				t.Errorf("Ended called %d times, want once", n)
+			}
+		})
+	}
+}
+
+func bytesHasClose(p []byte) bool {
+	for _, b := range p {
+		if b == 0x88 {
+			return true
+		}
+	}
+	return false
 }

@@ -11,6 +11,9 @@ type progress struct {
 	began bool // a message's first byte was in it
 	ended bool // a message, or a keepalive, ended in it
 	over  bool // the message in progress passed the byte bound
+	// closing: the peer began to close (a WebSocket Close frame's header
+	// was in it); the reader above stops at that frame.
+	closing bool
 }
 
 // framer follows message boundaries in the bytes a peer sends, only to
@@ -218,6 +221,9 @@ func (f *wsFramer) feed(p []byte, maxBytes int) (pr progress) {
 		f.hl = 0
 		f.fin = f.hdr[0]&0x80 != 0
 		f.control = f.hdr[0]&0x08 != 0
+		if f.hdr[0]&0x0f == 0x8 { // RFC 6455 §5.5.1
+			pr.closing = true
+		}
 		if !f.control {
 			if length > uint64(maxBytes-f.n) {
 				pr.over = true
