@@ -7,8 +7,9 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// newParser returns sipgo's parser with pinhole's message size limit and a
-// fix for comma-separated Contacts.
+// newParser returns sipgo's parser with pinhole's message size limit and
+// two fixes: comma-separated Contacts, and whitespace around the
+// parameters of From, To, Via and Contact (trimParamSpace).
 //
 // sipgo (v1.7.3) splits "Contact: <sip:a@h>, sip:b@h;q=0.5" at the comma and
 // hands " sip:b@h;q=0.5" — with its leading space — back to the Contact
@@ -24,6 +25,11 @@ func newParser(maxBytes int) *sip.Parser {
 	for _, name := range []string{"contact", "m"} {
 		if orig, ok := parsers[name]; ok {
 			parsers[name] = trimLeadingSpace(orig)
+		}
+	}
+	for _, name := range []string{"from", "f", "to", "t", "via", "v", "contact", "m"} {
+		if orig, ok := parsers[name]; ok {
+			parsers[name] = trimParamSpace(orig)
 		}
 	}
 	p := sip.NewParser(sip.WithHeadersParsers(parsers))
@@ -52,4 +58,45 @@ func trimLeadingSpace(orig sip.HeaderParser) sip.HeaderParser {
 		}
 		return h, err
 	}
+}
+
+// trimParamSpace removes the whitespace sipgo (v1.7.3) keeps around the
+// names and values of header parameters. RFC 3261 §25.1 lets it stand
+// around ";" and "=" (SEMI and EQUAL are SWS ";" SWS, SWS "=" SWS), so
+// "From: <sip:a@h> ;\r\n tag = 98asjd8" (RFC 4475 §3.1.1.1) is a From tag
+// "98asjd8". sipgo reads a parameter " tag " instead, finds no tag, and
+// cannot key the transaction: the request got a stateless 400. A
+// parameter left with no name (the space between ";" and a folded line)
+// is dropped. What is sent on is the same value, written without the
+// whitespace.
+func trimParamSpace(orig sip.HeaderParser) sip.HeaderParser {
+	return func(name []byte, text string) (sip.Header, error) {
+		h, err := orig(name, text)
+		switch h := h.(type) {
+		case *sip.FromHeader:
+			h.Params = trimmedParams(h.Params)
+		case *sip.ToHeader:
+			h.Params = trimmedParams(h.Params)
+		case *sip.ViaHeader:
+			h.Params = trimmedParams(h.Params)
+		case *sip.ContactHeader:
+			h.Params = trimmedParams(h.Params)
+		}
+		return h, err
+	}
+}
+
+// trimmedParams trims params in place; it allocates nothing when there is
+// nothing to trim, which is every message from a device that writes no
+// whitespace there.
+func trimmedParams(params sip.HeaderParams) sip.HeaderParams {
+	out := params[:0]
+	for _, kv := range params {
+		kv.K, kv.V = strings.Trim(kv.K, " \t"), strings.Trim(kv.V, " \t")
+		if kv.K == "" {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
