@@ -23,7 +23,8 @@ import (
 )
 
 // stateless answers REGISTERs that arrive over UDP for the standalone
-// registrar without a sipgo server transaction (docs/registrar.md): the
+// registrar, and OPTIONS for pinhole itself, without a sipgo server
+// transaction (docs/registrar.md): the
 // read filter hands the datagram to a bounded queue, a fixed set of
 // workers parses it with sipgo's parser, runs the registrar and writes the
 // response on the socket it came in on, and a retransmission is answered
@@ -43,7 +44,10 @@ type stateless struct {
 	workers int
 	shed    atomic.Uint64 // REGISTERs dropped on a full queue
 	noKey   atomic.Uint64 // REGISTERs without a top Via: answered, not remembered
-	latency *metrics.PrometheusHistogram
+	options atomic.Uint64 // OPTIONS for pinhole answered
+	// optionsDeclined: OPTIONS taken that the proxy would route after all.
+	optionsDeclined atomic.Uint64
+	latency         *metrics.PrometheusHistogram
 }
 
 // slJob is one REGISTER datagram, copied out of sipgo's read buffer.
@@ -110,15 +114,19 @@ func (sl *stateless) stop() {
 	sl.wg.Wait()
 }
 
-// take reports whether the vetted UDP datagram data is a REGISTER for the
-// stateless path, after queueing a copy of it or shedding it. It runs in
-// sipgo's reading goroutine, so it never blocks: past the queue's capacity
-// the REGISTER is dropped and counted, and responses and in-dialog
-// requests, which never come here, keep flowing to sipgo (the hand-off's
-// rule, docs/fastpath.md "Shedding instead of livelock": a new
-// registration is the lowest priority, the device retransmits it).
+// take reports whether the vetted UDP datagram data is a REGISTER (or an
+// OPTIONS for pinhole itself) for the stateless path, after queueing a copy
+// of it or shedding it. It runs in sipgo's reading goroutine, so it never
+// blocks: past the queue's capacity the REGISTER is dropped and counted,
+// and responses and in-dialog requests, which never come here, keep flowing
+// to sipgo (the hand-off's rule, docs/fastpath.md "Shedding instead of
+// livelock": a new registration is the lowest priority, the device
+// retransmits it).
 func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
-	if p.Transport != "UDP" || !bytes.HasPrefix(data, []byte("REGISTER ")) {
+	if p.Transport != "UDP" {
+		return false
+	}
+	if !bytes.HasPrefix(data, []byte("REGISTER ")) && !sl.optionsForItself(data) {
 		return false
 	}
 	local := p.LocalAddr.String() // formatting it allocates: once per datagram
@@ -149,9 +157,40 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 	return true
 }
 
+// optionsForItself reports whether msg is an OPTIONS that pinhole answers
+// itself (proxy.OptionsForItself): its Request-URI names pinhole or a
+// served domain, without a user, and it has no Route. Those the stateless
+// path answers as it answers REGISTER: a monitoring system or a phone that
+// pings pinhole with OPTIONS every 30 s would otherwise leave a sipgo
+// transaction behind for 32 s each time. A retransmission is answered
+// again: the answer depends on nothing that changes.
+func (sl *stateless) optionsForItself(msg []byte) bool {
+	if !bytes.HasPrefix(msg, []byte("OPTIONS ")) {
+		return false
+	}
+	line, _, ok := bytes.Cut(msg, []byte("\r\n"))
+	if !ok {
+		return false
+	}
+	target, _, ok := bytes.Cut(line[len("OPTIONS "):], []byte(" "))
+	if !ok || bytes.IndexByte(target, '@') >= 0 || hasHeader(msg, "route") {
+		return false
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(string(target), &u); err != nil {
+		return false
+	}
+	p := sl.s.ops.proxy.Load()
+	return p != nil && p.OptionsForItself(&u)
+}
+
 // hasCredentials reports whether the header section of msg has an
 // Authorization header (it has no compact form), without parsing it.
-func hasCredentials(msg []byte) bool {
+func hasCredentials(msg []byte) bool { return hasHeader(msg, "authorization") }
+
+// hasHeader reports whether the header section of msg has a field named
+// name (lower case, a name without a compact form), without parsing it.
+func hasHeader(msg []byte, name string) bool {
 	// Skip the request line.
 	i := bytes.IndexByte(msg, '\n')
 	for i >= 0 && i+1 < len(msg) {
@@ -164,7 +203,7 @@ func hasCredentials(msg []byte) bool {
 		if len(line) == 0 {
 			return false // end of the headers
 		}
-		if c := bytes.IndexByte(line, ':'); c > 0 && sipheader.EqualFold(bytes.TrimRight(line[:c], " \t"), "authorization") {
+		if c := bytes.IndexByte(line, ':'); c > 0 && sipheader.EqualFold(bytes.TrimRight(line[:c], " \t"), name) {
 			return true
 		}
 		i += 1 + end
@@ -192,7 +231,7 @@ func (sl *stateless) work() {
 }
 
 // handle answers one REGISTER: from memory when it is a retransmission,
-// else through the registrar.
+// else through the registrar; or one OPTIONS for pinhole.
 func (sl *stateless) handle(j *slJob) {
 	finish := func() {
 		sl.s.ops.inflight.Add(-1)
@@ -211,6 +250,11 @@ func (sl *stateless) handle(j *slJob) {
 	}
 	req.SetTransport("UDP")
 	req.SetSource(j.remote.String())
+	if req.Method == sip.OPTIONS {
+		sl.answerOptions(j, req)
+		finish()
+		return
+	}
 
 	var key uint64
 	if j.id, ok = transactionID(j.id[:0], req); ok {
@@ -258,6 +302,31 @@ func (sl *stateless) handle(j *slJob) {
 		}
 		finish()
 	})
+}
+
+// answerOptions answers an OPTIONS for pinhole itself, as the proxy would
+// through a transaction (proxy.SelfAnswer), or a 503 while stopping.
+func (sl *stateless) answerOptions(j *slJob, req *sip.Request) {
+	if sl.s.ops.draining.Load() && opensTransaction(req) {
+		res := sip.NewResponseFromRequest(req, sip.StatusServiceUnavailable, "Service Unavailable", nil)
+		res.AppendHeader(sip.NewHeader("Retry-After", drainRetryAfter))
+		sl.send(j, 0, res)
+		return
+	}
+	res, handled := sl.s.ops.proxy.Load().SelfAnswer(req)
+	if !handled {
+		// A reload put a farm in front meanwhile: dropped, and the
+		// retransmission goes to sipgo (take asks the new proxy).
+		sl.optionsDeclined.Add(1)
+		return
+	}
+	if res != nil {
+		sl.send(j, 0, res)
+		sl.options.Add(1)
+	}
+	if h := sl.s.ops.latency[sip.OPTIONS]; h != nil {
+		h.Update(time.Since(j.start).Seconds())
+	}
 }
 
 // send writes res to the address the request came from, from the socket
@@ -347,6 +416,8 @@ func (sl *stateless) writeMetrics(w io.Writer) {
 	metrics.WriteGaugeUint64(w, "pinhole_registrar_response_cache_capacity_bytes", st.Capacity)
 	metrics.WriteCounterUint64(w, "pinhole_registrar_shed_total", sl.shed.Load())
 	metrics.WriteCounterUint64(w, "pinhole_registrar_unkeyed_total", sl.noKey.Load())
+	metrics.WriteCounterUint64(w, `pinhole_stateless_options_total{result="answered"}`, sl.options.Load())
+	metrics.WriteCounterUint64(w, `pinhole_stateless_options_total{result="declined"}`, sl.optionsDeclined.Load())
 	metrics.WriteGaugeUint64(w, "pinhole_registrar_queued", uint64(len(sl.q)))
 	metrics.WriteGaugeUint64(w, "pinhole_registrar_workers", uint64(sl.workers))
 }

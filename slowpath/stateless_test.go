@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,9 +218,6 @@ func TestStatelessShedsPastQueue(t *testing.T) {
 	}
 }
 
-// TestNoStatelessForRelayedRegister: the mid-registrar and the edge relay
-// answer REGISTER only after another registrar did; they keep sipgo's
-// transactions.
 func TestHasCredentials(t *testing.T) {
 	for _, tt := range []struct {
 		msg  string
@@ -239,10 +237,65 @@ func TestHasCredentials(t *testing.T) {
 	}
 }
 
+// TestNoStatelessForRelayedRegister: the mid-registrar and the edge relay
+// answer REGISTER only after another registrar did; they keep sipgo's
+// transactions.
 func TestNoStatelessForRelayedRegister(t *testing.T) {
 	up := "127.0.0.1:" + strconv.Itoa(freeUDPPort(t))
 	s, _ := startServer(t, "midregistrar:\n  upstreams: [{addr: \""+up+"\", transport: udp}]\n")
 	if s.sl != nil {
 		t.Fatal("mid-registrar answers REGISTER statelessly")
+	}
+}
+
+// TestStatelessOptions: an OPTIONS for pinhole itself (no user, pinhole's
+// address or a served domain, no Route) is answered without a sipgo
+// transaction, with what the proxy answers through one; its
+// retransmission is answered again. An OPTIONS for a user, or with a
+// Route, is the proxy's to route and still reaches sipgo.
+func TestStatelessOptions(t *testing.T) {
+	s, addr := startStateless(t, "")
+	var routed []string
+	var mu sync.Mutex
+	s.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		mu.Lock()
+		routed = append(routed, req.Recipient.String())
+		mu.Unlock()
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotFound, "Not Found", nil))
+	})
+	c := client(t)
+	options := func(ruri, branch, extra string) []byte {
+		return []byte("OPTIONS " + ruri + " SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP " + c.LocalAddr().String() + ";rport;branch=z9hG4bK-" + branch + "\r\n" +
+			"Max-Forwards: 70\r\nFrom: <sip:mon@example.net>;tag=m1\r\nTo: <" + ruri + ">\r\n" +
+			"Call-ID: opt-" + branch + "\r\nCSeq: 1 OPTIONS\r\n" + extra + "Content-Length: 0\r\n\r\n")
+	}
+	before := s.sl.options.Load()
+	for i, ruri := range []string{"sip:example.com", "sip:" + addr, "sip:EXAMPLE.com.;transport=udp"} {
+		req := options(ruri, "self-"+strconv.Itoa(i), "")
+		for range 2 { // the second is a retransmission
+			res := exchange(t, c, addr, req, 5*time.Second)
+			if status(res) != "SIP/2.0 200 OK" || !bytes.Contains(res, []byte("\r\nAllow: ")) || !bytes.Contains(res, []byte("\r\nSupported: path")) {
+				t.Fatalf("OPTIONS %s: %q", ruri, res)
+			}
+		}
+	}
+	if got := s.sl.options.Load() - before; got != 6 {
+		t.Errorf("%d OPTIONS answered statelessly, want 6", got)
+	}
+	for i, tc := range []struct{ ruri, extra string }{
+		{"sip:bob@example.com", ""},
+		{"sip:example.com", "Route: <sip:192.0.2.1;lr>\r\n"},
+		{"sip:example.org", ""},
+	} {
+		res := exchange(t, c, addr, options(tc.ruri, "routed-"+strconv.Itoa(i), tc.extra), 5*time.Second)
+		if status(res) != "SIP/2.0 404 Not Found" {
+			t.Errorf("OPTIONS %s %q: %q, want the transaction path's 404", tc.ruri, tc.extra, res)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(routed) != 3 {
+		t.Errorf("OPTIONS through sipgo: %v, want the three that are not for pinhole", routed)
 	}
 }

@@ -275,11 +275,50 @@ func (p *Proxy) reply(req *sip.Request, tx sip.ServerTransaction, status int, re
 
 // replyOptions answers OPTIONS for pinhole itself (RFC 3261 §11.2).
 func (p *Proxy) replyOptions(req *sip.Request, tx sip.ServerTransaction) {
-	p.reply(req, tx, sip.StatusOK, "OK",
-		sip.NewHeader("Allow", allow),
-		sip.NewHeader("Accept", "application/sdp"),
-		sip.NewHeader("Supported", "path"),
-	)
+	if err := tx.Respond(optionsResponse(req)); err != nil {
+		p.log.Debug("respond failed", "status", sip.StatusOK, "error", err)
+	}
+}
+
+func optionsResponse(req *sip.Request) *sip.Response {
+	countReply(sip.StatusOK)
+	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+	res.AppendHeader(sip.NewHeader("Allow", allow))
+	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+	res.AppendHeader(sip.NewHeader("Supported", "path"))
+	return res
+}
+
+// OptionsForItself reports whether an OPTIONS with Request-URI u and no
+// Route header is one pinhole answers itself, whatever else it holds: u
+// names pinhole or a served domain, without a user (RFC 3261 §11), and no
+// farm is configured whose dispatch rules could claim it. The stateless
+// path takes such OPTIONS before sipgo makes a transaction for them.
+func (p *Proxy) OptionsForItself(u *sip.Uri) bool {
+	if p.cfg.Farm != nil || u.User != "" || (u.Scheme != "sip" && u.Scheme != "sips") {
+		return false
+	}
+	return p.served(u.Host) || p.isOurHost(u)
+}
+
+// SelfAnswer is what pinhole answers req itself, without routing it: 200
+// to an OPTIONS for pinhole, or a refusal decided before any routing
+// (hops, loop, Max-Breadth). handled is false when req is to be routed,
+// which needs a server transaction; res is nil when req is dropped. It
+// decides exactly as Handle does.
+func (p *Proxy) SelfAnswer(req *sip.Request) (res *sip.Response, handled bool) {
+	d := p.decide(req)
+	switch d.act {
+	case actSelf:
+		return optionsResponse(req), true
+	case actReply:
+		countReply(d.status)
+		return sip.NewResponseFromRequest(req, d.status, d.reason, nil), true
+	case actDrop:
+		mAckDropped.Inc()
+		return nil, true
+	}
+	return nil, false
 }
 
 // relayAck forwards an ACK for a 2xx statelessly: it is a transaction of
