@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"strings"
@@ -45,6 +46,9 @@ type stateless struct {
 	shed    atomic.Uint64 // REGISTERs dropped on a full queue
 	noKey   atomic.Uint64 // REGISTERs without a top Via: answered, not remembered
 	options atomic.Uint64 // OPTIONS for pinhole answered
+	// unparsed: retransmissions answered (or dropped as in progress)
+	// before parsing, in the read filter.
+	unparsed atomic.Uint64
 	// optionsDeclined: OPTIONS taken that the proxy would route after all.
 	optionsDeclined atomic.Uint64
 	latency         *metrics.PrometheusHistogram
@@ -126,13 +130,19 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 	if p.Transport != "UDP" {
 		return false
 	}
-	if !bytes.HasPrefix(data, []byte("REGISTER ")) && !sl.optionsForItself(data) {
+	register := bytes.HasPrefix(data, []byte("REGISTER "))
+	if !register && !sl.optionsForItself(data) {
 		return false
 	}
 	local := p.LocalAddr.String() // formatting it allocates: once per datagram
 	conn := sl.s.udp.get(local)
 	if conn == nil {
 		return false // not a listener of ours: sipgo answers as before
+	}
+	j := slJobs.Get().(*slJob)
+	if register && sl.retransmitted(j, conn, p.RemoteAddr, data) {
+		sl.release(j)
+		return true
 	}
 	if len(sl.q) >= cap(sl.q)/2 && !hasCredentials(data) {
 		// Past half the queue a REGISTER without credentials goes first:
@@ -141,9 +151,9 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 		// paid for. Under overload this keeps the work done turning into
 		// registrations instead of challenges whose answers are shed.
 		sl.shed.Add(1)
+		sl.release(j)
 		return true
 	}
-	j := slJobs.Get().(*slJob)
 	j.buf = append(j.buf[:0], data...)
 	j.conn, j.remote, j.local, j.start = conn, p.RemoteAddr, local, time.Now()
 	sl.s.ops.inflight.Add(1)
@@ -155,6 +165,44 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 		sl.release(j)
 	}
 	return true
+}
+
+// retransmitted answers a retransmission of a REGISTER from the response
+// cache before it is parsed or queued, and reports whether it did (or
+// dropped it, its first copy still in progress). Under overload, when the
+// queue is full and answers are late, devices retransmit (RFC 3261 Timer
+// E): each such copy of a request already answered costs a look-up here
+// instead of a parse, and is answered even when new REGISTERs are shed.
+// The key is read from the raw bytes (rawTransactionID); when it cannot
+// be, the worker recognises the retransmission after parsing, as before.
+func (sl *stateless) retransmitted(j *slJob, conn net.PacketConn, remote net.Addr, data []byte) bool {
+	ua, ok := remote.(*net.UDPAddr)
+	if !ok {
+		return false
+	}
+	// The source as req.Source() prints it (net.UDPAddr.String).
+	ap := ua.AddrPort()
+	if ap.Addr().Is4In6() {
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	var srcBuf [64]byte
+	src := ap.AppendTo(srcBuf[:0])
+	if j.id, ok = rawTransactionID(j.id[:0], data, src); !ok {
+		return false
+	}
+	out := slOut.Get().(*bytes.Buffer)
+	defer slOut.Put(out)
+	b, st := sl.cache.Peek(sl.cache.Key(j.id), out.AvailableBuffer())
+	switch st {
+	case retrans.Answered:
+		_, _ = conn.WriteTo(b, remote)
+		sl.unparsed.Add(1)
+		return true
+	case retrans.Pending:
+		sl.unparsed.Add(1)
+		return true
+	}
+	return false
 }
 
 // optionsForItself reports whether msg is an OPTIONS that pinhole answers
@@ -416,6 +464,7 @@ func (sl *stateless) writeMetrics(w io.Writer) {
 	metrics.WriteGaugeUint64(w, "pinhole_registrar_response_cache_capacity_bytes", st.Capacity)
 	metrics.WriteCounterUint64(w, "pinhole_registrar_shed_total", sl.shed.Load())
 	metrics.WriteCounterUint64(w, "pinhole_registrar_unkeyed_total", sl.noKey.Load())
+	metrics.WriteCounterUint64(w, "pinhole_registrar_retransmissions_unparsed_total", sl.unparsed.Load())
 	metrics.WriteCounterUint64(w, `pinhole_stateless_options_total{result="answered"}`, sl.options.Load())
 	metrics.WriteCounterUint64(w, `pinhole_stateless_options_total{result="declined"}`, sl.optionsDeclined.Load())
 	metrics.WriteGaugeUint64(w, "pinhole_registrar_queued", uint64(len(sl.q)))

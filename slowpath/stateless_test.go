@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/internal/config"
+	"github.com/pinhole-sip/pinhole/slowpath/retrans"
 )
 
 // startStateless runs the slow path like startServer, but any REGISTER
@@ -79,6 +80,9 @@ func TestRetransmittedRegister(t *testing.T) {
 	}
 	if st := s.sl.cache.Stats(); st.Answered != 3 {
 		t.Fatalf("cache answered %d retransmissions, want 3", st.Answered)
+	}
+	if n := s.sl.unparsed.Load(); n != 3 {
+		t.Fatalf("%d retransmissions answered before parsing, want 3", n)
 	}
 }
 
@@ -181,7 +185,7 @@ func TestStatelessShedsPastQueue(t *testing.T) {
 	defer pc.Close()
 	s := &Server{}
 	s.udp.add(pc)
-	sl := &stateless{s: s, q: make(chan *slJob, 16), done: make(chan struct{})} // no workers
+	sl := &stateless{s: s, cache: retrans.New(1), q: make(chan *slJob, 16), done: make(chan struct{})} // no workers
 	p := sip.TransportReadProps{Transport: "UDP", LocalAddr: pc.LocalAddr(), RemoteAddr: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5999}}
 	reg := register("alice", "sh-1", 1, "127.0.0.1:5999")
 	// Past half the queue, REGISTERs without credentials are shed; those

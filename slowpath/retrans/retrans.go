@@ -151,6 +151,25 @@ func (c *Cache) Begin(key uint64, dst []byte) ([]byte, State) {
 	nowMs := c.now().UnixMilli()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	dst, st := c.find(key, nowMs, dst)
+	if st == Fresh {
+		c.claim(c.bucket(key), key).pos = pendingBit | uint64(nowMs)
+	}
+	return dst, st
+}
+
+// Peek is Begin without its mark: Fresh leaves no trace. The read filter
+// uses it to answer a retransmission before parsing it, with a key made
+// from the raw bytes that must never mark what a parsed key would not.
+func (c *Cache) Peek(key uint64, dst []byte) ([]byte, State) {
+	nowMs := c.now().UnixMilli()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.find(key, nowMs, dst)
+}
+
+// find is the look-up of Begin and Peek; c.mu is held.
+func (c *Cache) find(key uint64, nowMs int64, dst []byte) ([]byte, State) {
 	b := c.bucket(key)
 	for i := range b {
 		s := &b[i]
@@ -166,7 +185,6 @@ func (c *Cache) Begin(key uint64, dst []byte) ([]byte, State) {
 		c.st.Answered++
 		return append(dst, c.arena[p+recHeader:p+recHeader+n]...), Answered
 	}
-	c.claim(b, key).pos = pendingBit | uint64(nowMs)
 	return dst, Fresh
 }
 

@@ -55,6 +55,26 @@ func TestBeginFinishAnswer(t *testing.T) {
 	}
 }
 
+// TestPeek: Peek finds what Begin finds but marks nothing, so a key that
+// was only peeked at is Fresh for Begin.
+func TestPeek(t *testing.T) {
+	c, _ := newTest(1<<16, 64)
+	k := c.Key([]byte("peeked"))
+	if _, st := c.Peek(k, nil); st != Fresh {
+		t.Fatalf("Peek of an unknown key: %v", st)
+	}
+	if _, st := c.Begin(k, nil); st != Fresh {
+		t.Fatalf("Begin after a Peek: %v, want Fresh (Peek left a mark)", st)
+	}
+	if _, st := c.Peek(k, nil); st != Pending {
+		t.Fatalf("Peek while processing: %v, want Pending", st)
+	}
+	c.Finish(k, []byte("SIP/2.0 200 OK\r\n\r\n"))
+	if got, st := c.Peek(k, nil); st != Answered || string(got) != "SIP/2.0 200 OK\r\n\r\n" {
+		t.Fatalf("Peek after Finish: %v %q", st, got)
+	}
+}
+
 func TestForget(t *testing.T) {
 	c, _ := newTest(1<<16, 64)
 	k := c.Key([]byte("a"))
