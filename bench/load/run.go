@@ -239,7 +239,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if err == nil && before != nil {
 		// Every transaction still out is in flight, measured or not.
-		res.ServerSide = compareServer(before, readServer(&cfg), &res.Span, uint64(e.busyN))
+		after := readServer(&cfg)
+		res.ServerSide = compareServer(before, after, &res.Span, uint64(e.busyN))
+		if res.Avalanche != nil {
+			checkAvalancheBindings(res.ServerSide, before, after, res.Avalanche.Registered)
+		}
 		if !res.ServerSide.OK {
 			err = fmt.Errorf("load: the server's counts disagree with the generator's: %s", res.ServerSide.Check)
 		}

@@ -24,6 +24,9 @@ type ServerCounts struct {
 	RegistrarSeen float64 `json:"registrar_seen"` // REGISTERs the slow path answered
 	SanityRefused float64 `json:"sanity_refused"`
 	Keepalives    float64 `json:"keepalives_answered"`
+	// BindingsAdded: the avalanche's bindings the server holds at the end
+	// (pinhole_location_bindings, after less before).
+	BindingsAdded float64 `json:"bindings_added,omitempty"`
 	// the kernel's, for the server's network namespace (/proc/PID/net/snmp)
 	KernelDropped float64 `json:"kernel_dropped"` // UDP InErrors: receive queue full, bad checksum
 	// the generator's, same span
@@ -168,4 +171,30 @@ func compareServer(before, after *serverSnap, span *Phase, inflight uint64) *Ser
 	}
 	sc.Check = strings.Join(why, "; ")
 	return sc
+}
+
+// checkAvalancheBindings adds the avalanche's own check to sc: every
+// device the generator saw registered is a binding the server holds, one
+// each (a device that started over replaced its binding, it did not add
+// one). A server that answered 200 without storing, or stored twice,
+// fails the run. Servers without pinhole's metrics are not checked here.
+func checkAvalancheBindings(sc *ServerCounts, before, after *serverSnap, registered int) {
+	const name = "pinhole_location_bindings"
+	if sc == nil || before == nil || after == nil || after.metrics == nil {
+		return
+	}
+	b, ok := after.metrics[name]
+	if !ok {
+		return
+	}
+	sc.BindingsAdded = b - before.metrics[name]
+	if sc.BindingsAdded != float64(registered) {
+		sc.OK = false
+	}
+	msg := fmt.Sprintf("avalanche: %d devices registered, server holds %.0f new bindings", registered, sc.BindingsAdded)
+	if sc.Check == "" {
+		sc.Check = msg
+	} else {
+		sc.Check += "; " + msg
+	}
 }

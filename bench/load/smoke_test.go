@@ -153,6 +153,9 @@ func TestSmokeAgainstPinhole(t *testing.T) {
 				if a := res.Avalanche; a == nil || a.Registered != smokeDevices || a.AllSeconds <= 0 {
 					t.Errorf("avalanche: %+v", a)
 				}
+				if sc := res.ServerSide; sc == nil || sc.BindingsAdded != smokeDevices {
+					t.Errorf("avalanche: pinhole holds %+v new bindings, want %d", sc, smokeDevices)
+				}
 			}
 		})
 	}
