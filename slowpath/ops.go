@@ -151,6 +151,14 @@ func (o *ops) done() {
 	o.inflight.Add(-1)
 }
 
+// recentlyDone reports whether a request was handled during the drain
+// less than drainQuiet ago. A stop with nothing in flight waits for
+// nothing.
+func (o *ops) recentlyDone() bool {
+	last := o.lastDone.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < drainQuiet
+}
+
 // opensTransaction reports whether a stopping pinhole refuses req: new
 // dialogs and registrations are refused, while in-dialog requests, ACK and
 // CANCEL finish what is already running.
@@ -181,16 +189,17 @@ func (s *Server) handleProxy(req *sip.Request, tx sip.ServerTransaction) {
 const drainQuiet = time.Second
 
 // Drain makes pinhole refuse new transactions with 503 and waits until
-// the ones in flight have their final response and no request has been
-// in flight for drainQuiet, or ctx ends. The sockets stay open meanwhile:
+// the ones in flight have their final response and, when any finished
+// during the drain, no request has been in flight for drainQuiet, or ctx
+// ends. The sockets stay open meanwhile:
 // on UDP the answers to relayed requests arrive on the socket that would
 // otherwise be closed first.
 func (s *Server) Drain(ctx context.Context) error {
-	s.ops.lastDone.Store(time.Now().UnixNano())
+	s.ops.lastDone.Store(0)
 	s.ops.draining.Store(true)
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for s.ops.inflight.Load() > 0 || time.Since(time.Unix(0, s.ops.lastDone.Load())) < drainQuiet {
+	for s.ops.inflight.Load() > 0 || s.ops.recentlyDone() {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("drain: %d transactions still running: %w", s.ops.inflight.Load(), ctx.Err())

@@ -101,25 +101,33 @@ func TestDrainWaitsForInFlight(t *testing.T) {
 	}
 }
 
-// TestDrainWaitsForTrailingInDialog: the BYE of a call answered during
-// the stop arrives just after the INVITE's handler returned, when nothing
+// TestDrainWaitsForTrailingInDialog: a call answered during the stop
+// ends its INVITE's handler, and its BYE arrives just after, when nothing
 // is in flight; Drain's quiet period keeps the server up for it, and the
 // BYE is handled rather than refused.
 func TestDrainWaitsForTrailingInDialog(t *testing.T) {
 	s, _ := startServer(t, "")
+	release := make(chan struct{})
+	invite := s.observe(sip.INVITE, func(*sip.Request, sip.ServerTransaction) { <-release })
 	handled := make(chan struct{})
-	h := s.observe(sip.BYE, func(*sip.Request, sip.ServerTransaction) {
+	bye := s.observe(sip.BYE, func(*sip.Request, sip.ServerTransaction) {
 		time.Sleep(200 * time.Millisecond)
 		close(handled)
 	})
+	go invite(sip.NewRequest(sip.INVITE, sip.Uri{User: "bob", Host: "example.com"}), nil)
+	for s.InFlight() != 1 {
+		time.Sleep(time.Millisecond)
+	}
 	drained := make(chan error, 1)
 	go func() { drained <- s.Drain(t.Context()) }()
+	time.Sleep(50 * time.Millisecond)
+	close(release) // the callee answered: the INVITE's handler returns
 	time.Sleep(drainQuiet / 2)
-	bye := sip.NewRequest(sip.BYE, sip.Uri{Host: "example.com"})
+	req := sip.NewRequest(sip.BYE, sip.Uri{Host: "example.com"})
 	to := &sip.ToHeader{Address: sip.Uri{Host: "example.com"}, Params: sip.NewParams()}
 	to.Params.Add("tag", "callee")
-	bye.AppendHeader(to)
-	h(bye, nil)
+	req.AppendHeader(to)
+	bye(req, nil)
 	select {
 	case <-handled:
 	default:
@@ -137,6 +145,19 @@ func TestDrainWaitsForTrailingInDialog(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Drain did not return after the quiet period")
+	}
+}
+
+// TestDrainIdleReturnsAtOnce: with nothing in flight and nothing handled
+// during the drain, a stop waits for nothing.
+func TestDrainIdleReturnsAtOnce(t *testing.T) {
+	s, _ := startServer(t, "")
+	start := time.Now()
+	if err := s.Drain(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > drainQuiet/2 {
+		t.Errorf("an idle Drain took %v", d)
 	}
 }
 
