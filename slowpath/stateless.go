@@ -25,8 +25,8 @@ import (
 
 // stateless answers REGISTERs that arrive over UDP for the standalone
 // registrar, and OPTIONS for pinhole itself, without a sipgo server
-// transaction (docs/registrar.md): the
-// read filter hands the datagram to a bounded queue, a fixed set of
+// transaction (docs/registrar.md): the read filter hands the datagram to a
+// bounded queue (or answers a retransmission at once), a fixed set of
 // workers parses it with sipgo's parser, runs the registrar and writes the
 // response on the socket it came in on, and a retransmission is answered
 // from a bounded memory of responses (package retrans).
