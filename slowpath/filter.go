@@ -23,8 +23,8 @@ var sanityVerdicts = func() (c [sanity.NumReasons]*metrics.Counter) {
 // filterRead is sipgo's read filter, for every transport: it answers
 // double-CRLF keepalives, runs the intercept hook, then the sanity filter
 // (UDP datagrams and WebSocket messages; TCP and TLS are vetted by
-// SaneConn, stream.go), and takes what passed
-// it to the stateless REGISTER path when that is on (stateless.go).
+// SaneConn, stream.go), and hands what passed to the stateless REGISTER
+// path when that is on (stateless.go).
 func (s *Server) filterRead(p sip.TransportReadProps, data []byte) ([]byte, error) {
 	if s.answerKeepalive(p, data) || s.intercepted(p, data) {
 		return nil, nil
@@ -37,8 +37,8 @@ func (s *Server) filterRead(p sip.TransportReadProps, data []byte) ([]byte, erro
 }
 
 // readFilter vets every UDP datagram and WebSocket message before sipgo
-// parses it (see package sanity). It never returns an error: sipgo stops reading a socket whose
-// filter does.
+// parses it (see package sanity). It never returns an error: sipgo stops
+// reading a socket whose filter does.
 func (s *Server) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) {
 	switch p.Transport {
 	case "UDP":

@@ -139,8 +139,8 @@ var tombstonesLaid = metrics.GetOrCreateCounter(`pinhole_stream_tombstones_total
 // runs on the connection's reader, before sipgo's reader learns of the
 // end and removes the connection (which leaves a tombstone in place: it
 // removes only what is still its own).
-func (s *Server) entomb(kind streams.Kind, remote net.Addr) {
-	if s.ua == nil || remote == nil {
+func (s *Server) entomb(kind streams.Kind, local, remote net.Addr) {
+	if s.ua == nil || local == nil || remote == nil {
 		return
 	}
 	pool := s.ua.TransportLayer().Pool(strings.ToLower(kind.String()))
@@ -148,7 +148,7 @@ func (s *Server) entomb(kind streams.Kind, remote net.Addr) {
 		return
 	}
 	addr := remote.String()
-	t := tombstone{local: remote}
+	t := tombstone{local: local}
 	pool.Add(addr, t)
 	tombstonesLaid.Inc()
 	// Removed only if still there: a new connection from the same address

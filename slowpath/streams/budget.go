@@ -35,7 +35,7 @@ type Options struct {
 	// the reader learns of it: sipgo then still holds the connection in
 	// its pool, and what replaces it there is in place before anything
 	// else looks (noreflect.go).
-	Ended func(kind Kind, remote net.Addr)
+	Ended func(kind Kind, local, remote net.Addr)
 }
 
 // Budget is the accounting shared by every stream listener.

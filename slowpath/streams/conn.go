@@ -89,7 +89,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 // (sipgo's reader stops there without reading further).
 func (c *Conn) ended() {
 	if c.b.o.Ended != nil {
-		c.endOnce.Do(func() { c.b.o.Ended(c.kind, c.raw.RemoteAddr()) })
+		c.endOnce.Do(func() { c.b.o.Ended(c.kind, c.raw.LocalAddr(), c.raw.RemoteAddr()) })
 	}
 }
 

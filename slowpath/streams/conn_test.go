@@ -358,9 +358,9 @@ func TestEndedBeforeTheReader(t *testing.T) {
 			var calls atomic.Int64
 			var ended sync.WaitGroup
 			ended.Add(1)
-			o.Ended = func(kind Kind, remote net.Addr) {
-				if kind != tc.kind || remote == nil {
-					t.Errorf("Ended(%v, %v)", kind, remote)
+			o.Ended = func(kind Kind, local, remote net.Addr) {
+				if kind != tc.kind || local == nil || remote == nil {
+					t.Errorf("Ended(%v, %v, %v)", kind, local, remote)
 				}
 				if calls.Add(1) == 1 {
 					ended.Done()
