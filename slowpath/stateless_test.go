@@ -24,6 +24,13 @@ import (
 // standalone registrar must answer without a server transaction.
 func startStateless(t *testing.T, extra string) (*Server, string) {
 	t.Helper()
+	return startStatelessWith(t, extra, nil)
+}
+
+// startStatelessWith is startStateless with before run on the server
+// before it starts (sipgo's handlers must be set before it serves).
+func startStatelessWith(t *testing.T, extra string, before func(*Server)) (*Server, string) {
+	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(freeUDPPort(t))
 	yaml := fmt.Sprintf("listen:\n  udp: [%q]\n%sdomains: [example.com]\ndata_dir: %q\nmetrics:\n  listen: \"\"\n", addr, extra, t.TempDir())
 	cfg, err := config.Parse([]byte(yaml), "test")
@@ -40,6 +47,9 @@ func startStateless(t *testing.T, extra string) (*Server, string) {
 	s.srv.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) {
 		t.Errorf("REGISTER reached a sipgo server transaction: %s", req.StartLine())
 	})
+	if before != nil {
+		before(s)
+	}
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -258,14 +268,15 @@ func TestNoStatelessForRelayedRegister(t *testing.T) {
 // retransmission is answered again. An OPTIONS for a user, or with a
 // Route, is the proxy's to route and still reaches sipgo.
 func TestStatelessOptions(t *testing.T) {
-	s, addr := startStateless(t, "")
 	var routed []string
 	var mu sync.Mutex
-	s.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
-		mu.Lock()
-		routed = append(routed, req.Recipient.String())
-		mu.Unlock()
-		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotFound, "Not Found", nil))
+	s, addr := startStatelessWith(t, "", func(s *Server) {
+		s.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+			mu.Lock()
+			routed = append(routed, req.Recipient.String())
+			mu.Unlock()
+			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotFound, "Not Found", nil))
+		})
 	})
 	c := client(t)
 	options := func(ruri, branch, extra string) []byte {
