@@ -120,8 +120,8 @@ func (o ownRequests) Request(ctx context.Context, req *sip.Request) (sip.ClientT
 	return tx, nil
 }
 
-// A stream connection that ended leaves a tombstone in sipgo's pool under
-// its remote address for tombstoneTTL. sipgo makes a request's server
+// A WebSocket connection that ended leaves a tombstone in sipgo's pool
+// under its remote address for tombstoneTTL. sipgo makes a request's server
 // transaction on a goroutine of its own, after the reader has moved on:
 // when the peer closes at once, its reader removes the connection from the
 // pool first, and the transaction, finding none, falls back to the top
@@ -139,8 +139,14 @@ var tombstonesLaid = metrics.GetOrCreateCounter(`pinhole_stream_tombstones_total
 // runs on the connection's reader, before sipgo's reader learns of the
 // end and removes the connection (which leaves a tombstone in place: it
 // removes only what is still its own).
+//
+// Only WebSocket connections get one. Over TCP and TLS the guarded dialers
+// already refuse, and pinhole's own requests to a device whose connection
+// just ended may still dial it: a PBX that connects from its listening
+// port is reached again that way, which a tombstone would stop for 10 s.
+// A browser or WebSocket phone listens nowhere.
 func (s *Server) entomb(kind streams.Kind, local, remote net.Addr) {
-	if s.ua == nil || local == nil || remote == nil {
+	if (kind != streams.WS && kind != streams.WSS) || s.ua == nil || local == nil || remote == nil {
 		return
 	}
 	pool := s.ua.TransportLayer().Pool(strings.ToLower(kind.String()))
