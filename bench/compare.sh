@@ -290,6 +290,17 @@ srv_get() {
 }
 srv_metric() { srv_get /metrics | awk -v m="$1" '$1 == m {printf "%.0f\n", $2}'; }
 
+# bindings_held SERVER: the bindings the server holds now, by its own
+# count (pinhole_location_bindings; Kamailio: usrloc's location_contacts).
+bindings_held() {
+  if [[ $1 == pinhole || $1 == fastpath ]]; then
+    srv_metric pinhole_location_bindings
+  else
+    PATH=$PATH:/usr/sbin kamcmd -s "unix:$OUT/kamailio.ctl" stats.get_statistics usrloc: |
+      awk '$1 == "usrloc:location_contacts" {print $3}'
+  fi
+}
+
 proc_kb() { # FIELD of /proc/SERVER_PID/status in kB (VmHWM: peak RSS, VmRSS)
   awk -v f="$1:" '$1 == f {print $2}' "/proc/$SERVER_PID/status"
 }
@@ -413,7 +424,8 @@ fi
 # The avalanche: a fresh server (as after a restart), AVALANCHE_DEVICES
 # devices registering with digest at AVALANCHE_RATE, each starting over
 # after a failure; the generator reports the time until every device holds
-# a 200. Memory: pinhole's peak RSS (VmHWM, kept by the kernel) and peak
+# a 200, and the server's own count of bindings must then equal the
+# devices registered (bindings_held). Memory: pinhole's peak RSS (VmHWM, kept by the kernel) and peak
 # live heap (go_memstats_heap_alloc_bytes, sampled every 0.5 s), then,
 # AVALANCHE_SETTLE seconds later, after a forced garbage collection
 # (/debug/pprof/heap?gc=1, served on loopback only: the metrics listen on
@@ -437,9 +449,20 @@ avalanche_run() { # server k
     while kill -0 "$SERVER_PID" 2>/dev/null; do srv_metric go_memstats_heap_alloc_bytes || true; sleep 0.5; done >"$f.samples" &
     sampler=$!
   fi
-  DEVICES=$AVALANCHE_DEVICES RATE=$AVALANCHE_RATE DURATION=$AVALANCHE_LIMIT WARMUP=0s \
-    gen "$srv" avalanche "$(sources "$k")" -q -out "$OUT/avalanche-$srv.json" | grep -E '^avalanche' ||
+  local line registered held
+  line=$(DEVICES=$AVALANCHE_DEVICES RATE=$AVALANCHE_RATE DURATION=$AVALANCHE_LIMIT WARMUP=0s \
+    gen "$srv" avalanche "$(sources "$k")" -q -out "$OUT/avalanche-$srv.json" | grep -E '^avalanche') ||
     echo "compare: avalanche failed for $srv" >&2
+  echo "$line"
+  # The server's truth: one registration held per device that got its 200
+  # (a 200 without a stored binding, or a binding stored twice, shows here).
+  registered=$(awk '{print $2}' <<<"$line")
+  held=$(bindings_held "$srv" || true)
+  if [[ -n $registered && $held == "$registered" ]]; then
+    echo "   $srv holds $held bindings: one per registered device"
+  else
+    echo "compare: avalanche: $srv holds ${held:-an unknown number of} bindings for ${registered:-?} registered devices" >&2
+  fi
   {
     echo "settle_s $AVALANCHE_SETTLE"
     if [[ -n $sampler ]]; then
