@@ -21,8 +21,8 @@ import (
 func rawTransactionID(dst, msg, source []byte) (_ []byte, ok bool) {
 	var via, cseq []byte
 	crlf := []byte("\r\n")
-	_, rest, found := bytes.Cut(msg, crlf) // the request line
-	if !found {
+	reqLine, rest, found := bytes.Cut(msg, crlf)
+	if !found || bytes.ContainsAny(reqLine, "\r\n") {
 		return dst, false
 	}
 	for len(rest) > 0 && (via == nil || cseq == nil) {
