@@ -1,6 +1,11 @@
 package sanity
 
-import "github.com/pinhole-sip/pinhole/internal/sipheader"
+import (
+	"bytes"
+	"unicode"
+
+	"github.com/pinhole-sip/pinhole/internal/sipheader"
+)
 
 // tagLen is the length of the To tag added to a response, 16 hex digits of
 // a 64-bit hash: RFC 3261 §19.3 asks for 32 bits of randomness at least.
@@ -39,9 +44,10 @@ func (m *message) appendReply(dst []byte, st reply) []byte {
 			// SEMI may have white space, a fold too, before it (RFC
 			// 3261 §25.1), but sipgo reads "sip:h:0 ;tag=" as port "0 "
 			// and fails on the reply: the tag goes right after the value.
-			for len(to) > 0 && isLWS(to[len(to)-1]) {
-				to = to[:len(to)-1]
-			}
+			// What sipgo trims from a value's end (strings.TrimSpace:
+			// Unicode white space, form feed included) must go too, or
+			// it ends up inside the value once the tag follows it.
+			to = bytes.TrimRightFunc(to, unicode.IsSpace)
 			dst = append(dst, to...)
 			dst = appendTag(dst, data[m.callIDValue.off:m.callIDValue.end])
 		} else {
