@@ -195,8 +195,8 @@ func (sl *stateless) retransmitted(j *slJob, conn net.PacketConn, remote net.Add
 	b, st := sl.cache.Peek(sl.cache.Key(j.id), out.AvailableBuffer())
 	switch st {
 	case retrans.Answered:
+		sl.unparsed.Add(1) // before the answer: whoever sees it sees the count
 		_, _ = conn.WriteTo(b, remote)
-		sl.unparsed.Add(1)
 		return true
 	case retrans.Pending:
 		sl.unparsed.Add(1)
