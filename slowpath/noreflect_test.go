@@ -27,6 +27,29 @@ func options(sentBy, callID string) []byte {
 		"Call-ID: " + callID + "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
 }
 
+// listenVictim is a TCP listener standing for the address an attacker
+// writes in Via; reached counts the connections it accepted.
+func listenVictim(t *testing.T) (net.Listener, *atomic.Int64) {
+	t.Helper()
+	victim, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { victim.Close() })
+	reached := new(atomic.Int64)
+	go func() {
+		for {
+			c, err := victim.Accept()
+			if err != nil {
+				return
+			}
+			reached.Add(1)
+			c.Close()
+		}
+	}()
+	return victim, reached
+}
+
 // TestResponseNeverReflects sends requests over TCP whose connection is
 // gone before the answer, with a Via naming another listening address, or
 // a DNS name. sipgo (v1.7) would dial that address, or look the name up
@@ -38,25 +61,9 @@ func options(sentBy, callID string) []byte {
 // entomb), and both refusals are counted.
 func TestResponseNeverReflects(t *testing.T) {
 	port := freeTCPPort(t)
-	s := startServerWith(t, fmt.Sprintf("listen:\n  tcp: [\"127.0.0.1:%d\"]\n", port))
-	_ = s
+	startServerWith(t, fmt.Sprintf("listen:\n  tcp: [\"127.0.0.1:%d\"]\n", port))
 
-	victim, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer victim.Close()
-	var reached atomic.Int64
-	go func() {
-		for {
-			c, err := victim.Accept()
-			if err != nil {
-				return
-			}
-			reached.Add(1)
-			c.Close()
-		}
-	}()
+	victim, reached := listenVictim(t)
 
 	dials, lookups := reflectDials.Get(), reflectLookups.Get()
 	for i := range 20 {
@@ -97,22 +104,7 @@ func TestResponseNeverReflects(t *testing.T) {
 // the dialers handed to sipgo refuse every look-up and connection that is
 // not for a request of pinhole's own, before a packet leaves, and count it.
 func TestGuardsRefuseForeignLookups(t *testing.T) {
-	victim, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer victim.Close()
-	var reached atomic.Int64
-	go func() {
-		for {
-			c, err := victim.Accept()
-			if err != nil {
-				return
-			}
-			reached.Add(1)
-			c.Close()
-		}
-	}()
+	victim, reached := listenVictim(t)
 	ctx := context.Background()
 	dials, lookups := reflectDials.Get(), reflectLookups.Get()
 
@@ -153,22 +145,7 @@ func TestWebSocketAnswerNeverReflects(t *testing.T) {
 	ports := map[string]int{"ws": freeTCPPort(t), "wss": freeTCPPort(t)}
 	startServerWith(t, fmt.Sprintf("listen:\n  ws: [\"127.0.0.1:%d\"]\n  wss: [\"127.0.0.1:%d\"]\n", ports["ws"], ports["wss"]))
 
-	victim, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer victim.Close()
-	var reached atomic.Int64
-	go func() {
-		for {
-			c, err := victim.Accept()
-			if err != nil {
-				return
-			}
-			reached.Add(1)
-			c.Close()
-		}
-	}()
+	victim, reached := listenVictim(t)
 
 	ends := map[string]func(net.Conn) error{
 		"garbage": func(c net.Conn) error { return wsutil.WriteClientText(c, []byte("\x01\x02 not SIP\r\n\r\n")) },

@@ -7,6 +7,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/internal/sipheader"
+	"github.com/pinhole-sip/pinhole/internal/sipsyntax"
 )
 
 // rawTransactionID appends to dst what transactionID appends for the
@@ -101,7 +102,7 @@ func plainVia(v []byte) (host []byte, port int, branch []byte, ok bool) {
 	}
 	v = v[len("SIP/2.0/"):]
 	sp := bytes.IndexByte(v, ' ')
-	if sp <= 0 || !isToken(v[:sp]) {
+	if sp <= 0 || !sipsyntax.IsToken(v[:sp]) {
 		return nil, 0, nil, false
 	}
 	v = v[sp+1:]
@@ -151,7 +152,7 @@ func plainVia(v []byte) (host []byte, port int, branch []byte, ok bool) {
 		p := params[:end]
 		params = params[end:]
 		name, value, _ := bytes.Cut(p, []byte("="))
-		if !isToken(name) || (len(value) > 0 && !isToken(value)) {
+		if !sipsyntax.IsToken(name) || (len(value) > 0 && !sipsyntax.IsToken(value)) {
 			return nil, 0, nil, false
 		}
 		if branch == nil && string(name) == "branch" {
@@ -181,24 +182,8 @@ func plainCSeq(v []byte) (uint64, []byte, bool) {
 		return 0, nil, false
 	}
 	method := v[sp+1:]
-	if !isToken(method) {
+	if !sipsyntax.IsToken(method) {
 		return 0, nil, false
 	}
 	return seq, method, true
-}
-
-// isToken reports whether b is a non-empty RFC 3261 token.
-func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case bytes.IndexByte([]byte("-.!%*_+`'~"), c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

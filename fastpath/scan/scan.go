@@ -161,7 +161,7 @@ func Scan(data []byte, lim Limits, r *Register) Reason {
 				colon = i
 				break
 			}
-			if !tokenChar(data[i]) {
+			if !sipsyntax.IsTokenChar(data[i]) {
 				// Whitespace before the colon, or a byte no header name has.
 				return BadLine
 			}
@@ -363,19 +363,6 @@ func trim(v []byte) []byte {
 		v = v[:len(v)-1]
 	}
 	return v
-}
-
-// tokenChar reports whether c may appear in a header name (RFC 3261 §25.1 token).
-func tokenChar(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	switch c {
-	case '-', '.', '!', '%', '*', '_', '+', '`', '\'', '~':
-		return true
-	}
-	return false
 }
 
 // printable reports whether b holds only visible ASCII.

@@ -39,3 +39,35 @@ func HeadersInSIPURI(uri []byte) bool {
 	}
 	return bytes.IndexByte(host, '?') >= 0
 }
+
+// tokenChars marks the characters of token, RFC 3261 §25.1:
+// alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~".
+var tokenChars = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "-.!%*_+`'~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// IsTokenChar reports whether c may appear in a token (RFC 3261 §25.1).
+func IsTokenChar(c byte) bool { return tokenChars[c] }
+
+// IsToken reports whether b is a non-empty token (RFC 3261 §25.1).
+func IsToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !tokenChars[c] {
+			return false
+		}
+	}
+	return true
+}

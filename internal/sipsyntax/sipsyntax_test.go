@@ -47,3 +47,23 @@ func BenchmarkValidAddress(b *testing.B) {
 		ValidAddress(v)
 	}
 }
+
+func TestIsToken(t *testing.T) {
+	for _, tt := range []struct {
+		v    string
+		want bool
+	}{
+		{"REGISTER", true},
+		{"z9hG4bK-a.b!c%d*e_f+g`h'i~", true},
+		{"", false},
+		{"a b", false},
+		{"a;b", false},
+		{"a=b", false},
+		{"\"a\"", false},
+		{"a\x00", false},
+	} {
+		if got := IsToken([]byte(tt.v)); got != tt.want {
+			t.Errorf("IsToken(%q) = %v, want %v", tt.v, got, tt.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/pinhole-sip/pinhole/internal/sipheader"
+	"github.com/pinhole-sip/pinhole/internal/sipsyntax"
 )
 
 // field is one header field: a line "name HCOLON value" and the folded
@@ -58,7 +59,7 @@ func nextField(data []byte, p int) (field, int, fieldStatus) {
 	}
 
 	i := p
-	for i < end && isTokenChar(data[i]) {
+	for i < end && sipsyntax.IsTokenChar(data[i]) {
 		i++
 	}
 	nameEnd := i
@@ -166,7 +167,7 @@ func appendTags(dst, v []byte, sep bool) ([]byte, bool) {
 		}
 		tag := v[:i]
 		s := trimLWS(tag, span{0, len(tag)})
-		if tag = tag[s.off:s.end]; len(tag) > 0 && !knownTag(tag) && isToken(tag) {
+		if tag = tag[s.off:s.end]; len(tag) > 0 && !knownTag(tag) && sipsyntax.IsToken(tag) {
 			if sep {
 				dst = append(dst, ", "...)
 			}
@@ -257,34 +258,4 @@ func trimLWS(data []byte, s span) span {
 		s.end--
 	}
 	return s
-}
-
-// tokenChars marks the characters of token, RFC 3261 §25.1:
-// alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~".
-var tokenChars = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "-.!%*_+`'~" {
-		t[c] = true
-	}
-	return t
-}()
-
-func isTokenChar(c byte) bool { return tokenChars[c] }
-
-func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if !tokenChars[c] {
-			return false
-		}
-	}
-	return true
 }

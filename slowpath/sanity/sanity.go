@@ -284,7 +284,7 @@ func classify(line []byte, method *[]byte) startKind {
 	if sp < 0 || indexFold(line[sp:], " sip/") < 0 {
 		return startNotSIP
 	}
-	if sp == 0 || !isToken(line[:sp]) {
+	if sp == 0 || !sipsyntax.IsToken(line[:sp]) {
 		return startNotSIP
 	}
 	*method = line[:sp]
@@ -581,7 +581,7 @@ func (m *message) cseqMethod() ([]byte, bool) {
 		i++
 	}
 	method := v[i:]
-	if !isToken(method) {
+	if !sipsyntax.IsToken(method) {
 		return nil, false
 	}
 	return method, true
