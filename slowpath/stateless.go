@@ -369,8 +369,8 @@ func (sl *stateless) answerOptions(j *slJob, req *sip.Request) {
 		return
 	}
 	if res != nil {
+		sl.options.Add(1) // before the answer, as for retransmissions
 		sl.send(j, 0, res)
-		sl.options.Add(1)
 	}
 	if h := sl.s.ops.latency[sip.OPTIONS]; h != nil {
 		h.Update(time.Since(j.start).Seconds())
