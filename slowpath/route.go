@@ -92,6 +92,7 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 		Keys:           s.keys,
 		Trusted:        trusted,
 		MaxBreadth:     s.cfg.Proxy.MaxBreadth,
+		FlowOpen:       s.flowOpen,
 		Oversize: proxy.Oversize{
 			Limit: dispatch.Limit(dc.Oversize),
 			Strip: dc.Oversize.StripHeaders,
