@@ -3,13 +3,14 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/routesig"
 	"github.com/pinhole-sip/pinhole/slowpath/trust"
-	"net/netip"
-	"strings"
-	"time"
 
 	"github.com/emiago/sipgo/sip"
 )

@@ -423,7 +423,7 @@ func (p *Proxy) bindingTarget(b *location.Binding) (target, error) {
 		if !b.Flow.Remote.IsValid() {
 			return t, fmt.Errorf("flow without remote address")
 		}
-		if !p.flowUsable(b.Flow, &t.uri, b.NAT) {
+		if !p.flowUsable(b.Flow) {
 			mFlowFailed.Inc()
 			return t, errFlowFailed
 		}
@@ -458,7 +458,7 @@ func (p *Proxy) bindingTarget(b *location.Binding) (target, error) {
 // (RFC 3261 §16.12).
 func (p *Proxy) dialogTarget(base *sip.Request, d *decision) (target, error) {
 	if d.viaFlw {
-		if !p.flowUsable(d.flow, &base.Recipient, false) {
+		if !p.flowUsable(d.flow) {
 			mFlowFailed.Inc()
 			return target{}, errFlowFailed
 		}
