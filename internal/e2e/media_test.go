@@ -36,7 +36,7 @@ type mediaNet struct {
 	client         *ng.Client
 }
 
-func startMediaNet(t *testing.T, cfg ng.Config) *mediaNet {
+func startMediaNet(t testing.TB, cfg ng.Config) *mediaNet {
 	t.Helper()
 	relay := testutil.NewNetNS(t)
 	m := &mediaNet{
