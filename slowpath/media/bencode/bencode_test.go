@@ -83,3 +83,37 @@ func TestMarshal(t *testing.T) {
 		t.Error("Marshal of a float succeeded; bencoding has no floats")
 	}
 }
+
+// A typical offer and a query reply: the cost per ng command on the slow
+// path (go test -bench . -benchmem ./slowpath/media/bencode/).
+func BenchmarkMarshalOffer(b *testing.B) {
+	offer := map[string]any{
+		"command": "offer", "call-id": "a84b4c76e66710@pc33.example.com", "from-tag": "1928301774",
+		"sdp":     strings.Repeat("a=rtpmap:0 PCMU/8000\r\n", 20),
+		"replace": []string{"origin", "session-connection"}, "received-from": []string{"IP4", "203.0.113.5"},
+	}
+	b.ReportAllocs()
+	var buf []byte
+	for b.Loop() {
+		buf, _ = Append(buf[:0], offer)
+	}
+}
+
+func BenchmarkUnmarshalQuery(b *testing.B) {
+	stats := map[string]any{"packets": 5, "bytes": 800, "errors": 0}
+	stream := map[string]any{"local port": 30000, "stats": stats, "flags": []string{"RTP", "filled", "confirmed"},
+		"endpoint": map[string]any{"family": "IPv4", "address": "203.0.113.5", "port": 4000}}
+	tag := map[string]any{"tag": "f1", "created": 1402064111,
+		"medias": []any{map[string]any{"index": 1, "type": "audio", "protocol": "RTP/AVP", "streams": []any{stream, stream}}}}
+	reply, err := Marshal(map[string]any{"result": "ok", "totals": map[string]any{"RTP": stats, "RTCP": stats},
+		"tags": map[string]any{"f1": tag, "t1": tag}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Unmarshal(reply); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
