@@ -66,8 +66,10 @@ type Client struct {
 	mu    sync.Mutex
 	calls map[string]*sticky
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	// ctx ends with Close: it stops the pingers and their pings in flight.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // sticky remembers which instance holds a call.
@@ -87,10 +89,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
-	c := &Client{cfg: cfg, prefix: hex.EncodeToString(rnd[:]), calls: map[string]*sticky{}, stop: make(chan struct{}), set: metrics.NewSet()}
+	c := &Client{cfg: cfg, prefix: hex.EncodeToString(rnd[:]), calls: map[string]*sticky{}, set: metrics.NewSet()}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	for _, ic := range cfg.Instances {
 		in, err := dialInstance(ic.Addr, max(ic.Weight, 1))
 		if err != nil {
+			c.cancel()
 			c.closeSockets()
 			return nil, err
 		}
@@ -130,7 +134,7 @@ func New(cfg Config) (*Client, error) {
 
 // Close stops the pinger and the readers; commands in flight fail.
 func (c *Client) Close() error {
-	close(c.stop)
+	c.cancel()
 	c.closeSockets()
 	c.wg.Wait()
 	metrics.UnregisterSet(c.set, true)
@@ -181,19 +185,10 @@ func (c *Client) pingLoop(in *instance) {
 	t := time.NewTicker(c.cfg.PingInterval)
 	defer t.Stop()
 	for {
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-c.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		_ = c.ping(ctx, in) // a timeout marks it down inside do
-		cancel()
+		_ = c.ping(c.ctx, in) // a timeout marks it down inside do
 		c.expire(time.Now())
 		select {
-		case <-c.stop:
+		case <-c.ctx.Done():
 			return
 		case <-t.C:
 		}
@@ -344,7 +339,7 @@ func (c *Client) do(ctx context.Context, in *instance, command string, d map[str
 		return nil, fmt.Errorf("encode ng %s: %w", command, err)
 	}
 	start := time.Now()
-	body, err := in.exchange(ctx, cookie, msg, c.cfg.Timeout, c.cfg.Retries+1)
+	body, err := in.exchange(ctx, c.ctx.Done(), cookie, msg, c.cfg.Timeout, c.cfg.Retries+1)
 	if err != nil {
 		if errors.Is(err, ErrTimeout) {
 			in.markDown()

@@ -353,3 +353,27 @@ func TestTotals(t *testing.T) {
 		t.Errorf("Totals = %+v, %+v", rtp, rtcp)
 	}
 }
+
+func TestCloseEndsCommandsInFlight(t *testing.T) {
+	p := newPeer(t)
+	p.set(func(p *peer) { p.silent = true })
+	c, err := New(Config{Instances: []Instance{{Addr: p.addr()}}, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Offer(context.Background(), "c", "f", []byte("v=0"), nil)
+		errc <- err
+	}()
+	waitFor(t, "the offer reached the peer", func() bool { return len(p.log()) > 0 })
+	c.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Offer in flight at Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close left a command waiting for its 5s timeout")
+	}
+}

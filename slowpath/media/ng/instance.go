@@ -81,8 +81,8 @@ func (in *instance) read() {
 
 // exchange sends msg and waits for the reply with cookie, sending msg again
 // each time timeout passes without one, tries times in all. It returns the
-// reply's dictionary bytes.
-func (in *instance) exchange(ctx context.Context, cookie string, msg []byte, timeout time.Duration, tries int) ([]byte, error) {
+// reply's dictionary bytes. closed ends the wait when the client closes.
+func (in *instance) exchange(ctx context.Context, closed <-chan struct{}, cookie string, msg []byte, timeout time.Duration, tries int) ([]byte, error) {
 	ch := make(chan []byte, 1)
 	in.mu.Lock()
 	in.pending[cookie] = ch
@@ -106,6 +106,8 @@ func (in *instance) exchange(ctx context.Context, cookie string, msg []byte, tim
 			return body, nil
 		case <-ctx.Done():
 			return nil, fmt.Errorf("ng to %s: %w", in.addr, ctx.Err())
+		case <-closed:
+			return nil, fmt.Errorf("ng to %s: %w", in.addr, ErrClosed)
 		case <-timer.C:
 			if try >= tries {
 				return nil, fmt.Errorf("ng to %s: %w after %d tries of %s", in.addr, ErrTimeout, tries, timeout)

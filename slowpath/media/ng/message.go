@@ -16,6 +16,8 @@ var (
 	// ErrTimeout: the instance did not answer the command or any of its
 	// retransmissions. The instance is marked down.
 	ErrTimeout = errors.New("ng: rtpengine did not answer")
+	// ErrClosed: the client was closed while the command waited.
+	ErrClosed = errors.New("ng: client closed")
 	// ErrBadReply: the reply could not be decoded or is not a dictionary
 	// with a result.
 	ErrBadReply = errors.New("ng: malformed reply")
