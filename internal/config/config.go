@@ -49,6 +49,10 @@ type Config struct {
 	// sets.
 	Dispatch Dispatch `yaml:"dispatch"`
 
+	// Media relays calls' media through rtpengine; off by default
+	// (docs/media.md).
+	Media Media `yaml:"media"`
+
 	// Source names where the configuration came from, for messages.
 	Source string `yaml:"-"`
 }
@@ -164,6 +168,7 @@ func (c *Config) validate() error {
 		c.XDP.validate,
 		c.NATPing.validate,
 		c.validateFastPath,
+		c.Media.validate,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
