@@ -20,6 +20,9 @@ import (
 // routeRequests hands every method but REGISTER to the proxy, through
 // handleProxy so that a reload can swap it (ops.go).
 func (s *Server) routeRequests() error {
+	if err := s.startMedia(); err != nil {
+		return err
+	}
 	p, farm, err := s.buildProxy(s.cfg.Dispatch)
 	if err != nil {
 		return err
@@ -93,6 +96,7 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 		Trusted:        trusted,
 		MaxBreadth:     s.cfg.Proxy.MaxBreadth,
 		FlowOpen:       s.flowOpen,
+		Media:          s.proxyMedia(),
 		Oversize: proxy.Oversize{
 			Limit: dispatch.Limit(dc.Oversize),
 			Strip: dc.Oversize.StripHeaders,

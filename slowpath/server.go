@@ -20,6 +20,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/auth"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
+	"github.com/pinhole-sip/pinhole/slowpath/media/ng"
 	"github.com/pinhole-sip/pinhole/slowpath/midreg"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
 	"github.com/pinhole-sip/pinhole/slowpath/routesig"
@@ -66,6 +67,8 @@ type Server struct {
 	// conns removes the bindings of stream connections that closed
 	// (flowclose.go).
 	conns *connBindings
+	// media controls rtpengine (relay.go); nil when media is off.
+	media *ng.Client
 
 	closeOnce sync.Once
 	closeErr  error
@@ -388,6 +391,9 @@ func (s *Server) close(ctx context.Context) error {
 		s.mid.Close()
 	}
 	_ = s.ua.Close()
+	if s.media != nil {
+		_ = s.media.Close() // after the calls in flight: they may still delete
+	}
 	return s.store.Close()
 }
 

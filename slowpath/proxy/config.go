@@ -110,6 +110,10 @@ type Config struct {
 	// flow is still open. A request for a device whose connection is
 	// closed is not sent (flowfail.go). nil: every flow is taken as open.
 	FlowOpen func(location.Flow) bool
+	// Media, when set, relays the media of the calls its rules pick
+	// through rtpengine (media.go, docs/media.md). nil: SDP is never
+	// touched.
+	Media *Media
 }
 
 // Oversize bounds requests sent to devices over UDP (RFC 3261 §18.1.1).
@@ -192,6 +196,9 @@ func (cfg Config) validate() (Config, []listener, *sip.Uri, error) {
 			transport: l.Transport.String(),
 			laddr:     sip.Addr{IP: l.Local.Addr().AsSlice(), Port: int(l.Local.Port())},
 		}
+	}
+	if cfg.Media != nil && cfg.Media.Relay == nil {
+		return cfg, nil, nil, errors.New("media: a relay is required")
 	}
 	var outbound *sip.Uri
 	if cfg.Outbound != "" {

@@ -508,13 +508,17 @@ func (p *Proxy) farmSource(req *sip.Request) *dispatch.Node {
 }
 
 // dialogSetup marks an in-dialog request from the farm, so that topology
-// hiding applies to it as to the dialog's first request.
-func (p *Proxy) dialogSetup(req *sip.Request) func(*call) {
-	n := p.farmSource(req)
-	if n == nil {
+// hiding applies to it as to the dialog's first request, and one of a
+// relayed dialog, so that its offer goes through the relay (media.go).
+func (p *Proxy) dialogSetup(req *sip.Request, dm *dialogMedia) func(*call) {
+	var n *dispatch.Node
+	if p.cfg.Farm != nil {
+		n = p.farmSource(req)
+	}
+	if n == nil && dm == nil {
 		return nil
 	}
-	return func(c *call) { c.fromFarm = n }
+	return func(c *call) { c.fromFarm, c.dlg = n, dm }
 }
 
 // nextHopNode is the farm node a request is about to be sent to (its top

@@ -51,6 +51,12 @@ type call struct {
 	farm     bool
 	key      string
 	fromFarm *dispatch.Node
+
+	// Media relay (media.go): dlg is the relay mark of the dialog an
+	// in-dialog request belongs to; media is set once the request's offer
+	// went through the relay.
+	dlg   *dialogMedia
+	media *callMedia
 }
 
 // branch is one client transaction of a call.
@@ -75,6 +81,9 @@ type branch struct {
 	timerC      *time.Timer
 	silence     *time.Timer // farm node: no response at all within failover.timeout
 	code        int         // final status received; 0 for none (timeout, transport)
+	// The branch's last SDP answer and the relay's version of it
+	// (media.go), so a repeated answer costs no ng round trip.
+	answerIn, answerOut []byte
 }
 
 // fork runs the request's branches group after group and answers the
@@ -117,6 +126,10 @@ func (p *Proxy) forkWith(req, base *sip.Request, stx sip.ServerTransaction, rr b
 			return // canceled already; the transaction layer sent 487
 		}
 	}
+	if r := c.mediaOffer(base, groups, c.dlg); r != nil {
+		c.refuse(r)
+		return
+	}
 	if rr {
 		c.prepareRecordRoute()
 	}
@@ -133,6 +146,9 @@ func (p *Proxy) forkWith(req, base *sip.Request, stx sip.ServerTransaction, rr b
 		}
 	}
 	c.finish()
+	if c.media != nil {
+		go c.mediaEnd()
+	}
 }
 
 // prepareRecordRoute works out what our Record-Route will say about the
@@ -186,6 +202,9 @@ func (c *call) recordRoute(l *listener) *sip.RecordRouteHeader {
 	}
 	if c.nr != "" {
 		params = append(params, sip.HeaderKV{K: paramCaller, V: c.nr})
+	}
+	if c.media != nil && c.media.initial {
+		params = append(params, sip.HeaderKV{K: paramMedia, V: c.media.flags.String()})
 	}
 	u := sip.Uri{Scheme: "sip", Host: l.Host, Port: l.Port, UriParams: params}
 	c.p.signRecordRoute(callID(c.req), &u)
@@ -489,6 +508,7 @@ func (b *branch) onResponse(res *sip.Response) bool {
 			b.sendCancel(reason)
 		}
 		if up {
+			b.mediaAnswer(res)
 			c.relay(b, res) // step 5: every provisional but 100
 		}
 		return false
@@ -509,6 +529,7 @@ func (b *branch) onResponse(res *sip.Response) bool {
 			b.farmFinal(code)
 		}
 		if up {
+			b.mediaAnswer(res)
 			c.relay(b, res)
 		}
 		if first {

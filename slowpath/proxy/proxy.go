@@ -108,7 +108,12 @@ func (p *Proxy) Handle(req *sip.Request, tx sip.ServerTransaction) {
 		if req.Method == sip.BYE && p.cfg.Farm != nil {
 			p.cfg.Farm.CallEnded(callID(req))
 		}
-		p.forkWith(req, base, tx, false, [][]target{{t}}, p.dialogSetup(req))
+		if d.media != nil && p.cfg.Media != nil && req.Method == sip.BYE {
+			// Either party's BYE ends the media; the relay is told before
+			// the BYE goes on, whatever the other party answers.
+			p.mediaDelete(callID(req), d.media.ftag)
+		}
+		p.forkWith(req, base, tx, false, [][]target{{t}}, p.dialogSetup(req, d.media))
 	case actLocate, actOutbound:
 		mInitial.Inc()
 		if d.auth && !p.authorize(req, tx, &d) {

@@ -59,6 +59,8 @@ type decision struct {
 	set      *dispatch.Set
 	dreq     dispatch.Request
 	fromFarm *dispatch.Node
+	// media: the dialog's Record-Route marks it relayed (media.go).
+	media *dialogMedia
 }
 
 // decide routes req: RFC 3261 §16.3 (validation), §16.4 (route
@@ -142,6 +144,7 @@ func (p *Proxy) decide(req *sip.Request) decision {
 		} else {
 			d.act = actDialog
 			p.pickFlow(&d, mark, from)
+			d.media = dialogMediaOf(mark)
 			return d
 		}
 	}

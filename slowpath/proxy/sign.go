@@ -29,20 +29,27 @@ var (
 )
 
 // rrParts are what pinhole's Record-Route MAC covers: the dialog (Call-ID
-// and the dialog-creating request's From tag) and both flows. A missing
-// parameter signs as "", so adding one changes the MAC.
-func rrParts(id string, u *sip.Uri) [5]string {
+// and the dialog-creating request's From tag), both flows and the media
+// relay mark. A missing flow signs as "", so adding one changes the MAC.
+// The relay mark is a sixth part only when present, so entries written
+// before it existed still verify; the parts are length-prefixed, so five
+// parts never sign like six.
+func rrParts(id string, u *sip.Uri) []string {
 	ftag, _ := u.UriParams.Get(paramFtag)
 	nr, _ := u.UriParams.Get(paramCaller)
 	nc, _ := u.UriParams.Get(paramCallee)
-	return [5]string{sigRecordRoute, id, ftag, nr, nc}
+	parts := []string{sigRecordRoute, id, ftag, nr, nc}
+	if mr, ok := u.UriParams.Get(paramMedia); ok {
+		parts = append(parts, mr)
+	}
+	return parts
 }
 
 // signRecordRoute sets the MAC of our Record-Route URI u for dialog id;
 // it is called again whenever pinhole adds a parameter (markCallee).
 func (p *Proxy) signRecordRoute(id string, u *sip.Uri) {
 	parts := rrParts(id, u)
-	u.UriParams.Add(paramSig, p.keys.Sign(parts[:]...))
+	u.UriParams.Add(paramSig, p.keys.Sign(parts...))
 }
 
 // verifyRecordRoute reports whether mark is a Record-Route entry pinhole
@@ -55,7 +62,7 @@ func (p *Proxy) verifyRecordRoute(req *sip.Request, mark *sip.Uri) bool {
 	}
 	sig, _ := mark.UriParams.Get(paramSig)
 	parts := rrParts(callID(req), mark)
-	if !p.keys.Verify(sig, parts[:]...) {
+	if !p.keys.Verify(sig, parts...) {
 		return false
 	}
 	ftag := parts[2]
