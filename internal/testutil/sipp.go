@@ -233,6 +233,15 @@ func (p *SippProcess) WaitLog(prefix string, timeout time.Duration) bool {
 	}
 }
 
+// LogValues is SippResult.LogValues of what a running sipp has logged so far.
+func (p *SippProcess) LogValues(key string) []string {
+	r := SippResult{}
+	for l := range strings.SplitSeq(readOr(filepath.Join(p.dir, "logs.log")), "\n") {
+		r.Logs = append(r.Logs, strings.TrimRight(l, "\r"))
+	}
+	return r.LogValues(key)
+}
+
 // Done is closed when sipp has exited.
 func (p *SippProcess) Done() <-chan struct{} { return p.done }
 

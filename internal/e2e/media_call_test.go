@@ -1,0 +1,244 @@
+//go:build integration
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/config"
+	"github.com/pinhole-sip/pinhole/internal/testutil"
+	"github.com/pinhole-sip/pinhole/slowpath/media/ng"
+)
+
+// relayedNet is pinhole, rtpengine and a plain callee (bob) in one
+// namespace, core, and a caller (alice) behind a masquerading router:
+//
+//	alice (192.168.x.2) ── NAT router (10.200.0.2) ── core (10.200.0.1): pinhole :5060, rtpengine, bob :5070
+//
+// Nothing has a link out of these namespaces.
+type relayedNet struct {
+	core   *testutil.NetNS
+	nat    *testutil.NAT
+	rtp    *testutil.RTPEngine
+	pin    *testutil.Pinhole
+	sip    string     // pinhole's SIP address, 10.200.0.1:5060
+	bob    *device    // registered in core
+	client *ng.Client // the test's own ng client, for query
+}
+
+const relayedMetrics = "127.0.0.1:9090"
+
+func startRelayedNet(t *testing.T, onDown string) *relayedNet {
+	t.Helper()
+	n := &relayedNet{core: testutil.NewNetNS(t)}
+	n.nat = testutil.NATDevice(t, n.core)
+	core := n.nat.UpstreamAddr
+	n.rtp = testutil.StartRTPEngine(t, n.core, core)
+	n.sip = netip.AddrPortFrom(core, 5060).String()
+
+	cfg := testutil.DefaultConfig(t)
+	cfg.Listen = config.Listen{UDP: []string{n.sip}}
+	cfg.Metrics.Listen = relayedMetrics
+	cfg.Media = config.Media{
+		Enabled:   true,
+		Instances: []config.MediaInstance{{Address: n.rtp.NG.String(), Weight: 1}},
+		Timeout:   100 * time.Millisecond, Retries: 1,
+		PingInterval: 200 * time.Millisecond,
+		OnDown:       onDown,
+		Rules:        config.MediaRules{NAT: true, WebRTC: true},
+	}
+	n.pin = testutil.StartPinhole(t, n.core, cfg)
+	s := &server{Pinhole: n.pin, Addr: n.sip}
+	n.bob = s.startDevice(t, n.core, n.sip, core, 5070, "bob", "uas_media.xml")
+	t.Cleanup(n.bob.Stop)
+	if err := n.core.Do(func() (err error) {
+		n.client, err = ng.New(ng.Config{Instances: []ng.Instance{{Addr: n.rtp.NG, Weight: 1}}, Timeout: 200 * time.Millisecond, Retries: 2})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.client.Close() })
+	return n
+}
+
+// call starts alice's call to bob from behind the NAT, talking talk long.
+func (n *relayedNet) call(t *testing.T, talk time.Duration) *testutil.SippProcess {
+	t.Helper()
+	return testutil.Sipp{
+		Scenario: scenario(t, "uac_media.xml"),
+		Remote:   n.sip,
+		NS:       n.nat.Device,
+		LocalIP:  n.nat.DeviceAddr,
+		Service:  "bob",
+		Vars:     map[string]string{"domain": domain, "from_user": "alice", "talk_ms": fmt.Sprint(talk.Milliseconds())},
+		Timeout:  15 * time.Second,
+	}.Start(t)
+}
+
+func (n *relayedNet) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	return testutil.Metrics(t, n.core, relayedMetrics)[name]
+}
+
+// legPackets sums the RTP packets rtpengine received from each tag (each
+// leg of the call), from a query reply: tags → medias → streams → stats.
+func legPackets(q ng.Reply) map[string]int64 {
+	out := map[string]int64{}
+	for tag, v := range q.Dict("tags") {
+		leg, _ := v.(map[string]any)
+		for _, m := range ng.Reply(leg).List("medias") {
+			md, _ := m.(map[string]any)
+			for _, s := range ng.Reply(md).List("streams") {
+				sd, _ := s.(map[string]any)
+				out[tag] += ng.Reply(sd).Dict("stats").Int("packets")
+			}
+		}
+	}
+	return out
+}
+
+func mustAddrPort(t *testing.T, what, s string) netip.AddrPort {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		t.Fatalf("%s %q: %v", what, s, err)
+	}
+	return ap
+}
+
+// TestMediaRelayedCallBehindNAT: alice behind a masquerading NAT calls bob
+// through pinhole with media.rules.nat on. The offer bob receives and the
+// answer alice receives both send media to rtpengine; RTP that each side
+// sends there is counted by rtpengine on both legs, and bob's reaches
+// alice back through her NAT; alice's BYE deletes the call.
+func TestMediaRelayedCallBehindNAT(t *testing.T) {
+	n := startRelayedNet(t, "503")
+	alice := n.call(t, 1500*time.Millisecond)
+	if !alice.WaitLog("answer_media:", 8*time.Second) {
+		t.Fatalf("alice's call was not answered:\n%s", alice.Wait(t).Report())
+	}
+	callID := alice.LogValues("answered")[0]
+	toRelayFromAlice := mustAddrPort(t, "answer alice got", alice.LogValues("answer_media")[0])
+	offers := n.bob.LogValues("offer_media")
+	if len(offers) != 1 {
+		t.Fatalf("bob logged offers %q, want one", offers)
+	}
+	toRelayFromBob := mustAddrPort(t, "offer bob got", offers[0])
+	iface := n.rtp.Interface
+	for what, got := range map[string]netip.AddrPort{"answer to alice": toRelayFromAlice, "offer to bob": toRelayFromBob} {
+		if got.Addr() != iface || got.Port() < 30000 || got.Port() > 30999 {
+			t.Errorf("%s sends media to %s, want rtpengine's %s and a port of its range", what, got, iface)
+		}
+	}
+
+	// RTP from both sides to the addresses their SDP named.
+	aliceRTP := n.nat.Device.ListenUDP(t, netip.AddrPortFrom(n.nat.DeviceAddr, 0))
+	bobRTP := n.core.ListenUDP(t, netip.AddrPortFrom(iface, 0))
+	const packets = 10
+	for seq := uint16(1); seq <= packets; seq++ {
+		if _, err := aliceRTP.WriteToUDPAddrPort(rtpPacket(0x1111, seq, "alice"), toRelayFromAlice); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bobRTP.WriteToUDPAddrPort(rtpPacket(0x2222, seq, "bob"), toRelayFromBob); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// rtpengine latched alice's translated source from her packets, so
+	// bob's reach her back through the NAT.
+	_ = aliceRTP.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 1500)
+	if k, _, err := aliceRTP.ReadFromUDPAddrPort(buf); err != nil || !strings.HasPrefix(string(buf[12:k]), "bob-") {
+		t.Errorf("alice got no RTP of bob's through rtpengine and her NAT: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	q, err := n.client.Query(ctx, callID)
+	if err != nil {
+		t.Fatalf("query %s: %v", callID, err)
+	}
+	legs := legPackets(q)
+	if len(legs) != 2 {
+		t.Errorf("rtpengine knows legs %v, want alice's and bob's", legs)
+	}
+	for tag, got := range legs {
+		if got < packets {
+			t.Errorf("leg %s: rtpengine counted %d RTP packets, want at least %d", tag, got, packets)
+		}
+	}
+
+	r := alice.Wait(t)
+	if r.ExitCode != testutil.SippExitOK || len(r.LogValues("hangup")) != 1 {
+		t.Fatalf("alice's call did not end with her BYE:\n%s", r.Report())
+	}
+	var ce *ng.CommandError
+	if _, err := n.client.Query(ctx, callID); err == nil || !errors.As(err, &ce) {
+		t.Errorf("query after the BYE: %v, want rtpengine to have deleted the call", err)
+	}
+	if got := n.metric(t, `pinhole_media_calls_relayed_total{reason="nat"}`); got != 1 {
+		t.Errorf("pinhole_media_calls_relayed_total{reason=\"nat\"} = %v, want 1", got)
+	}
+}
+
+// TestMediaRelayDown: with rtpengine killed a call that needs it is refused
+// with 503 within a second, counted; once rtpengine is back and answers
+// pinhole's ping, calls are relayed again.
+func TestMediaRelayDown(t *testing.T) {
+	n := startRelayedNet(t, "503")
+	n.rtp.Kill()
+	start := time.Now()
+	r := n.call(t, 0).Wait(t)
+	if codes := r.LogValues("code"); len(codes) != 1 || codes[0] != "503" {
+		t.Fatalf("call with rtpengine down: codes %v, want 503:\n%s", codes, r.Report())
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the 503 took %s", d)
+	}
+	if got := n.metric(t, `pinhole_media_refused_total{why="down"}`); got != 1 {
+		t.Errorf(`pinhole_media_refused_total{why="down"} = %v, want 1`, got)
+	}
+
+	n.rtp.Start()
+	// The pinger (200 ms) finds it back.
+	deadline := time.Now().Add(5 * time.Second)
+	for n.metric(t, `pinhole_media_ng_instance_up{instance="`+n.rtp.NG.String()+`"}`) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("pinhole did not find rtpengine back")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	alice := n.call(t, 0)
+	if !alice.WaitLog("answer_media:", 8*time.Second) {
+		t.Fatalf("call after rtpengine came back was not answered:\n%s", alice.Wait(t).Report())
+	}
+	if got := mustAddrPort(t, "answer", alice.LogValues("answer_media")[0]); got.Addr() != n.rtp.Interface {
+		t.Errorf("after rtpengine came back alice's answer sends media to %s, not rtpengine", got)
+	}
+	alice.Wait(t)
+}
+
+// TestMediaRelayDownProceed: with media.on_down: proceed a call goes
+// through unrelayed when rtpengine is down: bob gets alice's own SDP.
+func TestMediaRelayDownProceed(t *testing.T) {
+	n := startRelayedNet(t, "proceed")
+	n.rtp.Kill()
+	alice := n.call(t, 0)
+	r := alice.Wait(t)
+	if r.ExitCode != testutil.SippExitOK || len(r.LogValues("answered")) != 1 {
+		t.Fatalf("call with rtpengine down and on_down proceed failed:\n%s", r.Report())
+	}
+	offers := n.bob.LogValues("offer_media")
+	if len(offers) != 1 || mustAddrPort(t, "offer", offers[0]).Addr() != n.nat.DeviceAddr {
+		t.Errorf("bob got offers %q, want alice's own address %s", offers, n.nat.DeviceAddr)
+	}
+	if got := n.metric(t, `pinhole_media_unrelayed_total{why="down"}`); got != 1 {
+		t.Errorf(`pinhole_media_unrelayed_total{why="down"} = %v, want 1`, got)
+	}
+}
