@@ -34,7 +34,14 @@ type relayedNet struct {
 
 const relayedMetrics = "127.0.0.1:9090"
 
-func startRelayedNet(t *testing.T, onDown string) *relayedNet {
+func startRelayedNet(t testing.TB, onDown string) *relayedNet {
+	t.Helper()
+	return startRelayedNetWith(t, func(c *testutil.Config) { c.Media.OnDown = onDown })
+}
+
+// startRelayedNetWith builds relayedNet with pinhole's configuration as
+// edit leaves it (relaying calls behind NAT or with WebRTC by default).
+func startRelayedNetWith(t testing.TB, edit func(*testutil.Config)) *relayedNet {
 	t.Helper()
 	n := &relayedNet{core: testutil.NewNetNS(t)}
 	n.nat = testutil.NATDevice(t, n.core)
@@ -50,12 +57,27 @@ func startRelayedNet(t *testing.T, onDown string) *relayedNet {
 		Instances: []config.MediaInstance{{Address: n.rtp.NG.String(), Weight: 1}},
 		Timeout:   100 * time.Millisecond, Retries: 1,
 		PingInterval: 200 * time.Millisecond,
-		OnDown:       onDown,
+		OnDown:       "503",
 		Rules:        config.MediaRules{NAT: true, WebRTC: true},
 	}
+	edit(&cfg)
 	n.pin = testutil.StartPinhole(t, n.core, cfg)
-	s := &server{Pinhole: n.pin, Addr: n.sip}
-	n.bob = s.startDevice(t, n.core, n.sip, core, 5070, "bob", "uas_media.xml")
+	bob := testutil.Sipp{
+		Scenario:  scenario(t, "device_register.xml"),
+		OutOfCall: scenario(t, "uas_media.xml"),
+		Remote:    n.sip,
+		NS:        n.core,
+		LocalIP:   core, LocalPort: 5070,
+		Service: "bob",
+		Vars:    map[string]string{"domain": domain, "expires": "600", "hold_ms": "600000"},
+		Timeout: 15 * time.Minute,
+		// A benchmark's thousands of calls would make a large trace.
+		NoMessageTrace: true,
+	}.Start(t)
+	if !bob.WaitLog("registered: bob", registerWait) {
+		t.Fatalf("bob did not register within %s", registerWait)
+	}
+	n.bob = &device{SippProcess: bob, User: "bob", Addr: netip.AddrPortFrom(core, 5070)}
 	t.Cleanup(n.bob.Stop)
 	if err := n.core.Do(func() (err error) {
 		n.client, err = ng.New(ng.Config{Instances: []ng.Instance{{Addr: n.rtp.NG, Weight: 1}}, Timeout: 200 * time.Millisecond, Retries: 2})
@@ -81,7 +103,7 @@ func (n *relayedNet) call(t *testing.T, talk time.Duration) *testutil.SippProces
 	}.Start(t)
 }
 
-func (n *relayedNet) metric(t *testing.T, name string) float64 {
+func (n *relayedNet) metric(t testing.TB, name string) float64 {
 	t.Helper()
 	return testutil.Metrics(t, n.core, relayedMetrics)[name]
 }
