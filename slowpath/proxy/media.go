@@ -65,10 +65,15 @@ func parseMediaFlags(s string) (mediaFlags, bool) {
 // callMedia is the relay state of one forwarded INVITE or UPDATE whose
 // SDP offer went through the relay: its responses' answers go there too.
 type callMedia struct {
-	fromTag string // the offerer's tag: the ng commands' from-tag
+	fromTag string // the request sender's tag: the offer's from-tag
+	// d is oriented from the request's sender (Offerer) to its
+	// recipient (Answerer), whichever of the two sends the SDP offer.
 	d       media.Decision
 	flags   mediaFlags
 	initial bool // a dialog-creating INVITE: a failure deletes the call
+	// late: the INVITE had no SDP (RFC 3261 §13.2.1): the offer comes in
+	// the 2xx and the answer in the ACK.
+	late bool
 }
 
 // dialogMedia is what a relayed dialog's Record-Route entry says, for an
@@ -150,11 +155,8 @@ func (c *call) mediaOffer(base *sip.Request, groups [][]target, dlg *dialogMedia
 		return nil
 	}
 	if !isSDP(base.Body(), base.ContentType()) {
-		// No offer here: an INVITE without SDP (late offer) gets its offer
-		// in the 2xx and its answer in the ACK, which pinhole does not
-		// relay (docs/media.md, "Not done").
-		if c.invite && dlg == nil {
-			mLateOffer.Inc()
+		if c.invite {
+			c.lateOffer(groups, dlg)
 		}
 		return nil
 	}
@@ -163,41 +165,21 @@ func (c *call) mediaOffer(base *sip.Request, groups [][]target, dlg *dialogMedia
 		countStep(stepOffer, resultMalformed)
 		return &refusal{sip.StatusBadRequest, "Malformed SDP"}
 	}
-	fromTag, toTag := tags(c.req)
-	cm := &callMedia{fromTag: fromTag}
-	opts := new(ng.Options)
 	src := offerSide(c.req, s)
+	cm := c.planMedia(src, groups, dlg)
+	if cm == nil {
+		return nil
+	}
+	opts := cm.d.OfferOptions(src.Source)
 	step := stepOffer
-	if dlg == nil {
-		if !c.invite {
-			return nil // an UPDATE outside a dialog pinhole relays
-		}
-		cm.d = media.Decide(m.Rules, src, answerSide(groups))
-		if !cm.d.Relay {
-			return nil
-		}
-		cm.initial = true
-		if cm.d.OffererWebRTC {
-			cm.flags |= callerWebRTC
-		}
-		if cm.d.AnswererWebRTC {
-			cm.flags |= calleeWebRTC
-		}
-		opts = cm.d.OfferOptions(src.Source)
-	} else {
+	if dlg != nil {
 		step = stepReoffer
-		cm.flags = dlg.flags
-		caller, callee := dlg.flags&callerWebRTC != 0, dlg.flags&calleeWebRTC != 0
-		if fromTag == dlg.ftag {
-			cm.d = media.Decision{Relay: true, OffererWebRTC: caller, AnswererWebRTC: callee}
-		} else {
-			cm.d = media.Decision{Relay: true, OffererWebRTC: callee, AnswererWebRTC: caller}
-		}
-		opts = cm.d.OfferOptions(src.Source)
 		// A re-offer names the dialog's other party too, so rtpengine
 		// finds the dialogue whichever side sends it.
+		_, toTag := tags(c.req)
 		opts.Extra = map[string]any{"to-tag": toTag}
 	}
+	fromTag := cm.fromTag
 	out, err := m.Relay.Offer(context.Background(), callID(c.req), fromTag, base.Body(), opts)
 	if err != nil {
 		return c.offerFailed(step, err, m.Proceed)
@@ -209,6 +191,60 @@ func (c *call) mediaOffer(base *sip.Request, groups [][]target, dlg *dialogMedia
 	base.SetBody(out)
 	c.media = cm
 	return nil
+}
+
+// planMedia decides whether the request's media is relayed and how: for a
+// dialog-creating INVITE by the rules, in a dialog by its Record-Route
+// mark. nil: not relayed.
+func (c *call) planMedia(src media.Side, groups [][]target, dlg *dialogMedia) *callMedia {
+	fromTag, _ := tags(c.req)
+	cm := &callMedia{fromTag: fromTag}
+	if dlg != nil {
+		cm.flags = dlg.flags
+		cm.d = dlg.flags.towards(fromTag == dlg.ftag)
+		return cm
+	}
+	if !c.invite {
+		return nil // an UPDATE outside a dialog pinhole relays
+	}
+	cm.d = media.Decide(c.p.cfg.Media.Rules, src, answerSide(groups))
+	if !cm.d.Relay {
+		return nil
+	}
+	cm.initial = true
+	if cm.d.OffererWebRTC {
+		cm.flags |= callerWebRTC
+	}
+	if cm.d.AnswererWebRTC {
+		cm.flags |= calleeWebRTC
+	}
+	return cm
+}
+
+// towards orients the flags of a relayed dialog for SDP sent by its caller
+// (fromCaller) or by its callee.
+func (f mediaFlags) towards(fromCaller bool) media.Decision {
+	caller, callee := f&callerWebRTC != 0, f&calleeWebRTC != 0
+	if fromCaller {
+		return media.Decision{Relay: true, OffererWebRTC: caller, AnswererWebRTC: callee}
+	}
+	return media.Decision{Relay: true, OffererWebRTC: callee, AnswererWebRTC: caller}
+}
+
+// lateOffer prepares the relay of an INVITE without SDP: its 2xx will
+// carry the offer and the ACK the answer (RFC 3261 §13.2.1). The call is
+// marked relayed now, so that its ACK finds the mark in the Record-Route.
+func (c *call) lateOffer(groups [][]target, dlg *dialogMedia) {
+	cm := c.planMedia(offerSide(c.req, nil), groups, dlg)
+	if cm == nil {
+		return
+	}
+	cm.late = true
+	mLateOffer.Inc()
+	if dlg == nil {
+		countRelayedCall(cm.d.Reason)
+	}
+	c.media = cm
 }
 
 // offerFailed decides what becomes of a request whose offer failed: a relay
@@ -253,15 +289,25 @@ func (c *call) refuse(r *refusal) {
 	c.p.reply(c.req, c.stx, r.status, r.reason, hs...)
 }
 
-// mediaAnswer gives the relay a branch's SDP answer (in a 18x or 2xx) and
-// puts the relay's SDP into the response. A response whose SDP the relay
-// cannot take goes up unchanged, counted: it is the callee's answer, and
-// refusing it would leave an established dialog without its 2xx.
+// mediaAnswer gives the relay a branch's SDP answer (in a 18x or 2xx), or
+// the offer of a 2xx to an INVITE without SDP, and puts the relay's SDP
+// into the response. A response whose SDP the relay cannot take goes up
+// unchanged, counted: it is the callee's, and refusing it would leave an
+// established dialog without its 2xx.
 func (b *branch) mediaAnswer(res *sip.Response) {
 	c := b.c
 	cm := c.media
 	if cm == nil || res.StatusCode <= sip.StatusTrying || res.StatusCode >= 300 || !isSDP(res.Body(), res.ContentType()) {
 		return
+	}
+	if cm.late && res.StatusCode < 200 {
+		// Only a reliable 18x (RFC 3262) could carry the offer; pinhole
+		// relays the one in the 2xx (docs/media.md, "Not done").
+		return
+	}
+	step := stepAnswer
+	if cm.late {
+		step = stepLateOffer
 	}
 	body := res.Body()
 	c.mu.Lock()
@@ -275,7 +321,7 @@ func (b *branch) mediaAnswer(res *sip.Response) {
 	}
 	c.mu.Unlock()
 	if _, err := sdp.Parse(body); err != nil {
-		countStep(stepAnswer, resultMalformed)
+		countStep(step, resultMalformed)
 		return
 	}
 	var toTag string
@@ -286,13 +332,26 @@ func (b *branch) mediaAnswer(res *sip.Response) {
 	if src, ok := nat.ParseAddrPort(res.Source()); ok {
 		from = src.Addr()
 	}
-	out, err := c.p.cfg.Media.Relay.Answer(context.Background(), callID(c.req), cm.fromTag, toTag, body, cm.d.AnswerOptions(from))
+	var out []byte
+	var err error
+	if cm.late {
+		// The callee offers: its tag is the from-tag, and the offer goes
+		// toward the request's sender.
+		opts := cm.d.AnswerOptions(from)
+		opts.Extra = map[string]any{"to-tag": cm.fromTag}
+		out, err = c.p.cfg.Media.Relay.Offer(context.Background(), callID(c.req), toTag, body, opts)
+	} else {
+		out, err = c.p.cfg.Media.Relay.Answer(context.Background(), callID(c.req), cm.fromTag, toTag, body, cm.d.AnswerOptions(from))
+	}
 	if err != nil {
-		countStep(stepAnswer, resultOf(err))
-		c.p.log.Debug("relay answer failed", "call_id", callID(c.req), "error", err)
+		countStep(step, resultOf(err))
+		if cm.late && resultOf(err) == resultDown {
+			mUnrelayed.Inc()
+		}
+		c.p.log.Debug("relay "+step+" failed", "call_id", callID(c.req), "error", err)
 		return
 	}
-	countStep(stepAnswer, resultOK)
+	countStep(step, resultOK)
 	c.mu.Lock()
 	b.answerIn, b.answerOut = append([]byte(nil), body...), out
 	c.mu.Unlock()
@@ -303,7 +362,9 @@ func (b *branch) mediaAnswer(res *sip.Response) {
 // failed, the caller cancelled, or timer C expired), once no branch can
 // answer any more.
 func (c *call) mediaEnd() {
-	if c.media == nil || !c.media.initial {
+	if c.media == nil || !c.media.initial || c.media.late {
+		// A late offer reaches the relay only in a 2xx: nothing to delete
+		// when none came.
 		return
 	}
 	c.mu.Lock()
@@ -328,6 +389,36 @@ func (p *Proxy) mediaDelete(id, ftag string) {
 		return
 	}
 	countStep(stepDelete, resultOK)
+}
+
+// ackAnswer gives the relay the SDP answer of an ACK to a 2xx that carried
+// the offer (an INVITE without SDP) and puts the relay's SDP into ack.
+// Only the ACK's sender knows its answer, so one the relay cannot take goes
+// on unchanged, counted.
+func (p *Proxy) ackAnswer(req, ack *sip.Request, dm *dialogMedia) {
+	if p.cfg.Media == nil || dm == nil || !isSDP(ack.Body(), ack.ContentType()) {
+		return
+	}
+	if _, err := sdp.Parse(ack.Body()); err != nil {
+		countStep(stepAckAnswer, resultMalformed)
+		return
+	}
+	fromTag, toTag := tags(req)
+	var from netip.Addr
+	if src, ok := nat.ParseAddrPort(req.Source()); ok {
+		from = src.Addr()
+	}
+	// The offer came from the ACK's recipient (the To tag); the answer
+	// goes back toward it.
+	opts := dm.flags.towards(fromTag == dm.ftag).OfferOptions(from)
+	out, err := p.cfg.Media.Relay.Answer(context.Background(), callID(req), toTag, fromTag, ack.Body(), opts)
+	if err != nil {
+		countStep(stepAckAnswer, resultOf(err))
+		p.log.Debug("relay answer of ACK failed", "call_id", callID(req), "error", err)
+		return
+	}
+	countStep(stepAckAnswer, resultOK)
+	ack.SetBody(out)
 }
 
 // dialogMediaOf reads the relay mark of a verified Record-Route entry.
@@ -377,7 +468,10 @@ const (
 	stepOffer   = "offer"   // a dialog-creating INVITE's offer
 	stepReoffer = "reoffer" // a re-INVITE's or UPDATE's offer in a relayed dialog
 	stepAnswer  = "answer"
-	stepDelete  = "delete"
+	// A 2xx's offer to an INVITE without SDP, and the ACK's answer.
+	stepLateOffer = "late_offer"
+	stepAckAnswer = "ack_answer"
+	stepDelete    = "delete"
 
 	resultOK        = "ok"
 	resultMalformed = "malformed_sdp" // the SDP did not parse: 400 for a request, unchanged for a response
@@ -387,7 +481,7 @@ const (
 )
 
 var (
-	mLateOffer = metrics.NewCounter(`pinhole_media_late_offer_total`)
+	mLateOffer = metrics.NewCounter(`pinhole_media_late_offers_total`)
 	mUnrelayed = metrics.NewCounter(`pinhole_media_unrelayed_total{why="down"}`)
 	mDown503   = metrics.NewCounter(`pinhole_media_refused_total{why="down"}`)
 )

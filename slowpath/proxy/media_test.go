@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pinhole-sip/pinhole/internal/config"
+	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/media/ng"
 )
 
@@ -467,5 +468,90 @@ func TestMediaForgedMark(t *testing.T) {
 	}
 	if cmds := m.relay.commands(); len(cmds) != 0 {
 		t.Errorf("relay got %+v", cmds)
+	}
+}
+
+// TestMediaLateOffer: an INVITE without SDP gets its offer in the 2xx and
+// its answer in the ACK (RFC 3261 §13.2.1): the 2xx's SDP is offered with
+// the callee's tag as from-tag, the ACK's answered, and both reach the
+// other side rewritten.
+func TestMediaLateOffer(t *testing.T) {
+	m := newMediaCall(t, answerSDP, nil)
+	inv, tx := m.alice.inviteBody(m.tp, "sip:bob@example.com", nil)
+	if rr := m.bob.expect(sip.INVITE).RecordRoute(); rr == nil || !rr.Address.UriParams.Has(paramMedia) {
+		t.Errorf("Record-Route %v of a relayed late-offer call has no mr", rr)
+	}
+	rs := responses(t, tx)
+	ok := rs[len(rs)-1]
+	if ok.StatusCode != 200 || cLine(ok.Body()) != "c=IN IP4 "+relayAddr {
+		t.Fatalf("caller got %v with SDP %q, want 200 with the relay's", codes(rs), cLine(ok.Body()))
+	}
+	ack := fromCaller(sip.ACK, inv, ok, inv.CSeq().SeqNo)
+	withSDP(ack, readSDP(t, "caller.sdp"))
+	if err := m.alice.cli.WriteRequest(ack); err != nil {
+		t.Fatal(err)
+	}
+	if c := cLine(m.bob.expect(sip.ACK).Body()); c != "c=IN IP4 "+relayAddr {
+		t.Errorf("callee got the ACK with SDP %q, want the relay's", c)
+	}
+	atag, _ := inv.From().Params.Get("tag")
+	btag, _ := ok.To().Params.Get("tag")
+	want := []relayCmd{
+		{Command: "offer", FromTag: btag, ToTag: atag, SDP: "c=IN IP4 10.0.0.7"},
+		{Command: "answer", FromTag: btag, ToTag: atag, SDP: "c=IN IP4 192.168.1.20"},
+	}
+	if diff := cmp.Diff(want, m.relay.commands()); diff != "" {
+		t.Errorf("relay commands (-want +got):\n%s", diff)
+	}
+}
+
+// nodeSDP answers an INVITE with each of codes in turn, a To tag of tag,
+// and the callee's SDP in every 18x and 2xx.
+func nodeSDP(tag string, codes ...int) func(*node, *sip.Request, sip.ServerTransaction) {
+	return func(n *node, req *sip.Request, tx sip.ServerTransaction) {
+		for _, code := range codes {
+			res := sip.NewResponseFromRequest(req, code, "", nil)
+			res.To().Params.Add("tag", tag)
+			res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "fs", Host: n.addr.Addr().String(), Port: int(n.addr.Port())}})
+			if code < 300 {
+				withSDP(res, readSDP(n.t, "callee.sdp"))
+			}
+			_ = tx.Respond(res)
+		}
+	}
+}
+
+// TestMediaFarmFailover: a relayed call to the farm keeps its one offer
+// when it fails over: the next node gets the same relayed SDP, and the
+// answer of each node that answers goes to the relay under its own To tag
+// (rtpengine keeps one dialogue per tag), the last one being the call's.
+func TestMediaFarmFailover(t *testing.T) {
+	first := newNode(t, nodeSDP("early", 183, 503))
+	second := newNode(t, nodeSDP("taken", 200))
+	farm := newFarm(t, dispatch.RoundRobin, false, first.uri(), second.uri())
+	relay := newFakeRelay()
+	tp := startProxy(t, func(c *Config) {
+		c.Farm = farm
+		c.Media = &Media{Relay: relay, Rules: config.MediaRules{NAT: true}}
+	})
+	alice := newDevice(t, "alice", "sip:alice@192.168.1.20:5060", nil)
+	inv, tx := alice.inviteBody(tp, "sip:conf-1@farm.example", readSDP(t, "caller.sdp"), sip.NewHeader("Content-Type", "application/sdp"))
+	rs := responses(t, tx)
+	ok := rs[len(rs)-1]
+	if ok.StatusCode != 200 || cLine(ok.Body()) != "c=IN IP4 "+relayAddr {
+		t.Fatalf("caller got %v with SDP %q, want 200 with the relay's", codes(rs), cLine(ok.Body()))
+	}
+	a, b := first.expect(sip.INVITE), second.expect(sip.INVITE)
+	if string(a.Body()) != string(b.Body()) || cLine(b.Body()) != "c=IN IP4 "+relayAddr {
+		t.Errorf("nodes got different or unrelayed offers:\n%s\n---\n%s", a.Body(), b.Body())
+	}
+	atag, _ := inv.From().Params.Get("tag")
+	want := []relayCmd{
+		{Command: "offer", FromTag: atag, SDP: "c=IN IP4 192.168.1.20"},
+		{Command: "answer", FromTag: atag, ToTag: "early", SDP: "c=IN IP4 10.0.0.7"},
+		{Command: "answer", FromTag: atag, ToTag: "taken", SDP: "c=IN IP4 10.0.0.7"},
+	}
+	if diff := cmp.Diff(want, relay.commands()); diff != "" {
+		t.Errorf("relay commands (-want +got):\n%s", diff)
 	}
 }

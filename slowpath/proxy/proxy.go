@@ -342,6 +342,7 @@ func (p *Proxy) relayAck(req *sip.Request, d *decision) {
 		return
 	}
 	ack := p.branchRequest(base, &t, nil, "")
+	p.ackAnswer(req, ack, d.media)
 	if n := p.farmSource(req); n != nil && p.cfg.TopologyHiding {
 		p.hideRequest(ack, n, t.out)
 	}
