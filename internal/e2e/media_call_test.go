@@ -92,8 +92,13 @@ func startRelayedNetWith(t testing.TB, edit func(*testutil.Config)) *relayedNet 
 // call starts alice's call to bob from behind the NAT, talking talk long.
 func (n *relayedNet) call(t *testing.T, talk time.Duration) *testutil.SippProcess {
 	t.Helper()
+	return n.callWith(t, "uac_media.xml", talk)
+}
+
+func (n *relayedNet) callWith(t *testing.T, scen string, talk time.Duration) *testutil.SippProcess {
+	t.Helper()
 	return testutil.Sipp{
-		Scenario: scenario(t, "uac_media.xml"),
+		Scenario: scenario(t, scen),
 		Remote:   n.sip,
 		NS:       n.nat.Device,
 		LocalIP:  n.nat.DeviceAddr,
@@ -262,5 +267,42 @@ func TestMediaRelayDownProceed(t *testing.T) {
 	}
 	if got := n.metric(t, `pinhole_media_unrelayed_total{why="down"}`); got != 1 {
 		t.Errorf(`pinhole_media_unrelayed_total{why="down"} = %v, want 1`, got)
+	}
+}
+
+// TestMediaLateOfferBehindNAT: alice behind NAT calls with an INVITE
+// without SDP. bob's offer in the 200 reaches alice pointing at rtpengine,
+// her answer in the ACK reaches bob pointing at rtpengine too, and her BYE
+// deletes the call in rtpengine.
+func TestMediaLateOfferBehindNAT(t *testing.T) {
+	n := startRelayedNet(t, "503")
+	alice := n.callWith(t, "uac_media_late.xml", 500*time.Millisecond)
+	if !alice.WaitLog("answer_media:", 8*time.Second) {
+		t.Fatalf("alice's call was not answered:\n%s", alice.Wait(t).Report())
+	}
+	callID := alice.LogValues("answered")[0]
+	if !n.bob.WaitLog("ack_media:", 5*time.Second) {
+		t.Fatal("bob logged no ACK")
+	}
+	iface := n.rtp.Interface
+	for what, got := range map[string]string{
+		"offer in the 200 to alice": alice.LogValues("answer_media")[0],
+		"answer in the ACK to bob":  n.bob.LogValues("ack_media")[0],
+	} {
+		if ap := mustAddrPort(t, what, got); ap.Addr() != iface {
+			t.Errorf("%s sends media to %s, want rtpengine's %s", what, ap, iface)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := n.client.Query(ctx, callID); err != nil {
+		t.Errorf("query during the call: %v", err)
+	}
+	if r := alice.Wait(t); r.ExitCode != testutil.SippExitOK {
+		t.Fatalf("alice's call failed:\n%s", r.Report())
+	}
+	var ce *ng.CommandError
+	if _, err := n.client.Query(ctx, callID); !errors.As(err, &ce) {
+		t.Errorf("query after the BYE: %v, want rtpengine to have deleted the call", err)
 	}
 }
