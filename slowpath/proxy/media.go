@@ -12,7 +12,6 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/internal/config"
-	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/media"
 	"github.com/pinhole-sip/pinhole/slowpath/media/ng"
 	"github.com/pinhole-sip/pinhole/slowpath/media/sdp"
@@ -130,16 +129,16 @@ func answerSide(groups [][]target) media.Side {
 			if tr == "WS" || tr == "WSS" || side.Transport == "" {
 				side.Transport = tr
 			}
-			if t.viaFlow {
-				if t.flow.Transport == location.TransportUDP {
-					// Registered behind NAT: reached over its flow.
-					side.NAT = nat.ContactMismatch
-				} else if side.NAT == nat.NotNATed {
-					side.NAT = nat.Stream
-				}
-				if !side.Source.IsValid() {
-					side.Source = t.flow.Remote.Addr()
-				}
+			switch {
+			case t.nat:
+				// The registrar judged the binding behind NAT; which
+				// test said so is not kept, and does not matter here.
+				side.NAT = nat.ContactMismatch
+			case t.viaFlow && side.NAT == nat.NotNATed:
+				side.NAT = nat.Stream // reached over its connection
+			}
+			if t.viaFlow && !side.Source.IsValid() {
+				side.Source = t.flow.Remote.Addr()
 			}
 		}
 	}

@@ -368,6 +368,7 @@ type target struct {
 	out       *listener     // socket and advertised address it leaves from
 	flow      location.Flow // registered flow, when viaFlow
 	viaFlow   bool
+	nat       bool // the binding was judged behind NAT (media.go)
 	q         uint16
 	path      []sip.Uri      // Route entries from the binding's Path (RFC 3327 §5)
 	node      *dispatch.Node // farm destination (farm.go)
@@ -409,7 +410,7 @@ func (p *Proxy) targetGroups(bindings []location.Binding) [][]target {
 // or on a connection, is reached over its flow: to Flow.Remote, from the
 // socket at Flow.Local. The Request-URI stays its Contact (§16.6 step 6).
 func (p *Proxy) bindingTarget(b *location.Binding) (target, error) {
-	t := target{retarget: true, q: b.Q}
+	t := target{retarget: true, q: b.Q, nat: b.NAT}
 	if err := parseContact(b.Contact, &t.uri); err != nil {
 		return t, err
 	}
