@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/pinhole-sip/pinhole/internal/location"
 )
 
@@ -43,5 +45,28 @@ func FuzzFlowParamRoundTrip(f *testing.F) {
 		if got != in {
 			t.Fatalf("round trip: got %+v, want %+v", got, in)
 		}
+	})
+}
+
+// FuzzMediaMark: the relay mark of a Record-Route entry (mr) and a
+// message's Content-Type come from outside; reading them never panics, and
+// a mark that is accepted prints back as it came.
+func FuzzMediaMark(f *testing.F) {
+	for _, s := range []string{"0", "3", "4", "", "00", "-1", "\xff"} {
+		f.Add(s, "application/sdp")
+	}
+	f.Add("1", "Application/SDP; charset=utf-8")
+	f.Add("2", "multipart/mixed;boundary=x")
+	f.Add("2", ";;;")
+	f.Fuzz(func(t *testing.T, mr, ct string) {
+		if fl, ok := parseMediaFlags(mr); ok && fl.String() != mr {
+			t.Fatalf("parseMediaFlags(%q) = %d, which prints as %q", mr, fl, fl.String())
+		}
+		u := sip.Uri{UriParams: sip.HeaderParams{{K: paramFtag, V: "a"}, {K: paramMedia, V: mr}}}
+		if dm := dialogMediaOf(&u); dm != nil && dm.ftag != "a" {
+			t.Fatalf("dialogMediaOf lost the ftag: %+v", dm)
+		}
+		h := sip.ContentTypeHeader(ct)
+		_ = isSDP([]byte("v=0\r\n"), &h)
 	})
 }
