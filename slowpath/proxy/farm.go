@@ -507,18 +507,17 @@ func (p *Proxy) farmSource(req *sip.Request) *dispatch.Node {
 	return p.cfg.Farm.NodeAt(src, sip.IsReliable(req.Transport()))
 }
 
-// dialogSetup marks an in-dialog request from the farm, so that topology
-// hiding applies to it as to the dialog's first request, and one of a
-// relayed dialog, so that its offer goes through the relay (media.go).
+// dialogSetup marks an in-dialog request: one from the farm, so that
+// topology hiding applies to it as to the dialog's first request; one of a
+// relayed dialog, so that its offer goes through the relay; and any, so
+// that a dialog pinhole does not relay is never taken for a new call
+// (media.go).
 func (p *Proxy) dialogSetup(req *sip.Request, dm *dialogMedia) func(*call) {
 	var n *dispatch.Node
 	if p.cfg.Farm != nil {
 		n = p.farmSource(req)
 	}
-	if n == nil && dm == nil {
-		return nil
-	}
-	return func(c *call) { c.fromFarm, c.dlg = n, dm }
+	return func(c *call) { c.fromFarm, c.dlg, c.inDialog = n, dm, true }
 }
 
 // nextHopNode is the farm node a request is about to be sent to (its top

@@ -55,8 +55,9 @@ type call struct {
 	// Media relay (media.go): dlg is the relay mark of the dialog an
 	// in-dialog request belongs to; media is set once the request's offer
 	// went through the relay.
-	dlg   *dialogMedia
-	media *callMedia
+	dlg      *dialogMedia
+	media    *callMedia
+	inDialog bool // an in-dialog request (actDialog)
 }
 
 // branch is one client transaction of a call.

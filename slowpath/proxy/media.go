@@ -153,6 +153,15 @@ func (c *call) mediaOffer(base *sip.Request, groups [][]target, dlg *dialogMedia
 	if m == nil || !(c.invite || c.req.Method == sip.UPDATE) {
 		return nil
 	}
+	if dlg == nil && (c.inDialog || !c.invite) {
+		// A dialog pinhole does not relay stays as it began; an UPDATE
+		// outside a dialog has nothing to relay.
+		return nil
+	}
+	step := stepOffer
+	if dlg != nil {
+		step = stepReoffer
+	}
 	if !isSDP(base.Body(), base.ContentType()) {
 		if c.invite {
 			c.lateOffer(groups, dlg)
@@ -161,7 +170,7 @@ func (c *call) mediaOffer(base *sip.Request, groups [][]target, dlg *dialogMedia
 	}
 	s, err := sdp.Parse(base.Body())
 	if err != nil {
-		countStep(stepOffer, resultMalformed)
+		countStep(step, resultMalformed)
 		return &refusal{sip.StatusBadRequest, "Malformed SDP"}
 	}
 	src := offerSide(c.req, s)
@@ -170,9 +179,7 @@ func (c *call) mediaOffer(base *sip.Request, groups [][]target, dlg *dialogMedia
 		return nil
 	}
 	opts := cm.d.OfferOptions(src.Source)
-	step := stepOffer
 	if dlg != nil {
-		step = stepReoffer
 		// A re-offer names the dialog's other party too, so rtpengine
 		// finds the dialogue whichever side sends it.
 		_, toTag := tags(c.req)
@@ -202,9 +209,6 @@ func (c *call) planMedia(src media.Side, groups [][]target, dlg *dialogMedia) *c
 		cm.flags = dlg.flags
 		cm.d = dlg.flags.towards(fromTag == dlg.ftag)
 		return cm
-	}
-	if !c.invite {
-		return nil // an UPDATE outside a dialog pinhole relays
 	}
 	cm.d = media.Decide(c.p.cfg.Media.Rules, src, answerSide(groups))
 	if !cm.d.Relay {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/emiago/sipgo/sip"
 	"github.com/google/go-cmp/cmp"
 
@@ -29,7 +30,8 @@ type relayCmd struct {
 type fakeRelay struct {
 	mu   sync.Mutex
 	cmds []relayCmd
-	err  error // every command fails with it when set
+	opts []*ng.Options // of each offer and answer, in order
+	err  error         // every command fails with it when set
 	seen chan string
 }
 
@@ -59,6 +61,7 @@ func rewrite(body []byte) []byte {
 
 func (f *fakeRelay) Offer(_ context.Context, callID, fromTag string, body []byte, o *ng.Options) ([]byte, error) {
 	to, _ := o.Extra["to-tag"].(string)
+	f.keep(o)
 	if err := f.record("offer", callID, fromTag, to, body); err != nil {
 		return nil, err
 	}
@@ -66,6 +69,7 @@ func (f *fakeRelay) Offer(_ context.Context, callID, fromTag string, body []byte
 }
 
 func (f *fakeRelay) Answer(_ context.Context, callID, fromTag, toTag string, body []byte, o *ng.Options) ([]byte, error) {
+	f.keep(o)
 	if err := f.record("answer", callID, fromTag, toTag, body); err != nil {
 		return nil, err
 	}
@@ -74,6 +78,12 @@ func (f *fakeRelay) Answer(_ context.Context, callID, fromTag, toTag string, bod
 
 func (f *fakeRelay) Delete(_ context.Context, callID, fromTag, toTag string) (ng.Reply, error) {
 	return ng.Reply{"result": "ok"}, f.record("delete", callID, fromTag, toTag, nil)
+}
+
+func (f *fakeRelay) keep(o *ng.Options) {
+	f.mu.Lock()
+	f.opts = append(f.opts, o)
+	f.mu.Unlock()
 }
 
 func (f *fakeRelay) fail(err error) {
@@ -443,7 +453,15 @@ func TestMediaNotRelayed(t *testing.T) {
 	}
 	rs := responses(t, tx)
 	ok := rs[len(rs)-1]
-	if res := m.alice.do(fromCaller(sip.BYE, inv, ok, 2)); res.StatusCode != 200 {
+	// A re-INVITE of the unrelayed dialog stays unrelayed, whatever the
+	// rules would say of it as a new call.
+	re := fromCaller(sip.INVITE, inv, ok, 2)
+	re.AppendHeader(&sip.ContactHeader{Address: m.alice.contact})
+	withSDP(re, readSDP(t, "browser.sdp"))
+	if res := m.alice.do(re); res.StatusCode != 200 || cLine(res.Body()) != "c=IN IP4 10.0.0.7" {
+		t.Errorf("re-INVITE got %d with SDP %q, want 200 with the callee's own", res.StatusCode, cLine(res.Body()))
+	}
+	if res := m.alice.do(fromCaller(sip.BYE, inv, ok, 3)); res.StatusCode != 200 {
 		t.Fatalf("BYE got %d", res.StatusCode)
 	}
 	if cmds := m.relay.commands(); len(cmds) != 0 {
@@ -554,4 +572,39 @@ func TestMediaFarmFailover(t *testing.T) {
 	if diff := cmp.Diff(want, relay.commands()); diff != "" {
 		t.Errorf("relay commands (-want +got):\n%s", diff)
 	}
+}
+
+// TestMediaWebRTCCaller: a caller whose SDP is WebRTC (DTLS-SRTP, ICE)
+// calling a plain phone is relayed for the webrtc rule; the offer asks
+// rtpengine for plain RTP/AVP without ICE toward the phone, the answer for
+// DTLS-SRTP with ICE back toward the browser, and the Record-Route marks
+// the caller as the WebRTC party (mr=1) so re-offers bridge the same way.
+func TestMediaWebRTCCaller(t *testing.T) {
+	m := newMediaCall(t, answerSDP, func(mc *Media) { mc.Rules = config.MediaRules{WebRTC: true} })
+	_, tx := m.invite(t, readSDP(t, "browser.sdp"))
+	if rr := m.bob.expect(sip.INVITE).RecordRoute(); rr == nil || rr.Address.UriParams.GetOr(paramMedia, "") != "1" {
+		t.Errorf("Record-Route %v: want mr=1 (the caller is WebRTC)", rr)
+	}
+	if rs := responses(t, tx); rs[len(rs)-1].StatusCode != 200 {
+		t.Fatalf("caller got %v", codes(rs))
+	}
+	m.relay.mu.Lock()
+	opts := m.relay.opts
+	m.relay.mu.Unlock()
+	if len(opts) != 2 {
+		t.Fatalf("relay got %d offers and answers, want 2", len(opts))
+	}
+	type bridge struct{ Proto, ICE, DTLS string }
+	got := []bridge{{opts[0].TransportProtocol, opts[0].ICE, opts[0].DTLS}, {opts[1].TransportProtocol, opts[1].ICE, opts[1].DTLS}}
+	want := []bridge{{"RTP/AVP", "remove", ""}, {"UDP/TLS/RTP/SAVPF", "force", "passive"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("offer and answer options (-want +got):\n%s", diff)
+	}
+	if n := mRelayedReason("webrtc"); n == 0 {
+		t.Error(`pinhole_media_calls_relayed_total{reason="webrtc"} did not move`)
+	}
+}
+
+func mRelayedReason(r string) uint64 {
+	return metrics.GetOrCreateCounter(`pinhole_media_calls_relayed_total{reason="` + r + `"}`).Get()
 }
