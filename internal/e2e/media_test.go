@@ -229,7 +229,7 @@ func TestRTPEngineBridgesWebRTC(t *testing.T) {
 		}
 	}
 	// setups are the a=setup values rtpengine may use toward the browser:
-	// with DTLS=passive it never takes the active role itself.
+	// passive (or actpass) in its offers, active in its answers.
 	wantBrowser := func(t *testing.T, what string, body []byte, setups ...string) {
 		t.Helper()
 		s, to := mediaTarget(t, body)
@@ -290,7 +290,8 @@ func TestRTPEngineBridgesWebRTC(t *testing.T) {
 		if err != nil {
 			t.Fatalf("answer: %v", err)
 		}
-		wantBrowser(t, "answer", answer, "passive")
+		// DTLS=active: rtpengine answers a browser as the DTLS client.
+		wantBrowser(t, "answer", answer, "active")
 		if _, err := m.client.Delete(ctx, "bridge-2@e2e", "f2", ""); err != nil {
 			t.Error(err)
 		}

@@ -117,7 +117,16 @@ func (d Decision) OfferOptions(from netip.Addr) *ng.Options {
 // AnswerOptions are the ng options of the answer back toward the
 // offerer; from is the answerer's signalling source.
 func (d Decision) AnswerOptions(from netip.Addr) *ng.Options {
-	return bridge(d.AnswererWebRTC, d.OffererWebRTC, from)
+	o := bridge(d.AnswererWebRTC, d.OffererWebRTC, from)
+	if o.DTLS != "" {
+		// Answering a browser's offer (always setup:actpass), rtpengine
+		// takes the active role, as JSEP asks of an answerer (RFC 8829
+		// §5.3.1). With passive, Chromium 156 never sent rtpengine 10.5 a
+		// ClientHello and the call stayed without media
+		// (TestMediaBrowserCallsPhone).
+		o.DTLS = "active"
+	}
+	return o
 }
 
 // bridge builds options for SDP from a sender toward a receiver.
@@ -134,6 +143,8 @@ func bridge(senderWebRTC, receiverWebRTC bool, from netip.Addr) *ng.Options {
 	case receiverWebRTC && !senderWebRTC:
 		o.TransportProtocol = webRTCProfile
 		o.ICE = "force"
+		// An offer toward a browser: it answers and picks its role
+		// (active, RFC 8829 §5.3.1). AnswerOptions makes it active.
 		o.DTLS = "passive"
 		// Browsers require RTP and RTCP on one port (RFC 8834 §4.5).
 		o.RTCPMux = []string{"offer", "require"}

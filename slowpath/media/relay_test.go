@@ -82,6 +82,8 @@ func TestBridgeOptions(t *testing.T) {
 	from := netip.MustParseAddr("203.0.113.5")
 	replace := []string{"origin", "session-connection"}
 	toBrowser := &ng.Options{Replace: replace, ReceivedFrom: from, TransportProtocol: "UDP/TLS/RTP/SAVPF", ICE: "force", DTLS: "passive", RTCPMux: []string{"offer", "require"}}
+	// Answering a browser, rtpengine is the DTLS client (RFC 8829 §5.3.1).
+	answerBrowser := &ng.Options{Replace: replace, ReceivedFrom: from, TransportProtocol: "UDP/TLS/RTP/SAVPF", ICE: "force", DTLS: "active", RTCPMux: []string{"offer", "require"}}
 	toPhone := &ng.Options{Replace: replace, ReceivedFrom: from, TransportProtocol: "RTP/AVP", ICE: "remove", RTCPMux: []string{"demux"}}
 	same := &ng.Options{Replace: replace, ReceivedFrom: from}
 	browsers := &ng.Options{Replace: replace, ReceivedFrom: from, ICE: "force"}
@@ -92,7 +94,7 @@ func TestBridgeOptions(t *testing.T) {
 	}{
 		{"phone to phone", Decision{}, same, same},
 		{"phone to browser", Decision{AnswererWebRTC: true}, toBrowser, toPhone},
-		{"browser to phone", Decision{OffererWebRTC: true}, toPhone, toBrowser},
+		{"browser to phone", Decision{OffererWebRTC: true}, toPhone, answerBrowser},
 		{"browser to browser", Decision{OffererWebRTC: true, AnswererWebRTC: true}, browsers, browsers},
 	} {
 		cmpAddr := cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
