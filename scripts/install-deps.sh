@@ -6,7 +6,8 @@
 #   test  peers and network tools for the integration tests: sipp, iproute2,
 #         nftables and iptables (NAT namespaces), procps, kamailio (the main
 #         registrar that later tests put behind pinhole), rtpengine-daemon
-#         (the media relay, run in userspace by the tests)
+#         (the media relay, run in userspace by the tests), chromium and npm
+#         (a browser calling through pinhole, with JsSIP from npm)
 #   bpf   the toolchain that regenerates the committed BPF objects
 #   bench what bench/ needs besides `test`: ethtool (GRO and threaded NAPI
 #         on the veth pairs), util-linux (taskset), curl (pinhole's metrics
@@ -29,7 +30,9 @@ packages_for() {
 		# kamailio-tls-modules: later tests run Kamailio over TLS as well.
 		# rtpengine-daemon: the tests start the binary themselves, without
 		# its kernel module (--table=-1).
-		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon
+		# chromium, npm: the browser e2e test runs headless Chromium with
+		# JsSIP, which it installs from the npm registry at test time.
+		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon chromium npm
 		;;
 	bpf)
 		echo clang llvm libbpf-dev bpftool
