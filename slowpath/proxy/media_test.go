@@ -577,7 +577,8 @@ func TestMediaFarmFailover(t *testing.T) {
 // TestMediaWebRTCCaller: a caller whose SDP is WebRTC (DTLS-SRTP, ICE)
 // calling a plain phone is relayed for the webrtc rule; the offer asks
 // rtpengine for plain RTP/AVP without ICE toward the phone, the answer for
-// DTLS-SRTP with ICE back toward the browser, and the Record-Route marks
+// DTLS-SRTP with ICE back toward the browser (rtpengine the DTLS client,
+// answering), and the Record-Route marks
 // the caller as the WebRTC party (mr=1) so re-offers bridge the same way.
 func TestMediaWebRTCCaller(t *testing.T) {
 	m := newMediaCall(t, answerSDP, func(mc *Media) { mc.Rules = config.MediaRules{WebRTC: true} })
@@ -596,7 +597,7 @@ func TestMediaWebRTCCaller(t *testing.T) {
 	}
 	type bridge struct{ Proto, ICE, DTLS string }
 	got := []bridge{{opts[0].TransportProtocol, opts[0].ICE, opts[0].DTLS}, {opts[1].TransportProtocol, opts[1].ICE, opts[1].DTLS}}
-	want := []bridge{{"RTP/AVP", "remove", ""}, {"UDP/TLS/RTP/SAVPF", "force", "passive"}}
+	want := []bridge{{"RTP/AVP", "remove", ""}, {"UDP/TLS/RTP/SAVPF", "force", "active"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("offer and answer options (-want +got):\n%s", diff)
 	}
