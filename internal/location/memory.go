@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -12,11 +13,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
-// Memory is the embedded Store: sharded maps in memory, persisted to bbolt.
+// Memory is the Store: sharded maps in memory, the view every lookup reads,
+// persisted to a backing (a bbolt file, or a Redis Cluster shared with
+// other edges).
 type Memory struct {
 	shards   []shard
 	mask     uint64
@@ -25,8 +26,8 @@ type Memory struct {
 	onExpire func(Binding)
 	onChange func(aor string)
 	flushDur time.Duration
-	db       *bolt.DB   // nil: memory only
-	flushMu  sync.Mutex // held from taking the dirty sets to the commit
+	back     backing    // nil: memory only
+	writeMu  sync.Mutex // held from reading sets for a batch until the backing has it
 	commit   committer  // group commit of write-throughs (commit.go)
 
 	expired, writes, flushes, flushErrors, skipped atomic.Uint64
@@ -91,15 +92,20 @@ func Open(opts Options) (*Memory, error) {
 		flushDur: opts.FlushInterval,
 		stop:     make(chan struct{}),
 	}
+	back, err := openBacking(opts)
+	if err != nil {
+		return nil, err
+	}
+	m.back = back
 	for i := range m.shards {
 		m.shards[i].sets = make(map[string]*byte)
-		if opts.Path != "" {
+		if back != nil {
 			m.shards[i].dirty = make(map[string]struct{})
 		}
 	}
-	if opts.Path != "" {
-		if err := m.openDB(opts.Path); err != nil {
-			return nil, err
+	if back != nil {
+		if err := m.load(); err != nil {
+			return nil, errors.Join(err, back.close())
 		}
 		m.commit.wake = make(chan struct{}, 1)
 		m.wg.Add(2)
@@ -182,19 +188,17 @@ func (m *Memory) Apply(aor string, fn func(cur []Binding) ([]Binding, error)) ([
 	// cur, so they leave now; they still owe their OnExpire.
 	lapsed := appendLapsed(nil, aor, old, nowSec)
 	changed := !sameExceptRefresh(old, blob)
-	// A change goes to disk through the committer, which marks it dirty
-	// only if its transaction fails; the flusher writing it again a
-	// second later was a second copy of every registration's bytes and
-	// half of the store's transactions under first registrations.
-	behind := !changed || m.db == nil
+	// Every change is marked dirty, a write-through too: the committer
+	// takes it out of the dirty set when it reads the state to write (so
+	// the flusher does not write a second copy of every registration),
+	// and until then a change notice from another edge sharing the
+	// backing must not overwrite it (follow.go).
 	s.bindings -= countEntries(old)
 	key := ""
 	if blob == nil {
 		if exists {
 			delete(s.sets, aor)
-			if behind {
-				m.markDirty(s, aor)
-			}
+			m.markDirty(s, aor)
 		}
 	} else {
 		key = strings.Clone(aor)
@@ -206,8 +210,8 @@ func (m *Memory) Apply(aor string, fn func(cur []Binding) ([]Binding, error)) ([
 		}
 		s.put(key, blob)
 		s.bindings += len(stored)
-		if behind {
-			m.markDirty(s, key)
+		if s.dirty != nil {
+			s.dirty[key] = struct{}{} // key is this package's own clone
 		}
 	}
 	s.mu.Unlock()
@@ -216,7 +220,7 @@ func (m *Memory) Apply(aor string, fn func(cur []Binding) ([]Binding, error)) ([
 	if m.onChange != nil {
 		m.onChange(aor)
 	}
-	if !changed || m.db == nil {
+	if !changed || m.back == nil {
 		return stored, nil, nil
 	}
 	if key == "" {
@@ -325,13 +329,13 @@ func (m *Memory) Close() error {
 	m.closeOnce.Do(func() {
 		close(m.stop)
 		m.wg.Wait()
-		if m.db == nil {
+		if m.back == nil {
 			return
 		}
 		if err := m.flush(); err != nil {
 			m.closeErr = fmt.Errorf("close location store: %w", err)
 		}
-		if err := m.db.Close(); err != nil && m.closeErr == nil {
+		if err := m.back.close(); err != nil && m.closeErr == nil {
 			m.closeErr = fmt.Errorf("close location store: %w", err)
 		}
 	})
