@@ -5,7 +5,8 @@
 #
 #   test  peers and network tools for the integration tests: sipp, iproute2,
 #         nftables and iptables (NAT namespaces), procps, kamailio (the main
-#         registrar that later tests put behind pinhole)
+#         registrar that later tests put behind pinhole), redis-server and
+#         redis-tools (the Redis Cluster location backing and its redis-cli)
 #   bpf   the toolchain that regenerates the committed BPF objects
 #   bench what bench/ needs besides `test`: ethtool (GRO and threaded NAPI
 #         on the veth pairs), util-linux (taskset), curl (pinhole's metrics
@@ -26,7 +27,8 @@ packages_for() {
 	case "$1" in
 	test)
 		# kamailio-tls-modules: later tests run Kamailio over TLS as well.
-		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd
+		# redis-server, redis-tools: the tests start their own Redis Cluster.
+		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd redis-server redis-tools
 		;;
 	bpf)
 		echo clang llvm libbpf-dev bpftool
@@ -77,7 +79,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Installing kamailio must not start a system-wide Kamailio on :5060, which
-# would take the port the tests give pinhole. Debian consults policy-rc.d
+# would take the port the tests give pinhole (nor redis-server one on :6379). Debian consults policy-rc.d
 # before starting a service; add a refusing one only for the time of this
 # install, and only when the machine has none of its own.
 policy=/usr/sbin/policy-rc.d

@@ -72,11 +72,3 @@ func (b *boltBacking) write(batch []setWrite, _ bool) error {
 }
 
 func (b *boltBacking) close() error { return b.db.Close() }
-
-// openBacking opens the backing opts name; nil when memory only.
-func openBacking(opts Options) (backing, error) {
-	if opts.Path == "" {
-		return nil, nil
-	}
-	return openBolt(opts.Path)
-}

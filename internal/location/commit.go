@@ -189,6 +189,7 @@ func (m *Memory) commitBatch(batch []pendingCommit) error {
 		s.mu.Unlock()
 	}
 	if err := m.back.write(puts, true); err != nil {
+		m.writeErrors.Add(1)
 		return fmt.Errorf("write through: %w", err)
 	}
 	m.writes.Add(uint64(len(batch)))

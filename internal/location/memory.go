@@ -31,6 +31,10 @@ type Memory struct {
 	commit   committer  // group commit of write-throughs (commit.go)
 
 	expired, writes, flushes, flushErrors, skipped atomic.Uint64
+	writeErrors, followed, followErrors            atomic.Uint64
+
+	redis  *redisBacking // when the backing is a Redis Cluster: followed (follow.go)
+	follow follower
 
 	// loadLapsed are the bindings found expired at Open; the expiry
 	// goroutine hands them to OnExpire so upstream de-registration is not
@@ -92,9 +96,25 @@ func Open(opts Options) (*Memory, error) {
 		flushDur: opts.FlushInterval,
 		stop:     make(chan struct{}),
 	}
-	back, err := openBacking(opts)
-	if err != nil {
-		return nil, err
+	if opts.Path != "" && opts.Redis != nil {
+		return nil, fmt.Errorf("open location store: both a file and Redis")
+	}
+	var back backing
+	switch {
+	case opts.Redis != nil:
+		m.follow.keys = make(map[string]struct{})
+		m.follow.wake = make(chan struct{}, 1)
+		r, err := openRedis(*opts.Redis, m.noticed)
+		if err != nil {
+			return nil, err
+		}
+		m.redis, back = r, r
+	case opts.Path != "":
+		b, err := openBolt(opts.Path)
+		if err != nil {
+			return nil, err
+		}
+		back = b
 	}
 	m.back = back
 	for i := range m.shards {
@@ -111,6 +131,10 @@ func Open(opts Options) (*Memory, error) {
 		m.wg.Add(2)
 		go m.flushLoop()
 		go m.commitLoop()
+		if m.redis != nil {
+			m.wg.Add(1)
+			go m.followLoop()
+		}
 	}
 	m.wg.Add(1)
 	go m.expireLoop()
@@ -320,6 +344,9 @@ func (m *Memory) Stats() Stats {
 		Flushes:       m.flushes.Load(),
 		FlushErrors:   m.flushErrors.Load(),
 		SkippedAtLoad: m.skipped.Load(),
+		WriteErrors:   m.writeErrors.Load(),
+		Followed:      m.followed.Load(),
+		FollowErrors:  m.followErrors.Load(),
 	}
 }
 
