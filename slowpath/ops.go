@@ -102,6 +102,9 @@ func (s *Server) writeStoreMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, "pinhole_location_flushes_total", st.Flushes)
 	metrics.WriteCounterUint64(w, "pinhole_location_flush_errors_total", st.FlushErrors)
 	metrics.WriteCounterUint64(w, "pinhole_location_skipped_at_load_total", st.SkippedAtLoad)
+	metrics.WriteCounterUint64(w, "pinhole_location_write_errors_total", st.WriteErrors)
+	metrics.WriteCounterUint64(w, "pinhole_location_followed_total", st.Followed)
+	metrics.WriteCounterUint64(w, "pinhole_location_follow_errors_total", st.FollowErrors)
 }
 
 // writeAuthMetrics publishes the digest replay memory at scrape time.

@@ -116,12 +116,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		onExpire = s.mid.OnExpire
 		s.mid.OnCommit(s.committed)
 	}
-	s.store, err = location.Open(location.Options{
-		Path:          filepath.Join(cfg.DataDir, "bindings.db"),
-		FlushInterval: cfg.Location.FlushInterval,
-		OnExpire:      onExpire,
-		OnChange:      s.bindingChanged,
-	})
+	s.store, err = location.Open(storeOptions(cfg, onExpire, s.bindingChanged))
 	if err != nil {
 		return nil, err
 	}
@@ -406,3 +401,28 @@ func (s *Server) UDPLimits() (maxMessageBytes, maxHeaders int) {
 
 // MidRegistrar reports whether REGISTER goes through the mid-registrar.
 func (s *Server) MidRegistrar() bool { return s.mid != nil }
+
+// storeOptions are the location store's options for cfg: a bbolt file in
+// data_dir, or the Redis Cluster of location.redis.
+func storeOptions(cfg *config.Config, onExpire func(location.Binding), onChange func(string)) location.Options {
+	o := location.Options{
+		FlushInterval: cfg.Location.FlushInterval,
+		OnExpire:      onExpire,
+		OnChange:      onChange,
+	}
+	if cfg.Location.Backend != "redis" {
+		o.Path = filepath.Join(cfg.DataDir, "bindings.db")
+		return o
+	}
+	r := cfg.Location.Redis
+	o.Redis = &location.RedisOptions{
+		Addresses:    r.Addresses,
+		Username:     r.Username,
+		Password:     r.Password,
+		WaitReplicas: r.WaitReplicas,
+		WaitTimeout:  r.WaitTimeout,
+		DialTimeout:  r.DialTimeout,
+		KeyPrefix:    r.KeyPrefix,
+	}
+	return o
+}

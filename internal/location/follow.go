@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Coherence between edges sharing a Redis Cluster (docs/cluster.md).
@@ -47,22 +48,31 @@ func (m *Memory) noticed(keys []string) {
 
 func (m *Memory) followLoop() {
 	defer m.wg.Done()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
 	for {
 		select {
 		case <-m.stop:
+			retry.Stop()
 			return
 		case <-m.follow.wake:
+		case <-retry.C:
 		}
 		if err := m.followOnce(); err != nil {
+			// A master is down or moving: try again when the cluster
+			// has had time to fail over, even if no other notice comes.
 			m.followErrors.Add(1)
+			retry.Reset(followRetry)
 		}
 	}
 }
 
+// followRetry is the wait before a failed re-read is tried again: about
+// a failover's time with a cluster-node-timeout of a second.
+const followRetry = time.Second
+
 // followOnce re-reads what was noticed since the last call. On failure
-// the notices are queued again and retried at the next notice or, with
-// nothing else arriving, never: a failed read means the connection is in
-// trouble, and its close queues a full re-read.
+// the notices are queued again for the next try.
 func (m *Memory) followOnce() error {
 	f := &m.follow
 	f.mu.Lock()
@@ -103,6 +113,11 @@ func (m *Memory) followOnce() error {
 
 // followAll re-reads every AOR and forgets local ones Redis no longer has.
 func (m *Memory) followAll() error {
+	// A failover is the usual reason notices were lost: read from the
+	// masters serving now.
+	if err := m.redis.refreshSlots(); err != nil {
+		return err
+	}
 	seen := make(map[string]struct{})
 	err := m.redis.load(func(aor string, v []byte) {
 		aor = strings.Clone(aor)
