@@ -1,6 +1,9 @@
 package location
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // backing is the durable copy of the sets Memory holds: a bbolt file on
 // one box (bolt.go) or a Redis Cluster shared by several edges (redis.go).
@@ -15,7 +18,10 @@ type backing interface {
 	// during the call.
 	load(fn func(aor string, v []byte)) error
 	// write stores a batch of values (a nil value deletes the AOR) and
-	// returns once the batch is as durable as the backing promises.
+	// returns once the batch is as durable as the backing promises. A
+	// *partialError names the AORs that failed when others did not (a
+	// Redis master down while the others answer); any other error fails
+	// them all.
 	// through is true for a write-through batch, whose callers have not
 	// answered yet; false for a write-behind flush of refreshes.
 	write(batch []setWrite, through bool) error
@@ -47,4 +53,29 @@ func appendValue(dst, blob []byte) ([]byte, uint32) {
 		until = max(until, binary.LittleEndian.Uint32(rec[offExpires:]))
 	}
 	return dst, until
+}
+
+// partialError is a batch of which only some AORs failed.
+type partialError struct {
+	aors map[string]error
+}
+
+func (e *partialError) Error() string {
+	for aor, err := range e.aors {
+		return fmt.Sprintf("%d of the batch's AORs failed, %q: %v", len(e.aors), aor, err)
+	}
+	return "no AOR failed"
+}
+
+func (e *partialError) Unwrap() []error {
+	out := make([]error, 0, len(e.aors))
+	for _, err := range e.aors {
+		out = append(out, err)
+	}
+	return out
+}
+
+func (e *partialError) failed(aor string) bool {
+	_, ok := e.aors[aor]
+	return ok
 }

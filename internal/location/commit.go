@@ -1,6 +1,7 @@
 package location
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -146,11 +147,17 @@ func (m *Memory) commitQueued() {
 		q.queue, q.spare = q.spare[:0], nil
 		q.mu.Unlock()
 		err := m.commitBatch(batch)
-		if err != nil {
-			m.redirty(batch)
-		}
+		var part *partialError
+		errors.As(err, &part)
 		for i := range batch {
-			batch[i].c.finish(err)
+			e := err
+			if part != nil && !part.failed(batch[i].aor) {
+				e = nil
+			}
+			if e != nil {
+				m.redirty(batch[i : i+1])
+			}
+			batch[i].c.finish(e)
 			batch[i] = pendingCommit{}
 		}
 		q.mu.Lock()
@@ -188,7 +195,9 @@ func (m *Memory) commitBatch(batch []pendingCommit) error {
 		puts, arena = appendPut(puts, arena, s, p.aor)
 		s.mu.Unlock()
 	}
-	if err := m.back.write(puts, true); err != nil {
+	err := m.back.write(puts, true)
+	m.settle(puts)
+	if err != nil {
 		m.writeErrors.Add(1)
 		return fmt.Errorf("write through: %w", err)
 	}

@@ -2,6 +2,8 @@ package location
 
 import (
 	"bytes"
+	"context"
+	"hash/maphash"
 	"math"
 	"strings"
 	"sync"
@@ -16,17 +18,41 @@ import (
 // puts what it reads into the local view; a lost connection may have lost
 // notices, so it then re-reads everything.
 //
-// An AOR with a local change not yet read for writing (dirty) is left
-// alone: the local change is newer than anything this edge can read, and
-// once written it is what the other edges will read. The follower reads
-// under writeMu, so every local change already read for writing is in
-// Redis before the read: what it reads is never older than the local view.
+// The follower never holds writeMu: a read may wait for a master that is
+// failing over, and registrations on the other masters must not wait with
+// it. Instead a value read is put in the view only if it cannot be older
+// than the view:
+//   - an AOR with a local change not yet read for writing (dirty) is left
+//     alone: the local change is newer, and once written it is what the
+//     other edges read (two edges changing one AOR within a flush interval:
+//     the last writer wins, docs/cluster.md);
+//   - an AOR in a batch being written, or whose shard saw a batch end
+//     while the read was under way, is read again a moment later: the read
+//     may have reached Redis before that write.
 type follower struct {
-	mu   sync.Mutex
-	keys map[string]struct{}
-	all  bool          // notices may have been lost: re-read everything
-	wake chan struct{} // capacity 1
+	// ctx ends when the store closes: a read waiting for an unreachable
+	// master must not hold Close.
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	keys   map[string]struct{}
+	all    bool          // notices may have been lost: re-read everything
+	wake   chan struct{} // capacity 1
 }
+
+// Follower timings.
+const (
+	// followRetry is the wait before a failed re-read is tried again:
+	// about a failover's time with a cluster-node-timeout of a second.
+	followRetry = time.Second
+	// followAgain is the wait before reading again an AOR whose read
+	// crossed one of this edge's own writes.
+	followAgain = 10 * time.Millisecond
+	// followReadTimeout bounds one round of reads of noticed keys,
+	// followAllTimeout a re-read of everything.
+	followReadTimeout = time.Second
+	followAllTimeout  = 30 * time.Second
+)
 
 // noticed queues the keys another client changed; nil: re-read all. It
 // runs in the client's reader goroutine, so it only queues.
@@ -58,74 +84,102 @@ func (m *Memory) followLoop() {
 		case <-m.follow.wake:
 		case <-retry.C:
 		}
-		if err := m.followOnce(); err != nil {
+		again, err := m.followOnce()
+		switch {
+		case err != nil:
 			// A master is down or moving: try again when the cluster
 			// has had time to fail over, even if no other notice comes.
 			m.followErrors.Add(1)
 			retry.Reset(followRetry)
+		case again:
+			retry.Reset(followAgain)
 		}
 	}
 }
 
-// followRetry is the wait before a failed re-read is tried again: about
-// a failover's time with a cluster-node-timeout of a second.
-const followRetry = time.Second
-
-// followOnce re-reads what was noticed since the last call. On failure
-// the notices are queued again for the next try.
-func (m *Memory) followOnce() error {
+// followOnce re-reads what was noticed since the last call. It reports
+// whether some AORs must be read again; on failure the notices are queued
+// again for the next try.
+func (m *Memory) followOnce() (again bool, err error) {
 	f := &m.follow
 	f.mu.Lock()
 	keys, all := f.keys, f.all
 	f.keys, f.all = make(map[string]struct{}), false
 	f.mu.Unlock()
 	if len(keys) == 0 && !all {
-		return nil
+		return false, nil
 	}
-	m.writeMu.Lock()
-	defer m.writeMu.Unlock()
-	var err error
+	var retry []string
 	if all {
-		err = m.followAll()
+		retry, err = m.followAll()
 	} else {
 		list := make([]string, 0, len(keys))
 		for k := range keys {
 			list = append(list, k)
 		}
-		ctx, cancel := m.redis.ctx()
-		err = m.redis.get(ctx, list, func(key string, v []byte) {
-			if aor, ok := m.redis.aorOf(key); ok {
-				m.adopt(aor, v)
-			}
-		})
-		cancel()
+		retry, err = m.followKeys(list)
+	}
+	f.mu.Lock()
+	for _, k := range retry {
+		f.keys[k] = struct{}{}
 	}
 	if err != nil {
-		f.mu.Lock()
 		f.all = f.all || all
 		for k := range keys {
 			f.keys[k] = struct{}{}
 		}
-		f.mu.Unlock()
 	}
-	return err
+	f.mu.Unlock()
+	return len(retry) > 0, err
 }
 
-// followAll re-reads every AOR and forgets local ones Redis no longer has.
-func (m *Memory) followAll() error {
+// settledNow returns every shard's count of ended batches.
+func (m *Memory) settledNow() []uint64 {
+	out := make([]uint64, len(m.shards))
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.RLock()
+		out[i] = s.settled
+		s.mu.RUnlock()
+	}
+	return out
+}
+
+// followKeys reads keys and adopts their values; it returns the keys to
+// read again.
+func (m *Memory) followKeys(keys []string) (retry []string, err error) {
+	settled := m.settledNow()
+	ctx, cancel := context.WithTimeout(m.follow.ctx, followReadTimeout)
+	defer cancel()
+	err = m.redis.get(ctx, keys, func(key string, v []byte) {
+		if aor, ok := m.redis.aorOf(key); ok && !m.adopt(aor, v, settled) {
+			retry = append(retry, key)
+		}
+	})
+	return retry, err
+}
+
+// followAll re-reads every AOR and forgets local ones Redis no longer
+// has; it returns the keys to read again.
+func (m *Memory) followAll() (retry []string, err error) {
 	// A failover is the usual reason notices were lost: read from the
 	// masters serving now.
 	if err := m.redis.refreshSlots(); err != nil {
-		return err
+		return nil, err
 	}
+	settled := m.settledNow()
 	seen := make(map[string]struct{})
-	err := m.redis.load(func(aor string, v []byte) {
+	ctx, cancel := context.WithTimeout(m.follow.ctx, followAllTimeout)
+	defer cancel()
+	err = m.redis.loadCtx(ctx, func(aor string, v []byte) {
 		aor = strings.Clone(aor)
 		seen[aor] = struct{}{}
-		m.adopt(aor, v)
+		if !m.adopt(aor, v, settled) {
+			retry = append(retry, m.redis.key(aor))
+		}
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for i := range m.shards {
 		s := &m.shards[i]
@@ -138,18 +192,22 @@ func (m *Memory) followAll() error {
 		}
 		s.mu.RUnlock()
 		for _, aor := range gone {
-			m.adopt(aor, nil)
+			if !m.adopt(aor, nil, settled) {
+				retry = append(retry, m.redis.key(aor))
+			}
 		}
 	}
-	return nil
+	return retry, nil
 }
 
 // adopt makes v (a stored value; nil: the AOR has no bindings) the local
-// set of aor unless the AOR has an unwritten local change or v holds what
-// the view holds already. Bindings another edge removed leave without
-// OnExpire: they did not lapse, and that edge did what their removal
-// needed. Call it with writeMu held.
-func (m *Memory) adopt(aor string, v []byte) {
+// set of aor, unless the AOR has an unwritten local change or v holds
+// what the view holds already. It reports false when v may be older than
+// the view (see follower) and must be read again; settled is the shards'
+// counts from before the read (nil: no read crossed a write, tests).
+// Bindings another edge removed leave without OnExpire: they did not
+// lapse, and that edge did what their removal needed.
+func (m *Memory) adopt(aor string, v []byte, settled []uint64) bool {
 	now := m.now().Unix()
 	var blob []byte
 	live := 0
@@ -157,19 +215,19 @@ func (m *Memory) adopt(aor string, v []byte) {
 	if v != nil {
 		if len(v) == 0 || (v[0] != formatV1 && v[0] != formatV2) || len(v)-1 > maxSetRecords {
 			m.skipped.Add(1)
-			return
+			return true
 		}
 		blob = sealSet(append(newSet(0, len(v)-1), v[1:]...))
 		for rest := blob[setHeader:]; len(rest) > 0; {
 			rec, r, err := nextEntry(rest)
 			if err != nil {
 				m.skipped.Add(1)
-				return
+				return true
 			}
 			rest = r
 			if _, err := decodeRecord(aor, rec); err != nil {
 				m.skipped.Add(1)
-				return
+				return true
 			}
 			if exp := recExpires(rec); int64(exp) > now {
 				live++
@@ -182,16 +240,21 @@ func (m *Memory) adopt(aor string, v []byte) {
 		}
 	}
 
-	s := m.shard(aor)
+	i := maphash.String(m.seed, aor) & m.mask
+	s := &m.shards[i]
 	s.mu.Lock()
 	if _, ok := s.dirty[aor]; ok {
 		s.mu.Unlock()
-		return
+		return true
+	}
+	if _, ok := s.inflight[aor]; ok || settled != nil && s.settled != settled[i] {
+		s.mu.Unlock()
+		return false
 	}
 	old, exists := s.get(aor)
 	if !exists && blob == nil || exists && blob != nil && bytes.Equal(old[setHeader:], blob[setHeader:]) {
 		s.mu.Unlock()
-		return
+		return true
 	}
 	s.bindings -= countEntries(old)
 	if blob == nil {
@@ -211,4 +274,5 @@ func (m *Memory) adopt(aor string, v []byte) {
 	if m.onChange != nil {
 		m.onChange(aor)
 	}
+	return true
 }

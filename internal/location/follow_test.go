@@ -22,20 +22,20 @@ func TestAdopt(t *testing.T) {
 		return v
 	}
 
-	m.adopt(x.AOR, value(x))
+	m.adopt(x.AOR, value(x), nil)
 	if got := m.Lookup(x.AOR); len(got) != 1 || got[0].Contact != x.Contact {
 		t.Fatalf("after adopting one binding: %v", got)
 	}
 	if len(changed) != 1 {
 		t.Fatalf("OnChange calls %v, want one", changed)
 	}
-	m.adopt(x.AOR, value(x))
+	m.adopt(x.AOR, value(x), nil)
 	if len(changed) != 1 || m.Stats().Followed != 1 {
 		t.Fatalf("adopting the same set again changed the view (OnChange %v)", changed)
 	}
 	y := x
 	y.Contact = "sip:y@192.0.2.2"
-	m.adopt(x.AOR, value(x, y))
+	m.adopt(x.AOR, value(x, y), nil)
 	if _, n := m.Len(); n != 2 {
 		t.Fatalf("after adopting two bindings the store counts %d", n)
 	}
@@ -45,15 +45,31 @@ func TestAdopt(t *testing.T) {
 	s.mu.Lock()
 	s.dirty = map[string]struct{}{x.AOR: {}}
 	s.mu.Unlock()
-	m.adopt(x.AOR, nil)
+	m.adopt(x.AOR, nil, nil)
 	if got := m.Lookup(x.AOR); len(got) != 2 {
 		t.Fatalf("a notice overwrote an unwritten local change: %d bindings left", len(got))
 	}
+	// A value read while this edge was writing the AOR may predate that
+	// write: read again, change nothing.
 	s.mu.Lock()
 	s.dirty = map[string]struct{}{}
+	s.inflight = map[string]struct{}{x.AOR: {}}
 	s.mu.Unlock()
+	if m.adopt(x.AOR, nil, nil) {
+		t.Fatal("a value read while the AOR was being written was adopted")
+	}
+	s.mu.Lock()
+	s.inflight = map[string]struct{}{}
+	s.mu.Unlock()
+	settled := m.settledNow()
+	s.mu.Lock()
+	s.settled++
+	s.mu.Unlock()
+	if m.adopt(x.AOR, nil, settled) || len(m.Lookup(x.AOR)) != 2 {
+		t.Fatal("a value read across a write of its shard was adopted")
+	}
 
-	m.adopt(x.AOR, nil)
+	m.adopt(x.AOR, nil, nil)
 	if aors, n := m.Len(); aors != 0 || n != 0 {
 		t.Fatalf("after adopting an absent key: %d AORs, %d bindings", aors, n)
 	}
@@ -61,7 +77,7 @@ func TestAdopt(t *testing.T) {
 		t.Errorf("bindings another edge removed counted as expired: %d", st.Expired)
 	}
 
-	m.adopt(x.AOR, []byte{99, 1, 2})
+	m.adopt(x.AOR, []byte{99, 1, 2}, nil)
 	if st := m.Stats(); st.SkippedAtLoad != 1 {
 		t.Errorf("an undecodable value: skipped %d, want 1", st.SkippedAtLoad)
 	}

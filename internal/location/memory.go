@@ -3,6 +3,7 @@ package location
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -65,6 +66,12 @@ type shard struct {
 	heap     expiryHeap
 	dirty    map[string]struct{} // AORs changed since the last flush; nil when memory only
 	bindings int
+	// With a shared backing (follow.go): the AORs of the batch being
+	// written, and a count of batches whose writes of this shard's AORs
+	// ended. A change notice for an AOR in flight, or read while the
+	// count moved, may be older than the local view and is read again.
+	inflight map[string]struct{}
+	settled  uint64
 	_        [64]byte // keep neighbouring shards' locks off one cache line
 }
 
@@ -102,6 +109,7 @@ func Open(opts Options) (*Memory, error) {
 	var back backing
 	switch {
 	case opts.Redis != nil:
+		m.follow.ctx, m.follow.cancel = context.WithCancel(context.Background())
 		m.follow.keys = make(map[string]struct{})
 		m.follow.wake = make(chan struct{}, 1)
 		r, err := openRedis(*opts.Redis, m.noticed)
@@ -121,6 +129,9 @@ func Open(opts Options) (*Memory, error) {
 		m.shards[i].sets = make(map[string]*byte)
 		if back != nil {
 			m.shards[i].dirty = make(map[string]struct{})
+		}
+		if m.redis != nil {
+			m.shards[i].inflight = make(map[string]struct{})
 		}
 	}
 	if back != nil {
@@ -355,6 +366,9 @@ func (m *Memory) Stats() Stats {
 func (m *Memory) Close() error {
 	m.closeOnce.Do(func() {
 		close(m.stop)
+		if m.follow.cancel != nil {
+			m.follow.cancel()
+		}
 		m.wg.Wait()
 		if m.back == nil {
 			return

@@ -1,6 +1,7 @@
 package location
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -110,17 +111,19 @@ func (m *Memory) flush() error {
 		}
 		s.mu.Unlock()
 	}
-	if err := m.back.write(batch, false); err != nil {
+	err := m.back.write(batch, false)
+	m.settle(batch)
+	if err != nil {
 		m.flushErrors.Add(1)
-		for i, d := range taken {
-			if d == nil {
+		var part *partialError
+		errors.As(err, &part)
+		for _, p := range batch {
+			if part != nil && !part.failed(p.aor) {
 				continue
 			}
-			s := &m.shards[i]
+			s := m.shard(p.aor)
 			s.mu.Lock()
-			for aor := range d {
-				s.dirty[aor] = struct{}{}
-			}
+			m.markDirty(s, p.aor)
 			s.mu.Unlock()
 		}
 		return fmt.Errorf("flush bindings: %w", err)
@@ -129,10 +132,28 @@ func (m *Memory) flush() error {
 	return nil
 }
 
+// settle ends the in-flight marks of a written batch (follow.go).
+func (m *Memory) settle(batch []setWrite) {
+	if m.redis == nil {
+		return
+	}
+	for _, p := range batch {
+		s := m.shard(p.aor)
+		s.mu.Lock()
+		delete(s.inflight, p.aor)
+		s.settled++
+		s.mu.Unlock()
+	}
+}
+
 // appendPut appends aor's current value (or its deletion) to batch, its
-// bytes to arena; call it with s locked. A put's value stays valid when
-// arena later moves to a larger array: the old array is not reused.
+// bytes to arena, and marks it in flight; call it with s locked. A put's
+// value stays valid when arena later moves to a larger array: the old
+// array is not reused.
 func appendPut(batch []setWrite, arena []byte, s *shard, aor string) ([]setWrite, []byte) {
+	if s.inflight != nil {
+		s.inflight[aor] = struct{}{}
+	}
 	blob, ok := s.get(aor)
 	if !ok {
 		return append(batch, setWrite{aor: aor}), arena

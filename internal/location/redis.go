@@ -37,6 +37,15 @@ const (
 	// the lapsed bindings and de-register them upstream (OnExpire), short
 	// enough that an AOR every edge forgot does not stay for ever.
 	redisKeyGrace = time.Hour
+	// redisRetryFor is how long a batch whose writes failed is retried:
+	// a master's failover with a cluster-node-timeout of a second takes
+	// about two, and a REGISTER answered late (its UDP retransmissions
+	// are absorbed meanwhile) is better than one refused with a 500.
+	redisRetryFor   = 3 * time.Second
+	redisRetryPause = 200 * time.Millisecond
+	// slotsRefresh is how often the client reads the cluster's slot map
+	// even when nothing failed.
+	slotsRefresh = time.Second
 	// redisOpTimeout bounds one batch: a master that stopped answering
 	// fails the batch (and the REGISTERs waiting on it) instead of
 	// holding them until TCP gives up.
@@ -91,6 +100,7 @@ func openRedis(o RedisOptions, onInvalidate func(keys []string)) (*redisBacking,
 		// client-side caching arrive once per node, not once per
 		// connection.
 		PipelineMultiplex: -1,
+		ClusterOption:     rueidis.ClusterOption{ShardsRefreshInterval: slotsRefresh},
 	}
 	if onInvalidate != nil {
 		// Broadcast tracking (RESP3): every master tells this client about
@@ -195,22 +205,28 @@ func (r *redisBacking) masters() []string {
 // load scans every master for the prefix and reads the values found, a
 // page of keys per round trip.
 func (r *redisBacking) load(fn func(aor string, v []byte)) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*redisOpTimeout)
+	defer cancel()
+	return r.loadCtx(ctx, fn)
+}
+
+// loadCtx is load bounded by ctx: SCAN is retried by the client while a
+// master is unreachable, until ctx ends.
+func (r *redisBacking) loadCtx(ctx context.Context, fn func(aor string, v []byte)) error {
 	nodes := r.client.Nodes()
 	for _, addr := range r.masters() {
 		node, ok := nodes[addr]
 		if !ok {
 			return fmt.Errorf("load from redis: master %s unknown to the client", addr)
 		}
-		if err := r.scanNode(node, fn); err != nil {
+		if err := r.scanNode(ctx, node, fn); err != nil {
 			return fmt.Errorf("load from redis master %s: %w", addr, err)
 		}
 	}
 	return nil
 }
 
-func (r *redisBacking) scanNode(node rueidis.Client, fn func(aor string, v []byte)) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*redisOpTimeout)
-	defer cancel()
+func (r *redisBacking) scanNode(ctx context.Context, node rueidis.Client, fn func(aor string, v []byte)) error {
 	var cursor uint64
 	for {
 		e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(r.opts.KeyPrefix+"*").Count(1000).Build()).AsScanEntry()
@@ -256,7 +272,9 @@ func (r *redisBacking) get(ctx context.Context, keys []string, fn func(key strin
 }
 
 // write sends the batch pipelined, one round trip per master. A value
-// expires in Redis redisKeyGrace after its last binding.
+// expires in Redis redisKeyGrace after its last binding. The AORs of a
+// master that failed fail alone (partialError): the others' devices get
+// their 200.
 func (r *redisBacking) write(batch []setWrite, through bool) error {
 	if len(batch) == 0 {
 		return nil
@@ -271,69 +289,150 @@ func (r *redisBacking) write(batch []setWrite, through bool) error {
 		at := time.Unix(int64(p.until), 0).Add(redisKeyGrace)
 		cmds[i] = r.client.B().Set().Key(k).Value(rueidis.BinaryString(p.value)).Pxat(at).Build()
 	}
-	var err error
-	if through && r.opts.WaitReplicas > 0 {
-		err = r.writeWaited(cmds)
-	} else {
-		err = r.do(cmds)
+	var errs []error // per command; nil: all written
+	deadline := time.Now().Add(redisRetryFor)
+	for {
+		pending := cmds
+		var at []int // index in cmds of each pending command, when retrying
+		if errs != nil {
+			pending, at = nil, nil
+			for i, err := range errs {
+				if err != nil {
+					pending = append(pending, cmds[i])
+					at = append(at, i)
+				}
+			}
+		}
+		var got []error
+		if through && r.opts.WaitReplicas > 0 {
+			got = r.writeWaited(pending)
+		} else {
+			got = r.do(pending)
+		}
+		if at == nil {
+			errs = got
+		} else {
+			for j, i := range at {
+				errs[i] = nil
+				if got != nil {
+					errs[i] = got[j]
+				}
+			}
+		}
+		if !retryable(errs) || time.Now().After(deadline) {
+			break
+		}
+		// A master is failing over: learn the new slot owners and send
+		// the failed writes again (a SET of the whole set is idempotent,
+		// and writeMu keeps newer states from being written meanwhile).
+		time.Sleep(redisRetryPause)
+		_ = r.refreshSlots()
 	}
-	return err
-}
-
-func (r *redisBacking) do(cmds rueidis.Commands) error {
-	ctx, cancel := r.ctx()
-	defer cancel()
-	for _, res := range r.client.DoMulti(ctx, cmds...) {
-		if err := res.Error(); err != nil {
-			return fmt.Errorf("write to redis: %w", err)
+	if !anyError(errs) {
+		return nil
+	}
+	part := &partialError{aors: map[string]error{}}
+	for i, err := range errs {
+		if err != nil {
+			part.aors[batch[i].aor] = err
 		}
 	}
-	return nil
+	if len(part.aors) == len(batch) {
+		return fmt.Errorf("write to redis: %w", errs[0])
+	}
+	return part
+}
+
+// retryable reports whether some write failed for a reason other than too
+// few replicas: a connection refused or reset, a moved slot, a timeout.
+func retryable(errs []error) bool {
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, ErrReplicas) {
+			return true
+		}
+	}
+	return false
+}
+
+func anyError(errs []error) bool {
+	for _, err := range errs {
+		if err != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// do sends cmds through the cluster client, which pipelines them to each
+// master and follows MOVED; it returns one error per command, or nil.
+func (r *redisBacking) do(cmds rueidis.Commands) []error {
+	ctx, cancel := r.ctx()
+	defer cancel()
+	var errs []error
+	for i, res := range r.client.DoMulti(ctx, cmds...) {
+		if err := res.Error(); err != nil {
+			if errs == nil {
+				errs = make([]error, len(cmds))
+			}
+			errs[i] = err
+		}
+	}
+	return errs
 }
 
 // writeWaited groups the batch by master and sends each group, then WAIT,
 // on one dedicated connection to that master: WAIT counts the replicas
 // that have every write the same connection made before it. The cluster
 // client cannot do this itself (it sends WAIT, a blocking command, on
-// another connection than the pipelined writes).
-func (r *redisBacking) writeWaited(cmds rueidis.Commands) error {
+// another connection than the pipelined writes). It returns one error per
+// command, or nil.
+func (r *redisBacking) writeWaited(cmds rueidis.Commands) []error {
 	r.slotsMu.Lock()
 	slots := r.slots
 	r.slotsMu.Unlock()
-	groups := map[string]rueidis.Commands{}
-	for _, c := range cmds {
+	groups := map[string][]int{}
+	for i, c := range cmds {
 		addr := slots[c.Slot()]
-		groups[addr] = append(groups[addr], c)
+		groups[addr] = append(groups[addr], i)
 	}
 	nodes := r.client.Nodes()
 	ctx, cancel := r.ctx()
 	defer cancel()
+	errs := make([]error, len(cmds))
+	failed := false
+	var mu sync.Mutex
 	var wg sync.WaitGroup
-	errs := make(chan error, len(groups))
-	for addr, group := range groups {
+	for addr, idx := range groups {
 		node, ok := nodes[addr]
-		if addr == "" || !ok {
-			errs <- fmt.Errorf("write to redis: no master known for a slot")
-			continue
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- r.writeNode(ctx, node, group)
+			var err error
+			if addr == "" || !ok {
+				err = errors.New("no master known for the slot")
+			} else {
+				group := make(rueidis.Commands, len(idx))
+				for j, i := range idx {
+					group[j] = cmds[i]
+				}
+				err = r.writeNode(ctx, node, group)
+			}
+			if err == nil {
+				return
+			}
+			mu.Lock()
+			failed = true
+			for _, i := range idx {
+				errs[i] = err
+			}
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	close(errs)
-	var err error
-	for e := range errs {
-		err = errors.Join(err, e)
+	if !failed {
+		return nil
 	}
-	if err != nil {
-		// A failover or a resharding moves slots: learn where they are
-		// now so that the next batch goes to the right masters.
-		_ = r.refreshSlots()
-	}
-	return err
+	return errs
 }
 
 func (r *redisBacking) writeNode(ctx context.Context, node rueidis.Client, group rueidis.Commands) error {
@@ -343,12 +442,12 @@ func (r *redisBacking) writeNode(ctx context.Context, node rueidis.Client, group
 		res := dc.DoMulti(ctx, group...)
 		for _, x := range res[:len(res)-1] {
 			if err := x.Error(); err != nil {
-				return fmt.Errorf("write to redis: %w", err)
+				return err
 			}
 		}
 		got, err := res[len(res)-1].AsInt64()
 		if err != nil {
-			return fmt.Errorf("wait for redis replicas: %w", err)
+			return fmt.Errorf("wait for replicas: %w", err)
 		}
 		if got < want {
 			return fmt.Errorf("%d of %d replicas: %w", got, want, ErrReplicas)

@@ -38,6 +38,7 @@ type RedisClusterConfig struct {
 type RedisCluster struct {
 	t     testing.TB
 	dir   string
+	cfg   RedisClusterConfig
 	Nodes []*RedisNode
 }
 
@@ -71,7 +72,7 @@ func StartRedisCluster(t testing.TB, rc RedisClusterConfig) *RedisCluster {
 	if rc.NodeTimeout == 0 {
 		rc.NodeTimeout = time.Second
 	}
-	c := &RedisCluster{t: t, dir: t.TempDir()}
+	c := &RedisCluster{t: t, dir: t.TempDir(), cfg: rc}
 	t.Cleanup(func() {
 		for _, n := range c.Nodes {
 			n.Kill()
@@ -85,7 +86,7 @@ func StartRedisCluster(t testing.TB, rc RedisClusterConfig) *RedisCluster {
 	for _, port := range freeRedisPorts(t, 6) {
 		n := &RedisNode{Port: port, logPath: filepath.Join(c.dir, fmt.Sprintf("redis-%d.log", port))}
 		c.Nodes = append(c.Nodes, n)
-		c.start(n, rc)
+		c.start(n)
 	}
 	for _, n := range c.Nodes {
 		c.waitPing(n)
@@ -102,8 +103,18 @@ func StartRedisCluster(t testing.TB, rc RedisClusterConfig) *RedisCluster {
 	return c
 }
 
-func (c *RedisCluster) start(n *RedisNode, rc RedisClusterConfig) {
+// Restart starts a killed node again with its cluster configuration: it
+// rejoins, as a replica if its replica took over meanwhile.
+func (c *RedisCluster) Restart(n *RedisNode) {
 	c.t.Helper()
+	n.Kill()
+	c.start(n)
+	c.waitPing(n)
+}
+
+func (c *RedisCluster) start(n *RedisNode) {
+	c.t.Helper()
+	rc := c.cfg
 	dir := filepath.Join(c.dir, strconv.Itoa(n.Port))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		c.t.Fatalf("make redis dir: %v", err)
