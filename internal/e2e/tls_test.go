@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pinhole-sip/pinhole/internal/config"
+	"github.com/pinhole-sip/pinhole/internal/kamailiocfg"
 	"github.com/pinhole-sip/pinhole/internal/testutil"
 )
 
@@ -37,6 +39,7 @@ type tlsServer struct {
 	tlsAddr string
 	metrics string
 	files   map[string][2]string // common name → cert, key
+	udp     *server              // the same pinhole, over UDP, for sipp
 }
 
 func startTLSServer(t *testing.T, edit func(*testutil.Config)) *tlsServer {
@@ -61,6 +64,7 @@ func startTLSServer(t *testing.T, edit func(*testutil.Config)) *tlsServer {
 		edit(&cfg)
 	}
 	s.Pinhole = testutil.StartPinhole(t, nil, cfg)
+	s.udp = &server{Pinhole: s.Pinhole, Addr: cfg.Listen.UDP[0]}
 	return s
 }
 
@@ -401,5 +405,142 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.Rename(to+".tmp", to); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// kamailioTLSRelay is a Kamailio that relays every request it gets over
+// UDP to pinhole over TLS, with the given client certificate, verifying
+// pinhole's certificate against the test CA and the name sip.example.net:
+// a trusted peer (a main registrar, a farm node) talking TLS to pinhole.
+// It returns Kamailio's UDP address.
+func kamailioTLSRelay(t *testing.T, pinholeTLS, serverCA, cert, key string) string {
+	t.Helper()
+	modules, err := kamailiocfg.ModulesDir("/usr/sbin/kamailio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A unix socket path is limited to 108 bytes; t.TempDir may be longer.
+	run, err := os.MkdirTemp("", "kamtls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(run) })
+	udpPort, tlsPort := testutil.FreePort(t, testutil.Loopback), testutil.FreePort(t, testutil.Loopback)
+	tlsCfg := filepath.Join(run, "tls.cfg")
+	write := func(path, text string) {
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(tlsCfg, fmt.Sprintf(`[server:default]
+method = TLSv1.2+
+private_key = %[1]s
+certificate = %[2]s
+
+[client:default]
+method = TLSv1.2+
+verify_certificate = yes
+require_certificate = yes
+private_key = %[1]s
+certificate = %[2]s
+ca_list = %[3]s
+server_name = sip.example.net
+`, key, cert, serverCA))
+	cfg := filepath.Join(run, "kamailio.cfg")
+	write(cfg, fmt.Sprintf(`#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+tcp_children=1
+enable_tls=yes
+listen=udp:127.0.0.1:%[1]d
+listen=tls:127.0.0.1:%[2]d
+mpath="%[3]s"
+loadmodule "tls.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "pv.so"
+modparam("tls", "config", "%[4]s")
+request_route {
+	$du = "sip:%[5]s;transport=tls";
+	if (!t_relay()) { sl_reply_error(); }
+}
+`, udpPort, tlsPort, modules, tlsCfg, pinholeTLS))
+	logPath := filepath.Join(t.TempDir(), "kamailio.log")
+	out, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/usr/sbin/kamailio", "-DD", "-E", "-f", cfg, "-Y", run)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start kamailio: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		_ = cmd.Wait()
+		out.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("kamailio log:\n%s", b)
+		}
+	})
+	// Ready when its UDP port is taken.
+	udp := fmt.Sprintf("127.0.0.1:%d", udpPort)
+	if !waitFor(10*time.Second, func() bool {
+		c, err := net.ListenPacket("udp", udp)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	}) {
+		t.Fatal("kamailio did not bind its UDP port within 10s")
+	}
+	return udp
+}
+
+// TestTLSRegisterThroughKamailio: sipp's REGISTER reaches pinhole over TLS
+// through Kamailio, the real SIP stack of a trusted peer (Debian's sipp is
+// built without TLS, so it cannot speak TLS itself). With verify_peers on,
+// Kamailio presenting a certificate from the peer CA gets its 200; with a
+// certificate from another CA its connection is closed after the
+// handshake and the REGISTER gets no 200.
+func TestTLSRegisterThroughKamailio(t *testing.T) {
+	peerCA := testutil.NewCA(t, "pinhole peer CA")
+	s := startTLSServer(t, func(c *testutil.Config) {
+		c.Trust.Peers = []string{"127.0.0.1"}
+		c.TLS.VerifyPeers.CAFile = peerCA.File
+	})
+	register := func(kam, user string, within time.Duration) *testutil.SippResult {
+		return testutil.Sipp{
+			Scenario: scenario(t, "register.xml"),
+			Remote:   kam,
+			LocalIP:  testutil.Loopback,
+			Users:    []testutil.User{{Name: user, Password: "x", Expires: 600}},
+			Vars:     map[string]string{"domain": domain},
+			Timeout:  within,
+		}.Run(t)
+	}
+
+	cert, key := peerCA.Issue(t, "kamailio-peer", certLife, "registrar.example.net")
+	kam := kamailioTLSRelay(t, s.tlsAddr, s.ca.File, cert, key)
+	if r := register(kam, "erin", 8*time.Second); r.ExitCode != testutil.SippExitOK {
+		t.Errorf("REGISTER through Kamailio with a peer certificate:\n%s", r.Report())
+	}
+
+	cert, key = s.ca.Issue(t, "kamailio-stranger", certLife, "registrar.example.net")
+	kam = kamailioTLSRelay(t, s.tlsAddr, s.ca.File, cert, key)
+	// No answer comes, so a short wait.
+	if r := register(kam, "frank", 3*time.Second); r.ExitCode == testutil.SippExitOK {
+		t.Errorf("REGISTER through Kamailio with another CA's certificate succeeded:\n%s", r.Report())
+	}
+	m := testutil.Metrics(t, nil, s.metrics)
+	if m[`pinhole_tls_handshakes_total{result="peer_verified"}`] < 1 || m[`pinhole_tls_handshakes_total{result="peer_refused"}`] < 1 {
+		t.Errorf("handshakes: verified %v, refused %v; want at least one of each",
+			m[`pinhole_tls_handshakes_total{result="peer_verified"}`], m[`pinhole_tls_handshakes_total{result="peer_refused"}`])
+	}
+	if got := s.udp.query(t, "erin"); got.Code != "200" || len(got.Contacts) != 1 {
+		t.Errorf("erin's bindings after the TLS REGISTER: %+v, want one", got)
 	}
 }
