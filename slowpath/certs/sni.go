@@ -55,7 +55,7 @@ func (n names) pick(sni string) *tls.Certificate {
 	if c, ok := n.exact[sni]; ok {
 		return c
 	}
-	if _, parent, ok := strings.Cut(sni, "."); ok && parent != "" {
+	if first, parent, ok := strings.Cut(sni, "."); ok && first != "" && parent != "" {
 		if c, ok := n.wild[parent]; ok {
 			return c
 		}
