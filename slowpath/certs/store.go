@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,7 +57,9 @@ type Store struct {
 // (one slow path per process; tests that build several see the last).
 var served atomic.Pointer[Store]
 
-func init() {
+// registerGauges registers the gauges with the first Store, not at
+// start: without TLS listeners an expiry of 0 would fire every alert.
+var registerGauges = sync.OnceFunc(func() {
 	metrics.NewGauge(`pinhole_tls_certificate_expiry_seconds`, func() float64 {
 		s := served.Load()
 		if s == nil {
@@ -70,7 +73,7 @@ func init() {
 		}
 		return 0
 	})
-}
+})
 
 // New loads settings; isPeer names the trusted peers' addresses (nil:
 // none). It fails when a file cannot be used.
@@ -83,6 +86,7 @@ func New(set Settings, isPeer func(netip.Addr) bool) (*Store, error) {
 		return nil, err
 	}
 	served.Store(s)
+	registerGauges()
 	return s, nil
 }
 
