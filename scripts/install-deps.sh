@@ -5,8 +5,9 @@
 #
 #   test  peers and network tools for the integration tests: sipp, iproute2,
 #         nftables and iptables (NAT namespaces), procps, kamailio (the main
-#         registrar that later tests put behind pinhole), rtpengine-daemon
-#         (the media relay, run in userspace by the tests)
+#         registrar that later tests put behind pinhole, and a TLS peer),
+#         rtpengine-daemon (the media relay, run in userspace by the
+#         tests), openssl (s_client for the TLS tests)
 #   bpf   the toolchain that regenerates the committed BPF objects
 #   bench what bench/ needs besides `test`: ethtool (GRO and threaded NAPI
 #         on the veth pairs), util-linux (taskset), curl (pinhole's metrics
@@ -26,10 +27,12 @@ usage() {
 packages_for() {
 	case "$1" in
 	test)
-		# kamailio-tls-modules: later tests run Kamailio over TLS as well.
+		# kamailio-tls-modules: Kamailio talks TLS to pinhole as a trusted
+		# peer (Debian's sipp is built without TLS); openssl: s_client
+		# checks the certificate served per SNI and the refused versions.
 		# rtpengine-daemon: the tests start the binary themselves, without
 		# its kernel module (--table=-1).
-		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon
+		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon openssl
 		;;
 	bpf)
 		echo clang llvm libbpf-dev bpftool

@@ -321,6 +321,15 @@ func (s *Server) Reload(next *config.Config) ([]string, error) {
 		return nil, fmt.Errorf("reload route keys: %w", err)
 	}
 
+	// TLS: read last, as its swap is immediate; a failure keeps the
+	// certificates in use and refuses the rest of the reload too.
+	if err := s.reloadCertificates(next); err != nil {
+		return nil, err
+	}
+	if s.certs != nil {
+		applied = append(applied, "tls")
+	}
+
 	// Swap.
 	if authn != nil {
 		s.ops.authn.Store(authn)

@@ -2,7 +2,6 @@ package slowpath
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/auth"
+	"github.com/pinhole-sip/pinhole/slowpath/certs"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/midreg"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
@@ -43,7 +43,9 @@ type Server struct {
 	authOn bool
 	reg    *registrar.Registrar
 	mid    *midreg.MidRegistrar // nil: standalone registrar
-	tls    *tls.Config
+	// certs serves TLS and WSS handshakes (nil without such listeners);
+	// a reload reads its files again.
+	certs *certs.Store
 	// keys sign the Record-Route, Path and hidden-Contact parameters the
 	// proxy will follow later; the file in data_dir keeps them across
 	// restarts and reloads, so dialogs set up before either still route.
@@ -156,15 +158,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 
 	if len(cfg.Listen.TLS)+len(cfg.Listen.WSS) > 0 {
-		cert, generated, err := loadOrCreateCert(cfg.TLS.Cert, cfg.TLS.Key, cfg.DataDir, s.certHosts())
-		if err != nil {
+		if s.certs, err = certs.New(s.tlsSettings(cfg), s.isTLSPeer(trusted)); err != nil {
 			s.store.Close()
 			return nil, err
 		}
-		if generated {
-			log.Warn("generated a self-signed TLS certificate; configure tls.cert and tls.key for production", "dir", cfg.DataDir)
-		}
-		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.logCertificates()
 	}
 
 	if err := s.buildUA(); err != nil {
@@ -225,8 +223,10 @@ func (s *Server) buildUA() error {
 		sipgo.WithUserAgentDNSResolver(guardedResolver()),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
 	}
-	if s.tls != nil {
-		opts = append(opts, sipgo.WithUserAgenTLSConfig(s.tls))
+	if s.certs != nil {
+		// sipgo dials TLS with it (to a farm node, an upstream); pinhole's
+		// own listeners take the server side (streams.go).
+		opts = append(opts, sipgo.WithUserAgenTLSConfig(s.certs.ClientConfig()))
 	}
 	ua, err := sipgo.NewUA(opts...)
 	if err != nil {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"os"
 	"strings"
@@ -65,7 +66,15 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"message size", "limits:\n  max_message_bytes: 100000\n", []string{"line 2", "limits.max_message_bytes"}},
 		{"headers", "limits:\n  max_headers: 2\n", []string{"line 2", "limits.max_headers"}},
 		{"log level", "log:\n  level: loud\n", []string{"line 2", "log.level"}},
-		{"tls half", "tls:\n  cert: /a.pem\n", []string{"line 1", "tls"}},
+		{"tls half", "tls:\n  cert: /a.pem\n", []string{"line 2", "tls.cert", "tls.key"}},
+		{"tls cert and certificates", "tls:\n  cert: /a.pem\n  key: /a.key\n  certificates: [{cert: /b.pem, key: /b.key}]\n", []string{"line 4", "tls.certificates", "not both"}},
+		{"tls certificate without key", "tls:\n  certificates: [{cert: /b.pem}]\n", []string{"line 2", "tls.certificates", "entry 0"}},
+		{"tls version unknown", "tls:\n  min_version: \"1.4\"\n", []string{"line 2", "tls.min_version", "1.4"}},
+		{"tls version old", "tls:\n  min_version: \"1.1\"\n", []string{"line 2", "tls.min_version", "allow_insecure"}},
+		{"tls suite unknown", "tls:\n  cipher_suites: [AES128-SHA]\n", []string{"line 2", "tls.cipher_suites", "AES128-SHA"}},
+		{"tls suite insecure", "tls:\n  cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n", []string{"line 2", "tls.cipher_suites", "allow_insecure"}},
+		{"tls 1.3 suite", "tls:\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n", []string{"tls.cipher_suites", "TLS 1.3"}},
+		{"tls suites with 1.3 only", "tls:\n  min_version: \"1.3\"\n  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n", []string{"tls.cipher_suites", "1.3"}},
 		{"advertise port only", "advertise:\n  port: 5060\n", []string{"line 1", "advertise.host"}},
 		{"domain with port", "domains: [\"a.com:5060\"]\n", []string{"line 1", "domains"}},
 		{"metrics", "metrics:\n  listen: nowhere\n", []string{"line 2", "metrics.listen"}},
@@ -341,5 +350,52 @@ func TestFastPathDefault(t *testing.T) {
 	}
 	if _, err := Parse([]byte("fastpath:\n  batch: 0\n"), "t.yaml"); err == nil {
 		t.Error("fastpath.batch 0 accepted")
+	}
+}
+
+// TestEveryErrorReported: -check-config names every mistake of a file, each
+// with its line, not only the first, and says nothing of what is right.
+func TestEveryErrorReported(t *testing.T) {
+	yaml := "domains: []\nregistrar:\n  min_expires: -5\ntls:\n  min_version: \"1.1\"\n  cipher_suites: [NOPE]\n"
+	_, err := Parse([]byte(yaml), "t.yaml")
+	if err == nil {
+		t.Fatal("accepted an invalid configuration")
+	}
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("error %q does not wrap ErrInvalid", err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	want := []string{"line 1", "line 5", "line 6", "line 3"} // in validate's order of sections
+	if len(lines) != len(want) {
+		t.Fatalf("got %d errors, want %d (domains, tls.min_version, tls.cipher_suites, registrar.min_expires):\n%s", len(lines), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], "t.yaml: "+w+":") {
+			t.Errorf("error %d = %q, want it at %s", i, lines[i], w)
+		}
+	}
+}
+
+// TestTLSSettings: the old single pair is the default certificate, the
+// version and suites become crypto/tls's values, and insecure choices pass
+// only with allow_insecure.
+func TestTLSSettings(t *testing.T) {
+	cfg, err := Parse([]byte("tls:\n  cert: /a.pem\n  key: /a.key\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]Certificate{{Cert: "/a.pem", Key: "/a.key"}}, cfg.TLS.Pairs()); diff != "" {
+		t.Errorf("tls.cert as pairs (-want +got):\n%s", diff)
+	}
+	if cfg.TLS.Version() != tls.VersionTLS12 || cfg.TLS.Suites() != nil {
+		t.Errorf("defaults: version %x suites %v, want TLS 1.2 and Go's suites", cfg.TLS.Version(), cfg.TLS.Suites())
+	}
+	cfg, err = Parse([]byte("tls:\n  min_version: \"1.0\"\n  allow_insecure: true\n  cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []uint16{tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
+	if diff := cmp.Diff(want, cfg.TLS.Suites()); diff != "" || cfg.TLS.Version() != tls.VersionTLS10 {
+		t.Errorf("insecure allowed: version %x, suites (-want +got):\n%s", cfg.TLS.Version(), diff)
 	}
 }
