@@ -5,7 +5,8 @@
 #
 #   test  peers and network tools for the integration tests: sipp, iproute2,
 #         nftables and iptables (NAT namespaces), procps, kamailio (the main
-#         registrar that later tests put behind pinhole)
+#         registrar that later tests put behind pinhole), dnsmasq-base (the
+#         name server of the DNS tests, without a system service)
 #   bpf   the toolchain that regenerates the committed BPF objects
 #   bench what bench/ needs besides `test`: ethtool (GRO and threaded NAPI
 #         on the veth pairs), util-linux (taskset), curl (pinhole's metrics
@@ -26,7 +27,7 @@ packages_for() {
 	case "$1" in
 	test)
 		# kamailio-tls-modules: later tests run Kamailio over TLS as well.
-		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd
+		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd dnsmasq-base
 		;;
 	bpf)
 		echo clang llvm libbpf-dev bpftool

@@ -78,6 +78,14 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 		if err != nil {
 			return nil, nil, err
 		}
+		if names := fc.Names(); len(names) > 0 {
+			res, err := s.resolver()
+			if err != nil {
+				return nil, nil, err
+			}
+			s.warm(res, names)
+			fc.DNS = res
+		}
 		if farm, err = dispatch.New(fc); err != nil {
 			return nil, nil, fmt.Errorf("set up dispatch: %w", err)
 		}

@@ -66,6 +66,8 @@ type Server struct {
 	// sipParser is sipgo's parser as configured (parser.go); WebSocket
 	// messages meet it in the read filter too (filter.go).
 	sipParser *sip.Parser
+	// dns resolves destinations configured by name (dns.go).
+	dns dnsResolver
 }
 
 // RouteKeyFile is the key file of slowpath/routesig in data_dir. Edges
@@ -373,6 +375,7 @@ func (s *Server) Close(ctx context.Context) error {
 	if s.mid != nil {
 		s.mid.Close()
 	}
+	s.closeDNS()
 	_ = s.ua.Close()
 	return s.store.Close()
 }

@@ -49,6 +49,7 @@ func (d *Dispatcher) addNodeGauges(n *Node) {
 		}
 		return 0
 	})
+	s.NewGauge(`pinhole_dispatch_destination_weight`+labels, func() float64 { return float64(n.weight.Load()) })
 	s.NewGauge(`pinhole_dispatch_active_calls`+labels, func() float64 { return float64(n.calls.Load()) })
 }
 
