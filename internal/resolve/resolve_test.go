@@ -195,3 +195,30 @@ func TestMetricsNames(t *testing.T) {
 		t.Error("pinhole_dns_cache_entries still exposed after Close")
 	}
 }
+
+// TestCacheFull: past MaxEntries a new name is refused by the cache, not
+// a crash, and counted; the names already cached keep working.
+func TestCacheFull(t *testing.T) {
+	z := newZone(t)
+	z.set("a.test", "A", `a.test. 60 IN A 10.3.0.1`)
+	z.set("b.test", "A", `b.test. 60 IN A 10.3.0.2`)
+	r := newResolver(t, z, func(c *Config) { c.MaxEntries = 1 })
+	if _, err := lookup(t, r, "sip:a.test:5060"); err != nil {
+		t.Fatal(err)
+	}
+	before := mFull.Get()
+	b, _ := ParseURI("sip:b.test:5060")
+	if a := r.Cached(b); a != nil {
+		t.Errorf("Cached of a name past the limit: %v, want nil", a)
+	}
+	if got, err := lookup(t, r, "sip:b.test:5060"); err != nil || len(got) != 1 {
+		t.Errorf("Lookup past the limit: %v %v, want the answer for its caller", got, err)
+	}
+	if mFull.Get() == before {
+		t.Error("a name refused by a full cache was not counted")
+	}
+	a, _ := ParseURI("sip:a.test:5060")
+	if r.Cached(a) == nil {
+		t.Error("the cached name is lost")
+	}
+}

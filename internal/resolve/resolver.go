@@ -35,7 +35,7 @@ type Config struct {
 	IPv6 bool
 	// MaxEntries bounds the cache. Only configured names are looked up, so
 	// it is reached only by a configuration mistake; past it a new name is
-	// resolved for its caller but not kept.
+	// resolved for a Lookup but not kept, and Cached has nothing for it.
 	MaxEntries int
 }
 
@@ -162,7 +162,7 @@ func (r *Resolver) Cached(d Dest) *Answer {
 		return a
 	}
 	e, created := r.entry(d)
-	if created {
+	if e == nil || created {
 		mMisses.Inc()
 		return nil
 	}
