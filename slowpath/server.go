@@ -112,7 +112,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	// while loading are handed to OnExpire, to be de-registered upstream.
 	var onExpire func(location.Binding)
 	if cfg.MidRegistrar.Enabled() {
-		if s.mid, err = newMidRegistrar(cfg); err != nil {
+		if s.mid, err = s.newMidRegistrar(); err != nil {
 			return nil, err
 		}
 		onExpire = s.mid.OnExpire

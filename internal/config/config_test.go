@@ -81,7 +81,9 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"midreg timeout", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n  timeout: 10ms\n", []string{"line 3", "midregistrar.timeout"}},
 		{"midreg timeouts beyond timer F", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}, {addr: \"127.0.0.2:5070\", transport: udp}]\n  timeout: 20s\n", []string{"line 3", "midregistrar.timeout", "2 upstreams"}},
 		{"midreg retry after", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n  retry_after: 0\n", []string{"line 3", "midregistrar.retry_after"}},
-		{"midreg upstream addr", "midregistrar:\n  upstreams: [{addr: \"kamailio:5060\", transport: udp}]\n", []string{"line 2", "midregistrar.upstreams", "kamailio:5060"}},
+		{"midreg upstream addr", "midregistrar:\n  upstreams: [{addr: \"kama_ilio:5060\", transport: udp}]\n", []string{"line 2", "midregistrar.upstreams", "kama_ilio:5060"}},
+		{"midreg upstream port 0", "midregistrar:\n  upstreams: [{addr: \"10.0.0.1:0\", transport: udp}]\n", []string{"line 2", "midregistrar.upstreams"}},
+		{"midreg upstream bare IP", "midregistrar:\n  upstreams: [{addr: \"10.0.0.1\", transport: udp}]\n", []string{"line 2", "midregistrar.upstreams"}},
 		{"midreg upstream transport", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: sctp}]\n", []string{"line 2", "midregistrar.upstreams", "sctp"}},
 		{"midreg no listener for upstream", "listen:\n  tcp: [\"127.0.0.1:7000\"]\nmidregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n", []string{"line 4", "midregistrar.upstreams", "no udp listener"}},
 		{"midreg with local auth", "auth:\n  credentials: /etc/users\nmidregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n", []string{"line 2", "auth.credentials", "main registrar"}},
@@ -342,5 +344,19 @@ func TestFastPathDefault(t *testing.T) {
 	}
 	if diff := cmp.Diff(FastPath{Enabled: true, Loops: 2, CacheSize: 10, QueueSize: 64}, cfg.FastPath); diff != "" {
 		t.Errorf("fastpath (-want +got):\n%s", diff)
+	}
+}
+
+// TestDNSNamesAccepted: farm destinations and mid-registrar upstreams may
+// be DNS names (docs/dns.md), in every form RFC 3263 gives meaning to.
+func TestDNSNamesAccepted(t *testing.T) {
+	for _, text := range []string{
+		"dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:fs.example.net\"}, {uri: \"sip:fs2.example.net:5080;transport=tcp\"}, {uri: \"sip:10.0.0.1\"}]}]\n",
+		"midregistrar:\n  upstreams: [{addr: \"registrar.example.net\", transport: udp}, {addr: \"registrar.example.net:5070\", transport: tcp}]\n",
+		"dns:\n  servers: [\"10.0.0.53\", \"10.0.0.54:5353\"]\n  min_ttl: 1s\n  max_ttl: 10m\n  negative_ttl: 5s\n  ipv6: true\n",
+	} {
+		if _, err := Parse([]byte(text), "t.yaml"); err != nil {
+			t.Errorf("%s: %v", text, err)
+		}
 	}
 }
