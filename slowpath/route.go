@@ -91,11 +91,19 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 			return nil, nil, fmt.Errorf("set up dispatch: %w", err)
 		}
 	}
+	outDNS, err := s.outboundResolver()
+	if err != nil {
+		if farm != nil {
+			farm.Close()
+		}
+		return nil, nil, err
+	}
 	p, err := proxy.New(proxy.Config{
 		Domains:        s.cfg.Domains,
 		Listeners:      ls,
 		Forking:        forking,
 		Outbound:       s.cfg.Proxy.Outbound,
+		OutboundDNS:    outDNS,
 		Farm:           farm,
 		TopologyHiding: dc.TopologyHiding,
 		Keys:           s.keys,
@@ -115,6 +123,29 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 		return nil, nil, fmt.Errorf("set up proxy: %w", err)
 	}
 	return p, farm, nil
+}
+
+// outboundResolver returns the resolver when proxy.outbound names its
+// host by DNS name, after resolving it; nil otherwise. The name is then
+// resolved by RFC 3263 from the cache, not by sipgo per request.
+func (s *Server) outboundResolver() (proxy.Resolver, error) {
+	if s.cfg.Proxy.Outbound == "" {
+		return nil, nil
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(s.cfg.Proxy.Outbound, &u); err != nil {
+		return nil, fmt.Errorf("proxy.outbound: %w", err)
+	}
+	d, ok := proxy.OutboundName(&u)
+	if !ok {
+		return nil, nil
+	}
+	res, err := s.resolver()
+	if err != nil {
+		return nil, err
+	}
+	s.warm(res, []resolve.Dest{d})
+	return res, nil
 }
 
 // upstreamPeer believes the mid-registrar's upstreams given by name at

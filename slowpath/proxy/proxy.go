@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/resolve"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/nat"
 	"github.com/pinhole-sip/pinhole/slowpath/routesig"
@@ -47,6 +49,9 @@ type Proxy struct {
 	log       *slog.Logger
 	listeners []listener
 	outbound  *sip.Uri
+	// outboundName is Outbound's host as a DNS name when OutboundDNS is
+	// set; nil for an address or without a resolver.
+	outboundName *resolve.Dest
 	keys      *routesig.Keyring
 }
 
@@ -71,7 +76,13 @@ func New(cfg Config, cli *sipgo.Client, loc Locator, auth Authorizer, log *slog.
 		rand.Read(secret[:])
 		keys = routesig.NewStatic(secret)
 	}
-	return &Proxy{cfg: cfg, cli: cli, loc: loc, auth: auth, log: log.With("caller", "proxy"), listeners: ls, outbound: outbound, keys: keys}, nil
+	p := &Proxy{cfg: cfg, cli: cli, loc: loc, auth: auth, log: log.With("caller", "proxy"), listeners: ls, outbound: outbound, keys: keys}
+	if outbound != nil && cfg.OutboundDNS != nil {
+		if d, ok := OutboundName(outbound); ok {
+			p.outboundName = &d
+		}
+	}
+	return p, nil
 }
 
 // Handle processes one request from sipgo's server. It returns when the
@@ -126,6 +137,12 @@ func (p *Proxy) route(req *sip.Request, tx sip.ServerTransaction, d *decision) {
 	var groups [][]target
 	if d.act == actOutbound {
 		t, err := p.outboundTarget()
+		if errors.Is(err, errUnresolved) {
+			// RFC 3263 §4.3: no server could be found; another try later
+			// may find one once the name resolves.
+			p.reply(req, tx, sip.StatusServiceUnavailable, "Service Unavailable")
+			return
+		}
 		if err != nil {
 			p.log.Debug("no listener for outbound", "error", err)
 			p.reply(req, tx, sip.StatusInternalServerError, "Server Internal Error")
@@ -463,19 +480,32 @@ func (p *Proxy) dialogTarget(base *sip.Request, d *decision) (target, error) {
 	return t, nil
 }
 
-// outboundTarget sends to Config.Outbound, keeping the Request-URI.
+// errUnresolved: the outbound proxy's name has no address in the cache.
+var errUnresolved = errors.New("outbound name has no address")
+
+// outboundTarget sends to Config.Outbound, keeping the Request-URI. A
+// name is resolved from the DNS cache (outbound.go): one target of its
+// answer per request, by RFC 2782 priority and weight.
 func (p *Proxy) outboundTarget() (target, error) {
 	u := p.outbound
 	t := target{transport: uriTransport(u)}
-	if t.out = p.listenerOf(t.transport); t.out == nil {
-		mNoListener.Inc()
-		return t, fmt.Errorf("no %s listener for outbound %s", t.transport, u)
-	}
 	port := u.Port
 	if port == 0 {
 		port = sip.DefaultPort(t.transport)
 	}
 	t.dest = net.JoinHostPort(strings.Trim(u.Host, "[]"), strconv.Itoa(port))
+	if p.outboundName != nil {
+		rt, ok := p.resolveOutbound()
+		if !ok {
+			mUnresolved.Inc()
+			return t, fmt.Errorf("outbound %s: %w", u, errUnresolved)
+		}
+		t.transport, t.dest = rt.Transport, rt.Addr.String()
+	}
+	if t.out = p.listenerOf(t.transport); t.out == nil {
+		mNoListener.Inc()
+		return t, fmt.Errorf("no %s listener for outbound %s", t.transport, u)
+	}
 	return t, nil
 }
 
