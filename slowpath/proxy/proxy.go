@@ -52,7 +52,7 @@ type Proxy struct {
 	// outboundName is Outbound's host as a DNS name when OutboundDNS is
 	// set; nil for an address or without a resolver.
 	outboundName *resolve.Dest
-	keys      *routesig.Keyring
+	keys         *routesig.Keyring
 }
 
 // New checks cfg and returns a proxy that sends through cli. auth may be
