@@ -6,8 +6,9 @@ import (
 )
 
 // DNS configures how destinations given by name are resolved: farm
-// destinations (dispatch.sets), by RFC 3263 with NAPTR, SRV and A
-// (docs/dns.md). Answers are cached and refreshed in the background.
+// destinations (dispatch.sets), main registrars (midregistrar.upstreams)
+// and the outbound proxy (proxy.outbound), by RFC 3263 with NAPTR, SRV
+// and A (docs/dns.md). Answers are cached and refreshed in the background.
 type DNS struct {
 	// Servers are name servers, IP or IP:port, asked in order; empty: the
 	// nameserver lines of /etc/resolv.conf.
