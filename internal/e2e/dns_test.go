@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"testing"
 	"time"
@@ -104,5 +105,43 @@ func TestDNSFarm(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("dnsmasq:\n%s\npinhole:\n%s", dns.Log(), s.Output())
+	}
+}
+
+// TestDNSMidregUpstream: the main registrar is configured by name only;
+// dnsmasq gives its SRV record and address. REGISTER reaches Kamailio
+// through the name, and keeps reaching it on the last good answer after
+// the name server is killed.
+func TestDNSMidregUpstream(t *testing.T) {
+	var dns *testutil.Dnsmasq
+	metricsAddr := fmt.Sprintf("%s:%d", testutil.Loopback, testutil.FreePort(t, testutil.Loopback))
+	r := startMidrig(t, midParams{mode: "contact", insertion: "contact", outgoing: 3600, margin: 10}, func(c *testutil.Config) {
+		kam := netip.MustParseAddrPort(c.MidRegistrar.Upstreams[0].Addr)
+		dns = testutil.StartDnsmasq(t, 1,
+			"--host-record=k1.registrar.test,"+kam.Addr().String(),
+			fmt.Sprintf("--srv-host=_sip._udp.registrar.test,k1.registrar.test,%d,0,10", kam.Port()))
+		c.MidRegistrar.Upstreams = []config.Upstream{{Addr: "registrar.test", Transport: "udp"}}
+		c.Metrics.Listen = metricsAddr
+		c.DNS.Servers = []string{dns.Addr.String()}
+		c.DNS.Timeout = 300 * time.Millisecond
+		c.DNS.MinTTL = time.Second
+	})
+	if got := r.register(t, "alice", "wonderland", "Contact: <sip:alice@127.0.0.1:7301>", "Expires: 60"); got.Code != "200" {
+		t.Fatalf("REGISTER through the upstream's name got %s, want 200", got.Code)
+	}
+	if kc := r.kamContacts(t, "alice"); len(kc) != 1 {
+		t.Fatalf("Kamailio holds %v for alice, want one contact", kc)
+	}
+
+	dns.Stop()
+	waitMetric(t, metricsAddr, "pinhole_dns_cache_stale_entries", "1", 5*time.Second)
+	if got := r.register(t, "bob", "builder", "Contact: <sip:bob@127.0.0.1:7302>", "Expires: 60"); got.Code != "200" {
+		t.Fatalf("REGISTER on the stale answer got %s, want 200", got.Code)
+	}
+	if kc := r.kamContacts(t, "bob"); len(kc) != 1 {
+		t.Fatalf("Kamailio holds %v for bob, want one contact", kc)
+	}
+	if v := metric(t, metricsAddr, "pinhole_dns_stale_total"); v == "" || v == "0" {
+		t.Errorf("pinhole_dns_stale_total = %q after a REGISTER on a stale answer", v)
 	}
 }
