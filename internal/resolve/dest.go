@@ -174,6 +174,13 @@ func validName(name string) bool {
 
 // Addr reports the address of a destination whose host is an IP address.
 func (d Dest) Addr() (netip.Addr, bool) {
+	// A name's last label starts with a letter (validName) and a name has
+	// no ':'; telling it apart before ParseAddr spares the request path the
+	// allocation of ParseAddr's error.
+	last := d.Host[strings.LastIndexByte(d.Host, '.')+1:]
+	if last == "" || !strings.Contains(d.Host, ":") && (last[0] < '0' || last[0] > '9') {
+		return netip.Addr{}, false
+	}
 	a, err := netip.ParseAddr(d.Host)
 	return a, err == nil
 }

@@ -33,10 +33,8 @@ func (r *Resolver) newMetrics() *metrics.Set {
 }
 
 func (r *Resolver) staleEntries() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	n, now := 0, r.now()
-	for _, e := range r.entries {
+	for _, e := range *r.entries.Load() {
 		if e.isStale(now) {
 			n++
 		}

@@ -69,8 +69,10 @@ type Resolver struct {
 	servers []string
 	ask     exchanger // tests replace it
 
+	// entries is read without a lock on the request path; a new name
+	// copies it under mu (names are added at load time, rarely).
+	entries atomic.Pointer[map[Dest]*entry]
 	mu      sync.Mutex
-	entries map[string]*entry
 
 	wake    chan struct{} // a new entry may be due before the refresher's sleep ends
 	stop    chan struct{}
@@ -129,10 +131,11 @@ func New(cfg Config) (*Resolver, error) {
 		return nil, err
 	}
 	r := &Resolver{
-		cfg: cfg, servers: servers, entries: map[string]*entry{},
+		cfg: cfg, servers: servers,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		now: time.Now,
 	}
+	r.entries.Store(&map[Dest]*entry{})
 	r.ask = &dnsClient{servers: servers, timeout: cfg.Timeout}
 	r.metrics = r.newMetrics()
 	go r.refresher()
@@ -229,20 +232,29 @@ func literal(d Dest) (*Answer, bool) {
 }
 
 // entry returns d's entry, creating it (due at once) when there is none.
-// It returns nil when the cache is full.
+// It returns nil when the cache is full. Dest is its own key: parsing made
+// it canonical, and a struct key costs no allocation.
 func (r *Resolver) entry(d Dest) (e *entry, created bool) {
-	key := d.String()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if e = r.entries[key]; e != nil {
+	if e = (*r.entries.Load())[d]; e != nil {
 		return e, false
 	}
-	if len(r.entries) >= r.cfg.MaxEntries {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := *r.entries.Load()
+	if e = old[d]; e != nil {
+		return e, false
+	}
+	if len(old) >= r.cfg.MaxEntries {
 		mFull.Inc()
 		return nil, false
 	}
 	e = &entry{dest: d, ready: make(chan struct{}), due: r.now()}
-	r.entries[key] = e
+	next := make(map[Dest]*entry, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[d] = e
+	r.entries.Store(&next)
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -277,7 +289,7 @@ func (r *Resolver) refreshDue() time.Time {
 	r.mu.Lock()
 	var due []*entry
 	next := now.Add(maxBackoff)
-	for _, e := range r.entries {
+	for _, e := range *r.entries.Load() {
 		if !e.due.After(now) {
 			due = append(due, e)
 		} else if e.due.Before(next) {
@@ -353,7 +365,5 @@ func (r *Resolver) ttl(seconds uint32, empty bool) time.Duration {
 
 // Entries is the number of cached destinations.
 func (r *Resolver) Entries() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.entries)
+	return len(*r.entries.Load())
 }

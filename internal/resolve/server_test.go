@@ -20,7 +20,7 @@ type zone struct {
 	addr    string
 }
 
-func newZone(t *testing.T) *zone {
+func newZone(t testing.TB) *zone {
 	t.Helper()
 	z := &zone{records: map[string][]string{}}
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")

@@ -14,13 +14,13 @@ import (
 // fakeDNS is a resolver cache whose answers a test sets.
 type fakeDNS struct {
 	mu  sync.Mutex
-	ans map[string]*resolve.Answer
+	ans map[resolve.Dest]*resolve.Answer
 }
 
 func (f *fakeDNS) Cached(d resolve.Dest) *resolve.Answer {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.ans[d.String()]
+	return f.ans[d]
 }
 
 func (f *fakeDNS) set(uri string, ts ...resolve.Target) {
@@ -30,12 +30,12 @@ func (f *fakeDNS) set(uri string, ts ...resolve.Target) {
 	if err != nil {
 		panic(err)
 	}
-	old := f.ans[d.String()]
+	old := f.ans[d]
 	g := uint64(1)
 	if old != nil {
 		g = old.Gen + 1
 	}
-	f.ans[d.String()] = &resolve.Answer{Targets: ts, Gen: g}
+	f.ans[d] = &resolve.Answer{Targets: ts, Gen: g}
 }
 
 func srv(addr string, prio, weight uint16) resolve.Target {
@@ -62,7 +62,7 @@ func namedFarm(t *testing.T, dns *fakeDNS, alg Algorithm, dests ...DestinationCo
 // answer moves traffic; a target that left the answer gets no new request
 // but stays known, with its health, for the dialogs it carries.
 func TestNameFollowsDNS(t *testing.T) {
-	dns := &fakeDNS{ans: map[string]*resolve.Answer{}}
+	dns := &fakeDNS{ans: map[resolve.Dest]*resolve.Answer{}}
 	dns.set("sip:fs.test", srv("10.0.0.1:5060", 0, 90), srv("10.0.0.2:5060", 0, 10), srv("10.0.0.3:5060", 1, 50))
 	d := namedFarm(t, dns, Weighted, DestinationConfig{URI: "sip:fs.test"}, DestinationConfig{URI: "sip:10.0.9.9:5060", Priority: 1})
 
@@ -124,7 +124,7 @@ func TestNameFollowsDNS(t *testing.T) {
 // TestNameNotResolvedYet: before the resolver has an answer the name
 // gives no node; the configured addresses still route.
 func TestNameNotResolvedYet(t *testing.T) {
-	dns := &fakeDNS{ans: map[string]*resolve.Answer{}}
+	dns := &fakeDNS{ans: map[resolve.Dest]*resolve.Answer{}}
 	d := namedFarm(t, dns, RoundRobin, DestinationConfig{URI: "sip:fs.test"}, DestinationConfig{URI: "sip:10.0.9.9:5060"})
 	if got := uris(d.Select(d.Set("fs"), plain(0))); !cmp.Equal(got, []string{"sip:10.0.9.9:5060"}) {
 		t.Errorf("before DNS answered: %v", got)
@@ -135,5 +135,41 @@ func TestNameNotResolvedYet(t *testing.T) {
 	}
 	if got := (Config{Sets: []SetConfig{{Destinations: []DestinationConfig{{URI: "sip:fs.test"}, {URI: "sip:10.0.9.9"}, {URI: "sip:FS.test."}}}}}).Names(); len(got) != 1 || got[0].String() != "sip:fs.test" {
 		t.Errorf("Names = %v, want [sip:fs.test] once", got)
+	}
+}
+
+// BenchmarkSelectByName compares the request path's cost of a set configured by
+// address with one whose nodes come from a name: the second adds one
+// cache read per name.
+func BenchmarkSelectByName(b *testing.B) {
+	for _, named := range []bool{false, true} {
+		name := "address"
+		if named {
+			name = "name"
+		}
+		b.Run(name, func(b *testing.B) {
+			dns := &fakeDNS{ans: map[resolve.Dest]*resolve.Answer{}}
+			dests := []DestinationConfig{{URI: "sip:10.0.0.1:5060"}, {URI: "sip:10.0.0.2:5060"}}
+			if named {
+				dns.set("sip:fs.test", srv("10.0.0.1:5060", 0, 50), srv("10.0.0.2:5060", 0, 50))
+				dests = []DestinationConfig{{URI: "sip:fs.test"}}
+			}
+			d, err := New(Config{
+				Sets:  []SetConfig{{Name: "fs", Algorithm: Weighted, Destinations: dests}},
+				Probe: ProbeConfig{DownAfter: 1, UpAfter: 1},
+				DNS:   dns,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			s, req := d.Set("fs"), plain(0)
+			b.ReportAllocs()
+			for b.Loop() {
+				if len(d.Select(s, req)) != 2 {
+					b.Fatal("want two destinations")
+				}
+			}
+		})
 	}
 }
