@@ -222,3 +222,50 @@ func TestCacheFull(t *testing.T) {
 		t.Error("the cached name is lost")
 	}
 }
+
+// TestFirstLookupFails: a name whose first resolution fails is retried in
+// the background, and its later answer is used.
+func TestFirstLookupFails(t *testing.T) {
+	z := newZone(t)
+	z.set("late.test", "A", `late.test. 60 IN A 10.5.0.1`)
+	z.fail.Store(true)
+	r := newResolver(t, z, nil)
+	if _, err := lookup(t, r, "sip:late.test:5060"); err == nil {
+		t.Fatal("Lookup succeeded while the server fails")
+	}
+	z.fail.Store(false)
+	d, _ := ParseURI("sip:late.test:5060")
+	deadline := time.Now().Add(4 * time.Second)
+	for r.Cached(d) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no answer 4 s after the server recovered (back-off starts at 1 s)")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got, err := lookup(t, r, "sip:late.test:5060"); err != nil || len(got) != 1 {
+		t.Errorf("Lookup after recovery: %v %v", got, err)
+	}
+}
+
+func TestPeekCountsNothing(t *testing.T) {
+	z := newZone(t)
+	z.set("p.test", "A", `p.test. 60 IN A 10.6.0.1`)
+	r := newResolver(t, z, nil)
+	d, _ := ParseURI("sip:p.test:5060")
+	if r.Peek(d) != nil {
+		t.Fatal("Peek answered a name never looked up")
+	}
+	if r.Entries() != 0 {
+		t.Fatal("Peek created an entry")
+	}
+	if _, err := lookup(t, r, "sip:p.test:5060"); err != nil {
+		t.Fatal(err)
+	}
+	hits, misses := mHits.Get(), mMisses.Get()
+	if a := r.Peek(d); a == nil || len(a.Targets) != 1 {
+		t.Fatalf("Peek after Lookup: %v", a)
+	}
+	if mHits.Get() != hits || mMisses.Get() != misses {
+		t.Error("Peek counted a cache read")
+	}
+}

@@ -92,8 +92,9 @@ type entry struct {
 	expires atomic.Int64
 	ready   chan struct{} // closed once the first resolution ended
 
-	due   time.Time // next refresh
-	fails int       // failed refreshes in a row
+	due      time.Time // next refresh
+	fails    int       // failed refreshes in a row
+	resolved bool      // ready is closed: the first resolution ended
 }
 
 // isStale reports whether the answer in use outlived its TTL because
@@ -179,6 +180,19 @@ func (r *Resolver) Cached(d Dest) *Answer {
 		mStale.Inc()
 	}
 	return ans
+}
+
+// Peek returns the answer kept for d, or nil, without counting a cache
+// read and without asking for d to be resolved: for checks that use no
+// destination (is this source one of the name's addresses?).
+func (r *Resolver) Peek(d Dest) *Answer {
+	if a, ok := literal(d); ok {
+		return a
+	}
+	if e := (*r.entries.Load())[d]; e != nil {
+		return e.ans.Load()
+	}
+	return nil
 }
 
 // Lookup returns the answer for d, resolving it first when it is not
@@ -320,7 +334,6 @@ func (r *Resolver) refresh(e *entry) {
 	defer cancel()
 	ts, ttl, err := r.resolve(ctx, e.dest)
 	now := r.now()
-	first := e.ans.Load() == nil
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
@@ -344,7 +357,10 @@ func (r *Resolver) refresh(e *entry) {
 			e.ans.Store(&Answer{Targets: ts, Gen: gen})
 		}
 	}
-	if first {
+	if !e.resolved {
+		// The first resolution ended, answered or not: Lookup's waiters
+		// return (with the answer, or an error), later ones do not wait.
+		e.resolved = true
 		close(e.ready)
 	}
 }

@@ -9,9 +9,11 @@ import (
 )
 
 // Resolver is what the mid-registrar needs of DNS (internal/resolve): the
-// answer kept for a name, without waiting.
+// answer kept for a name, without waiting; Peek reads it without counting
+// a use (for IsUpstream, asked of every request the proxy sees).
 type Resolver interface {
 	Cached(d resolve.Dest) *resolve.Answer
+	Peek(d resolve.Dest) *resolve.Answer
 }
 
 // targets returns the addresses to try for upstream i, in order. An
@@ -59,7 +61,7 @@ func (m *MidRegistrar) IsUpstream(a netip.Addr) bool {
 			}
 			continue
 		}
-		if ans := m.cfg.DNS.Cached(u.Name); ans != nil {
+		if ans := m.cfg.DNS.Peek(u.Name); ans != nil {
 			for _, t := range ans.Targets {
 				if t.Addr.Addr() == a {
 					return true

@@ -21,6 +21,8 @@ func (f *fakeDNS) Cached(d resolve.Dest) *resolve.Answer {
 	return f.ans[d.String()]
 }
 
+func (f *fakeDNS) Peek(d resolve.Dest) *resolve.Answer { return f.Cached(d) }
+
 func (f *fakeDNS) set(d resolve.Dest, ts ...resolve.Target) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
