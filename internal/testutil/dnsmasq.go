@@ -14,12 +14,16 @@ import (
 )
 
 // Dnsmasq is a dnsmasq (Debian's dnsmasq-base) serving only the records a
-// test gives it, on a loopback port of its own: no upstream, no
-// /etc/hosts, no DHCP. Records are dnsmasq options (--srv-host=…,
-// --host-record=…, --naptr-record=…); SetRecords restarts it with others
-// on the same port, since dnsmasq rereads only host files on SIGHUP.
+// test gives it: no upstream, no /etc/hosts, no DHCP. It runs in a network
+// namespace of its own, on port 53 of the namespace's end of a veth pair
+// whose other end is on the host, so the host's processes (pinhole) reach
+// it as a name server on another machine. Records are dnsmasq options
+// (--srv-host=…, --host-record=…, --naptr-record=…); SetRecords restarts it
+// with others on the same address, since dnsmasq rereads only host files
+// on SIGHUP.
 type Dnsmasq struct {
 	t    testing.TB
+	NS   *NetNS
 	Addr netip.AddrPort
 	TTL  int // seconds, for every record (--local-ttl)
 	dir  string
@@ -33,7 +37,10 @@ func StartDnsmasq(t testing.TB, ttl int, records ...string) *Dnsmasq {
 	if _, err := exec.LookPath("dnsmasq"); err != nil {
 		t.Fatal("dnsmasq not found: run scripts/install-deps.sh test")
 	}
-	d := &Dnsmasq{t: t, Addr: netip.AddrPortFrom(Loopback, uint16(FreePort(t, Loopback))), TTL: ttl, dir: t.TempDir()}
+	ns := NewNetNS(t)
+	sub := HostSubnet(t)
+	Veth(t, nil, ns, HostAddr(sub, 1), HostAddr(sub, 2))
+	d := &Dnsmasq{t: t, NS: ns, Addr: netip.AddrPortFrom(HostAddr(sub, 2).Addr(), 53), TTL: ttl, dir: t.TempDir()}
 	d.start(records)
 	t.Cleanup(d.Stop)
 	return d
@@ -52,7 +59,9 @@ func (d *Dnsmasq) start(records []string) {
 	if err != nil {
 		d.t.Fatalf("create dnsmasq log: %v", err)
 	}
-	cmd := exec.CommandContext(context.Background(), "dnsmasq", args...)
+	// `ip netns exec` execs dnsmasq in place: the process signalled is
+	// dnsmasq itself.
+	cmd := d.NS.CommandContext(context.Background(), "dnsmasq", args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		out.Close()
