@@ -42,13 +42,20 @@ func OutboundName(u *sip.Uri) (resolve.Dest, bool) {
 	return d, true
 }
 
-// resolveOutbound picks the target of this request from the outbound
-// name's cached answer: the first in RFC 2782 order (lowest priority,
-// weighted random within it), among targets pinhole has a listener for.
-func (p *Proxy) resolveOutbound() (resolve.Target, bool) {
+// maxOutboundTries bounds the addresses of the outbound proxy's name one
+// request tries. Each silent one holds the request until timer B or F
+// (32 s), about as long as the caller's own transaction lives, so more
+// would reach nobody; a refused connection or a 503 moves on at once.
+const maxOutboundTries = 3
+
+// resolveOutbound returns the targets of this request from the outbound
+// name's cached answer, in RFC 2782 order (lowest priority first,
+// weighted random within a priority), among transports pinhole has a
+// listener for, at most maxOutboundTries.
+func (p *Proxy) resolveOutbound() []resolve.Target {
 	a := p.cfg.OutboundDNS.Cached(*p.outboundName)
 	if a == nil {
-		return resolve.Target{}, false
+		return nil
 	}
 	var ts []resolve.Target
 	for _, t := range a.Targets {
@@ -56,8 +63,21 @@ func (p *Proxy) resolveOutbound() (resolve.Target, bool) {
 			ts = append(ts, t)
 		}
 	}
-	if len(ts) == 0 {
-		return resolve.Target{}, false
+	ts = resolve.Order(ts, nil)
+	return ts[:min(len(ts), maxOutboundTries)]
+}
+
+// outboundMoveOn reports whether a request to the outbound proxy goes on
+// to the name's next address: only when the one tried gave no answer (a
+// timeout or a transport error) or 503 (RFC 3263 §4.3). Any other answer
+// is the outbound proxy's, and goes to the caller.
+func (c *call) outboundMoveOn(bs []*branch) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, b := range bs {
+		if b.code != 0 && b.code != sip.StatusServiceUnavailable {
+			return false
+		}
 	}
-	return resolve.Order(ts, nil)[0], true
+	return true
 }

@@ -100,3 +100,39 @@ func TestOutboundName(t *testing.T) {
 		}
 	}
 }
+
+// TestOutboundFailover: RFC 3263 §4.3: a 503 from one address of the
+// outbound proxy's name moves the request to the next; a busy 486 is the
+// outbound proxy's answer and goes back to the caller.
+func TestOutboundFailover(t *testing.T) {
+	dns := &fakeDNS{}
+	tp := startProxy(t, func(c *Config) {
+		c.Outbound = "sip:outbound.example.net"
+		c.OutboundDNS = dns
+	})
+	overloaded := newDevice(t, "overloaded", "sip:o@127.0.0.1", func(d *device, req *sip.Request, tx sip.ServerTransaction) {
+		d.respond(req, tx, 503, "Service Unavailable")
+	})
+	spare := newDevice(t, "spare", "sip:s@127.0.0.1", answer(0))
+	caller := newDevice(t, "alice", "sip:alice@127.0.0.1", nil)
+	dns.set(
+		resolve.Target{Addr: overloaded.addr, Transport: "UDP", Priority: 0, Weight: 10},
+		resolve.Target{Addr: spare.addr, Transport: "UDP", Priority: 1, Weight: 10})
+	_, tx := caller.invite(tp, "sip:bob@foreign.test")
+	if got := codes(responses(t, tx)); got[len(got)-1] != 200 {
+		t.Fatalf("with the first address answering 503: %v, want 200 from the next", got)
+	}
+	overloaded.expect(sip.INVITE)
+	spare.expect(sip.INVITE)
+
+	busyOne := newDevice(t, "busy", "sip:b@127.0.0.1", busy)
+	dns.set(
+		resolve.Target{Addr: busyOne.addr, Transport: "UDP", Priority: 0, Weight: 10},
+		resolve.Target{Addr: spare.addr, Transport: "UDP", Priority: 1, Weight: 10})
+	_, tx = caller.invite(tp, "sip:bob@foreign.test")
+	if got := codes(responses(t, tx)); got[len(got)-1] != 486 {
+		t.Fatalf("with the first address busy: %v, want its 486", got)
+	}
+	busyOne.expect(sip.INVITE)
+	spare.quiet(sip.INVITE, 200*time.Millisecond)
+}

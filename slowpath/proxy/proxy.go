@@ -136,7 +136,7 @@ func (p *Proxy) Handle(req *sip.Request, tx sip.ServerTransaction) {
 func (p *Proxy) route(req *sip.Request, tx sip.ServerTransaction, d *decision) {
 	var groups [][]target
 	if d.act == actOutbound {
-		t, err := p.outboundTarget()
+		ts, err := p.outboundTargets()
 		if errors.Is(err, errUnresolved) {
 			// RFC 3263 §4.3: no server could be found; another try later
 			// may find one once the name resolves.
@@ -148,7 +148,9 @@ func (p *Proxy) route(req *sip.Request, tx sip.ServerTransaction, d *decision) {
 			p.reply(req, tx, sip.StatusInternalServerError, "Server Internal Error")
 			return
 		}
-		groups = [][]target{{t}}
+		for _, t := range ts {
+			groups = append(groups, []target{t}) // tried in turn
+		}
 	} else {
 		bindings := p.loc.Lookup(d.aor)
 		if len(bindings) == 0 {
@@ -168,6 +170,10 @@ func (p *Proxy) route(req *sip.Request, tx sip.ServerTransaction, d *decision) {
 	// §16.6 step 4: record-route requests that may create a dialog.
 	rr := req.Method == sip.INVITE || req.Method == sip.SUBSCRIBE ||
 		req.Method == sip.REFER || req.Method == sip.NOTIFY
+	if d.act == actOutbound {
+		p.forkWith(req, p.prepare(req, d), tx, rr, groups, func(c *call) { c.outbound = true })
+		return
+	}
 	p.fork(req, p.prepare(req, d), tx, rr, groups)
 }
 
@@ -483,30 +489,34 @@ func (p *Proxy) dialogTarget(base *sip.Request, d *decision) (target, error) {
 // errUnresolved: the outbound proxy's name has no address in the cache.
 var errUnresolved = errors.New("outbound name has no address")
 
-// outboundTarget sends to Config.Outbound, keeping the Request-URI. A
-// name is resolved from the DNS cache (outbound.go): one target of its
-// answer per request, by RFC 2782 priority and weight.
-func (p *Proxy) outboundTarget() (target, error) {
+// outboundTargets sends to Config.Outbound, keeping the Request-URI: one
+// target, or for a name the addresses of its cached answer in the order
+// to try them (outbound.go).
+func (p *Proxy) outboundTargets() ([]target, error) {
 	u := p.outbound
+	if p.outboundName != nil {
+		ts := p.resolveOutbound()
+		if len(ts) == 0 {
+			mUnresolved.Inc()
+			return nil, fmt.Errorf("outbound %s: %w", u, errUnresolved)
+		}
+		out := make([]target, 0, len(ts))
+		for _, rt := range ts {
+			out = append(out, target{transport: rt.Transport, dest: rt.Addr.String(), out: p.listenerOf(rt.Transport)})
+		}
+		return out, nil
+	}
 	t := target{transport: uriTransport(u)}
 	port := u.Port
 	if port == 0 {
 		port = sip.DefaultPort(t.transport)
 	}
 	t.dest = net.JoinHostPort(strings.Trim(u.Host, "[]"), strconv.Itoa(port))
-	if p.outboundName != nil {
-		rt, ok := p.resolveOutbound()
-		if !ok {
-			mUnresolved.Inc()
-			return t, fmt.Errorf("outbound %s: %w", u, errUnresolved)
-		}
-		t.transport, t.dest = rt.Transport, rt.Addr.String()
-	}
 	if t.out = p.listenerOf(t.transport); t.out == nil {
 		mNoListener.Inc()
-		return t, fmt.Errorf("no %s listener for outbound %s", t.transport, u)
+		return nil, fmt.Errorf("no %s listener for outbound %s", t.transport, u)
 	}
-	return t, nil
+	return []target{t}, nil
 }
 
 // branchRequest builds the request for one target (RFC 3261 §16.6).
