@@ -145,3 +145,44 @@ func TestDNSMidregUpstream(t *testing.T) {
 		t.Errorf("pinhole_dns_stale_total = %q after a REGISTER on a stale answer", v)
 	}
 }
+
+// TestDNSOutbound: proxy.outbound is a name; dnsmasq's SRV set puts one
+// sipp node first (priority 0) and another as its spare. Calls for a
+// foreign domain reach the first; once DNS lists only the spare, they
+// reach the spare.
+func TestDNSOutbound(t *testing.T) {
+	f := testutil.StartFarm(t, 2, scenario(t, "farm_node.xml"), nil)
+	records := func(first bool) []string {
+		recs := []string{"--naptr-record=out.test,10,10,s,SIP+D2U,,_sip._udp.out.test"}
+		for i, n := range f.Nodes {
+			host := fmt.Sprintf("o%d.out.test", i+1)
+			recs = append(recs, "--host-record="+host+","+n.Addr.Addr().String())
+			if i == 0 && !first {
+				continue
+			}
+			recs = append(recs, fmt.Sprintf("--srv-host=_sip._udp.out.test,%s,%d,%d,10", host, n.Addr.Port(), i))
+		}
+		return recs
+	}
+	dns := testutil.StartDnsmasq(t, 1, records(true)...)
+	s := startServer(t, nil, false, func(c *testutil.Config) {
+		c.Log.Level = "info"
+		c.DNS.Servers = []string{dns.Addr.String()}
+		c.DNS.Timeout = 300 * time.Millisecond
+		c.DNS.MinTTL = time.Second
+		c.Proxy.Outbound = "sip:out.test"
+		// The caller is a peer: pinhole relays its calls for foreign
+		// domains to the outbound proxy without asking who it is.
+		c.Trust.Peers = []string{testutil.Loopback.String() + "/32"}
+	})
+	s.placeCallsTo(t, "foreign.test", repeat("x", 10, 1), 50)
+	if got := nodeCalls(f); len(got[0]) != 10 || len(got[1]) != 0 {
+		t.Fatalf("calls per outbound address %d/%d, want 10/0 (priority 0 first)", len(got[0]), len(got[1]))
+	}
+	dns.SetRecords(records(false)...)
+	time.Sleep(2500 * time.Millisecond) // a TTL of 1 s, refreshed at 80 %, and a restart
+	s.placeCallsTo(t, "foreign.test", repeat("y", 10, 1), 50)
+	if got := nodeCalls(f); len(got[0]) != 10 || len(got[1]) != 10 {
+		t.Fatalf("calls per outbound address %d/%d after the first left DNS, want 10/10", len(got[0]), len(got[1]))
+	}
+}
