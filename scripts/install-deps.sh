@@ -5,7 +5,8 @@
 #
 #   test  peers and network tools for the integration tests: sipp, iproute2,
 #         nftables and iptables (NAT namespaces), procps, kamailio (the main
-#         registrar that later tests put behind pinhole), dnsmasq-base (the
+#         registrar that later tests put behind pinhole), rtpengine-daemon
+#         (the media relay, run in userspace by the tests), dnsmasq-base (the
 #         name server of the DNS tests, without a system service)
 #   bpf   the toolchain that regenerates the committed BPF objects
 #   bench what bench/ needs besides `test`: ethtool (GRO and threaded NAPI
@@ -27,7 +28,9 @@ packages_for() {
 	case "$1" in
 	test)
 		# kamailio-tls-modules: later tests run Kamailio over TLS as well.
-		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd dnsmasq-base
+		# rtpengine-daemon: the tests start the binary themselves, without
+		# its kernel module (--table=-1).
+		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon dnsmasq-base
 		;;
 	bpf)
 		echo clang llvm libbpf-dev bpftool
@@ -78,7 +81,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Installing kamailio must not start a system-wide Kamailio on :5060, which
-# would take the port the tests give pinhole. Debian consults policy-rc.d
+# would take the port the tests give pinhole, nor rtpengine-daemon one on
+# the ng port 2223. Debian consults policy-rc.d
 # before starting a service; add a refusing one only for the time of this
 # install, and only when the machine has none of its own.
 policy=/usr/sbin/policy-rc.d

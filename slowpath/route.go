@@ -110,6 +110,7 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 		Trusted:        trusted,
 		Peers:          s.upstreamPeer(),
 		MaxBreadth:     s.cfg.Proxy.MaxBreadth,
+		FlowOpen:       s.flowOpen,
 		Oversize: proxy.Oversize{
 			Limit: dispatch.Limit(dc.Oversize),
 			Strip: dc.Oversize.StripHeaders,

@@ -63,6 +63,12 @@ type Server struct {
 	// sl answers UDP REGISTERs without sipgo transactions (stateless.go);
 	// nil under the mid-registrar and the edge relay.
 	sl *stateless
+	// conns removes the bindings of stream connections that closed
+	// (flowclose.go).
+	conns *connBindings
+
+	closeOnce sync.Once
+	closeErr  error
 	// sipParser is sipgo's parser as configured (parser.go); WebSocket
 	// messages meet it in the read filter too (filter.go).
 	sipParser *sip.Parser
@@ -167,6 +173,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		s.store.Close()
 		return nil, err
 	}
+	s.conns = newConnBindings(s)
 	return s, nil
 }
 
@@ -352,8 +359,15 @@ func (s *Server) Dispatcher() *dispatch.Dispatcher { return s.ops.farm.Load() }
 func (s *Server) AuthEnabled() bool { return s.authOn }
 
 // Close stops accepting, lets sipgo finish, and flushes every binding to
-// disk. Drain first to let transactions in flight finish.
+// disk. Drain first to let transactions in flight finish. Calls after the
+// first return its result.
 func (s *Server) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() { s.closeErr = s.close(ctx) })
+	return s.closeErr
+}
+
+func (s *Server) close(ctx context.Context) error {
+	s.conns.stop() // before the listeners: bindings survive a restart
 	s.ops.reloadMu.Lock()
 	if s.ops.stopProbe != nil {
 		s.ops.stopProbe()

@@ -19,7 +19,7 @@ func (s *Server) newStreamBudget() *streams.Budget {
 		MessageTimeout:   sc.MessageTimeout,
 		FDReserve:        sc.FDReserve,
 		MaxMessageBytes:  func() int { return s.ops.limits.Load().MaxMessageBytes },
-		Ended:            s.entomb, // noreflect.go
+		Ended:            s.streamEnded,
 	})
 	nofile, _ := streams.NoFile()
 	if b.Limit() < sc.MaxConnections {
@@ -44,4 +44,12 @@ func (s *Server) listenStream(transport, addr string) (net.Listener, error) {
 		cfg = s.tls
 	}
 	return s.streams.Listen(ln, kind, cfg), nil
+}
+
+// streamEnded is told of each stream connection's end by its reader: its
+// tombstone is laid (noreflect.go) and the bindings made over it that
+// nothing else reaches leave the store (flowclose.go).
+func (s *Server) streamEnded(kind streams.Kind, local, remote net.Addr) {
+	s.entomb(kind, local, remote)
+	s.conns.ended(kind, remote)
 }

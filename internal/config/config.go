@@ -51,6 +51,10 @@ type Config struct {
 	// DNS resolves destinations configured by name (dns.go).
 	DNS DNS `yaml:"dns"`
 
+	// Media relays calls' media through rtpengine; off by default
+	// (docs/media.md).
+	Media Media `yaml:"media"`
+
 	// Source names where the configuration came from, for messages.
 	Source string `yaml:"-"`
 }
@@ -167,6 +171,7 @@ func (c *Config) validate() error {
 		c.XDP.validate,
 		c.NATPing.validate,
 		c.validateFastPath,
+		c.Media.validate,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {

@@ -327,7 +327,7 @@ func TestFastPathDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(FastPath{Enabled: true, Loops: 0, CacheSize: 1_000_000, QueueSize: 4096}, def.FastPath); diff != "" {
+	if diff := cmp.Diff(FastPath{Enabled: true, Loops: 0, CacheSize: 1_000_000, QueueSize: 4096, Batch: 64}, def.FastPath); diff != "" {
 		t.Errorf("default fastpath (-want +got):\n%s", diff)
 	}
 	// On by default; off is one key, the rest staying the default's.
@@ -335,15 +335,18 @@ func TestFastPathDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(FastPath{Enabled: false, Loops: 0, CacheSize: 1_000_000, QueueSize: 4096}, off.FastPath); diff != "" {
+	if diff := cmp.Diff(FastPath{Enabled: false, Loops: 0, CacheSize: 1_000_000, QueueSize: 4096, Batch: 64}, off.FastPath); diff != "" {
 		t.Errorf("fastpath.enabled: false (-want +got):\n%s", diff)
 	}
-	cfg, err := Parse([]byte("fastpath:\n  enabled: true\n  loops: 2\n  cache_size: 10\n  queue_size: 64\n"), "t.yaml")
+	cfg, err := Parse([]byte("fastpath:\n  enabled: true\n  loops: 2\n  cache_size: 10\n  queue_size: 64\n  batch: 1\n"), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(FastPath{Enabled: true, Loops: 2, CacheSize: 10, QueueSize: 64}, cfg.FastPath); diff != "" {
+	if diff := cmp.Diff(FastPath{Enabled: true, Loops: 2, CacheSize: 10, QueueSize: 64, Batch: 1}, cfg.FastPath); diff != "" {
 		t.Errorf("fastpath (-want +got):\n%s", diff)
+	}
+	if _, err := Parse([]byte("fastpath:\n  batch: 0\n"), "t.yaml"); err == nil {
+		t.Error("fastpath.batch 0 accepted")
 	}
 }
 

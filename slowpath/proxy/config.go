@@ -3,13 +3,14 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/routesig"
 	"github.com/pinhole-sip/pinhole/slowpath/trust"
-	"net/netip"
-	"strings"
-	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -113,6 +114,10 @@ type Config struct {
 	// MaxBreadth is the Max-Breadth given to a request that arrives
 	// without one (RFC 5393 §5.3); zero means 60.
 	MaxBreadth int
+	// FlowOpen reports whether the connection of a TCP, TLS, WS or WSS
+	// flow is still open. A request for a device whose connection is
+	// closed is not sent (flowfail.go). nil: every flow is taken as open.
+	FlowOpen func(location.Flow) bool
 }
 
 // Oversize bounds requests sent to devices over UDP (RFC 3261 §18.1.1).

@@ -3,12 +3,13 @@ package proxy
 import (
 	"context"
 	"errors"
-	"github.com/pinhole-sip/pinhole/internal/location"
 	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/location"
 
 	"github.com/emiago/sipgo/sip"
 

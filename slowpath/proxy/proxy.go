@@ -4,13 +4,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"github.com/pinhole-sip/pinhole/internal/location"
 	"log/slog"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/location"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -105,6 +106,10 @@ func (p *Proxy) Handle(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		base := p.prepare(req, &d)
 		t, err := p.dialogTarget(base, &d)
+		if errors.Is(err, errFlowFailed) {
+			p.reply(req, tx, StatusFlowFailed, "Flow Failed")
+			return
+		}
 		if err != nil {
 			p.log.Debug("in-dialog request has no way out", "error", err, "req", req.StartLine())
 			p.reply(req, tx, sip.StatusInternalServerError, "Server Internal Error")
@@ -440,6 +445,10 @@ func (p *Proxy) bindingTarget(b *location.Binding) (target, error) {
 		if !b.Flow.Remote.IsValid() {
 			return t, fmt.Errorf("flow without remote address")
 		}
+		if !p.flowUsable(b.Flow) {
+			mFlowFailed.Inc()
+			return t, errFlowFailed
+		}
 		t.transport, t.dest, t.out = l.transport, b.Flow.Remote.String(), l
 		t.flow, t.viaFlow = b.Flow, true
 		return t, nil
@@ -471,6 +480,10 @@ func (p *Proxy) bindingTarget(b *location.Binding) (target, error) {
 // (RFC 3261 §16.12).
 func (p *Proxy) dialogTarget(base *sip.Request, d *decision) (target, error) {
 	if d.viaFlw {
+		if !p.flowUsable(d.flow) {
+			mFlowFailed.Inc()
+			return target{}, errFlowFailed
+		}
 		l := p.listenerFor(d.flow)
 		return target{transport: l.transport, dest: d.flow.Remote.String(), out: l, flow: d.flow}, nil
 	}

@@ -1,11 +1,12 @@
 package proxy
 
 import (
+	"net/netip"
+	"strings"
+
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/nat"
-	"net/netip"
-	"strings"
 
 	"github.com/emiago/sipgo/sip"
 )
