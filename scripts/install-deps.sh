@@ -7,7 +7,8 @@
 #         nftables and iptables (NAT namespaces), procps, kamailio (the main
 #         registrar that later tests put behind pinhole, and a TLS peer),
 #         rtpengine-daemon (the media relay, run in userspace by the
-#         tests), openssl (s_client for the TLS tests)
+#         tests), openssl (s_client for the TLS tests), dnsmasq-base (the
+#         name server of the DNS tests, without a system service)
 #   bpf   the toolchain that regenerates the committed BPF objects
 #   bench what bench/ needs besides `test`: ethtool (GRO and threaded NAPI
 #         on the veth pairs), util-linux (taskset), curl (pinhole's metrics
@@ -32,7 +33,7 @@ packages_for() {
 		# checks the certificate served per SNI and the refused versions.
 		# rtpengine-daemon: the tests start the binary themselves, without
 		# its kernel module (--table=-1).
-		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon openssl
+		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon openssl dnsmasq-base
 		;;
 	bpf)
 		echo clang llvm libbpf-dev bpftool

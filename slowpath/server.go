@@ -74,6 +74,8 @@ type Server struct {
 	// sipParser is sipgo's parser as configured (parser.go); WebSocket
 	// messages meet it in the read filter too (filter.go).
 	sipParser *sip.Parser
+	// dns resolves destinations configured by name (dns.go).
+	dns dnsResolver
 }
 
 // RouteKeyFile is the key file of slowpath/routesig in data_dir. Edges
@@ -118,7 +120,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	// while loading are handed to OnExpire, to be de-registered upstream.
 	var onExpire func(location.Binding)
 	if cfg.MidRegistrar.Enabled() {
-		if s.mid, err = newMidRegistrar(cfg); err != nil {
+		if s.mid, err = s.newMidRegistrar(); err != nil {
 			return nil, err
 		}
 		onExpire = s.mid.OnExpire
@@ -387,6 +389,7 @@ func (s *Server) close(ctx context.Context) error {
 	if s.mid != nil {
 		s.mid.Close()
 	}
+	s.closeDNS()
 	_ = s.ua.Close()
 	return s.store.Close()
 }

@@ -48,6 +48,8 @@ type Config struct {
 	// Dispatch relays requests to a farm of servers; off while it has no
 	// sets.
 	Dispatch Dispatch `yaml:"dispatch"`
+	// DNS resolves destinations configured by name (dns.go).
+	DNS DNS `yaml:"dns"`
 
 	// Media relays calls' media through rtpengine; off by default
 	// (docs/media.md).
@@ -184,6 +186,7 @@ func (c *Config) validate() error {
 		c.Trust.validate,
 		c.validateMidRegistrar,
 		c.validateDispatch,
+		c.DNS.validate,
 		c.Limits.validate,
 		c.Streams.validate,
 		c.Metrics.validate,

@@ -90,7 +90,9 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"midreg timeout", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n  timeout: 10ms\n", []string{"line 3", "midregistrar.timeout"}},
 		{"midreg timeouts beyond timer F", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}, {addr: \"127.0.0.2:5070\", transport: udp}]\n  timeout: 20s\n", []string{"line 3", "midregistrar.timeout", "2 upstreams"}},
 		{"midreg retry after", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n  retry_after: 0\n", []string{"line 3", "midregistrar.retry_after"}},
-		{"midreg upstream addr", "midregistrar:\n  upstreams: [{addr: \"kamailio:5060\", transport: udp}]\n", []string{"line 2", "midregistrar.upstreams", "kamailio:5060"}},
+		{"midreg upstream addr", "midregistrar:\n  upstreams: [{addr: \"kama_ilio:5060\", transport: udp}]\n", []string{"line 2", "midregistrar.upstreams", "kama_ilio:5060"}},
+		{"midreg upstream port 0", "midregistrar:\n  upstreams: [{addr: \"10.0.0.1:0\", transport: udp}]\n", []string{"line 2", "midregistrar.upstreams"}},
+		{"midreg upstream bare IP", "midregistrar:\n  upstreams: [{addr: \"10.0.0.1\", transport: udp}]\n", []string{"line 2", "midregistrar.upstreams"}},
 		{"midreg upstream transport", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: sctp}]\n", []string{"line 2", "midregistrar.upstreams", "sctp"}},
 		{"midreg no listener for upstream", "listen:\n  tcp: [\"127.0.0.1:7000\"]\nmidregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n", []string{"line 4", "midregistrar.upstreams", "no udp listener"}},
 		{"midreg with local auth", "auth:\n  credentials: /etc/users\nmidregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n", []string{"line 2", "auth.credentials", "main registrar"}},
@@ -121,7 +123,11 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"fastpath queue", "fastpath:\n  queue_size: 2\n", []string{"line 2", "fastpath.queue_size"}},
 		{"dispatch algorithm", "dispatch:\n  sets: [{name: fs, algorithm: random, destinations: [{uri: \"sip:10.0.0.1\"}]}]\n", []string{"line 2", "dispatch.sets", "random"}},
 		{"dispatch no destinations", "dispatch:\n  sets: [{name: fs, algorithm: weighted}]\n", []string{"line 2", "dispatch.sets", "no destinations"}},
-		{"dispatch dns name", "dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:fs1.example:5080\"}]}]\n", []string{"line 2", "fs1.example", "no DNS"}},
+		{"dispatch sips name", "dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sips:fs1.example:5080\"}]}]\n", []string{"line 2", "fs1.example", "sip:NAME"}},
+		{"dispatch bad name", "dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:fs_1.example\"}]}]\n", []string{"line 2", "fs_1.example"}},
+		{"dns min_ttl", "dns:\n  min_ttl: 100ms\n", []string{"dns.min_ttl"}},
+		{"dns max below min", "dns:\n  min_ttl: 10s\n  max_ttl: 5s\n", []string{"dns.max_ttl"}},
+		{"dns server", "dns:\n  servers: [\"ns.example\"]\n", []string{"dns.servers"}},
 		{"dispatch transport", "dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:10.0.0.1;transport=sctp\"}]}]\n", []string{"line 2", "dispatch.sets"}},
 		{"dispatch weight", "dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:10.0.0.1\", weight: -3}]}]\n", []string{"line 2", "weight -3"}},
 		{"dispatch set twice", "dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:10.0.0.1\"}]}, {name: fs, algorithm: weighted, destinations: [{uri: \"sip:10.0.0.2\"}]}]\n", []string{"line 2", "used twice"}},
@@ -397,5 +403,19 @@ func TestTLSSettings(t *testing.T) {
 	want := []uint16{tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
 	if diff := cmp.Diff(want, cfg.TLS.Suites()); diff != "" || cfg.TLS.Version() != tls.VersionTLS10 {
 		t.Errorf("insecure allowed: version %x, suites (-want +got):\n%s", cfg.TLS.Version(), diff)
+	}
+}
+
+// TestDNSNamesAccepted: farm destinations and mid-registrar upstreams may
+// be DNS names (docs/dns.md), in every form RFC 3263 gives meaning to.
+func TestDNSNamesAccepted(t *testing.T) {
+	for _, text := range []string{
+		"dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:fs.example.net\"}, {uri: \"sip:fs2.example.net:5080;transport=tcp\"}, {uri: \"sip:10.0.0.1\"}]}]\n",
+		"midregistrar:\n  upstreams: [{addr: \"registrar.example.net\", transport: udp}, {addr: \"registrar.example.net:5070\", transport: tcp}]\n",
+		"dns:\n  servers: [\"10.0.0.53\", \"10.0.0.54:5353\"]\n  min_ttl: 1s\n  max_ttl: 10m\n  negative_ttl: 5s\n  ipv6: true\n",
+	} {
+		if _, err := Parse([]byte(text), "t.yaml"); err != nil {
+			t.Errorf("%s: %v", text, err)
+		}
 	}
 }

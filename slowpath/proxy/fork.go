@@ -51,6 +51,9 @@ type call struct {
 	farm     bool
 	key      string
 	fromFarm *dispatch.Node
+	// outbound: targets are addresses of the outbound proxy's name, tried
+	// in turn (outbound.go).
+	outbound bool
 }
 
 // branch is one client transaction of a call.
