@@ -94,7 +94,6 @@ func (m *Memory) flush() error {
 	if !m.anyDirty() {
 		return nil
 	}
-	taken := make([]map[string]struct{}, len(m.shards))
 	var batch []setWrite
 	var arena []byte
 	for i := range m.shards {
@@ -104,9 +103,9 @@ func (m *Memory) flush() error {
 			s.mu.Unlock()
 			continue
 		}
-		taken[i] = s.dirty
-		s.dirty = make(map[string]struct{}, len(taken[i]))
-		for aor := range taken[i] {
+		taken := s.dirty
+		s.dirty = make(map[string]struct{}, len(taken))
+		for aor := range taken {
 			batch, arena = appendPut(batch, arena, s, aor)
 		}
 		s.mu.Unlock()
