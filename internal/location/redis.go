@@ -235,7 +235,7 @@ func (r *redisBacking) scanNode(ctx context.Context, node rueidis.Client, fn fun
 		}
 		if err := r.get(ctx, e.Elements, func(key string, v []byte) {
 			if aor, ok := r.aorOf(key); ok {
-				fn(aor, v)
+				fn(strings.Clone(aor), v) // the view keeps the AOR, not the whole key
 			}
 		}); err != nil {
 			return err
