@@ -5,7 +5,8 @@
 #
 #   test  peers and network tools for the integration tests: sipp, iproute2,
 #         nftables and iptables (NAT namespaces), procps, kamailio (the main
-#         registrar that later tests put behind pinhole)
+#         registrar that later tests put behind pinhole), tshark (decodes
+#         the HEP packets pinhole sends to a capture collector)
 #   bpf   the toolchain that regenerates the committed BPF objects
 #   bench what bench/ needs besides `test`: ethtool (GRO and threaded NAPI
 #         on the veth pairs), util-linux (taskset), curl (pinhole's metrics
@@ -26,7 +27,8 @@ packages_for() {
 	case "$1" in
 	test)
 		# kamailio-tls-modules: later tests run Kamailio over TLS as well.
-		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd
+		# tshark: the capture tests decode pinhole's HEP with Wireshark's dissector.
+		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd tshark
 		;;
 	bpf)
 		echo clang llvm libbpf-dev bpftool
@@ -88,6 +90,11 @@ if [ ! -e "$policy" ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# tshark's package asks whether non-root users may capture; answer no
+# beforehand so the install never waits for a question.
+if command -v debconf-set-selections >/dev/null; then
+	echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
+fi
 echo "install-deps: installing: ${missing[*]}"
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
