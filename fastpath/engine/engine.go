@@ -29,6 +29,7 @@ import (
 	"github.com/pinhole-sip/pinhole/fastpath/absorb"
 	"github.com/pinhole-sip/pinhole/fastpath/handoff"
 	"github.com/pinhole-sip/pinhole/fastpath/scan"
+	"github.com/pinhole-sip/pinhole/internal/capture"
 )
 
 // Absorber is what an event loop asks of the fast path for one datagram:
@@ -49,6 +50,10 @@ type Config struct {
 	Limits     func() scan.Limits
 	RecvBuffer int // SO_RCVBUF(FORCE) per socket
 	Log        *slog.Logger
+	// Capture, when set, gets each refresh a loop answers and the answer
+	// (docs/capture.md); each loop has its own tap. What is handed off is
+	// the slow path's to capture.
+	Capture *capture.Capturer
 }
 
 // Engine is one running listener.
@@ -65,6 +70,7 @@ type Engine struct {
 
 type loopState struct {
 	abs Absorber
+	tap *capture.Tap // nil: capture off
 	// sent counts replies whose send failed (the socket buffer full):
 	// per loop, read at scrape time.
 	sendErrors atomic.Uint64
@@ -189,6 +195,8 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		if reply, _ := l.abs.Absorb(data, e.cfg.Limits(), e.cfg.Addr, remote, time.Now()); reply != nil {
 			if _, err := c.Write(reply); err != nil {
 				l.sendErrors.Add(1)
+			} else if l.tap != nil {
+				l.tap.Exchange(capture.UDP, e.cfg.Addr, remote, data, reply)
 			}
 			return gnet.None
 		}
@@ -214,7 +222,7 @@ func (e *Engine) loop(fd int) *loopState {
 	}
 	next := make([]*loopState, max(len(ls), fd+1))
 	copy(next, ls)
-	st := &loopState{}
+	st := &loopState{tap: e.cfg.Capture.NewTap()}
 	if e.cfg.NewLoop != nil {
 		st.abs = e.cfg.NewLoop()
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,21 +41,6 @@ type Collector struct {
 
 // String is how a collector is named in metrics and logs: "udp:host:port".
 func (c Collector) String() string { return c.Network + ":" + c.Addr }
-
-// ParseCollector reads "udp:host:port" or "tcp:host:port".
-func ParseCollector(s string) (Collector, error) {
-	network, addr, ok := strings.Cut(s, ":")
-	if !ok || (network != "udp" && network != "tcp") {
-		return Collector{}, fmt.Errorf("collector %q: must be udp:host:port or tcp:host:port", s)
-	}
-	if _, err := netip.ParseAddrPort(addr); err != nil {
-		host, port, found := strings.Cut(addr, ":")
-		if !found || host == "" || port == "" || strings.Contains(port, ":") {
-			return Collector{}, fmt.Errorf("collector %q: must be udp:host:port or tcp:host:port", s)
-		}
-	}
-	return Collector{Network: network, Addr: addr}, nil
-}
 
 // Capturer sends captured messages to its collectors. Taps feed it; each
 // collector has its own queue and sender goroutine, so a dead TCP

@@ -292,21 +292,3 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
-
-func TestParseCollector(t *testing.T) {
-	good := map[string]Collector{
-		"udp:127.0.0.1:9060":  {"udp", "127.0.0.1:9060"},
-		"tcp:homer.lan:9061":  {"tcp", "homer.lan:9061"},
-		"udp:[2001:db8::1]:9": {"udp", "[2001:db8::1]:9"},
-	}
-	for s, want := range good {
-		if got, err := ParseCollector(s); err != nil || got != want {
-			t.Errorf("ParseCollector(%q) = %v, %v", s, got, err)
-		}
-	}
-	for _, s := range []string{"", "udp", "sctp:1.2.3.4:9", "udp:1.2.3.4", "tcp::9060", "udp:host:", "udp:2001:db8::1:9"} {
-		if _, err := ParseCollector(s); err == nil {
-			t.Errorf("ParseCollector(%q) accepted", s)
-		}
-	}
-}

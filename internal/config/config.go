@@ -44,6 +44,8 @@ type Config struct {
 	// FastPath puts gnet event loops in front of the UDP listeners and
 	// absorbs REGISTER refreshes from a cache (docs/fastpath.md).
 	FastPath FastPath `yaml:"fastpath"`
+	// Capture copies SIP messages to HEP collectors (docs/capture.md).
+	Capture Capture `yaml:"capture"`
 
 	// Dispatch relays requests to a farm of servers; off while it has no
 	// sets.
@@ -164,6 +166,7 @@ func (c *Config) validate() error {
 		c.XDP.validate,
 		c.NATPing.validate,
 		c.validateFastPath,
+		c.Capture.validate,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
