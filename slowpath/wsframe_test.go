@@ -37,7 +37,7 @@ func wsStream(t testing.TB, frames ...ws.Frame) [][]byte {
 func TestWSSentConn(t *testing.T) {
 	small := "SIP/2.0 200 OK\r\nCall-ID: a\r\n\r\n"
 	mid := "OPTIONS sip:x SIP/2.0\r\n" + strings.Repeat("X-Pad: y\r\n", 40) + "\r\n" // 126–65535: 16-bit length
-	big := strings.Repeat("z", 70000)                                              // 64-bit length, over the capture bound
+	big := strings.Repeat("z", 70000)                                                // 64-bit length, over the capture bound
 	frames := []ws.Frame{
 		ws.NewTextFrame([]byte(small)),
 		ws.NewPingFrame([]byte("ping")),
