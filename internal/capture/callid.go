@@ -25,6 +25,12 @@ func CallID(msg []byte) []byte {
 		if len(line) == 0 {
 			return nil // the end of the header section
 		}
+		// Only "Call-ID" and "i" can name it: other lines are skipped on
+		// their first byte, without a name lookup (this runs for every
+		// message, sampled out or not).
+		if c := line[0] | 0x20; c != 'c' && c != 'i' {
+			continue
+		}
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
 			continue // the start line, or a line that is no header
@@ -32,7 +38,11 @@ func CallID(msg []byte) []byte {
 		if sipheader.Lookup(bytes.TrimRight(line[:colon], " \t")) != sipheader.CallID {
 			continue
 		}
-		v := bytes.Trim(line[colon+1:], " \t")
+		v := line[colon+1:]
+		if cr := bytes.IndexByte(v, '\r'); cr >= 0 {
+			v = v[:cr] // a bare CR ends the value too (RFC 3261 allows none)
+		}
+		v = bytes.Trim(v, " \t")
 		if len(v) == 0 {
 			return nil
 		}

@@ -292,3 +292,48 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// BenchmarkTapExchange is what a loop pays per answered refresh: capture
+// off (a nil tap), a call sampled out at 1 %, and a call captured (both
+// messages encoded and queued; the collector drains them).
+func BenchmarkTapExchange(b *testing.B) {
+	req := readMsg(b, "register.sip")
+	col, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer col.Close()
+	go func() {
+		buf := make([]byte, 1<<16)
+		for {
+			if _, err := col.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	for _, bc := range []struct {
+		name string
+		rate uint32
+		off  bool
+	}{{"off", 0, true}, {"sampled-out", 100, false}, {"captured", 10000, false}} {
+		b.Run(bc.name, func(b *testing.B) {
+			var tap *Tap
+			if !bc.off {
+				c, err := New(Config{Collectors: []Collector{{Network: "udp", Addr: col.LocalAddr().String()}}, Sample: bc.rate, QueueSize: 4096, Received: true, Sent: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.Start()
+				defer c.Close()
+				tap = c.NewTap()
+				if bc.rate == 100 && Sampled(CallID(req), 100) {
+					b.Fatal("the test message's call is sampled at 1 %")
+				}
+			}
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				tap.Exchange(UDP, edge, device, req, req)
+			}
+		})
+	}
+}
