@@ -7,13 +7,18 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 
 	"github.com/pinhole-sip/pinhole/internal/testutil"
 )
@@ -39,19 +44,21 @@ func callIDOf(msg string) string {
 // records what crossed the wire. Every SIP datagram tshark saw, both
 // directions, reaches the collector byte for byte, with the addresses and
 // ports of the wire, protocol 17, type SIP, pinhole's capture id and its
-// Call-ID as correlation id; the TLS request and its answer reach it in
-// clear with protocol 6, as the client wrote and read them.
+// Call-ID as correlation id; an OPTIONS and its answer over TLS, and
+// another over WSS, reach it in clear with protocol 6, as the client wrote
+// and read them.
 func TestCaptureHEP(t *testing.T) {
 	edgeNS, devNS := testutil.NewNetNS(t), testutil.NewNetNS(t)
 	subnet := testutil.HostSubnet(t)
 	link := testutil.Veth(t, edgeNS, devNS, testutil.HostAddr(subnet, 1), testutil.HostAddr(subnet, 2))
 	edgeIP, devIP := link.AddrA.Addr(), link.AddrB.Addr()
-	sipAddr, tlsAddr := netip.AddrPortFrom(edgeIP, 5060), netip.AddrPortFrom(edgeIP, 5061)
+	sipAddr, tlsAddr, wssAddr := netip.AddrPortFrom(edgeIP, 5060), netip.AddrPortFrom(edgeIP, 5061), netip.AddrPortFrom(edgeIP, 5081)
 	collector := testutil.StartHEPCollector(t, devNS, netip.AddrPortFrom(devIP, 9060))
 	wire := testutil.StartTshark(t, devNS, link.NameB, "udp port 5060")
 
 	cfg := testutil.DefaultConfig(t)
-	cfg.Listen.UDP, cfg.Listen.TCP, cfg.Listen.TLS = []string{sipAddr.String()}, nil, []string{tlsAddr.String()}
+	cfg.Listen.UDP, cfg.Listen.TCP = []string{sipAddr.String()}, nil
+	cfg.Listen.TLS, cfg.Listen.WSS = []string{tlsAddr.String()}, []string{wssAddr.String()}
 	cfg.Domains = append(cfg.Domains, edgeIP.String())
 	cfg.Metrics.Listen = "127.0.0.1:9062"
 	cfg.FastPath.Enabled, cfg.FastPath.Loops = true, 1
@@ -74,6 +81,7 @@ func TestCaptureHEP(t *testing.T) {
 		t.Fatalf("sipp registering and refreshing:\n%s", res.Report())
 	}
 	tlsReq, tlsAns, tlsLocal := optionsOverTLS(t, devNS, tlsAddr)
+	wssReq, wssAns, wssLocal := optionsOverWSS(t, devNS, wssAddr)
 
 	m := testutil.Metrics(t, edgeNS, cfg.Metrics.Listen)
 	if m["pinhole_fastpath_absorbed_total"] < 1 {
@@ -104,7 +112,7 @@ func TestCaptureHEP(t *testing.T) {
 		}
 		t.Fatalf("tshark saw %d SIP datagrams, want at least %d", len(sent), 2*(refreshes+1))
 	}
-	wantTLS := 2
+	wantTLS := 4 // TLS and WSS, a request and its answer each
 	var pkts []testutil.HEPPacket
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if pkts = collector.Packets(); len(pkts) >= len(sent)+wantTLS || time.Now().After(deadline) {
@@ -112,7 +120,7 @@ func TestCaptureHEP(t *testing.T) {
 		}
 	}
 	if len(pkts) != len(sent)+wantTLS {
-		t.Fatalf("the collector decoded %d HEP packets, want %d (%d on the wire, %d over TLS); collector log:\n%s",
+		t.Fatalf("the collector decoded %d HEP packets, want %d (%d on the wire, %d over TLS and WSS); collector log:\n%s",
 			len(pkts), len(sent)+wantTLS, len(sent), wantTLS, collector.Log())
 	}
 	byPayload := map[string][]testutil.HEPPacket{}
@@ -146,6 +154,8 @@ func TestCaptureHEP(t *testing.T) {
 	}
 	take("OPTIONS over TLS", tlsReq, tlsLocal, tlsAddr, 6)
 	take("answer over TLS", tlsAns, tlsAddr, tlsLocal, 6)
+	take("OPTIONS over WSS", wssReq, wssLocal, wssAddr, 6)
+	take("answer over WSS", wssAns, wssAddr, wssLocal, 6)
 	if t.Failed() {
 		t.Logf("collector log:\n%s", collector.Log())
 	}
@@ -154,6 +164,61 @@ func TestCaptureHEP(t *testing.T) {
 	if got := m["pinhole_capture_sent_total"+col]; int(got) != len(pkts) {
 		t.Errorf("pinhole_capture_sent_total%s = %v, want %d", col, got, len(pkts))
 	}
+}
+
+// optionsMessage is an OPTIONS to pinhole at addr from local.
+func optionsMessage(transport string, addr, local netip.AddrPort) string {
+	return fmt.Sprintf("OPTIONS sip:%s;transport=%s SIP/2.0\r\n"+
+		"Via: SIP/2.0/%s %s;branch=z9hG4bK-hep-%s;rport\r\n"+
+		"Max-Forwards: 70\r\nFrom: <sip:%s@%s>;tag=hep1\r\nTo: <sip:%s>\r\n"+
+		"Call-ID: hep-%s-%d@e2e\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+		addr, strings.ToLower(transport), transport, local, transport, transport, domain, addr, transport, time.Now().UnixNano())
+}
+
+// optionsOverWSS sends one OPTIONS to pinhole over WebSocket in TLS from
+// ns (RFC 7118: one message per frame) and returns it, the answer, and
+// the client's address.
+func optionsOverWSS(t *testing.T, ns *testutil.NetNS, addr netip.AddrPort) (req, ans string, local netip.AddrPort) {
+	t.Helper()
+	var raw net.Conn
+	if err := ns.Do(func() (err error) {
+		raw, err = net.DialTimeout("tcp", addr.String(), 5*time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c := tls.Client(raw, &tls.Config{InsecureSkipVerify: true}) // pinhole's generated, self-signed certificate
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	local = raw.LocalAddr().(*net.TCPAddr).AddrPort()
+	u, err := url.Parse("wss://" + addr.String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, _, err := ws.Dialer{Protocols: []string{"sip"}}.Upgrade(c, u)
+	if err != nil {
+		t.Fatalf("WebSocket upgrade: %v", err)
+	}
+	var rd io.Reader = c
+	if br != nil {
+		rd = br
+	}
+	req = optionsMessage("WSS", addr, local)
+	if err := wsutil.WriteClientText(c, []byte(req)); err != nil {
+		t.Fatalf("OPTIONS over WSS: %v", err)
+	}
+	b, err := wsutil.ReadServerText(struct {
+		io.Reader
+		io.Writer
+	}{rd, c})
+	if err != nil {
+		t.Fatalf("answer over WSS: %v", err)
+	}
+	ans = string(b)
+	if !strings.HasPrefix(ans, "SIP/2.0 ") {
+		t.Fatalf("answer over WSS:\n%s", ans)
+	}
+	return req, ans, local
 }
 
 // optionsOverTLS sends one OPTIONS to pinhole over TLS from ns and
@@ -171,10 +236,7 @@ func optionsOverTLS(t *testing.T, ns *testutil.NetNS, addr netip.AddrPort) (req,
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	local = raw.LocalAddr().(*net.TCPAddr).AddrPort()
-	req = fmt.Sprintf("OPTIONS sip:%s;transport=tls SIP/2.0\r\n"+
-		"Via: SIP/2.0/TLS %s;branch=z9hG4bK-hep-tls;rport\r\n"+
-		"Max-Forwards: 70\r\nFrom: <sip:tls@%s>;tag=hep1\r\nTo: <sip:%s>\r\n"+
-		"Call-ID: hep-tls-%d@e2e\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n", addr, local, domain, addr, time.Now().UnixNano())
+	req = optionsMessage("TLS", addr, local)
 	if _, err := c.Write([]byte(req)); err != nil {
 		t.Fatalf("OPTIONS over TLS: %v", err)
 	}
