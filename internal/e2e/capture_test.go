@@ -20,6 +20,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/pinhole-sip/pinhole/internal/capture"
 	"github.com/pinhole-sip/pinhole/internal/testutil"
 )
 
@@ -292,4 +293,76 @@ func contentCSeq(msg string) string {
 		return m[1]
 	}
 	return ""
+}
+
+// TestCaptureHEPSamplesWholeCalls registers 40 sipp phones with
+// capture.sample at 50 %: the collector receives exactly the calls whose
+// Call-ID the sampling rule picks, each whole (its REGISTER and its 200),
+// and nothing of the others.
+func TestCaptureHEPSamplesWholeCalls(t *testing.T) {
+	const n = 40
+	ns := testutil.NewNetNS(t)
+	collector := testutil.StartHEPCollector(t, ns, netip.MustParseAddrPort("127.0.0.1:9060"))
+	cfg := testutil.DefaultConfig(t)
+	cfg.Metrics.Listen = "127.0.0.1:9062"
+	cfg.Capture.Enabled = true
+	cfg.Capture.Collectors = []string{"udp:" + collector.Addr.String()}
+	cfg.Capture.Sample = 50
+	cfg.Log.Level = "info"
+	testutil.StartPinhole(t, ns, cfg)
+	users := make([]testutil.User, n)
+	for i := range users {
+		users[i] = testutil.User{Name: fmt.Sprintf("s%02d", i), Password: "-", Expires: 600}
+	}
+	res := testutil.Sipp{
+		NS: ns, Scenario: scenario(t, "register.xml"), Remote: cfg.Listen.UDP[0], LocalIP: testutil.Loopback,
+		Users: users, Calls: n, Rate: 100, Limit: 10,
+		AuthURI: domain, Vars: map[string]string{"domain": domain},
+		Timeout: 30 * time.Second,
+	}.Run(t)
+	if res.ExitCode != testutil.SippExitOK || res.Successful != n {
+		t.Fatalf("registrations: want %d:\n%s", n, res.Report())
+	}
+	calls := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^Call-ID: (\S+)`).FindAllStringSubmatch(readFile(t, res.Dir+"/messages.log"), -1) {
+		calls[m[1]] = true
+	}
+	if len(calls) != n {
+		t.Fatalf("sipp's trace holds %d Call-IDs, want %d", len(calls), n)
+	}
+	want := map[string]bool{}
+	for id := range calls {
+		if capture.Sampled([]byte(id), cfg.Capture.SampleRate()) {
+			want[id] = true
+		}
+	}
+	if len(want) == 0 || len(want) == n {
+		t.Fatalf("the rule picks %d of %d calls: the test cannot tell sampling from none or all", len(want), n)
+	}
+	var got map[string][]string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		got = map[string][]string{}
+		for _, p := range collector.Packets() {
+			first, _, _ := strings.Cut(p.Payload, "\r\n")
+			got[p.CallID] = append(got[p.CallID], first)
+		}
+		if len(got) >= len(want) || time.Now().After(deadline) {
+			break
+		}
+	}
+	for id := range want {
+		msgs := strings.Join(got[id], " | ")
+		if !strings.Contains(msgs, "REGISTER sip:") || !strings.Contains(msgs, "SIP/2.0 200 OK") {
+			t.Errorf("sampled call %s: collector got %q, want its REGISTER and its 200", id, got[id])
+		}
+	}
+	for id := range got {
+		if !want[id] {
+			t.Errorf("call %s not sampled, yet the collector got %q", id, got[id])
+		}
+	}
+	m := testutil.Metrics(t, ns, cfg.Metrics.Listen)
+	if out := m["pinhole_capture_sampled_out_total"]; out < float64(2*(n-len(want))) {
+		t.Errorf("pinhole_capture_sampled_out_total = %v, want at least %d (a REGISTER and a 200 per call left out)", out, 2*(n-len(want)))
+	}
 }
