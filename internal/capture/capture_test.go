@@ -195,7 +195,10 @@ func TestTapSamplesAndDirections(t *testing.T) {
 func TestTapAllocatesNothing(t *testing.T) {
 	var off *Tap
 	msg := message("x")
-	if n := testing.AllocsPerRun(100, func() { off.Capture(Received, UDP, device, edge, msg) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() {
+		off.Capture(Received, UDP, device, edge, msg)
+		off.Exchange(UDP, edge, device, msg, msg)
+	}); n != 0 {
 		t.Errorf("capture off: %v allocations", n)
 	}
 	col := udpCollector(t)
