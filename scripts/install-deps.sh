@@ -5,8 +5,9 @@
 #
 #   test  peers and network tools for the integration tests: sipp, iproute2,
 #         nftables and iptables (NAT namespaces), procps, kamailio (the main
-#         registrar that later tests put behind pinhole), tshark (decodes
-#         the HEP packets pinhole sends to a capture collector)
+#         registrar that later tests put behind pinhole; its sipcapture
+#         module is also the HEP collector of the capture tests), tshark
+#         (records what crosses the wire in the capture tests)
 #   bpf   the toolchain that regenerates the committed BPF objects
 #   bench what bench/ needs besides `test`: ethtool (GRO and threaded NAPI
 #         on the veth pairs), util-linux (taskset), curl (pinhole's metrics
@@ -27,7 +28,7 @@ packages_for() {
 	case "$1" in
 	test)
 		# kamailio-tls-modules: later tests run Kamailio over TLS as well.
-		# tshark: the capture tests decode pinhole's HEP with Wireshark's dissector.
+		# tshark: the capture tests compare the HEP copies with the wire it records.
 		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd tshark
 		;;
 	bpf)
