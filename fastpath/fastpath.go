@@ -147,7 +147,8 @@ func (f *FastPath) listen(addr netip.AddrPort) (net.PacketConn, error) {
 		loops = runtime.NumCPU()
 	}
 	ec := engine.Config{
-		Addr: addr, Loops: loops, QueueSize: f.cfg.QueueSize, RecvBuffer: RecvBuffer, Log: f.log, Capture: f.capture,
+		Addr: addr, Loops: loops, QueueSize: f.cfg.QueueSize, RecvBuffer: RecvBuffer, Batch: f.cfg.Batch, Log: f.log,
+		Capture: f.capture,
 		Limits: func() scan.Limits {
 			b, h := f.host.UDPLimits()
 			return scan.Limits{MaxMessageBytes: b, MaxHeaders: h}

@@ -16,7 +16,7 @@ func (f *FastPath) writeMetrics(w io.Writer) {
 	engines := append([]*engine.Engine(nil), f.engines...)
 	f.mu.Unlock()
 	var queued, shed [2]uint64
-	var sendErrors, handed uint64
+	var sendErrors, handed, batchReads, batchDatagrams, batchDropped uint64
 	for _, e := range engines {
 		c := e.Conn()
 		for _, p := range []handoff.Priority{handoff.Low, handoff.High} {
@@ -26,6 +26,10 @@ func (f *FastPath) writeMetrics(w io.Writer) {
 		s, h := e.Counts()
 		sendErrors += s
 		handed += h
+		r, d, x := e.BatchCounts()
+		batchReads += r
+		batchDatagrams += d
+		batchDropped += x
 	}
 	for _, p := range []handoff.Priority{handoff.Low, handoff.High} {
 		metrics.WriteGaugeUint64(w, `pinhole_fastpath_handoff_queued{priority="`+p.String()+`"}`, queued[p])
@@ -33,6 +37,9 @@ func (f *FastPath) writeMetrics(w io.Writer) {
 	}
 	metrics.WriteCounterUint64(w, "pinhole_fastpath_handoff_total", handed)
 	metrics.WriteCounterUint64(w, "pinhole_fastpath_send_errors_total", sendErrors)
+	metrics.WriteCounterUint64(w, "pinhole_fastpath_batch_reads_total", batchReads)
+	metrics.WriteCounterUint64(w, "pinhole_fastpath_batch_datagrams_total", batchDatagrams)
+	metrics.WriteCounterUint64(w, "pinhole_fastpath_batch_dropped_total", batchDropped)
 	if f.cache != nil {
 		f.cache.WriteMetrics(w)
 	}

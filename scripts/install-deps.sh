@@ -5,8 +5,11 @@
 #
 #   test  peers and network tools for the integration tests: sipp, iproute2,
 #         nftables and iptables (NAT namespaces), procps, kamailio (the main
-#         registrar that later tests put behind pinhole; its sipcapture
-#         module is also the HEP collector of the capture tests), tshark
+#         registrar that later tests put behind pinhole, and a TLS peer;
+#         its sipcapture module is also the HEP collector of the capture
+#         tests), rtpengine-daemon (the media relay, run in userspace by the
+#         tests), openssl (s_client for the TLS tests), dnsmasq-base (the
+#         name server of the DNS tests, without a system service), tshark
 #         (records what crosses the wire in the capture tests)
 #   bpf   the toolchain that regenerates the committed BPF objects
 #   bench what bench/ needs besides `test`: ethtool (GRO and threaded NAPI
@@ -27,9 +30,13 @@ usage() {
 packages_for() {
 	case "$1" in
 	test)
-		# kamailio-tls-modules: later tests run Kamailio over TLS as well.
-		# tshark: the capture tests compare the HEP copies with the wire it records.
-		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd tshark
+		# kamailio-tls-modules: Kamailio talks TLS to pinhole as a trusted
+		# peer (Debian's sipp is built without TLS); openssl: s_client
+		# checks the certificate served per SNI and the refused versions.
+		# rtpengine-daemon: the tests start the binary themselves, without
+		# its kernel module (--table=-1). tshark: the capture tests compare
+		# the HEP copies with the wire it records.
+		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon openssl dnsmasq-base tshark
 		;;
 	bpf)
 		echo clang llvm libbpf-dev bpftool
@@ -80,7 +87,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Installing kamailio must not start a system-wide Kamailio on :5060, which
-# would take the port the tests give pinhole. Debian consults policy-rc.d
+# would take the port the tests give pinhole, nor rtpengine-daemon one on
+# the ng port 2223. Debian consults policy-rc.d
 # before starting a service; add a refusing one only for the time of this
 # install, and only when the machine has none of its own.
 policy=/usr/sbin/policy-rc.d

@@ -99,6 +99,7 @@ func (s *Server) Digest() *digest.Verifier {
 }
 
 func (s *Server) committed(req *sip.Request, res *sip.Response, flow location.Flow) {
+	s.conns.registered(req, flow)
 	if fn := s.hooks.committed.Load(); fn != nil {
 		(*fn)(req, res, flow)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/gobwas/ws"
 
+	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/streams"
 )
 
@@ -173,3 +174,28 @@ func (tombstone) WriteMsg(sip.Message) error { return errEnded }
 func (tombstone) Ref(int) int                { return 1 }
 func (tombstone) TryClose() (int, error)     { return 1, nil }
 func (tombstone) Close() error               { return nil }
+
+// flowOpen reports whether the connection of a stream flow is still in
+// sipgo's pool, which holds a connection from its accept (or dial) until
+// its reader ends; a tombstone is a connection that ended. The proxy sends
+// nothing to a device whose connection is closed (proxy.Config.FlowOpen).
+// Between this look-up and the write the connection may still close: sipgo
+// would then dial, and for a WebSocket flow find the tombstone instead.
+func (s *Server) flowOpen(f location.Flow) bool {
+	if f.Transport == location.TransportUDP || s.ua == nil {
+		return true
+	}
+	pool := s.ua.TransportLayer().Pool(strings.ToLower(f.Transport.String()))
+	if pool == nil {
+		return false
+	}
+	c := pool.Get(f.Remote.String())
+	if c == nil {
+		return false
+	}
+	_, ended := c.(tombstone)
+	// Get took a reference; TryClose gives it back and closes nothing
+	// while the connection's reader holds its own.
+	_, _ = c.TryClose()
+	return !ended
+}

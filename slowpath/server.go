@@ -2,7 +2,6 @@ package slowpath
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/auth"
+	"github.com/pinhole-sip/pinhole/slowpath/certs"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/midreg"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
@@ -44,7 +44,9 @@ type Server struct {
 	authOn bool
 	reg    *registrar.Registrar
 	mid    *midreg.MidRegistrar // nil: standalone registrar
-	tls    *tls.Config
+	// certs serves TLS and WSS handshakes (nil without such listeners);
+	// a reload reads its files again.
+	certs *certs.Store
 	// keys sign the Record-Route, Path and hidden-Contact parameters the
 	// proxy will follow later; the file in data_dir keeps them across
 	// restarts and reloads, so dialogs set up before either still route.
@@ -64,9 +66,17 @@ type Server struct {
 	// sl answers UDP REGISTERs without sipgo transactions (stateless.go);
 	// nil under the mid-registrar and the edge relay.
 	sl *stateless
+	// conns removes the bindings of stream connections that closed
+	// (flowclose.go).
+	conns *connBindings
+
+	closeOnce sync.Once
+	closeErr  error
 	// sipParser is sipgo's parser as configured (parser.go); WebSocket
 	// messages meet it in the read filter too (filter.go).
 	sipParser *sip.Parser
+	// dns resolves destinations configured by name (dns.go).
+	dns dnsResolver
 	// tap is the HEP capture (capture.go); nil while capture is off. Set
 	// before Start, never after.
 	tap *capture.Tap
@@ -114,7 +124,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	// while loading are handed to OnExpire, to be de-registered upstream.
 	var onExpire func(location.Binding)
 	if cfg.MidRegistrar.Enabled() {
-		if s.mid, err = newMidRegistrar(cfg); err != nil {
+		if s.mid, err = s.newMidRegistrar(); err != nil {
 			return nil, err
 		}
 		onExpire = s.mid.OnExpire
@@ -154,21 +164,18 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 
 	if len(cfg.Listen.TLS)+len(cfg.Listen.WSS) > 0 {
-		cert, generated, err := loadOrCreateCert(cfg.TLS.Cert, cfg.TLS.Key, cfg.DataDir, s.certHosts())
-		if err != nil {
+		if s.certs, err = certs.New(s.tlsSettings(cfg), s.isTLSPeer(trusted)); err != nil {
 			s.store.Close()
 			return nil, err
 		}
-		if generated {
-			log.Warn("generated a self-signed TLS certificate; configure tls.cert and tls.key for production", "dir", cfg.DataDir)
-		}
-		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.logCertificates()
 	}
 
 	if err := s.buildUA(); err != nil {
 		s.store.Close()
 		return nil, err
 	}
+	s.conns = newConnBindings(s)
 	return s, nil
 }
 
@@ -222,8 +229,10 @@ func (s *Server) buildUA() error {
 		sipgo.WithUserAgentDNSResolver(guardedResolver()),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
 	}
-	if s.tls != nil {
-		opts = append(opts, sipgo.WithUserAgenTLSConfig(s.tls))
+	if s.certs != nil {
+		// sipgo dials TLS with it (to a farm node, an upstream); pinhole's
+		// own listeners take the server side (streams.go).
+		opts = append(opts, sipgo.WithUserAgenTLSConfig(s.certs.ClientConfig()))
 	}
 	ua, err := sipgo.NewUA(opts...)
 	if err != nil {
@@ -357,8 +366,15 @@ func (s *Server) Dispatcher() *dispatch.Dispatcher { return s.ops.farm.Load() }
 func (s *Server) AuthEnabled() bool { return s.authOn }
 
 // Close stops accepting, lets sipgo finish, and flushes every binding to
-// disk. Drain first to let transactions in flight finish.
+// disk. Drain first to let transactions in flight finish. Calls after the
+// first return its result.
 func (s *Server) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() { s.closeErr = s.close(ctx) })
+	return s.closeErr
+}
+
+func (s *Server) close(ctx context.Context) error {
+	s.conns.stop() // before the listeners: bindings survive a restart
 	s.ops.reloadMu.Lock()
 	if s.ops.stopProbe != nil {
 		s.ops.stopProbe()
@@ -380,6 +396,7 @@ func (s *Server) Close(ctx context.Context) error {
 	if s.mid != nil {
 		s.mid.Close()
 	}
+	s.closeDNS()
 	_ = s.ua.Close()
 	return s.store.Close()
 }

@@ -3,6 +3,7 @@ package slowpath
 import (
 	"crypto/tls"
 	"net"
+	"net/netip"
 
 	"github.com/pinhole-sip/pinhole/slowpath/streams"
 )
@@ -19,7 +20,10 @@ func (s *Server) newStreamBudget() *streams.Budget {
 		MessageTimeout:   sc.MessageTimeout,
 		FDReserve:        sc.FDReserve,
 		MaxMessageBytes:  func() int { return s.ops.limits.Load().MaxMessageBytes },
-		Ended:            s.entomb, // noreflect.go
+		Ended:            s.streamEnded,
+		Handshake: func(src netip.Addr, cs tls.ConnectionState, err error, timedOut bool) bool {
+			return s.certs.Handshake(src, cs, err, timedOut) // set in New, before any listener
+		},
 	})
 	nofile, _ := streams.NoFile()
 	if b.Limit() < sc.MaxConnections {
@@ -41,7 +45,15 @@ func (s *Server) listenStream(transport, addr string) (net.Listener, error) {
 	}
 	var cfg *tls.Config
 	if kind == streams.TLS || kind == streams.WSS {
-		cfg = s.tls
+		cfg = s.certs.ServerConfig()
 	}
 	return s.streams.Listen(ln, kind, cfg), nil
+}
+
+// streamEnded is told of each stream connection's end by its reader: its
+// tombstone is laid (noreflect.go) and the bindings made over it that
+// nothing else reaches leave the store (flowclose.go).
+func (s *Server) streamEnded(kind streams.Kind, local, remote net.Addr) {
+	s.entomb(kind, local, remote)
+	s.conns.ended(kind, remote)
 }

@@ -40,8 +40,8 @@ func refreshes(n int) [][]byte {
 
 // startRegistrar runs a one-loop engine answering every REGISTER, with
 // capture off (rate < 0) or on at rate hundredths of a percent to a UDP
-// collector that reads and discards.
-func startRegistrar(t testing.TB, rate int) (*Engine, *capture.Capturer) {
+// collector that reads and discards; batch is Config.Batch.
+func startRegistrar(t testing.TB, rate, batch int) (*Engine, *capture.Capturer) {
 	t.Helper()
 	var c *capture.Capturer
 	if rate >= 0 {
@@ -70,7 +70,7 @@ func startRegistrar(t testing.TB, rate int) (*Engine, *capture.Capturer) {
 	}
 	addr := netip.MustParseAddrPort("127.0.0.1:" + strconv.Itoa(freePort(t)))
 	e, err := Start(Config{
-		Addr: addr, Loops: 1, QueueSize: 64, RecvBuffer: 1 << 20, Capture: c,
+		Addr: addr, Loops: 1, QueueSize: 64, RecvBuffer: 1 << 20, Capture: c, Batch: batch,
 		NewLoop: func() Absorber { return registrar{} },
 		Limits:  func() scan.Limits { return scan.Limits{MaxMessageBytes: 4096, MaxHeaders: 64} },
 	})
@@ -86,9 +86,15 @@ func startRegistrar(t testing.TB, rate int) (*Engine, *capture.Capturer) {
 }
 
 // A loop's answered refresh and its answer both reach the capture, with
-// the loop's socket and the device as the two ends.
+// gnet's one datagram at a time and with batched I/O.
 func TestLoopCapturesExchange(t *testing.T) {
-	e, c := startRegistrar(t, 10000)
+	for _, batch := range []int{1, 64} {
+		t.Run("batch="+strconv.Itoa(batch), func(t *testing.T) { loopCapturesExchange(t, batch) })
+	}
+}
+
+func loopCapturesExchange(t *testing.T, batch int) {
+	e, c := startRegistrar(t, 10000, batch)
 	dev, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(e.cfg.Addr))
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +115,7 @@ func TestLoopCapturesExchange(t *testing.T) {
 }
 
 // BenchmarkLoopCapture is BenchmarkGnetShare with a REGISTER and a 200
-// through one loop, capture off, on at a 1 % sample of calls, and on for
+// through one loop (unbatched: one client sends one at a time), capture off, on at a 1 % sample of calls, and on for
 // every call: what capture adds to an absorbed refresh, in time and in
 // allocations per datagram (the process's, gnet's share included).
 func BenchmarkLoopCapture(b *testing.B) {
@@ -118,7 +124,7 @@ func BenchmarkLoopCapture(b *testing.B) {
 		rate int
 	}{{"off", -1}, {"sample=1%", 100}, {"sample=100%", 10000}} {
 		b.Run(bc.name, func(b *testing.B) {
-			e, _ := startRegistrar(b, bc.rate)
+			e, _ := startRegistrar(b, bc.rate, 1)
 			c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(e.cfg.Addr))
 			if err != nil {
 				b.Fatal(err)

@@ -30,6 +30,7 @@ import (
 	"github.com/pinhole-sip/pinhole/fastpath/handoff"
 	"github.com/pinhole-sip/pinhole/fastpath/scan"
 	"github.com/pinhole-sip/pinhole/internal/capture"
+	"github.com/pinhole-sip/pinhole/internal/mmsg"
 )
 
 // Absorber is what an event loop asks of the fast path for one datagram:
@@ -49,7 +50,11 @@ type Config struct {
 	// Limits returns the slow path's current limits (a reload may change them).
 	Limits     func() scan.Limits
 	RecvBuffer int // SO_RCVBUF(FORCE) per socket
-	Log        *slog.Logger
+	// Batch is how many datagrams a loop moves per recvmmsg and sendmmsg
+	// once gnet has woken it (batch.go); 0 or 1: gnet's one recvfrom and
+	// one sendto per datagram.
+	Batch int
+	Log   *slog.Logger
 	// Capture, when set, gets each refresh a loop answers and the answer
 	// (docs/capture.md); each loop has its own tap. What is handed off is
 	// the slow path's to capture.
@@ -71,10 +76,17 @@ type Engine struct {
 type loopState struct {
 	abs Absorber
 	tap *capture.Tap // nil: capture off
+	// rx and tx move datagrams in batches (batch.go); nil with Batch ≤ 1.
+	rx *mmsg.Receiver
+	tx *mmsg.Sender
 	// sent counts replies whose send failed (the socket buffer full):
 	// per loop, read at scrape time.
 	sendErrors atomic.Uint64
 	handed     atomic.Uint64
+	// batches and batched count the extra reads after gnet's own and the
+	// datagrams they brought: batched ÷ batches is the mean batch.
+	batches, batched atomic.Uint64
+	dropped          atomic.Uint64 // truncated, or from no IP address
 }
 
 // handler is gnet's event handler.
@@ -180,7 +192,9 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 }
 
 // OnTraffic handles one datagram. gnet hands UDP datagrams one by one,
-// each with a fresh Conn that must not be kept.
+// each with a fresh Conn that must not be kept. With batching on, the
+// loop then reads what else is queued on its socket and sends every
+// reply in one go (batch.go).
 func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	e := h.e
 	l := e.loop(c.Fd())
@@ -191,6 +205,10 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 	remote := ua.AddrPort()
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	if l.tx != nil {
+		e.batch(l, c.Fd(), data, remote)
+		return gnet.None
+	}
 	if l.abs != nil {
 		if reply, _ := l.abs.Absorb(data, e.cfg.Limits(), e.cfg.Addr, remote, time.Now()); reply != nil {
 			if _, err := c.Write(reply); err != nil {
@@ -231,9 +249,32 @@ func (e *Engine) loop(fd int) *loopState {
 			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, e.cfg.RecvBuffer)
 		}
 	}
+	if e.cfg.Batch > 1 {
+		family, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+		if err == nil {
+			st.rx = mmsg.NewReceiver(e.cfg.Batch, slotSize)
+			st.tx = mmsg.NewSender(e.cfg.Batch, slotSize, family)
+		} else {
+			e.cfg.Log.Warn("fast path: no batched I/O on this socket", "addr", e.cfg.Addr, "error", err)
+		}
+	}
 	next[fd] = st
 	e.byFD.Store(&next)
 	return st
+}
+
+// BatchCounts are the batched reads after gnet's own, the datagrams they
+// brought, and those dropped (truncated, or from no IP address), summed
+// over the loops.
+func (e *Engine) BatchCounts() (reads, datagrams, dropped uint64) {
+	for _, l := range *e.byFD.Load() {
+		if l != nil {
+			reads += l.batches.Load()
+			datagrams += l.batched.Load()
+			dropped += l.dropped.Load()
+		}
+	}
+	return reads, datagrams, dropped
 }
 
 // gnetLogger sends gnet's own log lines to pinhole's logger.

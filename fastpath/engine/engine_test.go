@@ -38,11 +38,15 @@ func freePort(t testing.TB) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
-func startEcho(t testing.TB, loops int) *Engine {
+func startEcho(t testing.TB, loops int) *Engine { return startEchoBatch(t, loops, 1) }
+
+// startEchoBatch starts an echo engine whose loops move batch datagrams
+// per recvmmsg/sendmmsg.
+func startEchoBatch(t testing.TB, loops, batch int) *Engine {
 	t.Helper()
 	addr := netip.MustParseAddrPort("127.0.0.1:" + strconv.Itoa(freePort(t)))
 	e, err := Start(Config{
-		Addr: addr, Loops: loops, QueueSize: 64, RecvBuffer: 1 << 20,
+		Addr: addr, Loops: loops, QueueSize: 4096, RecvBuffer: 4 << 20, Batch: batch,
 		NewLoop: func() Absorber { return echo{} },
 		Limits:  func() scan.Limits { return scan.Limits{MaxMessageBytes: 4096, MaxHeaders: 64} },
 	})

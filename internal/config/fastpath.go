@@ -14,6 +14,10 @@ type FastPath struct {
 	// QueueSize bounds the hand-off to the slow path per listener
 	// (in-dialog traffic; new requests get three quarters of it).
 	QueueSize int `yaml:"queue_size"`
+	// Batch is how many datagrams a loop reads per recvmmsg and sends per
+	// sendmmsg after gnet wakes it; 1: one recvfrom and one sendto per
+	// datagram, as gnet alone does.
+	Batch int `yaml:"batch"`
 }
 
 func (c *Config) validateFastPath() error {
@@ -26,6 +30,9 @@ func (c *Config) validateFastPath() error {
 	}
 	if f.QueueSize < 16 || f.QueueSize > 1<<20 {
 		return bad("fastpath.queue_size", "%d: must be between 16 and 1048576", f.QueueSize)
+	}
+	if f.Batch < 1 || f.Batch > 1024 {
+		return bad("fastpath.batch", "%d: must be between 1 (no batching) and 1024", f.Batch)
 	}
 	// listen.udp already refuses port 0, which the fast path could not
 	// serve (each loop binds its own SO_REUSEPORT socket to the address).

@@ -9,8 +9,8 @@
 // links carry NamePrefix and a random part, so parallel test processes and the
 // leftovers of a crashed run (see scripts/netns-cleanup.sh) never collide.
 //
-// The helpers need root, iproute2, nftables or iptables and sipp
-// (scripts/install-deps.sh test). They fail the test when something is
-// missing instead of skipping it: CI runs as root, and a skipped integration
-// test hides a broken harness.
+// The helpers need root, iproute2, nftables or iptables, sipp and, for the
+// media tests, rtpengine (scripts/install-deps.sh test). They fail the test
+// when something is missing instead of skipping it: CI runs as root, and a
+// skipped integration test hides a broken harness.
 package testutil

@@ -3,13 +3,14 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/routesig"
 	"github.com/pinhole-sip/pinhole/slowpath/trust"
-	"net/netip"
-	"strings"
-	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -102,9 +103,21 @@ type Config struct {
 	// other edges, the farm's nodes): their requests are not challenged
 	// and keep their identity headers. nil trusts nobody.
 	Trusted *trust.List
+	// OutboundDNS resolves Outbound when its host is a name (RFC 3263,
+	// docs/dns.md); nil: the name is left to sipgo, which asks Go's
+	// resolver for A records when each request is sent.
+	OutboundDNS Resolver
+	// Peers reports further peers believed by source address whose
+	// addresses follow DNS (mid-registrar upstreams given by name,
+	// docs/dns.md); nil: none.
+	Peers func(netip.Addr) bool
 	// MaxBreadth is the Max-Breadth given to a request that arrives
 	// without one (RFC 5393 §5.3); zero means 60.
 	MaxBreadth int
+	// FlowOpen reports whether the connection of a TCP, TLS, WS or WSS
+	// flow is still open. A request for a device whose connection is
+	// closed is not sent (flowfail.go). nil: every flow is taken as open.
+	FlowOpen func(location.Flow) bool
 }
 
 // Oversize bounds requests sent to devices over UDP (RFC 3261 §18.1.1).

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -156,6 +157,10 @@ func retryAfter(f *dispatch.Dispatcher) int {
 func (p *Proxy) routePath(req *sip.Request, tx sip.ServerTransaction, d *decision) {
 	base := p.prepare(req, d)
 	t, err := p.dialogTarget(base, d)
+	if errors.Is(err, errFlowFailed) {
+		p.reply(req, tx, StatusFlowFailed, "Flow Failed")
+		return
+	}
 	if err != nil {
 		p.log.Debug("request from the farm has no way out", "error", err, "req", req.StartLine())
 		p.reply(req, tx, sip.StatusInternalServerError, "Server Internal Error")
@@ -414,6 +419,9 @@ func callID(r *sip.Request) string {
 // moveOn reports whether a farm request goes on to its next destination:
 // only when every branch of the group ended in a failover condition.
 func (c *call) moveOn(bs []*branch) bool {
+	if c.outbound {
+		return c.outboundMoveOn(bs)
+	}
 	if !c.farm {
 		return true
 	}

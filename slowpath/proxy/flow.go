@@ -5,8 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/pinhole-sip/pinhole/internal/location"
 	"net/netip"
+
+	"github.com/pinhole-sip/pinhole/internal/location"
 )
 
 // ErrFlowParam is returned for a flow parameter that pinhole did not write.

@@ -3,12 +3,13 @@ package proxy
 import (
 	"context"
 	"errors"
-	"github.com/pinhole-sip/pinhole/internal/location"
 	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/location"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -50,6 +51,9 @@ type call struct {
 	farm     bool
 	key      string
 	fromFarm *dispatch.Node
+	// outbound: targets are addresses of the outbound proxy's name, tried
+	// in turn (outbound.go).
+	outbound bool
 }
 
 // branch is one client transaction of a call.

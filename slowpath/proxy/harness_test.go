@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"github.com/pinhole-sip/pinhole/internal/location"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/location"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"

@@ -15,15 +15,20 @@ var (
 	mCancels     = metrics.NewCounter(`pinhole_proxy_cancels_sent_total`)
 	mFlowBad     = metrics.NewCounter(`pinhole_proxy_flow_param_errors_total`)
 	mNoListener  = metrics.NewCounter(`pinhole_proxy_no_listener_total`)
+	mUnresolved  = metrics.NewCounter(`pinhole_proxy_outbound_unresolved_total`)
 	mBadBinding  = metrics.NewCounter(`pinhole_proxy_bad_bindings_total`)
 	mAuthFailed  = metrics.NewCounter(`pinhole_proxy_auth_rejected_total`)
 	mRelayFailed = metrics.NewCounter(`pinhole_proxy_relay_errors_total`)
+	// mFlowFailed: requests, or branches, not sent because the device's
+	// connection is closed (flowfail.go).
+	mFlowFailed = metrics.NewCounter(`pinhole_proxy_flow_failed_total`)
 
 	mReplies = map[int]*metrics.Counter{
 		200: metrics.NewCounter(`pinhole_proxy_local_replies_total{status="200"}`),
 		403: metrics.NewCounter(`pinhole_proxy_local_replies_total{status="403"}`),
 		404: metrics.NewCounter(`pinhole_proxy_local_replies_total{status="404"}`),
 		407: metrics.NewCounter(`pinhole_proxy_local_replies_total{status="407"}`),
+		430: metrics.NewCounter(`pinhole_proxy_local_replies_total{status="430"}`),
 		480: metrics.NewCounter(`pinhole_proxy_local_replies_total{status="480"}`),
 		481: metrics.NewCounter(`pinhole_proxy_local_replies_total{status="481"}`),
 		483: metrics.NewCounter(`pinhole_proxy_local_replies_total{status="483"}`),

@@ -2,10 +2,11 @@ package proxy
 
 import (
 	"fmt"
-	"github.com/pinhole-sip/pinhole/internal/location"
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/pinhole-sip/pinhole/internal/location"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"

@@ -19,8 +19,37 @@ import (
 func TestCalleeOnTCP(t *testing.T) {
 	tp := startProxy(t, nil)
 	alice := newDevice(t, "alice", "sip:alice@192.0.2.2:5998", nil)
+	got := tcpCallee(t, tp)
 
-	// Bob has only a client connection to pinhole, as after a REGISTER.
+	_, itx := alice.invite(tp, "sip:bob@example.com")
+	var inv *sip.Request
+	select {
+	case inv = <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("bob got no INVITE")
+	}
+	if inv.Transport() != "TCP" || inv.Source() != tp.tcp.String() {
+		t.Errorf("INVITE came over %s from %s, want TCP from %v", inv.Transport(), inv.Source(), tp.tcp)
+	}
+	rrs := inv.GetHeaders("Record-Route")
+	if len(rrs) != 2 {
+		t.Fatalf("Record-Route %v, want two entries", rrs)
+	}
+	top, second := rrs[0].(*sip.RecordRouteHeader).Address, rrs[1].(*sip.RecordRouteHeader).Address
+	if top.UriParams.GetOr("transport", "") != "tcp" || top.Port != int(tp.tcp.Port()) ||
+		second.UriParams.GetOr("transport", "") != "udp" || second.Port != int(tp.udp.Port()) {
+		t.Errorf("Record-Route %s, %s: want the TCP listener on top, then the UDP one", top.String(), second.String())
+	}
+	if last := responses(t, itx); last[len(last)-1].StatusCode != 200 {
+		t.Errorf("caller got %v", codes(last))
+	}
+}
+
+// tcpCallee starts bob, who answers INVITE with 200 and has only a client
+// connection to pinhole, as after a REGISTER over TCP, and registers him
+// over that connection. got receives the INVITEs bob gets.
+func tcpCallee(t *testing.T, tp *testProxy) chan *sip.Request {
+	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("bob"))
 	if err != nil {
 		t.Fatal(err)
@@ -56,27 +85,5 @@ func TestCalleeOnTCP(t *testing.T) {
 		AOR: "bob@example.com", Contact: "sip:bob@192.0.2.1:5999;transport=tcp", Q: 1000,
 		Flow: location.Flow{Transport: location.TransportTCP, Remote: remote, Local: tp.tcp},
 	})
-
-	_, itx := alice.invite(tp, "sip:bob@example.com")
-	var inv *sip.Request
-	select {
-	case inv = <-got:
-	case <-time.After(5 * time.Second):
-		t.Fatal("bob got no INVITE")
-	}
-	if inv.Transport() != "TCP" || inv.Source() != tp.tcp.String() {
-		t.Errorf("INVITE came over %s from %s, want TCP from %v", inv.Transport(), inv.Source(), tp.tcp)
-	}
-	rrs := inv.GetHeaders("Record-Route")
-	if len(rrs) != 2 {
-		t.Fatalf("Record-Route %v, want two entries", rrs)
-	}
-	top, second := rrs[0].(*sip.RecordRouteHeader).Address, rrs[1].(*sip.RecordRouteHeader).Address
-	if top.UriParams.GetOr("transport", "") != "tcp" || top.Port != int(tp.tcp.Port()) ||
-		second.UriParams.GetOr("transport", "") != "udp" || second.Port != int(tp.udp.Port()) {
-		t.Errorf("Record-Route %s, %s: want the TCP listener on top, then the UDP one", top.String(), second.String())
-	}
-	if last := responses(t, itx); last[len(last)-1].StatusCode != 200 {
-		t.Errorf("caller got %v", codes(last))
-	}
+	return got
 }
