@@ -15,6 +15,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/capture"
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/auth"
@@ -76,6 +77,9 @@ type Server struct {
 	sipParser *sip.Parser
 	// dns resolves destinations configured by name (dns.go).
 	dns dnsResolver
+	// tap is the HEP capture (capture.go); nil while capture is off. Set
+	// before Start, never after.
+	tap *capture.Tap
 }
 
 // RouteKeyFile is the key file of slowpath/routesig in data_dir. Edges
@@ -297,6 +301,7 @@ func (s *Server) listen(l config.Listener) error {
 		if err != nil {
 			return err
 		}
+		pc = s.capturePacketConn(pc) // what is written to it is captured (capture.go)
 		s.addCloser(pc.Close)
 		s.udp.add(pc)
 		serve(func() error { return s.srv.ServeUDP(pc) })
@@ -312,6 +317,7 @@ func (s *Server) listen(l config.Listener) error {
 			ln := saneListener{Listener: ln, wrap: s.saneStream}
 			serve(func() error { return s.srv.ServeTCP(ln) })
 		} else {
+			ln := s.captureWS(ln) // messages sent captured (wsframe.go)
 			serve(func() error { return s.srv.ServeWS(ln) })
 		}
 	case "TLS", "WSS":
@@ -324,6 +330,7 @@ func (s *Server) listen(l config.Listener) error {
 			ln := saneListener{Listener: ln, wrap: s.saneStream}
 			serve(func() error { return s.srv.ServeTLS(ln) })
 		} else {
+			ln := s.captureWS(ln)
 			serve(func() error { return s.srv.ServeWSS(ln) })
 		}
 	default:
