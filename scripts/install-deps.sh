@@ -5,10 +5,12 @@
 #
 #   test  peers and network tools for the integration tests: sipp, iproute2,
 #         nftables and iptables (NAT namespaces), procps, kamailio (the main
-#         registrar that later tests put behind pinhole, and a TLS peer),
-#         rtpengine-daemon (the media relay, run in userspace by the
+#         registrar that later tests put behind pinhole, and a TLS peer;
+#         its sipcapture module is also the HEP collector of the capture
+#         tests), rtpengine-daemon (the media relay, run in userspace by the
 #         tests), openssl (s_client for the TLS tests), dnsmasq-base (the
-#         name server of the DNS tests, without a system service),
+#         name server of the DNS tests, without a system service), tshark
+#         (records what crosses the wire in the capture tests),
 #         redis-server and redis-tools (the Redis Cluster location backing
 #         and its redis-cli)
 #   bpf   the toolchain that regenerates the committed BPF objects
@@ -34,9 +36,10 @@ packages_for() {
 		# peer (Debian's sipp is built without TLS); openssl: s_client
 		# checks the certificate served per SNI and the refused versions.
 		# rtpengine-daemon: the tests start the binary themselves, without
-		# its kernel module (--table=-1).
+		# its kernel module (--table=-1). tshark: the capture tests compare
+		# the HEP copies with the wire it records.
 		# redis-server, redis-tools: the tests start their own Redis Cluster.
-		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon openssl dnsmasq-base redis-server redis-tools
+		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon openssl dnsmasq-base tshark redis-server redis-tools
 		;;
 	bpf)
 		echo clang llvm libbpf-dev bpftool
@@ -99,6 +102,11 @@ if [ ! -e "$policy" ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# tshark's package asks whether non-root users may capture; answer no
+# beforehand so the install never waits for a question.
+if command -v debconf-set-selections >/dev/null; then
+	echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
+fi
 echo "install-deps: installing: ${missing[*]}"
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"

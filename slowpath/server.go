@@ -15,6 +15,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/capture"
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/auth"
@@ -76,6 +77,9 @@ type Server struct {
 	sipParser *sip.Parser
 	// dns resolves destinations configured by name (dns.go).
 	dns dnsResolver
+	// tap is the HEP capture (capture.go); nil while capture is off. Set
+	// before Start, never after.
+	tap *capture.Tap
 }
 
 // RouteKeyFile is the key file of slowpath/routesig in data_dir. Edges
@@ -292,6 +296,7 @@ func (s *Server) listen(l config.Listener) error {
 		if err != nil {
 			return err
 		}
+		pc = s.capturePacketConn(pc) // what is written to it is captured (capture.go)
 		s.addCloser(pc.Close)
 		s.udp.add(pc)
 		serve(func() error { return s.srv.ServeUDP(pc) })
@@ -307,6 +312,7 @@ func (s *Server) listen(l config.Listener) error {
 			ln := saneListener{Listener: ln, wrap: s.saneStream}
 			serve(func() error { return s.srv.ServeTCP(ln) })
 		} else {
+			ln := s.captureWS(ln) // messages sent captured (wsframe.go)
 			serve(func() error { return s.srv.ServeWS(ln) })
 		}
 	case "TLS", "WSS":
@@ -319,6 +325,7 @@ func (s *Server) listen(l config.Listener) error {
 			ln := saneListener{Listener: ln, wrap: s.saneStream}
 			serve(func() error { return s.srv.ServeTLS(ln) })
 		} else {
+			ln := s.captureWS(ln)
 			serve(func() error { return s.srv.ServeWSS(ln) })
 		}
 	default:

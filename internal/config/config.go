@@ -44,6 +44,8 @@ type Config struct {
 	// FastPath puts gnet event loops in front of the UDP listeners and
 	// absorbs REGISTER refreshes from a cache (docs/fastpath.md).
 	FastPath FastPath `yaml:"fastpath"`
+	// Capture copies SIP messages to HEP collectors (docs/capture.md).
+	Capture Capture `yaml:"capture"`
 
 	// Dispatch relays requests to a farm of servers; off while it has no
 	// sets.
@@ -196,6 +198,7 @@ func (c *Config) validate() error {
 		c.NATPing.validate,
 		c.validateFastPath,
 		c.Media.validate,
+		c.Capture.validate,
 	}
 	for _, check := range checks {
 		errs = append(errs, check())
