@@ -3,6 +3,10 @@ GO      ?= go
 BIN     := bin/pinhole
 CONFIG  ?=
 FUZZTIME ?= 30s
+# VERSION is what `pinhole version` prints; the commit and Go version come
+# from the binary's own build information.
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 # Every package that has fuzz targets; `make fuzz` runs each target for FUZZTIME.
 FUZZPKGS := $(shell grep -rl --include='*_test.go' '^func Fuzz' . 2>/dev/null | xargs -r -n1 dirname | sort -u)
 
@@ -12,7 +16,7 @@ run: deps-run build
 	./$(BIN) $(if $(CONFIG),-config $(CONFIG))
 
 build:
-	$(GO) build -o $(BIN) ./cmd/pinhole
+	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/pinhole
 
 deps-run:
 	@scripts/install-deps.sh run
@@ -38,7 +42,7 @@ check-generated:
 	@if [ -x bench/xdp/check-generated.sh ]; then bench/xdp/check-generated.sh; fi
 
 test-integration: build
-	$(GO) test -race -count=1 -tags integration -timeout 12m ./internal/e2e/... ./internal/testutil/...
+	$(GO) test -race -count=1 -tags integration -timeout 12m ./internal/e2e/... ./internal/testutil/... ./internal/location/...
 
 generate:
 	$(GO) generate ./bpf/... ./bench/xdp/bare

@@ -37,6 +37,7 @@
 #   CAPACITY_RATES="4000 8000 16000 32000 64000 128000"  (each server climbs until it fails twice)
 #   CEILING_RATE=400000  (offered to the echo responder for the generator's ceiling)
 #   SERVERS="echo pinhole fastpath kamailio opensips"  IO=batch  SOCKETS=8
+#     (also fastpath-nobatch: the fast path with fastpath.batch 1)
 #   MEMORY=""  binding counts for memory per binding, e.g. "100000 1000000"
 #              (each waits ~2 min for a GC after the registrations)
 #   MEMORY_RATE=3000  registrations per second while filling
@@ -133,7 +134,11 @@ sources() {
 }
 
 
-write_pinhole_cfg() { # fastpath: true|false; AUTH=0 leaves digest authentication out
+# is_pinhole SERVER: pinhole in any of its forms (slow path alone, fast
+# path, fast path without batched I/O).
+is_pinhole() { [[ $1 == pinhole || $1 == fastpath || $1 == fastpath-nobatch ]]; }
+
+write_pinhole_cfg() { # fastpath: true|false; batch; AUTH=0 leaves digest authentication out
   local auth="auth: {realm: pinhole, credentials: $OUT/users.txt, algorithms: [MD5], nonce_ttl: 300s}"
   [[ ${AUTH:-1} == 0 ]] && auth=""
   cat >"$OUT/pinhole.yaml" <<YAML
@@ -146,7 +151,7 @@ log: {level: info}
 metrics: {listen: "${METRICS_HOST:-$HOST}:$METRICS_PORT"}
 api: {listen: ""}
 natping: {interval: 0s}
-fastpath: {enabled: $1, loops: 1}
+fastpath: {enabled: $1, loops: 1, batch: ${2:-64}}
 YAML
 }
 
@@ -215,9 +220,11 @@ start_server() { # name; sets SERVER_PID, SERVER_SETTINGS (the file it ran with)
     "${SRV[@]}" taskset -c "$SERVER_CORE" "$BIN/echo-responder" -listen "$HOST:$PORT" >"$OUT/echo.log" 2>&1 &
     SERVER_VERSION="echo-responder $COMMIT"
     ;;
-  pinhole | fastpath)
+  pinhole | fastpath | fastpath-nobatch)
     rm -rf "$OUT/pinhole-data"
-    write_pinhole_cfg "$([[ $name == fastpath ]] && echo true || echo false)"
+    # fastpath-nobatch: the loops with gnet's one system call per datagram
+    # (fastpath.batch 1), to see what batching buys in the same run.
+    write_pinhole_cfg "$([[ $name == fastpath* ]] && echo true || echo false)" "$([[ $name == fastpath-nobatch ]] && echo 1 || echo 64)"
     "${SRV[@]}" taskset -c "$SERVER_CORE" "$BIN/pinhole" -config "$OUT/pinhole.yaml" >"$OUT/$name.log" 2>&1 &
     SERVER_SETTINGS=$OUT/pinhole.yaml SERVER_VERSION="pinhole $COMMIT"
     ;;
@@ -293,7 +300,7 @@ srv_metric() { srv_get /metrics | awk -v m="$1" '$1 == m {printf "%.0f\n", $2}';
 # bindings_held SERVER: the bindings the server holds now, by its own
 # count (pinhole_location_bindings; Kamailio: usrloc's location_contacts).
 bindings_held() {
-  if [[ $1 == pinhole || $1 == fastpath ]]; then
+  if is_pinhole "$1"; then
     srv_metric pinhole_location_bindings
   else
     PATH=$PATH:/usr/sbin kamcmd -s "unix:$OUT/kamailio.ctl" stats.get_statistics usrloc: |
@@ -312,7 +319,7 @@ gen() { # server scenario source-prefix extra-args...
   [[ $IO == socket ]] && ((DEVICES > FD_BUDGET)) && per=$(((DEVICES + FD_BUDGET - 1) / FD_BUDGET))
   # The generator reads pinhole's metrics from its own namespace: only
   # when they listen on the server's address.
-  if [[ ($srv == pinhole || $srv == fastpath) && ${METRICS_HOST:-$HOST} == "$HOST" ]]; then
+  if is_pinhole "$srv" && [[ ${METRICS_HOST:-$HOST} == "$HOST" ]]; then
     server_args=(-server-metrics "http://$HOST:$METRICS_PORT/metrics")
   fi
   [[ -n ${SERVER_PID:-} ]] && server_args+=(-server-pid "$SERVER_PID")
@@ -437,7 +444,7 @@ avalanche_run() { # server k
   METRICS_HOST=127.0.0.1
   AUTH=1 start_server "$srv"
   # Before: the server as it starts, what the avalanche adds to.
-  if [[ $srv == pinhole || $srv == fastpath ]]; then
+  if is_pinhole "$srv"; then
     srv_get '/debug/pprof/heap?gc=1' >/dev/null || echo "compare: no forced GC (pprof)" >&2
     echo "before_heap_bytes $(srv_metric go_memstats_heap_alloc_bytes)" >"$f"
     echo "before_rss_bytes $(($(proc_kb VmRSS) * 1024))" >>"$f"
@@ -445,7 +452,7 @@ avalanche_run() { # server k
     echo "before_shm_bytes $(shm_bytes)" >"$f"
     echo "before_private_rss_bytes $(($(rss_kb) * 1024))" >>"$f"
   fi
-  if [[ $srv == pinhole || $srv == fastpath ]]; then
+  if is_pinhole "$srv"; then
     while kill -0 "$SERVER_PID" 2>/dev/null; do srv_metric go_memstats_heap_alloc_bytes || true; sleep 0.5; done >"$f.samples" &
     sampler=$!
   fi

@@ -25,6 +25,7 @@ import (
 	"github.com/pinhole-sip/pinhole/fastpath/engine"
 	"github.com/pinhole-sip/pinhole/fastpath/handoff"
 	"github.com/pinhole-sip/pinhole/fastpath/scan"
+	"github.com/pinhole-sip/pinhole/internal/capture"
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/internal/location"
@@ -55,6 +56,8 @@ type FastPath struct {
 	host  Host
 	log   *slog.Logger
 	cache *absorb.Cache // nil: the loops absorb nothing (see Attach)
+	// capture gets the loops' refreshes and answers; nil: off.
+	capture *capture.Capturer
 	// Absorbing says why the fast path absorbs or not, for the log line.
 	Absorbing string
 
@@ -66,10 +69,13 @@ type FastPath struct {
 	set     *metrics.Set
 }
 
-// Options adjust Attach for tests.
+// Options adjust Attach.
 type Options struct {
-	// Refuse is absorb.Options.Refuse: evict or refuse at random.
+	// Refuse is absorb.Options.Refuse: evict or refuse at random (tests).
 	Refuse func() bool
+	// Capture gets what the loops absorb and answer (docs/capture.md);
+	// nil: capture off.
+	Capture *capture.Capturer
 }
 
 // Attach makes h open its UDP listeners through gnet loops and fills the
@@ -79,7 +85,7 @@ type Options struct {
 // when it is on (h.Digest), in the mid-registrar in modes contact and aor
 // (mirror relays everything).
 func Attach(h Host, cfg *config.Config, log *slog.Logger, opt Options) (*FastPath, error) {
-	f := &FastPath{cfg: cfg.FastPath, host: h, log: log, stop: make(chan struct{}), flushed: make(chan struct{})}
+	f := &FastPath{cfg: cfg.FastPath, host: h, log: log, capture: opt.Capture, stop: make(chan struct{}), flushed: make(chan struct{})}
 	mode, margin := absorb.Registrar, time.Duration(0)
 	switch {
 	case h.MidRegistrar() && cfg.MidRegistrar.Mode == "mirror":
@@ -142,6 +148,7 @@ func (f *FastPath) listen(addr netip.AddrPort) (net.PacketConn, error) {
 	}
 	ec := engine.Config{
 		Addr: addr, Loops: loops, QueueSize: f.cfg.QueueSize, RecvBuffer: RecvBuffer, Batch: f.cfg.Batch, Log: f.log,
+		Capture: f.capture,
 		Limits: func() scan.Limits {
 			b, h := f.host.UDPLimits()
 			return scan.Limits{MaxMessageBytes: b, MaxHeaders: h}

@@ -5,9 +5,15 @@
 #
 #   test  peers and network tools for the integration tests: sipp, iproute2,
 #         nftables and iptables (NAT namespaces), procps, kamailio (the main
-#         registrar that later tests put behind pinhole), rtpengine-daemon
-#         (the media relay, run in userspace by the tests), chromium and npm
-#         (a browser calling through pinhole, with JsSIP from npm)
+#         registrar that later tests put behind pinhole, and a TLS peer;
+#         its sipcapture module is also the HEP collector of the capture
+#         tests), rtpengine-daemon (the media relay, run in userspace by the
+#         tests), openssl (s_client for the TLS tests), dnsmasq-base (the
+#         name server of the DNS tests, without a system service), tshark
+#         (records what crosses the wire in the capture tests),
+#         redis-server and redis-tools (the Redis Cluster location backing
+#         and its redis-cli), chromium and npm (a browser calling through
+#         pinhole, with JsSIP from the npm registry)
 #   bpf   the toolchain that regenerates the committed BPF objects
 #   bench what bench/ needs besides `test`: ethtool (GRO and threaded NAPI
 #         on the veth pairs), util-linux (taskset), curl (pinhole's metrics
@@ -27,12 +33,16 @@ usage() {
 packages_for() {
 	case "$1" in
 	test)
-		# kamailio-tls-modules: later tests run Kamailio over TLS as well.
+		# kamailio-tls-modules: Kamailio talks TLS to pinhole as a trusted
+		# peer (Debian's sipp is built without TLS); openssl: s_client
+		# checks the certificate served per SNI and the refused versions.
 		# rtpengine-daemon: the tests start the binary themselves, without
-		# its kernel module (--table=-1).
+		# its kernel module (--table=-1). tshark: the capture tests compare
+		# the HEP copies with the wire it records.
+		# redis-server, redis-tools: the tests start their own Redis Cluster.
 		# chromium, npm: the browser e2e test runs headless Chromium with
 		# JsSIP, which it installs from the npm registry at test time.
-		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon chromium npm
+		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon openssl dnsmasq-base tshark redis-server redis-tools chromium npm
 		;;
 	bpf)
 		echo clang llvm libbpf-dev bpftool
@@ -84,7 +94,7 @@ fi
 
 # Installing kamailio must not start a system-wide Kamailio on :5060, which
 # would take the port the tests give pinhole, nor rtpengine-daemon one on
-# the ng port 2223. Debian consults policy-rc.d
+# the ng port 2223, nor redis-server one on 6379. Debian consults policy-rc.d
 # before starting a service; add a refusing one only for the time of this
 # install, and only when the machine has none of its own.
 policy=/usr/sbin/policy-rc.d
@@ -95,6 +105,11 @@ if [ ! -e "$policy" ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# tshark's package asks whether non-root users may capture; answer no
+# beforehand so the install never waits for a question.
+if command -v debconf-set-selections >/dev/null; then
+	echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
+fi
 echo "install-deps: installing: ${missing[*]}"
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"

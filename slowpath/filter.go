@@ -20,12 +20,14 @@ var sanityVerdicts = func() (c [sanity.NumReasons]*metrics.Counter) {
 	return c
 }()
 
-// filterRead is sipgo's read filter, for every transport: it answers
+// filterRead is sipgo's read filter, for every transport: it hands UDP
+// datagrams and WebSocket messages to the capture (capture.go), answers
 // double-CRLF keepalives, runs the intercept hook, then the sanity filter
 // (UDP datagrams and WebSocket messages; TCP and TLS are vetted by
 // SaneConn, stream.go), and hands what passed to the stateless REGISTER
 // path when that is on (stateless.go).
 func (s *Server) filterRead(p sip.TransportReadProps, data []byte) ([]byte, error) {
+	s.captureRead(p, data) // first: whatever happens to it next, it was received
 	if s.answerKeepalive(p, data) || s.intercepted(p, data) {
 		return nil, nil
 	}

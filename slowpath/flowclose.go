@@ -174,20 +174,8 @@ func (c *connBindings) work() {
 
 // remove takes out of aor the bindings over the closed connection id.
 func (c *connBindings) remove(aor string, id connID) {
-	var removed []location.Binding
-	_, err := c.s.store.Update(aor, func(cur []location.Binding) ([]location.Binding, error) {
-		keep := cur[:0:0]
-		for _, b := range cur {
-			if b.Flow.Transport == id.transport && b.Flow.Remote == id.remote && !c.s.flowOpen(b.Flow) {
-				removed = append(removed, b)
-				continue
-			}
-			keep = append(keep, b)
-		}
-		if len(removed) == 0 {
-			return nil, ErrNoBinding
-		}
-		return keep, nil
+	removed, err := c.s.removeBindings(aor, func(b *location.Binding) bool {
+		return b.Flow.Transport == id.transport && b.Flow.Remote == id.remote && !c.s.flowOpen(b.Flow)
 	})
 	if err != nil {
 		if !errors.Is(err, ErrNoBinding) {
@@ -196,9 +184,4 @@ func (c *connBindings) remove(aor string, id connID) {
 		return
 	}
 	flowClosedRemoved.Add(len(removed))
-	if c.s.mid != nil {
-		for _, b := range removed {
-			c.s.mid.OnExpire(b) // de-registered upstream, as on expiry
-		}
-	}
 }

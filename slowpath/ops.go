@@ -102,6 +102,9 @@ func (s *Server) writeStoreMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, "pinhole_location_flushes_total", st.Flushes)
 	metrics.WriteCounterUint64(w, "pinhole_location_flush_errors_total", st.FlushErrors)
 	metrics.WriteCounterUint64(w, "pinhole_location_skipped_at_load_total", st.SkippedAtLoad)
+	metrics.WriteCounterUint64(w, "pinhole_location_write_errors_total", st.WriteErrors)
+	metrics.WriteCounterUint64(w, "pinhole_location_followed_total", st.Followed)
+	metrics.WriteCounterUint64(w, "pinhole_location_follow_errors_total", st.FollowErrors)
 }
 
 // writeAuthMetrics publishes the digest replay memory at scrape time.
@@ -220,15 +223,27 @@ var ErrNoBinding = errors.New("no such binding")
 // Contact URI, and returns them. Each is handed to what the store calls on
 // expiry (the mid-registrar de-registers it upstream), as if it had lapsed.
 func (s *Server) RemoveBindings(aor, contact string) ([]location.Binding, error) {
+	removed, err := s.removeBindings(aor, func(b *location.Binding) bool { return contact == "" || b.Contact == contact })
+	if err != nil {
+		return nil, fmt.Errorf("remove bindings of %s: %w", aor, err)
+	}
+	return removed, nil
+}
+
+// removeBindings removes the bindings of aor that gone selects, as if they
+// had lapsed (the mid-registrar de-registers them upstream), and returns
+// them; ErrNoBinding when it selects none.
+func (s *Server) removeBindings(aor string, gone func(*location.Binding) bool) ([]location.Binding, error) {
 	var removed []location.Binding
 	_, err := s.store.Update(aor, func(cur []location.Binding) ([]location.Binding, error) {
+		removed = removed[:0]
 		keep := cur[:0:0]
-		for _, b := range cur {
-			if contact == "" || b.Contact == contact {
-				removed = append(removed, b)
+		for i := range cur {
+			if gone(&cur[i]) {
+				removed = append(removed, cur[i])
 				continue
 			}
-			keep = append(keep, b)
+			keep = append(keep, cur[i])
 		}
 		if len(removed) == 0 {
 			return nil, ErrNoBinding
@@ -236,7 +251,7 @@ func (s *Server) RemoveBindings(aor, contact string) ([]location.Binding, error)
 		return keep, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("remove bindings of %s: %w", aor, err)
+		return nil, err
 	}
 	if s.mid != nil {
 		for _, b := range removed {
@@ -307,6 +322,15 @@ func (s *Server) Reload(next *config.Config) ([]string, error) {
 	// use (routesig.Keyring.Reload), so dialogs keep routing.
 	if err := s.keys.Reload(); err != nil {
 		return nil, fmt.Errorf("reload route keys: %w", err)
+	}
+
+	// TLS: read last, as its swap is immediate; a failure keeps the
+	// certificates in use and refuses the rest of the reload too.
+	if err := s.reloadCertificates(next); err != nil {
+		return nil, err
+	}
+	if s.certs != nil {
+		applied = append(applied, "tls")
 	}
 
 	// Swap.

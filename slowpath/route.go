@@ -9,6 +9,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/internal/resolve"
 	"github.com/pinhole-sip/pinhole/slowpath/auth"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/midreg"
@@ -81,19 +82,36 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 		if err != nil {
 			return nil, nil, err
 		}
+		if names := fc.Names(); len(names) > 0 {
+			res, err := s.resolver()
+			if err != nil {
+				return nil, nil, err
+			}
+			s.warm(res, names)
+			fc.DNS = res
+		}
 		if farm, err = dispatch.New(fc); err != nil {
 			return nil, nil, fmt.Errorf("set up dispatch: %w", err)
 		}
+	}
+	outDNS, err := s.outboundResolver()
+	if err != nil {
+		if farm != nil {
+			farm.Close()
+		}
+		return nil, nil, err
 	}
 	p, err := proxy.New(proxy.Config{
 		Domains:        s.cfg.Domains,
 		Listeners:      ls,
 		Forking:        forking,
 		Outbound:       s.cfg.Proxy.Outbound,
+		OutboundDNS:    outDNS,
 		Farm:           farm,
 		TopologyHiding: dc.TopologyHiding,
 		Keys:           s.keys,
 		Trusted:        trusted,
+		Peers:          s.upstreamPeer(),
 		MaxBreadth:     s.cfg.Proxy.MaxBreadth,
 		FlowOpen:       s.flowOpen,
 		Media:          s.proxyMedia(),
@@ -110,6 +128,38 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 		return nil, nil, fmt.Errorf("set up proxy: %w", err)
 	}
 	return p, farm, nil
+}
+
+// outboundResolver returns the resolver when proxy.outbound names its
+// host by DNS name, after resolving it; nil otherwise. The name is then
+// resolved by RFC 3263 from the cache, not by sipgo per request.
+func (s *Server) outboundResolver() (proxy.Resolver, error) {
+	if s.cfg.Proxy.Outbound == "" {
+		return nil, nil
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(s.cfg.Proxy.Outbound, &u); err != nil {
+		return nil, fmt.Errorf("proxy.outbound: %w", err)
+	}
+	d, ok := proxy.OutboundName(&u)
+	if !ok {
+		return nil, nil
+	}
+	res, err := s.resolver()
+	if err != nil {
+		return nil, err
+	}
+	s.warm(res, []resolve.Dest{d})
+	return res, nil
+}
+
+// upstreamPeer believes the mid-registrar's upstreams given by name at
+// the addresses they resolve to now; nil without a mid-registrar.
+func (s *Server) upstreamPeer() func(netip.Addr) bool {
+	if s.mid == nil {
+		return nil
+	}
+	return s.mid.IsUpstream
 }
 
 // locator answers the proxy's look-ups from the store, and tells an
@@ -148,7 +198,9 @@ func (l locator) Known(aor string) bool {
 // newMidRegistrar builds the mid-registrar from the configuration: the
 // registrar section's bounds are what devices are granted, and requests
 // to an upstream leave from the first listener of its transport.
-func newMidRegistrar(cfg *config.Config) (*midreg.MidRegistrar, error) {
+// Upstreams given by name are resolved before it is built (dns.go).
+func (s *Server) newMidRegistrar() (*midreg.MidRegistrar, error) {
+	cfg := s.cfg
 	mc := cfg.MidRegistrar
 	mode, err := midreg.ParseMode(mc.Mode)
 	if err != nil {
@@ -175,12 +227,29 @@ func newMidRegistrar(cfg *config.Config) (*midreg.MidRegistrar, error) {
 			Trusted:        trusted,
 		},
 	}
+	var names []resolve.Dest
 	for _, u := range mc.Upstreams {
-		ap, err := netip.ParseAddrPort(u.Addr)
-		if err != nil {
-			return nil, fmt.Errorf("midregistrar.upstreams: %w", err)
+		up := midreg.Upstream{Transport: strings.ToUpper(u.Transport)}
+		if ap, err := netip.ParseAddrPort(u.Addr); err == nil {
+			up.Addr = ap
+		} else {
+			d, err := resolve.ParseHostPort(u.Addr)
+			if err != nil {
+				return nil, fmt.Errorf("midregistrar.upstreams: %w", err)
+			}
+			d.Transport = up.Transport
+			up.Name = d
+			names = append(names, d)
 		}
-		c.Upstreams = append(c.Upstreams, midreg.Upstream{Addr: ap, Transport: strings.ToUpper(u.Transport)})
+		c.Upstreams = append(c.Upstreams, up)
+	}
+	if len(names) > 0 {
+		res, err := s.resolver()
+		if err != nil {
+			return nil, err
+		}
+		s.warm(res, names)
+		c.DNS = res
 	}
 	for _, l := range cfg.Listen.Listeners() {
 		if l.Transport != "UDP" && l.Transport != "TCP" {
@@ -204,7 +273,8 @@ func newMidRegistrar(cfg *config.Config) (*midreg.MidRegistrar, error) {
 
 // trustList is the configured peers plus the main registrars the
 // mid-registrar relays to: they are peers by construction. Farm nodes the
-// proxy asks its dispatcher about, which a reload may change.
+// proxy asks its dispatcher about, which a reload may change, and
+// upstreams given by name the mid-registrar (their addresses follow DNS).
 func trustList(cfg *config.Config) (*trust.List, error) {
 	l, err := trust.Parse(cfg.Trust.Peers)
 	if err != nil {

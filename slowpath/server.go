@@ -2,7 +2,6 @@ package slowpath
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,9 +15,11 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/capture"
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/auth"
+	"github.com/pinhole-sip/pinhole/slowpath/certs"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/media/ng"
 	"github.com/pinhole-sip/pinhole/slowpath/midreg"
@@ -44,7 +45,9 @@ type Server struct {
 	authOn bool
 	reg    *registrar.Registrar
 	mid    *midreg.MidRegistrar // nil: standalone registrar
-	tls    *tls.Config
+	// certs serves TLS and WSS handshakes (nil without such listeners);
+	// a reload reads its files again.
+	certs *certs.Store
 	// keys sign the Record-Route, Path and hidden-Contact parameters the
 	// proxy will follow later; the file in data_dir keeps them across
 	// restarts and reloads, so dialogs set up before either still route.
@@ -75,6 +78,11 @@ type Server struct {
 	// sipParser is sipgo's parser as configured (parser.go); WebSocket
 	// messages meet it in the read filter too (filter.go).
 	sipParser *sip.Parser
+	// dns resolves destinations configured by name (dns.go).
+	dns dnsResolver
+	// tap is the HEP capture (capture.go); nil while capture is off. Set
+	// before Start, never after.
+	tap *capture.Tap
 }
 
 // RouteKeyFile is the key file of slowpath/routesig in data_dir. Edges
@@ -119,18 +127,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	// while loading are handed to OnExpire, to be de-registered upstream.
 	var onExpire func(location.Binding)
 	if cfg.MidRegistrar.Enabled() {
-		if s.mid, err = newMidRegistrar(cfg); err != nil {
+		if s.mid, err = s.newMidRegistrar(); err != nil {
 			return nil, err
 		}
 		onExpire = s.mid.OnExpire
 		s.mid.OnCommit(s.committed)
 	}
-	s.store, err = location.Open(location.Options{
-		Path:          filepath.Join(cfg.DataDir, "bindings.db"),
-		FlushInterval: cfg.Location.FlushInterval,
-		OnExpire:      onExpire,
-		OnChange:      s.bindingChanged,
-	})
+	s.store, err = location.Open(storeOptions(cfg, onExpire, s.bindingChanged))
 	if err != nil {
 		return nil, err
 	}
@@ -159,15 +162,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 
 	if len(cfg.Listen.TLS)+len(cfg.Listen.WSS) > 0 {
-		cert, generated, err := loadOrCreateCert(cfg.TLS.Cert, cfg.TLS.Key, cfg.DataDir, s.certHosts())
-		if err != nil {
+		if s.certs, err = certs.New(s.tlsSettings(cfg), s.isTLSPeer(trusted)); err != nil {
 			s.store.Close()
 			return nil, err
 		}
-		if generated {
-			log.Warn("generated a self-signed TLS certificate; configure tls.cert and tls.key for production", "dir", cfg.DataDir)
-		}
-		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.logCertificates()
 	}
 
 	if err := s.buildUA(); err != nil {
@@ -228,8 +227,10 @@ func (s *Server) buildUA() error {
 		sipgo.WithUserAgentDNSResolver(guardedResolver()),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
 	}
-	if s.tls != nil {
-		opts = append(opts, sipgo.WithUserAgenTLSConfig(s.tls))
+	if s.certs != nil {
+		// sipgo dials TLS with it (to a farm node, an upstream); pinhole's
+		// own listeners take the server side (streams.go).
+		opts = append(opts, sipgo.WithUserAgenTLSConfig(s.certs.ClientConfig()))
 	}
 	ua, err := sipgo.NewUA(opts...)
 	if err != nil {
@@ -298,6 +299,7 @@ func (s *Server) listen(l config.Listener) error {
 		if err != nil {
 			return err
 		}
+		pc = s.capturePacketConn(pc) // what is written to it is captured (capture.go)
 		s.addCloser(pc.Close)
 		s.udp.add(pc)
 		serve(func() error { return s.srv.ServeUDP(pc) })
@@ -313,6 +315,7 @@ func (s *Server) listen(l config.Listener) error {
 			ln := saneListener{Listener: ln, wrap: s.saneStream}
 			serve(func() error { return s.srv.ServeTCP(ln) })
 		} else {
+			ln := s.captureWS(ln) // messages sent captured (wsframe.go)
 			serve(func() error { return s.srv.ServeWS(ln) })
 		}
 	case "TLS", "WSS":
@@ -325,6 +328,7 @@ func (s *Server) listen(l config.Listener) error {
 			ln := saneListener{Listener: ln, wrap: s.saneStream}
 			serve(func() error { return s.srv.ServeTLS(ln) })
 		} else {
+			ln := s.captureWS(ln)
 			serve(func() error { return s.srv.ServeWSS(ln) })
 		}
 	default:
@@ -390,6 +394,7 @@ func (s *Server) close(ctx context.Context) error {
 	if s.mid != nil {
 		s.mid.Close()
 	}
+	s.closeDNS()
 	_ = s.ua.Close()
 	if s.media != nil {
 		_ = s.media.Close() // after the calls in flight: they may still delete
@@ -426,3 +431,28 @@ func (s *Server) UDPLimits() (maxMessageBytes, maxHeaders int) {
 
 // MidRegistrar reports whether REGISTER goes through the mid-registrar.
 func (s *Server) MidRegistrar() bool { return s.mid != nil }
+
+// storeOptions are the location store's options for cfg: a bbolt file in
+// data_dir, or the Redis Cluster of location.redis.
+func storeOptions(cfg *config.Config, onExpire func(location.Binding), onChange func(string)) location.Options {
+	o := location.Options{
+		FlushInterval: cfg.Location.FlushInterval,
+		OnExpire:      onExpire,
+		OnChange:      onChange,
+	}
+	if cfg.Location.Backend != "redis" {
+		o.Path = filepath.Join(cfg.DataDir, "bindings.db")
+		return o
+	}
+	r := cfg.Location.Redis
+	o.Redis = &location.RedisOptions{
+		Addresses:    r.Addresses,
+		Username:     r.Username,
+		Password:     r.Password,
+		WaitReplicas: r.WaitReplicas,
+		WaitTimeout:  r.WaitTimeout,
+		DialTimeout:  r.DialTimeout,
+		KeyPrefix:    r.KeyPrefix,
+	}
+	return o
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/pinhole-sip/pinhole/internal/capture"
 	"github.com/pinhole-sip/pinhole/slowpath/sanity"
 )
 
@@ -40,6 +41,9 @@ type SaneConn struct {
 	limits func() sanity.Limits
 	// refused is told of every message refused, with its reason.
 	refused func(sanity.Reason)
+	// seen, when set, is told of every message framed, as it came,
+	// before it is vetted: the capture (capture.go).
+	seen func(msg []byte)
 
 	buf  []byte // bytes read and not yet framed, buf[off:]
 	off  int
@@ -113,6 +117,9 @@ func (c *SaneConn) next() error {
 			return io.EOF
 		}
 		msg := data[:f.Len]
+		if c.seen != nil {
+			c.seen(msg)
+		}
 		if f.Status == sanity.FrameNoLength {
 			c.msg = sanity.AppendContentLength(c.msg[:0], msg, f.Body)
 			msg = c.msg
@@ -196,7 +203,15 @@ func (l saneListener) Accept() (net.Conn, error) {
 // saneStream is the wrapper listen applies to TCP and TLS connections:
 // the current limits, and refusals counted like the UDP filter's.
 func (s *Server) saneStream(c net.Conn) net.Conn {
-	return NewSaneConn(c, s.currentLimits, countRefused)
+	if s.tap == nil {
+		return NewSaneConn(c, s.currentLimits, countRefused)
+	}
+	// With capture on, what sipgo and SaneConn write is captured below
+	// SaneConn, and each framed message as SaneConn reads it (capture.go).
+	local, remote := addrPort(c.LocalAddr()), addrPort(c.RemoteAddr())
+	sc := NewSaneConn(&capturedConn{Conn: c, tap: s.tap, local: local, remote: remote}, s.currentLimits, countRefused)
+	sc.seen = func(msg []byte) { s.tap.Capture(capture.Received, capture.TCP, remote, local, msg) }
+	return sc
 }
 
 func (s *Server) currentLimits() sanity.Limits { return *s.ops.limits.Load() }

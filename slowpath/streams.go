@@ -3,6 +3,7 @@ package slowpath
 import (
 	"crypto/tls"
 	"net"
+	"net/netip"
 
 	"github.com/pinhole-sip/pinhole/slowpath/streams"
 )
@@ -20,6 +21,9 @@ func (s *Server) newStreamBudget() *streams.Budget {
 		FDReserve:        sc.FDReserve,
 		MaxMessageBytes:  func() int { return s.ops.limits.Load().MaxMessageBytes },
 		Ended:            s.streamEnded,
+		Handshake: func(src netip.Addr, cs tls.ConnectionState, err error, timedOut bool) bool {
+			return s.certs.Handshake(src, cs, err, timedOut) // set in New, before any listener
+		},
 	})
 	nofile, _ := streams.NoFile()
 	if b.Limit() < sc.MaxConnections {
@@ -41,7 +45,7 @@ func (s *Server) listenStream(transport, addr string) (net.Listener, error) {
 	}
 	var cfg *tls.Config
 	if kind == streams.TLS || kind == streams.WSS {
-		cfg = s.tls
+		cfg = s.certs.ServerConfig()
 	}
 	return s.streams.Listen(ln, kind, cfg), nil
 }

@@ -12,9 +12,14 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/config"
+	"github.com/pinhole-sip/pinhole/slowpath/certs"
+	"github.com/pinhole-sip/pinhole/slowpath/trust"
 )
 
 // loadOrCreateCert returns the configured certificate, or the self-signed
@@ -75,4 +80,64 @@ func loadOrCreateCert(certFile, keyFile, dataDir string, hosts []string) (tls.Ce
 	}
 	c, err := tls.LoadX509KeyPair(certFile, keyFile)
 	return c, true, err
+}
+
+// tlsSettings turns the tls section into what package certs loads; without
+// configured certificates it serves the generated self-signed pair.
+func (s *Server) tlsSettings(cfg *config.Config) certs.Settings {
+	set := certs.Settings{
+		MinVersion: cfg.TLS.Version(),
+		Suites:     cfg.TLS.Suites(),
+		PeerCA:     cfg.TLS.VerifyPeers.CAFile,
+		Fallback: func() (tls.Certificate, error) {
+			c, generated, err := loadOrCreateCert("", "", cfg.DataDir, s.certHosts())
+			if generated {
+				s.log.Warn("generated a self-signed TLS certificate; configure tls.certificates for production", "dir", cfg.DataDir)
+			}
+			return c, err
+		},
+	}
+	for _, p := range cfg.TLS.Pairs() {
+		set.Pairs = append(set.Pairs, certs.Pair{Cert: p.Cert, Key: p.Key})
+	}
+	return set
+}
+
+// isTLSPeer is who must present a verified client certificate when
+// tls.verify_peers is on: the trust list (with mid-registrar upstreams)
+// and the current farm's destinations.
+func (s *Server) isTLSPeer(trusted *trust.List) func(netip.Addr) bool {
+	return func(a netip.Addr) bool {
+		if trusted.Contains(a) {
+			return true
+		}
+		farm := s.ops.farm.Load()
+		return farm != nil && farm.IsFarm(a)
+	}
+}
+
+// logCertificates says what is served and until when; an expired one is
+// a warning, since phones will refuse it.
+func (s *Server) logCertificates() {
+	for file, notAfter := range s.certs.Expiries() {
+		if time.Now().After(notAfter) {
+			s.log.Warn("TLS certificate has expired; phones will refuse it", "file", file, "not_after", notAfter)
+			continue
+		}
+		s.log.Info("TLS certificate", "file", file, "not_after", notAfter)
+	}
+}
+
+// reloadCertificates reads the TLS files again (even with unchanged
+// names: renewing them is the usual reason to reload). A failure keeps
+// the certificates in use.
+func (s *Server) reloadCertificates(next *config.Config) error {
+	if s.certs == nil {
+		return nil
+	}
+	if err := s.certs.Load(s.tlsSettings(next)); err != nil {
+		return fmt.Errorf("reload TLS certificates (the previous ones stay): %w", err)
+	}
+	s.logCertificates()
+	return nil
 }

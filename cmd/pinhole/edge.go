@@ -28,6 +28,7 @@ type edge struct {
 	pinger            *natping.Pinger
 	overlimit         *ban.Overlimit
 	loops             *fastpath.FastPath // gnet event loops in front of the UDP listeners; nil when fastpath.enabled is false
+	stopCapture       func()             // the HEP capture (capture.go)
 	cancel            context.CancelFunc
 	done              sync.WaitGroup
 }
@@ -37,7 +38,14 @@ type edge struct {
 // and attaches the event loops when fastpath.enabled. The pinger starts
 // with runBackground, once the sockets are bound.
 func startEdge(cfg *config.Config, srv *slowpath.Server, log *slog.Logger) (*edge, error) {
-	e := &edge{unregisterMetrics: func() {}}
+	e := &edge{unregisterMetrics: func() {}, stopCapture: func() {}}
+	// Capture first: the slow path and the loops take its taps as they start.
+	capt, stopCapture, err := startCapture(cfg.Capture, log.With(logging.ComponentKey, "capture"))
+	if err != nil {
+		return nil, err
+	}
+	e.stopCapture = stopCapture
+	srv.SetCapture(capt)
 	xc := bpf.Config{Interfaces: cfg.XDP.Interfaces, Mode: cfg.XDP.Mode, Rate: cfg.XDP.Rate, Burst: cfg.XDP.Burst, Signatures: cfg.XDP.Signatures}
 	seen := map[uint16]bool{}
 	for _, l := range cfg.Listen.Listeners() {
@@ -52,7 +60,6 @@ func startEdge(cfg *config.Config, srv *slowpath.Server, log *slog.Logger) (*edg
 	if len(xc.Ports) == 0 {
 		xc.Mode = "off" // only UDP reaches the program's SIP path
 	}
-	var err error
 	if e.xdp, err = bpf.Start(xc, log.With(logging.ComponentKey, "xdp")); err != nil {
 		return nil, err
 	}
@@ -99,7 +106,7 @@ func startEdge(cfg *config.Config, srv *slowpath.Server, log *slog.Logger) (*edg
 		srv.SetIntercept(e.pinger.Reply)
 	}
 	if cfg.FastPath.Enabled {
-		if e.loops, err = fastpath.Attach(srv, cfg, log, fastpath.Options{}); err != nil {
+		if e.loops, err = fastpath.Attach(srv, cfg, log, fastpath.Options{Capture: capt}); err != nil {
 			e.stop()
 			return nil, err
 		}
@@ -143,6 +150,8 @@ func (e *edge) stop() {
 		_ = e.xdp.Close()
 		e.xdp = nil
 	}
+	e.stopCapture()
+	e.stopCapture = func() {}
 }
 
 // reloadXDP brings the XDP maps from prev to next: the rate limit, the

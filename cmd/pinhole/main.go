@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,17 +27,37 @@ func main() {
 
 func run() int {
 	configPath := flag.String("config", "", "YAML configuration `file` (default: the embedded configuration)")
-	checkOnly := flag.Bool("check-config", false, "validate the configuration and exit")
+	checkOnly := flag.Bool("check-config", false, "validate the configuration, print every error found, and exit")
 	printDefault := flag.Bool("print-default-config", false, "print the embedded configuration and exit")
-	flag.Parse()
+	showVersion := flag.Bool("version", false, "print version, commit, Go version and the BPF object's SHA-256, and exit")
+	flag.Usage = usage
+	flag.Parse() // an unknown flag: usage and exit status 2 (flag.ExitOnError)
 
+	// The daemon takes no arguments; the one word it knows is "version"
+	// (ctl is handled before flags). Anything else is refused rather than
+	// ignored: "pinhole check-config" must not start a daemon.
+	switch args := flag.Args(); {
+	case len(args) == 1 && args[0] == "version":
+		*showVersion = true
+	case len(args) > 0:
+		fmt.Fprintf(os.Stderr, "pinhole: unexpected argument %q\n", args[0])
+		usage()
+		return 2
+	}
+	if *showVersion {
+		printVersion(os.Stdout)
+		return 0
+	}
 	if *printDefault {
 		os.Stdout.Write(config.Default())
 		return 0
 	}
 	cfg, err := config.Load(*configPath)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "pinhole:", err)
+		// One line per mistake: validation reports them all (errors.Join).
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintln(os.Stderr, "pinhole:", line)
+		}
 		return 2
 	}
 	if *checkOnly {
@@ -123,6 +144,13 @@ func run() int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// usage is printed for -h and for a flag or argument pinhole does not know.
+func usage() {
+	out := flag.CommandLine.Output()
+	fmt.Fprintf(out, "usage: pinhole [flags]\n       pinhole version\n       pinhole ctl [flags] command ...\n\nflags:\n")
+	flag.PrintDefaults()
 }
 
 // drainTimeout bounds how long a stopping pinhole waits for transactions

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pinhole-sip/pinhole/fastpath/scan"
+	"github.com/pinhole-sip/pinhole/internal/capture"
 )
 
 // Batched datagram I/O inside gnet's loops (docs/fastpath.md, "Batched
@@ -68,6 +69,11 @@ func (e *Engine) answer(l *loopState, fd int, data []byte, remote netip.AddrPort
 			}
 			if l.tx.Add(reply, remote) != nil {
 				l.sendErrors.Add(1)
+			} else if l.tap != nil {
+				// Captured as it joins the batch: the reply is valid only
+				// until the next Absorb, and the batch leaves at the end of
+				// the wake-up (a failed sendmmsg is counted in sendErrors).
+				l.tap.Exchange(capture.UDP, e.cfg.Addr, remote, data, reply)
 			}
 			return
 		}

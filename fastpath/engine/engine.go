@@ -29,6 +29,7 @@ import (
 	"github.com/pinhole-sip/pinhole/fastpath/absorb"
 	"github.com/pinhole-sip/pinhole/fastpath/handoff"
 	"github.com/pinhole-sip/pinhole/fastpath/scan"
+	"github.com/pinhole-sip/pinhole/internal/capture"
 	"github.com/pinhole-sip/pinhole/internal/mmsg"
 )
 
@@ -54,6 +55,10 @@ type Config struct {
 	// one sendto per datagram.
 	Batch int
 	Log   *slog.Logger
+	// Capture, when set, gets each refresh a loop answers and the answer
+	// (docs/capture.md); each loop has its own tap. What is handed off is
+	// the slow path's to capture.
+	Capture *capture.Capturer
 }
 
 // Engine is one running listener.
@@ -70,6 +75,7 @@ type Engine struct {
 
 type loopState struct {
 	abs Absorber
+	tap *capture.Tap // nil: capture off
 	// rx and tx move datagrams in batches (batch.go); nil with Batch ≤ 1.
 	rx *mmsg.Receiver
 	tx *mmsg.Sender
@@ -207,6 +213,8 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		if reply, _ := l.abs.Absorb(data, e.cfg.Limits(), e.cfg.Addr, remote, time.Now()); reply != nil {
 			if _, err := c.Write(reply); err != nil {
 				l.sendErrors.Add(1)
+			} else if l.tap != nil {
+				l.tap.Exchange(capture.UDP, e.cfg.Addr, remote, data, reply)
 			}
 			return gnet.None
 		}
@@ -232,7 +240,7 @@ func (e *Engine) loop(fd int) *loopState {
 	}
 	next := make([]*loopState, max(len(ls), fd+1))
 	copy(next, ls)
-	st := &loopState{}
+	st := &loopState{tap: e.cfg.Capture.NewTap()}
 	if e.cfg.NewLoop != nil {
 		st.abs = e.cfg.NewLoop()
 	}

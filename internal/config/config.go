@@ -44,10 +44,14 @@ type Config struct {
 	// FastPath puts gnet event loops in front of the UDP listeners and
 	// absorbs REGISTER refreshes from a cache (docs/fastpath.md).
 	FastPath FastPath `yaml:"fastpath"`
+	// Capture copies SIP messages to HEP collectors (docs/capture.md).
+	Capture Capture `yaml:"capture"`
 
 	// Dispatch relays requests to a farm of servers; off while it has no
 	// sets.
 	Dispatch Dispatch `yaml:"dispatch"`
+	// DNS resolves destinations configured by name (dns.go).
+	DNS DNS `yaml:"dns"`
 
 	// Media relays calls' media through rtpengine; off by default
 	// (docs/media.md).
@@ -94,16 +98,39 @@ func Parse(data []byte, source string) (*Config, error) {
 	}
 	cfg.Source = source
 	if err := cfg.validate(); err != nil {
-		var fe *fieldError
-		if errors.As(err, &fe) {
-			if line := lineOf(&root, fe.key); line > 0 {
-				return nil, fmt.Errorf("%s: line %d: %w: %s: %s", source, line, ErrInvalid, fe.key, fe.msg)
-			}
-			return nil, fmt.Errorf("%s: %w: %s: %s", source, ErrInvalid, fe.key, fe.msg)
-		}
-		return nil, err
+		return nil, located(err, &root, source)
 	}
 	return cfg, nil
+}
+
+// located rewrites each of validate's errors with the source and the line
+// of its key, one per line, so that -check-config shows every mistake.
+func located(err error, root *yaml.Node, source string) error {
+	var out []error
+	for _, e := range leaves(err) {
+		var fe *fieldError
+		switch {
+		case !errors.As(e, &fe):
+			out = append(out, fmt.Errorf("%s: %w", source, e))
+		case lineOf(root, fe.key) > 0:
+			out = append(out, fmt.Errorf("%s: line %d: %w: %s: %s", source, lineOf(root, fe.key), ErrInvalid, fe.key, fe.msg))
+		default:
+			out = append(out, fmt.Errorf("%s: %w: %s: %s", source, ErrInvalid, fe.key, fe.msg))
+		}
+	}
+	return errors.Join(out...)
+}
+
+// leaves flattens the errors.Join trees validate builds.
+func leaves(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, leaves(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }
 
 func decodeStrict(data []byte, cfg *Config) error {
@@ -128,28 +155,29 @@ func bad(key, format string, args ...any) error {
 	return &fieldError{key: key, msg: fmt.Sprintf(format, args...)}
 }
 
-// validate checks each section in turn, in a fixed order so that a file
-// with several mistakes always reports the same one first. Checks that
-// span sections (an upstream needs a listener of its transport, the API
-// must not share the metrics port) live with the section that needs them.
+// validate checks each section in turn, in a fixed order, and reports
+// every section's mistakes (errors.Join), so that an operator fixes a file
+// in one round rather than one error per run; the order keeps the report
+// stable. Most sections stop at their own first mistake. Checks that span
+// sections (an upstream needs a listener of its transport, the API must
+// not share the metrics port) live with the section that needs them, and
+// read other sections only as written, never through Listeners, which
+// assumes listen is valid.
 func (c *Config) validate() error {
-	if err := c.Listen.validate(); err != nil {
-		return err
-	}
-	if err := c.Advertise.validate(); err != nil {
-		return err
-	}
+	var errs []error
+	errs = append(errs, c.Listen.validate(), c.Advertise.validate())
 	if len(c.Domains) == 0 {
-		return bad("domains", "at least one served domain is needed")
+		errs = append(errs, bad("domains", "at least one served domain is needed"))
 	}
 	for i, d := range c.Domains {
 		if d == "" || strings.ContainsAny(d, " :;@<>") {
-			return bad("domains", "entry %d (%q) is not a host name or address", i, d)
+			errs = append(errs, bad("domains", "entry %d (%q) is not a host name or address", i, d))
+			break
 		}
 		c.Domains[i] = strings.ToLower(d)
 	}
 	if c.DataDir == "" {
-		return bad("data_dir", "must name a directory for bindings and generated certificates")
+		errs = append(errs, bad("data_dir", "must name a directory for bindings and generated certificates"))
 	}
 	checks := []func() error{
 		c.TLS.validate,
@@ -160,6 +188,7 @@ func (c *Config) validate() error {
 		c.Trust.validate,
 		c.validateMidRegistrar,
 		c.validateDispatch,
+		c.DNS.validate,
 		c.Limits.validate,
 		c.Streams.validate,
 		c.Metrics.validate,
@@ -169,13 +198,12 @@ func (c *Config) validate() error {
 		c.NATPing.validate,
 		c.validateFastPath,
 		c.Media.validate,
+		c.Capture.validate,
 	}
 	for _, check := range checks {
-		if err := check(); err != nil {
-			return err
-		}
+		errs = append(errs, check())
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // hasKey reports whether the document's top mapping has key.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"os"
 	"strings"
@@ -62,10 +63,28 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"nonce ttl not a duration", "auth:\n  nonce_ttl: soon\n", []string{"line 2"}},
 		{"realm quote", "auth:\n  realm: 'a\"b'\n", []string{"line 2", "auth.realm"}},
 		{"flush interval", "location:\n  flush_interval: 2m\n", []string{"line 2", "location.flush_interval"}},
+		{"location backend", "location:\n  backend: etcd\n", []string{"line 2", "location.backend", "etcd"}},
+		{"redis no addresses", "location:\n  backend: redis\n", []string{"line 1", "location.redis.addresses"}},
+		{"redis address", "location:\n  backend: redis\n  redis:\n    addresses: [\"redis1\"]\n", []string{"line 4", "location.redis.addresses", "redis1"}},
+		{"redis port", "location:\n  backend: redis\n  redis:\n    addresses: [\"10.0.0.1:0\"]\n", []string{"line 4", "location.redis.addresses"}},
+		{"redis wait replicas", "location:\n  backend: redis\n  redis:\n    addresses: [\"10.0.0.1:6379\"]\n    wait_replicas: -1\n", []string{"line 5", "location.redis.wait_replicas"}},
+		{"redis wait timeout", "location:\n  backend: redis\n  redis:\n    addresses: [\"10.0.0.1:6379\"]\n    wait_timeout: 0s\n", []string{"line 5", "location.redis.wait_timeout"}},
+		{"redis dial timeout", "location:\n  backend: redis\n  redis:\n    addresses: [\"10.0.0.1:6379\"]\n    dial_timeout: 1m\n", []string{"line 5", "location.redis.dial_timeout"}},
+		{"redis key prefix brace", "location:\n  backend: redis\n  redis:\n    addresses: [\"10.0.0.1:6379\"]\n    key_prefix: \"a{b\"\n", []string{"line 5", "location.redis.key_prefix"}},
+		{"redis key prefix empty", "location:\n  backend: redis\n  redis:\n    addresses: [\"10.0.0.1:6379\"]\n    key_prefix: \"\"\n", []string{"line 5", "location.redis.key_prefix"}},
+		{"redis unknown key", "location:\n  redis:\n    adresses: []\n", []string{"line 3", "adresses"}},
 		{"message size", "limits:\n  max_message_bytes: 100000\n", []string{"line 2", "limits.max_message_bytes"}},
 		{"headers", "limits:\n  max_headers: 2\n", []string{"line 2", "limits.max_headers"}},
 		{"log level", "log:\n  level: loud\n", []string{"line 2", "log.level"}},
-		{"tls half", "tls:\n  cert: /a.pem\n", []string{"line 1", "tls"}},
+		{"tls half", "tls:\n  cert: /a.pem\n", []string{"line 2", "tls.cert", "tls.key"}},
+		{"tls cert and certificates", "tls:\n  cert: /a.pem\n  key: /a.key\n  certificates: [{cert: /b.pem, key: /b.key}]\n", []string{"line 4", "tls.certificates", "not both"}},
+		{"tls certificate without key", "tls:\n  certificates: [{cert: /b.pem}]\n", []string{"line 2", "tls.certificates", "entry 0"}},
+		{"tls version unknown", "tls:\n  min_version: \"1.4\"\n", []string{"line 2", "tls.min_version", "1.4"}},
+		{"tls version old", "tls:\n  min_version: \"1.1\"\n", []string{"line 2", "tls.min_version", "allow_insecure"}},
+		{"tls suite unknown", "tls:\n  cipher_suites: [AES128-SHA]\n", []string{"line 2", "tls.cipher_suites", "AES128-SHA"}},
+		{"tls suite insecure", "tls:\n  cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n", []string{"line 2", "tls.cipher_suites", "allow_insecure"}},
+		{"tls 1.3 suite", "tls:\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n", []string{"tls.cipher_suites", "TLS 1.3"}},
+		{"tls suites with 1.3 only", "tls:\n  min_version: \"1.3\"\n  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n", []string{"tls.cipher_suites", "1.3"}},
 		{"advertise port only", "advertise:\n  port: 5060\n", []string{"line 1", "advertise.host"}},
 		{"domain with port", "domains: [\"a.com:5060\"]\n", []string{"line 1", "domains"}},
 		{"metrics", "metrics:\n  listen: nowhere\n", []string{"line 2", "metrics.listen"}},
@@ -81,7 +100,9 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"midreg timeout", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n  timeout: 10ms\n", []string{"line 3", "midregistrar.timeout"}},
 		{"midreg timeouts beyond timer F", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}, {addr: \"127.0.0.2:5070\", transport: udp}]\n  timeout: 20s\n", []string{"line 3", "midregistrar.timeout", "2 upstreams"}},
 		{"midreg retry after", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n  retry_after: 0\n", []string{"line 3", "midregistrar.retry_after"}},
-		{"midreg upstream addr", "midregistrar:\n  upstreams: [{addr: \"kamailio:5060\", transport: udp}]\n", []string{"line 2", "midregistrar.upstreams", "kamailio:5060"}},
+		{"midreg upstream addr", "midregistrar:\n  upstreams: [{addr: \"kama_ilio:5060\", transport: udp}]\n", []string{"line 2", "midregistrar.upstreams", "kama_ilio:5060"}},
+		{"midreg upstream port 0", "midregistrar:\n  upstreams: [{addr: \"10.0.0.1:0\", transport: udp}]\n", []string{"line 2", "midregistrar.upstreams"}},
+		{"midreg upstream bare IP", "midregistrar:\n  upstreams: [{addr: \"10.0.0.1\", transport: udp}]\n", []string{"line 2", "midregistrar.upstreams"}},
 		{"midreg upstream transport", "midregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: sctp}]\n", []string{"line 2", "midregistrar.upstreams", "sctp"}},
 		{"midreg no listener for upstream", "listen:\n  tcp: [\"127.0.0.1:7000\"]\nmidregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n", []string{"line 4", "midregistrar.upstreams", "no udp listener"}},
 		{"midreg with local auth", "auth:\n  credentials: /etc/users\nmidregistrar:\n  upstreams: [{addr: \"127.0.0.1:5070\", transport: udp}]\n", []string{"line 2", "auth.credentials", "main registrar"}},
@@ -112,7 +133,11 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"fastpath queue", "fastpath:\n  queue_size: 2\n", []string{"line 2", "fastpath.queue_size"}},
 		{"dispatch algorithm", "dispatch:\n  sets: [{name: fs, algorithm: random, destinations: [{uri: \"sip:10.0.0.1\"}]}]\n", []string{"line 2", "dispatch.sets", "random"}},
 		{"dispatch no destinations", "dispatch:\n  sets: [{name: fs, algorithm: weighted}]\n", []string{"line 2", "dispatch.sets", "no destinations"}},
-		{"dispatch dns name", "dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:fs1.example:5080\"}]}]\n", []string{"line 2", "fs1.example", "no DNS"}},
+		{"dispatch sips name", "dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sips:fs1.example:5080\"}]}]\n", []string{"line 2", "fs1.example", "sip:NAME"}},
+		{"dispatch bad name", "dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:fs_1.example\"}]}]\n", []string{"line 2", "fs_1.example"}},
+		{"dns min_ttl", "dns:\n  min_ttl: 100ms\n", []string{"dns.min_ttl"}},
+		{"dns max below min", "dns:\n  min_ttl: 10s\n  max_ttl: 5s\n", []string{"dns.max_ttl"}},
+		{"dns server", "dns:\n  servers: [\"ns.example\"]\n", []string{"dns.servers"}},
 		{"dispatch transport", "dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:10.0.0.1;transport=sctp\"}]}]\n", []string{"line 2", "dispatch.sets"}},
 		{"dispatch weight", "dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:10.0.0.1\", weight: -3}]}]\n", []string{"line 2", "weight -3"}},
 		{"dispatch set twice", "dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:10.0.0.1\"}]}, {name: fs, algorithm: weighted, destinations: [{uri: \"sip:10.0.0.2\"}]}]\n", []string{"line 2", "used twice"}},
@@ -341,5 +366,66 @@ func TestFastPathDefault(t *testing.T) {
 	}
 	if _, err := Parse([]byte("fastpath:\n  batch: 0\n"), "t.yaml"); err == nil {
 		t.Error("fastpath.batch 0 accepted")
+	}
+}
+
+// TestEveryErrorReported: -check-config names every mistake of a file, each
+// with its line, not only the first, and says nothing of what is right.
+func TestEveryErrorReported(t *testing.T) {
+	yaml := "domains: []\nregistrar:\n  min_expires: -5\ntls:\n  min_version: \"1.1\"\n  cipher_suites: [NOPE]\n"
+	_, err := Parse([]byte(yaml), "t.yaml")
+	if err == nil {
+		t.Fatal("accepted an invalid configuration")
+	}
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("error %q does not wrap ErrInvalid", err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	want := []string{"line 1", "line 5", "line 6", "line 3"} // in validate's order of sections
+	if len(lines) != len(want) {
+		t.Fatalf("got %d errors, want %d (domains, tls.min_version, tls.cipher_suites, registrar.min_expires):\n%s", len(lines), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], "t.yaml: "+w+":") {
+			t.Errorf("error %d = %q, want it at %s", i, lines[i], w)
+		}
+	}
+}
+
+// TestTLSSettings: the old single pair is the default certificate, the
+// version and suites become crypto/tls's values, and insecure choices pass
+// only with allow_insecure.
+func TestTLSSettings(t *testing.T) {
+	cfg, err := Parse([]byte("tls:\n  cert: /a.pem\n  key: /a.key\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]Certificate{{Cert: "/a.pem", Key: "/a.key"}}, cfg.TLS.Pairs()); diff != "" {
+		t.Errorf("tls.cert as pairs (-want +got):\n%s", diff)
+	}
+	if cfg.TLS.Version() != tls.VersionTLS12 || cfg.TLS.Suites() != nil {
+		t.Errorf("defaults: version %x suites %v, want TLS 1.2 and Go's suites", cfg.TLS.Version(), cfg.TLS.Suites())
+	}
+	cfg, err = Parse([]byte("tls:\n  min_version: \"1.0\"\n  allow_insecure: true\n  cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []uint16{tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
+	if diff := cmp.Diff(want, cfg.TLS.Suites()); diff != "" || cfg.TLS.Version() != tls.VersionTLS10 {
+		t.Errorf("insecure allowed: version %x, suites (-want +got):\n%s", cfg.TLS.Version(), diff)
+	}
+}
+
+// TestDNSNamesAccepted: farm destinations and mid-registrar upstreams may
+// be DNS names (docs/dns.md), in every form RFC 3263 gives meaning to.
+func TestDNSNamesAccepted(t *testing.T) {
+	for _, text := range []string{
+		"dispatch:\n  sets: [{name: fs, algorithm: weighted, destinations: [{uri: \"sip:fs.example.net\"}, {uri: \"sip:fs2.example.net:5080;transport=tcp\"}, {uri: \"sip:10.0.0.1\"}]}]\n",
+		"midregistrar:\n  upstreams: [{addr: \"registrar.example.net\", transport: udp}, {addr: \"registrar.example.net:5070\", transport: tcp}]\n",
+		"dns:\n  servers: [\"10.0.0.53\", \"10.0.0.54:5353\"]\n  min_ttl: 1s\n  max_ttl: 10m\n  negative_ttl: 5s\n  ipv6: true\n",
+	} {
+		if _, err := Parse([]byte(text), "t.yaml"); err != nil {
+			t.Errorf("%s: %v", text, err)
+		}
 	}
 }

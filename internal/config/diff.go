@@ -64,5 +64,7 @@ func Reloadable(key string) bool {
 		return true
 	}
 	section, _, _ := strings.Cut(key, ".")
-	return section == "dispatch" || section == "log"
+	// tls: every handshake reads the settings and certificates current
+	// at its start (slowpath/certs), so all of them reload.
+	return section == "dispatch" || section == "log" || section == "tls"
 }

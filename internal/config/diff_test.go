@@ -27,6 +27,7 @@ func TestDiff(t *testing.T) {
 		"dispatch.sets": true, "dispatch.register": false, "limits.max_headers": true, "log.components": true, "log.format": false,
 		"xdp.blocklist": true, "xdp.interfaces": false, "registrar.min_expires": false, "domains": false,
 		"auth.credentials": true, "auth.realm": false, "api.listen": false, "metrics.listen": false,
+		"tls.certificates": true, "tls.min_version": true, "tls.verify_peers": true,
 	} {
 		if got := Reloadable(key); got != want {
 			t.Errorf("Reloadable(%s) = %v, want %v", key, got, want)

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/resolve"
 )
 
 // Dispatch configures the edge proxy toward a farm (docs/dispatch.md).
@@ -37,7 +39,7 @@ type DispatchSet struct {
 
 // DispatchDestination is one node of a set.
 type DispatchDestination struct {
-	URI      string            `yaml:"uri"` // sip:IP:PORT[;transport=tcp]
+	URI      string            `yaml:"uri"` // sip:IP:PORT[;transport=tcp], or sip:NAME[:PORT][;transport=...] (docs/dns.md)
 	Weight   int               `yaml:"weight"`
 	Priority int               `yaml:"priority"` // lowest first; higher are spares
 	Attrs    map[string]string `yaml:"attrs,omitempty"`
@@ -107,7 +109,7 @@ func (c *Config) validateDispatch() error {
 		}
 		for j, dst := range s.Destinations {
 			if !validDestination(dst.URI) {
-				return bad("dispatch.sets", "set %s destination %d: uri %q: want sip:IP:PORT with an optional ;transport=udp or tcp (no DNS names)", s.Name, j, dst.URI)
+				return bad("dispatch.sets", "set %s destination %d: uri %q: want sip:IP:PORT or sip:NAME[:PORT], with an optional ;transport=udp or tcp", s.Name, j, dst.URI)
 			}
 			if dst.Weight < 0 || dst.Weight > 1000 {
 				return bad("dispatch.sets", "set %s destination %d: weight %d: want 0..1000", s.Name, j, dst.Weight)
@@ -192,8 +194,12 @@ func (c *Config) validateDispatch() error {
 }
 
 // validDestination checks a destination URI's form; slowpath/dispatch
-// parses it again with the same rules.
+// parses it again with the same rules. A name is resolved by RFC 3263
+// (dns.go, docs/dns.md).
 func validDestination(u string) bool {
+	if d, err := resolve.ParseURI(u); err == nil && d.IsName() {
+		return !d.Secure && (d.Transport == "" || d.Transport == resolve.UDP || d.Transport == resolve.TCP)
+	}
 	rest, ok := strings.CutPrefix(u, "sip:")
 	if !ok {
 		return false

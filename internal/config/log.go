@@ -21,7 +21,7 @@ type Log struct {
 // LogComponents are the names log.components may use: one per logger the
 // daemon hands out. slowpath covers the registrar, the mid-registrar and
 // dispatch, which log through the server.
-var LogComponents = []string{"main", "slowpath", "proxy", "sipgo", "xdp", "natping", "ban", "mgmt"}
+var LogComponents = []string{"main", "slowpath", "proxy", "sipgo", "xdp", "natping", "ban", "mgmt", "capture"}
 
 // LevelOf returns the level of a component: its override, else log.level.
 func (l Log) LevelOf(component string) string {

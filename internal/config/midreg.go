@@ -3,6 +3,8 @@ package config
 import (
 	"net/netip"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/resolve"
 )
 
 // MidRegistrar configures the relay of REGISTER to a main registrar
@@ -32,7 +34,10 @@ type MidRegistrar struct {
 
 // Upstream is one main registrar.
 type Upstream struct {
-	Addr      string `yaml:"addr"`      // IP:port
+	// Addr is IP:port, or a DNS name: NAME:port (A/AAAA) or NAME alone
+	// (SRV for the transport, then A on 5060), resolved by RFC 3263
+	// (dns.go, docs/dns.md).
+	Addr      string `yaml:"addr"`
 	Transport string `yaml:"transport"` // udp or tcp
 }
 
@@ -78,9 +83,12 @@ func (c *Config) validateMidRegistrar() error {
 		return bad("auth.credentials", "authentication stays with the main registrar when midregistrar has upstreams: leave credentials empty")
 	}
 	for i, u := range m.Upstreams {
-		ap, err := netip.ParseAddrPort(u.Addr)
-		if err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() {
-			return bad("midregistrar.upstreams", "entry %d: addr %q is not an IP:port", i, u.Addr)
+		if ap, err := netip.ParseAddrPort(u.Addr); err == nil {
+			if ap.Port() == 0 || ap.Addr().IsUnspecified() {
+				return bad("midregistrar.upstreams", "entry %d: addr %q: want a concrete IP:port", i, u.Addr)
+			}
+		} else if d, err := resolve.ParseHostPort(u.Addr); err != nil || !d.IsName() {
+			return bad("midregistrar.upstreams", "entry %d: addr %q is neither IP:port nor a DNS name with an optional port", i, u.Addr)
 		}
 		var own []string
 		switch u.Transport {

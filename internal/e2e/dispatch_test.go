@@ -52,6 +52,12 @@ func startFarmProxy(t *testing.T, f *testutil.Farm, alg string, weights []int, e
 // fails the test unless every call succeeded.
 func (s *server) placeCalls(t *testing.T, callees []string, rate float64) {
 	t.Helper()
+	s.placeCallsTo(t, farmDomain, callees, rate)
+}
+
+// placeCallsTo is placeCalls to callees at domain.
+func (s *server) placeCallsTo(t *testing.T, domain string, callees []string, rate float64) {
+	t.Helper()
 	users := make([]testutil.User, len(callees))
 	for i, c := range callees {
 		users[i] = testutil.User{Name: c, Password: "-", Expires: 1}
@@ -61,7 +67,7 @@ func (s *server) placeCalls(t *testing.T, callees []string, rate float64) {
 		Remote:   s.Addr,
 		LocalIP:  testutil.Loopback,
 		Calls:    len(callees), Rate: rate, Users: users,
-		Vars:           map[string]string{"domain": farmDomain},
+		Vars:           map[string]string{"domain": domain},
 		Timeout:        time.Duration(float64(len(callees))/rate*float64(time.Second)) + 20*time.Second,
 		NoMessageTrace: true,
 	}.Run(t)

@@ -1,11 +1,10 @@
 package location
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Commit is the durability of one change made by Apply: it completes once
@@ -148,11 +147,17 @@ func (m *Memory) commitQueued() {
 		q.queue, q.spare = q.spare[:0], nil
 		q.mu.Unlock()
 		err := m.commitBatch(batch)
-		if err != nil {
-			m.redirty(batch)
-		}
+		var part *partialError
+		errors.As(err, &part)
 		for i := range batch {
-			batch[i].c.finish(err)
+			e := err
+			if part != nil && !part.failed(batch[i].aor) {
+				e = nil
+			}
+			if e != nil {
+				m.redirty(batch[i : i+1])
+			}
+			batch[i].c.finish(e)
 			batch[i] = pendingCommit{}
 		}
 		q.mu.Lock()
@@ -173,38 +178,27 @@ func (m *Memory) redirty(batch []pendingCommit) {
 }
 
 // commitBatch writes the current state of every AOR of batch in one
-// transaction (one fsync). As in flush, the state is read inside the
-// transaction, so a transaction never writes an older copy over a newer
-// one: the last to commit holds the newest state.
+// backing batch (one fsync, or one pipelined round trip per Redis master).
+// As in flush, the state is read under writeMu, so a batch never writes an
+// older copy over a newer one: the last to write holds the newest state.
+// Reading an AOR's state takes it out of the dirty set: the flusher need
+// not write it again unless it changes again.
 func (m *Memory) commitBatch(batch []pendingCommit) error {
-	err := m.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucket)
-		var arena []byte
-		for _, p := range batch {
-			s := m.shard(p.aor)
-			s.mu.RLock()
-			blob, ok := s.get(p.aor)
-			start := len(arena)
-			if ok {
-				arena = append(arena, formatV2)
-				arena = append(arena, blob[setHeader:]...)
-			}
-			s.mu.RUnlock()
-			var err error
-			if !ok {
-				err = b.Delete([]byte(p.aor))
-			} else {
-				// bbolt keeps the value until commit; arena may move to a
-				// new array as it grows, the old one stays valid.
-				err = b.Put([]byte(p.aor), arena[start:len(arena):len(arena)])
-			}
-			if err != nil {
-				return fmt.Errorf("write %q: %w", p.aor, err)
-			}
-		}
-		return nil
-	})
+	m.writeMu.Lock()
+	defer m.writeMu.Unlock()
+	puts := make([]setWrite, 0, len(batch))
+	var arena []byte
+	for _, p := range batch {
+		s := m.shard(p.aor)
+		s.mu.Lock()
+		delete(s.dirty, p.aor)
+		puts, arena = appendPut(puts, arena, s, p.aor)
+		s.mu.Unlock()
+	}
+	err := m.back.write(puts, true)
+	m.settle(puts)
 	if err != nil {
+		m.writeErrors.Add(1)
 		return fmt.Errorf("write through: %w", err)
 	}
 	m.writes.Add(uint64(len(batch)))

@@ -219,7 +219,7 @@ func TestWriteThroughNotFlushedAgain(t *testing.T) {
 	}
 
 	// Close the file under the committer: its next transaction fails.
-	if err := m.db.Close(); err != nil {
+	if err := m.back.close(); err != nil {
 		t.Fatal(err)
 	}
 	b2 := typical(2, exp)

@@ -110,13 +110,14 @@ type Store interface {
 	// Range calls fn for each live binding until fn returns false. Order
 	// unspecified.
 	Range(fn func(Binding) bool)
-	// Close flushes what is pending to disk and stops background work.
+	// Close flushes what is pending to the backing and stops background work.
 	Close() error
 }
 
 // Options configure Open.
 type Options struct {
 	Path          string        // bbolt file; "" = memory only (tests)
+	Redis         *RedisOptions // a Redis Cluster instead of a file (docs/cluster.md)
 	FlushInterval time.Duration // default 1s
 	Shards        int           // default 256 (power of two)
 	// OnExpire is called (from the expiry goroutine, outside shard locks) for
@@ -150,7 +151,16 @@ type Stats struct {
 	// FlushErrors counts failed write-behind transactions; their AORs stay
 	// dirty and are retried at the next flush.
 	FlushErrors   uint64
-	SkippedAtLoad uint64 // records on disk that could not be decoded at Open
+	SkippedAtLoad uint64 // stored records that could not be decoded (at Open, or read from Redis)
+	// WriteErrors counts failed write-through batches: their callers got
+	// the error (a REGISTER its 500) and their AORs were left to the
+	// flusher to retry.
+	WriteErrors uint64
+	// Followed counts AORs whose local view was replaced by what another
+	// edge sharing the Redis Cluster wrote (follow.go); FollowErrors the
+	// failed re-reads.
+	Followed     uint64
+	FollowErrors uint64
 }
 
 // Errors a caller can test for with errors.Is.

@@ -3,7 +3,9 @@ package location
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -12,11 +14,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
-// Memory is the embedded Store: sharded maps in memory, persisted to bbolt.
+// Memory is the Store: sharded maps in memory, the view every lookup reads,
+// persisted to a backing (a bbolt file, or a Redis Cluster shared with
+// other edges).
 type Memory struct {
 	shards   []shard
 	mask     uint64
@@ -25,11 +27,15 @@ type Memory struct {
 	onExpire func(Binding)
 	onChange func(aor string)
 	flushDur time.Duration
-	db       *bolt.DB   // nil: memory only
-	flushMu  sync.Mutex // held from taking the dirty sets to the commit
+	back     backing    // nil: memory only
+	writeMu  sync.Mutex // held from reading sets for a batch until the backing has it
 	commit   committer  // group commit of write-throughs (commit.go)
 
 	expired, writes, flushes, flushErrors, skipped atomic.Uint64
+	writeErrors, followed, followErrors            atomic.Uint64
+
+	redis  *redisBacking // when the backing is a Redis Cluster: followed (follow.go)
+	follow follower
 
 	// loadLapsed are the bindings found expired at Open; the expiry
 	// goroutine hands them to OnExpire so upstream de-registration is not
@@ -60,6 +66,12 @@ type shard struct {
 	heap     expiryHeap
 	dirty    map[string]struct{} // AORs changed since the last flush; nil when memory only
 	bindings int
+	// With a shared backing (follow.go): the AORs of the batch being
+	// written, and a count of batches whose writes of this shard's AORs
+	// ended. A change notice for an AOR in flight, or read while the
+	// count moved, may be older than the local view and is read again.
+	inflight map[string]struct{}
+	settled  uint64
 	_        [64]byte // keep neighbouring shards' locks off one cache line
 }
 
@@ -91,20 +103,49 @@ func Open(opts Options) (*Memory, error) {
 		flushDur: opts.FlushInterval,
 		stop:     make(chan struct{}),
 	}
+	if opts.Path != "" && opts.Redis != nil {
+		return nil, fmt.Errorf("open location store: both a file and Redis")
+	}
+	var back backing
+	switch {
+	case opts.Redis != nil:
+		m.follow.ctx, m.follow.cancel = context.WithCancel(context.Background())
+		m.follow.keys = make(map[string]struct{})
+		m.follow.wake = make(chan struct{}, 1)
+		r, err := openRedis(*opts.Redis, m.noticed)
+		if err != nil {
+			return nil, err
+		}
+		m.redis, back = r, r
+	case opts.Path != "":
+		b, err := openBolt(opts.Path)
+		if err != nil {
+			return nil, err
+		}
+		back = b
+	}
+	m.back = back
 	for i := range m.shards {
 		m.shards[i].sets = make(map[string]*byte)
-		if opts.Path != "" {
+		if back != nil {
 			m.shards[i].dirty = make(map[string]struct{})
 		}
+		if m.redis != nil {
+			m.shards[i].inflight = make(map[string]struct{})
+		}
 	}
-	if opts.Path != "" {
-		if err := m.openDB(opts.Path); err != nil {
-			return nil, err
+	if back != nil {
+		if err := m.load(); err != nil {
+			return nil, errors.Join(err, back.close())
 		}
 		m.commit.wake = make(chan struct{}, 1)
 		m.wg.Add(2)
 		go m.flushLoop()
 		go m.commitLoop()
+		if m.redis != nil {
+			m.wg.Add(1)
+			go m.followLoop()
+		}
 	}
 	m.wg.Add(1)
 	go m.expireLoop()
@@ -182,19 +223,17 @@ func (m *Memory) Apply(aor string, fn func(cur []Binding) ([]Binding, error)) ([
 	// cur, so they leave now; they still owe their OnExpire.
 	lapsed := appendLapsed(nil, aor, old, nowSec)
 	changed := !sameExceptRefresh(old, blob)
-	// A change goes to disk through the committer, which marks it dirty
-	// only if its transaction fails; the flusher writing it again a
-	// second later was a second copy of every registration's bytes and
-	// half of the store's transactions under first registrations.
-	behind := !changed || m.db == nil
+	// Every change is marked dirty, a write-through too: the committer
+	// takes it out of the dirty set when it reads the state to write (so
+	// the flusher does not write a second copy of every registration),
+	// and until then a change notice from another edge sharing the
+	// backing must not overwrite it (follow.go).
 	s.bindings -= countEntries(old)
 	key := ""
 	if blob == nil {
 		if exists {
 			delete(s.sets, aor)
-			if behind {
-				m.markDirty(s, aor)
-			}
+			m.markDirty(s, aor)
 		}
 	} else {
 		key = strings.Clone(aor)
@@ -206,8 +245,8 @@ func (m *Memory) Apply(aor string, fn func(cur []Binding) ([]Binding, error)) ([
 		}
 		s.put(key, blob)
 		s.bindings += len(stored)
-		if behind {
-			m.markDirty(s, key)
+		if s.dirty != nil {
+			s.dirty[key] = struct{}{} // key is this package's own clone
 		}
 	}
 	s.mu.Unlock()
@@ -216,7 +255,7 @@ func (m *Memory) Apply(aor string, fn func(cur []Binding) ([]Binding, error)) ([
 	if m.onChange != nil {
 		m.onChange(aor)
 	}
-	if !changed || m.db == nil {
+	if !changed || m.back == nil {
 		return stored, nil, nil
 	}
 	if key == "" {
@@ -316,6 +355,9 @@ func (m *Memory) Stats() Stats {
 		Flushes:       m.flushes.Load(),
 		FlushErrors:   m.flushErrors.Load(),
 		SkippedAtLoad: m.skipped.Load(),
+		WriteErrors:   m.writeErrors.Load(),
+		Followed:      m.followed.Load(),
+		FollowErrors:  m.followErrors.Load(),
 	}
 }
 
@@ -324,14 +366,17 @@ func (m *Memory) Stats() Stats {
 func (m *Memory) Close() error {
 	m.closeOnce.Do(func() {
 		close(m.stop)
+		if m.follow.cancel != nil {
+			m.follow.cancel()
+		}
 		m.wg.Wait()
-		if m.db == nil {
+		if m.back == nil {
 			return
 		}
 		if err := m.flush(); err != nil {
 			m.closeErr = fmt.Errorf("close location store: %w", err)
 		}
-		if err := m.db.Close(); err != nil && m.closeErr == nil {
+		if err := m.back.close(); err != nil && m.closeErr == nil {
 			m.closeErr = fmt.Errorf("close location store: %w", err)
 		}
 	})

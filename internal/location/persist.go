@@ -5,50 +5,15 @@ import (
 	"fmt"
 	"math"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
-// bucket holds one key per AOR; the value is the format version byte and
-// the AOR's records (record.go).
-var bucket = []byte("bindings")
-
-func (m *Memory) openDB(path string) error {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		// Fail instead of hanging when another pinhole holds the file.
-		Timeout: time.Second,
-		// The freelist is rebuilt at open instead of written at every
-		// commit: cheaper commits, same durability (etcd does the same).
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
-	if err != nil {
-		return fmt.Errorf("open location store %s: %w", path, err)
-	}
-	m.db = db
-	if err := m.load(); err != nil {
-		return errors.Join(err, db.Close())
-	}
-	return nil
-}
-
-// load reads every record, keeps the live bindings and marks for rewrite
-// the AORs that lost some, so expired bindings leave the disk at the first
-// flush. Records that do not decode are counted and left on disk untouched:
-// they may come from a newer version of pinhole.
+// load reads every stored set, keeps the live bindings and marks for
+// rewrite the AORs that lost some, so expired bindings leave the backing
+// at the first flush. Records that do not decode are counted and left
+// untouched: they may come from a newer version of pinhole.
 func (m *Memory) load() error {
 	now := m.now().Unix()
-	err := m.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucket)
-		if err != nil {
-			return err
-		}
-		return b.ForEach(func(k, v []byte) error {
-			m.loadOne(string(k), v, now)
-			return nil
-		})
-	})
-	if err != nil {
+	if err := m.back.load(func(aor string, v []byte) { m.loadOne(aor, v, now) }); err != nil {
 		return fmt.Errorf("load bindings: %w", err)
 	}
 	return nil
@@ -119,78 +84,82 @@ func (m *Memory) flushLoop() {
 }
 
 // flush writes the current state of every dirty AOR, or deletes it, in one
-// transaction. The state is read inside the transaction, so a flush can
-// never overwrite a newer write-through with an older copy. If the
-// transaction fails the AORs stay dirty.
+// batch. The state is read under writeMu, which every write holds until
+// the backing has the batch, so a flush can never overwrite a newer
+// write-through with an older copy. If the batch fails the AORs stay
+// dirty.
 func (m *Memory) flush() error {
-	m.flushMu.Lock()
-	defer m.flushMu.Unlock()
+	m.writeMu.Lock()
+	defer m.writeMu.Unlock()
 	if !m.anyDirty() {
 		return nil
 	}
-	taken := make([]map[string]struct{}, len(m.shards))
-	err := m.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucket)
-		var arena []byte
-		for i := range m.shards {
-			s := &m.shards[i]
-			s.mu.Lock()
-			if len(s.dirty) == 0 {
-				s.mu.Unlock()
-				continue
-			}
-			taken[i] = s.dirty
-			s.dirty = make(map[string]struct{}, len(taken[i]))
-			type kv struct {
-				aor        string
-				start, end int
-			}
-			var puts []kv
-			for aor := range taken[i] {
-				blob, ok := s.get(aor)
-				if !ok {
-					puts = append(puts, kv{aor: aor, start: -1})
-					continue
-				}
-				start := len(arena)
-				arena = append(arena, formatV2)
-				arena = append(arena, blob[setHeader:]...)
-				puts = append(puts, kv{aor, start, len(arena)})
-			}
+	var batch []setWrite
+	var arena []byte
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.Lock()
+		if len(s.dirty) == 0 {
 			s.mu.Unlock()
-			// bbolt keeps value slices until commit; arena may grow into a
-			// new array but the old one stays valid and unchanged.
-			for _, p := range puts {
-				var err error
-				if p.start < 0 {
-					err = b.Delete([]byte(p.aor))
-				} else {
-					err = b.Put([]byte(p.aor), arena[p.start:p.end:p.end])
-				}
-				if err != nil {
-					return fmt.Errorf("write %q: %w", p.aor, err)
-				}
-			}
+			continue
 		}
-		return nil
-	})
+		taken := s.dirty
+		s.dirty = make(map[string]struct{}, len(taken))
+		for aor := range taken {
+			batch, arena = appendPut(batch, arena, s, aor)
+		}
+		s.mu.Unlock()
+	}
+	err := m.back.write(batch, false)
+	m.settle(batch)
 	if err != nil {
 		m.flushErrors.Add(1)
-		for i, d := range taken {
-			if d == nil {
+		var part *partialError
+		errors.As(err, &part)
+		for _, p := range batch {
+			if part != nil && !part.failed(p.aor) {
 				continue
 			}
-			s := &m.shards[i]
+			s := m.shard(p.aor)
 			s.mu.Lock()
-			for aor := range d {
-				s.dirty[aor] = struct{}{}
-			}
+			m.markDirty(s, p.aor)
 			s.mu.Unlock()
 		}
 		return fmt.Errorf("flush bindings: %w", err)
 	}
 	m.flushes.Add(1)
 	return nil
+}
+
+// settle ends the in-flight marks of a written batch (follow.go).
+func (m *Memory) settle(batch []setWrite) {
+	if m.redis == nil {
+		return
+	}
+	for _, p := range batch {
+		s := m.shard(p.aor)
+		s.mu.Lock()
+		delete(s.inflight, p.aor)
+		s.settled++
+		s.mu.Unlock()
+	}
+}
+
+// appendPut appends aor's current value (or its deletion) to batch, its
+// bytes to arena, and marks it in flight; call it with s locked. A put's
+// value stays valid when arena later moves to a larger array: the old
+// array is not reused.
+func appendPut(batch []setWrite, arena []byte, s *shard, aor string) ([]setWrite, []byte) {
+	if s.inflight != nil {
+		s.inflight[aor] = struct{}{}
+	}
+	blob, ok := s.get(aor)
+	if !ok {
+		return append(batch, setWrite{aor: aor}), arena
+	}
+	start := len(arena)
+	arena, until := appendValue(arena, blob)
+	return append(batch, setWrite{aor: aor, value: arena[start:len(arena):len(arena)], until: until}), arena
 }
 
 func (m *Memory) anyDirty() bool {

@@ -269,8 +269,8 @@ func TestHelperProcess(t *testing.T) {
 		for m.anyDirty() {
 			time.Sleep(5 * time.Millisecond)
 		}
-		m.flushMu.Lock()
-		m.flushMu.Unlock()
+		m.writeMu.Lock()
+		m.writeMu.Unlock()
 	}
 	fmt.Println("READY")
 	select {} // wait for SIGKILL; Close is never called

@@ -83,8 +83,9 @@ func (s *Set) weighted(g []*Node) int {
 		if !n.Usable() {
 			continue
 		}
-		s.current[n.index] += n.Weight
-		total += n.Weight
+		w := int(n.weight.Load())
+		s.current[n.index] += w
+		total += w
 		if best < 0 || s.current[n.index] > s.current[g[best].index] {
 			best = i
 		}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/resolve"
 )
 
 // Algorithm is how a set picks its first destination.
@@ -61,8 +63,10 @@ func ParseAlgorithm(s string) (Algorithm, error) {
 
 // DestinationConfig is one node of a set.
 type DestinationConfig struct {
-	// URI is where requests go: sip:IP:PORT, with ;transport=tcp for TCP.
-	// An address, not a name: pinhole does no DNS on the per-call path.
+	// URI is where requests go: sip:IP:PORT, with ;transport=tcp for TCP,
+	// or sip:NAME[:PORT][;transport=udp|tcp], resolved by RFC 3263
+	// (Config.DNS): the node set follows the name's DNS answer, read from
+	// the resolver's cache, so the per-call path never waits for DNS.
 	URI string
 	// Weight counts for the weighted algorithm; zero means 1.
 	Weight int
@@ -138,6 +142,8 @@ type Config struct {
 	// ChallengeTTL is how long the node that challenged a request is
 	// remembered for its authenticated retry. Zero: DefaultChallengeTTL.
 	ChallengeTTL time.Duration
+	// DNS resolves destinations given by name; nil refuses names.
+	DNS Resolver
 }
 
 // Defaults.
@@ -223,6 +229,30 @@ func (t Target) String() string {
 	return s
 }
 
+// destinationKey checks a destination URI, an address or a name, and
+// returns its canonical form.
+func (cfg *Config) destinationKey(uri string) (string, error) {
+	if t, err := ParseURI(uri); err == nil {
+		return t.String(), nil
+	}
+	d, err := resolve.ParseURI(uri)
+	if err != nil {
+		return "", err
+	}
+	if d.Secure || d.Transport == resolve.TLS {
+		return "", fmt.Errorf("destination %q: pinhole relays to a farm over udp or tcp only", uri)
+	}
+	if !d.IsName() {
+		// An address ParseURI refused (e.g. unspecified): its error is clearer.
+		_, err := ParseURI(uri)
+		return "", err
+	}
+	if cfg.DNS == nil {
+		return "", fmt.Errorf("destination %q is a DNS name and no resolver is configured", uri)
+	}
+	return d.String(), nil
+}
+
 // validate checks cfg and fills in defaults.
 func (cfg *Config) validate() error {
 	names := map[string]bool{}
@@ -242,14 +272,14 @@ func (cfg *Config) validate() error {
 		}
 		seen := map[string]bool{}
 		for j, d := range s.Destinations {
-			t, err := ParseURI(d.URI)
+			key, err := cfg.destinationKey(d.URI)
 			if err != nil {
 				return bad("sets[%d].destinations[%d]: %v", i, j, err)
 			}
-			if seen[t.String()] {
-				return bad("sets[%d].destinations[%d]: %s listed twice", i, j, t)
+			if seen[key] {
+				return bad("sets[%d].destinations[%d]: %s listed twice", i, j, key)
 			}
-			seen[t.String()] = true
+			seen[key] = true
 			if d.Weight < 0 || d.Weight > 1000 {
 				return bad("sets[%d].destinations[%d].weight %d: want 0..1000", i, j, d.Weight)
 			}

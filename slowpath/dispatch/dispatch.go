@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/pinhole-sip/pinhole/internal/resolve"
 )
 
 // State of a destination.
@@ -54,15 +56,29 @@ var ErrNotFound = errors.New("no such destination")
 
 // Node is one destination of a set.
 type Node struct {
-	Set       string
-	URI       string // canonical, Target.String()
-	Target    Target
-	Weight    int
-	Priority  int
-	Attrs     map[string]string
-	ID        string // stable short name, for topology hiding (not secret)
-	index     int    // in its set
-	set       *Set
+	Set    string
+	URI    string // canonical, Target.String()
+	Target Target
+	// Weight is the configured weight; a node resolved from a name has
+	// the weight of its SRV record times it, which a refresh may change
+	// (weight holds the one in use).
+	Weight   int
+	Priority int
+	Attrs    map[string]string
+	ID       string // stable short name, for topology hiding (not secret)
+	// From is the configured URI of the name this node was resolved from;
+	// "" for a node configured by address.
+	From string
+	// srvPriority orders nodes resolved from one name inside the
+	// configured Priority (RFC 2782: lowest first).
+	srvPriority int
+	index       int // in its set, for the weighted state
+	set         *Set
+	// drained is set while the node's name no longer resolves to it: no
+	// new request goes to it, and it stays known (NodeAt, NodeByID) so the
+	// dialogs it carries keep their route.
+	drained   atomic.Bool
+	weight    atomic.Int64
 	state     atomic.Uint32
 	fails     atomic.Int32 // failures in a row
 	oks       atomic.Int32 // successes in a row while out
@@ -74,21 +90,27 @@ type Node struct {
 // State is the node's current state.
 func (n *Node) State() State { return State(n.state.Load()) }
 
-// Usable reports whether requests may go to the node.
-func (n *Node) Usable() bool { return n.State() == Up }
+// Usable reports whether new requests may go to the node.
+func (n *Node) Usable() bool { return n.State() == Up && !n.drained.Load() }
 
 // Set is a named group of destinations and its algorithm.
 type Set struct {
 	Name      string
 	Algorithm Algorithm
-	Nodes     []*Node
-	// groups are the nodes by priority, lowest number first.
-	groups [][]*Node
+	// Nodes are the destinations configured by address; those resolved
+	// from names come and go with DNS and are in Current.
+	Nodes []*Node
+	// names are the destinations configured by name.
+	names []nameDest
+	// view is what requests are routed over; rebuilt when a name's answer
+	// changes (view.go).
+	view atomic.Pointer[view]
 
 	rr atomic.Uint64 // round robin position
 
-	mu      sync.Mutex // smooth weighted round robin state
-	current []int
+	mu       sync.Mutex // smooth weighted round robin state; resolved nodes
+	current  []int
+	resolved map[string]*Node // every node ever resolved, by nodeKey
 }
 
 // Dispatcher routes requests to sets. It is safe for concurrent use.
@@ -97,12 +119,15 @@ type Dispatcher struct {
 	sets     map[string]*Set
 	order    []*Set
 	failover map[int]bool
-	nodesBy  map[netip.Addr][]*Node
-	byID     map[string]*Node
-	calls    *callTable
-	sticky   *stickyTable
-	metrics  *metrics.Set
-	now      func() time.Time
+	dns      Resolver
+	// index finds nodes by address and by ID; copied and swapped when a
+	// name resolves to a new node, so readers never lock.
+	index   atomic.Pointer[index]
+	indexMu sync.Mutex // serializes the copies
+	calls   *callTable
+	sticky  *stickyTable
+	metrics *metrics.Set
+	now     func() time.Time
 }
 
 // New checks cfg and builds a dispatcher. Every destination starts Up: a
@@ -117,54 +142,54 @@ func New(cfg Config) (*Dispatcher, error) {
 		cfg:      cfg,
 		sets:     map[string]*Set{},
 		failover: map[int]bool{},
-		nodesBy:  map[netip.Addr][]*Node{},
-		byID:     map[string]*Node{},
+		dns:      cfg.DNS,
 		now:      time.Now,
 	}
+	d.index.Store(&index{nodesBy: map[netip.Addr][]*Node{}, byID: map[string]*Node{}})
+	d.metrics = d.newMetrics()
 	for _, c := range cfg.Failover.Codes {
 		d.failover[c] = true
 	}
 	for _, sc := range cfg.Sets {
-		s := &Set{Name: sc.Name, Algorithm: sc.Algorithm}
-		for i, dc := range sc.Destinations {
-			t, _ := ParseURI(dc.URI) // validated
-			w := dc.Weight
-			if w == 0 {
-				w = 1
+		s := &Set{Name: sc.Name, Algorithm: sc.Algorithm, resolved: map[string]*Node{}}
+		var added []*Node
+		for _, dc := range sc.Destinations {
+			t, err := ParseURI(dc.URI)
+			if err != nil {
+				dest, _ := resolve.ParseURI(dc.URI) // validated
+				s.names = append(s.names, nameDest{dest: dest, cfg: dc})
+				continue
 			}
-			n := &Node{
-				Set: s.Name, URI: t.String(), Target: t, Weight: w, Priority: dc.Priority,
-				Attrs: maps.Clone(dc.Attrs), index: i, set: s, ID: nodeID(s.Name, t),
-			}
-			n.state.Store(uint32(Up))
+			n := d.newNode(s, t, dc, "")
 			s.Nodes = append(s.Nodes, n)
-			d.nodesBy[t.Addr.Addr()] = append(d.nodesBy[t.Addr.Addr()], n)
-			d.byID[n.ID] = n
+			added = append(added, n)
 		}
-		s.current = make([]int, len(s.Nodes))
-		prios := []int{}
-		for _, n := range s.Nodes {
-			if !slices.Contains(prios, n.Priority) {
-				prios = append(prios, n.Priority)
-			}
-		}
-		slices.Sort(prios)
-		for _, p := range prios {
-			var g []*Node
-			for _, n := range s.Nodes {
-				if n.Priority == p {
-					g = append(g, n)
-				}
-			}
-			s.groups = append(s.groups, g)
-		}
+		d.addToIndex(added)
+		s.view.Store(d.buildView(s))
 		d.sets[s.Name] = s
 		d.order = append(d.order, s)
 	}
 	d.calls = newCallTable(cfg.CallTTL)
 	d.sticky = newStickyTable(cfg.ChallengeTTL)
-	d.metrics = d.newMetrics()
+	d.addSetGauges()
 	return d, nil
+}
+
+// newNode makes a node of s, Up, with its gauges.
+func (d *Dispatcher) newNode(s *Set, t Target, dc DestinationConfig, from string) *Node {
+	w := dc.Weight
+	if w == 0 {
+		w = 1
+	}
+	n := &Node{
+		Set: s.Name, URI: t.String(), Target: t, Weight: w, Priority: dc.Priority,
+		Attrs: maps.Clone(dc.Attrs), index: len(s.current), set: s, ID: nodeID(s.Name, t), From: from,
+	}
+	s.current = append(s.current, 0)
+	n.weight.Store(int64(w))
+	n.state.Store(uint32(Up))
+	d.addNodeGauges(n)
+	return n
 }
 
 // nodeID names a node by what it is, not where it is in the file, so that
@@ -228,7 +253,7 @@ func (d *Dispatcher) Match(req *Request) *Set {
 // at most Failover.MaxTries of them; empty when every node is out.
 func (d *Dispatcher) Select(s *Set, req *Request) []*Node {
 	var out []*Node
-	for _, g := range s.groups {
+	for _, g := range d.current(s).groups {
 		out = s.appendGroup(out, g, req)
 	}
 	if len(out) == 0 {
@@ -246,7 +271,7 @@ func (d *Dispatcher) Select(s *Set, req *Request) []*Node {
 // retry), so that it does not take a turn from the round robin.
 func (d *Dispatcher) Starting(s *Set, first *Node) []*Node {
 	out := []*Node{first}
-	for _, g := range s.groups {
+	for _, g := range d.current(s).groups {
 		for _, n := range g {
 			if n != first && n.Usable() {
 				out = append(out, n)
@@ -261,7 +286,7 @@ func (d *Dispatcher) Starting(s *Set, first *Node) []*Node {
 
 // IsFarm reports whether a is the address of a destination of any set.
 func (d *Dispatcher) IsFarm(a netip.Addr) bool {
-	_, ok := d.nodesBy[a.Unmap()]
+	_, ok := d.index.Load().nodesBy[a.Unmap()]
 	return ok
 }
 
@@ -270,7 +295,7 @@ func (d *Dispatcher) IsFarm(a netip.Addr) bool {
 // node sends from an ephemeral port, over UDP from its listening one (and
 // on one host, a device on another port of the same address is no node).
 func (d *Dispatcher) NodeAt(ap netip.AddrPort, anyPort bool) *Node {
-	ns := d.nodesBy[ap.Addr().Unmap()]
+	ns := d.index.Load().nodesBy[ap.Addr().Unmap()]
 	for _, n := range ns {
 		if anyPort || n.Target.Addr.Port() == ap.Port() {
 			return n
@@ -280,7 +305,8 @@ func (d *Dispatcher) NodeAt(ap netip.AddrPort, anyPort bool) *Node {
 }
 
 // NodeByID returns the destination with a Node.ID, or nil.
-func (d *Dispatcher) NodeByID(id string) *Node { return d.byID[id] }
+// A node drained from DNS is still found: dialogs through it keep routing.
+func (d *Dispatcher) NodeByID(id string) *Node { return d.index.Load().byID[id] }
 
 // IsFailover reports whether a final response moves a request to the next
 // destination.
@@ -344,7 +370,7 @@ func (d *Dispatcher) SetState(set, uri string, st State) error {
 	if t, err := ParseURI(uri); err == nil {
 		want = t.String()
 	}
-	for _, n := range s.Nodes {
+	for _, n := range d.current(s).nodes {
 		if n.URI == want {
 			n.fails.Store(0)
 			n.oks.Store(0)
@@ -357,8 +383,11 @@ func (d *Dispatcher) SetState(set, uri string, st State) error {
 
 // Status is a destination as the management API shows it.
 type Status struct {
-	Set         string
-	URI         string
+	Set string
+	URI string
+	// From is the configured name the node was resolved from; "" for a
+	// node configured by address.
+	From        string
 	ID          string
 	State       State
 	Weight      int
@@ -376,9 +405,9 @@ type Status struct {
 func (d *Dispatcher) Destinations() []Status {
 	var out []Status
 	for _, s := range d.order {
-		for _, n := range s.Nodes {
+		for _, n := range d.current(s).nodes {
 			st := Status{
-				Set: n.Set, URI: n.URI, ID: n.ID, State: n.State(), Weight: n.Weight, Priority: n.Priority,
+				Set: n.Set, URI: n.URI, From: n.From, ID: n.ID, State: n.State(), Weight: int(n.weight.Load()), Priority: n.Priority,
 				Attrs: maps.Clone(n.Attrs), ActiveCalls: n.calls.Load(), LastCode: int(n.lastCode.Load()),
 			}
 			if ns := n.lastProbe.Load(); ns != 0 {
@@ -390,11 +419,11 @@ func (d *Dispatcher) Destinations() []Status {
 	return out
 }
 
-// nodes returns every destination once per set.
+// nodes returns every destination in use once per set.
 func (d *Dispatcher) nodes() []*Node {
 	var out []*Node
 	for _, s := range d.order {
-		out = append(out, s.Nodes...)
+		out = append(out, d.current(s).nodes...)
 	}
 	return out
 }

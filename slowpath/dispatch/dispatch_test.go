@@ -400,7 +400,9 @@ func TestInvalidConfigs(t *testing.T) {
 		want string
 	}{
 		{"no destinations", Config{Sets: []SetConfig{{Name: "fs", Algorithm: RoundRobin}}, Probe: probe}, "no destinations"},
-		{"host name", Config{Sets: []SetConfig{{Name: "fs", Algorithm: RoundRobin, Destinations: []DestinationConfig{{URI: "sip:fs1.example"}}}}, Probe: probe}, "not an IP"},
+		{"host name", Config{Sets: []SetConfig{{Name: "fs", Algorithm: RoundRobin, Destinations: []DestinationConfig{{URI: "sip:fs1.example"}}}}, Probe: probe}, "no resolver"},
+		{"sips name", Config{Sets: []SetConfig{{Name: "fs", Algorithm: RoundRobin, Destinations: []DestinationConfig{{URI: "sips:fs1.example"}}}}, Probe: probe}, "udp or tcp"},
+		{"bad name", Config{Sets: []SetConfig{{Name: "fs", Algorithm: RoundRobin, Destinations: []DestinationConfig{{URI: "sip:fs_1.example"}}}}, Probe: probe}, "neither"},
 		{"user part", Config{Sets: []SetConfig{{Name: "fs", Algorithm: RoundRobin, Destinations: []DestinationConfig{{URI: "sip:a@10.0.0.1"}}}}, Probe: probe}, "no user part"},
 		{"transport", Config{Sets: []SetConfig{{Name: "fs", Algorithm: RoundRobin, Destinations: []DestinationConfig{{URI: "sip:10.0.0.1;transport=sctp"}}}}, Probe: probe}, "sctp"},
 		{"twice", Config{Sets: []SetConfig{{Name: "fs", Algorithm: RoundRobin, Destinations: []DestinationConfig{{URI: "sip:10.0.0.1"}, {URI: "sip:10.0.0.1:5060"}}}}, Probe: probe}, "twice"},

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pinhole-sip/pinhole/internal/resolve"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
 )
 
@@ -74,10 +75,22 @@ func ParseInsertion(s string) (Insertion, error) {
 	return 0, fmt.Errorf("insertion %q: want contact or path", s)
 }
 
-// Upstream is one main registrar.
+// Upstream is one main registrar, or a cluster of them behind a name.
 type Upstream struct {
-	Addr      netip.AddrPort
+	// Addr is the registrar's address; invalid when Name is set.
+	Addr netip.AddrPort
+	// Name is resolved by RFC 3263 for Transport (SRV, then A) through
+	// Config.DNS; each REGISTER picks a target of its answer (dns.go).
+	Name      resolve.Dest
 	Transport string // "UDP" or "TCP", as sipgo names networks
+}
+
+// String names the upstream for messages.
+func (u Upstream) String() string {
+	if u.Addr.IsValid() {
+		return u.Addr.String()
+	}
+	return u.Name.String()
 }
 
 // Listener is a pinhole socket requests to an upstream leave from.
@@ -106,6 +119,8 @@ type Config struct {
 	// MaxChallenges bounds the Call-IDs whose challenging upstream is
 	// remembered; zero means DefaultMaxChallenges.
 	MaxChallenges int
+	// DNS resolves upstreams given by name; nil refuses names.
+	DNS Resolver
 }
 
 // DefaultLapsers bounds concurrent upstream de-registrations: enough to
@@ -130,8 +145,11 @@ func (c *Config) validate() error {
 		return fmt.Errorf("midregistrar: timeout %s, retry_after %d", c.Timeout, c.RetryAfter)
 	}
 	for i, u := range c.Upstreams {
-		if !u.Addr.IsValid() || c.listener(u.Transport) == nil {
-			return fmt.Errorf("midregistrar: upstream %d (%s %s): no listener of that transport", i, u.Transport, u.Addr)
+		if !u.Addr.IsValid() && (u.Name.Host == "" || c.DNS == nil) {
+			return fmt.Errorf("midregistrar: upstream %d (%s %s): neither an address nor a name with a resolver", i, u.Transport, u)
+		}
+		if c.listener(u.Transport) == nil {
+			return fmt.Errorf("midregistrar: upstream %d (%s %s): no listener of that transport", i, u.Transport, u)
 		}
 	}
 	if c.Lapsers == 0 {

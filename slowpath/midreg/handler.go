@@ -152,20 +152,36 @@ func carryUpstream(next, cur []location.Binding) {
 }
 
 // relay sends the REGISTER to the upstreams in turn (RFC 3261 §16: a
-// stateful proxy with its own Via) until one answers other than 503.
+// stateful proxy with its own Via) until one answers other than 503. An
+// upstream given by name is tried at each target of its answer in turn;
+// all attempts together take at most len(Upstreams) × Timeout, the bound
+// configuration checks against the device's own transaction.
 func (m *MidRegistrar) relay(ctx context.Context, req *sip.Request, reg *registrar.Request, cur, after []location.Binding, now time.Time, renewal bool) *sip.Response {
+	rctx, rcancel := context.WithTimeout(ctx, time.Duration(len(m.cfg.Upstreams))*m.cfg.Timeout)
+	defer rcancel()
+attempts:
 	for _, i := range m.order(reg, cur, now) {
-		out, asked := m.outgoing(req, reg, after, i)
-		actx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
-		res, err := m.send.Send(actx, out)
-		cancel()
-		if err != nil || res.StatusCode == 503 {
-			upstreamFailed(i)
+		dsts := m.targets(i, reg.CallID)
+		if len(dsts) == 0 {
+			upstreamFailed(i) // a name with no address yet
 			continue
 		}
-		upstreamReply(res.StatusCode)
-		m.m.relayed.Inc()
-		return m.finish(req, reg, res, i, asked, now)
+		for _, dst := range dsts {
+			if rctx.Err() != nil {
+				break attempts
+			}
+			out, asked := m.outgoing(req, reg, after, i, dst)
+			actx, cancel := context.WithTimeout(rctx, m.cfg.Timeout)
+			res, err := m.send.Send(actx, out)
+			cancel()
+			if err != nil || res.StatusCode == 503 {
+				upstreamFailed(i)
+				continue
+			}
+			upstreamReply(res.StatusCode)
+			m.m.relayed.Inc()
+			return m.finish(req, reg, res, i, asked, now)
+		}
 	}
 	if renewal {
 		// No upstream answered, but the upstream registration is still

@@ -68,6 +68,22 @@ func (u *upstream) Send(ctx context.Context, req *sip.Request) (*sip.Response, e
 
 func (u *upstream) count() int { u.mu.Lock(); defer u.mu.Unlock(); return len(u.sent) }
 
+// split counts the requests that reached the upstream with the device's
+// Call-ID (relayed) apart from pinhole's own (its de-registrations, sent by
+// the lapse worker whenever it gets to them).
+func (u *upstream) split(callID string) (relayed, own int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, r := range u.sent {
+		if c := r.CallID(); c != nil && c.Value() == callID {
+			relayed++
+		} else {
+			own++
+		}
+	}
+	return relayed, own
+}
+
 func (u *upstream) last(t *testing.T) *sip.Request {
 	t.Helper()
 	u.mu.Lock()

@@ -89,11 +89,13 @@ func TestAlwaysRelayed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, func(c *Config) { c.Mode = tt.mode })
 			expectStatus(t, f.register("c1", 1, deviceFlow, contactLine(dev), "Expires: 60"), 200)
-			before := f.up.count()
+			before, _ := f.up.split(tt.callID)
 			f.clock.Add(10 * time.Second)
 			expectStatus(t, f.register(tt.callID, 2, tt.flow, tt.lines...), 200)
-			if got := f.up.count() - before; got != 1 {
-				t.Errorf("%d requests reached the upstream, want 1", got)
+			// Only the device's request counts: a contact it replaced is
+			// de-registered upstream too, by the lapse worker, at its pace.
+			if after, _ := f.up.split(tt.callID); after-before != 1 {
+				t.Errorf("%d of the device's requests reached the upstream, want 1", after-before)
 			}
 		})
 	}

@@ -32,18 +32,19 @@ func TestReplacedBindingDeregistered(t *testing.T) {
 				t.Fatalf("stored %v, want one binding", old)
 			}
 			expectStatus(t, f.register("c1", 2, deviceFlow, contactLine(moved)+instance, "Expires: 600"), 200)
-			relayed := f.up.count()
+			// The de-registration is pinhole's own request (its own
+			// Call-ID), sent by the lapse worker: it may already be there.
 			if bs := f.store.Lookup("alice@example.com"); len(bs) != 1 || bs[0].Contact != moved {
 				t.Fatalf("stored %v, want the moved contact alone", bs)
 			}
 			if tt.want == 0 {
 				time.Sleep(100 * time.Millisecond)
-				if got := f.up.count() - relayed; got != 0 {
-					t.Fatalf("%d requests upstream after the replacement, want none", got)
+				if _, own := f.up.split("c1"); own != 0 {
+					t.Fatalf("%d requests of pinhole's own upstream after the replacement, want none", own)
 				}
 				return
 			}
-			waitFor(t, "the old contact's de-registration", func() bool { return f.up.count() == relayed+tt.want })
+			waitFor(t, "the old contact's de-registration", func() bool { _, own := f.up.split("c1"); return own == tt.want })
 			out := f.up.last(t)
 			want := "<sip:" + contactToken(&old[0]) + "@"
 			if tt.ins == InsertPath {
@@ -60,10 +61,11 @@ func TestReplacedBindingDeregistered(t *testing.T) {
 				t.Errorf("de-registration sent to %s, want %s which holds the old contact", got, up1)
 			}
 			// A refresh of the new contact replaces nothing.
+			before := f.up.count()
 			expectStatus(t, f.register("c1", 3, deviceFlow, contactLine(moved)+instance, "Expires: 600"), 200)
 			time.Sleep(100 * time.Millisecond)
-			if got := f.up.count(); got != relayed+tt.want {
-				t.Errorf("%d requests upstream after a refresh, want %d", got, relayed+tt.want)
+			if got := f.up.count() - before; got != 0 {
+				t.Errorf("%d requests upstream after a refresh, want none", got)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package midreg
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -19,11 +20,11 @@ type asked struct {
 	expires int
 }
 
-// outgoing builds the REGISTER for upstream i from the device's (RFC 3261
+// outgoing builds the REGISTER for upstream i, at dst, from the device's (RFC 3261
 // §16.6): pinhole inserted, Expires raised in the throttling modes,
 // Max-Forwards decremented, pinhole's Via on top. after is the AOR's set
 // once the request applies (mode aor asks Expires 0 when it is empty).
-func (m *MidRegistrar) outgoing(req *sip.Request, reg *registrar.Request, after []location.Binding, i int) (*sip.Request, []asked) {
+func (m *MidRegistrar) outgoing(req *sip.Request, reg *registrar.Request, after []location.Binding, i int, dst netip.AddrPort) (*sip.Request, []asked) {
 	u := m.cfg.Upstreams[i]
 	l := m.cfg.listener(u.Transport)
 	r := req.Clone()
@@ -57,7 +58,7 @@ func (m *MidRegistrar) outgoing(req *sip.Request, reg *registrar.Request, after 
 	}
 	r.PrependHeader(m.via(l))
 	r.SetTransport(u.Transport)
-	r.SetDestination(u.Addr.String())
+	r.SetDestination(dst.String())
 	r.Laddr = sip.Addr{}
 	if u.Transport == "UDP" {
 		// Leave from the listening socket, the address the main registrar
@@ -246,6 +247,11 @@ func (m *MidRegistrar) deregistration(b *location.Binding) *sip.Request {
 		i = 0
 	}
 	up := m.cfg.Upstreams[i]
+	// The device's Call-ID picks the node its REGISTERs went to (dns.go).
+	dsts := m.targets(i, b.CallID)
+	if len(dsts) == 0 {
+		return nil
+	}
 	l := m.cfg.listener(up.Transport)
 	user, domain := splitAOR(b.AOR)
 	r := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: domain, UriParams: sip.NewParams(), Headers: sip.NewParams()})
@@ -276,7 +282,7 @@ func (m *MidRegistrar) deregistration(b *location.Binding) *sip.Request {
 	cl := sip.ContentLengthHeader(0)
 	r.AppendHeader(&cl)
 	r.SetTransport(up.Transport)
-	r.SetDestination(up.Addr.String())
+	r.SetDestination(dsts[0].String())
 	if up.Transport == "UDP" {
 		r.Laddr = sip.Addr{IP: l.Local.Addr().AsSlice(), Port: int(l.Local.Port())}
 	}

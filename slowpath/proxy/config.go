@@ -103,6 +103,14 @@ type Config struct {
 	// other edges, the farm's nodes): their requests are not challenged
 	// and keep their identity headers. nil trusts nobody.
 	Trusted *trust.List
+	// OutboundDNS resolves Outbound when its host is a name (RFC 3263,
+	// docs/dns.md); nil: the name is left to sipgo, which asks Go's
+	// resolver for A records when each request is sent.
+	OutboundDNS Resolver
+	// Peers reports further peers believed by source address whose
+	// addresses follow DNS (mid-registrar upstreams given by name,
+	// docs/dns.md); nil: none.
+	Peers func(netip.Addr) bool
 	// MaxBreadth is the Max-Breadth given to a request that arrives
 	// without one (RFC 5393 §5.3); zero means 60.
 	MaxBreadth int

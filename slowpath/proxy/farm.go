@@ -419,6 +419,9 @@ func callID(r *sip.Request) string {
 // moveOn reports whether a farm request goes on to its next destination:
 // only when every branch of the group ended in a failover condition.
 func (c *call) moveOn(bs []*branch) bool {
+	if c.outbound {
+		return c.outboundMoveOn(bs)
+	}
 	if !c.farm {
 		return true
 	}

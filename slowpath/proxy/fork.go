@@ -51,6 +51,9 @@ type call struct {
 	farm     bool
 	key      string
 	fromFarm *dispatch.Node
+	// outbound: targets are addresses of the outbound proxy's name, tried
+	// in turn (outbound.go).
+	outbound bool
 
 	// Media relay (media.go): dlg is the relay mark of the dialog an
 	// in-dialog request belongs to; media is set once the request's offer

@@ -15,6 +15,7 @@ var (
 	mCancels     = metrics.NewCounter(`pinhole_proxy_cancels_sent_total`)
 	mFlowBad     = metrics.NewCounter(`pinhole_proxy_flow_param_errors_total`)
 	mNoListener  = metrics.NewCounter(`pinhole_proxy_no_listener_total`)
+	mUnresolved  = metrics.NewCounter(`pinhole_proxy_outbound_unresolved_total`)
 	mBadBinding  = metrics.NewCounter(`pinhole_proxy_bad_bindings_total`)
 	mAuthFailed  = metrics.NewCounter(`pinhole_proxy_auth_rejected_total`)
 	mRelayFailed = metrics.NewCounter(`pinhole_proxy_relay_errors_total`)

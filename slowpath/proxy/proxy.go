@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/resolve"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
 	"github.com/pinhole-sip/pinhole/slowpath/nat"
 	"github.com/pinhole-sip/pinhole/slowpath/routesig"
@@ -49,7 +50,10 @@ type Proxy struct {
 	log       *slog.Logger
 	listeners []listener
 	outbound  *sip.Uri
-	keys      *routesig.Keyring
+	// outboundName is Outbound's host as a DNS name when OutboundDNS is
+	// set; nil for an address or without a resolver.
+	outboundName *resolve.Dest
+	keys         *routesig.Keyring
 }
 
 // New checks cfg and returns a proxy that sends through cli. auth may be
@@ -73,7 +77,13 @@ func New(cfg Config, cli *sipgo.Client, loc Locator, auth Authorizer, log *slog.
 		rand.Read(secret[:])
 		keys = routesig.NewStatic(secret)
 	}
-	return &Proxy{cfg: cfg, cli: cli, loc: loc, auth: auth, log: log.With("caller", "proxy"), listeners: ls, outbound: outbound, keys: keys}, nil
+	p := &Proxy{cfg: cfg, cli: cli, loc: loc, auth: auth, log: log.With("caller", "proxy"), listeners: ls, outbound: outbound, keys: keys}
+	if outbound != nil && cfg.OutboundDNS != nil {
+		if d, ok := OutboundName(outbound); ok {
+			p.outboundName = &d
+		}
+	}
+	return p, nil
 }
 
 // Handle processes one request from sipgo's server. It returns when the
@@ -136,13 +146,21 @@ func (p *Proxy) Handle(req *sip.Request, tx sip.ServerTransaction) {
 func (p *Proxy) route(req *sip.Request, tx sip.ServerTransaction, d *decision) {
 	var groups [][]target
 	if d.act == actOutbound {
-		t, err := p.outboundTarget()
+		ts, err := p.outboundTargets()
+		if errors.Is(err, errUnresolved) {
+			// RFC 3263 §4.3: no server could be found; another try later
+			// may find one once the name resolves.
+			p.reply(req, tx, sip.StatusServiceUnavailable, "Service Unavailable")
+			return
+		}
 		if err != nil {
 			p.log.Debug("no listener for outbound", "error", err)
 			p.reply(req, tx, sip.StatusInternalServerError, "Server Internal Error")
 			return
 		}
-		groups = [][]target{{t}}
+		for _, t := range ts {
+			groups = append(groups, []target{t}) // tried in turn
+		}
 	} else {
 		bindings := p.loc.Lookup(d.aor)
 		if len(bindings) == 0 {
@@ -162,6 +180,10 @@ func (p *Proxy) route(req *sip.Request, tx sip.ServerTransaction, d *decision) {
 	// §16.6 step 4: record-route requests that may create a dialog.
 	rr := req.Method == sip.INVITE || req.Method == sip.SUBSCRIBE ||
 		req.Method == sip.REFER || req.Method == sip.NOTIFY
+	if d.act == actOutbound {
+		p.forkWith(req, p.prepare(req, d), tx, rr, groups, func(c *call) { c.outbound = true })
+		return
+	}
 	p.fork(req, p.prepare(req, d), tx, rr, groups)
 }
 
@@ -484,20 +506,37 @@ func (p *Proxy) dialogTarget(base *sip.Request, d *decision) (target, error) {
 	return t, nil
 }
 
-// outboundTarget sends to Config.Outbound, keeping the Request-URI.
-func (p *Proxy) outboundTarget() (target, error) {
+// errUnresolved: the outbound proxy's name has no address in the cache.
+var errUnresolved = errors.New("outbound name has no address")
+
+// outboundTargets sends to Config.Outbound, keeping the Request-URI: one
+// target, or for a name the addresses of its cached answer in the order
+// to try them (outbound.go).
+func (p *Proxy) outboundTargets() ([]target, error) {
 	u := p.outbound
-	t := target{transport: uriTransport(u)}
-	if t.out = p.listenerOf(t.transport); t.out == nil {
-		mNoListener.Inc()
-		return t, fmt.Errorf("no %s listener for outbound %s", t.transport, u)
+	if p.outboundName != nil {
+		ts := p.resolveOutbound()
+		if len(ts) == 0 {
+			mUnresolved.Inc()
+			return nil, fmt.Errorf("outbound %s: %w", u, errUnresolved)
+		}
+		out := make([]target, 0, len(ts))
+		for _, rt := range ts {
+			out = append(out, target{transport: rt.Transport, dest: rt.Addr.String(), out: p.listenerOf(rt.Transport)})
+		}
+		return out, nil
 	}
+	t := target{transport: uriTransport(u)}
 	port := u.Port
 	if port == 0 {
 		port = sip.DefaultPort(t.transport)
 	}
 	t.dest = net.JoinHostPort(strings.Trim(u.Host, "[]"), strconv.Itoa(port))
-	return t, nil
+	if t.out = p.listenerOf(t.transport); t.out == nil {
+		mNoListener.Inc()
+		return nil, fmt.Errorf("no %s listener for outbound %s", t.transport, u)
+	}
+	return []target{t}, nil
 }
 
 // branchRequest builds the request for one target (RFC 3261 §16.6).

@@ -96,7 +96,8 @@ func (p *Proxy) decide(req *sip.Request) decision {
 
 	var d decision
 	if src, ok := nat.ParseAddrPort(req.Source()); ok {
-		d.trusted = p.cfg.Trusted.Contains(src.Addr()) || (p.cfg.Farm != nil && p.cfg.Farm.IsFarm(src.Addr()))
+		d.trusted = p.cfg.Trusted.Contains(src.Addr()) || (p.cfg.Farm != nil && p.cfg.Farm.IsFarm(src.Addr())) ||
+			(p.cfg.Peers != nil && p.cfg.Peers(src.Addr()))
 	}
 	var mark *sip.Uri // our Record-Route URI, carrying ftag/nc/nr
 	routes, top := 0, true

@@ -208,8 +208,13 @@ func TestNoAllocationPerResponse(t *testing.T) {
 	runtime.KeepAlive(dst)
 }
 
+// TestConcurrent: answers remembered from several goroutines are found by
+// each. The cache holds twice what the test writes (New(1000): 32 000
+// responses, 16 000 written), so that eviction
+// never takes an answer between its Finish and its Begin here (TestEvictionOldestFirst covers eviction); New(100)
+// held 3 200 and, with the goroutines descheduled under load, did.
 func TestConcurrent(t *testing.T) {
-	c := New(100)
+	c := New(1000)
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {

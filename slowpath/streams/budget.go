@@ -36,6 +36,11 @@ type Options struct {
 	// its pool, and what replaces it there is in place before anything
 	// else looks (noreflect.go).
 	Ended func(kind Kind, local, remote net.Addr)
+	// Handshake, when set, is told the end of every TLS handshake: its
+	// error (nil: done) and whether handshake_timeout cut it. The
+	// connection stays only if it returns true (slowpath/certs decides
+	// and counts).
+	Handshake func(src netip.Addr, cs tls.ConnectionState, err error, timedOut bool) bool
 }
 
 // Budget is the accounting shared by every stream listener.

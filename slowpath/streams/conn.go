@@ -159,8 +159,13 @@ func (c *Conn) handshake() error {
 	_ = c.raw.SetDeadline(c.accepted.Add(c.b.o.HandshakeTimeout))
 	err := c.tlsc.Handshake()
 	_ = c.raw.SetDeadline(time.Time{})
+	timedOut := errors.Is(err, os.ErrDeadlineExceeded)
+	if h := c.b.o.Handshake; h != nil && !h(c.src, c.tlsc.ConnectionState(), err, timedOut) && err == nil {
+		c.shut(reasonRefused)
+		return io.EOF
+	}
 	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		if timedOut {
 			c.shut(reasonHandshake)
 		} else {
 			c.shut(reasonTLS)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -417,4 +418,69 @@ func bytesHasClose(p []byte) bool {
 		}
 	}
 	return false
+}
+
+// TestHandshakeHook: Options.Handshake hears every TLS handshake with its
+// source and outcome; a connection it refuses is closed before sipgo reads
+// a byte and counted as tls_refused, one it keeps carries on.
+func TestHandshakeHook(t *testing.T) {
+	o := testOptions()
+	type seen struct {
+		src      netip.Addr
+		err      bool
+		timedOut bool
+	}
+	calls := make(chan seen, 4)
+	keep := atomic.Bool{}
+	o.Handshake = func(src netip.Addr, _ tls.ConnectionState, err error, timedOut bool) bool {
+		calls <- seen{src, err != nil, timedOut}
+		return err == nil && keep.Load()
+	}
+	addr := serve(t, NewBudget(o), TLS, selfSigned(t))
+	loopback := netip.MustParseAddr("127.0.0.1")
+
+	before := counter(`pinhole_stream_closed_total{reason="tls_refused"}`)
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server's handshake ends after the client's; its verdict closes
+	// the connection, which the client's read sees.
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Error("a refused connection delivered data")
+	}
+	c.Close()
+	if got := <-calls; got != (seen{src: loopback}) {
+		t.Errorf("hook heard %+v, want a successful handshake from %s", got, loopback)
+	}
+	if counter(`pinhole_stream_closed_total{reason="tls_refused"}`) != before+1 {
+		t.Error("a refused connection was not counted as tls_refused")
+	}
+
+	keep.Store(true)
+	c, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(sipMsg("x"))); err != nil {
+		t.Fatal(err)
+	}
+	<-calls
+	_ = c.SetReadDeadline(time.Now().Add(o.IdleTimeout / 2))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("a kept connection ended early: %v", err)
+	}
+
+	// A failed handshake is reported with its error, and not kept.
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Write([]byte("OPTIONS sip:x SIP/2.0\r\n\r\n"))
+	if got := <-calls; !got.err || got.timedOut {
+		t.Errorf("plain text on the TLS port: hook heard %+v, want a failed handshake", got)
+	}
+	raw.Close()
 }

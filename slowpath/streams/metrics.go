@@ -60,9 +60,10 @@ const (
 	reasonWrite                   // one write took longer than message_timeout
 	reasonTooBig                  // a message passed limits.max_message_bytes
 	reasonShed                    // closed to free a descriptor when accept found none
+	reasonRefused                 // Options.Handshake refused it (a trusted peer without a verified certificate)
 	numReasons
 )
 
 func (r reason) String() string {
-	return [...]string{"idle", "handshake_timeout", "tls_error", "message_timeout", "write_timeout", "too_big", "shed"}[r]
+	return [...]string{"idle", "handshake_timeout", "tls_error", "message_timeout", "write_timeout", "too_big", "shed", "tls_refused"}[r]
 }

@@ -55,7 +55,9 @@ import (
 )
 
 // servers in the order of the table; echo is the generator's ceiling.
-var servers = []string{"echo", "pinhole", "fastpath", "kamailio", "opensips"} // fastpath: pinhole with fastpath.enabled
+// fastpath: pinhole with fastpath.enabled; fastpath-nobatch: the same
+// with fastpath.batch 1 (gnet's one system call per datagram).
+var servers = []string{"echo", "pinhole", "fastpath", "fastpath-nobatch", "kamailio", "opensips"}
 
 // scenarios in the order of the tables: load.Scenarios and the variants
 // compare.sh runs (refresh-noauth: every server without digest auth).

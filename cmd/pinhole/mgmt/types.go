@@ -67,6 +67,7 @@ type Removed struct {
 type Destination struct {
 	Set         string            `json:"set"`
 	URI         string            `json:"uri"`
+	From        string            `json:"from,omitempty"` // the DNS name it was resolved from (docs/dns.md)
 	ID          string            `json:"id"`
 	State       string            `json:"state"` // up, probing, disabled
 	Weight      int               `json:"weight"`
@@ -79,7 +80,7 @@ type Destination struct {
 
 func fromStatus(s dispatch.Status) Destination {
 	d := Destination{
-		Set: s.Set, URI: s.URI, ID: s.ID, State: s.State.String(), Weight: s.Weight, Priority: s.Priority,
+		Set: s.Set, URI: s.URI, From: s.From, ID: s.ID, State: s.State.String(), Weight: s.Weight, Priority: s.Priority,
 		Attrs: s.Attrs, ActiveCalls: s.ActiveCalls, LastCode: s.LastCode,
 	}
 	if !s.LastProbe.IsZero() {

@@ -304,7 +304,7 @@ func (c *Client) pick(callID string) *instance {
 		_, _ = h.Write([]byte(callID))
 		_, _ = h.Write([]byte{0})
 		_, _ = h.Write([]byte(in.addr.String()))
-		u := (float64(h.Sum64()>>11) + 0.5) / (1 << 53) // in (0,1)
+		u := (float64(mix64(h.Sum64())>>11) + 0.5) / (1 << 53) // in (0,1)
 		score := -float64(in.weight) / math.Log(u)
 		if score > bestScore {
 			best, bestScore = in, score
@@ -363,4 +363,18 @@ func (c *Client) do(ctx context.Context, in *instance, command string, d map[str
 		return nil, fmt.Errorf("ng %s from %s: %w", command, in.addr, err)
 	}
 	return r, err
+}
+
+// mix64 is MurmurHash3's 64-bit finaliser. FNV-1a alone leaves its high
+// bits, the ones mapped into (0,1), poorly mixed for keys that differ in
+// their last bytes (the instance's port): a 3:1 weighting gave one
+// instance 86 % of the calls with some ports. Mixed, every bit of the key
+// moves every bit of the score.
+func mix64(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
 }
