@@ -69,8 +69,21 @@ for purpose in "$@"; do
 	wanted+=($(packages_for "$purpose"))
 done
 
+# provided reports whether a command already gives what a package would:
+# the machine's Node.js (from another source than Debian) brings its own
+# npm, and Debian's npm package conflicts with it.
+provided() {
+	case "$1" in
+	npm) command -v npm >/dev/null ;;
+	*) false ;;
+	esac
+}
+
 missing=()
 for pkg in "${wanted[@]}"; do
+	if provided "$pkg"; then
+		continue
+	fi
 	# dpkg-query prints "install ok installed" only for a fully installed package;
 	# a half-configured one is installed again.
 	status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
