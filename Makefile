@@ -42,7 +42,7 @@ check-generated:
 	@if [ -x bench/xdp/check-generated.sh ]; then bench/xdp/check-generated.sh; fi
 
 test-integration: build
-	$(GO) test -race -count=1 -tags integration -timeout 12m ./internal/e2e/... ./internal/testutil/... ./internal/location/...
+	$(GO) test -race -count=1 -tags integration -timeout 16m ./internal/e2e/... ./internal/testutil/... ./internal/location/...
 
 generate:
 	$(GO) generate ./bpf/... ./bench/xdp/bare
