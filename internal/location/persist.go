@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"time"
 )
 
@@ -89,46 +90,79 @@ func (m *Memory) flushLoop() {
 // write-through with an older copy. If the batch fails the AORs stay
 // dirty.
 func (m *Memory) flush() error {
-	m.writeMu.Lock()
-	defer m.writeMu.Unlock()
-	if !m.anyDirty() {
-		return nil
-	}
-	var batch []setWrite
-	var arena []byte
+	// The dirty AORs are taken at once; their values are read and written
+	// a chunk at a time, each chunk under writeMu (so no chunk writes an
+	// older copy over a write-through that came between), with the
+	// scheduler given a turn between chunks.
+	var names []string
 	for i := range m.shards {
 		s := &m.shards[i]
 		s.mu.Lock()
-		if len(s.dirty) == 0 {
-			s.mu.Unlock()
-			continue
+		for aor := range s.dirty {
+			names = append(names, aor)
 		}
-		taken := s.dirty
-		s.dirty = make(map[string]struct{}, len(taken))
-		for aor := range taken {
-			batch, arena = appendPut(batch, arena, s, aor)
+		if len(s.dirty) > 0 {
+			s.dirty = make(map[string]struct{}, len(s.dirty))
 		}
+		s.mu.Unlock()
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	var errs []error
+	for start := 0; start < len(names); start += flushChunkAORs {
+		if err := m.flushChunk(names[start:min(start+flushChunkAORs, len(names))]); err != nil {
+			errs = append(errs, err)
+		}
+		// Why: on a core shared with the fast path's event loops (one
+		// GOMAXPROCS when pinned to one core), a flush of tens of
+		// thousands of refreshed AORs held the only P for up to the
+		// scheduler's 10 ms preemption slice, and every refresh waiting
+		// in a loop's socket waited as long: the p99 of absorbed
+		// refreshes was ~10 ms at any rate.
+		runtime.Gosched()
+	}
+	if len(errs) > 0 {
+		m.flushErrors.Add(1)
+		return fmt.Errorf("flush bindings: %w", errors.Join(errs...))
+	}
+	m.flushes.Add(1)
+	return nil
+}
+
+// flushChunkAORs bounds the AORs one write-behind transaction carries.
+const flushChunkAORs = 1024
+
+// flushChunk writes the current values of names (taken out of the dirty
+// sets by flush) and marks them dirty again if the write fails.
+func (m *Memory) flushChunk(names []string) error {
+	m.writeMu.Lock()
+	defer m.writeMu.Unlock()
+	batch := make([]setWrite, 0, len(names))
+	var arena []byte
+	for _, aor := range names {
+		s := m.shard(aor)
+		s.mu.Lock()
+		batch, arena = appendPut(batch, arena, s, aor)
 		s.mu.Unlock()
 	}
 	err := m.back.write(batch, false)
 	m.settle(batch)
-	if err != nil {
-		m.flushErrors.Add(1)
-		var part *partialError
-		errors.As(err, &part)
-		for _, p := range batch {
-			if part != nil && !part.failed(p.aor) {
-				continue
-			}
-			s := m.shard(p.aor)
-			s.mu.Lock()
-			m.markDirty(s, p.aor)
-			s.mu.Unlock()
-		}
-		return fmt.Errorf("flush bindings: %w", err)
+	if err == nil {
+		return nil
 	}
-	m.flushes.Add(1)
-	return nil
+	var part *partialError
+	errors.As(err, &part)
+	for _, p := range batch {
+		if part != nil && !part.failed(p.aor) {
+			continue
+		}
+		s := m.shard(p.aor)
+		s.mu.Lock()
+		m.markDirty(s, p.aor)
+		s.mu.Unlock()
+	}
+	return err
 }
 
 // settle ends the in-flight marks of a written batch (follow.go).

@@ -348,3 +348,47 @@ func TestCrash(t *testing.T) {
 		})
 	}
 }
+
+// TestFlushInChunks: a write-behind flush of more AORs than one chunk
+// carries writes them all (the flush yields between chunks, so that a
+// flush of tens of thousands of refreshes does not hold the one P of a
+// pinned process).
+func TestFlushInChunks(t *testing.T) {
+	c := newClock()
+	path := tempDB(t)
+	m, err := Open(Options{Path: path, Now: c.Now, FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3*flushChunkAORs + 7
+	for i := range n {
+		put(t, m, typical(i, c.Now().Add(time.Hour)))
+	}
+	later := c.Now().Add(2 * time.Hour)
+	for i := range n {
+		if !m.Touch(refresh(typical(i, time.Time{}), 5000, later)) {
+			t.Fatalf("Touch %d failed", i)
+		}
+	}
+	if err := m.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m.anyDirty() {
+		t.Fatal("AORs still dirty after the flush")
+	}
+	// Nothing is dirty, so Close writes nothing more: the reopened store
+	// reads what the chunks wrote.
+	want := snapshot(m)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m2 := openTest(t, Options{Path: path, Now: c.Now})
+	if diff := cmp.Diff(want, snapshot(m2), addrPortEqual); diff != "" {
+		t.Fatalf("bindings after reopen (-want +got):\n%s", diff)
+	}
+	for _, b := range m2.Lookup(typical(n-1, time.Time{}).AOR) {
+		if !b.Expires.Equal(later) {
+			t.Errorf("last AOR expires %v, want the refreshed %v", b.Expires, later)
+		}
+	}
+}

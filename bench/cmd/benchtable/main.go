@@ -110,7 +110,7 @@ func main() {
 }
 
 func table(w io.Writer, dir string) error {
-	fmt.Fprintf(w, "%-14s %-9s %9s %10s %8s %8s %9s %9s %8s %8s  %s\n",
+	fmt.Fprintf(w, "%-14s %-16s %9s %10s %8s %8s %9s %9s %8s %8s  %s\n",
 		"scenario", "server", "offered/s", "ok/s", "vs ph", "ok %", "p50 ms", "p99 ms", "gen core", "backlog", "server")
 	for _, sc := range scenarios {
 		rows := map[string]*load.Result{}
@@ -163,7 +163,7 @@ func table(w io.Writer, dir string) error {
 					check += " DISAGREE"
 				}
 			}
-			fmt.Fprintf(w, "%-14s %-9s %9.0f %10.0f %8s %7.1f%% %9.2f %9.2f %7.0f%% %8d  %s\n",
+			fmt.Fprintf(w, "%-14s %-16s %9.0f %10.0f %8s %7.1f%% %9.2f %9.2f %7.0f%% %8d  %s\n",
 				sc, name, r.Rate, ok, ratio, pct, float64(p50)/1000, float64(p99)/1000, 100*r.CoreBusy, r.MaxBacklog, check)
 		}
 	}
@@ -245,17 +245,31 @@ func capRuns(dir string) (map[capKey][]*load.Result, error) {
 			return nil, err
 		}
 		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "cap-"), ".json")
-		dash, last := strings.IndexByte(name, '-'), strings.LastIndexByte(name, '-')
-		if dash < 0 || last <= dash {
+		srv := serverOf(name)
+		last := strings.LastIndexByte(name, '-')
+		if srv == "" || last <= len(srv) {
 			continue
 		}
-		k := capKey{name[:dash], name[dash+1 : last]}
+		k := capKey{srv, name[len(srv)+1 : last]}
 		runs[k] = append(runs[k], r)
 	}
 	for k, rs := range runs {
 		runs[k] = lastPerRate(rs)
 	}
 	return runs, nil
+}
+
+// serverOf is the server a run's name starts with ("<server>-..."): the
+// longest of servers that fits, since one name (fastpath-nobatch) holds
+// another and a dash.
+func serverOf(name string) string {
+	best := ""
+	for _, srv := range servers {
+		if strings.HasPrefix(name, srv+"-") && len(srv) > len(best) {
+			best = srv
+		}
+	}
+	return best
 }
 
 // lastPerRate sorts a server's rungs by offered rate and keeps one run per
@@ -300,7 +314,7 @@ func capacity(w io.Writer, dir string) error {
 		}
 	}
 	type key = capKey
-	fmt.Fprintf(w, "%-14s %-9s %14s %10s %9s %9s %8s %14s\n", "scenario", "server", "sustained/s", "vs ph", "p50 ms", "p99 ms", "gen cpu", "failed at/s")
+	fmt.Fprintf(w, "%-14s %-16s %14s %10s %9s %9s %8s %14s\n", "scenario", "server", "sustained/s", "vs ph", "p50 ms", "p99 ms", "gen cpu", "failed at/s")
 	for _, sc := range scenarios {
 		base := 0.0
 		if r := best[key{"pinhole", sc}]; r != nil {
@@ -318,7 +332,7 @@ func capacity(w io.Writer, dir string) error {
 				fail = fmt.Sprintf("%.0f", failed[k])
 			}
 			if r == nil {
-				fmt.Fprintf(w, "%-14s %-9s %14s %10s %9s %9s %8s %14s\n", sc, name, "< lowest", "-", "-", "-", "-", fail)
+				fmt.Fprintf(w, "%-14s %-16s %14s %10s %9s %9s %8s %14s\n", sc, name, "< lowest", "-", "-", "-", "-", fail)
 				continue
 			}
 			a := r.Run.Actions[mainAction[r.Scenario]]
@@ -326,7 +340,7 @@ func capacity(w io.Writer, dir string) error {
 			if base > 0 {
 				ratio = fmt.Sprintf("%.2f", r.Rate/base)
 			}
-			fmt.Fprintf(w, "%-14s %-9s %14.0f %10s %9.2f %9.2f %7.0f%% %14s\n", sc, name, r.Rate, ratio,
+			fmt.Fprintf(w, "%-14s %-16s %14.0f %10s %9.2f %9.2f %7.0f%% %14s\n", sc, name, r.Rate, ratio,
 				float64(a.Latency.P50)/1000, float64(a.Latency.P99)/1000, 100*r.CoreBusy, fail)
 		}
 	}
