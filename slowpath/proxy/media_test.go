@@ -524,10 +524,18 @@ func TestMediaLateOffer(t *testing.T) {
 }
 
 // nodeSDP answers an INVITE with each of codes in turn, a To tag of tag,
-// and the callee's SDP in every 18x and 2xx.
+// and the callee's SDP in every 18x and 2xx. The responses are 20 ms
+// apart, as a real node's are much more: sipgo hands each response it
+// reads to its transaction on a goroutine of its own
+// (handleResponseBackground), so a 183 and a 503 sent back to back may
+// reach the transaction in either order, and a 183 after the 503 is
+// dropped there (RFC 3261 §17.1.1.2); CI saw it once under load.
 func nodeSDP(tag string, codes ...int) func(*node, *sip.Request, sip.ServerTransaction) {
 	return func(n *node, req *sip.Request, tx sip.ServerTransaction) {
-		for _, code := range codes {
+		for i, code := range codes {
+			if i > 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
 			res := sip.NewResponseFromRequest(req, code, "", nil)
 			res.To().Params.Add("tag", tag)
 			res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "fs", Host: n.addr.Addr().String(), Port: int(n.addr.Port())}})
