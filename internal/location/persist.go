@@ -100,6 +100,13 @@ func (m *Memory) flush() error {
 		s.mu.Lock()
 		for aor := range s.dirty {
 			names = append(names, aor)
+			// In flight from now, not only from its chunk on: an AOR
+			// neither dirty nor in flight would take a change notice's
+			// older value from a shared backing (follow.go) before its
+			// chunk writes it.
+			if s.inflight != nil {
+				s.inflight[aor] = struct{}{}
+			}
 		}
 		if len(s.dirty) > 0 {
 			s.dirty = make(map[string]struct{}, len(s.dirty))
