@@ -111,12 +111,7 @@ func StartKamailio(t testing.TB, kc KamailioConfig) *Kamailio {
 	if err != nil {
 		t.Fatalf("write kamailio config: %v", err)
 	}
-	t.Cleanup(func() {
-		k.Stop()
-		if t.Failed() {
-			t.Logf("kamailio log (tail, %s):\n%s", k.logPath, tail(readOr(k.logPath), 40))
-		}
-	})
+	stopAtCleanup(t, "kamailio", k.logPath, k.Stop)
 	k.Start()
 	return k
 }
@@ -124,11 +119,7 @@ func StartKamailio(t testing.TB, kc KamailioConfig) *Kamailio {
 // Start starts Kamailio (again, after Stop) and waits until it answers.
 func (k *Kamailio) Start() {
 	k.t.Helper()
-	out, err := os.OpenFile(k.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		k.t.Fatalf("open kamailio log: %v", err)
-	}
-	fmt.Fprintf(out, "=== harness: starting kamailio at %s\n", time.Now().Format(time.RFC3339Nano))
+	out := openDaemonLog(k.t, "kamailio", k.logPath)
 	// -DD: stay in the foreground with children; -E: log to stderr.
 	cmd := exec.Command(kamailioBin, "-DD", "-E", "-f", k.cfgPath, "-Y", k.runDir)
 	cmd.Stdout, cmd.Stderr = out, out

@@ -137,11 +137,7 @@ func (p *Pinhole) Output() string { return readOr(p.logPath) }
 
 func (p *Pinhole) start() {
 	p.t.Helper()
-	out, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		p.t.Fatalf("open pinhole log: %v", err)
-	}
-	fmt.Fprintf(out, "=== harness: starting pinhole at %s\n", time.Now().Format(time.RFC3339Nano))
+	out := openDaemonLog(p.t, "pinhole", p.logPath)
 	ready := make(chan struct{})
 	w := &readyWriter{f: out, ready: ready}
 	cmd := p.ns.CommandContext(context.Background(), p.bin, "-config", p.cfgPath)

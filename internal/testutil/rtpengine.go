@@ -1,7 +1,6 @@
 package testutil
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -53,12 +52,7 @@ func StartRTPEngine(t testing.TB, ns *NetNS, iface netip.Addr) *RTPEngine {
 		NG:      netip.AddrPortFrom(Loopback, 2223),
 		logPath: filepath.Join(t.TempDir(), "rtpengine.log"),
 	}
-	t.Cleanup(func() {
-		r.Kill()
-		if t.Failed() {
-			t.Logf("rtpengine log (tail, %s):\n%s", r.logPath, tail(readOr(r.logPath), 40))
-		}
-	})
+	stopAtCleanup(t, "rtpengine", r.logPath, r.Kill)
 	r.Start()
 	return r
 }
@@ -66,11 +60,7 @@ func StartRTPEngine(t testing.TB, ns *NetNS, iface netip.Addr) *RTPEngine {
 // Start starts rtpengine (again, after Kill) and waits until it answers.
 func (r *RTPEngine) Start() {
 	r.t.Helper()
-	out, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		r.t.Fatalf("open rtpengine log: %v", err)
-	}
-	fmt.Fprintf(out, "=== harness: starting rtpengine at %s\n", time.Now().Format(time.RFC3339Nano))
+	out := openDaemonLog(r.t, "rtpengine", r.logPath)
 	// --config-file=none: Debian's /etc/rtpengine/rtpengine.conf would add
 	// HTTP and CLI listeners and the kernel table. --table=-1: userspace
 	// forwarding, no kernel module needed. Ports from a small range of
