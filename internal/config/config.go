@@ -57,6 +57,9 @@ type Config struct {
 	// (docs/media.md).
 	Media Media `yaml:"media"`
 
+	// Cluster places this box among other edges (cluster.go).
+	Cluster Cluster `yaml:"cluster"`
+
 	// Source names where the configuration came from, for messages.
 	Source string `yaml:"-"`
 }
@@ -199,6 +202,7 @@ func (c *Config) validate() error {
 		c.validateFastPath,
 		c.Media.validate,
 		c.Capture.validate,
+		c.Cluster.validate,
 	}
 	for _, check := range checks {
 		errs = append(errs, check())

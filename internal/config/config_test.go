@@ -171,6 +171,12 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"log component level", "log:\n  components: {sipgo: loud}\n", []string{"line 2", "log.components", "loud"}},
 		{"log format", "log:\n  format: xml\n", []string{"line 2", "log.format", "xml"}},
 		{"log rate", "log:\n  rate: -1\n", []string{"line 2", "log.rate"}},
+		{"cluster vip", "cluster:\n  edge_id: a\n  vip: \"nope\"\n", []string{"line 3", "cluster.vip", "nope"}},
+		{"cluster vip without id", "cluster:\n  vip: 10.0.0.9\n", []string{"cluster.vip", "edge_id"}},
+		{"cluster edges without id", "cluster:\n  edges: [{id: a, address: \"10.0.0.1:5070\"}]\n", []string{"cluster.edge_id"}},
+		{"cluster edge twice", "cluster:\n  edge_id: a\n  edges: [{id: a, address: \"10.0.0.1:5070\"}, {id: a, address: \"10.0.0.2:5070\"}]\n", []string{"cluster.edges", "twice"}},
+		{"cluster edge address", "cluster:\n  edge_id: a\n  edges: [{id: a, address: \"edge-a\"}]\n", []string{"cluster.edges", "edge-a"}},
+		{"cluster self missing", "cluster:\n  edge_id: c\n  edges: [{id: a, address: \"10.0.0.1:5070\"}]\n", []string{"cluster.edge_id", "\"c\""}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
