@@ -116,3 +116,60 @@ func TestCredentialsMemoryPerUser(t *testing.T) {
 		t.Errorf("%.1f bytes per user, budget %d", got, maxBytesPerUser)
 	}
 }
+
+// FuzzParseCredentials checks the arena and its table against a plain map
+// built from the same lines: whatever parses must answer every user's
+// look-up exactly as the map does, and Missing must agree with it.
+func FuzzParseCredentials(f *testing.F) {
+	f.Add("alice pinhole " + strings.Repeat("a", 32) + " " + strings.Repeat("B", 64) + "\nbob pinhole " + strings.Repeat("1", 32) + "\n")
+	f.Add("# c\n\n a\tr " + strings.Repeat("f", 32) + " # t\n")
+	f.Add("a r " + strings.Repeat("0", 32) + "\na r " + strings.Repeat("0", 32) + "\n")
+	f.Add(manyUsers(40))
+	f.Fuzz(func(t *testing.T, in string) {
+		c, err := ParseCredentials(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		type ha1s struct{ md5, sha string }
+		want := map[[2]string]ha1s{}
+		for line := range strings.Lines(in) {
+			line = strings.TrimRight(line, "\n")
+			if i := strings.IndexByte(line, '#'); i >= 0 {
+				line = line[:i]
+			}
+			f := strings.Fields(line)
+			if len(f) == 0 {
+				continue
+			}
+			h := ha1s{md5: strings.ToLower(f[2])}
+			if len(f) == 4 {
+				h.sha = strings.ToLower(f[3])
+			}
+			want[[2]string{f[0], f[1]}] = h
+		}
+		for k, h := range want {
+			if got, ok := c.HA1(k[0], k[1], MD5); !ok || got != h.md5 {
+				t.Fatalf("%q in %q: MD5 %q %v, want %q", k[0], k[1], got, ok, h.md5)
+			}
+			if got, ok := c.HA1(k[0], k[1], SHA256); ok != (h.sha != "") || got != h.sha {
+				t.Fatalf("%q in %q: SHA-256 %q %v, want %q", k[0], k[1], got, ok, h.sha)
+			}
+			if _, ok := c.HA1(k[0]+"x", k[1], MD5); ok {
+				if _, listed := want[[2]string{k[0] + "x", k[1]}]; !listed {
+					t.Fatalf("%qx in %q found but not in the file", k[0], k[1])
+				}
+			}
+			u, found := c.Missing(k[1], SHA256)
+			var wu string
+			var wfound bool
+			for k2, h2 := range want {
+				if k2[1] == k[1] && h2.sha == "" && (!wfound || k2[0] < wu) {
+					wu, wfound = k2[0], true
+				}
+			}
+			if u != wu || found != wfound {
+				t.Fatalf("Missing(%q) = %q %v, want %q %v", k[1], u, found, wu, wfound)
+			}
+		}
+	})
+}
