@@ -43,6 +43,24 @@ func startRelayedNet(t testing.TB, onDown string) *relayedNet {
 // edit leaves it (relaying calls behind NAT or with WebRTC by default).
 func startRelayedNetWith(t testing.TB, edit func(*testutil.Config)) *relayedNet {
 	t.Helper()
+	return startRelayedNetOpts(t, relayedOpts{edit: edit, bob: true})
+}
+
+// relayedOpts says how startRelayedNetOpts builds relayedNet.
+type relayedOpts struct {
+	// edit changes pinhole's configuration (may be nil).
+	edit func(*testutil.Config)
+	// bob starts the registered callee; without, n.bob is nil.
+	bob bool
+	// bobPassword answers pinhole's challenge to bob's REGISTER, for a
+	// pinhole with auth on.
+	bobPassword string
+	// bobArgs are added to bob's sipp command line (-rtp_echo).
+	bobArgs []string
+}
+
+func startRelayedNetOpts(t testing.TB, o relayedOpts) *relayedNet {
+	t.Helper()
 	n := &relayedNet{core: testutil.NewNetNS(t)}
 	n.nat = testutil.NATDevice(t, n.core)
 	core := n.nat.UpstreamAddr
@@ -60,25 +78,34 @@ func startRelayedNetWith(t testing.TB, edit func(*testutil.Config)) *relayedNet 
 		OnDown:       "503",
 		Rules:        config.MediaRules{NAT: true, WebRTC: true},
 	}
-	edit(&cfg)
-	n.pin = testutil.StartPinhole(t, n.core, cfg)
-	bob := testutil.Sipp{
-		Scenario:  scenario(t, "device_register.xml"),
-		OutOfCall: scenario(t, "uas_media.xml"),
-		Remote:    n.sip,
-		NS:        n.core,
-		LocalIP:   core, LocalPort: 5070,
-		Service: "bob",
-		Vars:    map[string]string{"domain": domain, "expires": "600", "hold_ms": "600000"},
-		Timeout: 15 * time.Minute,
-		// A benchmark's thousands of calls would make a large trace.
-		NoMessageTrace: true,
-	}.Start(t)
-	if !bob.WaitLog("registered: bob", registerWait) {
-		t.Fatalf("bob did not register within %s", registerWait)
+	if o.edit != nil {
+		o.edit(&cfg)
 	}
-	n.bob = &device{SippProcess: bob, User: "bob", Addr: netip.AddrPortFrom(core, 5070)}
-	t.Cleanup(n.bob.Stop)
+	n.pin = testutil.StartPinhole(t, n.core, cfg)
+	if o.bob {
+		bob := testutil.Sipp{
+			Scenario:  scenario(t, "device_register.xml"),
+			OutOfCall: scenario(t, "uas_media.xml"),
+			Remote:    n.sip,
+			NS:        n.core,
+			LocalIP:   core, LocalPort: 5070,
+			Service: "bob",
+			Vars:    map[string]string{"domain": domain, "expires": "600", "hold_ms": "600000"},
+			Timeout: 15 * time.Minute,
+			// A benchmark's thousands of calls would make a large trace.
+			NoMessageTrace: true,
+			Args:           o.bobArgs,
+		}
+		if o.bobPassword != "" {
+			bob.AuthUser, bob.AuthPassword, bob.AuthURI = "bob", o.bobPassword, domain
+		}
+		p := bob.Start(t)
+		if !p.WaitLog("registered: bob", registerWait) {
+			t.Fatalf("bob did not register within %s", registerWait)
+		}
+		n.bob = &device{SippProcess: p, User: "bob", Addr: netip.AddrPortFrom(core, 5070)}
+		t.Cleanup(n.bob.Stop)
+	}
 	if err := n.core.Do(func() (err error) {
 		n.client, err = ng.New(ng.Config{Instances: []ng.Instance{{Addr: n.rtp.NG, Weight: 1}}, Timeout: 200 * time.Millisecond, Retries: 2})
 		return err
