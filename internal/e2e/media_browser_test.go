@@ -81,6 +81,9 @@ const cfg = {
 if (p.password) { cfg.password = p.password; }
 const ua = new JsSIP.UA(cfg);
 ua.on('registrationFailed', e => report('failed', 'register: ' + e.cause));
+// A WebSocket that cannot connect (an untrusted certificate among other
+// things) would otherwise only show as a missing "confirmed".
+ua.on('disconnected', e => report('failed', 'websocket to ' + p.socket + ' closed: code ' + e.code + ' ' + (e.reason || '')));
 ua.on('registered', () => {
   const s = ua.call(p.target, {
     mediaConstraints: {audio: true, video: false},
