@@ -13,7 +13,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/pinhole-sip/pinhole/internal/config"
+	"github.com/pinhole-sip/pinhole/internal/gcpace"
 	"github.com/pinhole-sip/pinhole/internal/logging"
 	"github.com/pinhole-sip/pinhole/slowpath"
 )
@@ -70,6 +73,14 @@ func run() int {
 		return 2
 	}
 	log := logs.Logger("main")
+	// Paced from the start: loading a million users' credentials and
+	// bindings is what first grows the heap.
+	pacer := gcpace.New(gcpace.Config{Percent: cfg.Memory.GCHeadroom, Min: int64(cfg.Memory.GCHeadroomMinMB) << 20})
+	pacerCtx, stopPacer := context.WithCancel(context.Background())
+	defer stopPacer()
+	go pacer.Run(pacerCtx)
+	metrics.NewGauge("pinhole_gc_percent", func() float64 { return float64(pacer.Percent()) })
+	metrics.NewGauge("pinhole_gc_live_heap_bytes", func() float64 { return float64(gcpace.LiveHeap()) })
 	token, err := cfg.API.ResolveToken()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pinhole:", err)
