@@ -26,13 +26,13 @@ const edgesMetrics = "127.0.0.1:9060"
 // six-node Redis Cluster; a device behind a masquerading NAT registers
 // through a only, and a caller calls it through b.
 //
-//	          hub ns (Redis Cluster on 10.201.1.1, routes between links)
-//	         /        |           \
-//	   edge a ns   edge b ns    caller ns (sipp UAC)
-//	   10.201.1.2  10.201.2.2   10.201.3.2
-//	       |
-//	   NAT router ns (masquerade, random ports) ── device ns (sipp UAS)
-//	   10.200.0.1 is a's device-facing address
+//	       hub ns (Redis Cluster on 10.201.1.1, routes between links)
+//	      /        |           \
+//	edge a ns   edge b ns    caller ns (sipp UAC)
+//	10.201.1.2  10.201.2.2   10.201.3.2
+//	    |
+//	NAT router ns (masquerade, random ports) ── device ns (sipp UAS)
+//	10.200.0.1 is a's device-facing address
 //
 // Nothing but a can reach the device: b and the caller have no route to
 // the NAT's side, and the NAT lets in only what comes from the address
