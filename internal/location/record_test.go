@@ -113,3 +113,30 @@ func TestRecordEdgeCompatible(t *testing.T) {
 		t.Errorf("owner \"a\" makes the value %d bytes, want %d (one length byte and the id)", len(owned), want)
 	}
 }
+
+// TestTouchKeepsEdge: a refresh the fast path absorbs rewrites only the
+// fixed words of the record, so the owner survives it, in memory and in
+// the file it is flushed to.
+func TestTouchKeepsEdge(t *testing.T) {
+	path := tempDB(t)
+	m, err := Open(Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour)
+	b := withEdge(typical(1, exp), "edge-a")
+	put(t, m, b)
+	if !m.Touch(refresh(b, b.CSeq+1, exp.Add(time.Minute))) {
+		t.Fatal("Touch refused the binding's own refresh")
+	}
+	if got := m.Lookup(b.AOR); len(got) != 1 || got[0].Edge != "edge-a" || got[0].CSeq != b.CSeq+1 {
+		t.Fatalf("after Touch: %+v", got)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := openTest(t, Options{Path: path})
+	if got := again.Lookup(b.AOR); len(got) != 1 || got[0].Edge != "edge-a" {
+		t.Fatalf("reopened: %+v", got)
+	}
+}
