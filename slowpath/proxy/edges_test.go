@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
@@ -198,4 +199,47 @@ func TestEdgeTargets(t *testing.T) {
 	if diff := cmp.Diff([]string{"sip:4@x", "sip:5@x", "sip:6@x"}, here); diff != "" {
 		t.Errorf("delivered here (-want +got):\n%s", diff)
 	}
+}
+
+// FuzzOwnerHop: whatever Request-URI and Route entry arrive, deciding on
+// them never panics, and a request is delivered as an owner hop only when
+// its entry carries the MAC pinhole makes for this Call-ID, the AOR the
+// Request-URI names and this edge: no crafted parameters let an outsider
+// make the edge deliver.
+func FuzzOwnerHop(f *testing.F) {
+	p, _ := unitProxy(f, func(c *Config) { c.Edge = "a" })
+	good := p.ownerRoute("c1", "bob@example.com", "a", unitUDP)
+	f.Add("sip:bob@example.com", good.String())
+	f.Add("sip:bob@example.com", "sip:198.51.100.1:5060;lr;oe=a;sig=")
+	f.Add("sip:bob@EXAMPLE.com.", good.String())
+	f.Add("sip:carol@example.com", good.String())
+	f.Add("sips:bob@example.com", "sip:198.51.100.1:5060;lr;oe=a;oe=b;sig=x")
+	f.Add("sip:bob@example.com", "sip:198.51.100.1;lr;oe")
+	f.Fuzz(func(t *testing.T, ruri, route string) {
+		if strings.ContainsAny(ruri+route, "\r\n<>") {
+			return // one header line each
+		}
+		text := msg("INVITE", ruri, "Route: <"+route+">")
+		m, err := sip.ParseMessage([]byte(strings.ReplaceAll(text, "\n", "\r\n") + "\r\n"))
+		if err != nil {
+			return
+		}
+		req, ok := m.(*sip.Request)
+		if !ok {
+			return
+		}
+		req.SetSource("203.0.113.9:40000")
+		d := p.decide(req)
+		if ruri == "sip:bob@example.com" && route == good.String() && !d.ownerHop {
+			t.Fatal("the seed pinhole signed is not taken as an owner hop: the target tests nothing")
+		}
+		if !d.ownerHop {
+			return
+		}
+		r := req.Route()
+		sig, _ := r.Address.UriParams.Get(paramSig)
+		if want := p.keys.Sign(ownerParts(callID(req), d.aor, "a")...); sig != want {
+			t.Fatalf("owner hop accepted with MAC %q; pinhole signs %q for aor %q", sig, want, d.aor)
+		}
+	})
 }
