@@ -3,6 +3,7 @@ package slowpath
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -49,5 +50,19 @@ func TestCluster(t *testing.T) {
 	alone := &Server{cfg: &config.Config{}}
 	if !alone.ActsFor(location.Binding{}) || alone.ActsFor(location.Binding{Edge: "x"}) {
 		t.Error("a box without edge id must act for unowned bindings only")
+	}
+}
+
+// TestStatelessRecordsEdge: a REGISTER answered by the stateless UDP path
+// records this edge as the binding's owner, as the registrar does.
+func TestStatelessRecordsEdge(t *testing.T) {
+	s, addr := startStateless(t, "cluster:\n  edge_id: edge-a\n")
+	c := client(t)
+	res := exchange(t, c, addr, register("alice", "edge-1", 1, c.LocalAddr().String()), 5*time.Second)
+	if status(res) != "SIP/2.0 200 OK" {
+		t.Fatalf("REGISTER: %q", res)
+	}
+	if got := s.Store().Lookup("alice@example.com"); len(got) != 1 || got[0].Edge != "edge-a" {
+		t.Fatalf("bindings: %+v, want one owned by edge-a", got)
 	}
 }
