@@ -56,3 +56,15 @@ func edgePeers(c config.Cluster) []netip.Prefix {
 	}
 	return out
 }
+
+// edgeAddr is this edge's own address in cluster.edges (invalid when it
+// is not listed): hops to the other edges leave from it.
+func edgeAddr(c config.Cluster) netip.AddrPort {
+	for _, e := range c.Edges {
+		if e.ID == c.EdgeID {
+			ap, _ := netip.ParseAddrPort(e.Address)
+			return ap
+		}
+	}
+	return netip.AddrPort{}
+}

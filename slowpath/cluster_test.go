@@ -34,6 +34,9 @@ func TestCluster(t *testing.T) {
 		cmp.Comparer(func(x, y netip.AddrPort) bool { return x == y })); diff != "" {
 		t.Errorf("other edges (-want +got):\n%s", diff)
 	}
+	if got := edgeAddr(cfg.Cluster); got != netip.MustParseAddrPort("10.0.0.1:5060") {
+		t.Errorf("own edge address %v, want 10.0.0.1:5060 (hops leave from it)", got)
+	}
 	trusted, err := trustList(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -117,6 +117,7 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 		Media:          s.proxyMedia(),
 		Edge:           s.cfg.Cluster.EdgeID,
 		Edges:          otherEdges(s.cfg.Cluster),
+		EdgeAddr:       edgeAddr(s.cfg.Cluster),
 		Oversize: proxy.Oversize{
 			Limit: dispatch.Limit(dc.Oversize),
 			Strip: dc.Oversize.StripHeaders,

@@ -128,6 +128,11 @@ type Config struct {
 	// Empty: one box alone, every binding is delivered here.
 	Edge  string
 	Edges map[string]netip.AddrPort
+	// EdgeAddr is this edge's own address among the edges: hops leave
+	// from the UDP listener on it, so that the owner sees them come from
+	// the address it trusts as an edge. Invalid, or no listener on it:
+	// the first UDP listener.
+	EdgeAddr netip.AddrPort
 }
 
 // Oversize bounds requests sent to devices over UDP (RFC 3261 §18.1.1).

@@ -102,7 +102,10 @@ func (p *Proxy) edgeTargets(req *sip.Request, aor string, bindings []location.Bi
 			ts[j].q = max(ts[j].q, b.Q)
 			continue
 		}
-		out := p.listenerOf("UDP")
+		out := p.listenerFor(location.Flow{Transport: location.TransportUDP, Local: p.cfg.EdgeAddr})
+		if out == nil {
+			out = p.listenerOf("UDP")
+		}
 		if out == nil {
 			mNoListener.Inc()
 			continue

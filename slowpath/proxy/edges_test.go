@@ -68,6 +68,34 @@ func TestOwnerHop(t *testing.T) {
 	}
 }
 
+// TestOwnerHopCalleeHangsUp: the device's BYE takes the dialog's route
+// back: to the owner it reached the device from, then the edge the call
+// entered, then the caller.
+func TestOwnerHopCalleeHangsUp(t *testing.T) {
+	a := startProxy(t, func(c *Config) { c.Keys, c.Edge = testKeys, "a" })
+	b := startProxy(t, func(c *Config) {
+		c.Keys, c.Edge, c.Edges = testKeys, "b", map[string]netip.AddrPort{"a": a.udp}
+	})
+	bob := newDevice(t, "bob", "sip:bob@10.9.9.9:5060", answer(0))
+	bnd := bob.binding(a, 1000)
+	bnd.Edge = "a"
+	a.loc.add(bnd.AOR, bnd)
+	b.loc.add(bnd.AOR, bnd)
+	alice := newDevice(t, "alice", "sip:alice@127.0.0.1:5060", nil)
+	alice.contact.Port = int(alice.addr.Port())
+	_, tx := alice.invite(b, "sip:bob@example.com")
+	bob.expect(sip.INVITE)
+	if rs := responses(t, tx); rs[len(rs)-1].StatusCode != 200 {
+		t.Fatalf("INVITE answered %v, want 200", codes(rs))
+	}
+	if res := bob.do(bob.fromCallee(sip.BYE)); res.StatusCode != 200 {
+		t.Fatalf("bob's BYE answered %d", res.StatusCode)
+	}
+	if got := alice.expect(sip.BYE).Source(); got != b.udp.String() {
+		t.Errorf("bob's BYE reached alice from %s, want edge b %s (the edge her call entered)", got, b.udp)
+	}
+}
+
 // TestOwnerHopOwnFlowsOnly: the owner forks only to the bindings it owns
 // (never hands a hop on: two views that disagree cannot bounce a request
 // between edges), and answers 480 when it owns none any more.
@@ -189,6 +217,16 @@ func TestEdgeTargets(t *testing.T) {
 	want := []hop{{"a", ea.String(), 900}, {"c", ec.String(), 100}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("hops (-want +got):\n%s", diff)
+	}
+	internal := netip.MustParseAddrPort("10.0.0.2:5060")
+	p2, _ := unitProxy(t, func(c *Config) {
+		c.Edge, c.Edges, c.EdgeAddr = "b", map[string]netip.AddrPort{"a": ea}, internal
+		c.Listeners = append(c.Listeners, Listener{Transport: location.TransportUDP, Local: internal})
+	})
+	for _, tg := range p2.edgeTargets(req, "bob@example.com", bs[:1]) {
+		if tg.out.Local != internal {
+			t.Errorf("hop leaves from %v, want this edge's own address %v (the one the owner trusts)", tg.out.Local, internal)
+		}
 	}
 	var here []string
 	for i := range bs {
