@@ -96,6 +96,40 @@ func TestOwnerHopCalleeHangsUp(t *testing.T) {
 	}
 }
 
+// TestOwnerHopCancel: the caller's CANCEL at the edge the call entered
+// reaches the ringing device through the owner.
+func TestOwnerHopCancel(t *testing.T) {
+	a := startProxy(t, func(c *Config) { c.Keys, c.Edge = testKeys, "a" })
+	b := startProxy(t, func(c *Config) {
+		c.Keys, c.Edge, c.Edges = testKeys, "b", map[string]netip.AddrPort{"a": a.udp}
+	})
+	bob := newDevice(t, "bob", "sip:bob@10.9.9.9:5060", ring)
+	bnd := bob.binding(a, 1000)
+	bnd.Edge = "a"
+	a.loc.add(bnd.AOR, bnd)
+	b.loc.add(bnd.AOR, bnd)
+	alice := newDevice(t, "alice", "sip:alice@10.8.8.8:5060", nil)
+	inv, tx := alice.invite(b, "sip:bob@example.com")
+	bob.expect(sip.INVITE)
+	waitFor(t, tx, 180)
+	cancel := sip.NewRequest(sip.CANCEL, inv.Recipient)
+	cancel.AppendHeader(inv.Via().Clone())
+	cancel.AppendHeader(sip.HeaderClone(inv.From()))
+	cancel.AppendHeader(sip.HeaderClone(inv.To()))
+	cancel.AppendHeader(sip.HeaderClone(inv.CallID()))
+	cancel.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
+	cancel.SetDestination(b.udp.String())
+	if res := alice.do(cancel); res.StatusCode != 200 {
+		t.Errorf("CANCEL answered %d", res.StatusCode)
+	}
+	if rs := responses(t, tx); rs[len(rs)-1].StatusCode != 487 {
+		t.Errorf("caller's final response %v, want 487", codes(rs))
+	}
+	if got := bob.expect(sip.CANCEL).Source(); got != a.udp.String() {
+		t.Errorf("CANCEL reached bob from %s, want the owner a %s", got, a.udp)
+	}
+}
+
 // TestOwnerHopOwnFlowsOnly: the owner forks only to the bindings it owns
 // (never hands a hop on: two views that disagree cannot bounce a request
 // between edges), and answers 480 when it owns none any more.
