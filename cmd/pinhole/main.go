@@ -87,6 +87,13 @@ func run() int {
 		return 2
 	}
 
+	// Signals are caught before anything starts: a SIGTERM that arrived
+	// while pinhole started (the service manager giving up on it, or a
+	// test stopping it as soon as it said it was ready) would otherwise
+	// end the process with no flush. It is handled once pinhole is up.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+
 	srv, err := slowpath.New(cfg, logs.Logger("slowpath"))
 	if err != nil {
 		log.Error("start failed", "error", err)
@@ -126,8 +133,6 @@ func run() int {
 	log.Info("pinhole ready", "config", cfg.Source, "aors", aors, "bindings", bindings)
 	printHowTo(cfg)
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			_, _ = rl.reload("SIGHUP") // logs what it did
