@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -440,7 +439,9 @@ func findBinding(bs []location.Binding, p pending) int {
 // it echoed (its absence tells the sender it was not used).
 func (r *Registrar) ok(req *sip.Request, bs []location.Binding, now time.Time, pathOK bool) *sip.Response {
 	res := reply(req, 200, "OK")
-	sort.SliceStable(bs, func(i, j int) bool { return bs[i].Q > bs[j].Q })
+	// Highest q first, then by Contact: an order the fast path can
+	// reproduce (location.SortByQContact).
+	location.SortByQContact(bs)
 	outbound := false
 	for _, b := range bs {
 		left := int(b.Expires.Sub(now) / time.Second)
