@@ -1,0 +1,222 @@
+package absorb
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/slowpath/registrar"
+)
+
+// phone is one registration of the user "pair": its own Call-ID, source
+// port, Contact and q.
+type phone struct {
+	name    string
+	q       string
+	expires int
+	remote  netip.AddrPort
+	cseq    int
+	last    []byte // the last request sent, for its retransmission
+}
+
+func (p *phone) flow() location.Flow {
+	return location.Flow{Transport: location.TransportUDP, Remote: p.remote, Local: local}
+}
+
+// register is p's REGISTER with its current CSeq (branch from the CSeq).
+func (p *phone) register(expires int) []byte {
+	host := p.remote.String()
+	return []byte("REGISTER sip:example.com SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + host + ";branch=z9hG4bK-" + p.name + fmt.Sprint(p.cseq) + ";rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:pair@example.com>;tag=" + p.name + "\r\nTo: <sip:pair@example.com>\r\n" +
+		"Call-ID: " + p.name + "@pair\r\nCSeq: " + fmt.Sprint(p.cseq) + " REGISTER\r\n" +
+		"Contact: <sip:" + p.name + "@" + host + ">;q=" + p.q + "\r\n" +
+		"Expires: " + fmt.Sprint(expires) + "\r\nContent-Length: 0\r\n\r\n")
+}
+
+// pairPath is one pinhole: a store and a registrar over it, with the
+// fast path (cache and a loop) in front, or without (reference).
+type pairPath struct {
+	store *location.Memory
+	reg   *registrar.Registrar
+	cache *Cache // nil: the slow path alone
+	loop  *Loop
+	// sent is the slow path's last answer per request (Call-ID, CSeq
+	// and branch), as sipgo's transaction layer resends it.
+	sent map[string][]byte
+}
+
+func newPairPath(tb testing.TB, clock func() time.Time, fast bool) *pairPath {
+	tb.Helper()
+	p := &pairPath{sent: map[string][]byte{}}
+	var cache atomic.Pointer[Cache]
+	store, err := location.Open(location.Options{Now: clock, OnChange: func(aor string) {
+		if c := cache.Load(); c != nil {
+			c.Invalidate(aor)
+		}
+	}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+	cfg := registrar.Config{Domains: []string{"example.com"}, MinExpires: 2, MaxExpires: 3600, DefaultExpires: 600, MaxContacts: 5, Now: clock}
+	if fast {
+		c, err := New(Options{Store: store, MaxEntries: 1000, Now: clock})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(c.Close)
+		cache.Store(c)
+		p.cache, p.loop = c, c.NewLoop()
+		cfg.Settle = c.Settle
+	}
+	reg, err := registrar.New(cfg, store, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p.store, p.reg = store, reg
+	return p
+}
+
+// send answers data from ph: the loop when it absorbs it, else the slow
+// path (which then fills the cache). It reports whether the loop did.
+func (p *pairPath) send(tb testing.TB, ph *phone, data []byte, now time.Time) (string, bool) {
+	tb.Helper()
+	if p.cache != nil {
+		if reply, d := p.loop.Absorb(data, lim, local, ph.remote, now); d == Absorbed {
+			return string(reply), true
+		}
+	}
+	m, err := sip.NewParser().ParseSIP(data)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req := m.(*sip.Request)
+	key := req.CallID().Value() + " " + req.CSeq().Value() + " " + req.Via().Params.GetOr("branch", "")
+	if res, ok := p.sent[key]; ok {
+		return string(res), false
+	}
+	req.SetSource(ph.remote.String())
+	req.SetTransport("UDP")
+	res := p.reg.Process(req, ph.flow())
+	if p.cache != nil {
+		p.cache.Fill(req, res, ph.flow())
+		p.cache.Wait()
+	}
+	p.sent[key] = []byte(res.String())
+	return res.String(), false
+}
+
+var anyTag = regexp.MustCompile(`(?m)^(To: .*;tag=)[0-9a-f-]{36}\r$`)
+
+// TestSeveralRegistrations runs three phones of one user through pinhole
+// with the fast path and without it, on one clock: registrations, refreshes
+// interleaved (each phone's right after another's absorbed refresh, before
+// any touch reaches the store), a retransmission after the other phones
+// moved, two phones with one q (listed by Contact), one lapsing, one
+// de-registering. Every answer must equal the slow path's header for
+// header (To tag aside), and the refreshes marked absorb must have been
+// answered by the loop.
+func TestSeveralRegistrations(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	tick := func(d time.Duration) { clock.Add(int64(d)) }
+	ref, fast := newPairPath(t, now, false), newPairPath(t, now, true)
+	phones := map[string]*phone{
+		"a": {name: "a", q: "0.9", expires: 600, remote: netip.MustParseAddrPort("198.51.100.7:40001")},
+		"b": {name: "b", q: "0.5", expires: 300, remote: netip.MustParseAddrPort("198.51.100.8:40002")},
+		"c": {name: "c", q: "0.5", expires: 5, remote: netip.MustParseAddrPort("198.51.100.9:40003")},
+	}
+	steps := []struct {
+		name    string
+		phone   string
+		wait    time.Duration // the clock moves this much first
+		again   bool          // a retransmission of the phone's last request
+		expires int           // 0: the phone's own
+		absorb  bool
+		flush   bool // the touch flusher runs after the step
+	}{
+		{name: "a registers", phone: "a"},
+		{name: "a refreshes alone", phone: "a", wait: time.Second, absorb: true},
+		{name: "b registers beside a's unflushed refresh", phone: "b", wait: 1500 * time.Millisecond},
+		{name: "a refreshes beside b", phone: "a", wait: time.Second, absorb: true},
+		{name: "b refreshes before a's touch is flushed", phone: "b", wait: 1200 * time.Millisecond, absorb: true},
+		{name: "a refreshes before b's touch is flushed", phone: "a", wait: time.Second, absorb: true, flush: true},
+		{name: "b's refresh again, a moved since", phone: "b", wait: 700 * time.Millisecond, again: true, absorb: true},
+		{name: "c registers, same q as b", phone: "c", wait: time.Second},
+		{name: "b refreshes beside a and c", phone: "b", wait: 1300 * time.Millisecond, absorb: true},
+		{name: "a refreshes beside b and c", phone: "a", wait: 900 * time.Millisecond, absorb: true},
+		{name: "c has lapsed: a's refresh goes to the slow path", phone: "a", wait: 4 * time.Second, absorb: false, flush: true},
+		{name: "b refreshes once c is gone", phone: "b", wait: time.Second, absorb: true},
+		{name: "b de-registers", phone: "b", wait: time.Second, expires: -1},
+		{name: "a refreshes alone again", phone: "a", wait: time.Second},
+		{name: "a's next refresh is absorbed", phone: "a", wait: time.Second, absorb: true, flush: true},
+	}
+	for _, st := range steps {
+		tick(st.wait)
+		ph := phones[st.phone]
+		var data []byte
+		if st.again {
+			data = ph.last
+		} else {
+			ph.cseq++
+			exp := ph.expires
+			if st.expires < 0 {
+				exp = 0
+			}
+			data = ph.register(exp)
+			ph.last = data
+		}
+		at := now()
+		want, _ := ref.send(t, ph, data, at)
+		got, absorbed := fast.send(t, ph, data, at)
+		if !strings.HasPrefix(want, "SIP/2.0 200 OK\r\n") {
+			t.Fatalf("%s: the slow path answered\n%s", st.name, want)
+		}
+		norm := func(s string) []string { return strings.Split(anyTag.ReplaceAllString(s, "${1}TAG\r"), "\r\n") }
+		if diff := cmp.Diff(norm(want), norm(got)); diff != "" {
+			t.Fatalf("%s: answers differ (-slow path +fast path):\n%s", st.name, diff)
+		}
+		if absorbed != st.absorb {
+			var m strings.Builder
+			fast.cache.WriteMetrics(&m)
+			t.Fatalf("%s: absorbed %v, want %v; counters:\n%s", st.name, absorbed, st.absorb, nonZeroLines(m.String()))
+		}
+		if st.flush {
+			fast.cache.Flush()
+		}
+	}
+	// Nothing is lost: after the last flush the fast path's store holds
+	// what the slow path's does (the updated second aside: the flusher's).
+	fast.cache.Flush()
+	summary := func(bs []location.Binding) []string {
+		var out []string
+		for _, b := range bs {
+			out = append(out, fmt.Sprintf("%s %s CSeq %d expires %s flow %v", b.Contact, b.CallID, b.CSeq, b.Expires.UTC().Format(time.TimeOnly), b.Flow.Remote))
+		}
+		return out
+	}
+	if diff := cmp.Diff(summary(ref.store.Lookup("pair@example.com")), summary(fast.store.Lookup("pair@example.com"))); diff != "" {
+		t.Errorf("stores differ (-slow path +fast path):\n%s", diff)
+	}
+}
+
+// nonZeroLines keeps the metric lines whose value is not 0.
+func nonZeroLines(text string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if l != "" && !strings.HasSuffix(l, " 0") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
