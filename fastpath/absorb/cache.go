@@ -128,9 +128,9 @@ type binding struct {
 	until   int64 // unix second by which now+exp must stay (upstream not due); MaxInt64 standalone
 }
 
-// maxRegs bounds the registrations of one Entry, so that the loop can
-// read their seqlocks into a fixed array. An AOR with more is answered by
-// the slow path (shared_aor).
+// maxRegs bounds the registrations of one Entry, so that the loop's
+// search for a refresh's Call-ID among them stays short. An AOR with more
+// is answered by the slow path (shared_aor).
 const maxRegs = 16
 
 // maxSlots bounds the bindings of an Entry with several registrations,
@@ -298,15 +298,21 @@ func (c *Cache) fill(req *sip.Request, res *sip.Response, flow location.Flow) fi
 		return r
 	}
 	e, r := c.build(req, reg, tail)
+	regKey := c.regKey(reg.aor, reg.callID)
 	if e == nil {
+		if r == fillShared {
+			// The registration is what the store holds: kept even when
+			// the AOR's entry cannot be made yet (another phone unknown,
+			// as after a restart), so that the other phone's next fill
+			// finds it and makes the entry for both.
+			c.regs.Set(regKey, reg, 1)
+		}
 		return r
 	}
 	if c.opt.Refuse != nil && c.opt.Refuse() {
 		return fillRefused
 	}
-	// The registration first: a later fill for another phone of the AOR
-	// finds it there even when this AOR's entry is gone.
-	c.regs.Set(c.regKey(reg.aor, reg.callID), reg, 1)
+	c.regs.Set(regKey, reg, 1)
 	k := c.key(e.aor)
 	if !c.rc.Set(k, e, 1) {
 		return fillRefused
@@ -380,11 +386,6 @@ func (c *Cache) build(req *sip.Request, own *Reg, tail []string) (*Entry, fillRe
 			others++
 		}
 	}
-	if others > 0 && c.opt.Mode != Registrar {
-		// The mid-registrar's 200 may be upstream's: it keeps one
-		// registration per entry.
-		return nil, fillShared
-	}
 	if len(mine) == 0 || len(mine) != len(own.contacts) || countContacts(tail) != len(bs) {
 		return nil, fillStale
 	}
@@ -412,6 +413,12 @@ func (c *Cache) build(req *sip.Request, own *Reg, tail []string) (*Entry, fillRe
 	}
 	own.last.Store(last)
 
+	// From here on own is what the store holds: fillShared keeps it.
+	if others > 0 && c.opt.Mode != Registrar {
+		// The mid-registrar's 200 may be upstream's: it keeps one
+		// registration per entry.
+		return nil, fillShared
+	}
 	e := &Entry{aor: own.aor, members: []member{{reg: own}}}
 	if others == 0 {
 		// One registration: every Contact's expiry in its answer is the

@@ -121,8 +121,9 @@ var anyTag = regexp.MustCompile(`(?m)^(To: .*;tag=)[0-9a-f-]{36}\r$`)
 // with the fast path and without it, on one clock: registrations, refreshes
 // interleaved (each phone's right after another's absorbed refresh, before
 // any touch reaches the store), a retransmission after the other phones
-// moved, two phones with one q (listed by Contact), one lapsing, one
-// de-registering. Every answer must equal the slow path's header for
+// moved, two phones with one q (listed by Contact), one lapsing, the cache
+// forgetting everything (both phones absorbed again once each has had one
+// slow-path answer), one de-registering. Every answer must equal the slow path's header for
 // header (To tag aside), and the refreshes marked absorb must have been
 // answered by the loop.
 func TestSeveralRegistrations(t *testing.T) {
@@ -144,6 +145,7 @@ func TestSeveralRegistrations(t *testing.T) {
 		expires int           // 0: the phone's own
 		absorb  bool
 		flush   bool // the touch flusher runs after the step
+		clear   bool // the cache forgets every entry and registration first (a reload, a restart)
 	}{
 		{name: "a registers", phone: "a"},
 		{name: "a refreshes alone", phone: "a", wait: time.Second, absorb: true},
@@ -157,12 +159,21 @@ func TestSeveralRegistrations(t *testing.T) {
 		{name: "a refreshes beside b and c", phone: "a", wait: 900 * time.Millisecond, absorb: true},
 		{name: "c has lapsed: a's refresh goes to the slow path", phone: "a", wait: 4 * time.Second, absorb: false, flush: true},
 		{name: "b refreshes once c is gone", phone: "b", wait: time.Second, absorb: true},
+		{name: "the cache forgets everything: a's refresh to the slow path", phone: "a", wait: time.Second, clear: true},
+		{name: "b's refresh to the slow path finds a's registration", phone: "b", wait: time.Second},
+		{name: "a refreshes beside b again", phone: "a", wait: time.Second, absorb: true},
+		{name: "b refreshes beside a again", phone: "b", absorb: true},
 		{name: "b de-registers", phone: "b", wait: time.Second, expires: -1},
 		{name: "a refreshes alone again", phone: "a", wait: time.Second},
 		{name: "a's next refresh is absorbed", phone: "a", wait: time.Second, absorb: true, flush: true},
 	}
 	for _, st := range steps {
 		tick(st.wait)
+		if st.clear {
+			fast.cache.Flush()
+			fast.cache.Clear()
+			fast.cache.Wait()
+		}
 		ph := phones[st.phone]
 		var data []byte
 		if st.again {
