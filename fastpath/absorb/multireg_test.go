@@ -345,3 +345,57 @@ func FuzzSeveralRegistrations(f *testing.F) {
 		step("a's refresh again", ds[0], refreshA, true)
 	})
 }
+
+// TestSeveralRegistrationsTwoContacts: one phone registers two Contacts
+// in one REGISTER beside a phone with one. The 200 interleaves their three
+// bindings by q and Contact; every answer must still equal the slow
+// path's, and both phones' refreshes be absorbed.
+func TestSeveralRegistrationsTwoContacts(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	ref, fast := newPairPath(t, now, false), newPairPath(t, now, true)
+	pa := &phone{name: "a", remote: netip.MustParseAddrPort("198.51.100.7:40001")}
+	pb := &phone{name: "b", remote: netip.MustParseAddrPort("198.51.100.8:40002")}
+	msg := func(p *phone, contacts string) []byte {
+		p.cseq++
+		return []byte("REGISTER sip:example.com SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP " + p.remote.String() + ";branch=z9hG4bK-" + p.name + fmt.Sprint(p.cseq) + ";rport\r\n" +
+			"Max-Forwards: 70\r\nFrom: <sip:pair@example.com>;tag=" + p.name + "\r\nTo: <sip:pair@example.com>\r\n" +
+			"Call-ID: " + p.name + "@pair\r\nCSeq: " + fmt.Sprint(p.cseq) + " REGISTER\r\n" +
+			contacts + "Expires: 600\r\nContent-Length: 0\r\n\r\n")
+	}
+	twoA := "Contact: <sip:a1@198.51.100.7:40001>;q=0.5\r\nContact: <sip:a2@198.51.100.7:40001>;q=0.9\r\n"
+	oneB := "Contact: <sip:a15@198.51.100.8:40002>;q=0.5\r\n" // between a1 and a2 by Contact, same q as a1
+	steps := []struct {
+		name   string
+		p      *phone
+		c      string
+		absorb bool
+	}{
+		{"a registers two Contacts", pa, twoA, false},
+		{"b registers one", pb, oneB, false},
+		{"a refreshes both", pa, twoA, true},
+		{"b refreshes right after", pb, oneB, true},
+		{"a again", pa, twoA, true},
+	}
+	for _, st := range steps {
+		clock.Add(int64(time.Second))
+		data := msg(st.p, st.c)
+		at := now()
+		want, _ := ref.send(t, st.p, data, at)
+		got, absorbed := fast.send(t, st.p, data, at)
+		if strings.Count(want, "\r\nContact: ") != 3 && st.p == pb {
+			t.Fatalf("%s: the slow path's 200 lists not three bindings:\n%s", st.name, want)
+		}
+		norm := func(s string) []string { return strings.Split(anyTag.ReplaceAllString(s, "${1}TAG\r"), "\r\n") }
+		if diff := cmp.Diff(norm(want), norm(got)); diff != "" {
+			t.Fatalf("%s: answers differ (-slow path +fast path):\n%s", st.name, diff)
+		}
+		if absorbed != st.absorb {
+			var m strings.Builder
+			fast.cache.WriteMetrics(&m)
+			t.Fatalf("%s: absorbed %v, want %v; counters:\n%s", st.name, absorbed, st.absorb, nonZeroLines(m.String()))
+		}
+	}
+}
