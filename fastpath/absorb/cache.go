@@ -113,7 +113,7 @@ type Reg struct {
 	bindings     []binding
 
 	cseq atomic.Uint32
-	last atomic.Int64 // unix second of the last refresh (the store's Updated)
+	last atomic.Int64 // unix second of the last refresh, absorbed or the slow path's (then the store's Updated)
 	// The last absorbed request's top Via branch (hash) and To tag, to
 	// answer its retransmission with the same tag as sipgo's transaction
 	// layer would (RFC 3261 §17.2.1).
