@@ -56,12 +56,10 @@ type Options struct {
 type Entry struct {
 	aor     string
 	members []member
-	// With one registration, pre is the whole reply tail (its Contacts'
-	// expiries never change) and slots is empty. With several, pre and
-	// post are the lines before the first Contact and after the last, and
-	// each slot one Contact line with its expiry cut out.
-	pre, post []byte
-	slots     []slot
+	// form is the reply's tail; with several registrations, slots says
+	// whose binding each of its Contact expiries is (form.heads[i]).
+	form  *form
+	slots []slot
 	// realm and user: the protection domain of the AOR's domain and the
 	// To user, the identity credentials must be for (slowpath/auth);
 	// authOK false when the domain has no realm.
@@ -70,23 +68,37 @@ type Entry struct {
 	authOK bool
 }
 
+// form is the reply's text after CSeq and before Date. With one
+// registration, pre is all of it (its Contacts' expiries never change).
+// With several, pre and post are the lines before the first Contact and
+// after the last, and each Contact line is heads[i] ("Contact:
+// <uri>;expires="), the seconds left, rests[i] (the other parameters and
+// CRLF). It points at no registration, so that an answer kept for a
+// retransmission keeps nothing else alive.
+type form struct {
+	pre, post    []byte
+	heads, rests [][]byte
+}
+
+// slot is whose binding a Contact line of the form lists.
+type slot struct {
+	reg *Reg
+	b   *binding
+}
+
 // member is one registration of an Entry.
 type member struct {
 	reg *Reg
-	// answered holds each slot's expiry as this registration's last
-	// absorbed answer listed it, for that answer's retransmission;
-	// valid once answeredOK.
-	answered   []atomic.Int64
-	answeredOK atomic.Bool
+	ans *answer
 }
 
-// slot is one Contact line of the 200: "Contact: <uri>;expires=" head,
-// the remaining seconds, then rest (the other parameters and CRLF).
-type slot struct {
-	reg  *Reg
-	b    *binding
-	head []byte
-	rest []byte
+// answer is what a registration's last absorbed refresh got from one
+// entry: the form and each Contact's expiry as listed. The Reg keeps it
+// (answeredIn) to answer that refresh's retransmission the same way,
+// whatever entry holds the AOR by then.
+type answer struct {
+	form *form
+	left []atomic.Int64
 }
 
 // Reg is one registration (Call-ID, flow and Contacts) as its last 200
@@ -119,6 +131,10 @@ type Reg struct {
 	// layer would (RFC 3261 §17.2.1).
 	branch       atomic.Uint64
 	tagHi, tagLo atomic.Uint64
+	// answeredIn is the answer the last absorbed refresh got: its
+	// retransmission gets it again (the other phones' expiries as they
+	// were listed) even after a fill replaced the entry.
+	answeredIn atomic.Pointer[answer]
 }
 
 // binding is one refreshed binding: what Touch needs and its rules.
@@ -419,11 +435,11 @@ func (c *Cache) build(req *sip.Request, own *Reg, tail []string) (*Entry, fillRe
 		// registration per entry.
 		return nil, fillShared
 	}
-	e := &Entry{aor: own.aor, members: []member{{reg: own}}}
+	e := &Entry{aor: own.aor, members: []member{{reg: own}}, form: &form{}}
 	if others == 0 {
 		// One registration: every Contact's expiry in its answer is the
 		// one it was granted, so the reply's tail never changes.
-		e.pre = []byte(strings.Join(tail, ""))
+		e.form.pre = []byte(strings.Join(tail, ""))
 	} else {
 		if len(bs) > maxSlots || !c.addOthers(e, bs, own) {
 			return nil, fillShared
@@ -431,6 +447,9 @@ func (c *Cache) build(req *sip.Request, own *Reg, tail []string) (*Entry, fillRe
 		if !e.cutSlots(tail, bs, last) {
 			return nil, fillNotUsable
 		}
+	}
+	for i := range e.members {
+		e.members[i].ans = &answer{form: e.form, left: make([]atomic.Int64, len(e.slots))}
 	}
 	if c.opt.Digest != nil {
 		if v := c.opt.Digest(); v != nil {
@@ -514,11 +533,9 @@ func (e *Entry) cutSlots(tail []string, bs []location.Binding, last int64) bool 
 	if first < 0 || first+len(bs) > len(tail) {
 		return false
 	}
-	e.pre = []byte(strings.Join(tail[:first], ""))
-	e.post = []byte(strings.Join(tail[first+len(bs):], ""))
-	if strings.Contains(string(e.post), "\r\nContact: ") || strings.HasPrefix(string(e.post), "Contact: ") {
-		return false
-	}
+	f := e.form
+	f.pre = []byte(strings.Join(tail[:first], ""))
+	f.post = []byte(strings.Join(tail[first+len(bs):], ""))
 	for i, b := range bs {
 		var u sip.Uri
 		if err := sip.ParseUri(b.Contact, &u); err != nil {
@@ -546,10 +563,9 @@ func (e *Entry) cutSlots(tail []string, bs []location.Binding, last int64) bool 
 		if gb == nil {
 			return false
 		}
-		e.slots = append(e.slots, slot{reg: m.reg, b: gb, head: []byte(head), rest: []byte(rest[n:])})
-	}
-	for i := range e.members {
-		e.members[i].answered = make([]atomic.Int64, len(e.slots))
+		e.slots = append(e.slots, slot{reg: m.reg, b: gb})
+		f.heads = append(f.heads, []byte(head))
+		f.rests = append(f.rests, []byte(rest[n:]))
 	}
 	return true
 }

@@ -188,10 +188,10 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 	retransmission := false
 	switch {
 	case r.CSeq > last:
-	case r.CSeq == last && branch == g.branch.Load() && (len(e.slots) == 0 || m.answeredOK.Load()):
+	case r.CSeq == last && branch == g.branch.Load() && g.answeredIn.Load() != nil:
 		// RFC 3261 §17.2.1: the same request again gets the same answer
-		// (sipgo's transaction layer would resend its 200, same To tag,
-		// the other phones' expiries as it listed them).
+		// (sipgo's transaction layer would resend its 200: same To tag
+		// and Date, the other phones' expiries as it listed them).
 		retransmission = true
 	default:
 		return Order
@@ -242,11 +242,9 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 			return Auth
 		}
 		for i := range e.slots {
-			m.answered[i].Store(l.left[i])
+			m.ans.left[i].Store(l.left[i])
 		}
-		if len(e.slots) > 0 {
-			m.answeredOK.Store(true)
-		}
+		g.answeredIn.Store(m.ans)
 		hi, lo := l.rng.Uint64(), l.rng.Uint64()
 		g.tagHi.Store(hi)
 		g.tagLo.Store(lo)
@@ -258,14 +256,15 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 			l.ring.put(touch{g: g, b: b, cseq: r.CSeq, expires: sec + b.exp})
 		}
 		l.ring.publish()
-	} else {
-		for i := range e.slots {
-			l.left[i] = m.answered[i].Load()
-		}
-		// sipgo resends the answer it sent, Date included.
-		now = time.Unix(g.last.Load(), 0)
+		l.build(m.ans, g, remote, now)
+		return Absorbed
 	}
-	l.build(e, g, remote, now)
+	// The answer it had, whatever entry holds the AOR now.
+	a := g.answeredIn.Load()
+	for i := range a.form.heads {
+		l.left[i] = a.left[i].Load()
+	}
+	l.build(a, g, remote, time.Unix(g.last.Load(), 0))
 	return Absorbed
 }
 
@@ -371,19 +370,18 @@ func same(r *scan.Register, e *Reg) bool {
 }
 
 // build writes the 200 into l.buf in the order sipgo writes it: status
-// line, Vias, From, To (with the tag), Call-ID, CSeq, the prepared tail
-// with each Contact's expiry from l.left when the AOR has several
-// registrations, Date.
-func (l *Loop) build(e *Entry, g *Reg, remote netip.AddrPort, now time.Time) {
+// line, Vias, From, To (with the tag), Call-ID, CSeq, the answer's form
+// with each Contact's expiry from l.left, Date.
+func (l *Loop) build(a *answer, g *Reg, remote netip.AddrPort, now time.Time) {
+	f := a.form
 	b := l.appendHead(l.buf[:0], "SIP/2.0 200 OK\r\n", appendTopVia, remote, g.tagHi.Load(), g.tagLo.Load())
-	b = append(b, e.pre...)
-	for i := range e.slots {
-		s := &e.slots[i]
-		b = append(b, s.head...)
+	b = append(b, f.pre...)
+	for i := range f.heads {
+		b = append(b, f.heads[i]...)
 		b = strconv.AppendInt(b, l.left[i], 10)
-		b = append(b, s.rest...)
+		b = append(b, f.rests[i]...)
 	}
-	b = append(b, e.post...)
+	b = append(b, f.post...)
 	b = append(b, "Date: "...)
 	b = append(b, l.dateOf(now)...)
 	b = append(b, "\r\n\r\n"...)

@@ -120,8 +120,8 @@ var anyTag = regexp.MustCompile(`(?m)^(To: .*;tag=)[0-9a-f-]{36}\r$`)
 // TestSeveralRegistrations runs three phones of one user through pinhole
 // with the fast path and without it, on one clock: registrations, refreshes
 // interleaved (each phone's right after another's absorbed refresh, before
-// any touch reaches the store), a retransmission after the other phones
-// moved, two phones with one q (listed by Contact), one lapsing, the cache
+// any touch reaches the store), retransmissions after the other phones
+// moved and after a third phone's registration replaced the entry, two phones with one q (listed by Contact), one lapsing, the cache
 // forgetting everything (both phones absorbed again once each has had one
 // slow-path answer), one de-registering. Every answer must equal the slow path's header for
 // header (To tag aside), and the refreshes marked absorb must have been
@@ -155,6 +155,7 @@ func TestSeveralRegistrations(t *testing.T) {
 		{name: "a refreshes before b's touch is flushed", phone: "a", wait: time.Second, absorb: true, flush: true},
 		{name: "b's refresh again, a moved since", phone: "b", wait: 700 * time.Millisecond, again: true, absorb: true},
 		{name: "c registers, same q as b", phone: "c", wait: time.Second},
+		{name: "a's last refresh again, after c's registration replaced the entry", phone: "a", wait: 300 * time.Millisecond, again: true, absorb: true},
 		{name: "b refreshes beside a and c", phone: "b", wait: 1300 * time.Millisecond, absorb: true},
 		{name: "a refreshes beside b and c", phone: "a", wait: 900 * time.Millisecond, absorb: true},
 		{name: "c has lapsed: a's refresh goes to the slow path", phone: "a", wait: 4 * time.Second, absorb: false, flush: true},
