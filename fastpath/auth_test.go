@@ -282,12 +282,21 @@ func runPhones(t *testing.T, fast *server, steps []phoneStep, phones ...*phone) 
 		p := st.p
 		e := p.e
 		e.tmpl = strings.ReplaceAll(e.tmpl, "{{EXPIRES}}", st.expires)
+		began := time.Now()
 		rs, rf := p.s.send(t, e, p.callID, st.s), p.f.send(t, e, p.callID, st.s)
 		if rs == "" || rf == "" {
 			t.Fatalf("%s: no reply (slow %q, fast %q)", st.s.name, rs, rf)
 		}
 		if !strings.HasPrefix(rs, "SIP/2.0 "+st.s.status+" ") {
 			t.Fatalf("%s: slow path answered %q, want %s", st.s.name, rs[:strings.Index(rs, "\r\n")], st.s.status)
+		}
+		if time.Now().Unix() != began.Unix() && !st.s.again {
+			// The two servers answered in different seconds (a loaded
+			// machine): what is left of the other phones' bindings may
+			// differ by one. The Contacts' expiries are masked for this
+			// step; everything else must still be equal.
+			t.Logf("%s: the pair of answers crossed a second; the Contacts' expiries are not compared", st.s.name)
+			rs, rf = otherExpiry.ReplaceAllString(rs, "${1}N"), otherExpiry.ReplaceAllString(rf, "${1}N")
 		}
 		ns, nf := normalizePhones(t, rs, p, phones, false), normalizePhones(t, rf, p, phones, true)
 		if diff := cmp.Diff(ns, nf); diff != "" {
@@ -306,6 +315,10 @@ func runPhones(t *testing.T, fast *server, steps []phoneStep, phones ...*phone) 
 		t.Errorf("%d fills declined as shared_aor: every registration of the AOR was the cache's", got)
 	}
 }
+
+// otherExpiry matches the expiry of a Contact line, masked only in a pair
+// of answers that crossed a second (runPhones).
+var otherExpiry = regexp.MustCompile(`(?m)^(Contact: <[^>]*>;expires=)\d+`)
 
 // TestAuthCorpusTwoPhones registers two phones of one user, each with
 // its own Call-ID and Contact, through pinhole with digest authentication
