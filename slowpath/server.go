@@ -156,6 +156,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		DefaultExpires: cfg.Registrar.DefaultExpires,
 		MaxContacts:    cfg.Registrar.MaxContacts,
 		Committed:      s.committed,
+		Settle:         s.settle,
 		Trusted:        trusted,
 		Edge:           cfg.Cluster.EdgeID,
 	}, s.store, authz)
