@@ -189,8 +189,15 @@ func (p *Pinhole) Stop() error {
 	case <-proc.done:
 		return proc.err
 	case <-time.After(stopTimeout):
+		// SIGQUIT makes the Go runtime print every goroutine's stack
+		// into pinhole's log before it exits: what the stop waited for.
+		_ = syscall.Kill(-proc.cmd.Process.Pid, syscall.SIGQUIT)
+		select {
+		case <-proc.done:
+		case <-time.After(2 * time.Second):
+		}
 		p.Kill()
-		p.t.Errorf("pinhole did not stop within %s of SIGTERM; killed", stopTimeout)
+		p.t.Errorf("pinhole did not stop within %s of SIGTERM; killed after SIGQUIT (goroutine stacks in %s)", stopTimeout, p.logPath)
 		return errors.New("pinhole killed after stop timeout")
 	}
 }
