@@ -128,7 +128,16 @@ type Options struct {
 	// every Update and of every lapsed binding, after the change: caches
 	// of bindings (the fast path's) forget the AOR. Touch does not call it.
 	OnChange func(aor string)
-	Now      func() time.Time // for tests; default time.Now
+	// Lapses, when set, says whether this store lapses a binding past its
+	// expiry: removes it, writes its AOR's set and calls OnExpire. A
+	// binding it declines stays in the view, asked again every expiry
+	// pass, until the box that acts for it removes it (the change arrives
+	// from the shared backing, follow.go) or this box comes to act for it.
+	// Of an active/standby pair only the active box lapses bindings, so
+	// each is de-registered upstream once (docs/cluster.md). Nil: every
+	// binding lapses here.
+	Lapses func(Binding) bool
+	Now    func() time.Time // for tests; default time.Now
 }
 
 // Defaults applied by Open to zero Options fields.

@@ -25,6 +25,7 @@ type Memory struct {
 	seed     maphash.Seed
 	now      func() time.Time
 	onExpire func(Binding)
+	lapses   func(Binding) bool // nil: every binding lapses here (Options.Lapses)
 	onChange func(aor string)
 	flushDur time.Duration
 	back     backing    // nil: memory only
@@ -99,6 +100,7 @@ func Open(opts Options) (*Memory, error) {
 		seed:     maphash.MakeSeed(),
 		now:      opts.Now,
 		onExpire: opts.OnExpire,
+		lapses:   opts.Lapses,
 		onChange: opts.OnChange,
 		flushDur: opts.FlushInterval,
 		stop:     make(chan struct{}),
