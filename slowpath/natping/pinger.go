@@ -63,8 +63,12 @@ type Config struct {
 	MaxMissed int
 	// Host, if set, is written as pinhole's host in Via and From instead
 	// of the socket's address (advertise.host).
-	Host    string
-	Store   location.Store
+	Host  string
+	Store location.Store
+	// Acts, when set, says whether this box pings b's device; a binding
+	// it declines is left to the box that acts for it (the active box of
+	// a pair, docs/cluster.md). Asked for every binding at every cycle.
+	Acts    func(location.Binding) bool
 	Sockets Sockets
 	Kernel  Kernel // may be nil
 	Log     *slog.Logger
@@ -187,6 +191,9 @@ func (p *Pinger) snapshot() []*target {
 			return true
 		}
 		if !safeURI(b.Contact) || !safeURI(b.AOR) {
+			return true
+		}
+		if p.cfg.Acts != nil && !p.cfg.Acts(b) {
 			return true
 		}
 		k := flowKey{remote: b.Flow.Remote, local: b.Flow.Local}
