@@ -233,6 +233,15 @@ func (p *Pinhole) Exited() (bool, error) {
 	}
 }
 
+// PID is the process id of the running pinhole (0 when none runs).
+func (p *Pinhole) PID() int {
+	proc := p.current()
+	if proc == nil {
+		return 0
+	}
+	return proc.cmd.Process.Pid
+}
+
 func (p *Pinhole) current() *pinholeProc {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +33,11 @@ type RedisClusterConfig struct {
 	// NodeTimeout is cluster-node-timeout: how long a master may be
 	// silent before its replica takes over. Default 1s.
 	NodeTimeout time.Duration
+	// NS runs the nodes inside a namespace of the test (nil: the host),
+	// and Host is the address they bind there (default 127.0.0.1), so
+	// that pinholes in other namespaces can reach them.
+	NS   *NetNS
+	Host netip.Addr
 }
 
 // RedisCluster is a Redis Cluster run by a test.
@@ -45,6 +51,8 @@ type RedisCluster struct {
 // RedisNode is one redis-server process of a cluster.
 type RedisNode struct {
 	Port    int
+	host    string
+	ns      *NetNS
 	logPath string
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -52,7 +60,7 @@ type RedisNode struct {
 }
 
 // Addr is the node's host:port.
-func (n *RedisNode) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.Port)) }
+func (n *RedisNode) Addr() string { return net.JoinHostPort(n.host, strconv.Itoa(n.Port)) }
 
 // redisReady bounds the wait for a cluster to form or heal.
 const redisReady = 20 * time.Second
@@ -72,6 +80,9 @@ func StartRedisCluster(t testing.TB, rc RedisClusterConfig) *RedisCluster {
 	if rc.NodeTimeout == 0 {
 		rc.NodeTimeout = time.Second
 	}
+	if !rc.Host.IsValid() {
+		rc.Host = Loopback
+	}
 	c := &RedisCluster{t: t, dir: t.TempDir(), cfg: rc}
 	t.Cleanup(func() {
 		for _, n := range c.Nodes {
@@ -84,7 +95,7 @@ func StartRedisCluster(t testing.TB, rc RedisClusterConfig) *RedisCluster {
 		}
 	})
 	for _, port := range freeRedisPorts(t, 6) {
-		n := &RedisNode{Port: port, logPath: filepath.Join(c.dir, fmt.Sprintf("redis-%d.log", port))}
+		n := &RedisNode{Port: port, host: rc.Host.String(), ns: rc.NS, logPath: filepath.Join(c.dir, fmt.Sprintf("redis-%d.log", port))}
 		c.Nodes = append(c.Nodes, n)
 		c.start(n)
 	}
@@ -96,7 +107,7 @@ func StartRedisCluster(t testing.TB, rc RedisClusterConfig) *RedisCluster {
 		args = append(args, n.Addr())
 	}
 	args = append(args, "--cluster-replicas", "1", "--cluster-yes")
-	if out, err := exec.Command(redisCliBin, args...).CombinedOutput(); err != nil {
+	if out, err := rc.NS.CommandContext(context.Background(), redisCliBin, args...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
 	c.WaitHealthy()
@@ -123,11 +134,14 @@ func (c *RedisCluster) start(n *RedisNode) {
 	if rc.AppendOnly {
 		aof = "yes"
 	}
-	cmd := exec.Command(redisServerBin,
-		"--port", strconv.Itoa(n.Port), "--bind", "127.0.0.1",
+	cmd := n.ns.CommandContext(context.Background(), redisServerBin,
+		"--port", strconv.Itoa(n.Port), "--bind", n.host,
 		"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
 		"--cluster-node-timeout", strconv.FormatInt(rc.NodeTimeout.Milliseconds(), 10),
 		"--appendonly", aof, "--save", "", "--dir", dir,
+		// Protected mode refuses clients off loopback without a password:
+		// with NS and Host, the nodes serve the test's own namespaces only.
+		"--protected-mode", "no",
 		// A new replica syncs at once, not after the 5 s default wait
 		// for other replicas to share the transfer.
 		"--repl-diskless-sync-delay", "0",
@@ -175,7 +189,7 @@ func (n *RedisNode) Alive() bool {
 func (n *RedisNode) Cli(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, redisCliBin, append([]string{"-p", strconv.Itoa(n.Port)}, args...)...).CombinedOutput()
+	out, err := n.ns.CommandContext(ctx, redisCliBin, append([]string{"-h", n.host, "-p", strconv.Itoa(n.Port)}, args...)...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
 
@@ -183,11 +197,12 @@ func (c *RedisCluster) waitPing(n *RedisNode) {
 	c.t.Helper()
 	deadline := time.Now().Add(redisReady)
 	for {
-		if out, err := n.Cli("ping"); err == nil && out == "PONG" {
+		out, err := n.Cli("ping")
+		if err == nil && out == "PONG" {
 			return
 		}
 		if time.Now().After(deadline) || !n.Alive() {
-			c.t.Fatalf("redis %d does not answer PING; log:\n%s", n.Port, tail(readOr(n.logPath), 20))
+			c.t.Fatalf("redis %d does not answer PING (%q, %v); log:\n%s", n.Port, out, err, tail(readOr(n.logPath), 20))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
