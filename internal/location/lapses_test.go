@@ -81,3 +81,35 @@ func TestLapsesAtLoad(t *testing.T) {
 		t.Errorf("accepted: OnExpire calls (-want +got):\n%s", diff)
 	}
 }
+
+// TestLapsesAdopt: a set read from the shared backing keeps a binding past
+// its expiry when Lapses is set, for the expiry pass to ask about: dropped
+// on adoption, it would leave without OnExpire on the box that acts for
+// it (a standby that became active before the old box removed it).
+func TestLapsesAdopt(t *testing.T) {
+	c := newClock()
+	var ex expirations
+	var active atomic.Bool
+	m := openTest(t, Options{Now: c.Now, OnExpire: ex.on, Lapses: func(Binding) bool { return active.Load() }})
+	old := Binding{AOR: "a@x", Contact: "sip:old@x", Expires: c.Now().Add(5 * time.Second), CSeq: 1}
+	live := Binding{AOR: "a@x", Contact: "sip:live@x", Expires: c.Now().Add(time.Hour), CSeq: 1}
+	_, blob, err := buildSet(old.AOR, []Binding{old, live}, c.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := appendValue(nil, blob)
+	c.Advance(10 * time.Second)
+	m.adopt(old.AOR, v, nil)
+	if _, n := m.Len(); n != 2 {
+		t.Fatalf("adopted %d bindings, want both (one lapsed, held)", n)
+	}
+	m.expire(c.Now())
+	if got := ex.snapshot(); len(got) != 0 {
+		t.Fatalf("standby: OnExpire calls %v", got)
+	}
+	active.Store(true)
+	m.expire(c.Advance(time.Second))
+	if diff := cmp.Diff(map[string]int{"sip:old@x": 1}, ex.snapshot()); diff != "" {
+		t.Errorf("active: OnExpire calls (-want +got):\n%s", diff)
+	}
+}
