@@ -189,10 +189,33 @@ func TestVIPFailover(t *testing.T) {
 		t.Errorf("the active box sent %v NAT pings in two intervals, want at least %v (each flow once an interval)", dA, 2*flows)
 	}
 
+	const answeredB = `pinhole_registrar_replies_total{code="200"}`
+	before200 := sb.metric(t, answeredB)
+	macB := strings.Fields(sb.ns.MustRun(t, "cat", "/sys/class/net/"+sb.link+"/address"))[0]
 	killed := time.Now()
 	a.ph.Kill()
 	waitVIP(t, sb, 10*time.Second)
 	moved := time.Since(killed)
+	// When the NAT router learned B's MAC for the VIP (keepalived's
+	// gratuitous ARP) and when B answered its first REGISTER: where the
+	// time of a slow failover went.
+	var arpAt, answerAt time.Duration
+	for arpAt == 0 || answerAt == 0 {
+		if arpAt == 0 {
+			if out, _ := nat.Router.Exec("ip", "neigh", "show", vip.Addr().String()); strings.Contains(out, macB) {
+				arpAt = time.Since(killed)
+			}
+		}
+		if answerAt == 0 && sb.metric(t, answeredB) > before200 {
+			answerAt = time.Since(killed)
+		}
+		if time.Since(killed) > 10*time.Second {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("after the kill: VIP on B %v, NAT router sends to B's MAC %v, B's first 200 to a REGISTER %v (0: not within 10 s)",
+		moved.Round(time.Millisecond), arpAt.Round(time.Millisecond), answerAt.Round(time.Millisecond))
 	waitMetricValue(t, sb, "pinhole_cluster_active", 1)
 	stage(fmt.Sprintf("A's pinhole killed; VIP on B %v later", moved.Round(time.Millisecond)))
 	if a.ka.HoldsVIP() {

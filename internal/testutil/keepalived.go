@@ -133,6 +133,8 @@ vrrp_script check_pinhole {
 
 vrrp_instance pinhole {
     state BACKUP
+    # The box holding the VIP keeps it (scripts/packaging/keepalived).
+    nopreempt
     interface %[3]s
     virtual_router_id 51
     priority %[4]d
