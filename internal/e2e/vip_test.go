@@ -46,8 +46,8 @@ func (b *vipBox) metric(t *testing.T, name string) float64 {
 //
 //	device ns ── NAT router ns ─┐           (masquerade, random ports)
 //	                            │ segment (a bridge in ns "seg")
-//	box A ns: pinhole, keepalived ─┤  10.200.0.11, VIP 10.200.0.10 (master)
-//	box B ns: pinhole, keepalived ─┤  10.200.0.12 (backup)
+//	box A ns: pinhole, keepalived ─┤  10.200.0.11, VIP 10.200.0.10 (master; fast path)
+//	box B ns: pinhole, keepalived ─┤  10.200.0.12 (backup; slow path alone)
 //	seg ns: Redis Cluster (6 nodes), the calling farm node (sipp UAC)
 //
 // Both pinholes listen on VIP:5060 whichever box holds it and share their
@@ -94,13 +94,17 @@ func TestVIPFailover(t *testing.T) {
 		l := testutil.Veth(t, b.ns, seg, self, netip.Prefix{})
 		seg.MustRun(t, "ip", "link", "set", l.NameB, "master", "br0")
 		b.link, b.addr = l.NameA, self.Addr()
-		// The fast path's gnet sockets are not pinhole's to set
-		// IP_FREEBIND on: the sysctl lets them bind the VIP
-		// (docs/cluster.md). Per namespace: the host's is untouched.
-		b.ns.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_nonlocal_bind=1")
 	}
-	for _, b := range boxes {
+	// The two ways a box binds the VIP it does not hold, one per box:
+	// A runs the fast path, whose gnet sockets are not pinhole's to set
+	// IP_FREEBIND on, so its namespace has the sysctl (docs/cluster.md;
+	// per namespace, the host's is untouched); B runs the slow path
+	// alone, on pinhole's own sockets with IP_FREEBIND and no sysctl.
+	// B binds the VIP while A holds it, then serves on it.
+	boxes[0].ns.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_nonlocal_bind=1")
+	for i, b := range boxes {
 		cfg := testutil.DefaultConfig(t)
+		cfg.FastPath.Enabled = i == 0
 		cfg.Listen.UDP = []string{vipAP}
 		cfg.Listen.TCP = []string{vipAP}
 		cfg.Metrics.Listen = vipMetrics
