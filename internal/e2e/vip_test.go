@@ -142,7 +142,7 @@ func TestVIPFailover(t *testing.T) {
 	// A phone behind the NAT that the farm node will call after the
 	// failover, registered (to the VIP) before it.
 	callee := testutil.Sipp{
-		Scenario: scenario(t, "device_register.xml"), OutOfCall: scenario(t, "uas_answer.xml"),
+		Scenario: scenario(t, "device_register.xml"), OutOfCall: scenario(t, "uas_answer_ping.xml"),
 		Remote: vipAP, NS: nat.Device, LocalIP: nat.DeviceAddr, LocalPort: 5070,
 		Service: "callee",
 		Vars:    map[string]string{"domain": domain, "expires": "600", "hold_ms": "60000"},
@@ -179,10 +179,18 @@ func TestVIPFailover(t *testing.T) {
 	// The standby holds every binding, from Redis, and pings none.
 	flows := float64(len(users) + 1)
 	waitMetricValue(t, sb, "pinhole_location_bindings", flows)
-	pingA, pingB := a.metric(t, "pinhole_natping_sent_total"), sb.metric(t, "pinhole_natping_sent_total")
+	// The callee logs each ping that reached it: a ping crosses the
+	// NAT only if it left from VIP:5060, where the callee's mapping
+	// points.
+	const sent = "pinhole_natping_sent_total"
+	pingA, pingB, got := a.metric(t, sent), sb.metric(t, sent), len(callee.LogValues("pinged"))
 	time.Sleep(2500 * time.Millisecond) // two ping intervals
-	dA, dB := a.metric(t, "pinhole_natping_sent_total")-pingA, sb.metric(t, "pinhole_natping_sent_total")-pingB
-	t.Logf("before the failover, in 2.5 s: A sent %v pings, B %v", dA, dB)
+	dA, dB := a.metric(t, sent)-pingA, sb.metric(t, sent)-pingB
+	reached := len(callee.LogValues("pinged")) - got
+	t.Logf("before the failover, in 2.5 s: A sent %v pings, B %v; %d reached the callee", dA, dB, reached)
+	if reached == 0 {
+		t.Error("no ping of the active box reached the callee through its NAT mapping")
+	}
 	if dB != 0 {
 		t.Errorf("the standby sent %v NAT pings", dB)
 	}
@@ -251,17 +259,20 @@ func TestVIPFailover(t *testing.T) {
 		t.Errorf("call to the callee through the new active box failed:\n%s", r.Report())
 	}
 	callee.WaitLog("hangup:", 5*time.Second)
-	callee.Stop()
-	if got := callee.Wait(t).LogValues("answered"); len(got) != 1 {
+	if got := callee.LogValues("answered"); len(got) != 1 {
 		t.Errorf("callee answered %d calls, want 1", len(got))
 	}
 	stage("call through the new active box")
 
-	// The new active box pings every flow.
-	pingB = sb.metric(t, "pinhole_natping_sent_total")
+	// The new active box pings every flow, from VIP:5060.
+	pingB, got = sb.metric(t, sent), len(callee.LogValues("pinged"))
 	time.Sleep(2500 * time.Millisecond)
-	dB = sb.metric(t, "pinhole_natping_sent_total") - pingB
-	t.Logf("after the failover, in 2.5 s: B sent %v pings", dB)
+	dB = sb.metric(t, sent) - pingB
+	reached = len(callee.LogValues("pinged")) - got
+	t.Logf("after the failover, in 2.5 s: B sent %v pings; %d reached the callee", dB, reached)
+	if reached == 0 {
+		t.Error("no ping of the new active box reached the callee through its old NAT mapping")
+	}
 	if dB < 2*flows {
 		t.Errorf("the new active box sent %v NAT pings in two intervals, want at least %v", dB, 2*flows)
 	}
