@@ -55,15 +55,20 @@ func (b *vipBox) metric(t *testing.T, name string) float64 {
 // every 100 ms) checks that its box's pinhole runs. The test proves, with
 // the active pinhole killed with SIGKILL while 200 phones refresh:
 //
-//   - before: only the box holding the VIP pings devices; the standby holds
-//     every binding (from Redis) and pings none;
+//   - box B's listeners, on the slow path without the nonlocal-bind
+//     sysctl, bind the VIP that A holds (IP_FREEBIND) and later serve it;
+//   - before: only the box holding the VIP pings devices, and its pings
+//     reach a phone through its NAT mapping (so they leave from
+//     VIP:5060); the standby holds every binding (from Redis) and pings
+//     none;
 //   - the VIP moves to the standby, and refreshes succeed again within 3 s
 //     (the longest time without a 200, measured and logged), every phone's
 //     included;
 //   - a call from the farm node reaches a phone through the NAT mapping its
 //     REGISTER opened toward the old box: the new box's INVITE leaves from
 //     VIP:5060, or the NAT would drop it;
-//   - after: the new active box pings every device's flow;
+//   - after: the new active box pings every device's flow, and its pings
+//     reach the phone through the mapping opened toward the old box;
 //   - every phone that got a 200 is bound on the new active box.
 func TestVIPFailover(t *testing.T) {
 	began := time.Now()
