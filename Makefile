@@ -44,6 +44,7 @@ check-generated:
 
 test-integration: build
 	$(GO) test -race -count=1 -tags integration -timeout 16m ./internal/e2e/... ./internal/testutil/... ./internal/location/...
+	$(GO) test -race -count=1 -tags integration -run 'TestVeth' -timeout 5m ./fastpath/
 
 generate:
 	$(GO) generate ./bpf/... ./bench/xdp/bare

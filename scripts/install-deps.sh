@@ -45,7 +45,9 @@ packages_for() {
 		# packaging test checks the example configuration with it.
 		# chromium, npm: the browser e2e test runs headless Chromium with
 		# JsSIP, which it installs from the npm registry at test time.
-		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon openssl dnsmasq-base tshark redis-server redis-tools keepalived chromium npm
+		# ethtool, util-linux (taskset): the veth equality run gives the
+		# server's veth end threaded NAPI pinned to pinhole's core.
+		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon openssl dnsmasq-base tshark redis-server redis-tools keepalived chromium npm ethtool util-linux
 		;;
 	bpf)
 		echo clang llvm libbpf-dev bpftool

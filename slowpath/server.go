@@ -138,14 +138,15 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		s.mid.OnCommit(s.committed)
 	}
 	// Whether this box acts is known before the store loads: bindings
-	// found lapsed then are lapsed (and de-registered) by the active box
-	// only (cluster.go).
+	// found lapsed then are lapsed (and de-registered) by the box that
+	// acts for them only (cluster.go).
 	if err := s.startVIP(); err != nil {
 		return nil, err
 	}
 	opts := storeOptions(cfg, onExpire, s.bindingChanged)
+	opts.ActsFor = s.ActsFor // cluster.go
 	if s.vip != nil {
-		opts.Lapses = s.ActsFor
+		opts.Holds = s.holds
 	}
 	s.store, err = location.Open(opts)
 	if err != nil {
@@ -171,6 +172,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		MaxContacts:    cfg.Registrar.MaxContacts,
 		Committed:      s.committed,
 		Trusted:        trusted,
+		Edge:           cfg.Cluster.EdgeID,
 	}, s.store, authz)
 	if err != nil {
 		s.store.Close()

@@ -133,7 +133,7 @@ func (m *Memory) expireShard(s *shard, now int64, lapsed []Binding) []Binding {
 			}
 		}
 		var hold []bool
-		if gone > 0 && m.lapses != nil {
+		if gone > 0 && m.holds != nil {
 			hold = m.held(aor, blob, now)
 			for _, h := range hold {
 				if h {
@@ -150,6 +150,7 @@ func (m *Memory) expireShard(s *shard, now int64, lapsed []Binding) []Binding {
 			s.heap.push(newExpiryEntry(next, aor))
 			continue
 		}
+		first := len(lapsed)
 		var kept []byte
 		if hold == nil {
 			lapsed = appendLapsed(lapsed, aor, blob, now)
@@ -158,7 +159,9 @@ func (m *Memory) expireShard(s *shard, now int64, lapsed []Binding) []Binding {
 			kept, lapsed = splitHeld(aor, blob, now, next, hold, lapsed)
 		}
 		s.bindings -= gone
-		m.markDirty(s, aor)
+		if m.actsForAny(lapsed[first:]) {
+			m.markDirty(s, aor)
+		}
 		if live == 0 {
 			delete(s.sets, aor)
 			continue
@@ -170,8 +173,8 @@ func (m *Memory) expireShard(s *shard, now int64, lapsed []Binding) []Binding {
 }
 
 // held tells, record by record, which of blob's bindings past now this
-// store must keep because Options.Lapses declines them (another box acts
-// for them). It runs under the shard's lock, as Lapses does.
+// store keeps because Options.Holds says so (the other box of its pair
+// acts for them). It runs under the shard's lock.
 func (m *Memory) held(aor string, blob []byte, now int64) []bool {
 	var hold []bool
 	for rest := blob[setHeader:]; len(rest) > 0; {
@@ -182,7 +185,7 @@ func (m *Memory) held(aor string, blob []byte, now int64) []bool {
 		rest = r
 		h := false
 		if int64(recExpires(rec)) <= now {
-			if b, err := decodeRecord(aor, rec); err == nil && !m.lapses(b) {
+			if b, err := decodeRecord(aor, rec); err == nil && m.holds(b) {
 				h = true
 			}
 		}

@@ -8,17 +8,17 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// TestLapsesHeld: a binding Options.Lapses declines stays past its
-// expiry without OnExpire, pass after pass, beside its AOR's other
-// bindings that do lapse; once accepted it lapses at the next pass, with
-// exactly one OnExpire. This is the standby box of a pair holding a
+// TestLapsesHeld: a binding Options.Holds keeps stays past its expiry
+// without OnExpire, pass after pass, beside its AOR's other bindings that
+// do lapse; once no longer held it lapses at the next pass, with exactly
+// one OnExpire. This is the standby box of a pair holding a
 // binding until the active box removes it, or until it becomes active.
 func TestLapsesHeld(t *testing.T) {
 	c := newClock()
 	var ex expirations
 	var active atomic.Bool
-	acts := func(b Binding) bool { return active.Load() || b.Contact == "sip:ours@x" }
-	m := openTest(t, Options{Now: c.Now, OnExpire: ex.on, Lapses: acts, Shards: 2})
+	holds := func(b Binding) bool { return !active.Load() && b.Contact != "sip:ours@x" }
+	m := openTest(t, Options{Now: c.Now, OnExpire: ex.on, Holds: holds, Shards: 2})
 	t0 := c.Now()
 	put(t, m, Binding{AOR: "a@x", Contact: "sip:ours@x", Expires: t0.Add(10 * time.Second), CSeq: 1},
 		Binding{AOR: "a@x", Contact: "sip:held@x", Expires: t0.Add(10 * time.Second), CSeq: 1},
@@ -51,8 +51,8 @@ func TestLapsesHeld(t *testing.T) {
 }
 
 // TestLapsesAtLoad: bindings found lapsed when the file is opened are
-// held too while Lapses declines them (a standby restarting must not
-// de-register them upstream), and lapse once it accepts.
+// held too while Holds keeps them (a standby restarting must not
+// de-register them upstream), and lapse once it lets them go.
 func TestLapsesAtLoad(t *testing.T) {
 	c := newClock()
 	path := tempDB(t)
@@ -69,7 +69,7 @@ func TestLapsesAtLoad(t *testing.T) {
 
 	var ex expirations
 	var active atomic.Bool
-	m = openTest(t, Options{Path: path, Now: c.Now, OnExpire: ex.on, Lapses: func(Binding) bool { return active.Load() }})
+	m = openTest(t, Options{Path: path, Now: c.Now, OnExpire: ex.on, Holds: func(Binding) bool { return !active.Load() }})
 	time.Sleep(50 * time.Millisecond) // the expiry goroutine's first delivery, if it made one
 	m.expire(c.Now())
 	if got := ex.snapshot(); len(got) != 0 {
@@ -83,14 +83,14 @@ func TestLapsesAtLoad(t *testing.T) {
 }
 
 // TestLapsesAdopt: a set read from the shared backing keeps a binding past
-// its expiry when Lapses is set, for the expiry pass to ask about: dropped
+// its expiry when Holds is set, for the expiry pass to ask about: dropped
 // on adoption, it would leave without OnExpire on the box that acts for
 // it (a standby that became active before the old box removed it).
 func TestLapsesAdopt(t *testing.T) {
 	c := newClock()
 	var ex expirations
 	var active atomic.Bool
-	m := openTest(t, Options{Now: c.Now, OnExpire: ex.on, Lapses: func(Binding) bool { return active.Load() }})
+	m := openTest(t, Options{Now: c.Now, OnExpire: ex.on, Holds: func(Binding) bool { return !active.Load() }})
 	old := Binding{AOR: "a@x", Contact: "sip:old@x", Expires: c.Now().Add(5 * time.Second), CSeq: 1}
 	live := Binding{AOR: "a@x", Contact: "sip:live@x", Expires: c.Now().Add(time.Hour), CSeq: 1}
 	_, blob, err := buildSet(old.AOR, []Binding{old, live}, c.Now())

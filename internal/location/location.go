@@ -74,6 +74,11 @@ type Binding struct {
 	// ends (zero: none) and which configured upstream registrar holds it.
 	UpExpires time.Time
 	Upstream  uint8
+	// Edge is the cluster.edge_id of the edge the device registered
+	// through, the one whose socket reaches it (docs/cluster.md); "" for a
+	// box alone, or a record written before edges were recorded: owned by
+	// whoever holds it.
+	Edge string
 }
 
 // Refresh is one REGISTER refresh absorbed by the fast path, as Touch
@@ -124,20 +129,28 @@ type Options struct {
 	// every binding that lapses. The mid-registrar will de-register upstream
 	// from it; the NAT pinger will use it too.
 	OnExpire func(Binding)
+	// ActsFor, when set, decides whether this box lapses b: only then is
+	// a lapse of b written to the backing and handed to OnExpire. Edges
+	// sharing a Redis Cluster each hold every binding, and only a
+	// binding's owner should write its removal and de-register it
+	// upstream, once (docs/cluster.md, "Who acts for a binding"); the
+	// others drop it from their view quietly. nil: every binding.
+	ActsFor func(Binding) bool
 	// OnChange, when set, is called (outside shard locks) with the AOR of
 	// every Update and of every lapsed binding, after the change: caches
 	// of bindings (the fast path's) forget the AOR. Touch does not call it.
 	OnChange func(aor string)
-	// Lapses, when set, says whether this store lapses a binding past its
-	// expiry: removes it, writes its AOR's set and calls OnExpire. A
-	// binding it declines stays in the view, asked again every expiry
-	// pass, until the box that acts for it removes it (the change arrives
-	// from the shared backing, follow.go) or this box comes to act for it.
-	// Of an active/standby pair only the active box lapses bindings, so
-	// each is de-registered upstream once (docs/cluster.md). Nil: every
-	// binding lapses here.
-	Lapses func(Binding) bool
-	Now    func() time.Time // for tests; default time.Now
+	// Holds, when set, says whether this store keeps a binding past its
+	// expiry in its view instead of lapsing it, asking again at every
+	// expiry pass: the standby box of an active/standby pair holds its
+	// edge's bindings until the active box's removal arrives from the
+	// shared backing (follow.go) or, after a failover, until it acts for
+	// them itself and lapses them with their OnExpire, so that each is
+	// de-registered upstream once (docs/cluster.md). Bindings found lapsed
+	// at Open or in a set read from the backing are kept for the pass to
+	// ask. It is called under a shard's lock. Nil: nothing is held.
+	Holds func(Binding) bool
+	Now   func() time.Time // for tests; default time.Now
 }
 
 // Defaults applied by Open to zero Options fields.

@@ -25,7 +25,8 @@ type Memory struct {
 	seed     maphash.Seed
 	now      func() time.Time
 	onExpire func(Binding)
-	lapses   func(Binding) bool // nil: every binding lapses here (Options.Lapses)
+	actsFor  func(Binding) bool // nil: every binding
+	holds    func(Binding) bool // nil: nothing held (Options.Holds)
 	onChange func(aor string)
 	flushDur time.Duration
 	back     backing    // nil: memory only
@@ -100,7 +101,8 @@ func Open(opts Options) (*Memory, error) {
 		seed:     maphash.MakeSeed(),
 		now:      opts.Now,
 		onExpire: opts.OnExpire,
-		lapses:   opts.Lapses,
+		actsFor:  opts.ActsFor,
+		holds:    opts.Holds,
 		onChange: opts.OnChange,
 		flushDur: opts.FlushInterval,
 		stop:     make(chan struct{}),
@@ -407,10 +409,26 @@ func (m *Memory) lapse(bs []Binding) {
 		if m.onChange != nil {
 			m.onChange(b.AOR)
 		}
-		if m.onExpire != nil {
+		if m.onExpire != nil && m.acts(b) {
 			m.onExpire(b)
 		}
 	}
+}
+
+// acts reports whether this box lapses b (Options.ActsFor).
+func (m *Memory) acts(b Binding) bool { return m.actsFor == nil || m.actsFor(b) }
+
+// actsForAny reports whether this box lapses any of bs: only then is the
+// AOR's new set written to the backing. Another edge's lapsed bindings
+// leave this view alone; their owner writes the removal, and this view
+// follows it.
+func (m *Memory) actsForAny(bs []Binding) bool {
+	for _, b := range bs {
+		if m.acts(b) {
+			return true
+		}
+	}
+	return false
 }
 
 // buildSet validates and normalises what an Update fn returned and packs it.

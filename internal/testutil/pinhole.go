@@ -233,13 +233,12 @@ func (p *Pinhole) Exited() (bool, error) {
 	}
 }
 
-// PID is the process id of the running pinhole (0 when none runs).
+// PID is the running pinhole's process id, 0 when it is not running.
 func (p *Pinhole) PID() int {
-	proc := p.current()
-	if proc == nil {
-		return 0
+	if pr := p.current(); pr != nil && pr.cmd.Process != nil {
+		return pr.cmd.Process.Pid
 	}
-	return proc.cmd.Process.Pid
+	return 0
 }
 
 func (p *Pinhole) current() *pinholeProc {

@@ -33,9 +33,10 @@ type RedisClusterConfig struct {
 	// NodeTimeout is cluster-node-timeout: how long a master may be
 	// silent before its replica takes over. Default 1s.
 	NodeTimeout time.Duration
-	// NS runs the nodes inside a namespace of the test (nil: the host),
-	// and Host is the address they bind there (default 127.0.0.1), so
-	// that pinholes in other namespaces can reach them.
+	// NS runs the nodes inside a namespace of the test instead of on the
+	// host, listening on loopback and on Host, which they announce to
+	// clients: pinholes in other namespaces reach the cluster over the
+	// test's links. nil: the host's loopback alone.
 	NS   *NetNS
 	Host netip.Addr
 }
@@ -51,7 +52,7 @@ type RedisCluster struct {
 // RedisNode is one redis-server process of a cluster.
 type RedisNode struct {
 	Port    int
-	host    string
+	host    string // what clients dial: 127.0.0.1 or RedisClusterConfig.Host
 	ns      *NetNS
 	logPath string
 	mu      sync.Mutex
@@ -80,8 +81,12 @@ func StartRedisCluster(t testing.TB, rc RedisClusterConfig) *RedisCluster {
 	if rc.NodeTimeout == 0 {
 		rc.NodeTimeout = time.Second
 	}
-	if !rc.Host.IsValid() {
-		rc.Host = Loopback
+	host := "127.0.0.1"
+	if rc.NS != nil {
+		if !rc.Host.IsValid() {
+			t.Fatal("a Redis Cluster in a namespace needs the address it listens on")
+		}
+		host = rc.Host.String()
 	}
 	c := &RedisCluster{t: t, dir: t.TempDir(), cfg: rc}
 	t.Cleanup(func() {
@@ -95,7 +100,7 @@ func StartRedisCluster(t testing.TB, rc RedisClusterConfig) *RedisCluster {
 		}
 	})
 	for _, port := range freeRedisPorts(t, 6) {
-		n := &RedisNode{Port: port, host: rc.Host.String(), ns: rc.NS, logPath: filepath.Join(c.dir, fmt.Sprintf("redis-%d.log", port))}
+		n := &RedisNode{Port: port, host: host, ns: rc.NS, logPath: filepath.Join(c.dir, fmt.Sprintf("redis-%d.log", port))}
 		c.Nodes = append(c.Nodes, n)
 		c.start(n)
 	}
@@ -134,18 +139,21 @@ func (c *RedisCluster) start(n *RedisNode) {
 	if rc.AppendOnly {
 		aof = "yes"
 	}
-	cmd := n.ns.CommandContext(context.Background(), redisServerBin,
-		"--port", strconv.Itoa(n.Port), "--bind", n.host,
+	bind := []string{"--bind", "127.0.0.1"}
+	if rc.NS != nil {
+		// Protected mode admits loopback only; the namespace is the
+		// test's own, reachable from its other namespaces alone.
+		bind = []string{"--bind", "127.0.0.1", n.host, "--cluster-announce-ip", n.host, "--protected-mode", "no"}
+	}
+	cmd := rc.NS.CommandContext(context.Background(), redisServerBin, append(bind,
+		"--port", strconv.Itoa(n.Port),
 		"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
 		"--cluster-node-timeout", strconv.FormatInt(rc.NodeTimeout.Milliseconds(), 10),
 		"--appendonly", aof, "--save", "", "--dir", dir,
-		// Protected mode refuses clients off loopback without a password:
-		// with NS and Host, the nodes serve the test's own namespaces only.
-		"--protected-mode", "no",
 		// A new replica syncs at once, not after the 5 s default wait
 		// for other replicas to share the transfer.
 		"--repl-diskless-sync-delay", "0",
-		"--daemonize", "no", "--logfile", n.logPath)
+		"--daemonize", "no", "--logfile", n.logPath)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start redis-server: %v", err)
@@ -189,7 +197,7 @@ func (n *RedisNode) Alive() bool {
 func (n *RedisNode) Cli(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	out, err := n.ns.CommandContext(ctx, redisCliBin, append([]string{"-h", n.host, "-p", strconv.Itoa(n.Port)}, args...)...).CombinedOutput()
+	out, err := n.ns.CommandContext(ctx, redisCliBin, append([]string{"-p", strconv.Itoa(n.Port)}, args...)...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
 
@@ -197,12 +205,11 @@ func (c *RedisCluster) waitPing(n *RedisNode) {
 	c.t.Helper()
 	deadline := time.Now().Add(redisReady)
 	for {
-		out, err := n.Cli("ping")
-		if err == nil && out == "PONG" {
+		if out, err := n.Cli("ping"); err == nil && out == "PONG" {
 			return
 		}
 		if time.Now().After(deadline) || !n.Alive() {
-			c.t.Fatalf("redis %d does not answer PING (%q, %v); log:\n%s", n.Port, out, err, tail(readOr(n.logPath), 20))
+			c.t.Fatalf("redis %d does not answer PING; log:\n%s", n.Port, tail(readOr(n.logPath), 20))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -22,7 +22,7 @@ func TestActs(t *testing.T) {
 	var active atomic.Bool
 	p = newPinger(t, Config{
 		Interval: time.Second, Method: MethodOptions, MaxMissed: 1, Store: st, Sockets: socks, Slots: 1,
-		Acts: func(location.Binding) bool { return active.Load() },
+		ActsFor: func(location.Binding) bool { return active.Load() },
 	})
 	before := sentTotal.Get()
 	for range 3 {

@@ -63,18 +63,19 @@ type Config struct {
 	MaxMissed int
 	// Host, if set, is written as pinhole's host in Via and From instead
 	// of the socket's address (advertise.host).
-	Host  string
-	Store location.Store
-	// Acts, when set, says whether this box pings b's device; a binding
-	// it declines is left to the box that acts for it (the active box of
-	// a pair, docs/cluster.md). Asked for every binding at every cycle.
-	Acts    func(location.Binding) bool
+	Host    string
+	Store   location.Store
 	Sockets Sockets
 	Kernel  Kernel // may be nil
 	Log     *slog.Logger
 	// Slots is how many sends one interval is divided into; default one
 	// per 10 ms. Targets are spread evenly over them.
 	Slots int
+	// ActsFor, when set, picks the bindings this box pings: with several
+	// edges sharing one store, only the owner's socket crosses the
+	// device's NAT, and a second edge's pings would only be dropped there
+	// (slowpath.Server.ActsFor, docs/cluster.md). nil: every binding.
+	ActsFor func(location.Binding) bool
 }
 
 // flowKey names a device's NAT binding: where it is, and our socket.
@@ -193,7 +194,7 @@ func (p *Pinger) snapshot() []*target {
 		if !safeURI(b.Contact) || !safeURI(b.AOR) {
 			return true
 		}
-		if p.cfg.Acts != nil && !p.cfg.Acts(b) {
+		if p.cfg.ActsFor != nil && !p.cfg.ActsFor(b) {
 			return true
 		}
 		k := flowKey{remote: b.Flow.Remote, local: b.Flow.Local}

@@ -34,6 +34,10 @@ type Config struct {
 	// Path would make pinhole send a callee's INVITE wherever the device
 	// chose — back to pinhole in a loop, or at a third party. nil: none.
 	Trusted *trust.List
+	// Edge is recorded in every binding written as the edge that holds
+	// its flow (cluster.edge_id, docs/cluster.md); a refresh through
+	// another edge moves the binding to it. "": a box alone.
+	Edge string
 }
 
 // Committed is told of a 200 the registrar (or the mid-registrar) sent
@@ -358,6 +362,7 @@ func (r *Registrar) parseContacts(req *sip.Request, reqExpires int, hasReqExpire
 				NAT:       reason != nat.NotNATed,
 				Path:      path,
 				UserAgent: ua,
+				Edge:      r.cfg.Edge,
 			},
 			key:     uriKey(&ch.Address),
 			expires: exp,

@@ -327,3 +327,21 @@ func TestQValues(t *testing.T) {
 		}
 	}
 }
+
+// TestEdgeRecorded: every binding records the edge it registered through,
+// and a refresh through another edge (the device moved) moves it there:
+// requests for the device must follow the flow it uses now.
+func TestEdgeRecorded(t *testing.T) {
+	f := newFixture(t, nil)
+	f.r.cfg.Edge = "a"
+	contact := "Contact: <sip:alice@192.168.0.90:2048>"
+	expectStatus(t, f.register("c1", 1, public, contact), 200)
+	if got := f.store.Lookup("alice@example.com"); len(got) != 1 || got[0].Edge != "a" {
+		t.Fatalf("bindings after registering through edge a: %+v", got)
+	}
+	f.r.cfg.Edge = "b"
+	expectStatus(t, f.register("c1", 2, public, contact), 200)
+	if got := f.store.Lookup("alice@example.com"); len(got) != 1 || got[0].Edge != "b" {
+		t.Fatalf("bindings after a refresh through edge b: %+v", got)
+	}
+}
