@@ -12,7 +12,8 @@
 #         name server of the DNS tests, without a system service), tshark
 #         (records what crosses the wire in the capture tests),
 #         redis-server and redis-tools (the Redis Cluster location backing
-#         and its redis-cli), chromium and npm (a browser calling through
+#         and its redis-cli), keepalived (moves the virtual address of an
+#         active/standby pair by VRRP), chromium and npm (a browser calling through
 #         pinhole, with JsSIP from the npm registry)
 #   bpf   the toolchain that regenerates the committed BPF objects
 #   bench what bench/ needs besides `test`: ethtool (GRO and threaded NAPI
@@ -40,11 +41,13 @@ packages_for() {
 		# its kernel module (--table=-1). tshark: the capture tests compare
 		# the HEP copies with the wire it records.
 		# redis-server, redis-tools: the tests start their own Redis Cluster.
+		# keepalived: the pair's test runs one per box namespace, and the
+		# packaging test checks the example configuration with it.
 		# chromium, npm: the browser e2e test runs headless Chromium with
 		# JsSIP, which it installs from the npm registry at test time.
 		# ethtool, util-linux (taskset): the veth equality run gives the
 		# server's veth end threaded NAPI pinned to pinhole's core.
-		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon openssl dnsmasq-base tshark redis-server redis-tools chromium npm ethtool util-linux
+		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon openssl dnsmasq-base tshark redis-server redis-tools keepalived chromium npm ethtool util-linux
 		;;
 	bpf)
 		echo clang llvm libbpf-dev bpftool

@@ -2,6 +2,7 @@ package slowpath
 
 import (
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/internal/vip"
 )
 
 // TestCluster: this edge acts for its own bindings and for those without
@@ -68,4 +70,49 @@ func TestStatelessRecordsEdge(t *testing.T) {
 	if got := s.Store().Lookup("alice@example.com"); len(got) != 1 || got[0].Edge != "edge-a" {
 		t.Fatalf("bindings: %+v, want one owned by edge-a", got)
 	}
+}
+
+// TestActsForPair: a box of an active/standby pair acts for its edge's
+// bindings only while the virtual address is on it, and holds them
+// (keeps them past their expiry for the active box) while it is not;
+// another edge's bindings it neither acts for nor holds.
+func TestActsForPair(t *testing.T) {
+	var held atomic.Bool
+	addr := netip.MustParseAddr("10.0.0.10")
+	w, err := vip.Start(vip.Options{Addr: addr, Interval: 5 * time.Millisecond, Local: func() ([]netip.Addr, error) {
+		if held.Load() {
+			return []netip.Addr{addr}, nil
+		}
+		return nil, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{cfg: &config.Config{Cluster: config.Cluster{EdgeID: "pair", VIP: addr.String()}}, vip: w}
+	defer s.stopVIP()
+	ours, unowned, theirs := location.Binding{Edge: "pair"}, location.Binding{}, location.Binding{Edge: "b"}
+	check := func(state string, wantActs, wantHolds bool) {
+		t.Helper()
+		for _, b := range []location.Binding{ours, unowned} {
+			if got := s.ActsFor(b); got != wantActs {
+				t.Errorf("%s: ActsFor(edge %q) = %v, want %v", state, b.Edge, got, wantActs)
+			}
+			if got := s.holds(b); got != wantHolds {
+				t.Errorf("%s: holds(edge %q) = %v, want %v", state, b.Edge, got, wantHolds)
+			}
+		}
+		if s.ActsFor(theirs) || s.holds(theirs) {
+			t.Errorf("%s: acts for or holds another edge's binding", state)
+		}
+	}
+	check("standby", false, true)
+	held.Store(true)
+	deadline := time.Now().Add(2 * time.Second)
+	for !s.ActsFor(ours) {
+		if time.Now().After(deadline) {
+			t.Fatal("holding the address, the box still does not act")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	check("active", true, false)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/capture"
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/internal/vip"
 	"github.com/pinhole-sip/pinhole/slowpath/auth"
 	"github.com/pinhole-sip/pinhole/slowpath/certs"
 	"github.com/pinhole-sip/pinhole/slowpath/dispatch"
@@ -83,6 +84,9 @@ type Server struct {
 	// tap is the HEP capture (capture.go); nil while capture is off. Set
 	// before Start, never after.
 	tap *capture.Tap
+	// vip follows cluster.vip (cluster.go); nil outside an active/standby
+	// pair.
+	vip *vip.Watcher
 }
 
 // RouteKeyFile is the key file of slowpath/routesig in data_dir. Edges
@@ -133,16 +137,27 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		onExpire = s.mid.OnExpire
 		s.mid.OnCommit(s.committed)
 	}
+	// Whether this box acts is known before the store loads: bindings
+	// found lapsed then are lapsed (and de-registered) by the box that
+	// acts for them only (cluster.go).
+	if err := s.startVIP(); err != nil {
+		return nil, err
+	}
 	opts := storeOptions(cfg, onExpire, s.bindingChanged)
 	opts.ActsFor = s.ActsFor // cluster.go
+	if s.vip != nil {
+		opts.Holds = s.holds
+	}
 	s.store, err = location.Open(opts)
 	if err != nil {
+		s.stopVIP()
 		return nil, err
 	}
 
 	trusted, err := trustList(cfg)
 	if err != nil {
 		s.store.Close()
+		s.stopVIP()
 		return nil, err
 	}
 	var authz registrar.Authorizer
@@ -162,12 +177,14 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}, s.store, authz)
 	if err != nil {
 		s.store.Close()
+		s.stopVIP()
 		return nil, err
 	}
 
 	if len(cfg.Listen.TLS)+len(cfg.Listen.WSS) > 0 {
 		if s.certs, err = certs.New(s.tlsSettings(cfg), s.isTLSPeer(trusted)); err != nil {
 			s.store.Close()
+			s.stopVIP()
 			return nil, err
 		}
 		s.logCertificates()
@@ -175,6 +192,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 
 	if err := s.buildUA(); err != nil {
 		s.store.Close()
+		s.stopVIP()
 		return nil, err
 	}
 	s.conns = newConnBindings(s)
@@ -403,7 +421,9 @@ func (s *Server) close(ctx context.Context) error {
 	if s.media != nil {
 		_ = s.media.Close() // after the calls in flight: they may still delete
 	}
-	return s.store.Close()
+	err := s.store.Close()
+	s.stopVIP() // after the store: its last expiry pass still asks ActsFor
+	return err
 }
 
 // registerAuth adapts the digest authenticator to the registrar.

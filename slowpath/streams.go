@@ -1,6 +1,7 @@
 package slowpath
 
 import (
+	"context"
 	"crypto/tls"
 	"net"
 	"net/netip"
@@ -39,7 +40,8 @@ func (s *Server) newStreamBudget() *streams.Budget {
 // and WSS get their TLS layer inside it, where the handshake is timed.
 func (s *Server) listenStream(transport, addr string) (net.Listener, error) {
 	kind, _ := streams.ParseKind(transport)
-	ln, err := net.Listen("tcp", addr)
+	lc := net.ListenConfig{Control: freeBindControl} // a VIP the box may not hold (udpsock.go)
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -24,14 +25,18 @@ const udpReceiveBuffer = 16 << 20
 
 // listenUDP opens a UDP listener with a large receive buffer. As root it
 // uses SO_RCVBUFFORCE to pass net.core.rmem_max; otherwise the kernel
-// caps the request at rmem_max, which is still an improvement.
+// caps the request at rmem_max, which is still an improvement. The socket
+// may bind an address the box does not hold (freeBind).
 func listenUDP(addr string) (net.PacketConn, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+	lc := net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
 			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpReceiveBuffer)
 			if errors.Is(serr, unix.EPERM) {
 				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, udpReceiveBuffer)
+			}
+			if serr == nil {
+				serr = freeBind(network, fd)
 			}
 		})
 		if err != nil {
@@ -80,4 +85,35 @@ func (s *Server) UDPSocket(local netip.AddrPort) (syscall.RawConn, error) {
 		return nil, fmt.Errorf("UDP listener on %v: %w", local, err)
 	}
 	return rc, nil
+}
+
+// freeBind lets a listener bind an address that is not (yet) on any of
+// the box's interfaces: both boxes of an active/standby pair listen on the
+// virtual address, and keepalived moves it to one of them later
+// (docs/cluster.md). The socket receives once the address arrives and
+// sends from it while it is there; while it is not, the kernel refuses
+// to send from it (EINVAL), so the standby's socket cannot leak packets
+// with the VIP as their source. IP_FREEBIND does for this socket what
+// the net.ipv4.ip_nonlocal_bind sysctl does for every socket in the
+// namespace; the fast path's gnet sockets, which pinhole does not create,
+// need the sysctl.
+func freeBind(network string, fd uintptr) error {
+	level, opt := unix.IPPROTO_IP, unix.IP_FREEBIND
+	if strings.HasSuffix(network, "6") {
+		// Linux 4.15 and later: its own option for IPv6.
+		level, opt = unix.IPPROTO_IPV6, unix.IPV6_FREEBIND
+	}
+	if err := unix.SetsockoptInt(int(fd), level, opt, 1); err != nil {
+		return fmt.Errorf("set IP_FREEBIND: %w", err)
+	}
+	return nil
+}
+
+// freeBindControl is a net.ListenConfig Control that sets freeBind.
+func freeBindControl(network, _ string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) { serr = freeBind(network, fd) }); err != nil {
+		return err
+	}
+	return serr
 }

@@ -207,6 +207,7 @@ func (c *Config) validate() error {
 		c.Capture.validate,
 		c.Cluster.validate,
 		c.Memory.validate,
+		c.validatePair,
 	}
 	for _, check := range checks {
 		errs = append(errs, check())

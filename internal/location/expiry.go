@@ -132,14 +132,32 @@ func (m *Memory) expireShard(s *shard, now int64, lapsed []Binding) []Binding {
 				next = min(next, exp)
 			}
 		}
+		var hold []bool
+		if gone > 0 && m.holds != nil {
+			hold = m.held(aor, blob, now)
+			for _, h := range hold {
+				if h {
+					// Asked again at the next pass.
+					gone--
+					live++
+					next = min(next, uint32(now+1))
+				}
+			}
+		}
 		if gone == 0 {
-			// Refreshed since scheduled: only reschedule.
+			// Refreshed since scheduled, or held: only reschedule.
 			putSetDue(blob, next)
 			s.heap.push(newExpiryEntry(next, aor))
 			continue
 		}
 		first := len(lapsed)
-		lapsed = appendLapsed(lapsed, aor, blob, now)
+		var kept []byte
+		if hold == nil {
+			lapsed = appendLapsed(lapsed, aor, blob, now)
+			kept = keepLive(blob, now, next)
+		} else {
+			kept, lapsed = splitHeld(aor, blob, now, next, hold, lapsed)
+		}
 		s.bindings -= gone
 		if m.actsForAny(lapsed[first:]) {
 			m.markDirty(s, aor)
@@ -148,8 +166,49 @@ func (m *Memory) expireShard(s *shard, now int64, lapsed []Binding) []Binding {
 			delete(s.sets, aor)
 			continue
 		}
-		s.put(aor, keepLive(blob, now, next))
+		s.put(aor, kept)
 		s.heap.push(newExpiryEntry(next, aor))
 	}
 	return lapsed
+}
+
+// held tells, record by record, which of blob's bindings past now this
+// store keeps because Options.Holds says so (the other box of its pair
+// acts for them). It runs under the shard's lock.
+func (m *Memory) held(aor string, blob []byte, now int64) []bool {
+	var hold []bool
+	for rest := blob[setHeader:]; len(rest) > 0; {
+		rec, r, err := nextEntry(rest)
+		if err != nil {
+			break
+		}
+		rest = r
+		h := false
+		if int64(recExpires(rec)) <= now {
+			if b, err := decodeRecord(aor, rec); err == nil && m.holds(b) {
+				h = true
+			}
+		}
+		hold = append(hold, h)
+	}
+	return hold
+}
+
+// splitHeld returns a new set (due at due) of blob's records live at now
+// or held, and appends the others, lapsed, to lapsed.
+func splitHeld(aor string, blob []byte, now int64, due uint32, hold []bool, lapsed []Binding) ([]byte, []Binding) {
+	kept := newSet(due, len(blob)-setHeader)
+	for i, rest := 0, blob[setHeader:]; len(rest) > 0 && i < len(hold); i++ {
+		rec, r, err := nextEntry(rest)
+		if err != nil {
+			break
+		}
+		if hold[i] || int64(recExpires(rec)) > now {
+			kept = append(kept, rest[:len(rest)-len(r)]...)
+		} else if b, err := decodeRecord(aor, rec); err == nil {
+			lapsed = append(lapsed, b)
+		}
+		rest = r
+	}
+	return sealSet(kept), lapsed
 }

@@ -229,12 +229,19 @@ func (m *Memory) adopt(aor string, v []byte, settled []uint64) bool {
 				m.skipped.Add(1)
 				return true
 			}
-			if exp := recExpires(rec); int64(exp) > now {
+			if exp := recExpires(rec); int64(exp) > now || m.holds != nil {
+				// With Options.Holds a binding past its expiry stays for
+				// the expiry pass to ask about: dropped here, it would
+				// leave without OnExpire on the box that acts for it.
 				live++
 				due = min(due, exp)
 			}
 		}
-		blob = keepLive(blob, now, due)
+		if m.holds == nil {
+			blob = keepLive(blob, now, due)
+		} else {
+			putSetDue(blob, due)
+		}
 		if live == 0 {
 			blob = nil
 		}

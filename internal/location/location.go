@@ -140,7 +140,17 @@ type Options struct {
 	// every Update and of every lapsed binding, after the change: caches
 	// of bindings (the fast path's) forget the AOR. Touch does not call it.
 	OnChange func(aor string)
-	Now      func() time.Time // for tests; default time.Now
+	// Holds, when set, says whether this store keeps a binding past its
+	// expiry in its view instead of lapsing it, asking again at every
+	// expiry pass: the standby box of an active/standby pair holds its
+	// edge's bindings until the active box's removal arrives from the
+	// shared backing (follow.go) or, after a failover, until it acts for
+	// them itself and lapses them with their OnExpire, so that each is
+	// de-registered upstream once (docs/cluster.md). Bindings found lapsed
+	// at Open or in a set read from the backing are kept for the pass to
+	// ask. It is called under a shard's lock. Nil: nothing is held.
+	Holds func(Binding) bool
+	Now   func() time.Time // for tests; default time.Now
 }
 
 // Defaults applied by Open to zero Options fields.

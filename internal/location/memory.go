@@ -26,6 +26,7 @@ type Memory struct {
 	now      func() time.Time
 	onExpire func(Binding)
 	actsFor  func(Binding) bool // nil: every binding
+	holds    func(Binding) bool // nil: nothing held (Options.Holds)
 	onChange func(aor string)
 	flushDur time.Duration
 	back     backing    // nil: memory only
@@ -101,6 +102,7 @@ func Open(opts Options) (*Memory, error) {
 		now:      opts.Now,
 		onExpire: opts.OnExpire,
 		actsFor:  opts.ActsFor,
+		holds:    opts.Holds,
 		onChange: opts.OnChange,
 		flushDur: opts.FlushInterval,
 		stop:     make(chan struct{}),

@@ -52,6 +52,13 @@ func (m *Memory) loadOne(aor string, v []byte, now int64) {
 		}
 	}
 	s := m.shard(aor)
+	if gone > 0 && m.holds != nil {
+		// Whether this box lapses them is the expiry pass's question
+		// (Options.Holds): keep them, due at once.
+		live += gone
+		due = min(due, uint32(now))
+		gone = 0
+	}
 	if gone > 0 {
 		first := len(m.loadLapsed)
 		m.loadLapsed = appendLapsed(m.loadLapsed, aor, blob, now)
