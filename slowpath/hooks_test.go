@@ -185,7 +185,7 @@ func between(s, from, to string) string {
 
 // writeTestCreds writes a credentials file with alice/secret in realm
 // pinhole (docs/auth.md: user realm md5-ha1 sha256-ha1).
-func writeTestCreds(t *testing.T) string {
+func writeTestCreds(t testing.TB) string {
 	t.Helper()
 	md := md5.Sum([]byte("alice:pinhole:secret"))
 	sh := sha256.Sum256([]byte("alice:pinhole:secret"))

@@ -51,7 +51,12 @@ type stateless struct {
 	unparsed atomic.Uint64
 	// optionsDeclined: OPTIONS taken that the proxy would route after all.
 	optionsDeclined atomic.Uint64
-	latency         *metrics.PrometheusHistogram
+	// rawAnswered and rawDeclined: credential-less REGISTERs challenged
+	// from their bytes in the read filter, and those left to the workers
+	// (rawchallenge.go).
+	rawAnswered atomic.Uint64
+	rawDeclined atomic.Uint64
+	latency     *metrics.PrometheusHistogram
 }
 
 // slJob is one REGISTER datagram, copied out of sipgo's read buffer.
@@ -154,8 +159,13 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 		sl.release(j)
 		return true
 	}
+	start := time.Now()
+	if register && !hasCredentials(data) && sl.challengeRaw(conn, p.RemoteAddr, data, start) {
+		sl.release(j)
+		return true
+	}
 	j.buf = append(j.buf[:0], data...)
-	j.conn, j.remote, j.local, j.start = conn, p.RemoteAddr, local, time.Now()
+	j.conn, j.remote, j.local, j.start = conn, p.RemoteAddr, local, start
 	sl.s.ops.inflight.Add(1)
 	select {
 	case sl.q <- j:
@@ -465,6 +475,8 @@ func (sl *stateless) writeMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, "pinhole_registrar_shed_total", sl.shed.Load())
 	metrics.WriteCounterUint64(w, "pinhole_registrar_unkeyed_total", sl.noKey.Load())
 	metrics.WriteCounterUint64(w, "pinhole_registrar_retransmissions_unparsed_total", sl.unparsed.Load())
+	metrics.WriteCounterUint64(w, `pinhole_registrar_raw_challenges_total{result="answered"}`, sl.rawAnswered.Load())
+	metrics.WriteCounterUint64(w, `pinhole_registrar_raw_challenges_total{result="declined"}`, sl.rawDeclined.Load())
 	metrics.WriteCounterUint64(w, `pinhole_stateless_options_total{result="answered"}`, sl.options.Load())
 	metrics.WriteCounterUint64(w, `pinhole_stateless_options_total{result="declined"}`, sl.optionsDeclined.Load())
 	metrics.WriteGaugeUint64(w, "pinhole_registrar_queued", uint64(len(sl.q)))
