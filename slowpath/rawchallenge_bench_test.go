@@ -2,12 +2,20 @@ package slowpath
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/internal/location"
 )
 
@@ -55,4 +63,76 @@ func BenchmarkFirstChallenge(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkAuthenticatedRegister is the second half of a first
+// registration, a REGISTER with valid MD5 credentials for a new AOR, as
+// the stateless workers answer it: sipgo's parse, the digest check, the
+// registrar, the group-committed write to the bbolt store and the 200
+// written out. Requests are rendered (and their responses hashed) in
+// batches outside the timer; the answers arrive from the committer.
+func BenchmarkAuthenticatedRegister(b *testing.B) {
+	const users = 2048
+	var lines strings.Builder
+	for i := range users {
+		u := "b" + strconv.Itoa(i)
+		fmt.Fprintf(&lines, "%s pinhole %s %s\n", u, digest.HA1(digest.MD5, u, "pinhole", "pw"), digest.HA1(digest.SHA256, u, "pinhole", "pw"))
+	}
+	creds := filepath.Join(b.TempDir(), "users.txt")
+	if err := os.WriteFile(creds, []byte(lines.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	s := newRawServerWith(b, creds, "[MD5]")
+	v := s.ops.authn.Load().Verifier()
+	flow := location.Flow{Transport: location.TransportUDP, Remote: rawDevice, Local: netip.MustParseAddrPort("127.0.0.1:5060")}
+	msgs := make([][]byte, users)
+	round := 0
+	render := func() {
+		round++
+		nonce := v.Nonces().Mint(time.Now())
+		for i := range msgs {
+			u := "b" + strconv.Itoa(i)
+			p := digest.Params{Username: u, Realm: "pinhole", Nonce: nonce, URI: "sip:example.com", Algorithm: "MD5",
+				CNonce: "c1", QOP: "auth", NC: fmt.Sprintf("%08x", i+1)}
+			p.Response = string(digest.AppendResponse(nil, digest.MD5, digest.HA1(digest.MD5, u, "pinhole", "pw"), "REGISTER", &p))
+			authz := fmt.Sprintf("Authorization: Digest username=%q, realm=\"pinhole\", nonce=%q, uri=\"sip:example.com\", response=%q, algorithm=MD5, cnonce=\"c1\", qop=auth, nc=%s\r\n",
+				u, nonce, p.Response, p.NC)
+			m := string(register(u, fmt.Sprintf("ar-%d-%d", round, i), 2, "10.0.0.5:5060"))
+			msgs[i] = []byte(strings.Replace(m, "Content-Length: 0", authz+"Content-Length: 0", 1))
+		}
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%users == 0 {
+			b.StopTimer()
+			wg.Wait()
+			render()
+			b.StartTimer()
+		}
+		msg, err := s.sl.parser.ParseSIP(msgs[i%users])
+		if err != nil {
+			b.Fatal(err)
+		}
+		req := msg.(*sip.Request)
+		req.SetTransport("UDP")
+		req.SetSource(rawDevice.String())
+		wg.Add(1)
+		s.reg.Respond(req, flow, func(res *sip.Response) {
+			out := slOut.Get().(*bytes.Buffer)
+			out.Reset()
+			res.StringWrite(out)
+			if res.StatusCode != 200 {
+				failed.Add(1)
+			}
+			slOut.Put(out)
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d REGISTERs not answered 200", n)
+	}
 }

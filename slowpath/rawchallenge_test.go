@@ -30,8 +30,15 @@ var rawDevice = netip.MustParseAddrPort("192.0.2.10:40123")
 // 401 with the registrar's.
 func newRawServer(tb testing.TB) *Server {
 	tb.Helper()
+	return newRawServerWith(tb, writeTestCreds(tb), "[SHA-256, MD5]")
+}
+
+// newRawServerWith is newRawServer with a credentials file and the
+// algorithms offered.
+func newRawServerWith(tb testing.TB, creds, algorithms string) *Server {
+	tb.Helper()
 	yaml := fmt.Sprintf("listen:\n  udp: [\"127.0.0.1:5060\"]\ndomains: [example.com]\ndata_dir: %q\nmetrics:\n  listen: \"\"\n"+
-		"auth:\n  credentials: %s\n  algorithms: [SHA-256, MD5]\n", tb.TempDir(), writeTestCreds(tb))
+		"auth:\n  credentials: %s\n  algorithms: %s\n", tb.TempDir(), creds, algorithms)
 	cfg, err := config.Parse([]byte(yaml), "test")
 	if err != nil {
 		tb.Fatal(err)

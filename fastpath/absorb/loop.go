@@ -385,7 +385,7 @@ func (l *Loop) aorKey(to []byte) (uint64, bool) {
 	return maphash.Bytes(l.c.seed, s), true
 }
 
-// viaParam returns the value of a parameter of a Via that parseVia
+// viaParam returns the value of a parameter of a Via that rawreply.ParseVia
 // accepted (params start at from), or nil.
 func viaParam(v []byte, from int, name string) []byte {
 	for i := from; i < len(v); {
