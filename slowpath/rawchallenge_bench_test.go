@@ -3,6 +3,7 @@ package slowpath
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -134,5 +135,35 @@ func BenchmarkAuthenticatedRegister(b *testing.B) {
 	wg.Wait()
 	if n := failed.Load(); n > 0 {
 		b.Fatalf("%d REGISTERs not answered 200", n)
+	}
+}
+
+// BenchmarkRetransmittedAnswer is one retransmitted REGISTER answered in
+// the read filter from the response cache, as past saturation most
+// datagrams are: the listener look-up, the raw transaction key, the copy
+// of the remembered answer and its write.
+func BenchmarkRetransmittedAnswer(b *testing.B) {
+	s, addr := startStateless(b, "")
+	c := client(b)
+	req := register("alice", "rta-1", 1, c.LocalAddr().String())
+	if got := status(exchange(b, c, addr, req, 5*time.Second)); got != "SIP/2.0 200 OK" {
+		b.Fatalf("REGISTER: %q", got)
+	}
+	listener, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	props := sip.TransportReadProps{Transport: "UDP", LocalAddr: listener, RemoteAddr: c.LocalAddr()}
+	before := s.sl.unparsed.Load()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if !s.sl.take(props, req) {
+			b.Fatal("the retransmission was left to sipgo")
+		}
+	}
+	b.StopTimer()
+	if n := s.sl.unparsed.Load() - before; n != uint64(b.N) {
+		b.Fatalf("%d of %d retransmissions answered before parsing", n, b.N)
 	}
 }
