@@ -84,7 +84,7 @@ func (sl *stateless) challengeRaw(conn net.PacketConn, remote net.Addr, data []b
 //   - more than one Via (a proxy in front: rare for a first REGISTER), a
 //     Via ParseVia cannot vouch for, or one with received already;
 //   - a Request-URI, From or To that sipgo would print otherwise
-//     (rawreply.ParseURI, VerbatimAddress), a To with a tag, a Call-ID
+//     (rawreply.ParseURI, ParseAddress), a To with a tag, a Call-ID
 //     with a byte outside visible ASCII;
 //   - a Request-URI or To domain not served (403, 404), a To without a
 //     user (404), a domain with no realm (403).
@@ -102,8 +102,8 @@ func (sl *stateless) rawChallenge(sc *rawScratch, data []byte, remote netip.Addr
 	if !rawreply.ParseVia(r.Vias[0], &sc.via) || sc.via.Received {
 		return nil, false
 	}
-	if !rawreply.ParseURI(r.RequestURI, &sc.ruri) || !rawreply.VerbatimAddress(r.From, &sc.from) ||
-		!rawreply.VerbatimAddress(r.To, &sc.to) || sc.to.Tag || len(sc.to.URI.User) == 0 || !visible(r.CallID) {
+	if !rawreply.ParseURI(r.RequestURI, &sc.ruri) || !rawreply.ParseAddress(r.From, &sc.from) ||
+		!rawreply.ParseAddress(r.To, &sc.to) || sc.to.Tag || len(sc.to.URI.User) == 0 || !visible(r.CallID) {
 		return nil, false
 	}
 	// What the 401 does not copy must still be what sipgo parses: it drops
@@ -125,7 +125,8 @@ func (sl *stateless) rawChallenge(sc *rawScratch, data []byte, remote netip.Addr
 	if !ok {
 		return nil, false
 	}
-	sc.head = rawreply.Head{Vias: r.Vias[:1], TopVia: &sc.via, From: r.From, To: r.To, CallID: r.CallID, CSeq: r.CSeq}
+	sc.head = rawreply.Head{Vias: r.Vias[:1], TopVia: &sc.via, From: r.From, To: r.To,
+		FromBare: sc.from.Bare, ToBare: sc.to.Bare, CallID: r.CallID, CSeq: r.CSeq}
 	sc.nonce = v.AppendNonce(sc.nonce[:0], v.Now())
 	sc.out = rawreply.AppendChallenge(sc.out[:0], &sc.head, remote, randv2.Uint64(), randv2.Uint64(), rlm, v.Algorithms(), sc.nonce)
 	return sc.out, true

@@ -7,10 +7,12 @@ type URI struct {
 	Host []byte
 }
 
-// Address is a From or To value that sipgo prints back unchanged.
+// Address is a From or To value that sipgo prints back unchanged, or,
+// when Bare, inside angle brackets.
 type Address struct {
-	URI URI
-	Tag bool // a tag parameter is present (in any case)
+	URI  URI
+	Tag  bool // a tag parameter is present (in any case)
+	Bare bool // a URI alone, without parameters (addr-spec): sipgo adds "<" and ">"
 }
 
 // ParseURI checks u against this grammar, narrower than RFC 3261 §25.1 on
@@ -66,15 +68,21 @@ func ParseURI(u []byte, out *URI) bool {
 	return ok
 }
 
-// VerbatimAddress checks a From or To value (name-addr) against
+// ParseAddress checks a From or To value against
 //
-//	[DQUOTE display DQUOTE SP] "<" uri ">" *(";" name ["=" value])
+//	[DQUOTE display DQUOTE SP] "<" uri ">" *(";" name ["=" value])  /  uri
 //
 // with uri as in ParseURI, display of letters, digits, single spaces and
 // -_.!~*'+ (not starting or ending with a space), and the parameters as
-// the URI's. A bare URI (addr-spec) is refused: sipgo adds the angle
-// brackets.
-func VerbatimAddress(v []byte, out *Address) bool {
+// the URI's. sipgo prints the first form back byte for byte. The second
+// (a bare URI, RFC 3261 §20.10 addr-spec, as Linphone writes To) only
+// without any parameter, whose place would be ambiguous; sipgo prints it
+// inside angle brackets (out.Bare).
+func ParseAddress(v []byte, out *Address) bool {
+	if len(v) > 0 && v[0] != '"' && v[0] != '<' {
+		*out = Address{Bare: true}
+		return ParseURI(v, &out.URI) && !hasByte(v, ';')
+	}
 	*out = Address{}
 	i := 0
 	if len(v) > 0 && v[0] == '"' {
@@ -200,7 +208,7 @@ func equalFold(a, b []byte) bool {
 //
 //	[DQUOTE display DQUOTE [SP]] "<" uri ">" *(";" name ["=" value])
 //
-// with uri as in ParseURI and display as in VerbatimAddress, and each
+// with uri as in ParseURI and display as in ParseAddress, and each
 // value a token or a quoted string without escapes ("+sip.instance" holds
 // a URN in angle brackets). sipgo refuses a whole request over one
 // Contact it cannot parse, so a caller answering without it must not
@@ -271,4 +279,13 @@ func ParsableContact(v []byte) bool {
 		}
 	}
 	return true
+}
+
+func hasByte(b []byte, c byte) bool {
+	for _, x := range b {
+		if x == c {
+			return true
+		}
+	}
+	return false
 }

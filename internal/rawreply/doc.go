@@ -11,7 +11,7 @@
 //
 // The writers copy header values from the datagram, so the caller must
 // first establish that sipgo would print each of them unchanged: [ParseVia]
-// does it for a Via, [VerbatimAddress] for a From or To. Both accept a
+// does it for a Via, [ParseAddress] for a From or To. Both accept a
 // narrower grammar than RFC 3261 on purpose; a value they refuse costs the
 // caller a parse by sipgo, never a wrong byte.
 package rawreply

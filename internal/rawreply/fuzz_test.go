@@ -14,18 +14,20 @@ func request(value, contact string) []byte {
 		"From: " + value + "\r\nTo: " + value + "\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nContact: " + contact + "\r\nContent-Length: 0\r\n\r\n")
 }
 
-// FuzzAddressVsSipgo: a From or To value VerbatimAddress accepts is one
-// sipgo parses and prints back byte for byte, with the user and host
-// VerbatimAddress found; a Contact ParsableContact accepts is one sipgo
+// FuzzAddressVsSipgo: a From or To value ParseAddress accepts is one
+// sipgo parses and prints back byte for byte (a bare one inside angle
+// brackets), with the user and host
+// ParseAddress found; a Contact ParsableContact accepts is one sipgo
 // parses.
 func FuzzAddressVsSipgo(f *testing.F) {
 	f.Add(`"Alice Smith" <sip:alice@example.com;user=phone>;x=1`, `<sip:alice@10.0.0.1:5060;transport=udp>;+sip.instance="<urn:uuid:1>";reg-id=1`)
 	f.Add(`<sips:bob.b@EXAMPLE.com:5061>`, `"B" <sip:b@h>;expires=60`)
 	f.Add(`<sip:example.com>;tag=1`, `*`)
+	f.Add(`sip:alice@example.com`, `<sip:alice@10.0.0.1>`)
 	parser := sip.NewParser()
 	f.Fuzz(func(t *testing.T, value, contact string) {
 		var a Address
-		verbatim := VerbatimAddress([]byte(value), &a)
+		verbatim := ParseAddress([]byte(value), &a)
 		parsable := ParsableContact([]byte(contact))
 		if !verbatim {
 			return
@@ -42,24 +44,29 @@ func FuzzAddressVsSipgo(f *testing.F) {
 		}
 		req := msg.(*sip.Request)
 		to := req.To()
-		if to == nil || to.Value() != value {
-			t.Fatalf("To %q prints as %q", value, to.Value())
+		want := value
+		if a.Bare {
+			want = "<" + value + ">"
+		}
+		if to == nil || to.Value() != want {
+			t.Fatalf("To %q prints as %q, want %q", value, to.Value(), want)
 		}
 		if to.Address.User != string(a.URI.User) || to.Address.Host != string(a.URI.Host) {
-			t.Errorf("To %q: sipgo user %q host %q, VerbatimAddress %q %q", value, to.Address.User, to.Address.Host, a.URI.User, a.URI.Host)
+			t.Errorf("To %q: sipgo user %q host %q, ParseAddress %q %q", value, to.Address.User, to.Address.Host, a.URI.User, a.URI.Host)
 		}
 		if _, has := to.Params.Get("tag"); has && !a.Tag {
-			t.Errorf("To %q: sipgo sees a tag, VerbatimAddress none", value)
+			t.Errorf("To %q: sipgo sees a tag, ParseAddress none", value)
 		}
 	})
 }
 
-func TestVerbatimAddress(t *testing.T) {
+func TestParseAddress(t *testing.T) {
 	for v, want := range map[string]bool{
 		`<sip:alice@example.com>`:                  true,
 		`"Alice" <sip:alice@example.com>;tag=1`:    true,
 		`<sips:alice@example.com:5061;user=phone>`: true,
-		`sip:alice@example.com`:                    false, // sipgo adds <>
+		`sip:alice@example.com`:                    true,  // bare: sipgo adds <>
+		`sip:alice@example.com;tag=1`:              false, // bare, with a parameter
 		`"Alice"<sip:alice@example.com>`:           false, // sipgo adds the space
 		`Alice <sip:alice@example.com>`:            false, // sipgo quotes it
 		`<SIP:alice@example.com>`:                  false,
@@ -74,8 +81,8 @@ func TestVerbatimAddress(t *testing.T) {
 		`<sip:a%20b@example.com>`:                  false,
 	} {
 		var a Address
-		if got := VerbatimAddress([]byte(v), &a); got != want {
-			t.Errorf("VerbatimAddress(%q) = %v, want %v", v, got, want)
+		if got := ParseAddress([]byte(v), &a); got != want {
+			t.Errorf("ParseAddress(%q) = %v, want %v", v, got, want)
 		}
 	}
 }

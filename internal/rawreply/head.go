@@ -10,14 +10,18 @@ import (
 // Head is what a response copies from its REGISTER (sipgo's
 // NewResponseFromRequest): the Vias, top first, with the top one
 // described by TopVia (ParseVia), and the From, To, Call-ID and CSeq
-// values, trimmed. The slices alias the request.
+// values, trimmed, with FromBare and ToBare set for a bare URI that
+// sipgo prints inside angle brackets (ParseAddress). The slices alias the
+// request.
 type Head struct {
-	Vias   [][]byte
-	TopVia *Via
-	From   []byte
-	To     []byte // without a tag: the writer adds one
-	CallID []byte
-	CSeq   uint32
+	Vias     [][]byte
+	TopVia   *Via
+	From     []byte
+	To       []byte // without a tag: the writer adds one
+	FromBare bool
+	ToBare   bool
+	CallID   []byte
+	CSeq     uint32
 }
 
 // TopVia writes a reply's top Via value from the request's (AppendTopVia
@@ -40,9 +44,9 @@ func AppendHead(b []byte, status string, h *Head, top TopVia, remote netip.AddrP
 		b = append(b, "\r\n"...)
 	}
 	b = append(b, "From: "...)
-	b = append(b, h.From...)
+	b = appendAddress(b, h.From, h.FromBare)
 	b = append(b, "\r\nTo: "...)
-	b = append(b, h.To...)
+	b = appendAddress(b, h.To, h.ToBare)
 	b = append(b, ";tag="...)
 	b = AppendUUID(b, tagHi, tagLo)
 	b = append(b, "\r\nCall-ID: "...)
@@ -50,6 +54,16 @@ func AppendHead(b []byte, status string, h *Head, top TopVia, remote netip.AddrP
 	b = append(b, "\r\nCSeq: "...)
 	b = strconv.AppendUint(b, uint64(h.CSeq), 10)
 	return append(b, " REGISTER\r\n"...)
+}
+
+// appendAddress appends a From or To value as sipgo prints it.
+func appendAddress(b, v []byte, bare bool) []byte {
+	if !bare {
+		return append(b, v...)
+	}
+	b = append(b, '<')
+	b = append(b, v...)
+	return append(b, '>')
 }
 
 // AppendChallenge appends the 401 the registrar sends to a REGISTER
