@@ -32,10 +32,11 @@ test: deps-test lint test-unit test-memory check-generated test-integration test
 test-unit:
 	$(GO) test -race -count=1 ./...
 
-# test-memory runs the per-binding heap budget without the race detector,
-# which changes heap sizes (the test skips itself under -race); about 1 s.
+# test-memory runs the heap budgets per binding and per credentialed user
+# without the race detector, which changes heap sizes (the tests skip
+# themselves under -race); a few seconds.
 test-memory:
-	$(GO) test -count=1 -run 'TestMemoryPerBinding' ./internal/location/
+	$(GO) test -count=1 -run 'TestMemoryPerBinding|TestCredentialsMemoryPerUser' ./internal/location/ ./internal/digest/
 
 check-generated:
 	@if [ -x bpf/check-generated.sh ]; then bpf/check-generated.sh; fi
@@ -43,6 +44,7 @@ check-generated:
 
 test-integration: build
 	$(GO) test -race -count=1 -tags integration -timeout 16m ./internal/e2e/... ./internal/testutil/... ./internal/location/...
+	$(GO) test -race -count=1 -tags integration -run 'TestVeth' -timeout 5m ./fastpath/
 
 generate:
 	$(GO) generate ./bpf/... ./bench/xdp/bare

@@ -280,10 +280,9 @@ metric() { # pinhole: one value from /metrics (bash's /dev/tcp: no curl needed)
   awk -v m="$1" '$1 == m {printf "%.0f", $2}' <<<"$out"
 }
 
-# pinhole: live heap at the last GC, from the GC target: with GOGC=100,
-# next_gc = live heap + (live heap + stacks + globals), so half of it is the
-# live heap plus half the (small) stacks and globals.
-heap_bytes() { echo $(($(metric go_memstats_next_gc_bytes) / 2)); }
+# pinhole: the live heap the last GC found, as pinhole reports it (the GC
+# target is no measure of it since pinhole paces its collector itself).
+heap_bytes() { metric pinhole_gc_live_heap_bytes; }
 
 shm_bytes() { # Kamailio: shared memory in use (real_used), or FIELD (max_used: the peak)
   PATH=$PATH:/usr/sbin kamcmd -s "unix:$OUT/kamailio.ctl" core.shmmem | awk -v f="${1:-real_used}:" '$1 == f {print $2}'

@@ -227,10 +227,8 @@ func challenges(c interface{ WriteMetrics(w io.Writer) }) uint64 {
 	return n
 }
 
-// phoneTmpl is one of two phones registered to the one user "pair": each
-// its own Call-ID, socket and Contact (distinct q, so that the order of
-// the 200's Contacts does not hang on which binding was written in which
-// second).
+// phoneTmpl is one phone registered to the one user "pair": each its own
+// Call-ID, socket, Contact and q.
 func phoneTmpl(name, q string) corpusEntry {
 	return corpusEntry{name: name, tmpl: "REGISTER sip:example.com SIP/2.0\r\n" +
 		"Via: SIP/2.0/UDP {{LOCAL}};branch=z9hG4bK-{{BRANCH}};rport\r\n" +
@@ -244,48 +242,39 @@ func phoneTmpl(name, q string) corpusEntry {
 		"Content-Length: 0\r\n\r\n"}
 }
 
-// TestAuthCorpusTwoPhones registers two phones of one user, each with
-// its own Call-ID and Contact, through pinhole with digest authentication
-// and the fast path off and on, and refreshes them in turn: every answer
-// (which lists both bindings with their remaining expiries) must be the
-// same header for header. While the AOR holds both registrations the
-// loop declines their refreshes (the fill says shared_aor; docs/fastpath.md
-// says why); once one phone has de-registered, the other's refreshes are
-// absorbed again.
-func TestAuthCorpusTwoPhones(t *testing.T) {
-	a, b := phoneTmpl("phone-a", "0.9"), phoneTmpl("phone-b", "0.5")
-	slow, fast := authServers(t, []corpusEntry{a}, time.Minute)
+// phone is one device of the user "pair" talking to both servers.
+type phone struct {
+	e      corpusEntry
+	s, f   *authDevice
+	callID string
+}
+
+func newPhone(t *testing.T, slow, fast *server, name, q string) *phone {
+	return &phone{e: phoneTmpl(name, q), s: &authDevice{d: dial(t, slow.addr)}, f: &authDevice{d: dial(t, fast.addr)}, callID: name + "@pair"}
+}
+
+// phoneStep is one REGISTER of one phone, sent to both servers.
+type phoneStep struct {
+	p       *phone
+	s       authStep
+	expires string
+	absorb  bool          // the fast path must answer it from the loop
+	wait    time.Duration // before it
+}
+
+// runPhones sends each step to the slow and the fast server and requires
+// the same answer header for header (To tag, Date, nonce and the phones'
+// ports aside) and the step absorbed exactly when marked. An absorbed
+// refresh is followed at once by the next step: another phone's answer
+// then lists it before its touch has reached the store.
+func runPhones(t *testing.T, fast *server, steps []phoneStep, phones ...*phone) {
+	t.Helper()
 	c := fast.fp.Cache()
-	type phone struct {
-		e      corpusEntry
-		s, f   *authDevice
-		callID string
-	}
-	pa := &phone{e: a, s: &authDevice{d: dial(t, slow.addr)}, f: &authDevice{d: dial(t, fast.addr)}, callID: "phone-a@pair"}
-	pb := &phone{e: b, s: &authDevice{d: dial(t, slow.addr)}, f: &authDevice{d: dial(t, fast.addr)}, callID: "phone-b@pair"}
-	steps := []struct {
-		p       *phone
-		s       authStep
-		expires string
-		absorb  bool
-	}{
-		{pa, authStep{name: "a: first", status: "401"}, "600", false},
-		{pa, authStep{name: "a: answer", auth: true, fresh: true, alg: digest.SHA256, status: "200"}, "600", false},
-		{pa, authStep{name: "a: refresh, alone in the AOR", auth: true, alg: digest.SHA256, status: "200"}, "600", true},
-		{pb, authStep{name: "b: first", status: "401"}, "300", false},
-		{pb, authStep{name: "b: answer", auth: true, fresh: true, alg: digest.MD5, status: "200"}, "300", false},
-		{pa, authStep{name: "a: refresh beside b", auth: true, alg: digest.SHA256, status: "200"}, "600", false},
-		{pb, authStep{name: "b: refresh beside a", auth: true, alg: digest.MD5, status: "200"}, "300", false},
-		{pa, authStep{name: "a: refresh again", auth: true, alg: digest.SHA256, status: "200"}, "600", false},
-		{pb, authStep{name: "b: refresh again", auth: true, alg: digest.MD5, status: "200"}, "300", false},
-		{pb, authStep{name: "b: de-registers", auth: true, alg: digest.MD5, status: "200"}, "0", false},
-		{pa, authStep{name: "a: refresh, alone again", auth: true, alg: digest.SHA256, status: "200"}, "600", false},
-		{pa, authStep{name: "a: refresh, absorbed again", auth: true, alg: digest.SHA256, status: "200"}, "600", true},
-	}
 	shared := fillsOf(c, "shared_aor")
 	for _, st := range steps {
+		time.Sleep(st.wait)
 		// Each pair of requests (slow, fast) in one second: the other
-		// binding's remaining expiry is counted in whole seconds.
+		// bindings' remaining expiries are counted in whole seconds.
 		if ms := time.Now().Nanosecond() / 1e6; ms > 700 {
 			time.Sleep(time.Duration(1000-ms) * time.Millisecond)
 		}
@@ -293,6 +282,7 @@ func TestAuthCorpusTwoPhones(t *testing.T) {
 		p := st.p
 		e := p.e
 		e.tmpl = strings.ReplaceAll(e.tmpl, "{{EXPIRES}}", st.expires)
+		began := time.Now()
 		rs, rf := p.s.send(t, e, p.callID, st.s), p.f.send(t, e, p.callID, st.s)
 		if rs == "" || rf == "" {
 			t.Fatalf("%s: no reply (slow %q, fast %q)", st.s.name, rs, rf)
@@ -300,7 +290,15 @@ func TestAuthCorpusTwoPhones(t *testing.T) {
 		if !strings.HasPrefix(rs, "SIP/2.0 "+st.s.status+" ") {
 			t.Fatalf("%s: slow path answered %q, want %s", st.s.name, rs[:strings.Index(rs, "\r\n")], st.s.status)
 		}
-		ns, nf := normalizePair(t, rs, p.s.d, pa.s.d, pb.s.d), normalizePair(t, rf, p.f.d, pa.f.d, pb.f.d)
+		if time.Now().Unix() != began.Unix() && !st.s.again {
+			// The two servers answered in different seconds (a loaded
+			// machine): what is left of the other phones' bindings may
+			// differ by one. The Contacts' expiries are masked for this
+			// step; everything else must still be equal.
+			t.Logf("%s: the pair of answers crossed a second; the Contacts' expiries are not compared", st.s.name)
+			rs, rf = otherExpiry.ReplaceAllString(rs, "${1}N"), otherExpiry.ReplaceAllString(rf, "${1}N")
+		}
+		ns, nf := normalizePhones(t, rs, p, phones, false), normalizePhones(t, rf, p, phones, true)
 		if diff := cmp.Diff(ns, nf); diff != "" {
 			t.Fatalf("%s: replies differ (-slow +fast):\n%s", st.s.name, diff)
 		}
@@ -309,16 +307,72 @@ func TestAuthCorpusTwoPhones(t *testing.T) {
 			c.WriteMetrics(&m)
 			t.Fatalf("%s: absorbed %d, want absorbed=%v; counters:\n%s", st.s.name, got, st.absorb, nonZero(m.String()))
 		}
-		if st.s.status == "200" {
+		if st.s.status == "200" && !st.s.again {
 			fast.settle(t, absorbed, fills)
-			// An absorbed refresh reaches the store within a flush of the
-			// touch ring (100 ms); the other phone's next answer reads it.
-			time.Sleep(150 * time.Millisecond)
 		}
 	}
-	if got := fillsOf(c, "shared_aor") - shared; got < 4 {
-		t.Errorf("fills declined as shared_aor: %d, want at least the four refreshes while both phones were registered", got)
+	if got := fillsOf(c, "shared_aor") - shared; got != 0 {
+		t.Errorf("%d fills declined as shared_aor: every registration of the AOR was the cache's", got)
 	}
+}
+
+// otherExpiry matches the expiry of a Contact line, masked only in a pair
+// of answers that crossed a second (runPhones).
+var otherExpiry = regexp.MustCompile(`(?m)^(Contact: <[^>]*>;expires=)\d+`)
+
+// TestAuthCorpusTwoPhones registers two phones of one user, each with
+// its own Call-ID and Contact, through pinhole with digest authentication
+// and the fast path off and on, and refreshes them in turn: every answer
+// (which lists both bindings with their remaining expiries) must be the
+// same header for header, and every refresh of a registered phone is
+// absorbed — beside the other phone, right after the other's absorbed
+// refresh, and alone again once the other has de-registered (the
+// de-registration itself and the refresh after it go to the slow path).
+func TestAuthCorpusTwoPhones(t *testing.T) {
+	slow, fast := authServers(t, []corpusEntry{phoneTmpl("phone-a", "0.9")}, time.Minute)
+	pa, pb := newPhone(t, slow, fast, "phone-a", "0.9"), newPhone(t, slow, fast, "phone-b", "0.5")
+	runPhones(t, fast, []phoneStep{
+		{p: pa, s: authStep{name: "a: first", status: "401"}, expires: "600"},
+		{p: pa, s: authStep{name: "a: answer", auth: true, fresh: true, alg: digest.SHA256, status: "200"}, expires: "600"},
+		{p: pa, s: authStep{name: "a: refresh, alone in the AOR", auth: true, alg: digest.SHA256, status: "200"}, expires: "600", absorb: true},
+		{p: pb, s: authStep{name: "b: first", status: "401"}, expires: "300"},
+		{p: pb, s: authStep{name: "b: answer", auth: true, fresh: true, alg: digest.MD5, status: "200"}, expires: "300"},
+		{p: pa, s: authStep{name: "a: refresh beside b", auth: true, alg: digest.SHA256, status: "200"}, expires: "600", absorb: true, wait: time.Second},
+		{p: pb, s: authStep{name: "b: refresh right after a's", auth: true, alg: digest.MD5, status: "200"}, expires: "300", absorb: true},
+		{p: pb, s: authStep{name: "b: its retransmission", auth: true, again: true, alg: digest.MD5, status: "200"}, expires: "300", absorb: true},
+		{p: pa, s: authStep{name: "a: refresh again", auth: true, alg: digest.SHA256, status: "200"}, expires: "600", absorb: true, wait: time.Second},
+		{p: pb, s: authStep{name: "b: fresh challenge", status: "401"}, expires: "300"},
+		{p: pb, s: authStep{name: "b: its answer", auth: true, fresh: true, alg: digest.MD5, status: "200"}, expires: "300", absorb: true},
+		{p: pb, s: authStep{name: "b: de-registers", auth: true, alg: digest.MD5, status: "200"}, expires: "0"},
+		{p: pa, s: authStep{name: "a: refresh, alone again", auth: true, alg: digest.SHA256, status: "200"}, expires: "600"},
+		{p: pa, s: authStep{name: "a: refresh, absorbed again", auth: true, alg: digest.SHA256, status: "200"}, expires: "600", absorb: true},
+	}, pa, pb)
+}
+
+// TestCorpusThreePhones is TestAuthCorpusTwoPhones without
+// authentication and with a third phone: two phones with one q (listed by
+// Contact), a retransmission answered after the other phones refreshed,
+// and the third phone lapsing: the refresh after its lapse goes to the
+// slow path, the next is absorbed again.
+func TestCorpusThreePhones(t *testing.T) {
+	extra := "registrar:\n  min_expires: 2\n"
+	slow, fast := start(t, "127.0.0.1", false, extra, fastpath.Options{}), start(t, "127.0.0.1", true, extra, fastpath.Options{})
+	pa, pb, pc := newPhone(t, slow, fast, "phone-a", "0.9"), newPhone(t, slow, fast, "phone-b", "0.5"), newPhone(t, slow, fast, "phone-c", "0.5")
+	ok := func(name string) authStep { return authStep{name: name, status: "200"} }
+	again := func(name string) authStep { return authStep{name: name, again: true, status: "200"} }
+	runPhones(t, fast, []phoneStep{
+		{p: pa, s: ok("a: registers"), expires: "600"},
+		{p: pa, s: ok("a: refresh alone"), expires: "600", absorb: true},
+		{p: pb, s: ok("b: registers right after a's refresh"), expires: "300"},
+		{p: pc, s: ok("c: registers, q as b's"), expires: "2"},
+		{p: pa, s: ok("a: refresh beside b and c"), expires: "600", absorb: true, wait: time.Second},
+		{p: pb, s: ok("b: refresh right after a's"), expires: "300", absorb: true},
+		{p: pa, s: ok("a: refresh right after b's"), expires: "600", absorb: true},
+		{p: pb, s: again("b: its last refresh again, a moved since"), expires: "300", absorb: true},
+		{p: pa, s: ok("a: refresh once c has lapsed"), expires: "600", wait: 2 * time.Second},
+		{p: pb, s: ok("b: refresh beside a alone"), expires: "300", absorb: true},
+		{p: pa, s: ok("a: refresh beside b alone"), expires: "600", absorb: true},
+	}, pa, pb, pc)
 }
 
 func boolToInt(b bool) int {
@@ -328,17 +382,23 @@ func boolToInt(b bool) int {
 	return 0
 }
 
-// normalizePair is normalize for a reply that may name both phones: each
-// one's address is replaced by its name.
-func normalizePair(t *testing.T, reply string, d, a, b *device) []string {
+// normalizePhones is normalize for a reply that may name every phone:
+// each other phone's address is replaced by its name.
+func normalizePhones(t *testing.T, reply string, p *phone, phones []*phone, fast bool) []string {
 	t.Helper()
 	reply = nonceParam.ReplaceAllString(reply, `nonce="NONCE"`)
-	for name, o := range map[string]*device{"PHONE-A": a, "PHONE-B": b} {
-		if o != d {
-			reply = strings.ReplaceAll(reply, o.local(), name)
+	dev := func(o *phone) *device {
+		if fast {
+			return o.f.d
+		}
+		return o.s.d
+	}
+	for _, o := range phones {
+		if o != p {
+			reply = strings.ReplaceAll(reply, dev(o).local(), strings.ToUpper(o.e.name))
 		}
 	}
-	return normalize(t, reply, d)
+	return normalize(t, reply, dev(p))
 }
 
 // fillsOf reads pinhole_fastpath_fills_total{result}.

@@ -37,6 +37,7 @@ type Host interface {
 	SetUDPListen(func(netip.AddrPort) (net.PacketConn, error))
 	SetCommitted(func(*sip.Request, *sip.Response, location.Flow))
 	SetBindingChanged(func(aor string))
+	SetSettle(func(aor string))
 	UDPLimits() (maxMessageBytes, maxHeaders int)
 	MidRegistrar() bool
 	AuthEnabled() bool
@@ -112,6 +113,7 @@ func Attach(h Host, cfg *config.Config, log *slog.Logger, opt Options) (*FastPat
 		f.cache = c
 		h.SetCommitted(c.Fill)
 		h.SetBindingChanged(c.Invalidate)
+		h.SetSettle(c.Settle)
 		go func() {
 			c.Run(f.stop)
 			close(f.flushed)

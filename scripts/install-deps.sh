@@ -42,7 +42,9 @@ packages_for() {
 		# redis-server, redis-tools: the tests start their own Redis Cluster.
 		# chromium, npm: the browser e2e test runs headless Chromium with
 		# JsSIP, which it installs from the npm registry at test time.
-		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon openssl dnsmasq-base tshark redis-server redis-tools chromium npm
+		# ethtool, util-linux (taskset): the veth equality run gives the
+		# server's veth end threaded NAPI pinned to pinhole's core.
+		echo sip-tester iproute2 nftables iptables procps kamailio kamailio-tls-modules systemd rtpengine-daemon openssl dnsmasq-base tshark redis-server redis-tools chromium npm ethtool util-linux
 		;;
 	bpf)
 		echo clang llvm libbpf-dev bpftool

@@ -23,6 +23,7 @@ type hooks struct {
 	listenUDP   atomic.Pointer[func(netip.AddrPort) (net.PacketConn, error)]
 	committed   atomic.Pointer[registrar.Committed]
 	changed     atomic.Pointer[func(aor string)]
+	settle      atomic.Pointer[func(aor string)]
 }
 
 // Intercept sees every UDP datagram before the sanity filter and sipgo;
@@ -59,6 +60,11 @@ func (s *Server) SetCommitted(fn func(*sip.Request, *sip.Response, location.Flow
 // SetBindingChanged installs fn, told the AOR of every change of a
 // binding in the location store (the fast path forgets the AOR).
 func (s *Server) SetBindingChanged(fn func(aor string)) { s.hooks.changed.Store(&fn) }
+
+// SetSettle installs fn, called with the AOR before the registrar reads
+// or changes its bindings (the fast path writes the refreshes it absorbed
+// to the store first).
+func (s *Server) SetSettle(fn func(aor string)) { s.hooks.settle.Store(&fn) }
 
 // intercepted runs the Intercept hook on a UDP datagram.
 func (s *Server) intercepted(p sip.TransportReadProps, data []byte) bool {
@@ -102,6 +108,12 @@ func (s *Server) committed(req *sip.Request, res *sip.Response, flow location.Fl
 	s.conns.registered(req, flow)
 	if fn := s.hooks.committed.Load(); fn != nil {
 		(*fn)(req, res, flow)
+	}
+}
+
+func (s *Server) settle(aor string) {
+	if fn := s.hooks.settle.Load(); fn != nil {
+		(*fn)(aor)
 	}
 }
 

@@ -115,6 +115,9 @@ func (s *Server) buildProxy(dc config.Dispatch) (*proxy.Proxy, *dispatch.Dispatc
 		MaxBreadth:     s.cfg.Proxy.MaxBreadth,
 		FlowOpen:       s.flowOpen,
 		Media:          s.proxyMedia(),
+		Edge:           s.cfg.Cluster.EdgeID,
+		Edges:          otherEdges(s.cfg.Cluster),
+		EdgeAddr:       edgeAddr(s.cfg.Cluster),
 		Oversize: proxy.Oversize{
 			Limit: dispatch.Limit(dc.Oversize),
 			Strip: dc.Oversize.StripHeaders,
@@ -225,6 +228,7 @@ func (s *Server) newMidRegistrar() (*midreg.MidRegistrar, error) {
 			DefaultExpires: cfg.Registrar.DefaultExpires,
 			MaxContacts:    cfg.Registrar.MaxContacts,
 			Trusted:        trusted,
+			Edge:           cfg.Cluster.EdgeID,
 		},
 	}
 	var names []resolve.Dest
@@ -286,5 +290,5 @@ func trustList(cfg *config.Config) (*trust.List, error) {
 			ups = append(ups, netip.PrefixFrom(ap.Addr(), ap.Addr().BitLen()))
 		}
 	}
-	return l.With(ups...), nil
+	return l.With(append(ups, edgePeers(cfg.Cluster)...)...), nil
 }

@@ -133,7 +133,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		onExpire = s.mid.OnExpire
 		s.mid.OnCommit(s.committed)
 	}
-	s.store, err = location.Open(storeOptions(cfg, onExpire, s.bindingChanged))
+	opts := storeOptions(cfg, onExpire, s.bindingChanged)
+	opts.ActsFor = s.ActsFor // cluster.go
+	s.store, err = location.Open(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +156,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		DefaultExpires: cfg.Registrar.DefaultExpires,
 		MaxContacts:    cfg.Registrar.MaxContacts,
 		Committed:      s.committed,
+		Settle:         s.settle,
 		Trusted:        trusted,
+		Edge:           cfg.Cluster.EdgeID,
 	}, s.store, authz)
 	if err != nil {
 		s.store.Close()

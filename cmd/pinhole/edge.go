@@ -93,6 +93,7 @@ func startEdge(cfg *config.Config, srv *slowpath.Server, log *slog.Logger) (*edg
 		pc := natping.Config{
 			Interval: n.Interval, Method: method, MaxMissed: n.MaxMissed,
 			Host: cfg.Advertise.Host, Store: srv.Store(), Sockets: srv.UDPSocket, Log: log.With(logging.ComponentKey, "natping"),
+			ActsFor: srv.ActsFor,
 		}
 		if e.xdp != nil {
 			pc.Kernel = bpf.Liveness{NATPings: e.xdp.NATPings, Alive: e.xdp.Alive}

@@ -13,7 +13,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/pinhole-sip/pinhole/internal/config"
+	"github.com/pinhole-sip/pinhole/internal/gcpace"
 	"github.com/pinhole-sip/pinhole/internal/logging"
 	"github.com/pinhole-sip/pinhole/slowpath"
 )
@@ -70,11 +73,26 @@ func run() int {
 		return 2
 	}
 	log := logs.Logger("main")
+	// Paced from the start: loading a million users' credentials and
+	// bindings is what first grows the heap.
+	pacer := gcpace.New(gcpace.Config{Percent: cfg.Memory.GCHeadroom, Min: int64(cfg.Memory.GCHeadroomMinMB) << 20})
+	pacerCtx, stopPacer := context.WithCancel(context.Background())
+	defer stopPacer()
+	go pacer.Run(pacerCtx)
+	metrics.NewGauge("pinhole_gc_percent", func() float64 { return float64(pacer.Percent()) })
+	metrics.NewGauge("pinhole_gc_live_heap_bytes", func() float64 { return float64(gcpace.LiveHeap()) })
 	token, err := cfg.API.ResolveToken()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pinhole:", err)
 		return 2
 	}
+
+	// Signals are caught before anything starts: a SIGTERM that arrived
+	// while pinhole started (the service manager giving up on it, or a
+	// test stopping it as soon as it said it was ready) would otherwise
+	// end the process with no flush. It is handled once pinhole is up.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
 	srv, err := slowpath.New(cfg, logs.Logger("slowpath"))
 	if err != nil {
@@ -115,8 +133,6 @@ func run() int {
 	log.Info("pinhole ready", "config", cfg.Source, "aors", aors, "bindings", bindings)
 	printHowTo(cfg)
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			_, _ = rl.reload("SIGHUP") // logs what it did

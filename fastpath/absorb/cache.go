@@ -47,10 +47,65 @@ type Options struct {
 	Digest func() *digest.Verifier
 }
 
-// Entry is the prepared answer for one AOR held by one registration. The
-// identity fields never change after Fill; cseq, last and the
-// retransmission fields move in place when a refresh is absorbed.
+// Entry is the prepared answer for one AOR: every registration holding
+// bindings in it (members) and every binding in the order the 200 lists
+// them (slots). The store's change hook drops it; the registrations'
+// identities (Reg) outlive it in their own cache, so that the next fill,
+// after a slow-path answer to one phone, can list the other phones again
+// (docs/fastpath.md, "AORs with several registrations").
 type Entry struct {
+	aor     string
+	members []member
+	// form is the reply's tail; with several registrations, slots says
+	// whose binding each of its Contact expiries is (form.heads[i]).
+	form  *form
+	slots []slot
+	// realm and user: the protection domain of the AOR's domain and the
+	// To user, the identity credentials must be for (slowpath/auth);
+	// authOK false when the domain has no realm.
+	realm  digest.Realm
+	user   string
+	authOK bool
+}
+
+// form is the reply's text after CSeq and before Date. With one
+// registration, pre is all of it (its Contacts' expiries never change).
+// With several, pre and post are the lines before the first Contact and
+// after the last, and each Contact line is heads[i] ("Contact:
+// <uri>;expires="), the seconds left, rests[i] (the other parameters and
+// CRLF). It points at no registration, so that an answer kept for a
+// retransmission keeps nothing else alive.
+type form struct {
+	pre, post    []byte
+	heads, rests [][]byte
+}
+
+// slot is whose binding a Contact line of the form lists.
+type slot struct {
+	reg *Reg
+	b   *binding
+}
+
+// member is one registration of an Entry.
+type member struct {
+	reg *Reg
+	ans *answer
+}
+
+// answer is what a registration's last absorbed refresh got from one
+// entry: the form and each Contact's expiry as listed. The Reg keeps it
+// (answeredIn) to answer that refresh's retransmission the same way,
+// whatever entry holds the AOR by then.
+type answer struct {
+	form *form
+	left []atomic.Int64
+}
+
+// Reg is one registration (Call-ID, flow and Contacts) as its last 200
+// printed it. The identity fields never change after Fill; cseq, last
+// and the retransmission fields move in place when a refresh is
+// absorbed, by the loop that owns the flow.
+type Reg struct {
 	aor    string
 	flow   location.Flow
 	ruri   string
@@ -68,21 +123,18 @@ type Entry struct {
 	supported    string
 	hasSupported bool
 	bindings     []binding
-	tail         []byte // reply headers after CSeq, before Date
-	// realm and user: the protection domain of the AOR's domain and the
-	// To user, the identity credentials must be for (slowpath/auth);
-	// authOK false when the domain has no realm.
-	realm  digest.Realm
-	user   string
-	authOK bool
 
 	cseq atomic.Uint32
-	last atomic.Int64 // unix second of the last refresh (the store's Updated)
+	last atomic.Int64 // unix second of the last refresh, absorbed or the slow path's (then the store's Updated)
 	// The last absorbed request's top Via branch (hash) and To tag, to
 	// answer its retransmission with the same tag as sipgo's transaction
 	// layer would (RFC 3261 §17.2.1).
 	branch       atomic.Uint64
 	tagHi, tagLo atomic.Uint64
+	// answeredIn is the answer the last absorbed refresh got: its
+	// retransmission gets it again (the other phones' expiries as they
+	// were listed) even after a fill replaced the entry.
+	answeredIn atomic.Pointer[answer]
 }
 
 // binding is one refreshed binding: what Touch needs and its rules.
@@ -92,10 +144,21 @@ type binding struct {
 	until   int64 // unix second by which now+exp must stay (upstream not due); MaxInt64 standalone
 }
 
-// Cache holds Entries in ristretto. It is safe for concurrent use.
+// maxRegs bounds the registrations of one Entry, so that the loop's
+// search for a refresh's Call-ID among them stays short. An AOR with more
+// is answered by the slow path (shared_aor).
+const maxRegs = 16
+
+// maxSlots bounds the bindings of an Entry with several registrations,
+// so that each loop's scratch for their expiries is allocated once.
+const maxSlots = 64
+
+// Cache holds Entries, and the registrations they are made of, in
+// ristretto. It is safe for concurrent use.
 type Cache struct {
 	opt  Options
 	rc   *ristretto.Cache[uint64, *Entry]
+	regs *ristretto.Cache[uint64, *Reg] // by AOR and Call-ID; read by Fill only
 	seed maphash.Seed
 	// gen counts invalidations; a Fill that saw it move while it worked
 	// deletes what it set (see Fill).
@@ -121,7 +184,7 @@ type fillResult uint8
 
 const (
 	fillStored    fillResult = iota
-	fillShared               // the AOR holds bindings of other registrations
+	fillShared               // the AOR holds a registration the cache has no current answer for
 	fillNotUsable            // not a UDP 200 to a REGISTER with contacts, or a form the fast path does not vouch for
 	fillStale                // the store no longer holds what the 200 said
 	fillRefused              // ristretto (or the Refuse hook) refused the Set
@@ -153,30 +216,82 @@ func New(opt Options) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create absorption cache: %w", err)
 	}
-	return &Cache{opt: opt, rc: rc, seed: maphash.MakeSeed()}, nil
+	regs, err := ristretto.NewCache(&ristretto.Config[uint64, *Reg]{
+		NumCounters:        opt.MaxEntries * 10,
+		MaxCost:            opt.MaxEntries,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+	})
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("create absorption cache of registrations: %w", err)
+	}
+	return &Cache{opt: opt, rc: rc, regs: regs, seed: maphash.MakeSeed()}, nil
 }
 
 // Close stops ristretto's goroutines.
-func (c *Cache) Close() { c.rc.Close() }
+func (c *Cache) Close() {
+	c.rc.Close()
+	c.regs.Close()
+}
 
 // Wait blocks until the Sets queued so far are applied (tests).
-func (c *Cache) Wait() { c.rc.Wait() }
+func (c *Cache) Wait() {
+	c.rc.Wait()
+	c.regs.Wait()
+}
 
 // key hashes the canonical AOR "user@host" (host lowercase).
 func (c *Cache) key(aor string) uint64 { return maphash.String(c.seed, aor) }
 
+// regKey hashes an AOR and a Call-ID: one registration.
+func (c *Cache) regKey(aor, callID string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(c.seed)
+	h.WriteString(aor)
+	h.WriteByte(0)
+	h.WriteString(callID)
+	return h.Sum64()
+}
+
 // Invalidate forgets the AOR's entry. The store's change hook calls it
-// for every change of a binding (new, changed, removed, lapsed).
+// for every change of a binding (new, changed, removed, lapsed). The
+// registrations stay: the next fill checks each against the store before
+// it lists it again.
 func (c *Cache) Invalidate(aor string) {
 	c.gen.Add(1)
 	c.m.invalidations.Add(1)
 	c.rc.Del(c.key(aor))
 }
 
-// Clear forgets every entry (a reload that changes the rules).
+// Settle writes to the store every refresh the loops absorbed and have
+// not yet handed over. The registrar calls it before it reads or changes
+// aor's bindings: its 200 lists every registration of the AOR, and must
+// list one the loops refreshed a moment ago with the new expiry, as the
+// loops list it and as it would with the fast path off. It costs nothing
+// when the touch rings are empty, else a flush brought forward (the same
+// work, in smaller pieces).
+func (c *Cache) Settle(aor string) {
+	c.loopsMu.Lock()
+	pending := false
+	for _, l := range c.loops {
+		if l.ring.head.Load() != l.ring.tail.Load() {
+			pending = true
+			break
+		}
+	}
+	c.loopsMu.Unlock()
+	if pending {
+		c.Flush()
+	}
+}
+
+// Clear forgets every entry and registration (a reload that changes the
+// rules).
 func (c *Cache) Clear() {
 	c.gen.Add(1)
 	c.rc.Clear()
+	c.regs.Clear()
 }
 
 // Fill prepares the answer to the next refresh of the registration that
@@ -194,13 +309,26 @@ func (c *Cache) fill(req *sip.Request, res *sip.Response, flow location.Flow) fi
 		return fillNotUsable
 	}
 	gen := c.gen.Load()
-	e, r := c.build(req, res, flow)
+	reg, tail, r := c.newReg(req, res, flow)
+	if reg == nil {
+		return r
+	}
+	e, r := c.build(req, reg, tail)
+	regKey := c.regKey(reg.aor, reg.callID)
 	if e == nil {
+		if r == fillShared {
+			// The registration is what the store holds: kept even when
+			// the AOR's entry cannot be made yet (another phone unknown,
+			// as after a restart), so that the other phone's next fill
+			// finds it and makes the entry for both.
+			c.regs.Set(regKey, reg, 1)
+		}
 		return r
 	}
 	if c.opt.Refuse != nil && c.opt.Refuse() {
 		return fillRefused
 	}
+	c.regs.Set(regKey, reg, 1)
 	k := c.key(e.aor)
 	if !c.rc.Set(k, e, 1) {
 		return fillRefused
@@ -214,17 +342,19 @@ func (c *Cache) fill(req *sip.Request, res *sip.Response, flow location.Flow) fi
 	return fillStored
 }
 
-// build checks the request, the reply and the store and makes the Entry.
-func (c *Cache) build(req *sip.Request, res *sip.Response, flow location.Flow) (*Entry, fillResult) {
+// newReg reads the registration req made from the request and the 200
+// (the identity the loop compares refreshes with) and returns it with the
+// reply's header lines between CSeq and Date.
+func (c *Cache) newReg(req *sip.Request, res *sip.Response, flow location.Flow) (*Reg, []string, fillResult) {
 	to, from, callID, cs, top := req.To(), req.From(), req.CallID(), req.CSeq(), req.Via()
 	if to == nil || from == nil || callID == nil || cs == nil || top == nil || to.Params.Has("tag") || len(res.Body()) > 0 {
-		return nil, fillNotUsable
+		return nil, nil, fillNotUsable
 	}
 	aor, ok := canonicalAOR(&to.Address)
 	if !ok {
-		return nil, fillNotUsable
+		return nil, nil, fillNotUsable
 	}
-	e := &Entry{
+	g := &Reg{
 		aor:    aor,
 		flow:   flow,
 		ruri:   req.Recipient.String(),
@@ -234,42 +364,52 @@ func (c *Cache) build(req *sip.Request, res *sip.Response, flow location.Flow) (
 		sentBy: sentBy(top),
 	}
 	for _, h := range req.GetHeaders("Contact") {
-		e.contacts = append(e.contacts, h.Value())
+		g.contacts = append(g.contacts, h.Value())
 	}
 	var ok1, ok2, ok3 bool
-	if e.expires, e.hasExpires, ok1 = single(req, "Expires"); !ok1 {
-		return nil, fillNotUsable
+	if g.expires, g.hasExpires, ok1 = single(req, "Expires"); !ok1 {
+		return nil, nil, fillNotUsable
 	}
-	if e.ua, e.hasUA, ok2 = single(req, "User-Agent"); !ok2 {
-		return nil, fillNotUsable
+	if g.ua, g.hasUA, ok2 = single(req, "User-Agent"); !ok2 {
+		return nil, nil, fillNotUsable
 	}
-	if e.supported, e.hasSupported, ok3 = single(req, "Supported"); !ok3 {
-		return nil, fillNotUsable
+	if g.supported, g.hasSupported, ok3 = single(req, "Supported"); !ok3 {
+		return nil, nil, fillNotUsable
 	}
 	tail, ok := replyTail(res, len(req.GetHeaders("Via")))
 	if !ok {
-		return nil, fillNotUsable
+		return nil, nil, fillNotUsable
 	}
-	e.tail = tail
+	g.cseq.Store(cs.SeqNo)
+	return g, tail, fillStored
+}
 
-	// The store must hold exactly what this request left: every binding
-	// of the AOR from this Call-ID, CSeq and flow, one per Contact.
-	bs := c.opt.Store.Lookup(aor)
-	// Another registration's binding first: it is why the counts below
-	// would differ, and shared_aor says so (docs/fastpath.md, "AORs with
-	// several registrations").
+// build checks the store against the registration req just made (own)
+// and the registrations the cache already holds for the AOR, and makes
+// the Entry.
+func (c *Cache) build(req *sip.Request, own *Reg, tail []string) (*Entry, fillResult) {
+	bs := c.opt.Store.Lookup(own.aor)
+	location.SortByQContact(bs) // the 200's order
+	// The bindings of own's Call-ID must be exactly what this request
+	// left: from its CSeq and flow, one per Contact, written in one second.
+	now := c.opt.Now().Unix()
+	var mine []location.Binding
+	others := 0
 	for _, b := range bs {
-		if b.CallID != e.callID || b.Flow != flow {
-			return nil, fillShared
+		if b.CallID == own.callID {
+			mine = append(mine, b)
+		} else {
+			others++
 		}
 	}
-	if len(bs) == 0 || len(bs) != len(e.contacts) || strings.Count(string(tail), "\r\nContact: ")+boolInt(strings.HasPrefix(string(tail), "Contact: ")) != len(bs) {
+	if len(mine) == 0 || len(mine) != len(own.contacts) || countContacts(tail) != len(bs) {
 		return nil, fillStale
 	}
-	now := c.opt.Now().Unix()
+	cseq := own.cseq.Load()
 	var last int64
-	for i, b := range bs {
-		if b.CSeq != cs.SeqNo || b.Path != "" || b.Expires.Unix() <= now {
+	own.bindings = make([]binding, len(mine))
+	for i, b := range mine {
+		if b.CSeq != cseq || b.Flow != own.flow || b.Path != "" || b.Expires.Unix() <= now {
 			return nil, fillStale
 		}
 		up := int64(math.MaxInt64)
@@ -284,24 +424,161 @@ func (c *Cache) build(req *sip.Request, res *sip.Response, flow location.Flow) (
 		} else if b.Updated.Unix() != last {
 			return nil, fillStale
 		}
-		e.bindings = append(e.bindings, binding{contact: b.Contact, exp: b.Expires.Unix() - last, until: up})
+		ob := &own.bindings[i]
+		ob.contact, ob.exp, ob.until = b.Contact, b.Expires.Unix()-last, up
+	}
+	own.last.Store(last)
+
+	// From here on own is what the store holds: fillShared keeps it.
+	if others > 0 && c.opt.Mode != Registrar {
+		// The mid-registrar's 200 may be upstream's: it keeps one
+		// registration per entry.
+		return nil, fillShared
+	}
+	e := &Entry{aor: own.aor, members: []member{{reg: own}}, form: &form{}}
+	if others == 0 {
+		// One registration: every Contact's expiry in its answer is the
+		// one it was granted, so the reply's tail never changes.
+		e.form.pre = []byte(strings.Join(tail, ""))
+	} else {
+		if len(bs) > maxSlots || !c.addOthers(e, bs, own) {
+			return nil, fillShared
+		}
+		if !e.cutSlots(tail, bs, last) {
+			return nil, fillNotUsable
+		}
+	}
+	for i := range e.members {
+		e.members[i].ans = &answer{form: e.form, left: make([]atomic.Int64, len(e.slots))}
 	}
 	if c.opt.Digest != nil {
 		if v := c.opt.Digest(); v != nil {
+			to := req.To()
 			e.realm, e.authOK = v.RealmFor(to.Address.Host)
 			e.user = to.Address.User
 		}
 	}
-	e.cseq.Store(cs.SeqNo)
-	e.last.Store(last)
 	return e, fillStored
 }
 
-func boolInt(b bool) int {
-	if b {
-		return 1
+// addOthers adds to e the registrations of the AOR other than own, each
+// only if the cache holds it and it is exactly what the store holds: the
+// same flow and Contacts, no Path, and each binding at the CSeq and
+// expiry of the registration's last refresh. One whose absorbed refresh
+// has not reached the store yet, or that the slow path answered since
+// without a fill, is not: the AOR then waits for a later fill.
+func (c *Cache) addOthers(e *Entry, bs []location.Binding, own *Reg) bool {
+	for _, b := range bs {
+		if b.CallID == own.callID || e.member(b.CallID) != nil {
+			continue
+		}
+		if len(e.members) == maxRegs {
+			return false
+		}
+		g, ok := c.regs.Get(c.regKey(own.aor, b.CallID))
+		if !ok || g.aor != own.aor || g.callID != b.CallID {
+			return false
+		}
+		n := 0
+		for _, ob := range bs {
+			if ob.CallID != b.CallID {
+				continue
+			}
+			n++
+			gb := g.binding(ob.Contact)
+			if gb == nil || ob.Flow != g.flow || ob.Path != "" || ob.CSeq != g.cseq.Load() || ob.Expires.Unix() != g.last.Load()+gb.exp {
+				return false
+			}
+		}
+		if n != len(g.bindings) {
+			return false
+		}
+		e.members = append(e.members, member{reg: g})
 	}
-	return 0
+	return true
+}
+
+// member returns e's member with that Call-ID, or nil.
+func (e *Entry) member(callID string) *member {
+	for i := range e.members {
+		if e.members[i].reg.callID == callID {
+			return &e.members[i]
+		}
+	}
+	return nil
+}
+
+// binding returns g's binding with that Contact, or nil.
+func (g *Reg) binding(contact string) *binding {
+	for i := range g.bindings {
+		if g.bindings[i].contact == contact {
+			return &g.bindings[i]
+		}
+	}
+	return nil
+}
+
+// cutSlots splits the reply's tail around its Contact lines, which must
+// list bs in order as the registrar prints them ("Contact: <uri>;expires=N"
+// then the other parameters), each N what was left of the binding at
+// last, the second the 200 was written.
+func (e *Entry) cutSlots(tail []string, bs []location.Binding, last int64) bool {
+	first := -1
+	for i, l := range tail {
+		if strings.HasPrefix(l, "Contact: ") {
+			first = i
+			break
+		}
+	}
+	if first < 0 || first+len(bs) > len(tail) {
+		return false
+	}
+	f := e.form
+	f.pre = []byte(strings.Join(tail[:first], ""))
+	f.post = []byte(strings.Join(tail[first+len(bs):], ""))
+	for i, b := range bs {
+		var u sip.Uri
+		if err := sip.ParseUri(b.Contact, &u); err != nil {
+			return false
+		}
+		head := "Contact: <" + u.String() + ">;expires="
+		l := tail[first+i]
+		rest, ok := strings.CutPrefix(l, head)
+		if !ok {
+			return false
+		}
+		n := 0
+		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+			n++
+		}
+		left, err := strconv.ParseInt(rest[:n], 10, 64)
+		if err != nil || left != b.Expires.Unix()-last {
+			return false
+		}
+		m := e.member(b.CallID)
+		if m == nil {
+			return false
+		}
+		gb := m.reg.binding(b.Contact)
+		if gb == nil {
+			return false
+		}
+		e.slots = append(e.slots, slot{reg: m.reg, b: gb})
+		f.heads = append(f.heads, []byte(head))
+		f.rests = append(f.rests, []byte(rest[n:]))
+	}
+	return true
+}
+
+// countContacts counts the Contact lines of a reply tail.
+func countContacts(tail []string) int {
+	n := 0
+	for _, l := range tail {
+		if strings.HasPrefix(l, "Contact: ") {
+			n++
+		}
+	}
+	return n
 }
 
 // single returns the value of a header that must appear at most once.
@@ -339,10 +616,10 @@ func sentBy(v *sip.ViaHeader) string {
 }
 
 // replyTail cuts from the 200 the slow path sent the header lines that do
-// not depend on the request's Via, From, To tag, CSeq or the time: with
-// nVia Vias, the reply must be the status line, the Vias, From, To,
-// Call-ID and CSeq, then the tail, then Date last.
-func replyTail(res *sip.Response, nVia int) ([]byte, bool) {
+// not depend on the request's Via, From, To tag, CSeq or the time, each
+// with its CRLF: with nVia Vias, the reply must be the status line, the
+// Vias, From, To, Call-ID and CSeq, then the tail, then Date last.
+func replyTail(res *sip.Response, nVia int) ([]string, bool) {
 	s := res.String()
 	lines := strings.Split(s, "\r\n")
 	// status, nVia Vias, From, To, Call-ID, CSeq, tail..., Date, "", ""
@@ -365,13 +642,12 @@ func replyTail(res *sip.Response, nVia int) ([]byte, bool) {
 	if !strings.HasPrefix(lines[date], "Date: ") {
 		return nil, false
 	}
-	var b strings.Builder
+	tail := make([]string, 0, date-head)
 	for _, l := range lines[head:date] {
 		if strings.HasPrefix(l, "Date: ") || strings.HasPrefix(l, "Via: ") {
 			return nil, false
 		}
-		b.WriteString(l)
-		b.WriteString("\r\n")
+		tail = append(tail, l+"\r\n")
 	}
-	return []byte(b.String()), true
+	return tail, true
 }

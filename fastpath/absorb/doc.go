@@ -3,38 +3,43 @@
 // parse, no transaction, no allocation, no lock of pinhole's own.
 //
 // The slow path stays the authority (docs/architecture.md, "The cache is
-// not the authority"). After its registrar or mid-registrar has sent a 200 for a
-// REGISTER, [Cache.Fill] checks the location store and, when the AOR's
-// bindings are exactly the ones that request left (one registration: same
-// Call-ID, CSeq and flow), stores an [Entry] in a ristretto cache keyed by
-// the AOR: the request's identity as sipgo printed it (Request-URI, From,
-// To, Call-ID, Contacts, Expires, User-Agent, Supported, the top Via's
-// sent-by), the flow, each binding's granted expiry and, in the
-// mid-registrar, the second its upstream registration must be renewed, and
+// not the authority"). After its registrar or mid-registrar has sent a 200
+// for a REGISTER, [Cache.Fill] checks the location store. The request's
+// registration ([Reg]: its identity as sipgo printed it — Request-URI,
+// From, To, Call-ID, Contacts, Expires, User-Agent, Supported, the top
+// Via's sent-by — the flow, each binding's granted expiry and, in the
+// mid-registrar, the second its upstream registration must be renewed) is
+// kept in a ristretto cache keyed by AOR and Call-ID. When the store holds
+// exactly the bindings that request left, and every other registration of
+// the AOR as the cache holds it (two phones of one user; standalone
+// registrar only), an [Entry] keyed by the AOR holds the registrations and
 // the reply's fixed part (Content-Length, Contacts with their expiry,
-// Require, Path) cut from the 200 the slow path sent.
+// Require, Path) cut from the 200 the slow path sent, its Contact lines
+// cut around their expiry when there are several registrations.
 //
 // A [Loop] (one per event loop) then absorbs a REGISTER when it is
-// provably the same registration: same transport, source address and port
-// and local socket, same Call-ID, a higher CSeq, byte-for-byte the same
-// identity fields, every binding live for longer than the hand-off to the
-// store takes and, in the mid-registrar, its upstream registration not
-// due (now + expiry + renewal margin ≤ upstream expiry). The reply is the
-// request's Vias (the top one with received/rport, RFC 3581 §4 and RFC 3261
-// §18.2.1), From, To with a fresh tag, Call-ID, CSeq, the fixed part and a
-// Date. The Entry's CSeq and refresh time are moved in place (atomics
-// written by the one loop that owns the flow), not by a Set per packet,
-// and each refreshed binding is queued in the loop's touch ring, which a
-// flusher drains into [location.Store.Touch] every 100 ms.
+// provably the same registration as one of the entry's: same Call-ID,
+// transport, source address and port and local socket, a higher CSeq,
+// byte-for-byte the same identity fields, every binding live for longer
+// than the hand-off to the store takes and, in the mid-registrar, its
+// upstream registration not due (now + expiry + renewal margin ≤ upstream
+// expiry). The reply is the request's Vias (the top one with
+// received/rport, RFC 3581 §4 and RFC 3261 §18.2.1), From, To with a fresh
+// tag, Call-ID, CSeq, the fixed part with the other registrations'
+// remaining expiries, and a Date. The registration's CSeq and refresh time
+// are moved in place (atomics written by the one loop that owns the flow),
+// not by a Set per packet, and each refreshed binding is queued in the
+// loop's touch ring, which a flusher drains into [location.Store.Touch]
+// every 100 ms, and [Cache.Settle] at once before the registrar answers
+// from the store.
 //
 // Anything else — a miss, an evicted or refused entry, a change, another
-// flow, an AOR with bindings of several registrations (whose 200 lists the
-// other bindings in the store's order and with the store's expiries, which
-// lag the loops' refreshes: docs/fastpath.md) — is declined and goes to the
-// slow path, which answers and fills again. Every change the
-// store sees invalidates the AOR's entry ([Cache.Invalidate], called from
-// the store's change hook), and a generation counter keeps a fill that
-// raced with a change from installing stale state.
+// flow — is declined and goes to the slow path, which answers and fills
+// again. Every change the store sees invalidates the AOR's entry
+// ([Cache.Invalidate], called from the store's change hook), not its
+// registrations, which the next fill checks against the store again; a
+// generation counter keeps a fill that raced with a change from installing
+// stale state.
 //
 // # Metrics
 //

@@ -49,7 +49,7 @@ func absorbVsSipgo(t *testing.T, fx *fixture, l *Loop, parser *sip.Parser, data 
 	if !ok {
 		return false
 	}
-	e.cseq.Store(0)
+	e.members[0].reg.cseq.Store(0)
 	reply, d := l.Absorb(data, lim, local, remote, time.Now())
 	if d != Absorbed {
 		return false

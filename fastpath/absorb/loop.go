@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	randv2 "math/rand/v2"
 	"net/netip"
+	"strconv"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -96,7 +97,8 @@ type Loop struct {
 	date    []byte
 	ring    *touchRing
 	cnt     *loopCounters
-	nonce   []byte // a challenge's nonce (scratch)
+	nonce   []byte  // a challenge's nonce (scratch)
+	left    []int64 // each slot's expiry in the answer being built (scratch)
 }
 
 // loopCounters are written by one loop and read by the scrape; the
@@ -122,6 +124,7 @@ func (c *Cache) NewLoop() *Loop {
 		ring:    newTouchRing(touchRingSize),
 		cnt:     &loopCounters{},
 		nonce:   make([]byte, 0, 64),
+		left:    make([]int64, maxSlots),
 	}
 	c.loopsMu.Lock()
 	c.loops = append(c.loops, l)
@@ -162,7 +165,12 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 		l.c.rc.Del(key) // as if ristretto had evicted it
 		return Miss
 	}
-	if e.flow.Remote != remote || e.flow.Local != local || string(r.CallID) != e.callID {
+	m := e.member(unsafe.String(unsafe.SliceData(r.CallID), len(r.CallID)))
+	if m == nil {
+		return Flow
+	}
+	g := m.reg
+	if g.flow.Remote != remote || g.flow.Local != local {
 		return Flow
 	}
 	for i := 0; i < r.NumVias; i++ {
@@ -171,20 +179,21 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 		}
 	}
 	top := &l.vias[0]
-	if top.Received || string(r.Vias[0][:top.SentByEnd]) != e.sentBy {
+	if top.Received || string(r.Vias[0][:top.SentByEnd]) != g.sentBy {
 		return Via
 	}
-	if !same(r, e) {
+	if !same(r, g) {
 		return Changed
 	}
 	branch := maphash.Bytes(l.c.seed, viaParam(r.Vias[0], top.SentByEnd, "branch"))
-	last := e.cseq.Load()
+	last := g.cseq.Load()
 	retransmission := false
 	switch {
 	case r.CSeq > last:
-	case r.CSeq == last && branch == e.branch.Load():
+	case r.CSeq == last && branch == g.branch.Load() && g.answeredIn.Load() != nil:
 		// RFC 3261 §17.2.1: the same request again gets the same answer
-		// (sipgo's transaction layer would resend its 200, same To tag).
+		// (sipgo's transaction layer would resend its 200: same To tag
+		// and Date, the other phones' expiries as it listed them).
 		retransmission = true
 	default:
 		return Order
@@ -213,9 +222,9 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 
 	sec := now.Unix()
 	if !retransmission {
-		prev := e.last.Load()
-		for i := range e.bindings {
-			b := &e.bindings[i]
+		prev := g.last.Load()
+		for i := range g.bindings {
+			b := &g.bindings[i]
 			if sec+b.exp > b.until {
 				return Due
 			}
@@ -223,7 +232,10 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 				return Lapsing
 			}
 		}
-		if !l.ring.reserve(len(e.bindings)) {
+		if d := l.listOthers(e, m, sec); d != Absorbed {
+			return d
+		}
+		if !l.ring.reserve(len(g.bindings)) {
 			return Backlog
 		}
 		if v != nil && !v.Accept(checked, now) {
@@ -231,19 +243,53 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 			l.cnt.auth[authReplay].Add(1)
 			return Auth
 		}
+		for i := range e.slots {
+			m.ans.left[i].Store(l.left[i])
+		}
+		g.answeredIn.Store(m.ans)
 		hi, lo := l.rng.Uint64(), l.rng.Uint64()
-		e.tagHi.Store(hi)
-		e.tagLo.Store(lo)
-		e.branch.Store(branch)
-		e.cseq.Store(r.CSeq)
-		e.last.Store(sec)
-		for i := range e.bindings {
-			b := &e.bindings[i]
-			l.ring.put(touch{e: e, contact: b.contact, cseq: r.CSeq, expires: sec + b.exp})
+		g.tagHi.Store(hi)
+		g.tagLo.Store(lo)
+		g.branch.Store(branch)
+		g.cseq.Store(r.CSeq)
+		g.last.Store(sec)
+		for i := range g.bindings {
+			b := &g.bindings[i]
+			l.ring.put(touch{g: g, b: b, cseq: r.CSeq, expires: sec + b.exp})
 		}
 		l.ring.publish()
+		l.build(m.ans, g, remote, now)
+		return Absorbed
 	}
-	l.build(e, remote, now)
+	// The answer it had, whatever entry holds the AOR now.
+	a := g.answeredIn.Load()
+	for i := range a.form.heads {
+		l.left[i] = a.left[i].Load()
+	}
+	l.build(a, g, remote, time.Unix(g.last.Load(), 0))
+	return Absorbed
+}
+
+// listOthers fills l.left with what the 200 lists for each slot of e:
+// the refreshing registration's bindings their granted expiry, the other
+// registrations' what is left since their last refresh, absorbed or not
+// (the slow path lists the same: the registrar has the loops' refreshes
+// written to the store before it answers, Cache.Settle). A binding that
+// has lapsed meanwhile declines (Lapsing): the store drops it, and the
+// entry with it.
+func (l *Loop) listOthers(e *Entry, m *member, sec int64) Decline {
+	for i := range e.slots {
+		s := &e.slots[i]
+		if s.reg == m.reg {
+			l.left[i] = s.b.exp
+			continue
+		}
+		left := s.reg.last.Load() + s.b.exp - sec
+		if left <= 0 {
+			return Lapsing
+		}
+		l.left[i] = left
+	}
 	return Absorbed
 }
 
@@ -299,7 +345,7 @@ func (l *Loop) challenge(v *digest.Verifier, e *Entry, remote netip.AddrPort, no
 
 // same compares the request's identity fields with the entry's, byte for
 // byte (no allocation: string(b) == s does not copy).
-func same(r *scan.Register, e *Entry) bool {
+func same(r *scan.Register, e *Reg) bool {
 	if string(r.From) != e.from || string(r.To) != e.to || string(r.RequestURI) != e.ruri ||
 		r.NumContact != len(e.contacts) ||
 		(r.Expires != nil) != e.hasExpires || string(r.Expires) != e.expires ||
@@ -316,11 +362,18 @@ func same(r *scan.Register, e *Entry) bool {
 }
 
 // build writes the 200 into l.buf in the order sipgo writes it: status
-// line, Vias, From, To (with the tag), Call-ID, CSeq, the prepared tail,
-// Date.
-func (l *Loop) build(e *Entry, remote netip.AddrPort, now time.Time) {
-	b := rawreply.AppendHead(l.buf[:0], "SIP/2.0 200 OK\r\n", l.replyHead(), rawreply.AppendTopVia, remote, e.tagHi.Load(), e.tagLo.Load())
-	b = append(b, e.tail...)
+// line, Vias, From, To (with the tag), Call-ID, CSeq, the answer's form
+// with each Contact's expiry from l.left, Date.
+func (l *Loop) build(a *answer, g *Reg, remote netip.AddrPort, now time.Time) {
+	f := a.form
+	b := rawreply.AppendHead(l.buf[:0], "SIP/2.0 200 OK\r\n", l.replyHead(), rawreply.AppendTopVia, remote, g.tagHi.Load(), g.tagLo.Load())
+	b = append(b, f.pre...)
+	for i := range f.heads {
+		b = append(b, f.heads[i]...)
+		b = strconv.AppendInt(b, l.left[i], 10)
+		b = append(b, f.rests[i]...)
+	}
+	b = append(b, f.post...)
 	b = append(b, "Date: "...)
 	b = append(b, l.dateOf(now)...)
 	b = append(b, "\r\n\r\n"...)

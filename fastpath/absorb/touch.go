@@ -20,8 +20,8 @@ const FlushEvery = 100 * time.Millisecond
 
 // touch is one binding whose expiry an absorbed refresh moved.
 type touch struct {
-	e       *Entry // its AOR, Call-ID and flow: the store applies the touch only to that registration
-	contact string // the Entry's string: nothing is copied
+	g       *Reg     // its AOR, Call-ID and flow: the store applies the touch only to that registration
+	b       *binding // its Contact (the Reg's string: nothing is copied)
 	cseq    uint32
 	expires int64 // unix seconds
 }
@@ -61,7 +61,7 @@ func (r *touchRing) drain(fn func(*touch)) int {
 	for i := tail; i < head; i++ {
 		t := &r.slots[i&r.mask]
 		fn(t)
-		*t = touch{} // drop the Entry: an evicted one may go
+		*t = touch{} // drop the Reg: an evicted one may go
 	}
 	r.tail.Store(head)
 	return int(head - tail)
@@ -90,10 +90,11 @@ func (c *Cache) Flush() {
 				// from their sockets that long.
 				runtime.Gosched()
 			}
-			if c.opt.Store.Touch(location.Refresh{
-				AOR: t.e.aor, Contact: t.contact, CallID: t.e.callID, Flow: t.e.flow,
+			ok := c.opt.Store.Touch(location.Refresh{
+				AOR: t.g.aor, Contact: t.b.contact, CallID: t.g.callID, Flow: t.g.flow,
 				CSeq: t.cseq, Expires: time.Unix(t.expires, 0),
-			}) {
+			})
+			if ok {
 				c.m.touched.Add(1)
 			} else {
 				// The binding changed or went meanwhile (another

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -106,6 +107,14 @@ func (c *Conn) Push(data []byte, remote netip.AddrPort) bool {
 
 // ReadFrom returns the next handed-off datagram, high priority first.
 func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
+	// sipgo's reader calls back here once it has handled the previous
+	// datagram: the moment to let an event loop run. A loop whose
+	// epoll_wait returned while this goroutine held the only P (pinhole
+	// pinned to one core) waits in the global run queue, and a reader
+	// draining a full queue would keep it there until the scheduler's
+	// 10 ms preemption: an absorbed refresh's latency. Yielding puts this
+	// goroutine behind it.
+	runtime.Gosched()
 	var p *packet
 	select {
 	case p = <-c.q[High]:

@@ -60,6 +60,9 @@ type Config struct {
 	// Cluster places this box among other edges (cluster.go).
 	Cluster Cluster `yaml:"cluster"`
 
+	// Memory paces the garbage collector for a large live heap (memory.go).
+	Memory Memory `yaml:"memory"`
+
 	// Source names where the configuration came from, for messages.
 	Source string `yaml:"-"`
 }
@@ -203,6 +206,7 @@ func (c *Config) validate() error {
 		c.Media.validate,
 		c.Capture.validate,
 		c.Cluster.validate,
+		c.Memory.validate,
 	}
 	for _, check := range checks {
 		errs = append(errs, check())

@@ -171,6 +171,8 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"log component level", "log:\n  components: {sipgo: loud}\n", []string{"line 2", "log.components", "loud"}},
 		{"log format", "log:\n  format: xml\n", []string{"line 2", "log.format", "xml"}},
 		{"log rate", "log:\n  rate: -1\n", []string{"line 2", "log.rate"}},
+		{"memory headroom", "memory:\n  gc_headroom: 5\n", []string{"line 2", "memory.gc_headroom"}},
+		{"memory headroom min", "memory:\n  gc_headroom_min_mb: -1\n", []string{"line 2", "memory.gc_headroom_min_mb"}},
 		{"cluster vip", "cluster:\n  edge_id: a\n  vip: \"nope\"\n", []string{"line 3", "cluster.vip", "nope"}},
 		{"cluster vip without id", "cluster:\n  vip: 10.0.0.9\n", []string{"cluster.vip", "edge_id"}},
 		{"cluster edges without id", "cluster:\n  edges: [{id: a, address: \"10.0.0.1:5070\"}]\n", []string{"cluster.edge_id"}},

@@ -19,7 +19,8 @@ import (
 //
 // "serial" waits for each reply before the next command; "parallel" keeps
 // 16 goroutines (b.SetParallelism × GOMAXPROCS) sending through the one
-// client, as concurrent INVITEs would.
+// client, as concurrent INVITEs would. "offer+answer+delete" is the least
+// a relayed call costs; cmds/s counts every command, calls/s is a third.
 func BenchmarkRTPEngine(b *testing.B) {
 	m := startMediaNetB(b)
 	body := plainSDP(m.callerAddr, 4000)
@@ -32,12 +33,26 @@ func BenchmarkRTPEngine(b *testing.B) {
 		_, err := m.client.Delete(ctx, id, "f", "")
 		return err
 	}
+	// A whole call's commands: the callee's answer is a second body, so
+	// rtpengine allocates both legs' ports as in a real call.
+	answerBody := plainSDP(m.calleeAddr, 4002)
+	call := func(ctx context.Context) error {
+		id := "bench-" + strconv.FormatUint(seq.Add(1), 10)
+		if _, err := m.client.Offer(ctx, id, "f", body, nil); err != nil {
+			return err
+		}
+		if _, err := m.client.Answer(ctx, id, "f", "t", answerBody, nil); err != nil {
+			return err
+		}
+		_, err := m.client.Delete(ctx, id, "f", "")
+		return err
+	}
 	ping := func(ctx context.Context) error { return m.client.Ping(ctx, m.rtp.NG) }
 	for _, bc := range []struct {
 		name     string
 		commands float64 // ng commands per operation
 		op       func(context.Context) error
-	}{{"ping", 1, ping}, {"offer+delete", 2, offerDelete}} {
+	}{{"ping", 1, ping}, {"offer+delete", 2, offerDelete}, {"offer+answer+delete", 3, call}} {
 		b.Run(bc.name+"/serial", func(b *testing.B) {
 			ctx := context.Background()
 			start := time.Now()

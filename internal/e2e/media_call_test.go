@@ -43,6 +43,24 @@ func startRelayedNet(t testing.TB, onDown string) *relayedNet {
 // edit leaves it (relaying calls behind NAT or with WebRTC by default).
 func startRelayedNetWith(t testing.TB, edit func(*testutil.Config)) *relayedNet {
 	t.Helper()
+	return startRelayedNetOpts(t, relayedOpts{edit: edit, bob: true})
+}
+
+// relayedOpts says how startRelayedNetOpts builds relayedNet.
+type relayedOpts struct {
+	// edit changes pinhole's configuration (may be nil).
+	edit func(*testutil.Config)
+	// bob starts the registered callee; without, n.bob is nil.
+	bob bool
+	// bobPassword answers pinhole's challenge to bob's REGISTER, for a
+	// pinhole with auth on.
+	bobPassword string
+	// bobArgs are added to bob's sipp command line (-rtp_echo).
+	bobArgs []string
+}
+
+func startRelayedNetOpts(t testing.TB, o relayedOpts) *relayedNet {
+	t.Helper()
 	n := &relayedNet{core: testutil.NewNetNS(t)}
 	n.nat = testutil.NATDevice(t, n.core)
 	core := n.nat.UpstreamAddr
@@ -60,25 +78,34 @@ func startRelayedNetWith(t testing.TB, edit func(*testutil.Config)) *relayedNet 
 		OnDown:       "503",
 		Rules:        config.MediaRules{NAT: true, WebRTC: true},
 	}
-	edit(&cfg)
-	n.pin = testutil.StartPinhole(t, n.core, cfg)
-	bob := testutil.Sipp{
-		Scenario:  scenario(t, "device_register.xml"),
-		OutOfCall: scenario(t, "uas_media.xml"),
-		Remote:    n.sip,
-		NS:        n.core,
-		LocalIP:   core, LocalPort: 5070,
-		Service: "bob",
-		Vars:    map[string]string{"domain": domain, "expires": "600", "hold_ms": "600000"},
-		Timeout: 15 * time.Minute,
-		// A benchmark's thousands of calls would make a large trace.
-		NoMessageTrace: true,
-	}.Start(t)
-	if !bob.WaitLog("registered: bob", registerWait) {
-		t.Fatalf("bob did not register within %s", registerWait)
+	if o.edit != nil {
+		o.edit(&cfg)
 	}
-	n.bob = &device{SippProcess: bob, User: "bob", Addr: netip.AddrPortFrom(core, 5070)}
-	t.Cleanup(n.bob.Stop)
+	n.pin = testutil.StartPinhole(t, n.core, cfg)
+	if o.bob {
+		bob := testutil.Sipp{
+			Scenario:  scenario(t, "device_register.xml"),
+			OutOfCall: scenario(t, "uas_media.xml"),
+			Remote:    n.sip,
+			NS:        n.core,
+			LocalIP:   core, LocalPort: 5070,
+			Service: "bob",
+			Vars:    map[string]string{"domain": domain, "expires": "600", "hold_ms": "600000"},
+			Timeout: 15 * time.Minute,
+			// A benchmark's thousands of calls would make a large trace.
+			NoMessageTrace: true,
+			Args:           o.bobArgs,
+		}
+		if o.bobPassword != "" {
+			bob.AuthUser, bob.AuthPassword, bob.AuthURI = "bob", o.bobPassword, domain
+		}
+		p := bob.Start(t)
+		if !p.WaitLog("registered: bob", registerWait) {
+			t.Fatalf("bob did not register within %s", registerWait)
+		}
+		n.bob = &device{SippProcess: p, User: "bob", Addr: netip.AddrPortFrom(core, 5070)}
+		t.Cleanup(n.bob.Stop)
+	}
 	if err := n.core.Do(func() (err error) {
 		n.client, err = ng.New(ng.Config{Instances: []ng.Instance{{Addr: n.rtp.NG, Weight: 1}}, Timeout: 200 * time.Millisecond, Retries: 2})
 		return err
@@ -305,4 +332,159 @@ func TestMediaLateOfferBehindNAT(t *testing.T) {
 	if _, err := n.client.Query(ctx, callID); !errors.As(err, &ce) {
 		t.Errorf("query after the BYE: %v, want rtpengine to have deleted the call", err)
 	}
+}
+
+// TestMediaRelayedFarmFailover: alice behind NAT calls the farm through
+// the dispatcher; the first node (by priority) answers 503, the call
+// fails over to the second, which answers and echoes RTP (sipp
+// -rtp_echo). The relay is kept across the failover: rtpengine got one
+// offer and one answer for the Call-ID (the second node's), both nodes
+// were offered the same body pointing at rtpengine, alice's answer points
+// there too, and media flows through it after the failover: rtpengine
+// counts alice's RTP and the node's echo, which reaches alice back
+// through her NAT. Her BYE deletes the call.
+func TestMediaRelayedFarmFailover(t *testing.T) {
+	var nodes [2]netip.AddrPort
+	n := startRelayedNetOpts(t, relayedOpts{edit: func(c *testutil.Config) {
+		core := netip.MustParseAddr(strings.Split(c.Listen.UDP[0], ":")[0])
+		nodes = [2]netip.AddrPort{netip.AddrPortFrom(core, 5081), netip.AddrPortFrom(core, 5082)}
+		c.Dispatch.Sets = []config.DispatchSet{{Name: "fs", Algorithm: "round_robin", Destinations: []config.DispatchDestination{
+			// Lower priority first: the failing node is always tried first.
+			{URI: "sip:" + nodes[0].String(), Priority: 0},
+			{URI: "sip:" + nodes[1].String(), Priority: 1},
+		}}}
+		c.Dispatch.Rules = []config.DispatchRule{{Set: "fs", Domains: []string{farmDomain}}}
+		c.Dispatch.Probe.Interval = 0
+		c.Dispatch.Failover.DownOn503 = true
+		c.Dispatch.Failover.Timeout = time.Second
+	}})
+	node := func(i int, scen string, args ...string) *testutil.SippProcess {
+		return testutil.Sipp{
+			Scenario: scenario(t, scen), NS: n.core,
+			LocalIP: nodes[i].Addr(), LocalPort: int(nodes[i].Port()),
+			Service: "fs", Timeout: 30 * time.Second, Args: args,
+		}.Start(t)
+	}
+	down := node(0, "uas_503.xml")
+	up := node(1, "uas_media.xml", "-rtp_echo", "-mp", "6200")
+
+	alice := testutil.Sipp{
+		Scenario: scenario(t, "uac_media.xml"),
+		Remote:   n.sip,
+		NS:       n.nat.Device,
+		LocalIP:  n.nat.DeviceAddr,
+		Service:  "conf",
+		Vars:     map[string]string{"domain": farmDomain, "from_user": "alice", "talk_ms": "2500"},
+		Timeout:  15 * time.Second,
+	}.Start(t)
+	if !alice.WaitLog("answer_media:", 8*time.Second) {
+		t.Fatalf("alice's call to the farm was not answered:\n%s", alice.Wait(t).Report())
+	}
+	callID := alice.LogValues("answered")[0]
+	iface := n.rtp.Interface
+	toRelay := mustAddrPort(t, "answer alice got", alice.LogValues("answer_media")[0])
+	if toRelay.Addr() != iface {
+		t.Errorf("alice's answer sends media to %s, want rtpengine's %s", toRelay, iface)
+	}
+	downOffers, upOffers := down.LogValues("offer_media"), up.LogValues("offer_media")
+	if len(downOffers) != 1 || len(upOffers) != 1 {
+		down.Stop()
+		t.Fatalf("offers at the nodes: first %q, second %q; want one each (the first answered 503); the first:\n%s",
+			downOffers, upOffers, down.Wait(t).Report())
+	}
+	if downOffers[0] != upOffers[0] || mustAddrPort(t, "offer", upOffers[0]).Addr() != iface {
+		t.Errorf("offers at the nodes: first %s, second %s; want the same, at rtpengine %s", downOffers[0], upOffers[0], iface)
+	}
+
+	// Media after the failover: alice's RTP through rtpengine to the
+	// second node, echoed back through rtpengine and her NAT.
+	sock := n.nat.Device.ListenUDP(t, netip.AddrPortFrom(n.nat.DeviceAddr, 0))
+	const packets = 50
+	echoed := make(chan int, 1)
+	go func() {
+		got, buf := 0, make([]byte, 1500)
+		_ = sock.SetReadDeadline(time.Now().Add(packets*20*time.Millisecond + 2*time.Second))
+		for got < packets {
+			k, _, err := sock.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				break
+			}
+			if k > 12 && strings.HasPrefix(string(buf[12:k]), "alice-") {
+				got++
+			}
+		}
+		echoed <- got
+	}()
+	for seq := uint16(1); seq <= packets; seq++ {
+		if _, err := sock.WriteToUDPAddrPort(rtpPacket(0x1111, seq, "alice"), toRelay); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	const minPackets = packets / 2
+	if got := <-echoed; got < minPackets {
+		t.Errorf("alice got %d of her %d packets back from the second node through rtpengine, want at least %d", got, packets, minPackets)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	q, err := n.client.Query(ctx, callID)
+	if err != nil {
+		t.Fatalf("query %s: %v", callID, err)
+	}
+	legs := legPackets(q)
+	if len(legs) != 2 {
+		t.Errorf("rtpengine knows legs %v, want alice's and the second node's only", legs)
+	}
+	for tag, got := range legs {
+		if got < minPackets {
+			t.Errorf("leg %s: rtpengine counted %d RTP packets, want at least %d", tag, got, minPackets)
+		}
+	}
+	// One call at rtpengine: one offer (kept across the failover) and one
+	// answer, the second node's; the 503 carried no SDP.
+	commands := map[string]int{}
+	for _, l := range strings.Split(n.rtp.Log(), "\n") {
+		if cmd, ok := strings.CutPrefix(ngCommandIn(l, callID), "Received command '"); ok {
+			cmd, _, _ = strings.Cut(cmd, "'")
+			commands[cmd]++
+		}
+	}
+	t.Logf("rtpengine counted RTP packets per leg %v and received commands %v", legs, commands)
+	if commands["offer"] != 1 || commands["answer"] != 1 {
+		t.Errorf("rtpengine received commands %v for %s, want one offer and one answer", commands, callID)
+	}
+	for _, m := range []struct {
+		name string
+		want float64
+	}{
+		{`pinhole_media_steps_total{step="offer",result="ok"}`, 1},
+		{`pinhole_media_steps_total{step="answer",result="ok"}`, 1},
+		{`pinhole_dispatch_failovers_total`, 1},
+	} {
+		if got := n.metric(t, m.name); got != m.want {
+			t.Errorf("%s = %v, want %v", m.name, got, m.want)
+		}
+	}
+
+	if r := alice.Wait(t); r.ExitCode != testutil.SippExitOK || len(r.LogValues("hangup")) != 1 {
+		t.Fatalf("alice's call did not end with her BYE:\n%s", r.Report())
+	}
+	var ce *ng.CommandError
+	if _, err := n.client.Query(ctx, callID); !errors.As(err, &ce) {
+		t.Errorf("query after the BYE: %v, want rtpengine to have deleted the call", err)
+	}
+}
+
+// ngCommandIn returns the part of an rtpengine log line from "Received
+// command" on when the line is about call callID (rtpengine prefixes a
+// call's lines with "[CALL-ID" ...), and "" otherwise.
+func ngCommandIn(line, callID string) string {
+	if !strings.Contains(line, "["+callID) {
+		return ""
+	}
+	if i := strings.Index(line, "Received command '"); i >= 0 {
+		return line[i:]
+	}
+	return ""
 }

@@ -138,9 +138,12 @@ func (m *Memory) expireShard(s *shard, now int64, lapsed []Binding) []Binding {
 			s.heap.push(newExpiryEntry(next, aor))
 			continue
 		}
+		first := len(lapsed)
 		lapsed = appendLapsed(lapsed, aor, blob, now)
 		s.bindings -= gone
-		m.markDirty(s, aor)
+		if m.actsForAny(lapsed[first:]) {
+			m.markDirty(s, aor)
+		}
 		if live == 0 {
 			delete(s.sets, aor)
 			continue

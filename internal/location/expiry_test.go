@@ -1,6 +1,7 @@
 package location
 
 import (
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -151,5 +152,54 @@ func TestExpiryMany(t *testing.T) {
 		if diff := cmp.Diff(want, ex.snapshot()); diff != "" {
 			t.Fatalf("t+%d: OnExpire calls (-want +got):\n%s", s, diff)
 		}
+	}
+}
+
+// TestExpiryActsFor: with ActsFor, a lapsed binding another edge owns
+// leaves this view without OnExpire and without a write to the backing
+// (its owner writes the removal); an owned one gets both, and an AOR with
+// both kinds lapsed is written once, for the owned one.
+func TestExpiryActsFor(t *testing.T) {
+	c := newClock()
+	var ex expirations
+	mine := func(b Binding) bool { return b.Edge == "" || b.Edge == "a" }
+	m, err := Open(Options{Path: tempDB(t), FlushInterval: time.Hour, Now: c.Now, OnExpire: ex.on, ActsFor: mine})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	soon := c.Now().Add(10 * time.Second)
+	put(t, m, Binding{AOR: "theirs@x", Contact: "sip:theirs@x", Expires: soon, Edge: "b"})
+	put(t, m, Binding{AOR: "mine@x", Contact: "sip:mine@x", Expires: soon, Edge: "a"})
+	put(t, m, Binding{AOR: "old@x", Contact: "sip:old@x", Expires: soon})
+	put(t, m, Binding{AOR: "both@x", Contact: "sip:both-b@x", Expires: soon, Edge: "b"},
+		Binding{AOR: "both@x", Contact: "sip:both-a@x", Expires: soon, Edge: "a"})
+	if m.anyDirty() {
+		t.Fatal("written-through registrations left dirty")
+	}
+	now := c.Advance(11 * time.Second)
+	m.expire(now)
+	want := map[string]int{"sip:mine@x": 1, "sip:old@x": 1, "sip:both-a@x": 1}
+	if diff := cmp.Diff(want, ex.snapshot()); diff != "" {
+		t.Errorf("OnExpire calls (-want +got):\n%s", diff)
+	}
+	if a, n := m.Len(); a != 0 || n != 0 {
+		t.Errorf("view holds %d AORs, %d bindings after all lapsed; want none", a, n)
+	}
+	if got := m.Stats().Expired; got != 5 {
+		t.Errorf("Stats.Expired = %d, want 5 (the view drops every lapsed binding)", got)
+	}
+	var dirty []string
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.Lock()
+		for aor := range s.dirty {
+			dirty = append(dirty, aor)
+		}
+		s.mu.Unlock()
+	}
+	slices.Sort(dirty)
+	if diff := cmp.Diff([]string{"both@x", "mine@x", "old@x"}, dirty); diff != "" {
+		t.Errorf("AORs to write (-want +got):\n%s", diff)
 	}
 }

@@ -17,6 +17,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encodeValue([]Binding{typical(3, exp), typical(4, exp)}))
 	f.Add(encodeValue([]Binding{{Contact: "c", Flow: Flow{Remote: netip.MustParseAddrPort("[fe80::1%z]:1")}}}))
 	f.Add([]byte{formatV1})
+	f.Add(encodeValue([]Binding{withEdge(typical(2, exp), "edge-a"), {Contact: "c", Edge: "b", UpExpires: exp, Upstream: 1}}))
 	f.Fuzz(func(t *testing.T, v []byte) {
 		in := append([]byte(nil), v...)
 		bs, err := decodeValue("a@x", in)
@@ -56,6 +57,7 @@ func FuzzAdopt(f *testing.F) {
 	f.Add(seed(a))
 	f.Add(seed(a, b))
 	f.Add(encodeValue([]Binding{typical(3, exp)}))
+	f.Add(seed(withEdge(a, "edge-a"), withEdge(b, "edge-b")))
 	f.Add([]byte{formatV2})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, v []byte) {

@@ -74,6 +74,11 @@ type Binding struct {
 	// ends (zero: none) and which configured upstream registrar holds it.
 	UpExpires time.Time
 	Upstream  uint8
+	// Edge is the cluster.edge_id of the edge the device registered
+	// through, the one whose socket reaches it (docs/cluster.md); "" for a
+	// box alone, or a record written before edges were recorded: owned by
+	// whoever holds it.
+	Edge string
 }
 
 // Refresh is one REGISTER refresh absorbed by the fast path, as Touch
@@ -124,6 +129,13 @@ type Options struct {
 	// every binding that lapses. The mid-registrar will de-register upstream
 	// from it; the NAT pinger will use it too.
 	OnExpire func(Binding)
+	// ActsFor, when set, decides whether this box lapses b: only then is
+	// a lapse of b written to the backing and handed to OnExpire. Edges
+	// sharing a Redis Cluster each hold every binding, and only a
+	// binding's owner should write its removal and de-register it
+	// upstream, once (docs/cluster.md, "Who acts for a binding"); the
+	// others drop it from their view quietly. nil: every binding.
+	ActsFor func(Binding) bool
 	// OnChange, when set, is called (outside shard locks) with the AOR of
 	// every Update and of every lapsed binding, after the change: caches
 	// of bindings (the fast path's) forget the AOR. Touch does not call it.

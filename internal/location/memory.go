@@ -25,6 +25,7 @@ type Memory struct {
 	seed     maphash.Seed
 	now      func() time.Time
 	onExpire func(Binding)
+	actsFor  func(Binding) bool // nil: every binding
 	onChange func(aor string)
 	flushDur time.Duration
 	back     backing    // nil: memory only
@@ -103,6 +104,7 @@ func Open(opts Options) (*Memory, error) {
 		seed:     maphash.MakeSeed(),
 		now:      opts.Now,
 		onExpire: opts.OnExpire,
+		actsFor:  opts.ActsFor,
 		onChange: opts.OnChange,
 		flushDur: opts.FlushInterval,
 		stop:     make(chan struct{}),
@@ -410,10 +412,26 @@ func (m *Memory) lapse(bs []Binding) {
 		if m.onChange != nil {
 			m.onChange(b.AOR)
 		}
-		if m.onExpire != nil {
+		if m.onExpire != nil && m.acts(b) {
 			m.onExpire(b)
 		}
 	}
+}
+
+// acts reports whether this box lapses b (Options.ActsFor).
+func (m *Memory) acts(b Binding) bool { return m.actsFor == nil || m.actsFor(b) }
+
+// actsForAny reports whether this box lapses any of bs: only then is the
+// AOR's new set written to the backing. Another edge's lapsed bindings
+// leave this view alone; their owner writes the removal, and this view
+// follows it.
+func (m *Memory) actsForAny(bs []Binding) bool {
+	for _, b := range bs {
+		if m.acts(b) {
+			return true
+		}
+	}
+	return false
 }
 
 // buildSet validates and normalises what an Update fn returned and packs it.

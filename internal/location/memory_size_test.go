@@ -12,7 +12,7 @@ const maxBytesPerBinding = 300
 
 // heapPerBinding stores n typical bindings (one per AOR, the common case)
 // and returns the live heap they add, per binding, after a full GC.
-func heapPerBinding(tb testing.TB, n int, userAgent string) float64 {
+func heapPerBinding(tb testing.TB, n int, userAgent, edge string) float64 {
 	tb.Helper()
 	exp := time.Now().Add(time.Hour)
 	var before, after runtime.MemStats
@@ -25,6 +25,7 @@ func heapPerBinding(tb testing.TB, n int, userAgent string) float64 {
 	for i := range n {
 		b := typical(i, exp)
 		b.UserAgent = userAgent
+		b.Edge = edge
 		if _, err := m.Update(b.AOR, func([]Binding) ([]Binding, error) { return []Binding{b}, nil }); err != nil {
 			tb.Fatalf("Update: %v", err)
 		}
@@ -50,7 +51,7 @@ func TestMemoryPerBinding(t *testing.T) {
 		sizes = append(sizes, 1_000_000)
 	}
 	for _, n := range sizes {
-		got := heapPerBinding(t, n, "")
+		got := heapPerBinding(t, n, "", "")
 		t.Logf("%d bindings: %.1f bytes of heap per binding", n, got)
 		if got > maxBytesPerBinding {
 			t.Errorf("%d bindings: %.1f bytes per binding, budget %d", n, got, maxBytesPerBinding)
@@ -58,6 +59,13 @@ func TestMemoryPerBinding(t *testing.T) {
 		// Not asserted: a User-Agent costs its length and can push the
 		// record into the next size class.
 		t.Logf("%d bindings with a 24-byte User-Agent: %.1f bytes per binding", n,
-			heapPerBinding(t, n, "Linphone-Android/5.2.5 "))
+			heapPerBinding(t, n, "Linphone-Android/5.2.5 ", ""))
+		// An edge's bindings carry its id: the id's length and one byte,
+		// in the record; the decoded string aliases it (no allocation).
+		owned := heapPerBinding(t, n, "", "edge-a")
+		t.Logf("%d bindings owned by edge %q: %.1f bytes per binding", n, "edge-a", owned)
+		if owned > maxBytesPerBinding {
+			t.Errorf("%d bindings with an owner: %.1f bytes per binding, budget %d", n, owned, maxBytesPerBinding)
+		}
 	}
 }

@@ -53,8 +53,11 @@ func (m *Memory) loadOne(aor string, v []byte, now int64) {
 	}
 	s := m.shard(aor)
 	if gone > 0 {
+		first := len(m.loadLapsed)
 		m.loadLapsed = appendLapsed(m.loadLapsed, aor, blob, now)
-		m.markDirty(s, aor)
+		if m.actsForAny(m.loadLapsed[first:]) {
+			m.markDirty(s, aor)
+		}
 		blob = keepLive(blob, now, 0)
 	}
 	if live == 0 {

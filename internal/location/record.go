@@ -15,6 +15,7 @@ import (
 //	expires u32le | updated u32le | cseq u32le | flags u8
 //	q uvarint | reg-id uvarint | remote addr | local addr
 //	contact | instance | call-id | path | user-agent   (each uvarint length + bytes)
+//	[edge]                                               (uvarint length + bytes, when flagEdge)
 //	[up-expires uvarint | upstream uvarint]              (format 2, mid-registrar only)
 //
 // Times are unix seconds (0 = zero time.Time; u32 lasts until 2106). The
@@ -32,6 +33,14 @@ import (
 // (unix seconds) and upstream index, written only when either is set, so a
 // binding without an upstream registration costs no byte more and every
 // format 1 record is also a valid format 2 record (Open loads both).
+//
+// The owning edge (docs/cluster.md) came later without a new version: a
+// record with an owner sets flagEdge and carries the edge id after the
+// User-Agent. Records written before have the bit clear and decode with
+// Edge "" (owned by whoever holds them), and a box with no cluster.edge_id
+// writes exactly the bytes it wrote before. A pinhole older than the bit
+// refuses such a record as corrupt (unknown flag): an edge must not act on
+// a binding whose owner it cannot see.
 const (
 	offExpires = 0
 	offUpdated = 4
@@ -41,6 +50,7 @@ const (
 
 	flagTransport = 0x07 // low bits: Transport
 	flagNAT       = 0x08
+	flagEdge      = 0x10 // the edge id follows the User-Agent
 
 	addrNone   = 0
 	addr4      = 4
@@ -102,7 +112,14 @@ func recordSize(b *Binding) int {
 	return fixedLen + uvarintLen(uint64(b.Q)) + uvarintLen(uint64(b.RegID)) +
 		addrSize(b.Flow.Remote) + addrSize(b.Flow.Local) +
 		stringSize(b.Contact) + stringSize(b.Instance) + stringSize(b.CallID) +
-		stringSize(b.Path) + stringSize(b.UserAgent) + upstreamSize(b)
+		stringSize(b.Path) + stringSize(b.UserAgent) + edgeSize(b) + upstreamSize(b)
+}
+
+func edgeSize(b *Binding) int {
+	if b.Edge == "" {
+		return 0
+	}
+	return stringSize(b.Edge)
 }
 
 // hasUpstream reports whether b carries the format 2 tail.
@@ -125,6 +142,9 @@ func appendEntry(dst []byte, b *Binding) []byte {
 	if b.NAT {
 		flags |= flagNAT
 	}
+	if b.Edge != "" {
+		flags |= flagEdge
+	}
 	dst = append(dst, flags)
 	dst = binary.AppendUvarint(dst, uint64(b.Q))
 	dst = binary.AppendUvarint(dst, uint64(b.RegID))
@@ -132,6 +152,9 @@ func appendEntry(dst []byte, b *Binding) []byte {
 	dst = appendAddr(dst, b.Flow.Local)
 	for _, s := range [...]string{b.Contact, b.Instance, b.CallID, b.Path, b.UserAgent} {
 		dst = appendString(dst, s)
+	}
+	if b.Edge != "" {
+		dst = appendString(dst, b.Edge)
 	}
 	if hasUpstream(b) {
 		dst = binary.AppendUvarint(dst, uint64(unixSeconds(b.UpExpires)))
@@ -294,7 +317,7 @@ func decodeRecord(aor string, rec []byte) (Binding, error) {
 		NAT:     flags&flagNAT != 0,
 	}
 	b.Flow.Transport = Transport(flags & flagTransport)
-	if flags&^(flagTransport|flagNAT) != 0 || b.Flow.Transport > TransportWSS {
+	if flags&^(flagTransport|flagNAT|flagEdge) != 0 || b.Flow.Transport > TransportWSS {
 		return Binding{}, fmt.Errorf("record flags %#x: %w", flags, ErrCorrupt)
 	}
 	r := reader{b: rec[fixedLen:]}
@@ -307,6 +330,12 @@ func decodeRecord(aor string, rec []byte) (Binding, error) {
 	b.CallID = r.string()
 	b.Path = r.string()
 	b.UserAgent = r.string()
+	if flags&flagEdge != 0 {
+		b.Edge = r.string()
+		if b.Edge == "" {
+			r.bad = true // no owner is written as a clear bit
+		}
+	}
 	if len(r.b) > 0 && !r.bad {
 		b.UpExpires = fromUnixSeconds(uint32(r.uvarint(math.MaxUint32)))
 		b.Upstream = uint8(r.uvarint(math.MaxUint8))

@@ -233,6 +233,14 @@ func (p *Pinhole) Exited() (bool, error) {
 	}
 }
 
+// PID is the running pinhole's process id, 0 when it is not running.
+func (p *Pinhole) PID() int {
+	if pr := p.current(); pr != nil && pr.cmd.Process != nil {
+		return pr.cmd.Process.Pid
+	}
+	return 0
+}
+
 func (p *Pinhole) current() *pinholeProc {
 	p.mu.Lock()
 	defer p.mu.Unlock()

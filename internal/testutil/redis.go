@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +33,12 @@ type RedisClusterConfig struct {
 	// NodeTimeout is cluster-node-timeout: how long a master may be
 	// silent before its replica takes over. Default 1s.
 	NodeTimeout time.Duration
+	// NS runs the nodes inside a namespace of the test instead of on the
+	// host, listening on loopback and on Host, which they announce to
+	// clients: pinholes in other namespaces reach the cluster over the
+	// test's links. nil: the host's loopback alone.
+	NS   *NetNS
+	Host netip.Addr
 }
 
 // RedisCluster is a Redis Cluster run by a test.
@@ -45,6 +52,8 @@ type RedisCluster struct {
 // RedisNode is one redis-server process of a cluster.
 type RedisNode struct {
 	Port    int
+	host    string // what clients dial: 127.0.0.1 or RedisClusterConfig.Host
+	ns      *NetNS
 	logPath string
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -52,7 +61,7 @@ type RedisNode struct {
 }
 
 // Addr is the node's host:port.
-func (n *RedisNode) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.Port)) }
+func (n *RedisNode) Addr() string { return net.JoinHostPort(n.host, strconv.Itoa(n.Port)) }
 
 // redisReady bounds the wait for a cluster to form or heal.
 const redisReady = 20 * time.Second
@@ -72,6 +81,13 @@ func StartRedisCluster(t testing.TB, rc RedisClusterConfig) *RedisCluster {
 	if rc.NodeTimeout == 0 {
 		rc.NodeTimeout = time.Second
 	}
+	host := "127.0.0.1"
+	if rc.NS != nil {
+		if !rc.Host.IsValid() {
+			t.Fatal("a Redis Cluster in a namespace needs the address it listens on")
+		}
+		host = rc.Host.String()
+	}
 	c := &RedisCluster{t: t, dir: t.TempDir(), cfg: rc}
 	t.Cleanup(func() {
 		for _, n := range c.Nodes {
@@ -84,7 +100,7 @@ func StartRedisCluster(t testing.TB, rc RedisClusterConfig) *RedisCluster {
 		}
 	})
 	for _, port := range freeRedisPorts(t, 6) {
-		n := &RedisNode{Port: port, logPath: filepath.Join(c.dir, fmt.Sprintf("redis-%d.log", port))}
+		n := &RedisNode{Port: port, host: host, ns: rc.NS, logPath: filepath.Join(c.dir, fmt.Sprintf("redis-%d.log", port))}
 		c.Nodes = append(c.Nodes, n)
 		c.start(n)
 	}
@@ -96,7 +112,7 @@ func StartRedisCluster(t testing.TB, rc RedisClusterConfig) *RedisCluster {
 		args = append(args, n.Addr())
 	}
 	args = append(args, "--cluster-replicas", "1", "--cluster-yes")
-	if out, err := exec.Command(redisCliBin, args...).CombinedOutput(); err != nil {
+	if out, err := rc.NS.CommandContext(context.Background(), redisCliBin, args...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
 	c.WaitHealthy()
@@ -123,15 +139,21 @@ func (c *RedisCluster) start(n *RedisNode) {
 	if rc.AppendOnly {
 		aof = "yes"
 	}
-	cmd := exec.Command(redisServerBin,
-		"--port", strconv.Itoa(n.Port), "--bind", "127.0.0.1",
+	bind := []string{"--bind", "127.0.0.1"}
+	if rc.NS != nil {
+		// Protected mode admits loopback only; the namespace is the
+		// test's own, reachable from its other namespaces alone.
+		bind = []string{"--bind", "127.0.0.1", n.host, "--cluster-announce-ip", n.host, "--protected-mode", "no"}
+	}
+	cmd := rc.NS.CommandContext(context.Background(), redisServerBin, append(bind,
+		"--port", strconv.Itoa(n.Port),
 		"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
 		"--cluster-node-timeout", strconv.FormatInt(rc.NodeTimeout.Milliseconds(), 10),
 		"--appendonly", aof, "--save", "", "--dir", dir,
 		// A new replica syncs at once, not after the 5 s default wait
 		// for other replicas to share the transfer.
 		"--repl-diskless-sync-delay", "0",
-		"--daemonize", "no", "--logfile", n.logPath)
+		"--daemonize", "no", "--logfile", n.logPath)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start redis-server: %v", err)
@@ -175,7 +197,7 @@ func (n *RedisNode) Alive() bool {
 func (n *RedisNode) Cli(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, redisCliBin, append([]string{"-p", strconv.Itoa(n.Port)}, args...)...).CombinedOutput()
+	out, err := n.ns.CommandContext(ctx, redisCliBin, append([]string{"-p", strconv.Itoa(n.Port)}, args...)...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
 

@@ -275,3 +275,16 @@ func TestResolve(t *testing.T) {
 		}
 	}
 }
+
+// TestEdgeRecorded: the mid-registrar records this edge as the owner of
+// what it stores, and keeps it when the upstream answer is stamped on the
+// binding and when a refresh is absorbed.
+func TestEdgeRecorded(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Registrar.Edge = "edge-a" })
+	expectStatus(t, f.register("c1", 1, deviceFlow, contactLine(dev), "Expires: 60"), 200)
+	expectStatus(t, f.register("c1", 2, deviceFlow, contactLine(dev), "Expires: 60"), 200)
+	bs := f.store.Lookup("alice@example.com")
+	if len(bs) != 1 || bs[0].Edge != "edge-a" || bs[0].UpExpires.IsZero() || bs[0].CSeq != 2 {
+		t.Fatalf("stored %+v: want one binding owned by edge-a with its upstream registration", bs)
+	}
+}

@@ -71,6 +71,11 @@ type Config struct {
 	// Slots is how many sends one interval is divided into; default one
 	// per 10 ms. Targets are spread evenly over them.
 	Slots int
+	// ActsFor, when set, picks the bindings this box pings: with several
+	// edges sharing one store, only the owner's socket crosses the
+	// device's NAT, and a second edge's pings would only be dropped there
+	// (slowpath.Server.ActsFor, docs/cluster.md). nil: every binding.
+	ActsFor func(location.Binding) bool
 }
 
 // flowKey names a device's NAT binding: where it is, and our socket.
@@ -187,6 +192,9 @@ func (p *Pinger) snapshot() []*target {
 			return true
 		}
 		if !safeURI(b.Contact) || !safeURI(b.AOR) {
+			return true
+		}
+		if p.cfg.ActsFor != nil && !p.cfg.ActsFor(b) {
 			return true
 		}
 		k := flowKey{remote: b.Flow.Remote, local: b.Flow.Local}

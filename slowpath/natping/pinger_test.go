@@ -333,3 +333,36 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestPingsOwnedOnly: with ActsFor, a binding another edge owns is not
+// pinged from here (its NAT would drop the ping, and its owner pings it);
+// this edge's own binding and one without an owner are.
+func TestPingsOwnedOnly(t *testing.T) {
+	var p *Pinger
+	conn, socks, _ := edge(t, &p)
+	mine, theirs, unowned := startDevice(t), startDevice(t), startDevice(t)
+	bm := natBinding("mine@example.com", addrOf(mine.conn), addrOf(conn))
+	bm.Edge = "a"
+	bt := natBinding("theirs@example.com", addrOf(theirs.conn), addrOf(conn))
+	bt.Edge = "b"
+	bu := natBinding("old@example.com", addrOf(unowned.conn), addrOf(conn))
+	st := store(t, nil, bm, bt, bu)
+	acts := func(b location.Binding) bool { return b.Edge == "" || b.Edge == "a" }
+	p = newPinger(t, Config{Interval: time.Second, Method: MethodOptions, Store: st, Sockets: socks, Slots: 1, ActsFor: acts})
+	before := sentTotal.Get()
+	p.cycle(context.Background(), time.Now())
+	if got := sentTotal.Get() - before; got != 2 {
+		t.Errorf("sent %d pings, want 2 (own and unowned)", got)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for (len(mine.received()) == 0 || len(unowned.received()) == 0) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(mine.received()) == 0 || len(unowned.received()) == 0 {
+		t.Errorf("own binding got %d pings, unowned %d; want one each", len(mine.received()), len(unowned.received()))
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := len(theirs.received()); n != 0 {
+		t.Errorf("the binding edge b owns got %d pings from edge a", n)
+	}
+}

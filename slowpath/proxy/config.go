@@ -122,6 +122,17 @@ type Config struct {
 	// through rtpengine (media.go, docs/media.md). nil: SDP is never
 	// touched.
 	Media *Media
+	// Edge is this edge's id (cluster.edge_id) and Edges the internal
+	// address of every other edge by id (edges.go, docs/cluster.md): a
+	// binding another listed edge owns is reached through that edge.
+	// Empty: one box alone, every binding is delivered here.
+	Edge  string
+	Edges map[string]netip.AddrPort
+	// EdgeAddr is this edge's own address among the edges: hops leave
+	// from the UDP listener on it, so that the owner sees them come from
+	// the address it trusts as an edge. Invalid, or no listener on it:
+	// the first UDP listener.
+	EdgeAddr netip.AddrPort
 }
 
 // Oversize bounds requests sent to devices over UDP (RFC 3261 §18.1.1).
@@ -207,6 +218,14 @@ func (cfg Config) validate() (Config, []listener, *sip.Uri, error) {
 	}
 	if cfg.Media != nil && cfg.Media.Relay == nil {
 		return cfg, nil, nil, errors.New("media: a relay is required")
+	}
+	for id, a := range cfg.Edges {
+		if id == "" || id == cfg.Edge || !a.IsValid() || a.Port() == 0 {
+			return cfg, nil, nil, fmt.Errorf("edges[%q] %v: want another edge's id and address:port", id, a)
+		}
+	}
+	if len(cfg.Edges) > 0 && cfg.Edge == "" {
+		return cfg, nil, nil, errors.New("edges: this edge's id is required with them")
 	}
 	var outbound *sip.Uri
 	if cfg.Outbound != "" {

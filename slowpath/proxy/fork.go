@@ -253,6 +253,9 @@ func (c *call) start(base *sip.Request, t target, breadth int) *branch {
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 	defer cancel()
 	mBranches.Inc()
+	if t.edge != "" {
+		mHopSent.Inc()
+	}
 	tx, err := c.p.cli.TransactionRequest(ctx, b.req, asIs)
 	if err != nil {
 		mBranchErr.Inc()

@@ -163,6 +163,17 @@ func (p *Proxy) route(req *sip.Request, tx sip.ServerTransaction, d *decision) {
 		}
 	} else {
 		bindings := p.loc.Lookup(d.aor)
+		if d.ownerHop {
+			mHopReceived.Inc()
+			bindings = p.ownedOnly(bindings)
+		}
+		if len(bindings) == 0 && d.ownerHop {
+			// The edge that sent the hop saw this edge as the owner, but
+			// the device has moved or lapsed here: as for a closed flow.
+			mHopUnowned.Inc()
+			p.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
+			return
+		}
 		if len(bindings) == 0 {
 			if p.loc.Known(d.aor) {
 				p.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
@@ -172,6 +183,9 @@ func (p *Proxy) route(req *sip.Request, tx sip.ServerTransaction, d *decision) {
 			return
 		}
 		groups = p.targetGroups(bindings)
+		if !d.ownerHop {
+			groups = p.withEdges(groups, p.edgeTargets(req, d.aor, bindings))
+		}
 		if len(groups) == 0 {
 			p.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
 			return
@@ -395,6 +409,7 @@ type target struct {
 	path      []sip.Uri      // Route entries from the binding's Path (RFC 3327 §5)
 	node      *dispatch.Node // farm destination (farm.go)
 	pathHdr   sip.Header     // our Path entry for a REGISTER relayed to the farm
+	edge      string         // the owning edge this target hands the request to (edges.go)
 }
 
 // targetGroups turns bindings into fork groups: one group for parallel
@@ -402,6 +417,9 @@ type target struct {
 func (p *Proxy) targetGroups(bindings []location.Binding) [][]target {
 	ts := make([]target, 0, len(bindings))
 	for i := range bindings {
+		if !p.ownedHere(&bindings[i]) {
+			continue // reached through its owner (edgeTargets)
+		}
 		t, err := p.bindingTarget(&bindings[i])
 		if err != nil {
 			mBadBinding.Inc()
@@ -410,6 +428,12 @@ func (p *Proxy) targetGroups(bindings []location.Binding) [][]target {
 		}
 		ts = append(ts, t)
 	}
+	return p.forkGroups(ts)
+}
+
+// forkGroups arranges targets for forking: one group for parallel, one
+// per q value (highest first) for serial.
+func (p *Proxy) forkGroups(ts []target) [][]target {
 	if len(ts) == 0 {
 		return nil
 	}

@@ -61,6 +61,10 @@ type decision struct {
 	fromFarm *dispatch.Node
 	// media: the dialog's Record-Route marks it relayed (media.go).
 	media *dialogMedia
+	// ownerHop: another edge handed the request here as the owner of
+	// the AOR's flows (edges.go): deliver only to bindings this edge
+	// owns, never to another edge.
+	ownerHop bool
 }
 
 // decide routes req: RFC 3261 §16.3 (validation), §16.4 (route
@@ -161,6 +165,10 @@ func (p *Proxy) decide(req *sip.Request) decision {
 		// whoever sent it (docs/architecture.md, "Never expose more than
 		// needed": not an open relay).
 		return decision{act: actReply, status: sip.StatusForbidden, reason: "Relaying Denied"}
+	}
+	if mark != nil && mark.UriParams.Has(paramOwner) {
+		// Before the farm's rules: the edge that sent it decided already.
+		return p.decideOwnerHop(req, d, mark)
 	}
 	if p.cfg.Farm != nil && d.pathUser == "" && p.decideFarm(req, &d, mark) {
 		if d.act == actFarm {

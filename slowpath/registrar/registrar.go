@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -29,11 +28,21 @@ type Config struct {
 	// it was sent: the fast path prepares the answer to the next refresh
 	// from it (docs/fastpath.md). It must not keep req or res.
 	Committed Committed
+	// Settle, when set, is called with the AOR before the registrar reads
+	// or changes its bindings for a 200: the fast path writes to the store
+	// the refreshes it absorbed and has not handed over yet, so that the
+	// 200 lists another phone of the AOR with the expiry its last refresh
+	// gave it (docs/fastpath.md, "AORs with several registrations").
+	Settle func(aor string)
 	// Trusted are the proxies whose Path headers are stored (RFC 3327 §5:
 	// a registrar uses Path only from proxies it trusts). A device's own
 	// Path would make pinhole send a callee's INVITE wherever the device
 	// chose — back to pinhole in a loop, or at a third party. nil: none.
 	Trusted *trust.List
+	// Edge is recorded in every binding written as the edge that holds
+	// its flow (cluster.edge_id, docs/cluster.md); a refresh through
+	// another edge moves the binding to it. "": a box alone.
+	Edge string
 }
 
 // Committed is told of a 200 the registrar (or the mid-registrar) sent
@@ -241,6 +250,9 @@ func (r *Registrar) process(req *sip.Request, flow location.Flow) (*sip.Response
 	callID := req.CallID().Value()
 	cseq := req.CSeq().SeqNo
 
+	if r.cfg.Settle != nil {
+		r.cfg.Settle(aor)
+	}
 	var stored []location.Binding
 	var c *location.Commit
 	if wildcard {
@@ -358,6 +370,7 @@ func (r *Registrar) parseContacts(req *sip.Request, reqExpires int, hasReqExpire
 				NAT:       reason != nat.NotNATed,
 				Path:      path,
 				UserAgent: ua,
+				Edge:      r.cfg.Edge,
 			},
 			key:     uriKey(&ch.Address),
 			expires: exp,
@@ -440,7 +453,9 @@ func findBinding(bs []location.Binding, p pending) int {
 // it echoed (its absence tells the sender it was not used).
 func (r *Registrar) ok(req *sip.Request, bs []location.Binding, now time.Time, pathOK bool) *sip.Response {
 	res := reply(req, 200, "OK")
-	sort.SliceStable(bs, func(i, j int) bool { return bs[i].Q > bs[j].Q })
+	// Highest q first, then by Contact: an order the fast path can
+	// reproduce (location.SortByQContact).
+	location.SortByQContact(bs)
 	outbound := false
 	for _, b := range bs {
 		left := int(b.Expires.Sub(now) / time.Second)

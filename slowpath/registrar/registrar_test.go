@@ -177,8 +177,10 @@ func TestAddRemoveAndWildcard(t *testing.T) {
 	f.now = f.now.Add(time.Second)
 	res := f.register("c2", 1, public, "Contact: "+b, "Expires: 600")
 	expectStatus(t, res, 200)
-	// Most recent first, each with what is left of its expiry.
-	if diff := cmp.Diff([]string{b + ";expires=600", a + ";expires=599"}, contacts(res)); diff != "" {
+	// Same q: by Contact, not by which was written last (the fast path
+	// must list them in the same order without reading the store), each
+	// with what is left of its expiry.
+	if diff := cmp.Diff([]string{a + ";expires=599", b + ";expires=600"}, contacts(res)); diff != "" {
 		t.Errorf("after adding b (-want +got):\n%s", diff)
 	}
 	// Time passes: remaining expiries shrink.
@@ -325,5 +327,23 @@ func TestQValues(t *testing.T) {
 		if _, err := parseQ(in); err == nil {
 			t.Errorf("parseQ(%q) accepted", in)
 		}
+	}
+}
+
+// TestEdgeRecorded: every binding records the edge it registered through,
+// and a refresh through another edge (the device moved) moves it there:
+// requests for the device must follow the flow it uses now.
+func TestEdgeRecorded(t *testing.T) {
+	f := newFixture(t, nil)
+	f.r.cfg.Edge = "a"
+	contact := "Contact: <sip:alice@192.168.0.90:2048>"
+	expectStatus(t, f.register("c1", 1, public, contact), 200)
+	if got := f.store.Lookup("alice@example.com"); len(got) != 1 || got[0].Edge != "a" {
+		t.Fatalf("bindings after registering through edge a: %+v", got)
+	}
+	f.r.cfg.Edge = "b"
+	expectStatus(t, f.register("c1", 2, public, contact), 200)
+	if got := f.store.Lookup("alice@example.com"); len(got) != 1 || got[0].Edge != "b" {
+		t.Fatalf("bindings after a refresh through edge b: %+v", got)
 	}
 }
