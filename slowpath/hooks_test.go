@@ -18,7 +18,7 @@ import (
 
 // exchange sends msg from c to addr and returns the next datagram back, or
 // nil after wait.
-func exchange(t *testing.T, c *net.UDPConn, addr string, msg []byte, wait time.Duration) []byte {
+func exchange(t testing.TB, c *net.UDPConn, addr string, msg []byte, wait time.Duration) []byte {
 	t.Helper()
 	to, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
@@ -36,7 +36,7 @@ func exchange(t *testing.T, c *net.UDPConn, addr string, msg []byte, wait time.D
 	return buf[:n]
 }
 
-func client(t *testing.T) *net.UDPConn {
+func client(t testing.TB) *net.UDPConn {
 	t.Helper()
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -185,7 +185,7 @@ func between(s, from, to string) string {
 
 // writeTestCreds writes a credentials file with alice/secret in realm
 // pinhole (docs/auth.md: user realm md5-ha1 sha256-ha1).
-func writeTestCreds(t *testing.T) string {
+func writeTestCreds(t testing.TB) string {
 	t.Helper()
 	md := md5.Sum([]byte("alice:pinhole:secret"))
 	sh := sha256.Sum256([]byte("alice:pinhole:secret"))

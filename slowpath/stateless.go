@@ -51,7 +51,54 @@ type stateless struct {
 	unparsed atomic.Uint64
 	// optionsDeclined: OPTIONS taken that the proxy would route after all.
 	optionsDeclined atomic.Uint64
-	latency         *metrics.PrometheusHistogram
+	// rawAnswered and rawDeclined: credential-less REGISTERs challenged
+	// from their bytes in the read filter, and those left to the workers
+	// (rawchallenge.go).
+	rawAnswered atomic.Uint64
+	rawDeclined atomic.Uint64
+	latency     *metrics.PrometheusHistogram
+
+	listenersMu sync.RWMutex
+	listeners   map[netip.AddrPort]udpListener // by the address datagrams arrive on
+}
+
+// udpListener is one of pinhole's UDP sockets as take finds it from the
+// address a datagram arrived on: the socket, and that address as text.
+type udpListener struct {
+	conn  net.PacketConn
+	local string
+}
+
+// listener returns the socket that received a datagram on local, and
+// local as text (as sipgo prints it in a request's source), or nil when
+// it is not a listener of ours. Formatting the address and looking the
+// socket up by it cost two allocations per datagram; the few listeners
+// are remembered by address instead (they are opened once, at Start).
+func (sl *stateless) listener(local net.Addr) (net.PacketConn, string) {
+	ua, ok := local.(*net.UDPAddr)
+	if !ok {
+		s := local.String()
+		return sl.s.udp.get(s), s
+	}
+	ap := ua.AddrPort()
+	sl.listenersMu.RLock()
+	l, ok := sl.listeners[ap]
+	sl.listenersMu.RUnlock()
+	if ok {
+		return l.conn, l.local
+	}
+	s := local.String()
+	c := sl.s.udp.get(s)
+	if c == nil {
+		return nil, s
+	}
+	sl.listenersMu.Lock()
+	if sl.listeners == nil {
+		sl.listeners = map[netip.AddrPort]udpListener{}
+	}
+	sl.listeners[ap] = udpListener{conn: c, local: s}
+	sl.listenersMu.Unlock()
+	return c, s
 }
 
 // slJob is one REGISTER datagram, copied out of sipgo's read buffer.
@@ -69,6 +116,20 @@ var slJobs = sync.Pool{New: func() any { return &slJob{buf: make([]byte, 0, 2048
 // slOut are the buffers responses are written into; a response is sent
 // (and remembered) from whichever goroutine its durability completes on.
 var slOut = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// slAnswers are the buffers a remembered response is copied into to
+// answer a retransmission. Past saturation most datagrams are
+// retransmissions; copying each answer into a buffer that was then
+// dropped made every one of them an allocation of its response's size.
+var slAnswers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// putAnswer returns an answer buffer, grown to b, to slAnswers.
+func putAnswer(p *[]byte, b []byte) {
+	if cap(b) <= 16384 {
+		*p = b[:0]
+		slAnswers.Put(p)
+	}
+}
 
 // initStateless turns the stateless path on when REGISTER is answered by
 // the standalone registrar. The mid-registrar answers only after the main
@@ -134,8 +195,7 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 	if !register && !sl.optionsForItself(data) {
 		return false
 	}
-	local := p.LocalAddr.String() // formatting it allocates: once per datagram
-	conn := sl.s.udp.get(local)
+	conn, local := sl.listener(p.LocalAddr)
 	if conn == nil {
 		return false // not a listener of ours: sipgo answers as before
 	}
@@ -154,8 +214,13 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 		sl.release(j)
 		return true
 	}
+	start := time.Now()
+	if register && !hasCredentials(data) && sl.challengeRaw(conn, p.RemoteAddr, data, start) {
+		sl.release(j)
+		return true
+	}
 	j.buf = append(j.buf[:0], data...)
-	j.conn, j.remote, j.local, j.start = conn, p.RemoteAddr, local, time.Now()
+	j.conn, j.remote, j.local, j.start = conn, p.RemoteAddr, local, start
 	sl.s.ops.inflight.Add(1)
 	select {
 	case sl.q <- j:
@@ -190,18 +255,20 @@ func (sl *stateless) retransmitted(j *slJob, conn net.PacketConn, remote net.Add
 	if j.id, ok = rawTransactionID(j.id[:0], data, src); !ok {
 		return false
 	}
-	out := slOut.Get().(*bytes.Buffer)
-	defer slOut.Put(out)
-	b, st := sl.cache.Peek(sl.cache.Key(j.id), out.AvailableBuffer())
+	p := slAnswers.Get().(*[]byte)
+	b, st := sl.cache.Peek(sl.cache.Key(j.id), (*p)[:0])
 	switch st {
 	case retrans.Answered:
 		sl.unparsed.Add(1) // before the answer: whoever sees it sees the count
 		_, _ = conn.WriteTo(b, remote)
+		putAnswer(p, b)
 		return true
 	case retrans.Pending:
+		putAnswer(p, b)
 		sl.unparsed.Add(1)
 		return true
 	}
+	putAnswer(p, b)
 	return false
 }
 
@@ -312,21 +379,21 @@ func (sl *stateless) handle(j *slJob) {
 	var key uint64
 	if j.id, ok = transactionID(j.id[:0], req); ok {
 		key = sl.cache.Key(j.id)
-		out := slOut.Get().(*bytes.Buffer)
-		b, st := sl.cache.Begin(key, out.AvailableBuffer())
+		p := slAnswers.Get().(*[]byte)
+		b, st := sl.cache.Begin(key, (*p)[:0])
 		switch st {
 		case retrans.Answered:
 			_, _ = j.conn.WriteTo(b, j.remote)
-			slOut.Put(out)
+			putAnswer(p, b)
 			finish()
 			return
 		case retrans.Pending:
 			// Its answer is on its way once the first copy is durable.
-			slOut.Put(out)
+			putAnswer(p, b)
 			finish()
 			return
 		}
-		slOut.Put(out)
+		putAnswer(p, b)
 	} else {
 		sl.noKey.Add(1)
 	}
@@ -470,6 +537,8 @@ func (sl *stateless) writeMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, "pinhole_registrar_shed_total", sl.shed.Load())
 	metrics.WriteCounterUint64(w, "pinhole_registrar_unkeyed_total", sl.noKey.Load())
 	metrics.WriteCounterUint64(w, "pinhole_registrar_retransmissions_unparsed_total", sl.unparsed.Load())
+	metrics.WriteCounterUint64(w, `pinhole_registrar_raw_challenges_total{result="answered"}`, sl.rawAnswered.Load())
+	metrics.WriteCounterUint64(w, `pinhole_registrar_raw_challenges_total{result="declined"}`, sl.rawDeclined.Load())
 	metrics.WriteCounterUint64(w, `pinhole_stateless_options_total{result="answered"}`, sl.options.Load())
 	metrics.WriteCounterUint64(w, `pinhole_stateless_options_total{result="declined"}`, sl.optionsDeclined.Load())
 	metrics.WriteGaugeUint64(w, "pinhole_registrar_queued", uint64(len(sl.q)))

@@ -22,14 +22,14 @@ import (
 // startStateless runs the slow path like startServer, but any REGISTER
 // that reaches sipgo's transaction layer fails the test: over UDP the
 // standalone registrar must answer without a server transaction.
-func startStateless(t *testing.T, extra string) (*Server, string) {
+func startStateless(t testing.TB, extra string) (*Server, string) {
 	t.Helper()
 	return startStatelessWith(t, extra, nil)
 }
 
 // startStatelessWith is startStateless with before run on the server
 // before it starts (sipgo's handlers must be set before it serves).
-func startStatelessWith(t *testing.T, extra string, before func(*Server)) (*Server, string) {
+func startStatelessWith(t testing.TB, extra string, before func(*Server)) (*Server, string) {
 	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(freeUDPPort(t))
 	yaml := fmt.Sprintf("listen:\n  udp: [%q]\n%sdomains: [example.com]\ndata_dir: %q\nmetrics:\n  listen: \"\"\n", addr, extra, t.TempDir())

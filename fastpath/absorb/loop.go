@@ -13,6 +13,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/fastpath/scan"
 	"github.com/pinhole-sip/pinhole/internal/digest"
+	"github.com/pinhole-sip/pinhole/internal/rawreply"
 )
 
 // Decline says why a Loop did not absorb a datagram.
@@ -87,7 +88,8 @@ const replyCap = 8192
 type Loop struct {
 	c       *Cache
 	reg     scan.Register
-	vias    [scan.MaxVias]via
+	vias    [scan.MaxVias]rawreply.Via
+	head    rawreply.Head // what a reply copies from reg
 	buf     []byte
 	scratch []byte
 	rng     *randv2.ChaCha8
@@ -172,18 +174,18 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 		return Flow
 	}
 	for i := 0; i < r.NumVias; i++ {
-		if !parseVia(r.Vias[i], &l.vias[i]) {
+		if !rawreply.ParseVia(r.Vias[i], &l.vias[i]) {
 			return Via
 		}
 	}
 	top := &l.vias[0]
-	if top.received || string(r.Vias[0][:top.sentByEnd]) != g.sentBy {
+	if top.Received || string(r.Vias[0][:top.SentByEnd]) != g.sentBy {
 		return Via
 	}
 	if !same(r, g) {
 		return Changed
 	}
-	branch := maphash.Bytes(l.c.seed, viaParam(r.Vias[0], top.sentByEnd, "branch"))
+	branch := maphash.Bytes(l.c.seed, viaParam(r.Vias[0], top.SentByEnd, "branch"))
 	last := g.cseq.Load()
 	retransmission := false
 	switch {
@@ -328,26 +330,16 @@ func (l *Loop) verify(v *digest.Verifier, e *Entry, now time.Time) (digest.Check
 }
 
 // challenge writes into l.buf the 401 the slow path sends to a REGISTER
-// without credentials (slowpath/auth, sipgo's NewResponseFromRequest):
-// the request's Vias (the top one with rport and received only when rport
-// was asked: RFC 3581 §4), From, To with a new tag, Call-ID, CSeq,
-// Content-Length, then one challenge per offered algorithm sharing one
-// fresh nonce.
+// without credentials (rawreply.AppendChallenge, which the slow path's
+// stateless registrar also answers first registrations with): one
+// challenge per offered algorithm sharing one fresh nonce.
 func (l *Loop) challenge(v *digest.Verifier, e *Entry, remote netip.AddrPort, now time.Time) Decline {
 	if !e.authOK {
 		l.cnt.auth[authRealm].Add(1)
 		return Auth
 	}
-	b := l.appendHead(l.buf[:0], "SIP/2.0 401 Unauthorized\r\n", appendRportVia, remote, l.rng.Uint64(), l.rng.Uint64())
-	b = append(b, "Content-Length: 0\r\n"...)
 	l.nonce = v.AppendNonce(l.nonce[:0], now)
-	for _, alg := range v.Algorithms() {
-		b = append(b, "WWW-Authenticate: "...)
-		b = digest.AppendChallenge(b, e.realm, alg, l.nonce, false)
-		b = append(b, "\r\n"...)
-	}
-	b = append(b, "\r\n"...)
-	l.buf = b
+	l.buf = rawreply.AppendChallenge(l.buf[:0], l.replyHead(), remote, l.rng.Uint64(), l.rng.Uint64(), e.realm, v.Algorithms(), l.nonce)
 	return Challenged
 }
 
@@ -374,7 +366,7 @@ func same(r *scan.Register, e *Reg) bool {
 // with each Contact's expiry from l.left, Date.
 func (l *Loop) build(a *answer, g *Reg, remote netip.AddrPort, now time.Time) {
 	f := a.form
-	b := l.appendHead(l.buf[:0], "SIP/2.0 200 OK\r\n", appendTopVia, remote, g.tagHi.Load(), g.tagLo.Load())
+	b := rawreply.AppendHead(l.buf[:0], "SIP/2.0 200 OK\r\n", l.replyHead(), rawreply.AppendTopVia, remote, g.tagHi.Load(), g.tagLo.Load())
 	b = append(b, f.pre...)
 	for i := range f.heads {
 		b = append(b, f.heads[i]...)
@@ -396,26 +388,6 @@ func (l *Loop) dateOf(now time.Time) []byte {
 		l.date = now.UTC().AppendFormat(l.date[:0], time.RFC1123)
 	}
 	return l.date
-}
-
-// appendUUID writes a random (version 4) UUID as sipgo's tags are
-// (RFC 3261 §19.3: at least 32 random bits; here 122).
-func appendUUID(b []byte, hi, lo uint64) []byte {
-	var u [16]byte
-	for i := 0; i < 8; i++ {
-		u[i] = byte(hi >> (56 - 8*i))
-		u[8+i] = byte(lo >> (56 - 8*i))
-	}
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	const hex = "0123456789abcdef"
-	for i, c := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b = append(b, '-')
-		}
-		b = append(b, hex[c>>4], hex[c&0x0f])
-	}
-	return b
 }
 
 // aorKey hashes the canonical AOR of a To value ("user@host", host
@@ -466,7 +438,7 @@ func (l *Loop) aorKey(to []byte) (uint64, bool) {
 	return maphash.Bytes(l.c.seed, s), true
 }
 
-// viaParam returns the value of a parameter of a Via that parseVia
+// viaParam returns the value of a parameter of a Via that rawreply.ParseVia
 // accepted (params start at from), or nil.
 func viaParam(v []byte, from int, name string) []byte {
 	for i := from; i < len(v); {
@@ -492,31 +464,9 @@ func viaParam(v []byte, from int, name string) []byte {
 	return nil
 }
 
-// appendHead writes a response's status line and the headers sipgo's
-// NewResponseFromRequest copies from the request, in its order: the Vias
-// (the top one written by top, which adds what RFC 3581 asks for), From,
-// To with the tag, Call-ID and CSeq. The 200 and the 401 differ only in
-// what follows.
-func (l *Loop) appendHead(b []byte, status string, top func(dst, v []byte, p *via, src netip.AddrPort) []byte, remote netip.AddrPort, tagHi, tagLo uint64) []byte {
+// replyHead is what a reply copies from the scanned request.
+func (l *Loop) replyHead() *rawreply.Head {
 	r := &l.reg
-	b = append(b, status...)
-	b = append(b, "Via: "...)
-	b = top(b, r.Vias[0], &l.vias[0], remote)
-	b = append(b, "\r\n"...)
-	for i := 1; i < r.NumVias; i++ {
-		b = append(b, "Via: "...)
-		b = append(b, r.Vias[i]...)
-		b = append(b, "\r\n"...)
-	}
-	b = append(b, "From: "...)
-	b = append(b, r.From...)
-	b = append(b, "\r\nTo: "...)
-	b = append(b, r.To...)
-	b = append(b, ";tag="...)
-	b = appendUUID(b, tagHi, tagLo)
-	b = append(b, "\r\nCall-ID: "...)
-	b = append(b, r.CallID...)
-	b = append(b, "\r\nCSeq: "...)
-	b = strconv.AppendUint(b, uint64(r.CSeq), 10)
-	return append(b, " REGISTER\r\n"...)
+	l.head = rawreply.Head{Vias: r.Vias[:r.NumVias], TopVia: &l.vias[0], From: r.From, To: r.To, CallID: r.CallID, CSeq: r.CSeq}
+	return &l.head
 }

@@ -32,6 +32,10 @@ type Memory struct {
 	back     backing    // nil: memory only
 	writeMu  sync.Mutex // held from reading sets for a batch until the backing has it
 	commit   committer  // group commit of write-throughs (commit.go)
+	// commitGap: write-through transactions start at least this far
+	// apart (commit.go, committer); 0 for Redis, whose WAIT round trip is
+	// cheap in CPU.
+	commitGap time.Duration
 
 	expired, writes, flushes, flushErrors, skipped atomic.Uint64
 	writeErrors, followed, followErrors            atomic.Uint64
@@ -127,6 +131,7 @@ func Open(opts Options) (*Memory, error) {
 			return nil, err
 		}
 		back = b
+		m.commitGap = boltCommitGap
 	}
 	m.back = back
 	for i := range m.shards {

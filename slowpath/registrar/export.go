@@ -109,3 +109,8 @@ func ErrorResponse(req *sip.Request, err error) *sip.Response {
 func Reply(req *sip.Request, code int, reason string) *sip.Response {
 	return reply(req, code, reason)
 }
+
+// Observe counts a response to a REGISTER that the stateless path sent
+// without the registrar (the raw 401 of a first registration), in
+// pinhole_registrar_replies_total as if the registrar had sent it.
+func Observe(code int) { observe(code) }

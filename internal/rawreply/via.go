@@ -1,4 +1,4 @@
-package absorb
+package rawreply
 
 import (
 	"net/netip"
@@ -6,9 +6,9 @@ import (
 	"unsafe"
 )
 
-// via is a Via value the fast path can vouch for: exactly the bytes
-// sipgo (v1.7) would print after parsing it, so that copying it into a
-// reply gives the slow path's reply. The grammar is narrower than RFC 3261
+// Via is a Via value that can be copied into a reply as it is: exactly
+// the bytes sipgo (v1.7) would print after parsing it, so that copying it
+// gives the reply sipgo would have written. The grammar is narrower than RFC 3261
 // §20.42 on purpose:
 //
 //	"SIP/2.0/" TRANSPORT SP host [":" port] *(";" name ["=" value])
@@ -16,18 +16,19 @@ import (
 // TRANSPORT in capitals, host an IPv4 address, a host name or a bracketed
 // IPv6 address, port 1-65535 without leading zeros, no space anywhere else,
 // names and values of token characters (values may hold ':' '[' ']'), no
-// name twice (sipgo keeps only the last). Anything else is declined.
-type via struct {
-	sentByEnd int // index of the first ';' (or len): "SIP/2.0/UDP host:port"
+// name twice (sipgo keeps only the last). Anything else is refused, and
+// the caller leaves the request to sipgo.
+type Via struct {
+	SentByEnd int // index of the first ';' (or len): "SIP/2.0/UDP host:port"
 	host      []byte
 	rport     int // index of the "rport" name, -1 if absent
 	rportSet  bool
-	received  bool
+	Received  bool // a received parameter is present
 }
 
-// parseVia checks v against the grammar above.
-func parseVia(v []byte, out *via) bool {
-	*out = via{rport: -1}
+// ParseVia checks v against the grammar above and describes it in out.
+func ParseVia(v []byte, out *Via) bool {
+	*out = Via{rport: -1}
 	const proto = "SIP/2.0/"
 	if len(v) < len(proto)+3 || string(v[:len(proto)]) != proto {
 		return false
@@ -83,7 +84,7 @@ func parseVia(v []byte, out *via) bool {
 			return false
 		}
 	}
-	out.sentByEnd = i
+	out.SentByEnd = i
 	// params
 	var names [12][]byte
 	nn := 0
@@ -127,17 +128,17 @@ func parseVia(v []byte, out *via) bool {
 			out.rport = ns
 			out.rportSet = hasValue
 		case "received":
-			out.received = true
+			out.Received = true
 		}
 	}
 	return true
 }
 
-// appendTopVia appends the reply's top Via value as sipgo and the
+// AppendTopVia appends the reply's top Via value as sipgo and the
 // registrar build it for a request from src: RFC 3581 §4 (rport without a
 // value gets the source port, and received is added), else RFC 3261
 // §18.2.1 (received when the sent-by host is not the source address).
-func appendTopVia(dst, v []byte, p *via, src netip.AddrPort) []byte {
+func AppendTopVia(dst, v []byte, p *Via, src netip.AddrPort) []byte {
 	srcAddr := src.Addr().Unmap()
 	if p.rport >= 0 && !p.rportSet {
 		end := p.rport + len("rport")
@@ -156,14 +157,14 @@ func appendTopVia(dst, v []byte, p *via, src netip.AddrPort) []byte {
 	return srcAddr.AppendTo(dst)
 }
 
-// appendRportVia writes the top Via of a reply sipgo builds with
+// AppendRportVia writes the top Via of a reply sipgo builds with
 // NewResponseFromRequest alone (the 401): rport filled in, with received,
 // only when the request asked for it (RFC 3581 §4); otherwise unchanged,
 // even when the sent-by is not the source (the registrar's 200 adds
 // received then, RFC 3261 §18.2.1; sipgo's other replies do not).
-func appendRportVia(dst, v []byte, p *via, src netip.AddrPort) []byte {
+func AppendRportVia(dst, v []byte, p *Via, src netip.AddrPort) []byte {
 	if p.rport >= 0 && !p.rportSet {
-		return appendTopVia(dst, v, p, src)
+		return AppendTopVia(dst, v, p, src)
 	}
 	return append(dst, v...)
 }

@@ -1,0 +1,47 @@
+//go:build integration
+
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/testutil"
+)
+
+// TestFirstRegistrationRawChallenge runs a sipp phone with digest
+// credentials through a first registration (REGISTER, 401, REGISTER with
+// credentials, 200, then one refresh) against pinhole with the fast path
+// off: the 401 comes from the read filter's raw path (counted), sipp
+// accepts it and answers its nonce, and the registrar accepts that
+// answer. The byte-for-byte equality with the registrar's own 401 is
+// slowpath's TestRawChallengeMatchesRegistrar.
+func TestFirstRegistrationRawChallenge(t *testing.T) {
+	const user, password = "rawch", "s3cret-rc"
+	cfg := testutil.DefaultConfig(t)
+	cfg.FastPath.Enabled = false
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, testutil.Loopback))
+	cfg.Metrics.Listen = metricsAddr
+	cfg.Log.Level = "info"
+	cfg.Auth.Credentials = testutil.WriteCredentials(t, cfg.Auth.Realm, map[string]string{user: password})
+	testutil.StartPinhole(t, nil, cfg)
+	res := testutil.Sipp{
+		Scenario: scenario(t, "auth_refresh.xml"),
+		Remote:   cfg.Listen.UDP[0],
+		LocalIP:  testutil.Loopback,
+		Service:  user, AuthUser: user, AuthPassword: password,
+		AuthURI: domain,
+		Vars:    map[string]string{"domain": domain, "expires": "600", "period_ms": "100", "refreshes": "1"},
+		Timeout: 20 * time.Second,
+	}.Run(t)
+	if res.ExitCode != testutil.SippExitOK {
+		t.Fatalf("first registration:\n%s", res.Report())
+	}
+	if got := hostMetric(t, metricsAddr, `pinhole_registrar_raw_challenges_total{result="answered"}`); got != 1 {
+		t.Errorf("%v challenges answered from raw bytes, want 1 (the first REGISTER)", got)
+	}
+	if got := hostMetric(t, metricsAddr, `pinhole_registrar_replies_total{code="200"}`); got != 2 {
+		t.Errorf("%v REGISTERs answered 200, want 2 (the authenticated one and the refresh)", got)
+	}
+}
