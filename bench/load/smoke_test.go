@@ -15,12 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pinhole-sip/pinhole/bench/digest"
 	"github.com/pinhole-sip/pinhole/bench/echo"
 	"github.com/pinhole-sip/pinhole/bench/load"
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/testutil"
-	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
