@@ -506,6 +506,8 @@ restart_server() {
   done
   { wait "$SERVER_PID"; } 2>/dev/null || true # no "Killed" line from the shell
   SERVER_PID=
+  # The killed server's log, kept: the new one starts its own.
+  mv "$OUT/$1.log" "$OUT/$1-before-restart.log" 2>/dev/null || true
   # pinhole may take a while to read a million bindings back.
   UDP_WAIT_S=300 KEEP_DATA=1 AUTH=$2 start_server "$1"
   RESTART_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a - 1}')
