@@ -11,9 +11,10 @@
 # Then, for CAPACITY_SCENARIOS, it climbs the CAPACITY_RATES ladder until
 # a rate is not sustained (bench/cmd/benchtable says when): the capacity
 # curves, delivered against offered. Then the carrier's scenarios: the
-# avalanche (AVALANCHE_DEVICES devices registering with digest at once
-# after a restart: the time until every one holds a 200, and each
-# server's peak and settled memory) and the mixed day (first
+# avalanche (AVALANCHE_DEVICES devices registering at once on a fresh
+# server, or with AVALANCHE_RESTART=1 after the server was killed and
+# started again on its data: the time until every one holds a 200, and
+# each server's peak and settled memory) and the mixed day (first
 # registrations, refreshes every 60 s, keepalives every 15 s, calls at 1 %
 # of devices per hour, all at once: success and latency per kind). Last,
 # memory per binding at each MEMORY size (loopback only).
@@ -491,6 +492,9 @@ mem_snapshot() {
 restart_server() {
   local sig=${AVALANCHE_KILL:-KILL} t0 pids pid alive
   pids=$(server_pid_tree)
+  # Out of the job table: a killed job would otherwise be reported with a
+  # "Killed" line in the middle of the output (the loop below waits).
+  disown "$SERVER_PID" 2>/dev/null || true
   t0=$(date +%s.%N)
   if [[ $sig == KILL ]]; then
     # Every process at once: Kamailio's workers outlive a killed parent.
