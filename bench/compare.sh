@@ -11,9 +11,10 @@
 # Then, for CAPACITY_SCENARIOS, it climbs the CAPACITY_RATES ladder until
 # a rate is not sustained (bench/cmd/benchtable says when): the capacity
 # curves, delivered against offered. Then the carrier's scenarios: the
-# avalanche (AVALANCHE_DEVICES devices registering with digest at once
-# after a restart: the time until every one holds a 200, and each
-# server's peak and settled memory) and the mixed day (first
+# avalanche (AVALANCHE_DEVICES devices registering at once on a fresh
+# server, or with AVALANCHE_RESTART=1 after the server was killed and
+# started again on its data: the time until every one holds a 200, and
+# each server's peak and settled memory) and the mixed day (first
 # registrations, refreshes every 60 s, keepalives every 15 s, calls at 1 %
 # of devices per hour, all at once: success and latency per kind). Last,
 # memory per binding at each MEMORY size (loopback only).
@@ -49,6 +50,12 @@
 #   AVALANCHE_LIMIT=60s (the longest the avalanche may take)
 #   AVALANCHE_SETTLE=35 (seconds before the settled memory: sipgo and tm
 #                        keep transactions about 32 s)
+#   AVALANCHE_AUTH=1 ("1 0": with digest, then without)
+#   AVALANCHE_RESTART=0 (1: the avalanche after a restart: devices register
+#     at AVALANCHE_PREPARE_RATE=3000, the server is killed with
+#     AVALANCHE_KILL=KILL (or TERM) and started again on its data, then
+#     every device re-registers; AVALANCHE_FRESH_CALLID=1: with a new
+#     Call-ID, as after a reboot, instead of its own with the next CSeq)
 #   MIX_SERVERS="pinhole fastpath kamailio"  MIX_DEVICES=50000  MIX_DURATION=20s
 #   MIX_PREPARE_RATE=4000  MIX_CALLS_PER_DEVICE_HOUR=0.01  MIX_REBOOTS_PER_DEVICE_DAY=1
 set -euo pipefail
@@ -82,6 +89,11 @@ AVALANCHE_DEVICES=${AVALANCHE_DEVICES:-20000}
 AVALANCHE_RATE=${AVALANCHE_RATE:-20000}
 AVALANCHE_LIMIT=${AVALANCHE_LIMIT:-60s}
 AVALANCHE_SETTLE=${AVALANCHE_SETTLE:-35}
+AVALANCHE_AUTH=${AVALANCHE_AUTH:-1}
+AVALANCHE_RESTART=${AVALANCHE_RESTART:-0}
+AVALANCHE_PREPARE_RATE=${AVALANCHE_PREPARE_RATE:-3000}
+AVALANCHE_FRESH_CALLID=${AVALANCHE_FRESH_CALLID:-0}
+AVALANCHE_KILL=${AVALANCHE_KILL:-KILL}
 MIX_SERVERS=${MIX_SERVERS-"pinhole fastpath kamailio"}
 MIX_DEVICES=${MIX_DEVICES:-50000}
 MIX_DURATION=${MIX_DURATION:-20s}
@@ -221,7 +233,8 @@ start_server() { # name; sets SERVER_PID, SERVER_SETTINGS (the file it ran with)
     SERVER_VERSION="echo-responder $COMMIT"
     ;;
   pinhole | fastpath | fastpath-nobatch)
-    rm -rf "$OUT/pinhole-data"
+    # KEEP_DATA=1: a restart, on the bindings the last one left on disk.
+    [[ ${KEEP_DATA:-0} == 1 ]] || rm -rf "$OUT/pinhole-data"
     # fastpath-nobatch: the loops with gnet's one system call per datagram
     # (fastpath.batch 1), to see what batching buys in the same run.
     write_pinhole_cfg "$([[ $name == fastpath* ]] && echo true || echo false)" "$([[ $name == fastpath-nobatch ]] && echo 1 || echo 64)"
@@ -332,7 +345,7 @@ gen() { # server scenario source-prefix extra-args...
 
 echo "== machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== $NET, $IO io, devices $DEVICES, rate $RATE/s, duration $DURATION (warm-up $WARMUP), server on core $SERVER_CORE, generator on core $GEN_CORE, commit ${COMMIT:0:12} (dirty $DIRTY)"
-rm -f "$OUT"/*.json "$OUT"/*.png "$OUT"/table.txt "$OUT"/avalanche-*-memory.txt
+rm -f "$OUT"/*.json "$OUT"/*.png "$OUT"/table.txt "$OUT"/avalanche-*-memory.txt "$OUT"/avalanche-*.txt "$OUT"/avalanche-*.pause
 
 # The generator's ceiling: flat out against the echo responder, which does
 # next to nothing; what it moves per second of its core's busy time bounds
@@ -427,39 +440,133 @@ if [[ -n $SERVERS ]]; then
   "$BIN/benchtable" -ceiling "$OUT" | tee -a "$OUT/table.txt"
 fi
 
-# The avalanche: a fresh server (as after a restart), AVALANCHE_DEVICES
-# devices registering with digest at AVALANCHE_RATE, each starting over
-# after a failure; the generator reports the time until every device holds
-# a 200, and the server's own count of bindings must then equal the
-# devices registered (bindings_held). Memory: pinhole's peak RSS (VmHWM, kept by the kernel) and peak
-# live heap (go_memstats_heap_alloc_bytes, sampled every 0.5 s), then,
+# The avalanche: AVALANCHE_DEVICES devices registering at AVALANCHE_RATE,
+# each starting over after a failure; the generator reports the time
+# until every device holds a 200, and the server's own count of bindings
+# must then equal the devices registered (bindings_held). Once with digest
+# and once without for each of AVALANCHE_AUTH ("1 0").
+#
+# AVALANCHE_RESTART=0: a fresh server, every registration a first one.
+# AVALANCHE_RESTART=1: the avalanche after a restart. The devices first
+# register at AVALANCHE_PREPARE_RATE (sipload -reregister, which then
+# creates a pause file and waits); the server is killed (AVALANCHE_KILL,
+# SIGKILL by default: an outage or a crash, the case the disk must
+# survive; TERM for a planned restart) and started again on the same
+# data_dir, so pinhole reads its bindings back (Kamailio, usrloc in memory,
+# starts empty: its avalanche is first registrations of the same devices);
+# then the pause file goes and every device registers again at once: the
+# same Call-ID with the next CSeq and its cached credentials, as phones do
+# when a refresh failed (AVALANCHE_FRESH_CALLID=1: a new Call-ID, as after
+# a reboot). The time counts from the first REGISTER to the restarted
+# server.
+#
+# Memory: pinhole's peak RSS (VmHWM, kept by the kernel) and peak live
+# heap (go_memstats_heap_alloc_bytes, sampled every 0.5 s), then,
 # AVALANCHE_SETTLE seconds later, after a forced garbage collection
 # (/debug/pprof/heap?gc=1, served on loopback only: the metrics listen on
-# loopback in the server's namespace for this run), heap and RSS;
-# Kamailio's shared memory at its peak (max_used) and settled (real_used)
-# and its processes' private RSS.
-avalanche_run() { # server k
-  local srv=$1 k=$2 f="$OUT/avalanche-$1-memory.txt" sampler="" peak_heap=0 line
-  METRICS_HOST=127.0.0.1
-  AUTH=1 start_server "$srv"
-  # Before: the server as it starts, what the avalanche adds to.
-  if is_pinhole "$srv"; then
+# loopback in the server's namespace for this run), heap, RSS and private
+# RSS; Kamailio's shared memory at its peak (max_used) and settled
+# (real_used) and its processes' private RSS. "before" is the server the
+# avalanche meets (after a restart: the restarted one, pinhole holding
+# its bindings read back); with a restart "empty" is the first server
+# just started, what per-binding figures are counted from.
+
+# mem_snapshot KEY SERVER: KEY_… lines of the server's memory now
+# (pinhole: after a forced GC).
+mem_snapshot() {
+  if is_pinhole "$2"; then
     srv_get '/debug/pprof/heap?gc=1' >/dev/null || echo "compare: no forced GC (pprof)" >&2
-    echo "before_heap_bytes $(srv_metric go_memstats_heap_alloc_bytes)" >"$f"
-    echo "before_rss_bytes $(($(proc_kb VmRSS) * 1024))" >>"$f"
+    echo "$1_heap_bytes $(srv_metric go_memstats_heap_alloc_bytes)"
+    echo "$1_rss_bytes $(($(proc_kb VmRSS) * 1024))"
   else
-    echo "before_shm_bytes $(shm_bytes)" >"$f"
-    echo "before_private_rss_bytes $(($(rss_kb) * 1024))" >>"$f"
+    echo "$1_shm_bytes $(shm_bytes)"
+  fi
+  echo "$1_private_rss_bytes $(($(rss_kb) * 1024))"
+}
+
+# restart_server SERVER AUTH: kill the server (AVALANCHE_KILL) and start it
+# again, pinhole on the same data_dir; RESTART_S is the seconds from the
+# signal until it listens again (start_server's one second of settling
+# left out).
+restart_server() {
+  local sig=${AVALANCHE_KILL:-KILL} t0 pids pid alive
+  pids=$(server_pid_tree)
+  # Out of the job table: a killed job would otherwise be reported with a
+  # "Killed" line in the middle of the output (the loop below waits).
+  disown "$SERVER_PID" 2>/dev/null || true
+  t0=$(date +%s.%N)
+  if [[ $sig == KILL ]]; then
+    # Every process at once: Kamailio's workers outlive a killed parent.
+    for pid in $pids; do kill -KILL "$pid" 2>/dev/null || true; done
+  else
+    kill "-$sig" "$SERVER_PID" 2>/dev/null || true
+  fi
+  for _ in $(seq 600); do
+    alive=0
+    for pid in $pids; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  { wait "$SERVER_PID"; } 2>/dev/null || true # no "Killed" line from the shell
+  SERVER_PID=
+  # The killed server's log, kept: the new one starts its own.
+  mv "$OUT/$1.log" "$OUT/$1-before-restart.log" 2>/dev/null || true
+  # pinhole may take a while to read a million bindings back.
+  UDP_WAIT_S=300 KEEP_DATA=1 AUTH=$2 start_server "$1"
+  RESTART_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a - 1}')
+}
+
+avalanche_run() { # server k auth(1|0)
+  local srv=$1 k=$2 auth=$3 name=$1 sampler="" peak_heap=0 line registered held sockets restart_args=()
+  [[ $auth == 0 ]] && name=$srv-noauth
+  local f="$OUT/avalanche-$name-memory.txt" pause="$OUT/avalanche-$name.pause" txt="$OUT/avalanche-$name.txt"
+  # Past ~65 000 endpoints a /16 of sources runs out of addresses: more
+  # sockets (ports per address) instead.
+  sockets=$SOCKETS
+  ((AVALANCHE_DEVICES > sockets * 60000)) && sockets=$(((AVALANCHE_DEVICES + 59999) / 60000))
+  METRICS_HOST=127.0.0.1
+  AUTH=$auth start_server "$srv"
+  echo "devices $AVALANCHE_DEVICES" >"$f"
+  if [[ $AVALANCHE_RESTART == 1 ]]; then
+    mem_snapshot empty "$srv" >>"$f"
+    restart_args=(-reregister -pause-file "$pause" -prepare-rate "$AVALANCHE_PREPARE_RATE")
+    [[ $AVALANCHE_FRESH_CALLID == 1 ]] && restart_args+=(-fresh-call-id)
+    rm -f "$pause"
+    # In the background: it registers every device, creates the pause
+    # file and waits for its removal. Its -server-pid would name the
+    # killed process: left out.
+    SERVER_PID='' DEVICES=$AVALANCHE_DEVICES RATE=$AVALANCHE_RATE DURATION=$AVALANCHE_LIMIT WARMUP=0s SOCKETS=$sockets \
+      gen "$srv" avalanche "$(sources "$k")" "${restart_args[@]}" -out "$OUT/avalanche-$name.json" >"$txt" 2>&1 &
+    local genpid=$!
+    while [[ ! -f $pause ]] && kill -0 "$genpid" 2>/dev/null; do sleep 0.2; done
+    if [[ -f $pause ]]; then
+      grep -o 'prepared: .*' "$txt" | sed 's/^/   /' || true
+      echo "bindings_before_restart $(bindings_held "$srv")" >>"$f"
+      restart_server "$srv" "$auth"
+      echo "restart_s $RESTART_S" >>"$f"
+      echo "bindings_after_restart $(bindings_held "$srv")" >>"$f"
+      echo "   $srv killed (SIG${AVALANCHE_KILL:-KILL}) and started again: $(awk '$1 ~ /restart/ {printf "%s %s  ", $1, $2}' "$f")"
+      mem_snapshot before "$srv" >>"$f"
+    else
+      echo "compare: avalanche: sipload for $srv ended before the restart; see $txt" >&2
+    fi
+  else
+    mem_snapshot before "$srv" >>"$f"
   fi
   if is_pinhole "$srv"; then
     while kill -0 "$SERVER_PID" 2>/dev/null; do srv_metric go_memstats_heap_alloc_bytes || true; sleep 0.5; done >"$f.samples" &
     sampler=$!
   fi
-  local line registered held
-  line=$(DEVICES=$AVALANCHE_DEVICES RATE=$AVALANCHE_RATE DURATION=$AVALANCHE_LIMIT WARMUP=0s \
-    gen "$srv" avalanche "$(sources "$k")" -q -out "$OUT/avalanche-$srv.json" | grep -E '^avalanche') ||
-    echo "compare: avalanche failed for $srv" >&2
-  echo "$line"
+  if [[ $AVALANCHE_RESTART == 1 ]]; then
+    rm -f "$pause"
+    wait "$genpid" || echo "compare: avalanche failed for $name; see $txt" >&2
+  else
+    DEVICES=$AVALANCHE_DEVICES RATE=$AVALANCHE_RATE DURATION=$AVALANCHE_LIMIT WARMUP=0s SOCKETS=$sockets \
+      gen "$srv" avalanche "$(sources "$k")" -q -out "$OUT/avalanche-$name.json" >"$txt" 2>&1 ||
+      echo "compare: avalanche failed for $name; see $txt" >&2
+  fi
+  line=$(grep -E '^avalanche' "$txt" || true)
+  echo "   $line"
   # The server's truth: one registration held per device that got its 200
   # (a 200 without a stored binding, or a binding stored twice, shows here).
   registered=$(awk '{print $2}' <<<"$line")
@@ -471,37 +578,39 @@ avalanche_run() { # server k
   fi
   {
     echo "settle_s $AVALANCHE_SETTLE"
+    echo "bindings_held ${held:-0}"
     if [[ -n $sampler ]]; then
       kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
       peak_heap=$(sort -n "$f.samples" | tail -1)
       echo "peak_rss_bytes $(($(proc_kb VmHWM) * 1024))"
       echo "peak_heap_bytes ${peak_heap:-0}"
-      sleep "$AVALANCHE_SETTLE"
-      srv_get '/debug/pprof/heap?gc=1' >/dev/null || echo "compare: no forced GC (pprof)" >&2
-      echo "after_heap_bytes $(srv_metric go_memstats_heap_alloc_bytes)"
-      echo "after_rss_bytes $(($(proc_kb VmRSS) * 1024))"
     else
       echo "peak_shm_bytes $(shm_bytes max_used)"
-      sleep "$AVALANCHE_SETTLE"
-      echo "after_shm_bytes $(shm_bytes)"
-      echo "after_private_rss_bytes $(($(rss_kb) * 1024))"
     fi
+    sleep "$AVALANCHE_SETTLE"
+    mem_snapshot after "$srv"
   } >>"$f"
   rm -f "$f.samples"
   stop_server
   unset METRICS_HOST
-  echo "   $srv memory (before → peak → ${AVALANCHE_SETTLE}s later): $("$BIN/benchtable" -memory "$f")"
+  echo "   $name memory: $("$BIN/benchtable" -memory "$f")"
 }
 
 if [[ -n $AVALANCHE_SERVERS ]]; then
   echo
-  echo "== avalanche: $AVALANCHE_DEVICES devices registering (digest) at $AVALANCHE_RATE/s on a fresh server, at most $AVALANCHE_LIMIT"
+  if [[ $AVALANCHE_RESTART == 1 ]]; then
+    echo "== avalanche after a restart: $AVALANCHE_DEVICES devices registered at $AVALANCHE_PREPARE_RATE/s, the server killed (SIG${AVALANCHE_KILL:-KILL}) and started again, then all registering again at $AVALANCHE_RATE/s ($([[ $AVALANCHE_FRESH_CALLID == 1 ]] && echo "new Call-ID" || echo "same Call-ID, next CSeq")), at most $AVALANCHE_LIMIT; load $(cut -d' ' -f1-3 /proc/loadavg)"
+  else
+    echo "== avalanche: $AVALANCHE_DEVICES devices registering at $AVALANCHE_RATE/s on a fresh server, at most $AVALANCHE_LIMIT; load $(cut -d' ' -f1-3 /proc/loadavg)"
+  fi
   k=40
-  for srv in $AVALANCHE_SERVERS; do
-    available "$srv" || continue
-    k=$((k + 1))
-    echo "-- $srv"
-    avalanche_run "$srv" "$k"
+  for auth in $AVALANCHE_AUTH; do
+    for srv in $AVALANCHE_SERVERS; do
+      available "$srv" || continue
+      k=$((k + 1))
+      echo "-- $srv, $([[ $auth == 0 ]] && echo "no digest" || echo digest)"
+      avalanche_run "$srv" "$k" "$auth"
+    done
   done
 fi
 

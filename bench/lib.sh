@@ -15,10 +15,10 @@ stop_server() {
   SERVER_PID=
 }
 
-# wait_udp waits up to 10 s for something to listen on udp PORT; $1 names
-# the server's log file in OUT for the error message.
+# wait_udp waits up to UDP_WAIT_S (10) seconds for something to listen on
+# udp PORT; $1 names the server's log file in OUT for the error message.
 wait_udp() {
-  for _ in $(seq 100); do
+  for _ in $(seq $((${UDP_WAIT_S:-10} * 10))); do
     ${NETNS_EXEC:-} ss -Hlun "sport = :$PORT" | grep -q . && return 0
     sleep 0.1
   done

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -49,7 +50,9 @@ const (
 	// registration fails starts over after RetryAfter. The run ends when
 	// every device holds a 200 of this run (or at Duration): the figure is
 	// the time from the first REGISTER until the last device's 200. No
-	// preparation and no warm-up: everything counts.
+	// warm-up: everything counts; no preparation either, unless
+	// Reregister asks for the avalanche after a restart of a server that
+	// had every device registered.
 	ScenarioAvalanche = "avalanche"
 )
 
@@ -125,6 +128,23 @@ type Config struct {
 	CallHold     time.Duration // time between the ACK and the BYE
 	FloodRate    float64       // flood: hostile messages per second
 	FloodSources int           // flood: hostile source addresses
+	// Reregister makes the avalanche the one after a restart of a server
+	// that keeps its bindings: every device first registers at
+	// PrepareRate (the preparation, not measured), then Restart runs (the
+	// caller restarts the server there), then every device registers
+	// again at Rate as a phone does when a refresh failed because its
+	// server was down: the same Call-ID, the next CSeq and the cached
+	// credentials with the next nonce count (a refresh). The figure is
+	// the same: the time until every device holds a 200 of this run.
+	Reregister bool
+	// FreshCallID, with Reregister, makes the devices come back as after
+	// a reboot instead: a new Call-ID, CSeq 1, no credentials.
+	FreshCallID bool
+	// Restart, with Reregister, runs between the preparation and the
+	// avalanche, on the generator's goroutine; while it runs nothing is
+	// sent or read. An error ends the run.
+	Restart func(context.Context) error
+
 	// RetryAfter is how long a device of the avalanche waits, jittered by
 	// ±50 %, before it starts over after a failed registration (a refusal
 	// or Timer F), so that devices do not retry in lockstep.
@@ -245,7 +265,30 @@ func (c *Config) domain() string {
 }
 
 func (c *Config) needsPrepare() bool {
-	return c.Scenario != ScenarioRegister && c.Scenario != ScenarioAvalanche
+	if c.Scenario == ScenarioAvalanche {
+		return c.Reregister
+	}
+	return c.Scenario != ScenarioRegister
+}
+
+// avalancheAction is what each device of the avalanche does: a first
+// registration, or a refresh of the registration it had before the restart.
+func (c *Config) avalancheAction() actionKind {
+	if c.Reregister && !c.FreshCallID {
+		return aRefresh
+	}
+	return aRegister
+}
+
+// avalancheMode names the avalanche's kind in the results (Avalanche.Mode).
+func (c *Config) avalancheMode() string {
+	switch {
+	case !c.Reregister:
+		return "first"
+	case c.FreshCallID:
+		return "reregister-fresh"
+	}
+	return "reregister"
 }
 
 // Validate checks c and names the first wrong field.
@@ -309,6 +352,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Scenario == ScenarioAvalanche && c.RetryAfter <= 0 {
 		bad("retry-after: %v, want > 0 for the avalanche", c.RetryAfter)
+	}
+	if (c.Reregister || c.FreshCallID) && c.Scenario != ScenarioAvalanche {
+		bad("reregister: only the avalanche re-registers after a restart, not %s", c.Scenario)
+	}
+	if c.FreshCallID && !c.Reregister {
+		bad("fresh-call-id: only with reregister (the plain avalanche always uses a new Call-ID)")
 	}
 	if c.Duration <= 0 || c.Warmup < 0 || c.Warmup >= c.Duration {
 		bad("duration %v and warmup %v: want 0 ≤ warmup < duration", c.Duration, c.Warmup)

@@ -131,3 +131,33 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestReregisterConfig: the avalanche after a restart prepares first and
+// re-registers with a refresh, or with a first contact after a reboot;
+// the flags mean nothing elsewhere and are refused there.
+func TestReregisterConfig(t *testing.T) {
+	c := Defaults()
+	c.Scenario = ScenarioAvalanche
+	if c.needsPrepare() || c.avalancheAction() != aRegister || c.avalancheMode() != "first" {
+		t.Errorf("plain avalanche: prepare %v, action %v, mode %s", c.needsPrepare(), c.avalancheAction(), c.avalancheMode())
+	}
+	c.Reregister = true
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !c.needsPrepare() || c.avalancheAction() != aRefresh || c.avalancheMode() != "reregister" {
+		t.Errorf("reregister: prepare %v, action %v, mode %s", c.needsPrepare(), c.avalancheAction(), c.avalancheMode())
+	}
+	c.FreshCallID = true
+	if c.avalancheAction() != aRegister || c.avalancheMode() != "reregister-fresh" {
+		t.Errorf("fresh Call-ID: action %v, mode %s", c.avalancheAction(), c.avalancheMode())
+	}
+	c.Scenario = ScenarioRefresh
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "reregister") {
+		t.Errorf("reregister with the refresh scenario: %v", err)
+	}
+	c.Scenario, c.Reregister = ScenarioAvalanche, false
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "fresh-call-id") {
+		t.Errorf("fresh-call-id without reregister: %v", err)
+	}
+}

@@ -212,7 +212,7 @@ func (e *engine) actionDone(i int, ok bool) {
 	a, start := d.tx.action, d.tx.actionStart
 	late := ok && e.now-d.tx.first > e.deadline
 	e.outcome(a, d.tx.measured, ok && !late, late, micros(start, e.now))
-	if e.aval != nil && a == aRegister && !d.registered {
+	if e.aval != nil && a == e.aval.action && !d.registered {
 		// A device that got no 200 tries again, as a phone does, after a
 		// jittered pause so that the failed ones do not come back as one.
 		wait := time.Duration(float64(e.cfg.RetryAfter) * (0.5 + e.rnd.Float64()))
@@ -222,6 +222,7 @@ func (e *engine) actionDone(i int, ok bool) {
 
 // avalancheState follows the avalanche: when each device first held a 200.
 type avalancheState struct {
+	action  actionKind     // aRegister, or aRefresh for a re-registration after a restart
 	start   int64          // the first REGISTER
 	last    int64          // the latest first 200
 	reached hist.Histogram // per device, µs from start to its first 200
@@ -955,7 +956,7 @@ func (e *engine) fire(t timerEntry) {
 			return
 		}
 		e.aval.retries++
-		e.startAction(i, aRegister)
+		e.startAction(i, e.aval.action)
 	case timerHangup:
 		c := d.call
 		if c == nil || !c.caller || t.gen != c.gen {

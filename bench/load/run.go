@@ -57,6 +57,14 @@ type Avalanche struct {
 	// had one by then.
 	LastSeconds float64 `json:"last_registered_s"`
 	Retries     uint64  `json:"retries"` // registrations started over after a failure (RetryAfter)
+	// Mode is how the devices register: "first" (a fresh server, first
+	// contact), "reregister" (after a restart, each device's Call-ID with
+	// the next CSeq and its cached credentials) or "reregister-fresh"
+	// (after a restart, a new Call-ID as after a reboot).
+	Mode string `json:"mode"`
+	// Prepared is how many devices were registered before the restart
+	// (Reregister only).
+	Prepared int `json:"prepared,omitempty"`
 	// Reached is, per device, the time from the first REGISTER to its
 	// first 200 (µs).
 	Reached Latency `json:"time_to_registered"`
@@ -114,6 +122,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	e.wheel = newWheel(0)
 	e.progress = progressWriter(cfg.Progress)
 
+	prepared := 0
 	if cfg.needsPrepare() {
 		start := e.clock()
 		s := &stream{action: aRegister, pacer: pacer{rate: cfg.PrepareRate, start: start, limit: uint64(cfg.Devices)}}
@@ -140,6 +149,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		if cfg.Progress != nil {
 			fmt.Fprintf(cfg.Progress, "prepared: %d of %d devices registered in %.1fs\n", reg, cfg.Devices, p.Seconds)
+		}
+		if cfg.Reregister {
+			prepared = reg
+			if cfg.Restart != nil {
+				if err := cfg.Restart(ctx); err != nil {
+					return res, fmt.Errorf("load: restart between the preparation and the avalanche: %w", err)
+				}
+			}
+			e.forgetRegistrations()
 		}
 	}
 
@@ -168,7 +186,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if cfg.Scenario == ScenarioAvalanche {
 		// Everything counts: the window opens before the first REGISTER.
-		e.aval = &avalancheState{start: start}
+		e.aval = &avalancheState{start: start, action: cfg.avalancheAction()}
 		startWindow()
 	}
 	err = e.loop(ctx, streams, func() bool {
@@ -229,7 +247,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Meta.LoadEnd = loadavg()
 	if a := e.aval; a != nil {
 		res.Avalanche = &Avalanche{Devices: cfg.Devices, Registered: e.registeredN, Retries: a.retries,
-			Reached: summarize(&a.reached)}
+			Mode: cfg.avalancheMode(), Prepared: prepared, Reached: summarize(&a.reached)}
 		if e.registeredN > 0 {
 			res.Avalanche.LastSeconds = float64(a.last-a.start) / 1e9
 		}
@@ -242,13 +260,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		after := readServer(&cfg)
 		res.ServerSide = compareServer(before, after, &res.Span, uint64(e.busyN))
 		if res.Avalanche != nil {
-			checkAvalancheBindings(res.ServerSide, before, after, res.Avalanche.Registered)
+			checkAvalancheBindings(res.ServerSide, before, after, res.Avalanche.Registered, cfg.Reregister)
 		}
 		if !res.ServerSide.OK {
 			err = fmt.Errorf("load: the server's counts disagree with the generator's: %s", res.ServerSide.Check)
 		}
 	}
 	return res, err
+}
+
+// forgetRegistrations ends the preparation's registrations before an
+// avalanche after a restart: the devices' Call-IDs, CSeqs and cached
+// challenges stay (a phone keeps them while its server is away), but
+// none holds a 200 of the avalanche yet, and a transaction the
+// preparation left unanswered is abandoned (its timers are stale).
+func (e *engine) forgetRegistrations() {
+	for i := range e.devices {
+		e.endTx(i)
+		e.devices[i].registered = false
+	}
+	e.registeredN = 0
 }
 
 func (e *engine) pendingN() uint64 {
@@ -271,7 +302,7 @@ func (e *engine) streams(res *Result) []*stream {
 	case ScenarioAvalanche:
 		// Each device once; the ones that fail start over on their own
 		// (timerRetry).
-		return []*stream{{action: aRegister, pacer: pacer{rate: c.Rate, limit: uint64(n)}}}
+		return []*stream{{action: c.avalancheAction(), pacer: pacer{rate: c.Rate, limit: uint64(n)}}}
 	case ScenarioRefresh:
 		res.Cadence = float64(n) / c.Rate
 		return one(aRefresh, c.Rate)

@@ -27,6 +27,11 @@ type ServerCounts struct {
 	// BindingsAdded: the avalanche's bindings the server holds at the end
 	// (pinhole_location_bindings, after less before).
 	BindingsAdded float64 `json:"bindings_added,omitempty"`
+	// After a restart (Config.Reregister): the bindings the restarted
+	// server held when the avalanche began (read back from its disk) and
+	// at the end (pinhole_location_bindings).
+	BindingsBefore float64 `json:"bindings_before,omitempty"`
+	BindingsHeld   float64 `json:"bindings_held,omitempty"`
 	// the kernel's, for the server's network namespace (/proc/PID/net/snmp)
 	KernelDropped float64 `json:"kernel_dropped"` // UDP InErrors: receive queue full, bad checksum
 	// the generator's, same span
@@ -176,9 +181,13 @@ func compareServer(before, after *serverSnap, span *Phase, inflight uint64) *Ser
 // checkAvalancheBindings adds the avalanche's own check to sc: every
 // device the generator saw registered is a binding the server holds, one
 // each (a device that started over replaced its binding, it did not add
-// one). A server that answered 200 without storing, or stored twice,
-// fails the run. Servers without pinhole's metrics are not checked here.
-func checkAvalancheBindings(sc *ServerCounts, before, after *serverSnap, registered int) {
+// one). On a fresh server (restarted false) that is what the avalanche
+// added; after a restart (the devices registered before it and their
+// bindings read back) it is what the server holds at the end, since a
+// re-registration replaces the binding it had. A server that answered 200
+// without storing, or stored twice, fails the run. Servers without
+// pinhole's metrics are not checked here.
+func checkAvalancheBindings(sc *ServerCounts, before, after *serverSnap, registered int, restarted bool) {
 	const name = "pinhole_location_bindings"
 	if sc == nil || before == nil || after == nil || after.metrics == nil {
 		return
@@ -187,11 +196,21 @@ func checkAvalancheBindings(sc *ServerCounts, before, after *serverSnap, registe
 	if !ok {
 		return
 	}
-	sc.BindingsAdded = b - before.metrics[name]
-	if sc.BindingsAdded != float64(registered) {
-		sc.OK = false
+	var msg string
+	if restarted {
+		sc.BindingsBefore, sc.BindingsHeld = before.metrics[name], b
+		if sc.BindingsHeld != float64(registered) {
+			sc.OK = false
+		}
+		msg = fmt.Sprintf("avalanche after a restart: the server began with %.0f bindings, %d devices registered again, it holds %.0f",
+			sc.BindingsBefore, registered, sc.BindingsHeld)
+	} else {
+		sc.BindingsAdded = b - before.metrics[name]
+		if sc.BindingsAdded != float64(registered) {
+			sc.OK = false
+		}
+		msg = fmt.Sprintf("avalanche: %d devices registered, server holds %.0f new bindings", registered, sc.BindingsAdded)
 	}
-	msg := fmt.Sprintf("avalanche: %d devices registered, server holds %.0f new bindings", registered, sc.BindingsAdded)
 	if sc.Check == "" {
 		sc.Check = msg
 	} else {

@@ -15,12 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pinhole-sip/pinhole/bench/digest"
 	"github.com/pinhole-sip/pinhole/bench/echo"
 	"github.com/pinhole-sip/pinhole/bench/load"
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/testutil"
-	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -193,6 +194,92 @@ func TestSmokeAvalancheRetries(t *testing.T) {
 	a := res.Avalanche
 	if a == nil || a.Registered != known || a.AllSeconds != 0 || a.Retries == 0 {
 		t.Errorf("avalanche with %d of %d devices known: %+v", known, smokeDevices, a)
+	}
+}
+
+// TestSmokeAvalancheRestart runs the avalanche after a restart against a
+// real pinhole: a few hundred devices register, pinhole is killed
+// (SIGKILL, an outage) and started again on the same data directory, and
+// every device registers again at once. Pinhole must have read every
+// binding back from disk, every device must hold a 200 of the avalanche,
+// and pinhole must then hold one binding per device. With the same
+// Call-ID (the default: a refresh that failed while the server was down)
+// and digest; with a new Call-ID (after a reboot) and without digest.
+func TestSmokeAvalancheRestart(t *testing.T) {
+	const devices = 300
+	for k, tc := range []struct {
+		name        string
+		auth, fresh bool
+	}{
+		{name: "same-call-id", auth: true},
+		{name: "fresh-call-id-noauth", fresh: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testutil.DefaultConfig(t)
+			cfg.Log.Level = "info"
+			cfg.Listen.TCP = nil
+			cfg.Domains = []string{"127.0.0.1"}
+			if tc.auth {
+				creds := filepath.Join(t.TempDir(), "users.txt")
+				var b strings.Builder
+				c0 := load.Defaults()
+				for i := range devices {
+					u := c0.User(i)
+					fmt.Fprintf(&b, "%s pinhole %s\n", u, digest.HA1(digest.MD5, u, "pinhole", load.Password(u)))
+				}
+				if err := os.WriteFile(creds, []byte(b.String()), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				cfg.Auth.Credentials, cfg.Auth.NonceTTL = creds, 300*time.Second
+			}
+			cfg.Metrics.Listen = fmt.Sprintf("%s:%d", testutil.Loopback, testutil.FreePort(t, testutil.Loopback))
+			ph := testutil.StartPinhole(t, nil, cfg)
+			server := netip.MustParseAddrPort(ph.Config.Listen.UDP[0])
+
+			c := smokeConfig(t, server, load.ScenarioAvalanche, fmt.Sprintf("127.78.%d.0/24", 110+k))
+			c.Devices, c.Rate, c.PrepareRate = devices, 3000, 1000
+			c.Reregister, c.FreshCallID = true, tc.fresh
+			c.ServerMetrics = "http://" + cfg.Metrics.Listen + "/metrics"
+			restarts := 0
+			c.Restart = func(context.Context) error {
+				restarts++
+				ph.Kill()
+				ph.Restart()
+				return nil
+			}
+			res, err := load.Run(context.Background(), c)
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			if restarts != 1 {
+				t.Fatalf("the restart hook ran %d times, want once", restarts)
+			}
+			a := res.Avalanche
+			if a == nil || a.Prepared != devices || a.Registered != devices || a.AllSeconds <= 0 {
+				t.Fatalf("avalanche after a restart: %+v", a)
+			}
+			want := map[bool]string{false: "reregister", true: "reregister-fresh"}[tc.fresh]
+			if a.Mode != want {
+				t.Errorf("mode %q, want %q", a.Mode, want)
+			}
+			sc := res.ServerSide
+			if sc == nil {
+				t.Fatalf("no server counts")
+			}
+			if !sc.OK || sc.BindingsBefore != devices || sc.BindingsHeld != devices {
+				t.Errorf("pinhole began the avalanche with %v bindings and holds %v, want %d and %d: %+v",
+					sc.BindingsBefore, sc.BindingsHeld, devices, devices, sc)
+			}
+			// What the devices sent: a refresh of the registration they had
+			// (same Call-ID, next CSeq), or a first contact.
+			initial, refresh := res.Run.Messages("register_initial"), res.Run.Messages("register_refresh")
+			if tc.fresh && (initial.Sent < devices || refresh.Sent != 0) || !tc.fresh && (refresh.Sent < devices || initial.Sent != 0) {
+				t.Errorf("sent %d first contacts and %d refreshes", initial.Sent, refresh.Sent)
+			}
+			if res.Run.Refused > 0 || res.Run.Unparsable > 0 {
+				t.Errorf("refused %d, unparsable %d", res.Run.Refused, res.Run.Unparsable)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,5 +23,28 @@ func TestLastPerRate(t *testing.T) {
 			t.Logf("%.0f at %v", r.Rate, r.Started)
 		}
 		t.Fatalf("want 4000, 8000 (the retry), 16000")
+	}
+}
+
+// TestMemoryLineRestart: after a restart the growth per binding counts
+// from the empty server, not from the restarted one that already holds
+// the bindings it read back.
+func TestMemoryLineRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "avalanche-pinhole-memory.txt")
+	lines := strings.Join([]string{
+		"devices 1000", "empty_heap_bytes 1000000", "empty_rss_bytes 9000000", "empty_private_rss_bytes 8000000",
+		"bindings_before_restart 1000", "restart_s 0.40", "bindings_after_restart 1000",
+		"before_heap_bytes 1200000", "before_rss_bytes 9500000", "before_private_rss_bytes 8400000",
+		"settle_s 35", "bindings_held 1000", "peak_rss_bytes 12000000", "peak_heap_bytes 3000000",
+		"after_heap_bytes 1250000", "after_rss_bytes 9600000", "after_private_rss_bytes 8500000",
+	}, "\n")
+	if err := os.WriteFile(path, []byte(lines+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := memoryLine(path)
+	for _, want := range []string{"per binding: heap 250 B, private RSS 500 B", "restart 0.4 s, bindings 1000 before it, 1000 read back"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("memory line %q lacks %q", got, want)
+		}
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -17,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/pinhole-sip/pinhole/bench/digest"
 	"github.com/pinhole-sip/pinhole/bench/load"
@@ -39,6 +42,8 @@ func run() error {
 		credentials, realm   string
 		quiet                bool
 		cpuprofile           string
+		pauseFile            string
+		pauseLimit           time.Duration
 	)
 	flag.StringVar(&server, "server", c.Server.String(), "SIP server `address:port` (UDP)")
 	flag.StringVar(&c.Domain, "domain", "", "domain of AORs and Request-URIs (default: the server's address)")
@@ -80,6 +85,10 @@ func run() error {
 	flag.Float64Var(&c.FloodRate, "flood-rate", c.FloodRate, "flood: hostile messages per second")
 	flag.IntVar(&c.FloodSources, "flood-sources", c.FloodSources, "flood: hostile source addresses")
 	flag.DurationVar(&c.RetryAfter, "retry-after", c.RetryAfter, "avalanche: pause (±50 %) before a device whose registration failed starts over")
+	flag.BoolVar(&c.Reregister, "reregister", false, "avalanche: register every device first (at -prepare-rate), pause for the server's restart (-pause-file), then re-register them all: same Call-ID, next CSeq, cached credentials")
+	flag.BoolVar(&c.FreshCallID, "fresh-call-id", false, "with -reregister: come back as after a reboot (new Call-ID, CSeq 1, no credentials)")
+	flag.StringVar(&pauseFile, "pause-file", "", "with -reregister: create this `file` once the devices are registered and wait until it is removed (restart the server, then remove it)")
+	flag.DurationVar(&pauseLimit, "pause-limit", 10*time.Minute, "with -pause-file: the longest to wait for its removal")
 	flag.DurationVar(&c.T1, "t1", c.T1, "RFC 3261 T1")
 	flag.DurationVar(&c.T2, "t2", c.T2, "RFC 3261 T2")
 	flag.StringVar(&out, "out", "", "write the results as JSON to this `file`")
@@ -111,6 +120,12 @@ func run() error {
 	}
 	if !quiet {
 		c.Progress = os.Stderr
+	}
+	if pauseFile != "" {
+		if !c.Reregister {
+			return fmt.Errorf("-pause-file: only with -scenario avalanche -reregister")
+		}
+		c.Restart = func(ctx context.Context) error { return pause(ctx, pauseFile, pauseLimit) }
 	}
 	if cpuprofile != "" {
 		f, err := os.Create(cpuprofile)
@@ -147,6 +162,31 @@ func run() error {
 		}
 	}
 	return runErr
+}
+
+// pause is the restart between an avalanche's preparation and its run:
+// the generator says it is ready by creating path, and whoever restarts
+// the server says it is back by removing it. A file, not a signal:
+// compare.sh starts the generator in another network namespace through
+// ip netns exec and taskset, and both sides share the file system.
+func pause(ctx context.Context, path string, limit time.Duration) error {
+	if err := os.WriteFile(path, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
+		return err
+	}
+	end := time.Now().Add(limit)
+	for {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("%s still there after %v: nobody restarted the server", path, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // writeCredentials writes `user realm md5-ha1 sha256-ha1` lines, pinhole's
@@ -213,8 +253,12 @@ func printSummary(r *load.Result) {
 		if a.AllSeconds > 0 {
 			all = fmt.Sprintf("all registered after %.2fs", a.AllSeconds)
 		}
-		fmt.Fprintf(w, "avalanche: %d of %d devices registered, %s (last 200 at %.2fs); per device p50 %.2fs, p90 %.2fs, p99 %.2fs; %d retries\n",
-			a.Registered, a.Devices, all, a.LastSeconds, float64(a.Reached.P50)/1e6, float64(a.Reached.P90)/1e6, float64(a.Reached.P99)/1e6, a.Retries)
+		fmt.Fprintf(w, "avalanche: %d of %d devices registered, %s (last 200 at %.2fs); per device p50 %.2fs, p90 %.2fs, p99 %.2fs; %d retries; %s",
+			a.Registered, a.Devices, all, a.LastSeconds, float64(a.Reached.P50)/1e6, float64(a.Reached.P90)/1e6, float64(a.Reached.P99)/1e6, a.Retries, a.Mode)
+		if a.Mode != "first" {
+			fmt.Fprintf(w, " (%d registered before the restart)", a.Prepared)
+		}
+		fmt.Fprintln(w)
 	}
 	if r.Run.NATPings > 0 || r.Run.Pongs > 0 {
 		fmt.Fprintf(w, "NAT pings answered %d, keepalive replies %d\n", r.Run.NATPings, r.Run.Pongs)
