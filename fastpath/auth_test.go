@@ -135,6 +135,31 @@ func normalizeAuth(t *testing.T, reply string, d *device) []string {
 	return normalize(t, nonceParam.ReplaceAllString(reply, `nonce="NONCE"`), d)
 }
 
+// liveAuthLife takes a device format through authLife against the slow
+// path (ds) and the fast path (df): every answer must have the step's
+// status and be the same header for header. mark is called before each
+// step; what it returns runs after a new 200, to wait for the fill that
+// follows it.
+func liveAuthLife(t *testing.T, e corpusEntry, callID string, ds, df *authDevice, mark func() (settle func())) {
+	t.Helper()
+	for _, s := range authLife {
+		settle := mark()
+		rs, rf := ds.send(t, e, callID, s), df.send(t, e, callID, s)
+		if rs == "" || rf == "" {
+			t.Fatalf("%s: no reply (slow %q, fast %q)", s.name, rs, rf)
+		}
+		if !strings.HasPrefix(rs, "SIP/2.0 "+s.status+" ") {
+			t.Fatalf("%s: slow path answered %q, want %s", s.name, rs[:strings.Index(rs, "\r\n")], s.status)
+		}
+		if diff := cmp.Diff(normalizeAuth(t, rs, ds.d), normalizeAuth(t, rf, df.d)); diff != "" {
+			t.Fatalf("%s: replies differ (-slow +fast):\n%s", s.name, diff)
+		}
+		if s.status == "200" && !s.again {
+			settle()
+		}
+	}
+}
+
 // TestAuthCorpus runs every device format of the corpus through a life
 // with digest authentication on — a challenge, answers in SHA-256 and MD5,
 // refreshes with the next nc, a retransmission, a replayed nc, a wrong
@@ -159,22 +184,10 @@ func TestAuthCorpus(t *testing.T) {
 			callID := fmt.Sprintf("auth-%d-%s@device", i, e.name)
 			c := fast.fp.Cache()
 			absorbed, challenged := c.Absorbed(), challenges(c)
-			for _, s := range authLife {
+			liveAuthLife(t, e, callID, ds, df, func() func() {
 				a, fl := c.Absorbed(), c.Fills()
-				rs, rf := ds.send(t, e, callID, s), df.send(t, e, callID, s)
-				if rs == "" || rf == "" {
-					t.Fatalf("%s: no reply (slow %q, fast %q)", s.name, rs, rf)
-				}
-				if !strings.HasPrefix(rs, "SIP/2.0 "+s.status+" ") {
-					t.Fatalf("%s: slow path answered %q, want %s", s.name, rs[:strings.Index(rs, "\r\n")], s.status)
-				}
-				if diff := cmp.Diff(normalizeAuth(t, rs, ds.d), normalizeAuth(t, rf, df.d)); diff != "" {
-					t.Fatalf("%s: replies differ (-slow +fast):\n%s", s.name, diff)
-				}
-				if s.status == "200" && !s.again {
-					fast.settle(t, a, fl)
-				}
-			}
+				return func() { fast.settle(t, a, fl) }
+			})
 			lastNonce = time.Now()
 			gotA, gotC := c.Absorbed()-absorbed, challenges(c)-challenged
 			// Absorbed: the refresh, its retransmission, the MD5 refresh

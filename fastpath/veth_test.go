@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/internal/testutil"
@@ -56,38 +54,8 @@ func (s vethServer) scrape() (string, error) {
 	return string(b), err
 }
 
-// metric reads one unlabelled counter (or the sum of a labelled one's
-// series) from the server's /metrics, through the devices' namespace.
-func (s vethServer) metric(t *testing.T, name string) float64 {
-	t.Helper()
-	var sum float64
-	err := s.devices.Do(func() error {
-		body, err := s.scrape()
-		if err != nil {
-			return err
-		}
-		sc := bufio.NewScanner(strings.NewReader(body))
-		for sc.Scan() {
-			l := sc.Text()
-			if l != name && !strings.HasPrefix(l, name+" ") && !strings.HasPrefix(l, name+"{") {
-				continue
-			}
-			v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64)
-			if err != nil {
-				return err
-			}
-			sum += v
-		}
-		return sc.Err()
-	})
-	if err != nil {
-		t.Fatalf("metrics of %s: %v", s.addr, err)
-	}
-	return sum
-}
-
-// counters lists the fast path's metrics that are not 0.
-func (s vethServer) counters(t *testing.T) string {
+// lines reads the server's metric lines that keep reports true.
+func (s vethServer) lines(t *testing.T, keep func(string) bool) []string {
 	t.Helper()
 	var out []string
 	err := s.devices.Do(func() error {
@@ -95,18 +63,39 @@ func (s vethServer) counters(t *testing.T) string {
 		if err != nil {
 			return err
 		}
-		sc := bufio.NewScanner(strings.NewReader(body))
-		for sc.Scan() {
-			if l := sc.Text(); strings.HasPrefix(l, "pinhole_fastpath_") && !strings.HasSuffix(l, " 0") {
+		for l := range strings.Lines(body) {
+			if l = strings.TrimSuffix(l, "\n"); keep(l) {
 				out = append(out, l)
 			}
 		}
-		return sc.Err()
+		return nil
 	})
 	if err != nil {
 		t.Fatalf("metrics of %s: %v", s.addr, err)
 	}
-	return strings.Join(out, "\n")
+	return out
+}
+
+// metric reads one unlabelled counter (or the sum of a labelled one's
+// series).
+func (s vethServer) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	var sum float64
+	for _, l := range s.lines(t, func(l string) bool { return strings.HasPrefix(l, name+" ") || strings.HasPrefix(l, name+"{") }) {
+		v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64)
+		if err != nil {
+			t.Fatalf("%s: %v", l, err)
+		}
+		sum += v
+	}
+	return sum
+}
+
+// counters lists the fast path's metrics that are not 0.
+func (s vethServer) counters(t *testing.T) string {
+	return strings.Join(s.lines(t, func(l string) bool {
+		return strings.HasPrefix(l, "pinhole_fastpath_") && !strings.HasSuffix(l, " 0")
+	}), "\n")
 }
 
 // settle waits for the fill that follows a slow-path 200 (see
@@ -196,22 +185,10 @@ func TestVethAuthCorpus(t *testing.T) {
 			ds, df := &authDevice{d: dialFrom(t, slow.addr)}, &authDevice{d: dialFrom(t, fast.addr)}
 			callID := fmt.Sprintf("veth-%d-%s@device", i, e.name)
 			absorbed, challenged := fast.metric(t, "pinhole_fastpath_absorbed_total"), fast.metric(t, "pinhole_fastpath_challenges_total")
-			for _, s := range authLife {
+			liveAuthLife(t, e, callID, ds, df, func() func() {
 				a, fl := fast.metric(t, "pinhole_fastpath_absorbed_total"), fast.metric(t, "pinhole_fastpath_fills_total")
-				rs, rf := ds.send(t, e, callID, s), df.send(t, e, callID, s)
-				if rs == "" || rf == "" {
-					t.Fatalf("%s: no reply (slow %q, fast %q)", s.name, rs, rf)
-				}
-				if !strings.HasPrefix(rs, "SIP/2.0 "+s.status+" ") {
-					t.Fatalf("%s: slow path answered %q, want %s", s.name, rs[:strings.Index(rs, "\r\n")], s.status)
-				}
-				if diff := cmp.Diff(normalizeAuth(t, rs, ds.d), normalizeAuth(t, rf, df.d)); diff != "" {
-					t.Fatalf("%s: replies differ (-slow +fast):\n%s", s.name, diff)
-				}
-				if s.status == "200" && !s.again {
-					fast.settle(t, a, fl)
-				}
-			}
+				return func() { fast.settle(t, a, fl) }
+			})
 			gotA := fast.metric(t, "pinhole_fastpath_absorbed_total") - absorbed
 			gotC := fast.metric(t, "pinhole_fastpath_challenges_total") - challenged
 			// As in TestAuthCorpus: the refresh, its retransmission, the
