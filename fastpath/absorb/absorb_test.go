@@ -9,7 +9,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/pinhole-sip/pinhole/fastpath/scan"
+	"github.com/pinhole-sip/pinhole/internal/scan"
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
 )

@@ -11,7 +11,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/pinhole-sip/pinhole/fastpath/scan"
+	"github.com/pinhole-sip/pinhole/internal/scan"
 	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/internal/rawreply"
 )

@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/pinhole-sip/pinhole/fastpath/scan"
+	"github.com/pinhole-sip/pinhole/internal/scan"
 	"github.com/pinhole-sip/pinhole/internal/capture"
 )
 

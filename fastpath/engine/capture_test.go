@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pinhole-sip/pinhole/fastpath/absorb"
-	"github.com/pinhole-sip/pinhole/fastpath/scan"
+	"github.com/pinhole-sip/pinhole/internal/scan"
 	"github.com/pinhole-sip/pinhole/internal/capture"
 )
 

@@ -28,7 +28,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/fastpath/absorb"
 	"github.com/pinhole-sip/pinhole/fastpath/handoff"
-	"github.com/pinhole-sip/pinhole/fastpath/scan"
+	"github.com/pinhole-sip/pinhole/internal/scan"
 	"github.com/pinhole-sip/pinhole/internal/capture"
 	"github.com/pinhole-sip/pinhole/internal/mmsg"
 )

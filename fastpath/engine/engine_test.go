@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/pinhole-sip/pinhole/fastpath/absorb"
-	"github.com/pinhole-sip/pinhole/fastpath/scan"
+	"github.com/pinhole-sip/pinhole/internal/scan"
 )
 
 // echo absorbs datagrams that start with "ECHO" by answering "OK" and
