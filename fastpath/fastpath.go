@@ -24,11 +24,11 @@ import (
 	"github.com/pinhole-sip/pinhole/fastpath/absorb"
 	"github.com/pinhole-sip/pinhole/fastpath/engine"
 	"github.com/pinhole-sip/pinhole/fastpath/handoff"
-	"github.com/pinhole-sip/pinhole/internal/scan"
 	"github.com/pinhole-sip/pinhole/internal/capture"
 	"github.com/pinhole-sip/pinhole/internal/config"
 	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/internal/scan"
 )
 
 // Host is what the fast path needs of the slow path (*slowpath.Server).

@@ -10,8 +10,8 @@ import (
 
 	randv2 "math/rand/v2"
 
-	"github.com/pinhole-sip/pinhole/internal/scan"
 	"github.com/pinhole-sip/pinhole/internal/rawreply"
+	"github.com/pinhole-sip/pinhole/internal/scan"
 	"github.com/pinhole-sip/pinhole/internal/sipheader"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
 )

@@ -8,9 +8,9 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/pinhole-sip/pinhole/internal/scan"
 	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/internal/scan"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
 )
 

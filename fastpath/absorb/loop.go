@@ -11,9 +11,9 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/pinhole-sip/pinhole/internal/scan"
 	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/internal/rawreply"
+	"github.com/pinhole-sip/pinhole/internal/scan"
 )
 
 // Decline says why a Loop did not absorb a datagram.

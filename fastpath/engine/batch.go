@@ -4,8 +4,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/pinhole-sip/pinhole/internal/scan"
 	"github.com/pinhole-sip/pinhole/internal/capture"
+	"github.com/pinhole-sip/pinhole/internal/scan"
 )
 
 // Batched datagram I/O inside gnet's loops (docs/fastpath.md, "Batched

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/pinhole-sip/pinhole/fastpath/absorb"
-	"github.com/pinhole-sip/pinhole/internal/scan"
 	"github.com/pinhole-sip/pinhole/internal/capture"
+	"github.com/pinhole-sip/pinhole/internal/scan"
 )
 
 // registrar answers every REGISTER with a fixed 200, as a loop answers an

@@ -28,9 +28,9 @@ import (
 
 	"github.com/pinhole-sip/pinhole/fastpath/absorb"
 	"github.com/pinhole-sip/pinhole/fastpath/handoff"
-	"github.com/pinhole-sip/pinhole/internal/scan"
 	"github.com/pinhole-sip/pinhole/internal/capture"
 	"github.com/pinhole-sip/pinhole/internal/mmsg"
+	"github.com/pinhole-sip/pinhole/internal/scan"
 )
 
 // Absorber is what an event loop asks of the fast path for one datagram:
