@@ -13,8 +13,8 @@
 //
 // A Pacer therefore lets the heap grow by Percent of the live heap, but
 // never by less than Min: at a million bindings the heap settles at 1.5
-// times its live data instead of twice it, and below Min*100/Percent of
-// live heap the collector runs less often than Go's default would make it.
+// times its live data instead of twice it, and while less than Min is live
+// the collector runs less often than Go's default would make it.
 // After every collection it turns that into the runtime's GC percent. A
 // GOGC in pinhole's environment is the operator's word and wins: the Pacer
 // then does nothing.
