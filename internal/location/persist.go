@@ -157,7 +157,10 @@ func (m *Memory) flushChunk(names []string) error {
 	defer m.writeMu.Unlock()
 	batch := make([]setWrite, 0, len(names))
 	var arena []byte
-	for _, aor := range names {
+	for i, aor := range names {
+		if i%yieldEvery == yieldEvery-1 {
+			runtime.Gosched() // see yieldEvery
+		}
 		s := m.shard(aor)
 		s.mu.Lock()
 		batch, arena = appendPut(batch, arena, s, aor)
