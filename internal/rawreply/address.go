@@ -1,5 +1,7 @@
 package rawreply
 
+import "bytes"
+
 // URI is a SIP URI that sipgo (v1.7) prints back unchanged after parsing
 // it; the slices alias the value it was read from.
 type URI struct {
@@ -81,7 +83,7 @@ func ParseURI(u []byte, out *URI) bool {
 func ParseAddress(v []byte, out *Address) bool {
 	if len(v) > 0 && v[0] != '"' && v[0] != '<' {
 		*out = Address{Bare: true}
-		return ParseURI(v, &out.URI) && !hasByte(v, ';')
+		return ParseURI(v, &out.URI) && bytes.IndexByte(v, ';') < 0
 	}
 	*out = Address{}
 	i := 0
@@ -279,13 +281,4 @@ func ParsableContact(v []byte) bool {
 		}
 	}
 	return true
-}
-
-func hasByte(b []byte, c byte) bool {
-	for _, x := range b {
-		if x == c {
-			return true
-		}
-	}
-	return false
 }

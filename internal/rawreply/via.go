@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strconv"
 	"unsafe"
+
+	"github.com/pinhole-sip/pinhole/internal/sipsyntax"
 )
 
 // Via is a Via value that can be copied into a reply as it is: exactly
@@ -177,14 +179,6 @@ func alnum(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
 
-// tokenChar: RFC 3261 §25.1 token.
-func tokenChar(c byte) bool {
-	if alnum(c) {
-		return true
-	}
-	switch c {
-	case '-', '.', '!', '%', '*', '_', '+', '`', '\'', '~':
-		return true
-	}
-	return false
-}
+// tokenChar: RFC 3261 §25.1 token, the one rule the scanner and the
+// sanity filter use too.
+func tokenChar(c byte) bool { return sipsyntax.IsTokenChar(c) }
