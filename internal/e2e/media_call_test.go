@@ -212,21 +212,9 @@ func TestMediaRelayedCallBehindNAT(t *testing.T) {
 		t.Errorf("alice got no RTP of bob's through rtpengine and her NAT: %v", err)
 	}
 
+	requireTwoLegs(t, n, callID, packets, "alice's and bob's")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	q, err := n.client.Query(ctx, callID)
-	if err != nil {
-		t.Fatalf("query %s: %v", callID, err)
-	}
-	legs := legPackets(q)
-	if len(legs) != 2 {
-		t.Errorf("rtpengine knows legs %v, want alice's and bob's", legs)
-	}
-	for tag, got := range legs {
-		if got < packets {
-			t.Errorf("leg %s: rtpengine counted %d RTP packets, want at least %d", tag, got, packets)
-		}
-	}
 
 	r := alice.Wait(t)
 	if r.ExitCode != testutil.SippExitOK || len(r.LogValues("hangup")) != 1 {
@@ -426,21 +414,9 @@ func TestMediaRelayedFarmFailover(t *testing.T) {
 		t.Errorf("alice got %d of her %d packets back from the second node through rtpengine, want at least %d", got, packets, minPackets)
 	}
 
+	legs := requireTwoLegs(t, n, callID, minPackets, "alice's and the second node's only")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	q, err := n.client.Query(ctx, callID)
-	if err != nil {
-		t.Fatalf("query %s: %v", callID, err)
-	}
-	legs := legPackets(q)
-	if len(legs) != 2 {
-		t.Errorf("rtpengine knows legs %v, want alice's and the second node's only", legs)
-	}
-	for tag, got := range legs {
-		if got < minPackets {
-			t.Errorf("leg %s: rtpengine counted %d RTP packets, want at least %d", tag, got, minPackets)
-		}
-	}
 	// One call at rtpengine: one offer (kept across the failover) and one
 	// answer, the second node's; the 503 carried no SDP.
 	commands := map[string]int{}
@@ -487,4 +463,27 @@ func ngCommandIn(line, callID string) string {
 		return line[i:]
 	}
 	return ""
+}
+
+// requireTwoLegs asks rtpengine for callID: it must know exactly two legs
+// (named by want, for the message), each with at least min RTP packets.
+// It returns the packets per leg.
+func requireTwoLegs(t *testing.T, n *relayedNet, callID string, min int64, want string) map[string]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	q, err := n.client.Query(ctx, callID)
+	if err != nil {
+		t.Fatalf("query %s: %v", callID, err)
+	}
+	legs := legPackets(q)
+	if len(legs) != 2 {
+		t.Errorf("rtpengine knows legs %v, want %s", legs, want)
+	}
+	for tag, got := range legs {
+		if got < min {
+			t.Errorf("leg %s: rtpengine counted %d RTP packets, want at least %d", tag, got, min)
+		}
+	}
+	return legs
 }
