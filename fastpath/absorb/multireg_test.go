@@ -42,13 +42,15 @@ func (p *phone) register(expires int) []byte {
 		"Expires: " + fmt.Sprint(expires) + "\r\nContent-Length: 0\r\n\r\n")
 }
 
-// pairPath is one pinhole: a store and a registrar over it, with the
-// fast path (cache and a loop) in front, or without (reference).
+// pairPath is one pinhole: a store and a registrar (or mid-registrar,
+// midreg_test.go) over it, with the fast path (cache and a loop) in
+// front, or without (reference).
 type pairPath struct {
 	store *location.Memory
-	reg   *registrar.Registrar
-	cache *Cache // nil: the slow path alone
-	loop  *Loop
+	// process is the slow path's answer to a REGISTER.
+	process func(*sip.Request, location.Flow) *sip.Response
+	cache   *Cache // nil: the slow path alone
+	loop    *Loop
 	// sent is the slow path's last answer per request (Call-ID, CSeq
 	// and branch), as sipgo's transaction layer resends it.
 	sent map[string][]byte
@@ -82,7 +84,7 @@ func newPairPath(tb testing.TB, clock func() time.Time, fast bool) *pairPath {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p.store, p.reg = store, reg
+	p.store, p.process = store, reg.Process
 	return p
 }
 
@@ -106,7 +108,7 @@ func (p *pairPath) send(tb testing.TB, ph *phone, data []byte, now time.Time) (s
 	}
 	req.SetSource(ph.remote.String())
 	req.SetTransport("UDP")
-	res := p.reg.Process(req, ph.flow())
+	res := p.process(req, ph.flow())
 	if p.cache != nil {
 		p.cache.Fill(req, res, ph.flow())
 		p.cache.Wait()

@@ -60,6 +60,7 @@ func (m *MidRegistrar) Process(ctx context.Context, req *sip.Request, flow locat
 	if err != nil {
 		return registrar.ErrorResponse(req, err)
 	}
+	m.settle(reg.AOR)
 	cur := m.store.Lookup(reg.AOR)
 	// What the store would refuse (ordering, too many contacts) is refused
 	// before the upstream holds a binding pinhole does not.
@@ -116,6 +117,9 @@ func (m *MidRegistrar) classify(reg *registrar.Request, cur []location.Binding, 
 // apply merges reg into the store and answers the device. grant, when not
 // nil, stamps the bindings the upstream just accepted.
 func (m *MidRegistrar) apply(req *sip.Request, reg *registrar.Request, now time.Time, grant func(cur, next []location.Binding)) *sip.Response {
+	// Again: a relay leaves time for the loops to absorb another phone's
+	// refresh, which this 200 must list as they would.
+	m.settle(reg.AOR)
 	stored, err := m.store.Update(reg.AOR, func(cur []location.Binding) ([]location.Binding, error) {
 		next, err := m.reg.Merge(cur, reg, now)
 		if err != nil {
@@ -133,6 +137,18 @@ func (m *MidRegistrar) apply(req *sip.Request, reg *registrar.Request, now time.
 	// A non-nil set with an error was kept in memory but not yet written
 	// to disk; the flusher retries, and the device holds its binding.
 	return m.reg.Answer(req, stored, now)
+}
+
+// settle has the fast path write the refreshes its loops absorbed, and
+// the store has not heard of yet, before the mid-registrar reads or
+// changes aor's bindings (registrar.Config.Settle): the 200 lists every
+// phone of the AOR with the expiry of its last refresh, absorbed or not,
+// as the loops list them (docs/fastpath.md, "AORs with several
+// registrations"), and classify sees each binding's latest CSeq.
+func (m *MidRegistrar) settle(aor string) {
+	if fn := m.cfg.Registrar.Settle; fn != nil {
+		fn(aor)
+	}
 }
 
 // carryUpstream keeps the upstream registration of bindings the merge
