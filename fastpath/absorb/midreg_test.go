@@ -242,3 +242,47 @@ func TestMidRegistrarSeveralRegistrations(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkAbsorbMidRegistrarTwoPhones is BenchmarkAbsorbTwoPhones behind
+// the mid-registrar (mode contact): phone a's refreshes, inside the
+// throttling window, absorbed with phone b's binding listed.
+func BenchmarkAbsorbMidRegistrarTwoPhones(b *testing.B) {
+	start := time.Now()
+	now := func() time.Time { return start }
+	up := &mainRegistrar{devices: map[string]bool{}}
+	fast := newMidPath(b, now, midreg.ModeContact, up, true)
+	pa := &phone{name: "a", q: "0.9", expires: 20, remote: netip.MustParseAddrPort("198.51.100.7:40001")}
+	pb := &phone{name: "b", q: "0.5", expires: 30, remote: netip.MustParseAddrPort("198.51.100.8:40002")}
+	for _, p := range []*phone{pa, pb} {
+		p.cseq = 1
+		if r, _ := fast.send(b, p, p.register(p.expires), start); !strings.HasPrefix(r, "SIP/2.0 200 OK\r\n") {
+			b.Fatalf("registration of %s: %s", p.name, r)
+		}
+	}
+	// Fixed-width CSeq and branch, counted up in place.
+	pa.cseq = 1000000000
+	data := pa.register(pa.expires)
+	at := strings.Index(string(data), "CSeq: ") + len("CSeq: ")
+	br := strings.Index(string(data), "z9hG4bK-a") + len("z9hG4bK-a")
+	l := fast.loop
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		n := uint64(1000000001 + i)
+		for k := 9; k >= 0; k-- {
+			data[at+k] = byte('0' + n%10)
+			data[br+k] = data[at+k]
+			n /= 10
+		}
+		reply, d := l.Absorb(data, lim, local, pa.remote, start)
+		if d != Absorbed {
+			b.Fatalf("refresh %d declined: %v", i, d)
+		}
+		if i == 0 && !strings.Contains(string(reply), "\r\nContact: <sip:b@198.51.100.8:40002>;expires=30;q=0.5\r\n") {
+			b.Fatalf("the 200 does not list phone b:\n%s", reply)
+		}
+		if i%10000 == 9999 {
+			fast.cache.Flush()
+		}
+	}
+}
