@@ -26,13 +26,21 @@ type mainRegistrar struct {
 	devices map[string]bool // the phones' Call-IDs
 	mu      sync.Mutex
 	got     []string
+	// meanwhile, when set, runs once while the next REGISTER is here:
+	// what pinhole does while a relay is on its way.
+	meanwhile func()
 }
 
 func (u *mainRegistrar) Send(_ context.Context, req *sip.Request) (*sip.Response, error) {
+	u.mu.Lock()
 	if u.devices[req.CallID().Value()] {
-		u.mu.Lock()
 		u.got = append(u.got, req.CallID().Value()+" "+req.CSeq().Value())
-		u.mu.Unlock()
+	}
+	meanwhile := u.meanwhile
+	u.meanwhile = nil
+	u.mu.Unlock()
+	if meanwhile != nil {
+		meanwhile()
 	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	for _, h := range req.GetHeaders("Contact") {
@@ -117,7 +125,8 @@ const (
 // the other phones moved and after a new phone's relay replaced the entry,
 // a phone lapsing, renewals upstream when a phone's upstream registration
 // falls due (in mode aor one renewal serves every phone), and a
-// de-registration. Every answer must be equal header for header (To tag
+// de-registration while the other phone refreshes (its 200 lists that
+// refresh, absorbed by the loop while the relay was upstream). Every answer must be equal header for header (To tag
 // aside), the loop must absorb exactly the refreshes marked absorbed (the
 // ones the mid-registrar answers without its upstream), and the main
 // registrar must see the same REGISTERs from both pinholes.
@@ -132,6 +141,7 @@ func TestMidRegistrarSeveralRegistrations(t *testing.T) {
 		phone     string
 		wait      time.Duration // the clock moves this much first
 		again     bool          // a retransmission of the phone's last request
+		meanwhile string        // this phone refreshes while the step's REGISTER is upstream (absorbed)
 		dereg     bool          // Expires: 0
 		contact   outcome       // mode contact
 		aor       outcome       // mode aor
@@ -157,7 +167,7 @@ func TestMidRegistrarSeveralRegistrations(t *testing.T) {
 		{name: "a 37 s after its relay (contact: due), 30 s after c's (aor)", phone: "a", wait: 6 * time.Second, contact: relayed, aor: absorbed},
 		{name: "b 31 s after c's relay (aor: due)", phone: "b", wait: time.Second, contact: absorbed, aor: relayed},
 		{name: "a beside b's renewal of the AOR (aor)", phone: "a", wait: time.Second, contact: absorbed, aor: absorbed},
-		{name: "b de-registers", phone: "b", wait: time.Second, dereg: true, contact: relayed, aor: relayed},
+		{name: "b de-registers while a refreshes", phone: "b", wait: time.Second, dereg: true, meanwhile: "a", contact: relayed, aor: relayed},
 		{name: "a refreshes alone again", phone: "a", wait: time.Second, contact: alone, aor: alone},
 		{name: "a's next refresh is absorbed", phone: "a", wait: time.Second, contact: absorbed, aor: absorbed, flushNext: true},
 	}
@@ -174,6 +184,7 @@ func TestMidRegistrarSeveralRegistrations(t *testing.T) {
 			devices := map[string]bool{"a@pair": true, "b@pair": true, "c@pair": true}
 			refUp, fastUp := &mainRegistrar{devices: devices}, &mainRegistrar{devices: devices}
 			ref, fast := newMidPath(t, now, mode, refUp, false), newMidPath(t, now, mode, fastUp, true)
+			norm := func(s string) []string { return strings.Split(anyTag.ReplaceAllString(s, "${1}TAG\r"), "\r\n") }
 			for _, st := range steps {
 				want := st.contact
 				if mode == midreg.ModeAOR {
@@ -199,6 +210,24 @@ func TestMidRegistrarSeveralRegistrations(t *testing.T) {
 					ph.last = data
 				}
 				at := now()
+				if st.meanwhile != "" {
+					// The same refresh reaches both pinholes while the
+					// step's REGISTER is upstream; the loop absorbs it.
+					o := phones[st.meanwhile]
+					o.cseq++
+					o.last = o.register(o.expires)
+					var wantO string
+					refUp.meanwhile = func() { wantO, _ = ref.send(t, o, o.last, at) }
+					fastUp.meanwhile = func() {
+						gotO, byLoop := fast.send(t, o, o.last, at)
+						if !byLoop {
+							t.Errorf("%s: %s's refresh meanwhile was not absorbed", st.name, o.name)
+						}
+						if diff := cmp.Diff(norm(wantO), norm(gotO)); diff != "" {
+							t.Errorf("%s: %s's refresh meanwhile answered differently (-slow path +fast path):\n%s", st.name, o.name, diff)
+						}
+					}
+				}
 				upBefore := len(refUp.log())
 
 				wantRes, _ := ref.send(t, ph, data, at)
@@ -209,7 +238,6 @@ func TestMidRegistrarSeveralRegistrations(t *testing.T) {
 				if wasRelayed := len(refUp.log()) > upBefore; wasRelayed != (want == relayed) {
 					t.Fatalf("%s: relayed upstream %v, the scenario says %v", st.name, wasRelayed, want == relayed)
 				}
-				norm := func(s string) []string { return strings.Split(anyTag.ReplaceAllString(s, "${1}TAG\r"), "\r\n") }
 				if diff := cmp.Diff(norm(wantRes), norm(got)); diff != "" {
 					t.Fatalf("%s: answers differ (-slow path +fast path):\n%s", st.name, diff)
 				}

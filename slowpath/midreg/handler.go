@@ -117,9 +117,6 @@ func (m *MidRegistrar) classify(reg *registrar.Request, cur []location.Binding, 
 // apply merges reg into the store and answers the device. grant, when not
 // nil, stamps the bindings the upstream just accepted.
 func (m *MidRegistrar) apply(req *sip.Request, reg *registrar.Request, now time.Time, grant func(cur, next []location.Binding)) *sip.Response {
-	// Again: a relay leaves time for the loops to absorb another phone's
-	// refresh, which this 200 must list as they would.
-	m.settle(reg.AOR)
 	stored, err := m.store.Update(reg.AOR, func(cur []location.Binding) ([]location.Binding, error) {
 		next, err := m.reg.Merge(cur, reg, now)
 		if err != nil {
@@ -205,6 +202,7 @@ attempts:
 		// Its next refresh is inside the margin again and retries the
 		// renewal.
 		m.m.deferred.Inc()
+		m.settle(reg.AOR) // the attempts gave the loops time: see finish
 		return m.apply(req, reg, now, nil)
 	}
 	m.m.unavailable.Inc()
@@ -251,6 +249,9 @@ func (m *MidRegistrar) order(reg *registrar.Request, cur []location.Binding, now
 func (m *MidRegistrar) finish(req *sip.Request, reg *registrar.Request, res *sip.Response, i int, asked []asked, now time.Time) *sip.Response {
 	switch {
 	case res.StatusCode >= 200 && res.StatusCode < 300:
+		// Again: the relay gave the loops time to absorb another phone's
+		// refresh, which this 200 must list as they would.
+		m.settle(reg.AOR)
 		m.forget(reg.CallID)
 		granted := grants(res, asked)
 		var replaced []location.Binding
