@@ -314,3 +314,32 @@ func BenchmarkAbsorbMidRegistrarTwoPhones(b *testing.B) {
 		}
 	}
 }
+
+// FuzzMidRegistrarSeveralRegistrations is FuzzSeveralRegistrations behind
+// the mid-registrar (aor false: mode contact; true: mode aor): fuzzed
+// Contacts and expiries (beyond 55 s every refresh is a renewal, relayed),
+// every answer equal with the fast path and without, and the main
+// registrar receiving the same REGISTERs from both.
+func FuzzMidRegistrarSeveralRegistrations(f *testing.F) {
+	f.Add("<sip:a@198.51.100.7:40001>;q=0.9", "<sip:b@198.51.100.8:40002>;q=0.5", uint16(20), uint16(30), uint8(1), false)
+	f.Add("<sip:a@198.51.100.7:40001>", "<sip:b@198.51.100.8:40002>", uint16(30), uint16(30), uint8(0), true)
+	f.Add("<sip:x@198.51.100.7:40001;transport=udp>;q=0.5", "<sip:x@198.51.100.8>;q=0.5;+sip.instance=\"<urn:uuid:2>\";reg-id=1", uint16(20), uint16(3600), uint8(30), false)
+	f.Add("<sips:a@[2001:db8::1]:5061;ob>;expires=30", "<sip:b@host.example;lr>;q=1.0", uint16(2), uint16(5), uint8(3), true)
+	f.Fuzz(func(t *testing.T, ca, cb string, ea, eb uint16, dt uint8, aor bool) {
+		mode := midreg.ModeContact
+		if aor {
+			mode = midreg.ModeAOR
+		}
+		devices := map[string]bool{"a@pair": true, "b@pair": true}
+		refUp, fastUp := &mainRegistrar{devices: devices}, &mainRegistrar{devices: devices}
+		twoPhones(t, ca, cb, ea, eb, dt, func(now func() time.Time, fast bool) *pairPath {
+			if fast {
+				return newMidPath(t, now, mode, fastUp, true)
+			}
+			return newMidPath(t, now, mode, refUp, false)
+		})
+		if diff := cmp.Diff(refUp.log(), fastUp.log()); diff != "" {
+			t.Fatalf("the main registrar saw other REGISTERs (-fast path off +on):\n%s", diff)
+		}
+	})
+}
