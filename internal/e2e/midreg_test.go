@@ -391,22 +391,38 @@ func TestMidregUpstreamDown(t *testing.T) {
 }
 
 // TestMidregFastPathTwoPhones: two sipp phones of one user register
-// through the mid-registrar (mode contact, the fast path on as the
-// embedded default has it) in front of Kamailio, and refresh at the same
-// time. Their refreshes inside the throttling window are absorbed by the
-// event loops (pinhole_fastpath_absorbed_total), every 200 a phone gets
-// after its first lists both phones with their expiries, and Kamailio
-// receives exactly the REGISTERs the throttling lets through: the
-// registrations and renewals, each challenged once.
+// through the mid-registrar (the fast path on, as the embedded default
+// has it) in front of Kamailio, and refresh at the same time. Their
+// refreshes inside the throttling window are absorbed by the event loops
+// (pinhole_fastpath_absorbed_total), every 200 a phone gets after its
+// first lists both phones with their expiries, and Kamailio receives
+// exactly the REGISTERs the throttling lets through, each challenged
+// once: in mode contact each phone's registration and renewal, in mode
+// aor the two registrations of the AOR's one upstream contact.
 func TestMidregFastPathTwoPhones(t *testing.T) {
-	// Refresh every 3 s with expiry 8 s, outgoing_expires 16, margin 1: a
-	// refresh is relayed once more than 7 s passed since the phone's last
-	// relay (the 3rd refresh), and every binding keeps 4 s or more when its
-	// phone refreshes, beyond the loop's 2 s guard against lapsing.
-	p := throttle{expires: 8, period: 3, refreshes: 4, outgoing: 16, margin: 1}
+	for _, tc := range []struct {
+		mode string
+		p    throttle
+	}{
+		// Refresh every 3 s with expiry 8 s, outgoing_expires 16, margin
+		// 1: a refresh is relayed once more than 7 s passed since the
+		// phone's last relay (the 3rd refresh), and every binding keeps 4 s
+		// or more when its phone refreshes, beyond the loop's 2 s guard
+		// against lapsing.
+		{"contact", throttle{expires: 8, period: 3, refreshes: 4, outgoing: 16, margin: 1}},
+		// No renewal: the second phone's registration renews the AOR's
+		// upstream contact for both, and the first phone's refreshes stay
+		// absorbed.
+		{"aor", throttle{expires: 8, period: 3, refreshes: 3, outgoing: 3600, margin: 10}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) { midregFastPathTwoPhones(t, tc.mode, tc.p) })
+	}
+}
+
+func midregFastPathTwoPhones(t *testing.T, mode string, p throttle) {
 	relays := p.relays(t)
 	metricsAddr := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t, testutil.Loopback))
-	r := startMidrig(t, midParams{mode: "contact", insertion: "contact", outgoing: p.outgoing, margin: p.margin}, func(c *testutil.Config) {
+	r := startMidrig(t, midParams{mode: mode, insertion: "contact", outgoing: p.outgoing, margin: p.margin}, func(c *testutil.Config) {
 		if !c.FastPath.Enabled {
 			t.Fatal("the embedded default has the fast path off")
 		}
@@ -472,7 +488,7 @@ func TestMidregFastPathTwoPhones(t *testing.T) {
 	if got := hostMetric(t, metricsAddr, "pinhole_fastpath_absorbed_total"); got < float64(inWindow-1) || got > float64(inWindow) {
 		t.Errorf("the loops absorbed %v refreshes, want %d (or one fewer); fast path counters:\n%s", got, inWindow, metricLines(t, metricsAddr, "pinhole_fastpath_"))
 	}
-	if got := hostMetric(t, metricsAddr, `pinhole_midreg_relayed_total{mode="contact"}`); got != float64(len(phones)*2*relays) {
+	if got := hostMetric(t, metricsAddr, `pinhole_midreg_relayed_total{mode="`+mode+`"}`); got != float64(len(phones)*2*relays) {
 		t.Errorf("pinhole relayed %v REGISTERs, want %d", got, len(phones)*2*relays)
 	}
 }
