@@ -3,8 +3,11 @@
 package e2e
 
 import (
+	"crypto/rand"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pinhole-sip/pinhole/internal/testutil"
+	"github.com/pinhole-sip/pinhole/slowpath"
 )
 
 // Load of TestVIPFailover: bounded in count and in time.
@@ -64,6 +68,11 @@ func (b *vipBox) metric(t *testing.T, name string) float64 {
 //   - the VIP moves to the standby, and refreshes succeed again within 3 s
 //     (the longest time without a 200, measured and logged), every phone's
 //     included;
+//   - a call ringing when A dies completes through B: A relayed the
+//     INVITE and the phone's 180, the phone answers after A's death, and B,
+//     with no transaction for that 200, forwards it to the caller under A's
+//     signed branch (the boxes share the route key); the caller's ACK and
+//     BYE reach the phone through B over the NAT mapping;
 //   - a call from the farm node reaches a phone through the NAT mapping its
 //     REGISTER opened toward the old box: the new box's INVITE leaves from
 //     VIP:5060, or the NAT would drop it;
@@ -107,8 +116,16 @@ func TestVIPFailover(t *testing.T) {
 	// alone, on pinhole's own sockets with IP_FREEBIND and no sysctl.
 	// B binds the VIP while A holds it, then serves on it.
 	boxes[0].ns.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_nonlocal_bind=1")
+	// One route key for the pair (docs/cluster.md): B follows the
+	// Record-Route entries and forwards the responses of branches A signed.
+	var secret [32]byte
+	rand.Read(secret[:])
+	keyFile := fmt.Sprintf("%d %x\n", time.Now().Unix(), secret)
 	for i, b := range boxes {
 		cfg := testutil.DefaultConfig(t)
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, slowpath.RouteKeyFile), []byte(keyFile), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		cfg.FastPath.Enabled = i == 0
 		cfg.Listen.UDP = []string{vipAP}
 		cfg.Listen.TCP = []string{vipAP}
@@ -144,10 +161,11 @@ func TestVIPFailover(t *testing.T) {
 	waitMetricValue(t, sb, "pinhole_cluster_active", 0)
 	stage("keepalived: A holds the VIP, B is backup")
 
-	// A phone behind the NAT that the farm node will call after the
-	// failover, registered (to the VIP) before it.
+	// A phone behind the NAT that the farm node calls across the failover
+	// and after it, registered (to the VIP) before it. It rings 3 s
+	// before it answers.
 	callee := testutil.Sipp{
-		Scenario: scenario(t, "device_register.xml"), OutOfCall: scenario(t, "uas_answer_ping.xml"),
+		Scenario: scenario(t, "device_register.xml"), OutOfCall: scenario(t, "uas_ring_ping.xml"),
 		Remote: vipAP, NS: nat.Device, LocalIP: nat.DeviceAddr, LocalPort: 5070,
 		Service: "callee",
 		Vars:    map[string]string{"domain": domain, "expires": "600", "hold_ms": "60000"},
@@ -206,6 +224,19 @@ func TestVIPFailover(t *testing.T) {
 		t.Errorf("the active box sent %v NAT pings in two intervals, want at least %v (each flow once an interval)", dA, 2*flows)
 	}
 
+	// A call that rings when A dies: A relays the INVITE and the 180; the
+	// phone answers 3 s later, to whichever box holds the VIP by then.
+	ringing := testutil.Sipp{
+		Scenario: scenario(t, "uac_call.xml"), Remote: vipAP, NS: seg, LocalIP: segAddr,
+		Service: "callee", Vars: map[string]string{"domain": domain, "from_user": "farm"},
+		Timeout: 30 * time.Second,
+	}.Start(t)
+	if !callee.WaitLog("invited:", 10*time.Second) {
+		t.Fatal("the call through A did not reach the callee")
+	}
+	const forwarded = `pinhole_proxy_stray_responses_total{result="forwarded"}`
+	strayBefore := sb.metric(t, forwarded)
+
 	const answeredB = `pinhole_registrar_replies_total{code="200"}`
 	before200 := sb.metric(t, answeredB)
 	macB := strings.Fields(sb.ns.MustRun(t, "cat", "/sys/class/net/"+sb.link+"/address"))[0]
@@ -239,6 +270,24 @@ func TestVIPFailover(t *testing.T) {
 		t.Error("A still holds the VIP after B took it")
 	}
 
+	// The ringing call completes through B: the caller got the 200 (B
+	// forwarded it without a transaction), the phone the ACK and the BYE.
+	rr := ringing.Wait(t)
+	if rr.ExitCode != testutil.SippExitOK || rr.Successful != 1 {
+		t.Errorf("the call ringing across the failover failed:\n%s", rr.Report())
+	}
+	waitLogCount(t, callee, "hangup", 1, 10*time.Second)
+	if got := callee.LogValues("answered"); len(got) != 1 {
+		t.Errorf("callee got the ACK of %d calls, want 1 (the one ringing across the failover)", len(got))
+	}
+	stray := sb.metric(t, forwarded) - strayBefore
+	t.Logf("call ringing across the failover: caller %v, callee hung up by the caller's BYE; B forwarded %v stray responses",
+		rr.LogValues("hangup"), stray)
+	if stray < 1 {
+		t.Errorf("B forwarded %v responses without a transaction, want the callee's 200 at least", stray)
+	}
+	stage("the call ringing across the failover completed through B")
+
 	lr := load.Wait(t)
 	stage("refreshing phones done")
 	if lr.Failed != 0 || lr.Successful != len(users) {
@@ -263,9 +312,9 @@ func TestVIPFailover(t *testing.T) {
 	if r.ExitCode != testutil.SippExitOK || r.Successful != 1 {
 		t.Errorf("call to the callee through the new active box failed:\n%s", r.Report())
 	}
-	callee.WaitLog("hangup:", 5*time.Second)
-	if got := callee.LogValues("answered"); len(got) != 1 {
-		t.Errorf("callee answered %d calls, want 1", len(got))
+	waitLogCount(t, callee, "hangup", 2, 5*time.Second)
+	if got := callee.LogValues("answered"); len(got) != 2 {
+		t.Errorf("callee answered %d calls, want 2", len(got))
 	}
 	stage("call through the new active box")
 
@@ -307,6 +356,19 @@ func TestVIPFailover(t *testing.T) {
 		t.Errorf("phones acknowledged before the failover are not bound on the new active box: %v", lost)
 	}
 	stage("queried")
+}
+
+// waitLogCount waits until p has logged at least n lines of key.
+func waitLogCount(t *testing.T, p *testutil.SippProcess, key string, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for len(p.LogValues(key)) < n {
+		if time.Now().After(deadline) {
+			t.Errorf("%d %q lines logged within %v, want %d", len(p.LogValues(key)), key, within, n)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // waitVIP waits until b's keepalived has put the VIP on its interface.
