@@ -148,7 +148,9 @@ func run() error {
 			return fmt.Errorf("-ok-log: %w", err)
 		}
 		defer okFile.Close()
-		okW = bufio.NewWriterSize(okFile, 1<<16)
+		// Small, so that a reader following the file during the run
+		// (the failover test) lags by a few hundred lines at most.
+		okW = bufio.NewWriterSize(okFile, 1<<12)
 		c.OKLog = okW
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
