@@ -247,7 +247,14 @@ func (s *Server) buildUA() error {
 			sip.WithTransportLayerTransports(guardedTransports()),
 		),
 		sipgo.WithUserAgentDNSResolver(guardedResolver()),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerLogger(sipLog),
+			// RFC 3261 §16.7 step 1: a response no client transaction
+			// takes is the proxy's to forward statelessly, when its
+			// signed branch allows (proxy/stray.go); sipgo would log
+			// and drop it.
+			sip.WithTransactionLayerUnhandledResponseHandler(s.strayResponse),
+		),
 	}
 	if s.certs != nil {
 		// sipgo dials TLS with it (to a farm node, an upstream); pinhole's
@@ -280,6 +287,14 @@ func (s *Server) buildUA() error {
 	}
 	s.initStateless(parser)
 	return nil
+}
+
+// strayResponse hands a response that matched no client transaction to
+// the proxy in use (a reload may swap it).
+func (s *Server) strayResponse(res *sip.Response) {
+	if p := s.ops.proxy.Load(); p != nil {
+		p.ForwardStray(res)
+	}
 }
 
 // Start binds every configured socket and serves them. It returns once all

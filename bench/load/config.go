@@ -173,6 +173,14 @@ type Config struct {
 	Labels map[string]string
 
 	Progress io.Writer // one line a second; nil: silent
+
+	// OKLog, when set, gets one line per 200 to a refresh (scenarios with
+	// refreshes, preparation excluded): the device's user and the wall
+	// clock in Unix milliseconds, "u0000042 1765101234567". It is how a
+	// failover test finds the longest time no refresh succeeded and which
+	// devices refreshed after it. Written from the engine's goroutine, so
+	// it should be buffered; a write error is the writer's to keep.
+	OKLog io.Writer
 }
 
 // Defaults returns a configuration with every optional field set.

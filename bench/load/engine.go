@@ -131,10 +131,11 @@ type engine struct {
 	maxBacklog uint64
 	progress   func(phase string, s Sample, natPings uint64)
 
-	buf  []byte // message being built
-	ubuf []byte // a user name being built
-	msg  message
-	rs   [][]byte // scratch for route sets
+	buf   []byte // message being built
+	okBuf []byte // a line of Config.OKLog being built
+	ubuf  []byte // a user name being built
+	msg   message
+	rs    [][]byte // scratch for route sets
 }
 
 const (
@@ -693,6 +694,9 @@ func (e *engine) response(i int, m *message) {
 	case kRegisterInitial, kRegisterAuth, kRegisterRefresh:
 		if ok {
 			e.registered(d)
+			if d.tx.action == aRefresh && e.cfg.OKLog != nil {
+				e.logOK(i)
+			}
 		}
 		e.actionDone(i, ok)
 	case kInvite:
@@ -721,6 +725,16 @@ func (e *engine) response(i int, m *message) {
 		e.endCall(i)
 		e.outcome(aCall, measured, ok && !late, late, -1)
 	}
+}
+
+// logOK writes device i's refresh 200 to Config.OKLog.
+func (e *engine) logOK(i int) {
+	b := e.appendUser(e.okBuf[:0], i)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, e.base.UnixMilli()+e.now/int64(time.Millisecond), 10)
+	b = append(b, '\n')
+	e.okBuf = b
+	_, _ = e.cfg.OKLog.Write(b)
 }
 
 // answerChallenge retries the action's request with credentials, once per

@@ -3,6 +3,7 @@
 package load_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -384,6 +385,53 @@ func TestSmokeAgainstEcho(t *testing.T) {
 	}
 	if st.Answered.Load() == 0 {
 		t.Errorf("echo answered nothing")
+	}
+}
+
+// TestSmokeOKLog: with Config.OKLog the refresh scenario writes one line
+// per refresh answered 200, each naming a device and a wall-clock time
+// within the run, as many as the refreshes it counted successful; the
+// preparation's registrations are not among them.
+func TestSmokeOKLog(t *testing.T) {
+	addr := netip.AddrPortFrom(testutil.Loopback, uint16(testutil.FreePort(t, testutil.Loopback)))
+	ctx, cancel := context.WithCancel(context.Background())
+	var st echo.Stats
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- echo.Serve(ctx, addr, &st, ready) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("echo: %v", err)
+		}
+	})
+	<-ready
+	c := smokeConfig(t, addr, load.ScenarioRefresh, "127.79.1.0/24")
+	var log bytes.Buffer
+	c.OKLog = &log
+	began := time.Now().UnixMilli()
+	res, err := load.Run(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := time.Now().UnixMilli()
+	users := map[string]bool{}
+	for i := range c.Devices {
+		users[c.User(i)] = true
+	}
+	lines := strings.Split(strings.TrimSuffix(log.String(), "\n"), "\n")
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) != 2 || !users[f[0]] {
+			t.Fatalf("OK log line %q: want a device's user and a time", l)
+		}
+		ms, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil || ms < began || ms > ended {
+			t.Errorf("OK log line %q: time not within the run (%d..%d)", l, began, ended)
+		}
+	}
+	want := res.Span.Actions["refresh"].Succeeded
+	if want == 0 || uint64(len(lines)) != want {
+		t.Errorf("OK log has %d lines, the run counted %d refreshes answered 200", len(lines), want)
 	}
 }
 

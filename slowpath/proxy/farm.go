@@ -409,7 +409,7 @@ func (b *branch) farmFinal(code int) {
 	farm.Answered(n)
 }
 
-func callID(r *sip.Request) string {
+func callID(r interface{ CallID() *sip.CallIDHeader }) string {
 	if h := r.CallID(); h != nil {
 		return h.Value()
 	}

@@ -241,6 +241,9 @@ func (c *call) start(base *sip.Request, t target, breadth int) *branch {
 		b.req = c.p.farmBranch(c, base, &t, rr, b.req)
 		b.t = t
 	}
+	if c.statelessSafe(&b.t) {
+		c.p.signBranch(b.req, b.nc) // stray.go
+	}
 
 	c.mu.Lock()
 	if c.halted() {

@@ -70,3 +70,28 @@ func FuzzMediaMark(f *testing.F) {
 		_ = isSDP([]byte("v=0\r\n"), &h)
 	})
 }
+
+// FuzzParseBranch: whatever a response's top Via carries, splitting it
+// never panics, and what it accepts is written back exactly as it came
+// (the MAC covers the fields, so two spellings of one branch would let a
+// branch be altered without failing it).
+func FuzzParseBranch(f *testing.F) {
+	f.Add("z9hG4bK.abcdefgh")
+	f.Add("z9hG4bK.abcdefghijkl.0123456789abcdef")
+	f.Add("z9hG4bK.abcdefghijkl..ahfqa4ihts54mm3eaej4i.abcdefghijklmnop")
+	f.Add("z9hG4bK.abcdefghijkl.0123456789abcdef..abcdefghijklmnop")
+	f.Add("z9hG4bK-ph0123456789abcdef")
+	f.Add("z9hG4bK....")
+	f.Fuzz(func(t *testing.T, s string) {
+		b, ok := parseBranch(s)
+		if !ok {
+			return
+		}
+		if got := b.String(); got != s {
+			t.Fatalf("parseBranch(%q) = %+v, which writes as %q", s, b, got)
+		}
+		if again, ok := parseBranch(b.String()); !ok || again != b {
+			t.Fatalf("parseBranch(%q) = %+v, then %+v, %v", s, b, again, ok)
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,11 +59,29 @@ type testProxy struct {
 	p        *Proxy
 	udp, tcp netip.AddrPort
 	loc      *fakeLocator
+	// stop closes its sockets, as a kill -9 would: its transactions end
+	// with nothing sent.
+	stop func()
 }
 
 func startProxy(t *testing.T, mutate func(*Config)) *testProxy {
 	t.Helper()
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("pinhole"))
+	return startProxyOn(t, "127.0.0.1:0", mutate)
+}
+
+// startProxyOn is startProxy with its UDP socket on udpAddr: a standby
+// taking over the address of a stopped proxy.
+func startProxyOn(t *testing.T, udpAddr string, mutate func(*Config)) *testProxy {
+	t.Helper()
+	// As slowpath.Server wires it: responses no transaction takes go to
+	// the proxy (stray.go).
+	var px atomic.Pointer[Proxy]
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("pinhole"),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {
+			if p := px.Load(); p != nil {
+				p.ForwardStray(r)
+			}
+		})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +93,7 @@ func startProxy(t *testing.T, mutate func(*Config)) *testProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	uc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	uc, err := net.ListenPacket("udp4", udpAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +121,7 @@ func startProxy(t *testing.T, mutate func(*Config)) *testProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
+	px.Store(tp.p)
 	for _, m := range Methods {
 		srv.OnRequest(m, tp.p.Handle)
 	}
@@ -111,11 +131,15 @@ func startProxy(t *testing.T, mutate func(*Config)) *testProxy {
 	go srv.ServeUDP(uc)
 	go srv.ServeTCP(tl)
 	waitListening(t, ua, tp.udp)
-	t.Cleanup(func() {
-		ua.Close()
-		uc.Close()
-		tl.Close()
-	})
+	var once sync.Once
+	tp.stop = func() {
+		once.Do(func() {
+			ua.Close()
+			uc.Close()
+			tl.Close()
+		})
+	}
+	t.Cleanup(tp.stop)
 	return tp
 }
 

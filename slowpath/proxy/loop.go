@@ -26,8 +26,9 @@ var (
 // StatusMaxBreadthExceeded is RFC 5393 §5.1's 440.
 const StatusMaxBreadthExceeded = 440
 
-// loopSep separates the random part of pinhole's branch from the loop
-// hash (RFC 3261 §16.6 step 8 lets the branch carry it).
+// loopSep separates the fields of pinhole's branch: the random part, the
+// loop hash (RFC 3261 §16.6 step 8 lets the branch carry it) and, when
+// signed, the flow and MAC (branch.go).
 const loopSep = '.'
 
 // loopHash sums what stays the same when a request passes pinhole again
@@ -75,15 +76,14 @@ func (p *Proxy) looped(req *sip.Request) bool {
 		if !ok || !p.ourSentBy(v) {
 			continue
 		}
-		branch := v.Params.GetOr("branch", "")
-		i := len(branch) - 16 - 1
-		if i < 0 || branch[i] != loopSep {
+		b, ok := parseBranch(v.Params.GetOr("branch", ""))
+		if !ok || b.loop == "" {
 			continue
 		}
 		if hash == "" {
 			hash = loopHash(req)
 		}
-		if branch[i+1:] == hash {
+		if b.loop == hash {
 			return true
 		}
 	}

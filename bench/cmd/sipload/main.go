@@ -44,6 +44,7 @@ func run() error {
 		cpuprofile           string
 		pauseFile            string
 		pauseLimit           time.Duration
+		okLog                string
 	)
 	flag.StringVar(&server, "server", c.Server.String(), "SIP server `address:port` (UDP)")
 	flag.StringVar(&c.Domain, "domain", "", "domain of AORs and Request-URIs (default: the server's address)")
@@ -97,6 +98,7 @@ func run() error {
 	flag.StringVar(&realm, "realm", "pinhole", "realm of -write-credentials")
 	flag.BoolVar(&quiet, "q", false, "no progress line")
 	flag.StringVar(&cpuprofile, "cpuprofile", "", "write the generator's CPU profile to this `file`")
+	flag.StringVar(&okLog, "ok-log", "", "write one line per 200 to a refresh to this `file`: user and Unix milliseconds (a failover's gap, per device)")
 	flag.Parse()
 
 	c.Labels = labels
@@ -138,9 +140,30 @@ func run() error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	var okFile *os.File
+	var okW *bufio.Writer
+	if okLog != "" {
+		var err error
+		if okFile, err = os.Create(okLog); err != nil {
+			return fmt.Errorf("-ok-log: %w", err)
+		}
+		defer okFile.Close()
+		// Small, so that a reader following the file during the run
+		// (the failover test) lags by a few hundred lines at most.
+		okW = bufio.NewWriterSize(okFile, 1<<12)
+		c.OKLog = okW
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, runErr := load.Run(ctx, c)
+	if okW != nil {
+		if err := okW.Flush(); err != nil {
+			return fmt.Errorf("-ok-log: %w", err)
+		}
+		if err := okFile.Close(); err != nil {
+			return fmt.Errorf("-ok-log: %w", err)
+		}
+	}
 	if res != nil {
 		printSummary(res)
 		if out != "" {
