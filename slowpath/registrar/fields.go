@@ -18,7 +18,7 @@ import (
 type Fields struct {
 	CallID     string
 	CSeq       uint32
-	Expires    int  // the Expires header (ParseExpires), when HasExpires
+	Expires    int // the Expires header (ParseExpires), when HasExpires
 	HasExpires bool
 	UserAgent  string   // "" when absent
 	Path       []string // the Path values, in order (RFC 3327)
