@@ -263,7 +263,7 @@ func TestRaw200Sequences(t *testing.T) {
 			{raw200Template("dave", c, `<sip:dave@`+c+`;ob>;+sip.instance="<urn:uuid:0a1b2c3d-0000-4000-8000-000000000001>";reg-id=1`, "Expires: 600\r\n"), "o3", 1, true},
 		}},
 		"expires forms": {"erin@example.com", []step{
-			{raw200Template("erin", a, "<sip:erin@"+a+">", ""), "e1", 1, true},                                  // the default
+			{raw200Template("erin", a, "<sip:erin@"+a+">", ""), "e1", 1, true},                                 // the default
 			{raw200Template("erin", b, "<sip:erin@"+b+">;expires=99999999", "Expires: 60\r\n"), "e2", 1, true}, // capped at the maximum
 			{raw200Template("erin", c, "<sip:erin@"+c+">", "Expires:  4294967295 \r\n"), "e3", 1, true},        // the widest number
 		}},
@@ -310,19 +310,19 @@ func TestRaw200Declines(t *testing.T) {
 			"Authorization: Digest username=\"alice\", realm=\"x\", nonce=\"n\", uri=\"sip:example.com\", response=\"0\"\r\nAuthorization:", 1)),
 		"uri another form": []byte(strings.Replace(string(repl("", "")), `uri="sip:example.com"`, `uri="sip:EXAMPLE.com"`, 1)),
 		// bob's valid credentials for alice's AOR: 403.
-		"other user": []byte(strings.Replace(string(signed(t, s, []byte(strings.ReplaceAll(string(renderStep(base, "dec", 2)), "alice", "bob")))), "To: <sip:bob", "To: <sip:alice", 1)),
-		"two vias":         repl("Max-Forwards", "Via: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKx\r\nMax-Forwards"),
-		"path":             repl("Max-Forwards", "Path: <sip:edge.example.com;lr>\r\nMax-Forwards"),
-		"require":          repl("Max-Forwards", "Require: path\r\nMax-Forwards"),
-		"wildcard":         repl("<sip:alice@10.0.0.5:5060>", "*"),
-		"to tag":           repl("To: <sip:alice@example.com>", "To: <sip:alice@example.com>;tag=1"),
-		"other domain":     repl("REGISTER sip:example.com", "REGISTER sip:example.org"),
-		"too brief":        repl("Expires: 600", "Expires: 5"),
-		"out of order":     signed(t, s, []byte(strings.Replace(string(renderStep(base, "dec", 1)), "dec-1;", "dec-1b;", 1))),
-		"bad q":            repl("10.0.0.5:5060>", "10.0.0.5:5060>;q=x"),
-		"two reg-ids":      repl("Contact: <sip:alice@10.0.0.5:5060>", "Contact: <sip:alice@10.0.0.5:5060>;reg-id=1\r\nContact: <sip:alice@10.0.0.6:5060>;reg-id=2"),
-		"body":             repl("Content-Length: 0\r\n\r\n", "Content-Length: 2\r\n\r\nhi"),
-		"record-route":     repl("Max-Forwards", "Record-Route: <sip:p.example.com;lr>\r\nMax-Forwards"),
+		"other user":   []byte(strings.Replace(string(signed(t, s, []byte(strings.ReplaceAll(string(renderStep(base, "dec", 2)), "alice", "bob")))), "To: <sip:bob", "To: <sip:alice", 1)),
+		"two vias":     repl("Max-Forwards", "Via: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKx\r\nMax-Forwards"),
+		"path":         repl("Max-Forwards", "Path: <sip:edge.example.com;lr>\r\nMax-Forwards"),
+		"require":      repl("Max-Forwards", "Require: path\r\nMax-Forwards"),
+		"wildcard":     repl("<sip:alice@10.0.0.5:5060>", "*"),
+		"to tag":       repl("To: <sip:alice@example.com>", "To: <sip:alice@example.com>;tag=1"),
+		"other domain": repl("REGISTER sip:example.com", "REGISTER sip:example.org"),
+		"too brief":    repl("Expires: 600", "Expires: 5"),
+		"out of order": signed(t, s, []byte(strings.Replace(string(renderStep(base, "dec", 1)), "dec-1;", "dec-1b;", 1))),
+		"bad q":        repl("10.0.0.5:5060>", "10.0.0.5:5060>;q=x"),
+		"two reg-ids":  repl("Contact: <sip:alice@10.0.0.5:5060>", "Contact: <sip:alice@10.0.0.5:5060>;reg-id=1\r\nContact: <sip:alice@10.0.0.6:5060>;reg-id=2"),
+		"body":         repl("Content-Length: 0\r\n\r\n", "Content-Length: 2\r\n\r\nhi"),
+		"record-route": repl("Max-Forwards", "Record-Route: <sip:p.example.com;lr>\r\nMax-Forwards"),
 	}
 	for name, data := range cases {
 		if got, ok := viaRaw200(t, s, data); ok {

@@ -58,8 +58,8 @@ type stateless struct {
 	rawDeclined atomic.Uint64
 	// raw200: REGISTERs with credentials answered from their bytes in
 	// the workers, and those left to sipgo (raw200.go).
-	raw200 raw200Counts
-	latency     *metrics.PrometheusHistogram
+	raw200  raw200Counts
+	latency *metrics.PrometheusHistogram
 
 	listenersMu sync.RWMutex
 	listeners   map[netip.AddrPort]udpListener // by the address datagrams arrive on
