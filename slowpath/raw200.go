@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -259,9 +260,14 @@ func (sl *stateless) prepareRaw200(rs *raw200, data []byte, remote netip.AddrPor
 		// scanner refused a comma outside it): what is stored is what
 		// the sipgo path stores.
 		var c registrar.ContactField
-		if _, err := sip.ParseAddressValue(string(v), &c.Address, &c.Params); err != nil {
+		value := string(v)
+		if _, err := sip.ParseAddressValue(value, &c.Address, &c.Params); err != nil {
 			return raw200Form
 		}
+		// The URI between the angle brackets, which ParsableContact
+		// vouched sipgo prints back as it is: stored without printing.
+		lt := strings.IndexByte(value, '<')
+		c.Printed = value[lt+1 : lt+strings.IndexByte(value[lt:], '>')]
 		f.Contacts = append(f.Contacts, c)
 	}
 	if len(rs.to.URI.User) == 0 || !sl.s.reg.Serves(bytesString(rs.ruri.Host)) || !sl.s.reg.Serves(bytesString(rs.to.URI.Host)) {

@@ -39,6 +39,18 @@ type ContactField struct {
 	Params  sip.HeaderParams
 	// Malformed: a Contact header sipgo kept unparsed (a 400).
 	Malformed bool
+	// Printed is Address as sipgo prints it (sip.Uri.String), when the
+	// caller knows it without printing: the raw path has the bytes sipgo
+	// would print back (rawreply.ParseURI). "": print Address.
+	Printed string
+}
+
+// printed is the Contact URI as the binding stores it.
+func (c *ContactField) printed() string {
+	if c.Printed != "" {
+		return c.Printed
+	}
+	return c.Address.String()
 }
 
 // fieldsOf reads f from a request sipgo parsed.

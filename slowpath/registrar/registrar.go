@@ -324,7 +324,7 @@ func (r *Registrar) parseContacts(f *Fields, flow location.Flow, now time.Time, 
 		reason := f.SentBy.Detect(flow.Remote, &ch.Address)
 		out = append(out, pending{
 			b: location.Binding{
-				Contact:   ch.Address.String(),
+				Contact:   ch.printed(),
 				Instance:  instance,
 				RegID:     regID,
 				Q:         q,
@@ -523,6 +523,7 @@ func AOR(u *sip.Uri) (string, error) {
 // match when present on either side.
 func uriKey(u *sip.Uri) string {
 	var b strings.Builder
+	b.Grow(len(u.Scheme) + len(u.User) + len(u.Host) + 16) // one allocation in the usual case
 	b.WriteString(u.Scheme)
 	b.WriteByte(':')
 	b.WriteString(u.User)
