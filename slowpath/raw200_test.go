@@ -1,6 +1,7 @@
 package slowpath
 
 import (
+	"bytes"
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
@@ -426,4 +427,48 @@ func FuzzRaw200VsSipgo(f *testing.F) {
 			t.Fatalf("bindings differ (-sipgo +raw):\n%s", diff)
 		}
 	})
+}
+
+// TestRaw200OverUDP: a first registration over UDP gets its 200 written
+// from raw bytes by a worker (counted), a retransmission of that REGISTER
+// gets the same bytes again from the response cache and changes nothing
+// (the binding keeps its CSeq, no second 200 is counted), and the
+// refresh that follows with the next nonce count is answered raw too.
+func TestRaw200OverUDP(t *testing.T) {
+	creds := writeTestCreds(t)
+	s, addr := startStateless(t, "auth:\n  credentials: "+creds+"\n  algorithms: [MD5]\n")
+	c := client(t)
+	local := c.LocalAddr().String()
+	got := exchange(t, c, addr, register("alice", "raw200udp", 1, local), 2*time.Second)
+	nonce := between(string(got), `nonce="`, `"`)
+	withAuth := func(cseq int, nc string) []byte {
+		authz := `Authorization: Digest username="alice", realm="pinhole", nonce="` + nonce +
+			`", uri="sip:example.com", algorithm=MD5, qop=auth, nc=` + nc + `, cnonce="c1", response="` +
+			digestMD5("pinhole", "alice", "REGISTER", "sip:example.com", nonce, nc, "c1") + `"` + "\r\n"
+		return []byte(strings.Replace(string(register("alice", "raw200udp", cseq, local)), "Content-Length: 0", authz+"Content-Length: 0", 1))
+	}
+	req := withAuth(2, "00000001")
+	first := exchange(t, c, addr, req, 2*time.Second)
+	if status(first) != "SIP/2.0 200 OK" {
+		t.Fatalf("REGISTER with credentials: %q", first)
+	}
+	if n := s.sl.raw200.answered.Load(); n != 1 {
+		t.Fatalf("%d 200s written from raw bytes, want 1", n)
+	}
+	again := exchange(t, c, addr, req, 2*time.Second)
+	if !bytes.Equal(first, again) {
+		t.Errorf("the retransmission's answer differs:\n%s\nthen\n%s", first, again)
+	}
+	if n := s.sl.raw200.answered.Load(); n != 1 {
+		t.Errorf("%d 200s written from raw bytes after the retransmission, want 1", n)
+	}
+	if bs := s.store.Lookup("alice@example.com"); len(bs) != 1 || bs[0].CSeq != 2 {
+		t.Errorf("bindings after the retransmission: %+v", bs)
+	}
+	if got := status(exchange(t, c, addr, withAuth(3, "00000002"), 2*time.Second)); got != "SIP/2.0 200 OK" {
+		t.Fatalf("refresh: %q", got)
+	}
+	if n := s.sl.raw200.answered.Load(); n != 2 {
+		t.Errorf("%d 200s written from raw bytes after the refresh, want 2", n)
+	}
 }
