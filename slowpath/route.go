@@ -227,6 +227,7 @@ func (s *Server) newMidRegistrar() (*midreg.MidRegistrar, error) {
 			MaxExpires:     cfg.Registrar.MaxExpires,
 			DefaultExpires: cfg.Registrar.DefaultExpires,
 			MaxContacts:    cfg.Registrar.MaxContacts,
+			Settle:         s.settle, // the fast path's absorbed refreshes first
 			Trusted:        trusted,
 			Edge:           cfg.Cluster.EdgeID,
 		},

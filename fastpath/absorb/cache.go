@@ -141,7 +141,11 @@ type Reg struct {
 type binding struct {
 	contact string
 	exp     int64 // granted expiry, seconds
-	until   int64 // unix second by which now+exp must stay (upstream not due); MaxInt64 standalone
+	// until is the unix second by which now+exp must stay (upstream not
+	// due); MaxInt64 standalone. A fill of another phone moves it forward
+	// (addOthers) when the mid-registrar in mode aor renewed the AOR's one
+	// upstream registration for every phone.
+	until atomic.Int64
 }
 
 // maxRegs bounds the registrations of one Entry, so that the loop's
@@ -412,29 +416,22 @@ func (c *Cache) build(req *sip.Request, own *Reg, tail []string) (*Entry, fillRe
 		if b.CSeq != cseq || b.Flow != own.flow || b.Path != "" || b.Expires.Unix() <= now {
 			return nil, fillStale
 		}
-		up := int64(math.MaxInt64)
-		if c.opt.Mode == MidRegistrar {
-			if b.UpExpires.IsZero() {
-				return nil, fillStale
-			}
-			up = b.UpExpires.Unix() - int64(c.opt.RenewalMargin/time.Second)
+		if c.opt.Mode == MidRegistrar && b.UpExpires.IsZero() {
+			return nil, fillStale
 		}
+		up := c.until(&b)
 		if i == 0 {
 			last = b.Updated.Unix()
 		} else if b.Updated.Unix() != last {
 			return nil, fillStale
 		}
 		ob := &own.bindings[i]
-		ob.contact, ob.exp, ob.until = b.Contact, b.Expires.Unix()-last, up
+		ob.contact, ob.exp = b.Contact, b.Expires.Unix()-last
+		ob.until.Store(up)
 	}
 	own.last.Store(last)
 
 	// From here on own is what the store holds: fillShared keeps it.
-	if others > 0 && c.opt.Mode != Registrar {
-		// The mid-registrar's 200 may be upstream's: it keeps one
-		// registration per entry.
-		return nil, fillShared
-	}
 	e := &Entry{aor: own.aor, members: []member{{reg: own}}, form: &form{}}
 	if others == 0 {
 		// One registration: every Contact's expiry in its answer is the
@@ -464,9 +461,12 @@ func (c *Cache) build(req *sip.Request, own *Reg, tail []string) (*Entry, fillRe
 // addOthers adds to e the registrations of the AOR other than own, each
 // only if the cache holds it and it is exactly what the store holds: the
 // same flow and Contacts, no Path, and each binding at the CSeq and
-// expiry of the registration's last refresh. One whose absorbed refresh
-// has not reached the store yet, or that the slow path answered since
-// without a fill, is not: the AOR then waits for a later fill.
+// expiry of the registration's last refresh and, in the mid-registrar,
+// an upstream expiry no earlier than the registration knew (in mode aor
+// another phone's relay renews every binding's, and the registration
+// takes the new one). One whose absorbed refresh has not reached the
+// store yet, or that the slow path answered since without a fill, is
+// not: the AOR then waits for a later fill.
 func (c *Cache) addOthers(e *Entry, bs []location.Binding, own *Reg) bool {
 	for _, b := range bs {
 		if b.CallID == own.callID || e.member(b.CallID) != nil {
@@ -486,16 +486,37 @@ func (c *Cache) addOthers(e *Entry, bs []location.Binding, own *Reg) bool {
 			}
 			n++
 			gb := g.binding(ob.Contact)
-			if gb == nil || ob.Flow != g.flow || ob.Path != "" || ob.CSeq != g.cseq.Load() || ob.Expires.Unix() != g.last.Load()+gb.exp {
+			if gb == nil || ob.Flow != g.flow || ob.Path != "" || ob.CSeq != g.cseq.Load() || ob.Expires.Unix() != g.last.Load()+gb.exp ||
+				c.until(&ob) < gb.until.Load() {
+				// An upstream expiry earlier than the fill's would let
+				// the loop absorb what the mid-registrar relays.
 				return false
 			}
 		}
 		if n != len(g.bindings) {
 			return false
 		}
+		for _, ob := range bs {
+			if ob.CallID == b.CallID {
+				// In mode aor another phone's relay renewed this one's
+				// upstream registration too (one upstream contact for
+				// the AOR): its refreshes are not due until the new end.
+				g.binding(ob.Contact).until.Store(c.until(&ob))
+			}
+		}
 		e.members = append(e.members, member{reg: g})
 	}
 	return true
+}
+
+// until is the unix second by which a refresh of b must be over for
+// the mid-registrar to answer it alone: its upstream expiry less the
+// renewal margin (slowpath/midreg's classify). Standalone: never due.
+func (c *Cache) until(b *location.Binding) int64 {
+	if c.opt.Mode != MidRegistrar {
+		return math.MaxInt64
+	}
+	return b.UpExpires.Unix() - int64(c.opt.RenewalMargin/time.Second)
 }
 
 // member returns e's member with that Call-ID, or nil.

@@ -11,11 +11,12 @@
 // mid-registrar, the second its upstream registration must be renewed) is
 // kept in a ristretto cache keyed by AOR and Call-ID. When the store holds
 // exactly the bindings that request left, and every other registration of
-// the AOR as the cache holds it (two phones of one user; standalone
-// registrar only), an [Entry] keyed by the AOR holds the registrations and
-// the reply's fixed part (Content-Length, Contacts with their expiry,
-// Require, Path) cut from the 200 the slow path sent, its Contact lines
-// cut around their expiry when there are several registrations.
+// the AOR as the cache holds it (two phones of one user, in the registrar
+// and the mid-registrar alike), an [Entry] keyed by the AOR holds the
+// registrations and the reply's fixed part (Content-Length, Contacts with
+// their expiry, Require, Path) cut from the 200 the slow path sent, its
+// Contact lines cut around their expiry when there are several
+// registrations.
 //
 // A [Loop] (one per event loop) then absorbs a REGISTER when it is
 // provably the same registration as one of the entry's: same Call-ID,

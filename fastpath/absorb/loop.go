@@ -225,7 +225,7 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 		prev := g.last.Load()
 		for i := range g.bindings {
 			b := &g.bindings[i]
-			if sec+b.exp > b.until {
+			if sec+b.exp > b.until.Load() {
 				return Due
 			}
 			if prev+b.exp-sec < lapseGuard {

@@ -42,13 +42,15 @@ func (p *phone) register(expires int) []byte {
 		"Expires: " + fmt.Sprint(expires) + "\r\nContent-Length: 0\r\n\r\n")
 }
 
-// pairPath is one pinhole: a store and a registrar over it, with the
-// fast path (cache and a loop) in front, or without (reference).
+// pairPath is one pinhole: a store and a registrar (or mid-registrar,
+// midreg_test.go) over it, with the fast path (cache and a loop) in
+// front, or without (reference).
 type pairPath struct {
 	store *location.Memory
-	reg   *registrar.Registrar
-	cache *Cache // nil: the slow path alone
-	loop  *Loop
+	// process is the slow path's answer to a REGISTER.
+	process func(*sip.Request, location.Flow) *sip.Response
+	cache   *Cache // nil: the slow path alone
+	loop    *Loop
 	// sent is the slow path's last answer per request (Call-ID, CSeq
 	// and branch), as sipgo's transaction layer resends it.
 	sent map[string][]byte
@@ -82,7 +84,7 @@ func newPairPath(tb testing.TB, clock func() time.Time, fast bool) *pairPath {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p.store, p.reg = store, reg
+	p.store, p.process = store, reg.Process
 	return p
 }
 
@@ -106,7 +108,7 @@ func (p *pairPath) send(tb testing.TB, ph *phone, data []byte, now time.Time) (s
 	}
 	req.SetSource(ph.remote.String())
 	req.SetTransport("UDP")
-	res := p.reg.Process(req, ph.flow())
+	res := p.process(req, ph.flow())
 	if p.cache != nil {
 		p.cache.Fill(req, res, ph.flow())
 		p.cache.Wait()
@@ -289,62 +291,71 @@ func FuzzSeveralRegistrations(f *testing.F) {
 	f.Add("<sip:x@198.51.100.7:40001;transport=udp>;q=0.5", "<sip:x@198.51.100.8>;q=0.5;+sip.instance=\"<urn:uuid:2>\";reg-id=1", uint16(120), uint16(3600), uint8(30))
 	f.Add("<sips:a@[2001:db8::1]:5061;ob>;expires=30", "<sip:b@host.example;lr>;q=1.0", uint16(2), uint16(5), uint8(3))
 	f.Fuzz(func(t *testing.T, ca, cb string, ea, eb uint16, dt uint8) {
-		if strings.ContainsAny(ca+cb, "\r\n") {
-			return
-		}
-		var clock atomic.Int64
-		clock.Store(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC).UnixNano())
-		now := func() time.Time { return time.Unix(0, clock.Load()) }
-		ref, fast := newPairPath(t, now, false), newPairPath(t, now, true)
-		type dev struct {
-			p       *phone
-			contact string
-			exp     uint16
-		}
-		ds := []dev{
-			{&phone{name: "a", remote: netip.MustParseAddrPort("198.51.100.7:40001")}, ca, ea},
-			{&phone{name: "b", remote: netip.MustParseAddrPort("198.51.100.8:40002")}, cb, eb},
-		}
-		msg := func(d dev, cseq int) []byte {
-			return []byte("REGISTER sip:example.com SIP/2.0\r\n" +
-				"Via: SIP/2.0/UDP " + d.p.remote.String() + ";branch=z9hG4bK-" + d.p.name + fmt.Sprint(cseq) + ";rport\r\n" +
-				"Max-Forwards: 70\r\nFrom: <sip:pair@example.com>;tag=" + d.p.name + "\r\nTo: <sip:pair@example.com>\r\n" +
-				"Call-ID: " + d.p.name + "@pair\r\nCSeq: " + fmt.Sprint(cseq) + " REGISTER\r\n" +
-				"Contact: " + d.contact + "\r\nExpires: " + fmt.Sprint(d.exp) + "\r\nContent-Length: 0\r\n\r\n")
-		}
-		if _, err := sip.NewParser().ParseSIP(msg(ds[0], 1)); err != nil {
-			return
-		}
-		if _, err := sip.NewParser().ParseSIP(msg(ds[1], 1)); err != nil {
-			return
-		}
-		norm := func(s string) string { return anyTag.ReplaceAllString(s, "${1}TAG\r") }
-		step := func(name string, d dev, data []byte, again bool) bool {
-			at := now()
-			want, _ := ref.send(t, d.p, data, at)
-			got, absorbed := fast.send(t, d.p, data, at)
-			if !absorbed && again {
-				// The loop answered the original: sipgo never saw it.
-				return true
-			}
-			if diff := cmp.Diff(strings.Split(norm(want), "\r\n"), strings.Split(norm(got), "\r\n")); diff != "" {
-				t.Fatalf("%s: answers differ (-slow path +fast path):\n%s", name, diff)
-			}
-			return strings.HasPrefix(want, "SIP/2.0 200 OK\r\n")
-		}
-		for _, d := range ds {
-			if !step(d.p.name+" registers", d, msg(d, 1), false) {
-				return
-			}
-		}
-		clock.Add(int64(dt) * int64(time.Second))
-		refreshA := msg(ds[0], 2)
-		if !step("a refreshes", ds[0], refreshA, false) || !step("b refreshes", ds[1], msg(ds[1], 2), false) {
-			return
-		}
-		clock.Add(int64(time.Second))
-		step("a's refresh again", ds[0], refreshA, true)
+		twoPhones(t, ca, cb, ea, eb, dt, func(now func() time.Time, fast bool) *pairPath { return newPairPath(t, now, fast) })
 	})
+}
+
+// twoPhones is the body of FuzzSeveralRegistrations and
+// FuzzMidRegistrarSeveralRegistrations: two phones with Contacts ca and cb
+// and expiries ea and eb register, dt seconds later refresh in turn, and
+// a's refresh is retransmitted, through a pinhole that newPath makes with
+// the fast path and one without; every answer must be the same.
+func twoPhones(t *testing.T, ca, cb string, ea, eb uint16, dt uint8, newPath func(now func() time.Time, fast bool) *pairPath) {
+	if strings.ContainsAny(ca+cb, "\r\n") {
+		return
+	}
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	ref, fast := newPath(now, false), newPath(now, true)
+	type dev struct {
+		p       *phone
+		contact string
+		exp     uint16
+	}
+	ds := []dev{
+		{&phone{name: "a", remote: netip.MustParseAddrPort("198.51.100.7:40001")}, ca, ea},
+		{&phone{name: "b", remote: netip.MustParseAddrPort("198.51.100.8:40002")}, cb, eb},
+	}
+	msg := func(d dev, cseq int) []byte {
+		return []byte("REGISTER sip:example.com SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP " + d.p.remote.String() + ";branch=z9hG4bK-" + d.p.name + fmt.Sprint(cseq) + ";rport\r\n" +
+			"Max-Forwards: 70\r\nFrom: <sip:pair@example.com>;tag=" + d.p.name + "\r\nTo: <sip:pair@example.com>\r\n" +
+			"Call-ID: " + d.p.name + "@pair\r\nCSeq: " + fmt.Sprint(cseq) + " REGISTER\r\n" +
+			"Contact: " + d.contact + "\r\nExpires: " + fmt.Sprint(d.exp) + "\r\nContent-Length: 0\r\n\r\n")
+	}
+	if _, err := sip.NewParser().ParseSIP(msg(ds[0], 1)); err != nil {
+		return
+	}
+	if _, err := sip.NewParser().ParseSIP(msg(ds[1], 1)); err != nil {
+		return
+	}
+	norm := func(s string) string { return anyTag.ReplaceAllString(s, "${1}TAG\r") }
+	step := func(name string, d dev, data []byte, again bool) bool {
+		at := now()
+		want, _ := ref.send(t, d.p, data, at)
+		got, absorbed := fast.send(t, d.p, data, at)
+		if !absorbed && again {
+			// The loop answered the original: sipgo never saw it.
+			return true
+		}
+		if diff := cmp.Diff(strings.Split(norm(want), "\r\n"), strings.Split(norm(got), "\r\n")); diff != "" {
+			t.Fatalf("%s: answers differ (-slow path +fast path):\n%s", name, diff)
+		}
+		return strings.HasPrefix(want, "SIP/2.0 200 OK\r\n")
+	}
+	for _, d := range ds {
+		if !step(d.p.name+" registers", d, msg(d, 1), false) {
+			return
+		}
+	}
+	clock.Add(int64(dt) * int64(time.Second))
+	refreshA := msg(ds[0], 2)
+	if !step("a refreshes", ds[0], refreshA, false) || !step("b refreshes", ds[1], msg(ds[1], 2), false) {
+		return
+	}
+	clock.Add(int64(time.Second))
+	step("a's refresh again", ds[0], refreshA, true)
 }
 
 // TestSeveralRegistrationsTwoContacts: one phone registers two Contacts

@@ -4,8 +4,11 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -385,4 +388,145 @@ func TestMidregUpstreamDown(t *testing.T) {
 	if len(kc) != 1 || !strings.HasPrefix(kc[0].Address, "sip:alice~c") {
 		t.Errorf("after Kamailio came back it holds %v for alice, want her renewed token contact", kc)
 	}
+}
+
+// TestMidregFastPathTwoPhones: two sipp phones of one user register
+// through the mid-registrar (the fast path on, as the embedded default
+// has it) in front of Kamailio, and refresh at the same time. Their
+// refreshes inside the throttling window are absorbed by the event loops
+// (pinhole_fastpath_absorbed_total), every 200 a phone gets after its
+// first lists both phones with their expiries, and Kamailio receives
+// exactly the REGISTERs the throttling lets through, each challenged
+// once: in mode contact each phone's registration and renewal, in mode
+// aor the two registrations of the AOR's one upstream contact.
+func TestMidregFastPathTwoPhones(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		p    throttle
+	}{
+		// Refresh every 3 s with expiry 8 s, outgoing_expires 16, margin
+		// 1: a refresh is relayed once more than 7 s passed since the
+		// phone's last relay (the 3rd refresh), and every binding keeps 4 s
+		// or more when its phone refreshes, beyond the loop's 2 s guard
+		// against lapsing.
+		{"contact", throttle{expires: 8, period: 3, refreshes: 4, outgoing: 16, margin: 1}},
+		// No renewal: the second phone's registration renews the AOR's
+		// upstream contact for both, and the first phone's refreshes stay
+		// absorbed.
+		{"aor", throttle{expires: 8, period: 3, refreshes: 3, outgoing: 3600, margin: 10}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) { midregFastPathTwoPhones(t, tc.mode, tc.p) })
+	}
+}
+
+func midregFastPathTwoPhones(t *testing.T, mode string, p throttle) {
+	relays := p.relays(t)
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t, testutil.Loopback))
+	r := startMidrig(t, midParams{mode: mode, insertion: "contact", outgoing: p.outgoing, margin: p.margin}, func(c *testutil.Config) {
+		if !c.FastPath.Enabled {
+			t.Fatal("the embedded default has the fast path off")
+		}
+		c.Metrics.Listen = metricsAddr
+	})
+
+	ports := []int{testutil.FreePort(t, testutil.Loopback), testutil.FreePort(t, testutil.Loopback)}
+	var phones []*testutil.SippProcess
+	for i, port := range ports {
+		if i > 0 {
+			// Half a period apart, as two phones of one user are: two
+			// fills within microseconds can miss each other's
+			// registration (ristretto applies a Set a moment later), and
+			// both phones' next refreshes would go to the slow path.
+			time.Sleep(time.Duration(p.period) * time.Second / 2)
+		}
+		phones = append(phones, testutil.Sipp{
+			Scenario:  scenario(t, "midreg_refresh.xml"),
+			Remote:    r.Addr,
+			LocalIP:   testutil.Loopback,
+			LocalPort: port,
+			Users:     []testutil.User{{Name: "alice", Password: midPasswords["alice"], Expires: p.expires}},
+			AuthURI:   domain,
+			Vars:      map[string]string{"domain": domain, "period_ms": strconv.Itoa(p.period * 1000), "refreshes": strconv.Itoa(p.refreshes)},
+			Timeout:   time.Duration(p.period*p.refreshes+15) * time.Second,
+		}.Start(t))
+	}
+	contact := regexp.MustCompile(`(?m)^Contact: <sip:alice@127\.0\.0\.1:(\d+);transport=UDP>;expires=(\d+)\r?$`)
+	for i, ph := range phones {
+		res := ph.Wait(t)
+		if res.ExitCode != testutil.SippExitOK || res.Successful != 1 {
+			t.Fatalf("phone %d:\n%s", i, res.Report())
+		}
+		oks := receivedOKs(t, res.Dir+"/messages.log")
+		if len(oks) != 1+p.refreshes {
+			t.Fatalf("phone %d got %d 200s, want %d", i, len(oks), 1+p.refreshes)
+		}
+		// The first phone's first 200 may come before the other phone
+		// registered; every later one lists both.
+		for k, ok := range oks[1:] {
+			got := map[int]int{}
+			for _, m := range contact.FindAllStringSubmatch(ok, -1) {
+				port, _ := strconv.Atoi(m[1])
+				exp, _ := strconv.Atoi(m[2])
+				got[port] = exp
+			}
+			other := ports[1-i]
+			if len(got) != 2 || got[ports[i]] != p.expires || got[other] < 1 || got[other] > p.expires {
+				t.Errorf("phone %d's 200 to refresh %d lists %v (port: expires), want its own %d: %d and the other's %d: 1 to %d:\n%s",
+					i, k+1, got, ports[i], p.expires, other, p.expires, ok)
+			}
+		}
+	}
+	// Read before the phones' bindings lapse (8 s after their last
+	// refresh), which makes pinhole de-register them upstream.
+	if got, want := r.K.Registers(), len(phones)*2*relays; got != want {
+		t.Errorf("Kamailio received %d REGISTERs, want %d: %d relays per phone (registration and renewals), each challenged once", got, want, relays)
+	}
+	// Each phone's refreshes between relays: the loops answer them (one
+	// may still race the other phone's relay under load and go to the
+	// slow path, which answers it alone all the same).
+	inWindow := len(phones) * (p.refreshes + 1 - relays)
+	if got := hostMetric(t, metricsAddr, "pinhole_fastpath_absorbed_total"); got < float64(inWindow-1) || got > float64(inWindow) {
+		t.Errorf("the loops absorbed %v refreshes, want %d (or one fewer); fast path counters:\n%s", got, inWindow, metricLines(t, metricsAddr, "pinhole_fastpath_"))
+	}
+	if got := hostMetric(t, metricsAddr, `pinhole_midreg_relayed_total{mode="`+mode+`"}`); got != float64(len(phones)*2*relays) {
+		t.Errorf("pinhole relayed %v REGISTERs, want %d", got, len(phones)*2*relays)
+	}
+}
+
+// receivedOKs returns the 200 responses in a sipp message trace, in the
+// order received.
+func receivedOKs(t *testing.T, path string) []string {
+	t.Helper()
+	var out []string
+	for _, part := range traceSplit.Split(readFile(t, path), -1) {
+		if !strings.Contains(part, "message received") {
+			continue
+		}
+		if i := strings.Index(part, "SIP/2.0 200 "); i >= 0 {
+			out = append(out, part[i:])
+		}
+	}
+	return out
+}
+
+// metricLines returns the lines of pinhole's metrics at addr whose name
+// starts with prefix and whose value is not 0, to say why a count is off.
+func metricLines(t *testing.T, addr, prefix string) string {
+	t.Helper()
+	res, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, prefix) && !strings.HasSuffix(l, " 0") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -60,6 +60,7 @@ func (m *MidRegistrar) Process(ctx context.Context, req *sip.Request, flow locat
 	if err != nil {
 		return registrar.ErrorResponse(req, err)
 	}
+	m.settle(reg.AOR)
 	cur := m.store.Lookup(reg.AOR)
 	// What the store would refuse (ordering, too many contacts) is refused
 	// before the upstream holds a binding pinhole does not.
@@ -135,6 +136,18 @@ func (m *MidRegistrar) apply(req *sip.Request, reg *registrar.Request, now time.
 	return m.reg.Answer(req, stored, now)
 }
 
+// settle has the fast path write the refreshes its loops absorbed, and
+// the store has not heard of yet, before the mid-registrar reads or
+// changes aor's bindings (registrar.Config.Settle): the 200 lists every
+// phone of the AOR with the expiry of its last refresh, absorbed or not,
+// as the loops list them (docs/fastpath.md, "AORs with several
+// registrations"), and classify sees each binding's latest CSeq.
+func (m *MidRegistrar) settle(aor string) {
+	if fn := m.cfg.Registrar.Settle; fn != nil {
+		fn(aor)
+	}
+}
+
 // carryUpstream keeps the upstream registration of bindings the merge
 // rebuilt from the request.
 func carryUpstream(next, cur []location.Binding) {
@@ -189,6 +202,7 @@ attempts:
 		// Its next refresh is inside the margin again and retries the
 		// renewal.
 		m.m.deferred.Inc()
+		m.settle(reg.AOR) // the attempts gave the loops time: see finish
 		return m.apply(req, reg, now, nil)
 	}
 	m.m.unavailable.Inc()
@@ -235,6 +249,9 @@ func (m *MidRegistrar) order(reg *registrar.Request, cur []location.Binding, now
 func (m *MidRegistrar) finish(req *sip.Request, reg *registrar.Request, res *sip.Response, i int, asked []asked, now time.Time) *sip.Response {
 	switch {
 	case res.StatusCode >= 200 && res.StatusCode < 300:
+		// Again: the relay gave the loops time to absorb another phone's
+		// refresh, which this 200 must list as they would.
+		m.settle(reg.AOR)
 		m.forget(reg.CallID)
 		granted := grants(res, asked)
 		var replaced []location.Binding
