@@ -472,3 +472,31 @@ func TestRaw200OverUDP(t *testing.T) {
 		t.Errorf("%d 200s written from raw bytes after the refresh, want 2", n)
 	}
 }
+
+// TestRaw200Fallback: when another phone of the AOR holds a Contact the
+// raw writer cannot vouch for (an IPv6 literal, which sipgo brackets
+// itself), the raw path still applies the REGISTER but builds its 200
+// through sipgo (counted): the same 200 and bindings as the sipgo path.
+func TestRaw200Fallback(t *testing.T) {
+	p := newRaw200Pair(t)
+	const v6 = "[2001:db8::5]:5060"
+	steps := []struct {
+		tmpl   string
+		callID string
+		raw    bool
+	}{
+		{raw200Template("liam", "10.0.0.5:5060", "<sip:liam@"+v6+">", "Expires: 600\r\n"), "fb1", false},
+		{raw200Template("liam", "10.0.0.6:5060", "<sip:liam@10.0.0.6:5060>", "Expires: 600\r\n"), "fb2", true},
+	}
+	for i, st := range steps {
+		if got := p.send(t, renderStep(st.tmpl, st.callID, 1), "liam@example.com"); got != st.raw {
+			t.Fatalf("step %d: raw path answered %v, want %v", i, got, st.raw)
+		}
+	}
+	if n := p.raw.sl.raw200.fallback.Load(); n != 1 {
+		t.Errorf("%d raw 200s built through sipgo, want 1", n)
+	}
+	if n := p.raw.sl.raw200.answered.Load(); n != 0 {
+		t.Errorf("%d 200s written from bytes, want 0", n)
+	}
+}

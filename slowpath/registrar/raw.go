@@ -15,13 +15,14 @@ import (
 // path's raw 200, slowpath/raw200.go): the head copied from the request
 // (h; the top Via with rport and received as sipgo and addReceived add
 // them, rawreply.AppendTopVia), Content-Length, one Contact per live
-// binding in ok's order with the same parameters, Require and Path as ok
-// adds them, and Date. tagHi:tagLo is the To tag.
+// binding in ok's order with the same parameters, Require as ok adds it,
+// and Date. tagHi:tagLo is the To tag.
 //
 // It reports false, having written something unusable, when a stored
 // Contact is not a URI that sipgo prints back unchanged
 // (rawreply.ParseURI): another path may have stored one, and ok prints
-// it as sipgo reparses it. The caller then builds the 200 with OK.
+// it as sipgo reparses it; or when ok would echo Path. The caller then
+// builds the 200 with OK.
 func AppendOK(b []byte, h *rawreply.Head, remote netip.AddrPort, tagHi, tagLo uint64, f *Fields, a *Applied) ([]byte, bool) {
 	b = rawreply.AppendHead(b, "SIP/2.0 200 OK\r\n", h, rawreply.AppendTopVia, remote, tagHi, tagLo)
 	b = append(b, "Content-Length: 0\r\n"...)
@@ -61,11 +62,10 @@ func AppendOK(b []byte, h *rawreply.Head, remote netip.AddrPort, tagHi, tagLo ui
 		b = append(b, "Require: outbound\r\n"...)
 	}
 	if a.PathOK && len(f.Path) > 0 && f.SupportsPath {
-		for _, p := range f.Path {
-			b = append(b, "Path: "...)
-			b = append(b, p...)
-			b = append(b, "\r\n"...)
-		}
+		// ok echoes Path (RFC 3327 §5.3). The raw path never reads one
+		// (the scanner refuses Path), so it is left to ok, not written
+		// here untested.
+		return b, false
 	}
 	b = append(b, "Date: "...)
 	b = append(b, httpDate(a.Now)...)
