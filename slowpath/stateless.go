@@ -56,7 +56,10 @@ type stateless struct {
 	// (rawchallenge.go).
 	rawAnswered atomic.Uint64
 	rawDeclined atomic.Uint64
-	latency     *metrics.PrometheusHistogram
+	// raw200: REGISTERs with credentials answered from their bytes in
+	// the workers, and those left to sipgo (raw200.go).
+	raw200  raw200Counts
+	latency *metrics.PrometheusHistogram
 
 	listenersMu sync.RWMutex
 	listeners   map[netip.AddrPort]udpListener // by the address datagrams arrive on
@@ -109,6 +112,7 @@ type slJob struct {
 	local  string
 	start  time.Time
 	id     []byte // the transaction key's bytes (scratch)
+	raw    raw200 // the raw 200's state (raw200.go)
 }
 
 var slJobs = sync.Pool{New: func() any { return &slJob{buf: make([]byte, 0, 2048), id: make([]byte, 0, 256)} }}
@@ -357,14 +361,19 @@ func (sl *stateless) handle(j *slJob) {
 		sl.s.ops.inflight.Add(-1)
 		sl.release(j)
 	}
-	msg, err := sl.parser.ParseSIP(j.buf)
-	if err != nil {
-		sipgoParseFailures.Inc() // counted as sipgo's reader would have
-		finish()
+	key, done := sl.answerRaw200(j, finish)
+	if done {
 		return
 	}
+	msg, err := sl.parser.ParseSIP(j.buf)
 	req, ok := msg.(*sip.Request)
-	if !ok {
+	if err != nil || !ok {
+		if err != nil {
+			sipgoParseFailures.Inc() // counted as sipgo's reader would have
+		}
+		if key != 0 {
+			sl.cache.Forget(key)
+		}
 		finish()
 		return
 	}
@@ -376,26 +385,29 @@ func (sl *stateless) handle(j *slJob) {
 		return
 	}
 
-	var key uint64
-	if j.id, ok = transactionID(j.id[:0], req); ok {
-		key = sl.cache.Key(j.id)
-		p := slAnswers.Get().(*[]byte)
-		b, st := sl.cache.Begin(key, (*p)[:0])
-		switch st {
-		case retrans.Answered:
-			_, _ = j.conn.WriteTo(b, j.remote)
+	// A key the raw path began (it declined before changing anything)
+	// is this REGISTER's; otherwise the parsed request's.
+	if key == 0 {
+		if j.id, ok = transactionID(j.id[:0], req); ok {
+			key = sl.cache.Key(j.id)
+			p := slAnswers.Get().(*[]byte)
+			b, st := sl.cache.Begin(key, (*p)[:0])
+			switch st {
+			case retrans.Answered:
+				_, _ = j.conn.WriteTo(b, j.remote)
+				putAnswer(p, b)
+				finish()
+				return
+			case retrans.Pending:
+				// Its answer is on its way once the first copy is durable.
+				putAnswer(p, b)
+				finish()
+				return
+			}
 			putAnswer(p, b)
-			finish()
-			return
-		case retrans.Pending:
-			// Its answer is on its way once the first copy is durable.
-			putAnswer(p, b)
-			finish()
-			return
+		} else {
+			sl.noKey.Add(1)
 		}
-		putAnswer(p, b)
-	} else {
-		sl.noKey.Add(1)
 	}
 
 	if sl.s.ops.draining.Load() {
@@ -539,6 +551,11 @@ func (sl *stateless) writeMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, "pinhole_registrar_retransmissions_unparsed_total", sl.unparsed.Load())
 	metrics.WriteCounterUint64(w, `pinhole_registrar_raw_challenges_total{result="answered"}`, sl.rawAnswered.Load())
 	metrics.WriteCounterUint64(w, `pinhole_registrar_raw_challenges_total{result="declined"}`, sl.rawDeclined.Load())
+	metrics.WriteCounterUint64(w, `pinhole_registrar_raw_200_total{result="answered"}`, sl.raw200.answered.Load())
+	metrics.WriteCounterUint64(w, `pinhole_registrar_raw_200_total{result="fallback"}`, sl.raw200.fallback.Load())
+	for why := raw200Off; why < numRaw200Why; why++ {
+		metrics.WriteCounterUint64(w, `pinhole_registrar_raw_200_declined_total{reason="`+raw200WhyNames[why]+`"}`, sl.raw200.declined[why].Load())
+	}
 	metrics.WriteCounterUint64(w, `pinhole_stateless_options_total{result="answered"}`, sl.options.Load())
 	metrics.WriteCounterUint64(w, `pinhole_stateless_options_total{result="declined"}`, sl.optionsDeclined.Load())
 	metrics.WriteGaugeUint64(w, "pinhole_registrar_queued", uint64(len(sl.q)))

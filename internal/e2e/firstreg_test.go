@@ -15,8 +15,11 @@ import (
 // credentials, 200, then one refresh) against pinhole with the fast path
 // off: the 401 comes from the read filter's raw path (counted), sipp
 // accepts it and answers its nonce, and the registrar accepts that
-// answer. The byte-for-byte equality with the registrar's own 401 is
-// slowpath's TestRawChallengeMatchesRegistrar.
+// answer; both 200s (the first registration's and the refresh's) are
+// written from the REGISTERs' bytes by the workers' raw 200 (counted),
+// and sipp accepts them. The byte-for-byte equality with the registrar's
+// own 401 and 200 is slowpath's TestRawChallengeMatchesRegistrar and
+// TestRaw200MatchesRegistrar.
 func TestFirstRegistrationRawChallenge(t *testing.T) {
 	const user, password = "rawch", "s3cret-rc"
 	cfg := testutil.DefaultConfig(t)
@@ -43,5 +46,11 @@ func TestFirstRegistrationRawChallenge(t *testing.T) {
 	}
 	if got := hostMetric(t, metricsAddr, `pinhole_registrar_replies_total{code="200"}`); got != 2 {
 		t.Errorf("%v REGISTERs answered 200, want 2 (the authenticated one and the refresh)", got)
+	}
+	if got := hostMetric(t, metricsAddr, `pinhole_registrar_raw_200_total{result="answered"}`); got != 2 {
+		t.Errorf("%v 200s written from raw bytes, want 2 (the authenticated REGISTER and the refresh)", got)
+	}
+	if got := hostMetric(t, metricsAddr, `pinhole_registrar_raw_200_total{result="fallback"}`); got != 0 {
+		t.Errorf("%v raw 200s built through sipgo after all, want 0", got)
 	}
 }

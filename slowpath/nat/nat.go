@@ -55,7 +55,27 @@ func IsPrivate(a netip.Addr) bool {
 // contact is the Contact URI the binding is for (may be nil for a
 // request without one). The first reason that applies wins, cheapest first.
 func Detect(req *sip.Request, source netip.AddrPort, contact *sip.Uri) Reason {
-	if sip.IsReliable(req.Transport()) {
+	s := SentBy{Reliable: sip.IsReliable(req.Transport())}
+	if via := req.Via(); via != nil {
+		s.Host, s.Port, s.Via = via.Host, via.Port, true
+	}
+	return s.Detect(source, contact)
+}
+
+// SentBy is what Detect reads of a request besides its Contact: whether
+// it came over a stream transport, and the sent-by of its top Via. The
+// registrar's raw 200 (slowpath/raw200.go) fills it from a datagram's
+// bytes, so that both of its paths judge NAT by one rule.
+type SentBy struct {
+	Reliable bool
+	Via      bool   // a top Via was present
+	Host     string // its sent-by host, as sipgo reads it
+	Port     int    // its sent-by port, 0 when absent
+}
+
+// Detect is the package's Detect for a request described by s.
+func (s SentBy) Detect(source netip.AddrPort, contact *sip.Uri) Reason {
+	if s.Reliable {
 		return Stream
 	}
 	if contact != nil {
@@ -63,8 +83,8 @@ func Detect(req *sip.Request, source netip.AddrPort, contact *sip.Uri) Reason {
 			return PrivateContact
 		}
 	}
-	if via := req.Via(); via != nil {
-		if !sameHostPort(via.Host, via.Port, source) {
+	if s.Via {
+		if !sameHostPort(s.Host, s.Port, source) {
 			return ViaMismatch
 		}
 		// RFC 3581 §4: rport asks us to answer to the source port; a

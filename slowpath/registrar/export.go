@@ -41,11 +41,11 @@ func (r *Registrar) Parse(req *sip.Request, flow location.Flow, now time.Time) (
 	if err != nil {
 		return nil, err
 	}
-	reqExpires, has, err := headerExpires(req)
+	f, err := fieldsOf(req)
 	if err != nil {
 		return nil, err
 	}
-	ps, wildcard, err := r.parseContacts(req, reqExpires, has, flow, now.Truncate(time.Second), r.cfg.Trusted.Contains(flow.Remote.Addr()))
+	ps, wildcard, err := r.parseContacts(&f, flow, now.Truncate(time.Second), r.cfg.Trusted.Contains(flow.Remote.Addr()))
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +82,8 @@ func Find(bs []location.Binding, c Contact) int {
 // Answer builds the 200 listing bs with their remaining expiry (§10.3 step 8).
 func (r *Registrar) Answer(req *sip.Request, bs []location.Binding, now time.Time) *sip.Response {
 	src, _ := nat.ParseAddrPort(req.Source())
-	return r.ok(req, bs, now.Truncate(time.Second), r.cfg.Trusted.Contains(src.Addr()))
+	f, _ := fieldsOf(req) // only its Supported and Path are read: no error
+	return r.ok(req, &f, bs, now.Truncate(time.Second), r.cfg.Trusted.Contains(src.Addr()))
 }
 
 // Reject returns an error that ErrorResponse answers with code and reason.

@@ -237,47 +237,15 @@ func (r *Registrar) process(req *sip.Request, flow location.Flow) (*sip.Response
 		}
 	}
 
-	now := r.cfg.Now().Truncate(time.Second)
-	reqExpires, hasReqExpires, err := headerExpires(req)
+	f, err := fieldsOf(req)
 	if err != nil {
 		return nil, nil, err
 	}
-	pathOK := r.cfg.Trusted.Contains(flow.Remote.Addr())
-	contacts, wildcard, err := r.parseContacts(req, reqExpires, hasReqExpires, flow, now, pathOK)
+	a, err := r.Register(aor, &f, flow, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	callID := req.CallID().Value()
-	cseq := req.CSeq().SeqNo
-
-	if r.cfg.Settle != nil {
-		r.cfg.Settle(aor)
-	}
-	var stored []location.Binding
-	var c *location.Commit
-	if wildcard {
-		stored, c, err = r.update(aor, func(cur []location.Binding) ([]location.Binding, error) {
-			// RFC 3261 §10.3 step 6: "*" removes every binding unless one
-			// from the same Call-ID has a CSeq at least as high.
-			for _, b := range cur {
-				if b.CallID == callID && b.CSeq >= cseq {
-					return nil, reject(400, "Out Of Order CSeq")
-				}
-			}
-			return nil, nil
-		})
-	} else if len(contacts) == 0 {
-		// A query: list the bindings, change nothing (§10.3 step 8).
-		stored = r.store.Lookup(aor)
-	} else {
-		stored, c, err = r.update(aor, func(cur []location.Binding) ([]location.Binding, error) {
-			return r.merge(cur, contacts, aor, callID, cseq, now)
-		})
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	return r.ok(req, stored, now, pathOK), c, nil
+	return r.ok(req, &f, a.Stored, a.Now, a.PathOK), a.Commit, nil
 }
 
 // pending is one Contact of the request, validated.
@@ -287,29 +255,25 @@ type pending struct {
 	expires int    // seconds; 0 removes
 }
 
-func (r *Registrar) parseContacts(req *sip.Request, reqExpires int, hasReqExpires bool, flow location.Flow, now time.Time, pathOK bool) ([]pending, bool, error) {
-	hdrs := req.GetHeaders("Contact")
+func (r *Registrar) parseContacts(f *Fields, flow location.Flow, now time.Time, pathOK bool) ([]pending, bool, error) {
 	var out []pending
 	wildcard := false
 	regIDs := 0
-	ua := ""
-	if h := req.GetHeader("User-Agent"); h != nil {
-		ua = h.Value()
-		if len(ua) > 128 {
-			ua = ua[:128] // operators want it; the store should not pay for a novel
-		}
+	ua := f.UserAgent
+	if len(ua) > 128 {
+		ua = ua[:128] // operators want it; the store should not pay for a novel
 	}
 	var path string
-	if paths := req.GetHeaders("Path"); len(paths) > 0 {
+	if len(f.Path) > 0 {
 		if pathOK {
-			path = joinValues(paths)
+			path = strings.Join(f.Path, ", ")
 		} else {
 			mPathIgnored.Inc()
 		}
 	}
-	for _, h := range hdrs {
-		ch, ok := h.(*sip.ContactHeader)
-		if !ok {
+	for i := range f.Contacts {
+		ch := &f.Contacts[i]
+		if ch.Malformed {
 			return nil, false, reject(400, "Malformed Contact")
 		}
 		if ch.Address.Wildcard {
@@ -320,8 +284,8 @@ func (r *Registrar) parseContacts(req *sip.Request, reqExpires int, hasReqExpire
 			return nil, false, reject(400, "Unsupported Contact Scheme")
 		}
 		exp := r.cfg.DefaultExpires
-		if hasReqExpires {
-			exp = reqExpires
+		if f.HasExpires {
+			exp = f.Expires
 		}
 		if v, ok := ch.Params.Get("expires"); ok {
 			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
@@ -357,10 +321,10 @@ func (r *Registrar) parseContacts(req *sip.Request, reqExpires int, hasReqExpire
 			regID = uint32(n)
 			regIDs++
 		}
-		reason := nat.Detect(req, flow.Remote, &ch.Address)
+		reason := f.SentBy.Detect(flow.Remote, &ch.Address)
 		out = append(out, pending{
 			b: location.Binding{
-				Contact:   ch.Address.String(),
+				Contact:   ch.printed(),
 				Instance:  instance,
 				RegID:     regID,
 				Q:         q,
@@ -378,7 +342,7 @@ func (r *Registrar) parseContacts(req *sip.Request, reqExpires int, hasReqExpire
 	}
 	if wildcard {
 		// Step 6: "*" only alone and only with Expires: 0.
-		if len(hdrs) != 1 || !hasReqExpires || reqExpires != 0 {
+		if len(f.Contacts) != 1 || !f.HasExpires || f.Expires != 0 {
 			return nil, false, reject(400, "Wildcard Contact Needs Expires 0 And No Other Contact")
 		}
 		return nil, true, nil
@@ -451,7 +415,7 @@ func findBinding(bs []location.Binding, p pending) int {
 // expiry (RFC 3261 §10.3 step 8).
 // pathOK: the Path came from a trusted proxy and was stored; only then is
 // it echoed (its absence tells the sender it was not used).
-func (r *Registrar) ok(req *sip.Request, bs []location.Binding, now time.Time, pathOK bool) *sip.Response {
+func (r *Registrar) ok(req *sip.Request, f *Fields, bs []location.Binding, now time.Time, pathOK bool) *sip.Response {
 	res := reply(req, 200, "OK")
 	// Highest q first, then by Contact: an order the fast path can
 	// reproduce (location.SortByQContact).
@@ -481,13 +445,13 @@ func (r *Registrar) ok(req *sip.Request, bs []location.Binding, now time.Time, p
 		res.AppendHeader(ch)
 	}
 	// RFC 5626 §6: tell the device its flow is supported for outbound.
-	if outbound && hasTag(req, "Supported", "outbound") {
+	if outbound && f.SupportsOutbound {
 		res.AppendHeader(sip.NewHeader("Require", "outbound"))
 	}
 	// RFC 3327 §5.3: echo Path to a UA that said it supports it.
-	if paths := req.GetHeaders("Path"); pathOK && len(paths) > 0 && hasTag(req, "Supported", "path") {
-		for _, p := range paths {
-			res.AppendHeader(sip.NewHeader("Path", p.Value()))
+	if pathOK && len(f.Path) > 0 && f.SupportsPath {
+		for _, p := range f.Path {
+			res.AppendHeader(sip.NewHeader("Path", p))
 		}
 	}
 	res.AppendHeader(sip.NewHeader("Date", httpDate(now)))
@@ -559,6 +523,7 @@ func AOR(u *sip.Uri) (string, error) {
 // match when present on either side.
 func uriKey(u *sip.Uri) string {
 	var b strings.Builder
+	b.Grow(len(u.Scheme) + len(u.User) + len(u.Host) + 16) // one allocation in the usual case
 	b.WriteString(u.Scheme)
 	b.WriteByte(':')
 	b.WriteString(u.User)
@@ -583,7 +548,13 @@ func headerExpires(req *sip.Request) (int, bool, error) {
 	if h == nil {
 		return 0, false, nil
 	}
-	n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
+	return ParseExpires(h.Value())
+}
+
+// ParseExpires reads an Expires value as the registrar does (RFC 3261
+// §20.19), capped at 2^31-1.
+func ParseExpires(v string) (int, bool, error) {
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
 	if err != nil {
 		return 0, false, reject(400, "Invalid Expires")
 	}
@@ -627,19 +598,22 @@ func unsupportedTags(req *sip.Request) []string {
 
 func hasTag(req *sip.Request, header, tag string) bool {
 	for _, h := range req.GetHeaders(header) {
-		for _, t := range strings.Split(h.Value(), ",") {
-			if strings.EqualFold(strings.TrimSpace(t), tag) {
-				return true
-			}
+		if HasOptionTag(h.Value(), tag) {
+			return true
 		}
 	}
 	return false
 }
 
-func joinValues(hs []sip.Header) string {
-	vs := make([]string, 0, len(hs))
-	for _, h := range hs {
-		vs = append(vs, h.Value())
+// HasOptionTag reports whether the comma-separated option tags in v
+// (a Supported value, RFC 3261 §20.37) hold tag, in any case.
+func HasOptionTag(v, tag string) bool {
+	for v != "" {
+		t, rest, _ := strings.Cut(v, ",")
+		if strings.EqualFold(strings.TrimSpace(t), tag) {
+			return true
+		}
+		v = rest
 	}
-	return strings.Join(vs, ", ")
+	return false
 }

@@ -1,0 +1,502 @@
+package slowpath
+
+import (
+	"bytes"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/slowpath/registrar"
+	"github.com/pinhole-sip/pinhole/slowpath/retrans"
+	"github.com/pinhole-sip/pinhole/slowpath/sanity"
+)
+
+// raw200Users are the users of the REGISTER corpus, each with password
+// "secret" in realm "pinhole".
+var raw200Users = []string{"alice", "bob", "carol", "dave", "erin", "frank", "henry", "ivy", "jack",
+	"gina", "kate", "liam", "mia", "noah", "olga", "pete", "quinn", "rose"}
+
+// newRaw200Server builds (without starting) a standalone registrar with
+// digest authentication for every corpus user, and its registrar's clock
+// fixed at now, so that two of them answer the same REGISTERs with the
+// same Date and expiries.
+func newRaw200Server(tb testing.TB, now time.Time) *Server {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "users.txt")
+	var lines strings.Builder
+	for _, u := range raw200Users {
+		md := md5.Sum([]byte(u + ":pinhole:secret"))
+		sh := sha256.Sum256([]byte(u + ":pinhole:secret"))
+		fmt.Fprintf(&lines, "%s pinhole %s %s\n", u, hex.EncodeToString(md[:]), hex.EncodeToString(sh[:]))
+	}
+	if err := os.WriteFile(path, []byte(lines.String()), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	s := newRawServerWith(tb, path, "[SHA-256, MD5]")
+	rc := s.cfg.Registrar
+	trusted, err := trustList(s.cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	reg, err := registrar.New(registrar.Config{
+		Domains: s.cfg.Domains, MinExpires: rc.MinExpires, MaxExpires: rc.MaxExpires,
+		DefaultExpires: rc.DefaultExpires, MaxContacts: rc.MaxContacts,
+		Now: func() time.Time { return now }, Trusted: trusted, Committed: s.committed, Settle: s.settle,
+	}, s.store, registerAuth{a: s.ops.authn.Load, failed: s.authFailed})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.reg = reg
+	return s
+}
+
+// signed returns data, a REGISTER without credentials, with MD5
+// credentials for the user of its To and a fresh nonce of s.
+func signed(tb testing.TB, s *Server, data []byte) []byte {
+	tb.Helper()
+	out, ok := trySign(s, data)
+	if !ok {
+		tb.Fatalf("cannot sign\n%s", data)
+	}
+	return out
+}
+
+var toUser = regexp.MustCompile(`(?mi)^(?:To|t)[ \t]*:[^\r]*sips?:([^@>;:\r]+)@`)
+
+// trySign is signed for any input; ok is false when data has no end of
+// headers, Request-URI or To user to sign for.
+func trySign(s *Server, data []byte) ([]byte, bool) {
+	msg := string(data)
+	line, _, _ := strings.Cut(msg, "\r\n")
+	f := strings.Fields(line)
+	m := toUser.FindStringSubmatch(msg)
+	end := strings.Index(msg, "\r\n\r\n")
+	if len(f) < 2 || m == nil || end < 0 {
+		return nil, false
+	}
+	ruri, user := f[1], m[1]
+	v := s.ops.authn.Load().Verifier()
+	nonce := string(v.AppendNonce(nil, v.Now()))
+	h := func(x string) string { sum := md5.Sum([]byte(x)); return hex.EncodeToString(sum[:]) }
+	resp := h(h(user+":pinhole:secret") + ":" + nonce + ":00000001:c1:auth:" + h("REGISTER:"+ruri))
+	authz := `Authorization: Digest username="` + user + `", realm="pinhole", nonce="` + nonce + `", uri="` + ruri +
+		`", algorithm=MD5, qop=auth, nc=00000001, cnonce="c1", response="` + resp + `"`
+	return []byte(msg[:end] + "\r\n" + authz + msg[end:]), true
+}
+
+// captureConn is the socket a job's answer is written on in tests.
+type captureConn struct {
+	net.PacketConn
+	out chan []byte
+}
+
+func (c *captureConn) WriteTo(b []byte, _ net.Addr) (int, error) {
+	c.out <- append([]byte(nil), b...)
+	return len(b), nil
+}
+
+// viaRaw200 runs data from rawDevice through the raw 200 as a worker
+// does; ok is false when it declines (and the sipgo path would go on).
+func viaRaw200(tb testing.TB, s *Server, data []byte) (string, bool) {
+	tb.Helper()
+	conn := &captureConn{out: make(chan []byte, 1)}
+	j := &slJob{buf: append([]byte(nil), data...), conn: conn, remote: net.UDPAddrFromAddrPort(rawDevice),
+		local: "127.0.0.1:5060", start: time.Now()}
+	done := make(chan struct{})
+	key, ok := s.sl.answerRaw200(j, func() { close(done) })
+	if !ok {
+		if key != 0 {
+			s.sl.cache.Forget(key)
+		}
+		return "", false
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		tb.Fatal("the raw 200 never finished")
+	}
+	select {
+	case b := <-conn.out:
+		return string(b), true
+	default:
+		tb.Fatal("the raw path took the REGISTER and wrote nothing")
+	}
+	return "", false
+}
+
+// comparable200 blanks the random To tag of a 200 after checking its
+// form, and splits it into lines.
+func comparable200(tb testing.TB, reply string) []string {
+	tb.Helper()
+	if !rawTag.MatchString(reply) {
+		tb.Errorf("no version 4 UUID To tag in\n%s", reply)
+	}
+	return strings.Split(rawTag.ReplaceAllString(reply, "${1}TAG\r"), "\r\n")
+}
+
+// raw200Pair are two registrars with one clock, one answering through the
+// raw 200 and one through sipgo, fed the same REGISTERs.
+type raw200Pair struct {
+	raw, sipgo *Server
+}
+
+func newRaw200Pair(tb testing.TB) raw200Pair {
+	now := time.Now().Truncate(time.Second)
+	return raw200Pair{raw: newRaw200Server(tb, now), sipgo: newRaw200Server(tb, now)}
+}
+
+// send signs data for each server, answers it through both paths and
+// checks the 200s are one and the AOR's bindings are the same. It
+// reports whether the raw path answered.
+func (p raw200Pair) send(t *testing.T, data []byte, aor string) bool {
+	t.Helper()
+	got, ok := viaRaw200(t, p.raw, signed(t, p.raw, data))
+	if !ok {
+		got = viaSipgo(t, p.raw, signed(t, p.raw, data))
+	}
+	want := viaSipgo(t, p.sipgo, signed(t, p.sipgo, data))
+	if ok && !strings.HasPrefix(want, "SIP/2.0 200 ") {
+		t.Fatalf("raw path answered where the registrar answers\n%s", want)
+	}
+	if ok {
+		if diff := cmp.Diff(comparable200(t, want), comparable200(t, got)); diff != "" {
+			t.Errorf("200 differs (-sipgo +raw):\n%s", diff)
+		}
+	} else if strings.HasPrefix(want, "SIP/2.0 200 ") {
+		// Both through sipgo: a To tag sipgo kept is the same on both.
+		blank := func(s string) string { return rawTag.ReplaceAllString(s, "${1}TAG\r") }
+		if diff := cmp.Diff(blank(want), blank(got)); diff != "" {
+			t.Errorf("200 differs (-sipgo +raw):\n%s", diff)
+		}
+	}
+	if diff := cmp.Diff(p.sipgo.store.Lookup(aor), p.raw.store.Lookup(aor), cmpopts.EquateComparable(netip.AddrPort{})); diff != "" {
+		t.Errorf("bindings of %s differ (-sipgo +raw):\n%s", aor, diff)
+	}
+	return ok
+}
+
+// raw200Template is a REGISTER of user for a phone at local ({{LOCAL}}
+// in the corpus' form), with extra header lines.
+func raw200Template(user, local, contact, extra string) string {
+	return "REGISTER sip:example.com SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-{{CALLID}}-{{CSEQ}};rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:" + user + "@example.com>;tag={{CALLID}}\r\nTo: <sip:" + user + "@example.com>\r\n" +
+		"Call-ID: {{CALLID}}\r\nCSeq: {{CSEQ}} REGISTER\r\nContact: " + contact + "\r\n" + extra + "Content-Length: 0\r\n\r\n"
+}
+
+func renderStep(tmpl, callID string, cseq int) []byte {
+	return []byte(strings.NewReplacer("{{CALLID}}", callID, "{{CSEQ}}", fmt.Sprint(cseq)).Replace(tmpl))
+}
+
+// TestRaw200MatchesRegistrar feeds device REGISTER formats with
+// credentials to the raw 200 and to the registrar through sipgo, on two
+// registrars with one clock: where the raw path answers, its 200 is byte
+// for byte the registrar's (the random To tag aside, whose form is
+// checked) and the store holds the same bindings afterwards; it answers
+// the formats the raw 401 answers, and declines the others.
+func TestRaw200MatchesRegistrar(t *testing.T) {
+	p := newRaw200Pair(t)
+	for i, c := range loadRawCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			// A branch of its own: the same one would be a retransmission.
+			c.tmpl = strings.ReplaceAll(c.tmpl, "{{BRANCH}}", fmt.Sprintf("raw200-%d", i))
+			data := []byte(strings.Replace(string(c.render(fmt.Sprintf("raw200-%d@device", i))), "CSeq: 1 REGISTER", "CSeq: 2 REGISTER", 1))
+			m := regexp.MustCompile(`(?mi)^(?:To|t)[ \t]*:[^\r]*sips?:([^@>;:]+)@([^>;:\r]+)`).FindStringSubmatch(string(data))
+			aor := m[1] + "@" + strings.ToLower(m[2])
+			if ok := p.send(t, data, aor); ok != c.raw {
+				t.Fatalf("raw path answered %v, want %v", ok, c.raw)
+			}
+		})
+	}
+}
+
+// TestRaw200Sequences: AORs with two and three phones, outbound with
+// reg-id, the forms of expires, a removal and a refresh, each step
+// answered by both paths with the same 200 and the same bindings.
+func TestRaw200Sequences(t *testing.T) {
+	type step struct {
+		tmpl   string
+		callID string
+		cseq   int
+		raw    bool
+	}
+	const (
+		a = "10.0.0.5:5060"
+		b = "10.0.0.6:5062"
+		c = "192.0.2.10:40123" // the source itself: not NATed
+	)
+	sup := "Supported: outbound, path\r\n"
+	cases := map[string]struct {
+		aor   string
+		steps []step
+	}{
+		"two phones": {"bob@example.com", []step{
+			{raw200Template("bob", a, "<sip:bob@"+a+">", "Expires: 600\r\n"), "p1", 1, true},
+			{raw200Template("bob", b, "<sip:bob@"+b+">;q=0.5", "Expires: 300\r\n"), "p2", 1, true},
+			{raw200Template("bob", a, "<sip:bob@"+a+">", "Expires: 600\r\n"), "p1", 2, true},
+		}},
+		"three phones": {"carol@example.com", []step{
+			{raw200Template("carol", a, "<sip:carol@"+a+">;expires=120", ""), "c1", 1, true},
+			{raw200Template("carol", b, "<sip:carol@"+b+";transport=udp>;q=0.8", "Expires: 3600\r\n"), "c2", 5, true},
+			{raw200Template("carol", c, "<sip:carol@"+c+">;q=1", "User-Agent: Three/1.0\r\n"), "c3", 1, true},
+			// The second phone leaves: the 200 lists the other two.
+			{raw200Template("carol", b, "<sip:carol@"+b+";transport=udp>;expires=0", ""), "c2", 6, true},
+		}},
+		"outbound reg-id": {"dave@example.com", []step{
+			{raw200Template("dave", a, `<sip:dave@`+a+`;ob>;+sip.instance="<urn:uuid:0a1b2c3d-0000-4000-8000-000000000001>";reg-id=1`, sup+"Expires: 600\r\n"), "o1", 1, true},
+			{raw200Template("dave", b, `<sip:dave@`+b+`;ob>;+sip.instance="<urn:uuid:0a1b2c3d-0000-4000-8000-000000000001>";reg-id=2`, sup+"Expires: 600\r\n"), "o2", 1, true},
+			// The same instance and flow from another address replaces it.
+			{raw200Template("dave", c, `<sip:dave@`+c+`;ob>;+sip.instance="<urn:uuid:0a1b2c3d-0000-4000-8000-000000000001>";reg-id=1`, "Expires: 600\r\n"), "o3", 1, true},
+		}},
+		"expires forms": {"erin@example.com", []step{
+			{raw200Template("erin", a, "<sip:erin@"+a+">", ""), "e1", 1, true},                                 // the default
+			{raw200Template("erin", b, "<sip:erin@"+b+">;expires=99999999", "Expires: 60\r\n"), "e2", 1, true}, // capped at the maximum
+			{raw200Template("erin", c, "<sip:erin@"+c+">", "Expires:  4294967295 \r\n"), "e3", 1, true},        // the widest number
+		}},
+		"refused by the rules": {"frank@example.com", []step{
+			{raw200Template("frank", a, "<sip:frank@"+a+">", "Expires: 600\r\n"), "f1", 5, true},
+			{raw200Template("frank", a, "<sip:frank@"+a+">", "Expires: 600\r\n"), "f1", 4, false}, // out of order CSeq: 400
+			{raw200Template("frank", a, "<sip:frank@"+a+">", "Expires: 10\r\n"), "f1", 6, false},  // 423
+			{raw200Template("frank", a, "<sip:frank@"+a+">;q=2", ""), "f1", 7, false},             // 400 q-value
+		}},
+	}
+	p := newRaw200Pair(t)
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			for i, st := range tc.steps {
+				if got := p.send(t, renderStep(st.tmpl, st.callID+"-"+strings.ReplaceAll(name, " ", "_"), st.cseq), tc.aor); got != st.raw {
+					t.Fatalf("step %d: raw path answered %v, want %v", i, got, st.raw)
+				}
+			}
+		})
+	}
+}
+
+// TestRaw200Declines: the raw 200 leaves to sipgo what it cannot vouch
+// for, whatever the answer, and changes nothing when it does.
+func TestRaw200Declines(t *testing.T) {
+	s := newRaw200Server(t, time.Now().Truncate(time.Second))
+	base := raw200Template("alice", "10.0.0.5:5060", "<sip:alice@10.0.0.5:5060>", "Expires: 600\r\n")
+	plain := renderStep(base, "dec", 1)
+	if _, ok := viaRaw200(t, s, signed(t, s, plain)); !ok {
+		t.Fatal("the plain REGISTER is declined: the cases below would prove nothing")
+	}
+	before := s.store.Lookup("alice@example.com")
+	repl := func(old, new string) []byte {
+		return signed(t, s, []byte(strings.Replace(string(renderStep(base, "dec", 2)), old, new, 1)))
+	}
+	v := s.ops.authn.Load().Verifier()
+	staleNonce := string(v.AppendNonce(nil, v.Now().Add(-time.Hour)))
+	cases := map[string][]byte{
+		"no credentials": renderStep(base, "dec", 2),
+		"wrong password": []byte(regexp.MustCompile(`response="[0-9a-f]+"`).ReplaceAllString(string(repl("", "")), `response="00000000000000000000000000000000"`)),
+		"stale nonce":    []byte(regexp.MustCompile(`nonce="[^"]+"`).ReplaceAllString(string(repl("", "")), `nonce="`+staleNonce+`"`)),
+		"other realm":    []byte(strings.Replace(string(repl("", "")), `realm="pinhole"`, `realm="elsewhere"`, 1)),
+		"two credentials": []byte(strings.Replace(string(repl("", "")), "Authorization:",
+			"Authorization: Digest username=\"alice\", realm=\"x\", nonce=\"n\", uri=\"sip:example.com\", response=\"0\"\r\nAuthorization:", 1)),
+		"uri another form": []byte(strings.Replace(string(repl("", "")), `uri="sip:example.com"`, `uri="sip:EXAMPLE.com"`, 1)),
+		// bob's valid credentials for alice's AOR: 403.
+		"other user":   []byte(strings.Replace(string(signed(t, s, []byte(strings.ReplaceAll(string(renderStep(base, "dec", 2)), "alice", "bob")))), "To: <sip:bob", "To: <sip:alice", 1)),
+		"two vias":     repl("Max-Forwards", "Via: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKx\r\nMax-Forwards"),
+		"path":         repl("Max-Forwards", "Path: <sip:edge.example.com;lr>\r\nMax-Forwards"),
+		"require":      repl("Max-Forwards", "Require: path\r\nMax-Forwards"),
+		"wildcard":     repl("<sip:alice@10.0.0.5:5060>", "*"),
+		"to tag":       repl("To: <sip:alice@example.com>", "To: <sip:alice@example.com>;tag=1"),
+		"other domain": repl("REGISTER sip:example.com", "REGISTER sip:example.org"),
+		"too brief":    repl("Expires: 600", "Expires: 5"),
+		"out of order": signed(t, s, []byte(strings.Replace(string(renderStep(base, "dec", 1)), "dec-1;", "dec-1b;", 1))),
+		"bad q":        repl("10.0.0.5:5060>", "10.0.0.5:5060>;q=x"),
+		"two reg-ids":  repl("Contact: <sip:alice@10.0.0.5:5060>", "Contact: <sip:alice@10.0.0.5:5060>;reg-id=1\r\nContact: <sip:alice@10.0.0.6:5060>;reg-id=2"),
+		"body":         repl("Content-Length: 0\r\n\r\n", "Content-Length: 2\r\n\r\nhi"),
+		"record-route": repl("Max-Forwards", "Record-Route: <sip:p.example.com;lr>\r\nMax-Forwards"),
+	}
+	for name, data := range cases {
+		if got, ok := viaRaw200(t, s, data); ok {
+			t.Errorf("%s: answered raw:\n%s", name, got)
+		}
+		if diff := cmp.Diff(before, s.store.Lookup("alice@example.com"), cmpopts.EquateComparable(netip.AddrPort{})); diff != "" {
+			t.Fatalf("%s: the bindings changed (-before +after):\n%s", name, diff)
+		}
+	}
+	// A replay of the accepted REGISTER: its nonce count is used.
+	replay := signed(t, s, renderStep(base, "dec", 3))
+	if _, ok := viaRaw200(t, s, replay); !ok {
+		t.Fatal("a fresh REGISTER was declined")
+	}
+	again := []byte(strings.Replace(string(replay), "CSeq: 3", "CSeq: 4", 1))
+	if _, ok := viaRaw200(t, s, again); ok {
+		t.Error("a replayed nonce count answered raw")
+	}
+	if n := s.sl.raw200.declined[raw200Replay].Load(); n != 1 {
+		t.Errorf("%d declined as replays, want 1", n)
+	}
+	for name, set := range map[string]func(bool){
+		"stopping":       func(on bool) { s.ops.draining.Store(on) },
+		"fast path hook": func(on bool) { hookCommitted(s, on) },
+		"no auth": func() func(bool) {
+			a := s.ops.authn.Load()
+			return func(on bool) {
+				if on {
+					s.ops.authn.Store(nil)
+				} else {
+					s.ops.authn.Store(a)
+				}
+			}
+		}(),
+	} {
+		data := signed(t, s, renderStep(base, "dec", 10))
+		set(true)
+		if _, ok := viaRaw200(t, s, data); ok {
+			t.Errorf("answered raw with %s", name)
+		}
+		set(false)
+	}
+}
+
+// hookCommitted installs or removes a Committed hook, as the fast path does.
+func hookCommitted(s *Server, on bool) {
+	if on {
+		s.SetCommitted(func(*sip.Request, *sip.Response, location.Flow) {})
+	} else {
+		s.hooks.committed.Store(nil)
+	}
+}
+
+// FuzzRaw200VsSipgo: whenever the raw 200 answers a datagram the sanity
+// filter passes, the registrar through sipgo answers the same 200 and
+// stores the same bindings.
+func FuzzRaw200VsSipgo(f *testing.F) {
+	p := newRaw200Pair(f)
+	for _, c := range loadRawCases(f) {
+		f.Add(c.render("fuzz@device"))
+	}
+	lim := *p.raw.ops.limits.Load()
+	n := 0
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if sanity.Check(nil, data, lim).Action != sanity.Pass {
+			return
+		}
+		n++
+		// A new Call-ID per input, so that one input's binding does not
+		// make the next one's CSeq out of order on one side only.
+		data = regexp.MustCompile(`(?mi)^(Call-ID|i):[ \t]*`).ReplaceAll(data, []byte(fmt.Sprintf("${1}: f%d-", n)))
+		if sanity.Check(nil, data, lim).Action != sanity.Pass {
+			return
+		}
+		m := regexp.MustCompile(`(?mi)^(?:To|t)[ \t]*:[^\r]*sips?:([^@>;:\r]+)@([^>;:\r]+)`).FindSubmatch(data)
+		if m == nil || !slices.Contains(raw200Users, string(m[1])) {
+			return
+		}
+		rawReq, ok1 := trySign(p.raw, data)
+		sipgoReq, ok2 := trySign(p.sipgo, data)
+		if !ok1 || !ok2 {
+			return
+		}
+		// A cache of its own: two inputs with one transaction key would
+		// be a retransmission and its answer.
+		p.raw.sl.cache = retrans.NewSized(1<<16, 64)
+		got, ok := viaRaw200(t, p.raw, rawReq)
+		if !ok {
+			return
+		}
+		// The raw side changed: the sipgo side must make the same change.
+		aor := string(m[1]) + "@" + strings.ToLower(strings.TrimSuffix(string(m[2]), "."))
+		want := viaSipgo(t, p.sipgo, sipgoReq)
+		if !strings.HasPrefix(want, "SIP/2.0 200 ") {
+			t.Fatalf("raw path answered 200 where the registrar answers %q", want)
+		}
+		if diff := cmp.Diff(comparable200(t, want), comparable200(t, got)); diff != "" {
+			t.Fatalf("200 differs (-sipgo +raw):\n%s", diff)
+		}
+		if diff := cmp.Diff(p.sipgo.store.Lookup(aor), p.raw.store.Lookup(aor), cmpopts.EquateComparable(netip.AddrPort{})); diff != "" {
+			t.Fatalf("bindings differ (-sipgo +raw):\n%s", diff)
+		}
+	})
+}
+
+// TestRaw200OverUDP: a first registration over UDP gets its 200 written
+// from raw bytes by a worker (counted), a retransmission of that REGISTER
+// gets the same bytes again from the response cache and changes nothing
+// (the binding keeps its CSeq, no second 200 is counted), and the
+// refresh that follows with the next nonce count is answered raw too.
+func TestRaw200OverUDP(t *testing.T) {
+	creds := writeTestCreds(t)
+	s, addr := startStateless(t, "auth:\n  credentials: "+creds+"\n  algorithms: [MD5]\n")
+	c := client(t)
+	local := c.LocalAddr().String()
+	got := exchange(t, c, addr, register("alice", "raw200udp", 1, local), 2*time.Second)
+	nonce := between(string(got), `nonce="`, `"`)
+	withAuth := func(cseq int, nc string) []byte {
+		authz := `Authorization: Digest username="alice", realm="pinhole", nonce="` + nonce +
+			`", uri="sip:example.com", algorithm=MD5, qop=auth, nc=` + nc + `, cnonce="c1", response="` +
+			digestMD5("pinhole", "alice", "REGISTER", "sip:example.com", nonce, nc, "c1") + `"` + "\r\n"
+		return []byte(strings.Replace(string(register("alice", "raw200udp", cseq, local)), "Content-Length: 0", authz+"Content-Length: 0", 1))
+	}
+	req := withAuth(2, "00000001")
+	first := exchange(t, c, addr, req, 2*time.Second)
+	if status(first) != "SIP/2.0 200 OK" {
+		t.Fatalf("REGISTER with credentials: %q", first)
+	}
+	if n := s.sl.raw200.answered.Load(); n != 1 {
+		t.Fatalf("%d 200s written from raw bytes, want 1", n)
+	}
+	again := exchange(t, c, addr, req, 2*time.Second)
+	if !bytes.Equal(first, again) {
+		t.Errorf("the retransmission's answer differs:\n%s\nthen\n%s", first, again)
+	}
+	if n := s.sl.raw200.answered.Load(); n != 1 {
+		t.Errorf("%d 200s written from raw bytes after the retransmission, want 1", n)
+	}
+	if bs := s.store.Lookup("alice@example.com"); len(bs) != 1 || bs[0].CSeq != 2 {
+		t.Errorf("bindings after the retransmission: %+v", bs)
+	}
+	if got := status(exchange(t, c, addr, withAuth(3, "00000002"), 2*time.Second)); got != "SIP/2.0 200 OK" {
+		t.Fatalf("refresh: %q", got)
+	}
+	if n := s.sl.raw200.answered.Load(); n != 2 {
+		t.Errorf("%d 200s written from raw bytes after the refresh, want 2", n)
+	}
+}
+
+// TestRaw200Fallback: when another phone of the AOR holds a Contact the
+// raw writer cannot vouch for (an IPv6 literal, which sipgo brackets
+// itself), the raw path still applies the REGISTER but builds its 200
+// through sipgo (counted): the same 200 and bindings as the sipgo path.
+func TestRaw200Fallback(t *testing.T) {
+	p := newRaw200Pair(t)
+	const v6 = "[2001:db8::5]:5060"
+	steps := []struct {
+		tmpl   string
+		callID string
+		raw    bool
+	}{
+		{raw200Template("liam", "10.0.0.5:5060", "<sip:liam@"+v6+">", "Expires: 600\r\n"), "fb1", false},
+		{raw200Template("liam", "10.0.0.6:5060", "<sip:liam@10.0.0.6:5060>", "Expires: 600\r\n"), "fb2", true},
+	}
+	for i, st := range steps {
+		if got := p.send(t, renderStep(st.tmpl, st.callID, 1), "liam@example.com"); got != st.raw {
+			t.Fatalf("step %d: raw path answered %v, want %v", i, got, st.raw)
+		}
+	}
+	if n := p.raw.sl.raw200.fallback.Load(); n != 1 {
+		t.Errorf("%d raw 200s built through sipgo, want 1", n)
+	}
+	if n := p.raw.sl.raw200.answered.Load(); n != 0 {
+		t.Errorf("%d 200s written from bytes, want 0", n)
+	}
+}
