@@ -39,7 +39,8 @@ type stateless struct {
 	s       *Server
 	parser  *sip.Parser
 	cache   *retrans.Cache
-	q       chan *slJob
+	q       chan *slJob // every other REGISTER, and OPTIONS for pinhole
+	vq      chan *slJob // REGISTERs whose credentials verify: drained first (priority.go)
 	done    chan struct{}
 	wg      sync.WaitGroup
 	workers int
@@ -56,6 +57,13 @@ type stateless struct {
 	// (rawchallenge.go).
 	rawAnswered atomic.Uint64
 	rawDeclined atomic.Uint64
+
+	// queuedVouched: REGISTERs whose credentials verified, queued ahead
+	// of the rest (priority.go); shedVouched: those shed on a full queue
+	// of their own (counted in shed too).
+	queuedVouched atomic.Uint64
+	shedVouched   atomic.Uint64
+
 	// raw200: REGISTERs with credentials answered from their bytes in
 	// the workers, and those left to sipgo (raw200.go).
 	raw200  raw200Counts
@@ -164,6 +172,7 @@ func (s *Server) initStateless(parser *sip.Parser) {
 		parser:  parser,
 		cache:   retrans.New(rate),
 		q:       make(chan *slJob, queue),
+		vq:      make(chan *slJob, queue),
 		done:    make(chan struct{}),
 		workers: workers,
 		latency: s.ops.latency[sip.REGISTER],
@@ -208,18 +217,25 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 		sl.release(j)
 		return true
 	}
-	if len(sl.q) >= cap(sl.q)/2 && !hasCredentials(data) {
-		// Past half the queue a REGISTER without credentials goes first:
-		// its answer is a 401 that starts a registration, while one with
-		// credentials completes a registration whose 401 was already
-		// paid for. Under overload this keeps the work done turning into
-		// registrations instead of challenges whose answers are shed.
+	credentials := hasCredentials(data)
+	q := sl.q
+	if register && credentials && sl.vouched(data) {
+		q = sl.vq // priority.go
+	} else if len(sl.q) >= cap(sl.q)/2 {
+		// Past half the queue what proves nothing goes first. A REGISTER
+		// without credentials: its answer is a 401 that starts a
+		// registration, while one with credentials completes a
+		// registration whose 401 was already paid for; under overload
+		// this keeps the work done turning into registrations instead
+		// of challenges whose answers are shed. One with credentials
+		// that do not verify: a guess, or a device whose nonce pinhole
+		// no longer knows and which a 401 sends round once more.
 		sl.shed.Add(1)
 		sl.release(j)
 		return true
 	}
 	start := time.Now()
-	if register && !hasCredentials(data) && sl.challengeRaw(conn, p.RemoteAddr, data, start) {
+	if register && !credentials && sl.challengeRaw(conn, p.RemoteAddr, data, start) {
 		sl.release(j)
 		return true
 	}
@@ -227,10 +243,16 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 	j.conn, j.remote, j.local, j.start = conn, p.RemoteAddr, local, start
 	sl.s.ops.inflight.Add(1)
 	select {
-	case sl.q <- j:
+	case q <- j:
+		if q == sl.vq {
+			sl.queuedVouched.Add(1)
+		}
 	default:
 		sl.s.ops.inflight.Add(-1)
 		sl.shed.Add(1)
+		if q == sl.vq {
+			sl.shedVouched.Add(1)
+		}
 		sl.release(j)
 	}
 	return true
@@ -340,16 +362,30 @@ func (sl *stateless) release(j *slJob) {
 func (sl *stateless) work() {
 	defer sl.wg.Done()
 	for {
+		// The vouched queue first, whatever waits in the other.
+		var j *slJob
 		select {
-		case j := <-sl.q:
-			sl.handle(j)
-			// Between two REGISTERs, let a waiting event loop have the P
-			// (see handoff.Conn.ReadFrom): a worker draining a full queue
-			// would otherwise delay absorbed refreshes by up to 10 ms
-			// when pinhole has one core.
+		case j = <-sl.vq:
+		default:
+			select {
+			case j = <-sl.vq:
+			case j = <-sl.q:
+			case <-sl.done:
+				return
+			}
+		}
+		sl.handle(j)
+		if sl.s.hooks.listenUDP.Load() != nil {
+			// With the fast path's sockets (its event loops), between
+			// two REGISTERs let a waiting event loop have the P (see handoff.Conn.ReadFrom): a worker
+			// draining a full queue would otherwise delay absorbed
+			// refreshes by up to 10 ms when pinhole has one core.
+			// Without the fast path there is no event loop to wait for,
+			// and the yield put the worker behind every runnable
+			// goroutine of sipgo's (one per request and timer) for each
+			// REGISTER: under a flood the queue drained at the
+			// scheduler's pace, not the worker's.
 			runtime.Gosched()
-		case <-sl.done:
-			return
 		}
 	}
 }
@@ -547,6 +583,8 @@ func (sl *stateless) writeMetrics(w io.Writer) {
 	metrics.WriteGaugeUint64(w, "pinhole_registrar_response_cache_bytes", st.Bytes)
 	metrics.WriteGaugeUint64(w, "pinhole_registrar_response_cache_capacity_bytes", st.Capacity)
 	metrics.WriteCounterUint64(w, "pinhole_registrar_shed_total", sl.shed.Load())
+	metrics.WriteCounterUint64(w, "pinhole_registrar_shed_vouched_total", sl.shedVouched.Load())
+	metrics.WriteCounterUint64(w, "pinhole_registrar_vouched_total", sl.queuedVouched.Load())
 	metrics.WriteCounterUint64(w, "pinhole_registrar_unkeyed_total", sl.noKey.Load())
 	metrics.WriteCounterUint64(w, "pinhole_registrar_retransmissions_unparsed_total", sl.unparsed.Load())
 	metrics.WriteCounterUint64(w, `pinhole_registrar_raw_challenges_total{result="answered"}`, sl.rawAnswered.Load())
@@ -558,6 +596,6 @@ func (sl *stateless) writeMetrics(w io.Writer) {
 	}
 	metrics.WriteCounterUint64(w, `pinhole_stateless_options_total{result="answered"}`, sl.options.Load())
 	metrics.WriteCounterUint64(w, `pinhole_stateless_options_total{result="declined"}`, sl.optionsDeclined.Load())
-	metrics.WriteGaugeUint64(w, "pinhole_registrar_queued", uint64(len(sl.q)))
+	metrics.WriteGaugeUint64(w, "pinhole_registrar_queued", uint64(len(sl.q)+len(sl.vq)))
 	metrics.WriteGaugeUint64(w, "pinhole_registrar_workers", uint64(sl.workers))
 }

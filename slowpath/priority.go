@@ -1,0 +1,55 @@
+package slowpath
+
+import (
+	"github.com/pinhole-sip/pinhole/internal/digest"
+	"github.com/pinhole-sip/pinhole/internal/rawreply"
+	"github.com/pinhole-sip/pinhole/internal/scan"
+)
+
+// Under a flood the stateless REGISTER queue fills, and what waits in it
+// decides who is served. A device's refresh carries credentials that
+// verify against a nonce pinhole issued: its sender knows a password. A
+// scanner's REGISTER carries none, or credentials it guessed (a nonce of
+// its own, a wrong response). With one queue for both, every guess sent
+// pushed a real refresh further back, and past the queue's capacity
+// refreshes were shed with the guesses: the attacker chose, by sending
+// more, how many devices lost their registration (docs/registrar.md,
+// "Shedding by priority"). So the REGISTERs pinhole can vouch for have a
+// queue of their own that the workers always drain first, and the
+// rest share the other queue, of which guesses may fill only half.
+
+// vouched reports whether data, a REGISTER datagram, carries one set of
+// digest credentials that verify (digest.Verifier.Verify: Valid, or Stale
+// with the right response) against a nonce pinhole issued, for the user
+// of its To, in that domain's realm. It runs in the read filter for every
+// REGISTER with credentials, so it does what the raw 200 does before the
+// store, no more: a scan, a parse of the one Authorization value and a
+// digest, with no allocation. The worker checks the same credentials
+// again, with the replay check, before anything changes; a false true here
+// costs a place in the queue, never a binding.
+func (sl *stateless) vouched(data []byte) bool {
+	a := sl.s.ops.authn.Load()
+	if a == nil {
+		return false
+	}
+	sc := rawScratches.Get().(*rawScratch)
+	defer rawScratches.Put(sc)
+	lim := sl.s.ops.limits.Load()
+	r := &sc.reg
+	if scan.Scan(data, scan.Limits{MaxMessageBytes: lim.MaxMessageBytes, MaxHeaders: lim.MaxHeaders}, r) != scan.OK ||
+		r.NumAuth != 1 || !rawreply.ParseAddress(r.To, &sc.to) || len(sc.to.URI.User) == 0 {
+		return false
+	}
+	v := a.Verifier()
+	rlm, ok := v.RealmFor(bytesString(sc.to.URI.Host))
+	if !ok {
+		return false
+	}
+	// The parameters alias the datagram only for the check.
+	p, err := digest.Parse(bytesString(r.Authorization))
+	if err != nil || p.Realm != rlm.Name {
+		return false
+	}
+	verdict, _ := v.Verify(&p, "REGISTER", rlm, p.URI == bytesString(r.RequestURI), bytesString(sc.to.URI.User), v.Now())
+	return verdict == digest.Valid || verdict == digest.Stale
+}

@@ -1,0 +1,119 @@
+package slowpath
+
+import (
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// TestVouchedRefreshOutlivesFlood: with the workers held and the queue
+// full of REGISTERs whose credentials were guessed (a nonce pinhole never
+// issued, as a scanner sends them), the guesses past half the queue are
+// shed and counted, while a device's refresh whose credentials verify
+// against pinhole's nonce is queued ahead of them and answered 200 first
+// once a worker runs. With one queue for both, the refresh was shed with
+// the guesses: sending more junk took a real device's registration.
+func TestVouchedRefreshOutlivesFlood(t *testing.T) {
+	creds := writeTestCreds(t)
+	s, addr := startStateless(t, "registrar:\n  workers: 1\n  queue: 16\nauth:\n  credentials: "+creds+"\n  algorithms: [MD5]\n")
+	sl := s.sl
+	dev, attacker := client(t), client(t)
+	local := dev.LocalAddr().String()
+	got := exchange(t, dev, addr, register("alice", "vouched", 1, local), 2*time.Second)
+	nonce := between(string(got), `nonce="`, `"`)
+	if nonce == "" {
+		t.Fatalf("no challenge: %q", got)
+	}
+
+	// Hold the workers: what take queues stays queued.
+	sl.stop()
+	sl.done = make(chan struct{})
+
+	listen, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := func(c *net.UDPConn) sip.TransportReadProps {
+		return sip.TransportReadProps{Transport: "UDP", LocalAddr: listen, RemoteAddr: c.LocalAddr()}
+	}
+	const guesses = 40
+	for i := range guesses {
+		user := strconv.Itoa(100 + i)
+		guess := strings.Replace(string(register(user, "guess"+user, 2, attacker.LocalAddr().String())), "Content-Length: 0",
+			`Authorization: Digest username="`+user+`", realm="pinhole", nonce="bogus`+user+`", uri="sip:example.com", `+
+				`response="0123456789abcdef0123456789abcdef", algorithm=MD5`+"\r\nContent-Length: 0", 1)
+		if !sl.take(from(attacker), []byte(guess)) {
+			t.Fatalf("guess %d not taken by the stateless path", i)
+		}
+	}
+	half := cap(sl.q) / 2
+	if len(sl.q) != half || sl.shed.Load() != guesses-uint64(half) {
+		t.Fatalf("after %d guesses: %d queued, %d shed; want %d queued (half the queue), %d shed",
+			guesses, len(sl.q), sl.shed.Load(), half, guesses-half)
+	}
+
+	authz := `Authorization: Digest username="alice", realm="pinhole", nonce="` + nonce +
+		`", uri="sip:example.com", algorithm=MD5, qop=auth, nc=00000001, cnonce="c1", response="` +
+		digestMD5("pinhole", "alice", "REGISTER", "sip:example.com", nonce, "00000001", "c1") + `"` + "\r\n"
+	refresh := strings.Replace(string(register("alice", "vouched", 2, local)), "Content-Length: 0", authz+"Content-Length: 0", 1)
+	if !sl.take(from(dev), []byte(refresh)) {
+		t.Fatal("the refresh was not taken by the stateless path")
+	}
+	if sl.queuedVouched.Load() != 1 || len(sl.vq) != 1 || sl.shedVouched.Load() != 0 {
+		t.Fatalf("refresh: %d vouched queued, %d waiting, %d vouched shed; want 1, 1, 0",
+			sl.queuedVouched.Load(), len(sl.vq), sl.shedVouched.Load())
+	}
+	if n := sl.shed.Load(); n != guesses-uint64(half) {
+		t.Fatalf("%d shed after the refresh, want still %d", n, guesses-half)
+	}
+
+	// One worker again: it takes the refresh before the guesses.
+	sl.wg.Add(1)
+	go sl.work()
+	_ = dev.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4096)
+	n, _, err := dev.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatalf("no answer to the refresh: %v", err)
+	}
+	if status(buf[:n]) != "SIP/2.0 200 OK" {
+		t.Fatalf("refresh answered %q", status(buf[:n]))
+	}
+	if bs := s.store.Lookup("alice@example.com"); len(bs) != 1 || bs[0].CSeq != 2 {
+		t.Errorf("alice's bindings after the refresh: %+v", bs)
+	}
+}
+
+// TestVouched: which REGISTERs the read filter vouches for.
+func TestVouched(t *testing.T) {
+	creds := writeTestCreds(t)
+	s, _ := startStateless(t, "auth:\n  credentials: "+creds+"\n  algorithms: [MD5]\n")
+	v := s.ops.authn.Load().Verifier()
+	nonce := string(v.AppendNonce(nil, v.Now()))
+	withAuth := func(user, nonce, resp string) []byte {
+		authz := `Authorization: Digest username="` + user + `", realm="pinhole", nonce="` + nonce +
+			`", uri="sip:example.com", algorithm=MD5, qop=auth, nc=00000001, cnonce="c1", response="` + resp + `"` + "\r\n"
+		return []byte(strings.Replace(string(register(user, "v", 2, "127.0.0.1:5999")), "Content-Length: 0", authz+"Content-Length: 0", 1))
+	}
+	good := digestMD5("pinhole", "alice", "REGISTER", "sip:example.com", nonce, "00000001", "c1")
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+		want bool
+	}{
+		{"right response, pinhole's nonce", withAuth("alice", nonce, good), true},
+		{"no credentials", register("alice", "v", 1, "127.0.0.1:5999"), false},
+		{"a nonce pinhole never issued", withAuth("alice", "bogus1", digestMD5("pinhole", "alice", "REGISTER", "sip:example.com", "bogus1", "00000001", "c1")), false},
+		{"pinhole's nonce, wrong response", withAuth("alice", nonce, "0123456789abcdef0123456789abcdef"), false},
+		{"pinhole's nonce, unknown user", withAuth("mallory", nonce, digestMD5("pinhole", "mallory", "REGISTER", "sip:example.com", nonce, "00000001", "c1")), false},
+		{"not SIP", []byte("\x00\x01junk\r\n\r\n"), false},
+	} {
+		if got := s.sl.vouched(tc.msg); got != tc.want {
+			t.Errorf("%s: vouched %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
