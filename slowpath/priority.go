@@ -21,7 +21,8 @@ import (
 // vouched reports whether data, a REGISTER datagram, carries one set of
 // digest credentials that verify (digest.Verifier.Verify: Valid, or Stale
 // with the right response) against a nonce pinhole issued, for the user
-// of its To, in that domain's realm. It runs in the read filter for every
+// of its To, in that domain's realm, for a Request-URI and To in domains
+// pinhole serves. It runs in the read filter for every
 // REGISTER with credentials, so it does what the raw 200 does before the
 // store, no more: a scan, a parse of the one Authorization value and a
 // digest, with no allocation. The worker checks the same credentials
@@ -37,7 +38,13 @@ func (sl *stateless) vouched(data []byte) bool {
 	lim := sl.s.ops.limits.Load()
 	r := &sc.reg
 	if scan.Scan(data, scan.Limits{MaxMessageBytes: lim.MaxMessageBytes, MaxHeaders: lim.MaxHeaders}, r) != scan.OK ||
-		r.NumAuth != 1 || !rawreply.ParseAddress(r.To, &sc.to) || len(sc.to.URI.User) == 0 {
+		r.NumAuth != 1 || !rawreply.ParseAddress(r.To, &sc.to) || len(sc.to.URI.User) == 0 ||
+		!rawreply.ParseURI(r.RequestURI, &sc.ruri) {
+		return false
+	}
+	// A domain pinhole does not serve is refused (403) whatever the
+	// password; with one realm the credentials alone would not show it.
+	if !sl.s.reg.Serves(bytesString(sc.ruri.Host)) || !sl.s.reg.Serves(bytesString(sc.to.URI.Host)) {
 		return false
 	}
 	v := a.Verifier()

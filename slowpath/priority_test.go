@@ -1,13 +1,17 @@
 package slowpath
 
 import (
+	"fmt"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/slowpath/sanity"
 )
 
 // TestVouchedRefreshOutlivesFlood: with the workers held and the queue
@@ -116,4 +120,37 @@ func TestVouched(t *testing.T) {
 			t.Errorf("%s: vouched %v, want %v", tc.name, got, tc.want)
 		}
 	}
+}
+
+// FuzzVouched: vouched never fails on any datagram, and whatever it
+// vouches for — the input as it is, or signed for its To user with a
+// fresh nonce — the registrar through sipgo does not refuse for its
+// credentials (401 or 403): a place in the devices' queue is never won
+// with credentials the registrar would turn away. The seeds are the
+// device formats of testdata/rawchallenge.
+func FuzzVouched(f *testing.F) {
+	for _, c := range loadRawCases(f) {
+		f.Add(c.render("fuzz@device"))
+	}
+	s := newRaw200Server(f, time.Now())
+	lim := *s.ops.limits.Load()
+	n := 0
+	f.Fuzz(func(t *testing.T, data []byte) {
+		check := func(msg []byte) {
+			if !s.sl.vouched(msg) || sanity.Check(nil, msg, lim).Action != sanity.Pass {
+				return
+			}
+			if got := viaSipgo(t, s, msg); strings.HasPrefix(got, "SIP/2.0 401 ") || strings.HasPrefix(got, "SIP/2.0 403 ") {
+				t.Fatalf("vouched for credentials the registrar refuses:\n%s\nanswer:\n%s", msg, got)
+			}
+		}
+		check(data)
+		// A new Call-ID per input: one input's binding must not make the
+		// next one's CSeq out of order.
+		n++
+		data = regexp.MustCompile(`(?mi)^(Call-ID|i):[ \t]*`).ReplaceAll(data, []byte(fmt.Sprintf("${1}: v%d-", n)))
+		if signed, ok := trySign(s, data); ok {
+			check(signed)
+		}
+	})
 }
