@@ -64,6 +64,7 @@ type FastPath struct {
 
 	mu      sync.Mutex
 	open    int // listeners not yet closed
+	loops   int // event loops started, over every listener (reserveProcs)
 	engines []*engine.Engine
 	stop    chan struct{}
 	flushed chan struct{}
@@ -159,6 +160,10 @@ func (f *FastPath) listen(addr netip.AddrPort) (net.PacketConn, error) {
 	if f.cache != nil {
 		ec.NewLoop = func() engine.Absorber { return f.cache.NewLoop() }
 	}
+	f.mu.Lock()
+	f.loops += loops
+	reserveProcs(f.loops, f.log)
+	f.mu.Unlock()
 	e, err := engine.Start(ec)
 	if err != nil {
 		return nil, err
