@@ -32,10 +32,11 @@ const (
 	DefaultRedisKeyPrefix   = "ph:b:"
 	DefaultRedisWaitTimeout = 100 * time.Millisecond
 	DefaultRedisDialTimeout = 2 * time.Second
-	// redisKeyGrace is how long Redis keeps a key after its last binding
-	// expired: long enough for a pinhole restarted within the hour to see
-	// the lapsed bindings and de-register them upstream (OnExpire), short
-	// enough that an AOR every edge forgot does not stay for ever.
+	// redisKeyGrace is how long a key stays after its last binding
+	// expired when no edge removed it (sweep.go): long enough for a
+	// pinhole restarted within the hour to see the lapsed bindings and
+	// de-register them upstream (OnExpire), short enough that an AOR
+	// every edge forgot does not stay for ever.
 	redisKeyGrace = time.Hour
 	// redisRetryFor is how long a batch whose writes failed is retried:
 	// a master's failover with a cluster-node-timeout of a second takes
@@ -271,10 +272,11 @@ func (r *redisBacking) get(ctx context.Context, keys []string, fn func(key strin
 	return nil
 }
 
-// write sends the batch pipelined, one round trip per master. A value
-// expires in Redis redisKeyGrace after its last binding. The AORs of a
-// master that failed fail alone (partialError): the others' devices get
-// their 200.
+// write sends the batch pipelined, one round trip per master. Keys get
+// no TTL (a plain SET also drops the TTL an older pinhole set): the
+// lapse path and the sweep remove them (sweep.go). The AORs of a master
+// that failed fail alone (partialError): the others' devices get their
+// 200.
 func (r *redisBacking) write(batch []setWrite, through bool) error {
 	if len(batch) == 0 {
 		return nil
@@ -286,8 +288,7 @@ func (r *redisBacking) write(batch []setWrite, through bool) error {
 			cmds[i] = r.client.B().Del().Key(k).Build()
 			continue
 		}
-		at := time.Unix(int64(p.until), 0).Add(redisKeyGrace)
-		cmds[i] = r.client.B().Set().Key(k).Value(rueidis.BinaryString(p.value)).Pxat(at).Build()
+		cmds[i] = r.client.B().Set().Key(k).Value(rueidis.BinaryString(p.value)).Build()
 	}
 	var errs []error // per command; nil: all written
 	deadline := time.Now().Add(redisRetryFor)
