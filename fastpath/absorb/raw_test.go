@@ -268,3 +268,46 @@ func FuzzRawFillVsSipgo(f *testing.F) {
 		w.sameAnswers(t, data, remote)
 	})
 }
+
+// BenchmarkFill measures a fill alone, after the registrar's answer:
+// "sipgo" as Fill reads sipgo's request and 200 (their parse and
+// printing not counted, though a fill through sipgo needs them), "bytes"
+// as PrepareRaw and its fill read the datagram and the 200's bytes.
+func BenchmarkFill(b *testing.B) {
+	for _, mode := range []string{"sipgo", "bytes"} {
+		b.Run(mode, func(b *testing.B) {
+			w := newTwin(b)
+			data := refresh(1)
+			msg, err := w.parser.ParseSIP(data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			req := msg.(*sip.Request)
+			req.SetSource(remote.String())
+			req.SetTransport("UDP")
+			res := w.reg.Process(req, flow)
+			if res.StatusCode != 200 {
+				b.Fatal(res.StatusCode)
+			}
+			text := []byte(res.String())
+			before := w.viaSipgo.m.fills[fillStored].Load() + w.viaBytes.m.fills[fillStored].Load()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if mode == "sipgo" {
+					w.viaSipgo.Fill(req, res, flow)
+					continue
+				}
+				fill, ok := w.viaBytes.PrepareRaw(data)
+				if !ok {
+					b.Fatal("not vouched for")
+				}
+				fill(text, flow)
+			}
+			b.StopTimer()
+			if got := w.viaSipgo.m.fills[fillStored].Load() + w.viaBytes.m.fills[fillStored].Load() - before; got != uint64(b.N) {
+				b.Fatalf("%d of %d fills stored", got, b.N)
+			}
+		})
+	}
+}
