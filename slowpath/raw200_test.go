@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -498,5 +499,59 @@ func TestRaw200Fallback(t *testing.T) {
 	}
 	if n := p.raw.sl.raw200.answered.Load(); n != 0 {
 		t.Errorf("%d 200s written from bytes, want 0", n)
+	}
+}
+
+// TestRaw200RawFill: with the fast path's hooks set (Committed and
+// RawFill), the raw 200 asks RawFill about the request before the store
+// changes, answers from bytes when it vouches, and then hands it the
+// very bytes it wrote and the flow; when RawFill cannot vouch, the raw
+// path declines (counted as fill) and leaves the store as it was, so
+// that sipgo answers and Committed fills.
+func TestRaw200RawFill(t *testing.T) {
+	s := newRaw200Server(t, time.Now().Truncate(time.Second))
+	hookCommitted(s, true)
+	var asked, filled [][]byte
+	var flows []location.Flow
+	vouch := true
+	s.SetRawFill(func(req []byte) (func([]byte, location.Flow), bool) {
+		asked = append(asked, append([]byte(nil), req...))
+		if !vouch {
+			return nil, false
+		}
+		return func(res []byte, fl location.Flow) {
+			filled = append(filled, append([]byte(nil), res...))
+			flows = append(flows, fl)
+		}, true
+	})
+	base := raw200Template("mia", "10.0.0.5:5060", "<sip:mia@10.0.0.5:5060>", "Expires: 600\r\n")
+	data := signed(t, s, renderStep(base, "rf", 1))
+	got, ok := viaRaw200(t, s, data)
+	if !ok {
+		t.Fatal("declined with a RawFill hook that vouches")
+	}
+	if len(asked) != 1 || string(asked[0]) != string(data) {
+		t.Fatalf("RawFill asked %d times, want once with the request", len(asked))
+	}
+	if len(filled) != 1 || string(filled[0]) != got {
+		t.Fatalf("the fill got %q, want the 200 written:\n%s", filled, got)
+	}
+	if fl := flows[0]; fl.Transport != location.TransportUDP || fl.Remote != rawDevice {
+		t.Errorf("the fill got flow %+v, want UDP from %v", fl, rawDevice)
+	}
+
+	vouch = false
+	before := s.store.Lookup("mia@example.com")
+	if got, ok := viaRaw200(t, s, signed(t, s, renderStep(base, "rf", 2))); ok {
+		t.Fatalf("answered raw although RawFill cannot vouch:\n%s", got)
+	}
+	if n := s.sl.raw200.declined[raw200Fill].Load(); n != 1 {
+		t.Errorf("%d declined as fill, want 1", n)
+	}
+	if len(filled) != 1 {
+		t.Errorf("a declined REGISTER was filled")
+	}
+	if after := s.store.Lookup("mia@example.com"); !reflect.DeepEqual(before, after) {
+		t.Errorf("a declined REGISTER changed the store:\nbefore %+v\nafter  %+v", before, after)
 	}
 }
