@@ -164,13 +164,13 @@ func (sl *stateless) answerRaw200(j *slJob, finish func()) (key uint64, done boo
 		return key, false
 	}
 	if err != nil {
-		sl.answerParsed(j, key, &registrar.Applied{}, err)
+		sl.answerParsed(j, key, flow, &registrar.Applied{}, err)
 		finish()
 		return key, true
 	}
 	a.Commit.Then(func(err error) {
 		if err != nil {
-			sl.answerParsed(j, key, &a, err)
+			sl.answerParsed(j, key, flow, &a, err)
 		} else {
 			sl.writeRaw200(j, key, flow, &a)
 		}
@@ -191,7 +191,7 @@ func (sl *stateless) writeRaw200(j *slJob, key uint64, flow location.Flow, a *re
 	b, ok := registrar.AppendOK((*out)[:0], &rs.head, flow.Remote, randv2.Uint64(), randv2.Uint64(), &rs.fields, a)
 	if !ok {
 		putAnswer(out, b)
-		sl.answerParsed(j, key, a, nil)
+		sl.answerParsed(j, key, flow, a, nil)
 		return
 	}
 	sl.raw200.answered.Add(1) // before the answer: whoever sees it sees the count
@@ -209,8 +209,10 @@ func (sl *stateless) writeRaw200(j *slJob, key uint64, flow location.Flow, a *re
 
 // answerParsed answers the REGISTER in j, which the raw path applied as
 // a (or failed to apply with err after its nonce count was used), through
-// sipgo: a 200 that AppendOK could not write, or the error's answer.
-func (sl *stateless) answerParsed(j *slJob, key uint64, a *registrar.Applied, err error) {
+// sipgo: a 200 that AppendOK could not write, or the error's answer. A
+// 200 is told to Committed, as the registrar tells it of its own: the
+// fast path fills its cache from sipgo's objects, now that they exist.
+func (sl *stateless) answerParsed(j *slJob, key uint64, flow location.Flow, a *registrar.Applied, err error) {
 	sl.raw200.fallback.Add(1)
 	msg, perr := sl.parser.ParseSIP(j.buf)
 	req, ok := msg.(*sip.Request)
@@ -229,6 +231,9 @@ func (sl *stateless) answerParsed(j *slJob, key uint64, a *registrar.Applied, er
 	}
 	registrar.Observe(res.StatusCode)
 	sl.send(j, key, res)
+	if res.StatusCode == 200 {
+		sl.s.committed(req, res, flow)
+	}
 }
 
 // prepareRaw200 reads data, a REGISTER with credentials from remote, into

@@ -13,7 +13,9 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -553,5 +555,50 @@ func TestRaw200RawFill(t *testing.T) {
 	}
 	if after := s.store.Lookup("mia@example.com"); !reflect.DeepEqual(before, after) {
 		t.Errorf("a declined REGISTER changed the store:\nbefore %+v\nafter  %+v", before, after)
+	}
+}
+
+// TestRaw200FallbackCommitted: a 200 the raw path applied but built
+// through sipgo after all (a stored Contact sipgo prints otherwise, as in
+// TestRaw200Fallback) is told to Committed with sipgo's objects, so that
+// the fast path fills its cache from them; the RawFill's fill is not run.
+func TestRaw200FallbackCommitted(t *testing.T) {
+	p := newRaw200Pair(t)
+	// Told from the store's committer.
+	var mu sync.Mutex
+	var committed []string
+	p.raw.SetCommitted(func(req *sip.Request, res *sip.Response, _ location.Flow) {
+		mu.Lock()
+		defer mu.Unlock()
+		committed = append(committed, req.CallID().Value()+" "+strconv.Itoa(res.StatusCode))
+	})
+	fills := 0
+	p.raw.SetRawFill(func([]byte) (func([]byte, location.Flow), bool) {
+		return func([]byte, location.Flow) {
+			mu.Lock()
+			defer mu.Unlock()
+			fills++
+		}, true
+	})
+	const v6 = "[2001:db8::5]:5060"
+	// The first through sipgo (the raw reading refuses the IPv6 Contact),
+	// the second applied raw and answered through sipgo.
+	p.send(t, renderStep(raw200Template("liam", "10.0.0.5:5060", "<sip:liam@"+v6+">", "Expires: 600\r\n"), "fb1", 1), "liam@example.com")
+	mu.Lock()
+	committed = committed[:0]
+	mu.Unlock()
+	if !p.send(t, renderStep(raw200Template("liam", "10.0.0.6:5060", "<sip:liam@10.0.0.6:5060>", "Expires: 600\r\n"), "fb2", 1), "liam@example.com") {
+		t.Fatal("the raw path declined: the case proves nothing")
+	}
+	if n := p.raw.sl.raw200.fallback.Load(); n != 1 {
+		t.Fatalf("%d raw 200s built through sipgo, want 1", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"fb2 200"}; !reflect.DeepEqual(committed, want) {
+		t.Errorf("Committed told %q, want %q", committed, want)
+	}
+	if fills != 0 {
+		t.Errorf("the raw fill ran %d times for a 200 built through sipgo", fills)
 	}
 }
