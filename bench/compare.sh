@@ -38,7 +38,11 @@
 #   CAPACITY_RATES="4000 8000 16000 32000 64000 128000"  (each server climbs until it fails twice)
 #   CEILING_RATE=400000  (offered to the echo responder for the generator's ceiling)
 #   SERVERS="echo pinhole fastpath kamailio opensips"  IO=batch  SOCKETS=8
-#     (also fastpath-nobatch: the fast path with fastpath.batch 1)
+#     (also fastpath-nobatch: the fast path with fastpath.batch 1;
+#     pinhole-redis and fastpath-redis: pinhole and fastpath with
+#     location.backend redis, on a Redis Cluster of three masters and no
+#     replicas started for each run in the server's namespace, pinned to
+#     SERVER_CORE with the server; REDIS_PORT=PORT+2000 and the next two)
 #   MEMORY=""  binding counts for memory per binding, e.g. "100000 1000000"
 #              (each waits ~2 min for a GC after the registrations)
 #   MEMORY_RATE=3000  registrations per second while filling
@@ -105,6 +109,7 @@ FD_BUDGET=${FD_BUDGET:-$(($(ulimit -Hn) - 1000))}
 HOST=127.0.0.1
 PORT=${PORT:-25060}
 METRICS_PORT=${METRICS_PORT:-29060}
+REDIS_PORT=${REDIS_PORT:-$((PORT + 2000))}
 
 OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)
 BIN=$OUT/bin
@@ -147,12 +152,14 @@ sources() {
 
 
 # is_pinhole SERVER: pinhole in any of its forms (slow path alone, fast
-# path, fast path without batched I/O).
-is_pinhole() { [[ $1 == pinhole || $1 == fastpath || $1 == fastpath-nobatch ]]; }
+# path, fast path without batched I/O, either on a Redis Cluster).
+is_pinhole() { [[ $1 == pinhole || $1 == fastpath || $1 == fastpath-nobatch || $1 == pinhole-redis || $1 == fastpath-redis ]]; }
 
-write_pinhole_cfg() { # fastpath: true|false; batch; AUTH=0 leaves digest authentication out
+write_pinhole_cfg() { # fastpath: true|false; batch; redis addresses ("": bbolt); AUTH=0 leaves digest authentication out
   local auth="auth: {realm: pinhole, credentials: $OUT/users.txt, algorithms: [MD5], nonce_ttl: 300s}"
   [[ ${AUTH:-1} == 0 ]] && auth=""
+  local location=""
+  [[ -n ${3:-} ]] && location="location: {backend: redis, redis: {addresses: [$3]}}"
   cat >"$OUT/pinhole.yaml" <<YAML
 listen: {udp: ["$HOST:$PORT"], tcp: [], tls: [], ws: [], wss: []}
 domains: ["$HOST"]
@@ -164,7 +171,45 @@ metrics: {listen: "${METRICS_HOST:-$HOST}:$METRICS_PORT"}
 api: {listen: ""}
 natping: {interval: 0s}
 fastpath: {enabled: $1, loops: 1, batch: ${2:-64}}
+$location
 YAML
+}
+
+# start_redis: the Redis Cluster of the *-redis servers, three masters
+# without replicas (a replica would only add the copying to the same
+# core; the durability it buys is docs/cluster.md's subject, not this
+# bench's), in the server's namespace on its loopback and pinned to
+# SERVER_CORE: on one box the store's CPU is the server's. Without
+# persistence (no AOF, no snapshots), as a cluster that relies on its
+# replicas runs; bbolt, by contrast, fsyncs every batch. Fresh for each
+# start, as pinhole's data_dir is, except for a restart (KEEP_DATA=1),
+# which keeps the running cluster. Sets REDIS_ADDRS for the configuration.
+start_redis() {
+  local i port dir addrs=() quoted=()
+  for i in 0 1 2; do
+    port=$((REDIS_PORT + i))
+    addrs+=("127.0.0.1:$port") quoted+=("\"127.0.0.1:$port\"")
+  done
+  REDIS_ADDRS=$(IFS=,; echo "${quoted[*]}")
+  [[ ${KEEP_DATA:-0} == 1 && -n $SERVER_AUX_PIDS ]] && return 0
+  for i in 0 1 2; do
+    port=$((REDIS_PORT + i)) dir=$OUT/redis-$i
+    rm -rf "$dir" && mkdir -p "$dir"
+    "${SRV[@]}" taskset -c "$SERVER_CORE" redis-server --port "$port" --bind 127.0.0.1 \
+      --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 5000 \
+      --appendonly no --save '' --dir "$dir" --daemonize no --logfile "$dir/redis.log" &
+    SERVER_AUX_PIDS+=" $!"
+  done
+  for i in 0 1 2; do
+    port=$((REDIS_PORT + i))
+    for _ in $(seq 100); do "${SRV[@]}" redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+  done
+  "${SRV[@]}" redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$OUT/redis-create.log" 2>&1 ||
+    { echo "compare: redis cluster not created; see $OUT/redis-create.log" >&2; return 1; }
+  for i in 0 1 2; do
+    port=$((REDIS_PORT + i))
+    for _ in $(seq 100); do "${SRV[@]}" redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok' && break; sleep 0.1; done
+  done
 }
 
 # Kamailio as a registrar: usrloc in memory, digest auth with qop=auth and
@@ -232,14 +277,17 @@ start_server() { # name; sets SERVER_PID, SERVER_SETTINGS (the file it ran with)
     "${SRV[@]}" taskset -c "$SERVER_CORE" "$BIN/echo-responder" -listen "$HOST:$PORT" >"$OUT/echo.log" 2>&1 &
     SERVER_VERSION="echo-responder $COMMIT"
     ;;
-  pinhole | fastpath | fastpath-nobatch)
+  pinhole | fastpath | fastpath-nobatch | pinhole-redis | fastpath-redis)
     # KEEP_DATA=1: a restart, on the bindings the last one left on disk.
     [[ ${KEEP_DATA:-0} == 1 ]] || rm -rf "$OUT/pinhole-data"
+    REDIS_ADDRS=
+    if [[ $name == *-redis ]]; then start_redis; fi
     # fastpath-nobatch: the loops with gnet's one system call per datagram
     # (fastpath.batch 1), to see what batching buys in the same run.
-    write_pinhole_cfg "$([[ $name == fastpath* ]] && echo true || echo false)" "$([[ $name == fastpath-nobatch ]] && echo 1 || echo 64)"
+    write_pinhole_cfg "$([[ $name == fastpath* ]] && echo true || echo false)" "$([[ $name == fastpath-nobatch ]] && echo 1 || echo 64)" "$REDIS_ADDRS"
     "${SRV[@]}" taskset -c "$SERVER_CORE" "$BIN/pinhole" -config "$OUT/pinhole.yaml" >"$OUT/$name.log" 2>&1 &
     SERVER_SETTINGS=$OUT/pinhole.yaml SERVER_VERSION="pinhole $COMMIT"
+    if [[ $name == *-redis ]]; then SERVER_VERSION+=", $(redis-server --version | cut -d' ' -f1-3)"; fi
     ;;
   kamailio)
     write_kamailio_cfg

@@ -3,16 +3,22 @@
 # NETNS_EXEC (e.g. "ip netns exec NS") when the server runs in a namespace.
 
 SERVER_PID=
+# SERVER_AUX_PIDS: processes started for the server that it needs (the
+# Redis Cluster of a server backed by one), stopped after it.
+SERVER_AUX_PIDS=
 
-# stop_server stops the server the script started: TERM, then KILL after 10 s.
+# stop_server stops the server the script started: TERM, then KILL after
+# 10 s; then the processes of SERVER_AUX_PIDS the same way.
 stop_server() {
-  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  SERVER_PID=
+  local pid
+  for pid in $SERVER_PID $SERVER_AUX_PIDS; do
+    kill -0 "$pid" 2>/dev/null || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  SERVER_PID= SERVER_AUX_PIDS=
 }
 
 # wait_udp waits up to UDP_WAIT_S (10) seconds for something to listen on

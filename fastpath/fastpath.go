@@ -38,6 +38,9 @@ type Host interface {
 	SetCommitted(func(*sip.Request, *sip.Response, location.Flow))
 	SetBindingChanged(func(aor string))
 	SetSettle(func(aor string))
+	// SetRawFill: the slow path's 200 written from bytes fills the
+	// cache from the request's and the 200's bytes (absorb.PrepareRaw).
+	SetRawFill(func(req []byte) (fill func(res []byte, flow location.Flow), ok bool))
 	UDPLimits() (maxMessageBytes, maxHeaders int)
 	MidRegistrar() bool
 	AuthEnabled() bool
@@ -115,6 +118,7 @@ func Attach(h Host, cfg *config.Config, log *slog.Logger, opt Options) (*FastPat
 		h.SetCommitted(c.Fill)
 		h.SetBindingChanged(c.Invalidate)
 		h.SetSettle(c.Settle)
+		h.SetRawFill(c.PrepareRaw)
 		go func() {
 			c.Run(f.stop)
 			close(f.flushed)

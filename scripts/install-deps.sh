@@ -18,7 +18,8 @@
 #   bpf   the toolchain that regenerates the committed BPF objects
 #   bench what bench/ needs besides `test`: ethtool (GRO and threaded NAPI
 #         on the veth pairs), util-linux (taskset), curl (pinhole's metrics
-#         from inside a namespace), and the peers compared
+#         from inside a namespace), and the peers compared; redis-server
+#         and redis-tools for the servers backed by a Redis Cluster
 #   run   what the daemon itself needs at run time (iproute2 only for now)
 #
 # It is idempotent: it asks apt only about packages that are missing and runs
@@ -53,7 +54,7 @@ packages_for() {
 		echo clang llvm libbpf-dev bpftool
 		;;
 	bench)
-		echo ethtool iproute2 util-linux procps curl kamailio
+		echo ethtool iproute2 util-linux procps curl kamailio redis-server redis-tools
 		;;
 	run)
 		echo iproute2

@@ -24,7 +24,16 @@ type hooks struct {
 	committed   atomic.Pointer[registrar.Committed]
 	changed     atomic.Pointer[func(aor string)]
 	settle      atomic.Pointer[func(aor string)]
+	rawFill     atomic.Pointer[RawFill]
 }
+
+// RawFill is told the bytes of a REGISTER the raw 200 means to answer
+// (slowpath/raw200.go) and returns what to tell, once that 200 is sent,
+// its bytes and the flow: the fast path fills its cache from them as
+// Committed does from sipgo's objects. ok false: it cannot read this
+// request as sipgo would, and the 200 is built through sipgo instead,
+// which tells Committed.
+type RawFill = func(req []byte) (fill func(res []byte, flow location.Flow), ok bool)
 
 // Intercept sees every UDP datagram before the sanity filter and sipgo;
 // returning true consumes it. The NAT pinger uses it to take the answers to
@@ -56,6 +65,11 @@ func (s *Server) SetCommitted(fn func(*sip.Request, *sip.Response, location.Flow
 	c := registrar.Committed(fn)
 	s.hooks.committed.Store(&c)
 }
+
+// SetRawFill installs fn (see RawFill). With a Committed hook and none of
+// these, REGISTERs with credentials are answered through sipgo: Committed
+// needs its objects.
+func (s *Server) SetRawFill(fn RawFill) { s.hooks.rawFill.Store(&fn) }
 
 // SetBindingChanged installs fn, told the AOR of every change of a
 // binding in the location store (the fast path forgets the AOR).

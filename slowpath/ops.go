@@ -105,6 +105,8 @@ func (s *Server) writeStoreMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, "pinhole_location_write_errors_total", st.WriteErrors)
 	metrics.WriteCounterUint64(w, "pinhole_location_followed_total", st.Followed)
 	metrics.WriteCounterUint64(w, "pinhole_location_follow_errors_total", st.FollowErrors)
+	metrics.WriteCounterUint64(w, "pinhole_location_swept_total", st.Swept)
+	metrics.WriteCounterUint64(w, "pinhole_location_sweep_errors_total", st.SweepErrors)
 }
 
 // writeAuthMetrics publishes the digest replay memory at scrape time.

@@ -46,7 +46,7 @@ type raw200Why uint8
 
 const (
 	raw200OK      raw200Why = iota
-	raw200Off               // authentication off, pinhole stopping, or the fast path's hooks set
+	raw200Off               // authentication off, pinhole stopping, or a Committed hook without a RawFill
 	raw200Scan              // scan.Scan refused the datagram
 	raw200Form              // a Via, URI, address, Call-ID or Contact sipgo may print otherwise; a wildcard
 	raw200Domain            // a domain not served, no realm, a To without a user
@@ -54,12 +54,14 @@ const (
 	raw200Rules             // the registrar's rules refuse it (400, 423, 503, out of order CSeq)
 	raw200Replay            // the (nonce, nc) was used already: a stale challenge
 	raw200Unkeyed           // no transaction key from the bytes
+	raw200Fill              // the RawFill hook (the fast path) cannot read the request as sipgo would
 	numRaw200Why
 )
 
 var raw200WhyNames = [numRaw200Why]string{
 	raw200OK: "ok", raw200Off: "off", raw200Scan: "scan", raw200Form: "form", raw200Domain: "domain",
 	raw200Auth: "auth", raw200Rules: "rules", raw200Replay: "replay", raw200Unkeyed: "unkeyed",
+	raw200Fill: "fill",
 }
 
 // raw200Counts are the raw path's outcomes.
@@ -88,6 +90,8 @@ type raw200 struct {
 	v        *digest.Verifier
 	checked  digest.Checked
 	now      time.Time // the verifier's clock when it checked
+	// fill is what the RawFill hook returned: told the 200 once sent.
+	fill func(res []byte, flow location.Flow)
 }
 
 // errReplayed refuses a change whose (nonce, nc) the replay memory had seen.
@@ -160,15 +164,15 @@ func (sl *stateless) answerRaw200(j *slJob, finish func()) (key uint64, done boo
 		return key, false
 	}
 	if err != nil {
-		sl.answerParsed(j, key, &registrar.Applied{}, err)
+		sl.answerParsed(j, key, flow, &registrar.Applied{}, err)
 		finish()
 		return key, true
 	}
 	a.Commit.Then(func(err error) {
 		if err != nil {
-			sl.answerParsed(j, key, &a, err)
+			sl.answerParsed(j, key, flow, &a, err)
 		} else {
-			sl.writeRaw200(j, key, remote, &a)
+			sl.writeRaw200(j, key, flow, &a)
 		}
 		if sl.latency != nil {
 			sl.latency.Update(time.Since(j.start).Seconds())
@@ -181,26 +185,34 @@ func (sl *stateless) answerRaw200(j *slJob, finish func()) (key uint64, done boo
 // writeRaw200 writes the 200 for the REGISTER in j that the registrar
 // applied as a, from bytes, and remembers it for retransmissions as send
 // does; through sipgo when AppendOK cannot write it.
-func (sl *stateless) writeRaw200(j *slJob, key uint64, remote netip.AddrPort, a *registrar.Applied) {
+func (sl *stateless) writeRaw200(j *slJob, key uint64, flow location.Flow, a *registrar.Applied) {
 	rs := &j.raw
 	out := slAnswers.Get().(*[]byte)
-	b, ok := registrar.AppendOK((*out)[:0], &rs.head, remote, randv2.Uint64(), randv2.Uint64(), &rs.fields, a)
+	b, ok := registrar.AppendOK((*out)[:0], &rs.head, flow.Remote, randv2.Uint64(), randv2.Uint64(), &rs.fields, a)
 	if !ok {
 		putAnswer(out, b)
-		sl.answerParsed(j, key, a, nil)
+		sl.answerParsed(j, key, flow, a, nil)
 		return
 	}
 	sl.raw200.answered.Add(1) // before the answer: whoever sees it sees the count
 	registrar.Observe(200)
 	sl.cache.Finish(key, b) // before the write, as send
 	_, _ = j.conn.WriteTo(b, j.remote)
+	if rs.fill != nil {
+		// After the write, as the registrar tells Committed: the fast
+		// path prepares its answer to the next refresh.
+		rs.fill(b, flow)
+		rs.fill = nil
+	}
 	putAnswer(out, b)
 }
 
 // answerParsed answers the REGISTER in j, which the raw path applied as
 // a (or failed to apply with err after its nonce count was used), through
-// sipgo: a 200 that AppendOK could not write, or the error's answer.
-func (sl *stateless) answerParsed(j *slJob, key uint64, a *registrar.Applied, err error) {
+// sipgo: a 200 that AppendOK could not write, or the error's answer. A
+// 200 is told to Committed, as the registrar tells it of its own: the
+// fast path fills its cache from sipgo's objects, now that they exist.
+func (sl *stateless) answerParsed(j *slJob, key uint64, flow location.Flow, a *registrar.Applied, err error) {
 	sl.raw200.fallback.Add(1)
 	msg, perr := sl.parser.ParseSIP(j.buf)
 	req, ok := msg.(*sip.Request)
@@ -219,6 +231,9 @@ func (sl *stateless) answerParsed(j *slJob, key uint64, a *registrar.Applied, er
 	}
 	registrar.Observe(res.StatusCode)
 	sl.send(j, key, res)
+	if res.StatusCode == 200 {
+		sl.s.committed(req, res, flow)
+	}
 }
 
 // prepareRaw200 reads data, a REGISTER with credentials from remote, into
@@ -227,14 +242,12 @@ func (sl *stateless) answerParsed(j *slJob, key uint64, a *registrar.Applied, er
 // as auth.Authenticator.Check calls it; the replay check comes last, in
 // answerRaw200). It returns raw200OK or why it declines.
 func (sl *stateless) prepareRaw200(rs *raw200, data []byte, remote netip.AddrPort) raw200Why {
+	rs.fill = nil
 	authn := sl.s.ops.authn.Load()
-	if authn == nil || sl.s.ops.draining.Load() ||
-		sl.s.hooks.committed.Load() != nil || sl.s.hooks.settle.Load() != nil {
-		// With the fast path on, Committed hands it the sipgo request and
-		// response to prepare its replies from (absorb.Cache.Fill reads
-		// them through sipgo's accessors); making them here would cost
-		// the allocations this path saves, so those REGISTERs stay on the
-		// sipgo path.
+	rawFill := sl.s.hooks.rawFill.Load()
+	if authn == nil || sl.s.ops.draining.Load() || sl.s.hooks.committed.Load() != nil && rawFill == nil {
+		// A Committed hook alone reads sipgo's request and response;
+		// making them here would cost the allocations this path saves.
 		return raw200Off
 	}
 	lim := sl.s.ops.limits.Load()
@@ -305,6 +318,14 @@ func (sl *stateless) prepareRaw200(rs *raw200, data []byte, remote netip.AddrPor
 	f.SentBy = sentBy(r.Vias[0][:rs.via.SentByEnd])
 	rs.head = rawreply.Head{Vias: r.Vias[:1], TopVia: &rs.via, From: r.From, To: r.To,
 		FromBare: rs.from.Bare, ToBare: rs.to.Bare, CallID: r.CallID, CSeq: r.CSeq}
+	if rawFill != nil {
+		// Last: the fast path's reading allocates what it keeps.
+		fill, ok := (*rawFill)(data)
+		if !ok {
+			return raw200Fill
+		}
+		rs.fill = fill
+	}
 	return raw200OK
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/fastpath/absorb"
 	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/internal/location"
 )
@@ -46,6 +47,10 @@ func (c *countConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 // "raw" as they answer it now. Both include the group-committed write to
 // the bbolt store and the response cache; requests are rendered in
 // batches outside the timer, and the answers arrive from the committer.
+// "sipgo+fill" and "raw+fill" have the fast path's hooks set on a real
+// absorption cache (fastpath.Attach's): before its raw fill every such
+// REGISTER went through sipgo and absorb.Cache.Fill; now the raw 200 and
+// absorb.Cache.PrepareRaw answer it and fill the cache.
 func BenchmarkCredentialedRegister(b *testing.B) {
 	const users = 2048
 	var lines strings.Builder
@@ -57,11 +62,25 @@ func BenchmarkCredentialedRegister(b *testing.B) {
 	if err := os.WriteFile(creds, []byte(lines.String()), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	for _, mode := range []string{"sipgo", "raw"} {
+	for _, mode := range []string{"sipgo", "raw", "sipgo+fill", "raw+fill"} {
 		b.Run(mode, func(b *testing.B) {
 			s := newRawServerWith(b, creds, "[MD5]")
 			if mode == "sipgo" {
 				s.SetCommitted(func(*sip.Request, *sip.Response, location.Flow) {})
+			}
+			var cache *absorb.Cache
+			if strings.HasSuffix(mode, "+fill") {
+				var err error
+				if cache, err = absorb.New(absorb.Options{Store: s.Store(), MaxEntries: 4 * users, Digest: s.Digest}); err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(cache.Close)
+				s.SetCommitted(cache.Fill)
+				s.SetBindingChanged(cache.Invalidate)
+				s.SetSettle(cache.Settle)
+				if mode == "raw+fill" {
+					s.SetRawFill(cache.PrepareRaw)
+				}
 			}
 			v := s.ops.authn.Load().Verifier()
 			msgs := make([][]byte, users)
@@ -104,8 +123,16 @@ func BenchmarkCredentialedRegister(b *testing.B) {
 			if conn.oks != b.N {
 				b.Fatalf("%d of %d REGISTERs answered 200", conn.oks, b.N)
 			}
-			if answered := s.sl.raw200.answered.Load(); (mode == "raw") != (answered == uint64(b.N)) {
+			raw := strings.HasPrefix(mode, "raw")
+			if answered := s.sl.raw200.answered.Load(); raw != (answered == uint64(b.N)) {
 				b.Fatalf("%s: %d of %d answered raw", mode, answered, b.N)
+			}
+			// The fill runs after the write that tells wg.
+			for deadline := time.Now().Add(2 * time.Second); cache != nil && cache.Fills() < uint64(b.N) && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			if cache != nil && cache.Fills() != uint64(b.N) {
+				b.Fatalf("%s: %d fills for %d 200s", mode, cache.Fills(), b.N)
 			}
 		})
 	}

@@ -10,9 +10,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -498,5 +501,104 @@ func TestRaw200Fallback(t *testing.T) {
 	}
 	if n := p.raw.sl.raw200.answered.Load(); n != 0 {
 		t.Errorf("%d 200s written from bytes, want 0", n)
+	}
+}
+
+// TestRaw200RawFill: with the fast path's hooks set (Committed and
+// RawFill), the raw 200 asks RawFill about the request before the store
+// changes, answers from bytes when it vouches, and then hands it the
+// very bytes it wrote and the flow; when RawFill cannot vouch, the raw
+// path declines (counted as fill) and leaves the store as it was, so
+// that sipgo answers and Committed fills.
+func TestRaw200RawFill(t *testing.T) {
+	s := newRaw200Server(t, time.Now().Truncate(time.Second))
+	hookCommitted(s, true)
+	var asked, filled [][]byte
+	var flows []location.Flow
+	vouch := true
+	s.SetRawFill(func(req []byte) (func([]byte, location.Flow), bool) {
+		asked = append(asked, append([]byte(nil), req...))
+		if !vouch {
+			return nil, false
+		}
+		return func(res []byte, fl location.Flow) {
+			filled = append(filled, append([]byte(nil), res...))
+			flows = append(flows, fl)
+		}, true
+	})
+	base := raw200Template("mia", "10.0.0.5:5060", "<sip:mia@10.0.0.5:5060>", "Expires: 600\r\n")
+	data := signed(t, s, renderStep(base, "rf", 1))
+	got, ok := viaRaw200(t, s, data)
+	if !ok {
+		t.Fatal("declined with a RawFill hook that vouches")
+	}
+	if len(asked) != 1 || string(asked[0]) != string(data) {
+		t.Fatalf("RawFill asked %d times, want once with the request", len(asked))
+	}
+	if len(filled) != 1 || string(filled[0]) != got {
+		t.Fatalf("the fill got %q, want the 200 written:\n%s", filled, got)
+	}
+	if fl := flows[0]; fl.Transport != location.TransportUDP || fl.Remote != rawDevice {
+		t.Errorf("the fill got flow %+v, want UDP from %v", fl, rawDevice)
+	}
+
+	vouch = false
+	before := s.store.Lookup("mia@example.com")
+	if got, ok := viaRaw200(t, s, signed(t, s, renderStep(base, "rf", 2))); ok {
+		t.Fatalf("answered raw although RawFill cannot vouch:\n%s", got)
+	}
+	if n := s.sl.raw200.declined[raw200Fill].Load(); n != 1 {
+		t.Errorf("%d declined as fill, want 1", n)
+	}
+	if len(filled) != 1 {
+		t.Errorf("a declined REGISTER was filled")
+	}
+	if after := s.store.Lookup("mia@example.com"); !reflect.DeepEqual(before, after) {
+		t.Errorf("a declined REGISTER changed the store:\nbefore %+v\nafter  %+v", before, after)
+	}
+}
+
+// TestRaw200FallbackCommitted: a 200 the raw path applied but built
+// through sipgo after all (a stored Contact sipgo prints otherwise, as in
+// TestRaw200Fallback) is told to Committed with sipgo's objects, so that
+// the fast path fills its cache from them; the RawFill's fill is not run.
+func TestRaw200FallbackCommitted(t *testing.T) {
+	p := newRaw200Pair(t)
+	// Told from the store's committer.
+	var mu sync.Mutex
+	var committed []string
+	p.raw.SetCommitted(func(req *sip.Request, res *sip.Response, _ location.Flow) {
+		mu.Lock()
+		defer mu.Unlock()
+		committed = append(committed, req.CallID().Value()+" "+strconv.Itoa(res.StatusCode))
+	})
+	fills := 0
+	p.raw.SetRawFill(func([]byte) (func([]byte, location.Flow), bool) {
+		return func([]byte, location.Flow) {
+			mu.Lock()
+			defer mu.Unlock()
+			fills++
+		}, true
+	})
+	const v6 = "[2001:db8::5]:5060"
+	// The first through sipgo (the raw reading refuses the IPv6 Contact),
+	// the second applied raw and answered through sipgo.
+	p.send(t, renderStep(raw200Template("liam", "10.0.0.5:5060", "<sip:liam@"+v6+">", "Expires: 600\r\n"), "fb1", 1), "liam@example.com")
+	mu.Lock()
+	committed = committed[:0]
+	mu.Unlock()
+	if !p.send(t, renderStep(raw200Template("liam", "10.0.0.6:5060", "<sip:liam@10.0.0.6:5060>", "Expires: 600\r\n"), "fb2", 1), "liam@example.com") {
+		t.Fatal("the raw path declined: the case proves nothing")
+	}
+	if n := p.raw.sl.raw200.fallback.Load(); n != 1 {
+		t.Fatalf("%d raw 200s built through sipgo, want 1", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"fb2 200"}; !reflect.DeepEqual(committed, want) {
+		t.Errorf("Committed told %q, want %q", committed, want)
+	}
+	if fills != 0 {
+		t.Errorf("the raw fill ran %d times for a 200 built through sipgo", fills)
 	}
 }

@@ -181,6 +181,7 @@ type cacheCounters struct {
 	invalidations atomic.Uint64
 	touched       atomic.Uint64
 	touchRefused  atomic.Uint64
+	rawFills      atomic.Uint64 // fills read from bytes (PrepareRaw), of every result
 }
 
 // fillResult labels pinhole_fastpath_fills_total.
@@ -309,15 +310,73 @@ func (c *Cache) Fill(req *sip.Request, res *sip.Response, flow location.Flow) {
 }
 
 func (c *Cache) fill(req *sip.Request, res *sip.Response, flow location.Flow) fillResult {
-	if res == nil || res.StatusCode != 200 || flow.Transport != location.TransportUDP || req.Method != sip.REGISTER {
+	if res == nil || res.StatusCode != 200 || flow.Transport != location.TransportUDP || req.Method != sip.REGISTER || len(res.Body()) > 0 {
 		return fillNotUsable
 	}
-	gen := c.gen.Load()
-	reg, tail, r := c.newReg(req, res, flow)
-	if reg == nil {
-		return r
+	in, ok := requestOf(req, flow)
+	if !ok {
+		return fillNotUsable
 	}
-	e, r := c.build(req, reg, tail)
+	return c.fillFrom(&in, res.String())
+}
+
+// request is what a fill reads of a REGISTER: the registration's identity
+// as sipgo prints it (the loop compares refreshes with it byte for byte),
+// how many Vias the 200 copies, and the To URI's user and host. Fill reads
+// it from sipgo's objects (requestOf), FillRaw from the datagram's bytes
+// (rawRequestOf, raw.go); everything after is the same code.
+type request struct {
+	reg        *Reg
+	nVia       int
+	user, host string // the To URI's, for the digest realm
+}
+
+// requestOf reads in from a request sipgo parsed.
+func requestOf(req *sip.Request, flow location.Flow) (request, bool) {
+	to, from, callID, cs, top := req.To(), req.From(), req.CallID(), req.CSeq(), req.Via()
+	if to == nil || from == nil || callID == nil || cs == nil || top == nil || to.Params.Has("tag") {
+		return request{}, false
+	}
+	aor, ok := canonicalAOR(&to.Address)
+	if !ok {
+		return request{}, false
+	}
+	g := &Reg{
+		aor:    aor,
+		flow:   flow,
+		ruri:   req.Recipient.String(),
+		from:   from.Value(),
+		to:     to.Value(),
+		callID: callID.Value(),
+		sentBy: sentBy(top),
+	}
+	for _, h := range req.GetHeaders("Contact") {
+		g.contacts = append(g.contacts, h.Value())
+	}
+	var ok1, ok2, ok3 bool
+	if g.expires, g.hasExpires, ok1 = single(req, "Expires"); !ok1 {
+		return request{}, false
+	}
+	if g.ua, g.hasUA, ok2 = single(req, "User-Agent"); !ok2 {
+		return request{}, false
+	}
+	if g.supported, g.hasSupported, ok3 = single(req, "Supported"); !ok3 {
+		return request{}, false
+	}
+	g.cseq.Store(cs.SeqNo)
+	return request{reg: g, nVia: len(req.GetHeaders("Via")), user: to.Address.User, host: to.Address.Host}, true
+}
+
+// fillFrom stores the entry for the registration in made, after the slow
+// path sent it res, the 200's text.
+func (c *Cache) fillFrom(in *request, res string) fillResult {
+	gen := c.gen.Load()
+	tail, ok := replyTail(res, in.nVia)
+	if !ok {
+		return fillNotUsable
+	}
+	reg := in.reg
+	e, r := c.build(in, tail)
 	regKey := c.regKey(reg.aor, reg.callID)
 	if e == nil {
 		if r == fillShared {
@@ -346,52 +405,11 @@ func (c *Cache) fill(req *sip.Request, res *sip.Response, flow location.Flow) fi
 	return fillStored
 }
 
-// newReg reads the registration req made from the request and the 200
-// (the identity the loop compares refreshes with) and returns it with the
-// reply's header lines between CSeq and Date.
-func (c *Cache) newReg(req *sip.Request, res *sip.Response, flow location.Flow) (*Reg, []string, fillResult) {
-	to, from, callID, cs, top := req.To(), req.From(), req.CallID(), req.CSeq(), req.Via()
-	if to == nil || from == nil || callID == nil || cs == nil || top == nil || to.Params.Has("tag") || len(res.Body()) > 0 {
-		return nil, nil, fillNotUsable
-	}
-	aor, ok := canonicalAOR(&to.Address)
-	if !ok {
-		return nil, nil, fillNotUsable
-	}
-	g := &Reg{
-		aor:    aor,
-		flow:   flow,
-		ruri:   req.Recipient.String(),
-		from:   from.Value(),
-		to:     to.Value(),
-		callID: callID.Value(),
-		sentBy: sentBy(top),
-	}
-	for _, h := range req.GetHeaders("Contact") {
-		g.contacts = append(g.contacts, h.Value())
-	}
-	var ok1, ok2, ok3 bool
-	if g.expires, g.hasExpires, ok1 = single(req, "Expires"); !ok1 {
-		return nil, nil, fillNotUsable
-	}
-	if g.ua, g.hasUA, ok2 = single(req, "User-Agent"); !ok2 {
-		return nil, nil, fillNotUsable
-	}
-	if g.supported, g.hasSupported, ok3 = single(req, "Supported"); !ok3 {
-		return nil, nil, fillNotUsable
-	}
-	tail, ok := replyTail(res, len(req.GetHeaders("Via")))
-	if !ok {
-		return nil, nil, fillNotUsable
-	}
-	g.cseq.Store(cs.SeqNo)
-	return g, tail, fillStored
-}
-
 // build checks the store against the registration req just made (own)
 // and the registrations the cache already holds for the AOR, and makes
 // the Entry.
-func (c *Cache) build(req *sip.Request, own *Reg, tail []string) (*Entry, fillResult) {
+func (c *Cache) build(in *request, tail []string) (*Entry, fillResult) {
+	own := in.reg
 	bs := c.opt.Store.Lookup(own.aor)
 	location.SortByQContact(bs) // the 200's order
 	// The bindings of own's Call-ID must be exactly what this request
@@ -450,9 +468,8 @@ func (c *Cache) build(req *sip.Request, own *Reg, tail []string) (*Entry, fillRe
 	}
 	if c.opt.Digest != nil {
 		if v := c.opt.Digest(); v != nil {
-			to := req.To()
-			e.realm, e.authOK = v.RealmFor(to.Address.Host)
-			e.user = to.Address.User
+			e.realm, e.authOK = v.RealmFor(in.host)
+			e.user = in.user
 		}
 	}
 	return e, fillStored
@@ -636,12 +653,12 @@ func sentBy(v *sip.ViaHeader) string {
 	return s
 }
 
-// replyTail cuts from the 200 the slow path sent the header lines that do
-// not depend on the request's Via, From, To tag, CSeq or the time, each
-// with its CRLF: with nVia Vias, the reply must be the status line, the
-// Vias, From, To, Call-ID and CSeq, then the tail, then Date last.
-func replyTail(res *sip.Response, nVia int) ([]string, bool) {
-	s := res.String()
+// replyTail cuts from s, the text of the 200 the slow path sent, the
+// header lines that do not depend on the request's Via, From, To tag,
+// CSeq or the time, each with its CRLF: with nVia Vias, the reply must be
+// the status line, the Vias, From, To, Call-ID and CSeq, then the tail,
+// then Date last. The lines are copies: s may alias a buffer reused later.
+func replyTail(s string, nVia int) ([]string, bool) {
 	lines := strings.Split(s, "\r\n")
 	// status, nVia Vias, From, To, Call-ID, CSeq, tail..., Date, "", ""
 	head := 1 + nVia + 4

@@ -4,7 +4,10 @@
 //
 // The slow path stays the authority (docs/architecture.md, "The cache is
 // not the authority"). After its registrar or mid-registrar has sent a 200
-// for a REGISTER, [Cache.Fill] checks the location store. The request's
+// for a REGISTER, [Cache.Fill] checks the location store (after a 200 the
+// registrar wrote from the request's bytes, the fill [Cache.PrepareRaw]
+// returned, which reads the same registration from those bytes and then
+// runs the same code). The request's
 // registration ([Reg]: its identity as sipgo printed it — Request-URI,
 // From, To, Call-ID, Contacts, Expires, User-Agent, Supported, the top
 // Via's sent-by — the flow, each binding's granted expiry and, in the

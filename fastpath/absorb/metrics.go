@@ -47,6 +47,7 @@ func (c *Cache) WriteMetrics(w io.Writer) {
 	for i := range c.m.fills {
 		metrics.WriteCounterUint64(w, `pinhole_fastpath_fills_total{result="`+fillResultNames[i]+`"}`, c.m.fills[i].Load())
 	}
+	metrics.WriteCounterUint64(w, "pinhole_fastpath_fills_from_bytes_total", c.m.rawFills.Load())
 	metrics.WriteCounterUint64(w, "pinhole_fastpath_invalidations_total", c.m.invalidations.Load())
 	metrics.WriteCounterUint64(w, `pinhole_fastpath_touches_total{result="applied"}`, c.m.touched.Load())
 	metrics.WriteCounterUint64(w, `pinhole_fastpath_touches_total{result="refused"}`, c.m.touchRefused.Load())

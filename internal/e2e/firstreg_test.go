@@ -54,3 +54,51 @@ func TestFirstRegistrationRawChallenge(t *testing.T) {
 		t.Errorf("%v raw 200s built through sipgo after all, want 0", got)
 	}
 }
+
+// TestFirstRegistrationRawFill is the same first registration with the
+// fast path on (the embedded default) and refreshes after it: the 200 to
+// the REGISTER with credentials is written from its bytes by the workers'
+// raw 200 (counted, never declined for the fast path's hooks), the fast
+// path's cache is filled from the request's and the 200's bytes (counted)
+// and the loops absorb the refreshes that follow, which sipp accepts.
+// Any refresh that raced the fill goes to the slow path, and gets a raw
+// 200 too.
+func TestFirstRegistrationRawFill(t *testing.T) {
+	const user, password, refreshes = "rawfill", "s3cret-rf", 4
+	cfg := testutil.DefaultConfig(t)
+	if !cfg.FastPath.Enabled {
+		t.Fatal("the embedded default has the fast path off")
+	}
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, testutil.Loopback))
+	cfg.Metrics.Listen = metricsAddr
+	cfg.Log.Level = "info"
+	cfg.Auth.Credentials = testutil.WriteCredentials(t, cfg.Auth.Realm, map[string]string{user: password})
+	testutil.StartPinhole(t, nil, cfg)
+	res := testutil.Sipp{
+		Scenario: scenario(t, "auth_refresh.xml"),
+		Remote:   cfg.Listen.UDP[0],
+		LocalIP:  testutil.Loopback,
+		Service:  user, AuthUser: user, AuthPassword: password,
+		AuthURI: domain,
+		Vars:    map[string]string{"domain": domain, "expires": "600", "period_ms": "200", "refreshes": fmt.Sprint(refreshes)},
+		Timeout: 20 * time.Second,
+	}.Run(t)
+	if res.ExitCode != testutil.SippExitOK {
+		t.Fatalf("first registration and refreshes:\n%s", res.Report())
+	}
+	absorbed := hostMetric(t, metricsAddr, "pinhole_fastpath_absorbed_total")
+	if absorbed < refreshes-1 {
+		t.Errorf("absorbed %v of %d refreshes", absorbed, refreshes)
+	}
+	if got, want := hostMetric(t, metricsAddr, `pinhole_registrar_raw_200_total{result="answered"}`), 1+refreshes-absorbed; got != want {
+		t.Errorf("%v 200s written from raw bytes, want %v (the authenticated REGISTER and the refreshes not absorbed)", got, want)
+	}
+	if got := hostMetric(t, metricsAddr, "pinhole_fastpath_fills_from_bytes_total"); got < 1 {
+		t.Errorf("%v fills from bytes, want at least 1 (the authenticated REGISTER's)", got)
+	}
+	for _, why := range []string{"off", "fill"} {
+		if got := hostMetric(t, metricsAddr, `pinhole_registrar_raw_200_declined_total{reason="`+why+`"}`); got != 0 {
+			t.Errorf("%v raw 200s declined as %s, want 0", got, why)
+		}
+	}
+}

@@ -32,9 +32,8 @@ type backing interface {
 type setWrite struct {
 	aor   string
 	value []byte // version byte and records; nil: delete the AOR
-	// until is the latest expiry among the records (Unix seconds): a
-	// backing that can expire keys itself (Redis) drops the key after it
-	// so that what pinhole forgets does not stay forever.
+	// until is the latest expiry among the records (Unix seconds). No
+	// backing reads it since Redis keys carry no TTL (sweep.go).
 	until uint32
 }
 

@@ -183,6 +183,11 @@ type Stats struct {
 	// failed re-reads.
 	Followed     uint64
 	FollowErrors uint64
+	// Swept counts Redis keys the sweep deleted: AORs whose bindings all
+	// expired more than an hour before and that no edge removed
+	// (sweep.go); SweepErrors the passes that failed.
+	Swept       uint64
+	SweepErrors uint64
 }
 
 // Errors a caller can test for with errors.Is.

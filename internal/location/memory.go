@@ -39,6 +39,7 @@ type Memory struct {
 
 	expired, writes, flushes, flushErrors, skipped atomic.Uint64
 	writeErrors, followed, followErrors            atomic.Uint64
+	swept, sweepErrors                             atomic.Uint64
 
 	redis  *redisBacking // when the backing is a Redis Cluster: followed (follow.go)
 	follow follower
@@ -152,8 +153,9 @@ func Open(opts Options) (*Memory, error) {
 		go m.flushLoop()
 		go m.commitLoop()
 		if m.redis != nil {
-			m.wg.Add(1)
+			m.wg.Add(2)
 			go m.followLoop()
+			go m.sweepLoop()
 		}
 	}
 	m.wg.Add(1)
@@ -367,6 +369,8 @@ func (m *Memory) Stats() Stats {
 		WriteErrors:   m.writeErrors.Load(),
 		Followed:      m.followed.Load(),
 		FollowErrors:  m.followErrors.Load(),
+		Swept:         m.swept.Load(),
+		SweepErrors:   m.sweepErrors.Load(),
 	}
 }
 

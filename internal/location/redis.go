@@ -32,10 +32,11 @@ const (
 	DefaultRedisKeyPrefix   = "ph:b:"
 	DefaultRedisWaitTimeout = 100 * time.Millisecond
 	DefaultRedisDialTimeout = 2 * time.Second
-	// redisKeyGrace is how long Redis keeps a key after its last binding
-	// expired: long enough for a pinhole restarted within the hour to see
-	// the lapsed bindings and de-register them upstream (OnExpire), short
-	// enough that an AOR every edge forgot does not stay for ever.
+	// redisKeyGrace is how long a key stays after its last binding
+	// expired when no edge removed it (sweep.go): long enough for a
+	// pinhole restarted within the hour to see the lapsed bindings and
+	// de-register them upstream (OnExpire), short enough that an AOR
+	// every edge forgot does not stay for ever.
 	redisKeyGrace = time.Hour
 	// redisRetryFor is how long a batch whose writes failed is retried:
 	// a master's failover with a cluster-node-timeout of a second takes
@@ -271,23 +272,26 @@ func (r *redisBacking) get(ctx context.Context, keys []string, fn func(key strin
 	return nil
 }
 
-// write sends the batch pipelined, one round trip per master. A value
-// expires in Redis redisKeyGrace after its last binding. The AORs of a
-// master that failed fail alone (partialError): the others' devices get
-// their 200.
+// write sends the batch pipelined, one round trip per master. Keys get
+// no TTL (a plain SET also drops the TTL an older pinhole set): the
+// lapse path and the sweep remove them (sweep.go). The AORs of a master
+// that failed fail alone (partialError): the others' devices get their
+// 200.
 func (r *redisBacking) write(batch []setWrite, through bool) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	// Pinned: rueidis recycles a command once DoMulti has sent it, and a
+	// write that failed over a master's failover is sent again below
+	// with the same commands (an unpinned one panics when reused).
 	cmds := make(rueidis.Commands, len(batch))
 	for i, p := range batch {
 		k := r.key(p.aor)
 		if p.value == nil {
-			cmds[i] = r.client.B().Del().Key(k).Build()
+			cmds[i] = r.client.B().Del().Key(k).Build().Pin()
 			continue
 		}
-		at := time.Unix(int64(p.until), 0).Add(redisKeyGrace)
-		cmds[i] = r.client.B().Set().Key(k).Value(rueidis.BinaryString(p.value)).Pxat(at).Build()
+		cmds[i] = r.client.B().Set().Key(k).Value(rueidis.BinaryString(p.value)).Build().Pin()
 	}
 	var errs []error // per command; nil: all written
 	deadline := time.Now().Add(redisRetryFor)
@@ -369,16 +373,29 @@ func (r *redisBacking) do(cmds rueidis.Commands) []error {
 	ctx, cancel := r.ctx()
 	defer cancel()
 	var errs []error
-	for i, res := range r.client.DoMulti(ctx, cmds...) {
-		if err := res.Error(); err != nil {
-			if errs == nil {
-				errs = make([]error, len(cmds))
+	// At most redisPipelineMax commands per DoMulti: rueidis sends a
+	// longer pipeline (its BlockingPipeline, 2 000) over a pooled
+	// connection instead of the one whose client tracking hides this
+	// edge's own writes (NOLOOP), and the edge would then hear of its own
+	// writes and read them back. A flush is chunked already; a group
+	// commit during an avalanche is not.
+	for start := 0; start < len(cmds); start += redisPipelineMax {
+		chunk := cmds[start:min(start+redisPipelineMax, len(cmds))]
+		for i, res := range r.client.DoMulti(ctx, chunk...) {
+			if err := res.Error(); err != nil {
+				if errs == nil {
+					errs = make([]error, len(cmds))
+				}
+				errs[start+i] = err
 			}
-			errs[i] = err
 		}
 	}
 	return errs
 }
+
+// redisPipelineMax is the longest pipeline write sends at once, below
+// rueidis's DefaultBlockingPipeline.
+const redisPipelineMax = 1024
 
 // writeWaited groups the batch by master and sends each group, then WAIT,
 // on one dedicated connection to that master: WAIT counts the replicas

@@ -56,8 +56,12 @@ import (
 
 // servers in the order of the table; echo is the generator's ceiling.
 // fastpath: pinhole with fastpath.enabled; fastpath-nobatch: the same
-// with fastpath.batch 1 (gnet's one system call per datagram).
-var servers = []string{"echo", "pinhole", "fastpath", "fastpath-nobatch", "kamailio", "opensips"}
+// with fastpath.batch 1 (gnet's one system call per datagram). A name
+// ending in redisSuffix is the server without it, with location.backend
+// redis on a Redis Cluster sharing its core.
+var servers = []string{"echo", "pinhole", "pinhole-redis", "fastpath", "fastpath-redis", "fastpath-nobatch", "kamailio", "opensips"}
+
+const redisSuffix = "-redis"
 
 // scenarios in the order of the tables: load.Scenarios and the variants
 // compare.sh runs (refresh-noauth: every server without digest auth).
@@ -346,7 +350,31 @@ func capacity(w io.Writer, dir string) error {
 	}
 	fmt.Fprintln(w, "sustained/s: the highest offered rate of the search with >= 97% of it succeeding per second,")
 	fmt.Fprintln(w, "<= 1% failed and p99 <= 200 ms; failed at/s: the lowest rate that did not.")
+	backendRatios(w, best)
 	return nil
+}
+
+// backendRatios prints, for each server run on both location backends,
+// its sustained rate on Redis against the same server on bbolt.
+func backendRatios(w io.Writer, best map[capKey]*load.Result) {
+	header := false
+	for _, sc := range scenarios {
+		for _, srv := range servers {
+			base, ok := strings.CutSuffix(srv, redisSuffix)
+			if !ok {
+				continue
+			}
+			r, b := best[capKey{srv, sc}], best[capKey{base, sc}]
+			if r == nil || b == nil {
+				continue
+			}
+			if !header {
+				fmt.Fprintln(w, "Redis Cluster against bbolt, same server, same core:")
+				header = true
+			}
+			fmt.Fprintf(w, "%-14s %-16s %10.0f/s against %-16s %10.0f/s: %.2f\n", sc, srv, r.Rate, base, b.Rate, r.Rate/b.Rate)
+		}
+	}
 }
 
 // plotCapacity draws the capacity curves of every scenario searched.

@@ -48,3 +48,42 @@ func TestMemoryLineRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestBackendRatios: each server on Redis is set against the same server
+// on bbolt, scenario by scenario, and only when both sustained a rate.
+func TestBackendRatios(t *testing.T) {
+	best := map[capKey]*load.Result{
+		{"fastpath", "refresh"}:       {Rate: 64000},
+		{"fastpath-redis", "refresh"}: {Rate: 45200},
+		{"pinhole", "register"}:       {Rate: 8000},
+		{"pinhole-redis", "register"}: {Rate: 8000},
+		{"pinhole-redis", "refresh"}:  {Rate: 16000}, // no bbolt run: no ratio
+		{"kamailio", "register"}:      {Rate: 4000},
+	}
+	var b strings.Builder
+	backendRatios(&b, best)
+	got := strings.Split(strings.TrimSpace(b.String()), "\n")
+	want := []string{
+		"Redis Cluster against bbolt, same server, same core:",
+		"register       pinhole-redis          8000/s against pinhole                8000/s: 1.00",
+		"refresh        fastpath-redis        45200/s against fastpath              64000/s: 0.71",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestServerOfRedis: a run of a server on Redis is not taken for the
+// same server on bbolt.
+func TestServerOfRedis(t *testing.T) {
+	for name, want := range map[string]string{
+		"pinhole-redis-register-8000": "pinhole-redis",
+		"pinhole-register-8000":       "pinhole",
+		"fastpath-redis-refresh-4000": "fastpath-redis",
+		"fastpath-nobatch-refresh-1":  "fastpath-nobatch",
+	} {
+		if got := serverOf(name); got != want {
+			t.Errorf("serverOf(%q) = %q, want %q", name, got, want)
+		}
+	}
+}

@@ -1,0 +1,147 @@
+package absorb
+
+import (
+	"bytes"
+	"math"
+	"strings"
+	"unsafe"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/internal/rawreply"
+	"github.com/pinhole-sip/pinhole/internal/scan"
+)
+
+// The slow path's raw 200 (docs/registrar.md, "The 200 from raw bytes")
+// answers a REGISTER with credentials without sipgo's objects, which Fill
+// reads. PrepareRaw reads the same registration from the datagram's bytes
+// instead, and the fill it returns takes the 200's bytes: both then go
+// through fillFrom, so the entry is the one Fill would have stored. Only
+// the reading differs, and it vouches for what it reads: each value must
+// be one whose form sipgo prints in a way known here (rawreply's
+// grammars), else the slow path answers through sipgo and Fill runs.
+// Through sipgo a fill cost the request's parse and the 200's printing;
+// here the scanner reads the request without allocating, and what is
+// kept is copied once.
+
+// RawFill prepares the answer to the next refresh of the registration a
+// REGISTER made, from the bytes of the 200 the slow path sent for it
+// (res, which it does not keep) over flow. It is called from the slow
+// path's goroutine, as Fill is.
+type RawFill = func(res []byte, flow location.Flow)
+
+// PrepareRaw reads data, a REGISTER the slow path means to answer with a
+// 200 written from bytes, as Fill reads the request sipgo parses from the
+// same bytes. It reports false when it cannot vouch for reading it so:
+// the slow path should then answer through sipgo, and Fill prepares the
+// reply. Otherwise the slow path calls the returned RawFill once its 200
+// is sent. PrepareRaw keeps nothing of data.
+func (c *Cache) PrepareRaw(data []byte) (RawFill, bool) {
+	in, ok := rawRequestOf(data)
+	if !ok {
+		return nil, false // counted by the slow path, which declines
+	}
+	return func(res []byte, flow location.Flow) {
+		r := fillNotUsable
+		if flow.Transport == location.TransportUDP {
+			in.reg.flow = flow
+			r = c.fillFrom(&in, unsafe.String(unsafe.SliceData(res), len(res)))
+		}
+		c.m.fills[r].Add(1)
+		c.m.rawFills.Add(1)
+	}, true
+}
+
+// scanAll bounds nothing: the slow path applied its limits before it
+// decided to answer from bytes.
+var scanAll = scan.Limits{MaxMessageBytes: math.MaxInt, MaxHeaders: math.MaxInt}
+
+// rawRequestOf reads in from a REGISTER's bytes as requestOf reads it
+// from sipgo's objects, or reports false where it cannot be sure to.
+// Every string it keeps is a copy.
+func rawRequestOf(data []byte) (request, bool) {
+	var r scan.Register
+	if scan.Scan(data, scanAll, &r) != scan.OK {
+		return request{}, false
+	}
+	var (
+		via      rawreply.Via
+		ruri     rawreply.URI
+		from, to rawreply.Address
+	)
+	// The top Via's sent-by, the Request-URI, From and To are kept as
+	// the bytes sipgo prints back for them (rawreply vouches for that);
+	// a bare From or To sipgo prints inside angle brackets.
+	if !rawreply.ParseVia(r.Vias[0], &via) || !rawreply.ParseURI(r.RequestURI, &ruri) ||
+		!rawreply.ParseAddress(r.From, &from) || !rawreply.ParseAddress(r.To, &to) || to.Tag {
+		return request{}, false
+	}
+	// canonicalAOR's rules: ParseURI allows only the sip and sips schemes.
+	if len(to.URI.User) == 0 || len(to.URI.Host) == 0 {
+		return request{}, false
+	}
+	callID := bytes.TrimSpace(r.CallID) // as sipgo reads a Call-ID
+	if len(callID) == 0 {
+		return request{}, false
+	}
+	user, host := string(to.URI.User), string(to.URI.Host)
+	g := &Reg{
+		aor:    user + "@" + strings.ToLower(host),
+		ruri:   string(r.RequestURI),
+		from:   address(r.From, from.Bare),
+		to:     address(r.To, to.Bare),
+		callID: string(callID),
+		sentBy: string(r.Vias[0][:via.SentByEnd]),
+	}
+	g.contacts = make([]string, 0, r.NumContact)
+	for i := 0; i < r.NumContact; i++ {
+		v, ok := contact(r.Contacts[i])
+		if !ok {
+			return request{}, false
+		}
+		g.contacts = append(g.contacts, v)
+	}
+	// sipgo keeps Expires, User-Agent and Supported as generic headers:
+	// the value trimmed of white space.
+	g.expires, g.hasExpires = generic(r.Expires)
+	g.ua, g.hasUA = generic(r.UserAgent)
+	g.supported, g.hasSupported = generic(r.Supported)
+	g.cseq.Store(r.CSeq)
+	return request{reg: g, nVia: r.NumVias, user: user, host: host}, true
+}
+
+// address is a From or To value that rawreply.ParseAddress accepted, as
+// sipgo prints it.
+func address(v []byte, bare bool) string {
+	if bare {
+		return "<" + string(v) + ">"
+	}
+	return string(v)
+}
+
+// contact is a Contact value as sipgo prints it after parsing it, for a
+// value rawreply.ParsableContact vouches sipgo parses (it has no white
+// space around its parameters, which the slow path's parser trims).
+// It is printed by sipgo itself: its display name and parameters have
+// more forms than a grammar here should copy.
+func contact(v []byte) (string, bool) {
+	if !rawreply.ParsableContact(v) || len(v) == 1 && v[0] == '*' {
+		return "", false
+	}
+	h := sip.ContactHeader{}
+	var err error
+	if h.DisplayName, err = sip.ParseAddressValue(string(v), &h.Address, &h.Params); err != nil {
+		return "", false
+	}
+	return h.Value(), true
+}
+
+// generic is the value of a header sipgo does not parse, as its Value
+// returns it; ok false when absent.
+func generic(v []byte) (string, bool) {
+	if v == nil {
+		return "", false
+	}
+	return string(bytes.TrimSpace(v)), true
+}
