@@ -427,3 +427,46 @@ func fillsOf(c interface{ WriteMetrics(w io.Writer) }, result string) uint64 {
 	}
 	return n
 }
+
+// TestFirstChallengeInLoop sends, for every device format of the corpus,
+// a REGISTER without credentials from a new Call-ID (a first
+// registration) to pinhole with the fast path off and on. The loop has no
+// entry for it, so it asks the slow path's raw challenge: where that
+// vouches for the 401 (every format but the few the read filter leaves to
+// sipgo) the loop sends it without a hand-off, and every answer must be
+// the same header for header as the slow path's.
+func TestFirstChallengeInLoop(t *testing.T) {
+	corpus := loadCorpus(t)
+	slow, fast := authServers(t, corpus, time.Minute)
+	answered := 0
+	for i, e := range corpus {
+		t.Run(e.name, func(t *testing.T) {
+			ds, df := &authDevice{d: dial(t, slow.addr)}, &authDevice{d: dial(t, fast.addr)}
+			callID := fmt.Sprintf("first-%d-%s@device", i, e.name)
+			handed, challenged := fast.fp.Loops()
+			s := authStep{name: "first", status: "401"}
+			rs, rf := ds.send(t, e, callID, s), df.send(t, e, callID, s)
+			if !strings.HasPrefix(rs, "SIP/2.0 401 ") {
+				t.Fatalf("slow path answered %q, want 401", rs)
+			}
+			if diff := cmp.Diff(normalizeAuth(t, rs, ds.d), normalizeAuth(t, rf, df.d)); diff != "" {
+				t.Fatalf("replies differ (-slow +fast):\n%s", diff)
+			}
+			h, c := fast.fp.Loops()
+			switch {
+			case c == challenged+1 && h == handed:
+				answered++
+			case c == challenged && h == handed+1:
+				t.Logf("handed off: the slow path's raw challenge does not vouch for %s", e.name)
+			default:
+				t.Errorf("loop challenged %d and handed off %d for one REGISTER", c-challenged, h-handed)
+			}
+		})
+	}
+	// The formats the loop absorbs are all ones the raw challenge vouches
+	// for; if none was answered in the loop, the hook is not wired.
+	if answered == 0 {
+		t.Fatal("no first challenge was answered in the loop")
+	}
+	t.Logf("%d of %d formats challenged in the loop", answered, len(corpus))
+}

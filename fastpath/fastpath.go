@@ -42,6 +42,10 @@ type Host interface {
 	// cache from the request's and the 200's bytes (absorb.PrepareRaw).
 	SetRawFill(func(req []byte) (fill func(res []byte, flow location.Flow), ok bool))
 	UDPLimits() (maxMessageBytes, maxHeaders int)
+	// LoopChallenge appends to dst the 401 the slow path would answer a
+	// REGISTER without credentials with (its raw challenge), when it can
+	// vouch for it; the loops send it instead of handing the REGISTER off.
+	LoopChallenge(dst, data []byte, remote netip.AddrPort) ([]byte, bool)
 	MidRegistrar() bool
 	AuthEnabled() bool
 	// Digest is the slow path's current digest check (nil without
@@ -156,6 +160,11 @@ func (f *FastPath) listen(addr netip.AddrPort) (net.PacketConn, error) {
 	ec := engine.Config{
 		Addr: addr, Loops: loops, QueueSize: f.cfg.QueueSize, RecvBuffer: RecvBuffer, Batch: f.cfg.Batch, Log: f.log,
 		Capture: f.capture,
+		// Every REGISTER the loops do not absorb may be a first
+		// registration's: its challenge needs no state (the nonce is an
+		// HMAC), so it is answered in the loop with the slow path's own
+		// rules and bytes (docs/fastpath.md, "First registrations").
+		Challenge: f.host.LoopChallenge,
 		Limits: func() scan.Limits {
 			b, h := f.host.UDPLimits()
 			return scan.Limits{MaxMessageBytes: b, MaxHeaders: h}

@@ -16,16 +16,17 @@ func (f *FastPath) writeMetrics(w io.Writer) {
 	engines := append([]*engine.Engine(nil), f.engines...)
 	f.mu.Unlock()
 	var queued, shed [2]uint64
-	var sendErrors, handed, batchReads, batchDatagrams, batchDropped uint64
+	var sendErrors, handed, challenged, batchReads, batchDatagrams, batchDropped uint64
 	for _, e := range engines {
 		c := e.Conn()
 		for _, p := range []handoff.Priority{handoff.Low, handoff.High} {
 			queued[p] += uint64(c.Queued(p))
 			shed[p] += c.Shed(p)
 		}
-		s, h := e.Counts()
+		s, h, ch := e.Counts()
 		sendErrors += s
 		handed += h
+		challenged += ch
 		r, d, x := e.BatchCounts()
 		batchReads += r
 		batchDatagrams += d
@@ -36,6 +37,7 @@ func (f *FastPath) writeMetrics(w io.Writer) {
 		metrics.WriteCounterUint64(w, `pinhole_fastpath_handoff_shed_total{priority="`+p.String()+`"}`, shed[p])
 	}
 	metrics.WriteCounterUint64(w, "pinhole_fastpath_handoff_total", handed)
+	metrics.WriteCounterUint64(w, "pinhole_fastpath_first_challenges_total", challenged)
 	metrics.WriteCounterUint64(w, "pinhole_fastpath_send_errors_total", sendErrors)
 	metrics.WriteCounterUint64(w, "pinhole_fastpath_batch_reads_total", batchReads)
 	metrics.WriteCounterUint64(w, "pinhole_fastpath_batch_datagrams_total", batchDatagrams)
@@ -43,4 +45,18 @@ func (f *FastPath) writeMetrics(w io.Writer) {
 	if f.cache != nil {
 		f.cache.WriteMetrics(w)
 	}
+}
+
+// Loops reports, over every listener's loops, the datagrams handed to the
+// slow path and the REGISTERs answered with the slow path's challenge
+// (engine.Config.Challenge).
+func (f *FastPath) Loops() (handed, firstChallenges uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, e := range f.engines {
+		_, h, c := e.Counts()
+		handed += h
+		firstChallenges += c
+	}
+	return handed, firstChallenges
 }

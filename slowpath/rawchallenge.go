@@ -72,6 +72,29 @@ func (sl *stateless) challengeRaw(conn net.PacketConn, remote net.Addr, data []b
 	return true
 }
 
+// LoopChallenge appends to dst the 401 the registrar answers data with, a
+// REGISTER datagram from remote that the fast path's loop did not absorb,
+// and reports whether it could vouch for it: the read filter's raw
+// challenge, its rules and its writer, called from the loop so that a
+// first registration's credential-less REGISTER is answered without a
+// hand-off. What it declines the loop hands off, and the read filter
+// tries (and counts) it again. Safe for concurrent use.
+func (s *Server) LoopChallenge(dst, data []byte, remote netip.AddrPort) ([]byte, bool) {
+	sl := s.sl
+	if sl == nil {
+		return dst, false // the mid-registrar or a farm answers REGISTER
+	}
+	sc := rawScratches.Get().(*rawScratch)
+	defer rawScratches.Put(sc)
+	reply, ok := sl.rawChallenge(sc, data, remote)
+	if !ok {
+		return dst, false
+	}
+	sl.rawAnswered.Add(1) // before the answer, as in the read filter
+	registrar.Observe(401)
+	return append(dst, reply...), true
+}
+
 // rawChallenge writes into sc.out the 401 the registrar answers data with,
 // or reports false when it cannot be sure of it. It follows the
 // registrar's checks in their order (RFC 3261 §10.3 steps 1 to 4:

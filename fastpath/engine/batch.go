@@ -62,21 +62,27 @@ func (e *Engine) batch(l *loopState, fd int, data []byte, remote netip.AddrPort)
 // answer absorbs one datagram into the send batch, or hands it to the
 // slow path (which copies it).
 func (e *Engine) answer(l *loopState, fd int, data []byte, remote netip.AddrPort, lim scan.Limits, now time.Time) {
+	reply := []byte(nil)
 	if l.abs != nil {
-		if reply, _ := l.abs.Absorb(data, lim, e.cfg.Addr, remote, now); reply != nil {
-			if l.tx.Full() {
-				l.sendErrors.Add(uint64(l.tx.Flush(fd)))
-			}
-			if l.tx.Add(reply, remote) != nil {
-				l.sendErrors.Add(1)
-			} else if l.tap != nil {
-				// Captured as it joins the batch: the reply is valid only
-				// until the next Absorb, and the batch leaves at the end of
-				// the wake-up (a failed sendmmsg is counted in sendErrors).
-				l.tap.Exchange(capture.UDP, e.cfg.Addr, remote, data, reply)
-			}
-			return
+		reply, _ = l.abs.Absorb(data, lim, e.cfg.Addr, remote, now)
+	}
+	if reply == nil {
+		reply = e.challenge(l, data, remote)
+	}
+	if reply != nil {
+		if l.tx.Full() {
+			l.sendErrors.Add(uint64(l.tx.Flush(fd)))
 		}
+		if l.tx.Add(reply, remote) != nil {
+			l.sendErrors.Add(1)
+		} else if l.tap != nil {
+			// Captured as it joins the batch: the reply is valid only
+			// until the next Absorb or challenge, and the batch leaves at
+			// the end of the wake-up (a failed sendmmsg is counted in
+			// sendErrors).
+			l.tap.Exchange(capture.UDP, e.cfg.Addr, remote, data, reply)
+		}
+		return
 	}
 	l.handed.Add(1)
 	e.conn.Push(data, remote)

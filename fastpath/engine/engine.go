@@ -12,6 +12,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -59,6 +60,12 @@ type Config struct {
 	// (docs/capture.md); each loop has its own tap. What is handed off is
 	// the slow path's to capture.
 	Capture *capture.Capturer
+	// Challenge, when set, is asked about each REGISTER the loop does
+	// not absorb: it appends to dst the 401 the slow path would answer
+	// (the slow path's own raw challenge, its rules and its writer) and
+	// reports whether it can vouch for it. A first registration's
+	// credential-less REGISTER then never leaves the loop.
+	Challenge func(dst, data []byte, remote netip.AddrPort) ([]byte, bool)
 }
 
 // Engine is one running listener.
@@ -83,6 +90,8 @@ type loopState struct {
 	// per loop, read at scrape time.
 	sendErrors atomic.Uint64
 	handed     atomic.Uint64
+	challenged atomic.Uint64 // REGISTERs answered by Config.Challenge
+	chal       []byte        // Config.Challenge's reply (scratch)
 	// batches and batched count the extra reads after gnet's own and the
 	// datagrams they brought: batched ÷ batches is the mean batch.
 	batches, batched atomic.Uint64
@@ -174,16 +183,33 @@ func (e *Engine) Stop(ctx context.Context) error {
 	return e.stopErr
 }
 
-// Counts reports replies that could not be sent and datagrams handed to
-// the slow path, summed over the loops.
-func (e *Engine) Counts() (sendErrors, handed uint64) {
+// Counts reports replies that could not be sent, datagrams handed to the
+// slow path and REGISTERs challenged through Config.Challenge, summed
+// over the loops.
+func (e *Engine) Counts() (sendErrors, handed, challenged uint64) {
 	for _, l := range *e.byFD.Load() {
 		if l != nil {
 			sendErrors += l.sendErrors.Load()
 			handed += l.handed.Load()
+			challenged += l.challenged.Load()
 		}
 	}
-	return sendErrors, handed
+	return sendErrors, handed, challenged
+}
+
+// challenge returns the slow path's 401 for a REGISTER the loop did not
+// absorb, or nil when there is none to send from here.
+func (e *Engine) challenge(l *loopState, data []byte, remote netip.AddrPort) []byte {
+	if e.cfg.Challenge == nil || !bytes.HasPrefix(data, []byte("REGISTER ")) {
+		return nil
+	}
+	reply, ok := e.cfg.Challenge(l.chal[:0], data, remote)
+	l.chal = reply[:0]
+	if !ok {
+		return nil
+	}
+	l.challenged.Add(1)
+	return reply
 }
 
 func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
@@ -209,15 +235,20 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		e.batch(l, c.Fd(), data, remote)
 		return gnet.None
 	}
+	reply := []byte(nil)
 	if l.abs != nil {
-		if reply, _ := l.abs.Absorb(data, e.cfg.Limits(), e.cfg.Addr, remote, time.Now()); reply != nil {
-			if _, err := c.Write(reply); err != nil {
-				l.sendErrors.Add(1)
-			} else if l.tap != nil {
-				l.tap.Exchange(capture.UDP, e.cfg.Addr, remote, data, reply)
-			}
-			return gnet.None
+		reply, _ = l.abs.Absorb(data, e.cfg.Limits(), e.cfg.Addr, remote, time.Now())
+	}
+	if reply == nil {
+		reply = e.challenge(l, data, remote)
+	}
+	if reply != nil {
+		if _, err := c.Write(reply); err != nil {
+			l.sendErrors.Add(1)
+		} else if l.tap != nil {
+			l.tap.Exchange(capture.UDP, e.cfg.Addr, remote, data, reply)
 		}
+		return gnet.None
 	}
 	l.handed.Add(1)
 	e.conn.Push(data, remote)

@@ -98,7 +98,7 @@ func TestEngineAbsorbsAndHandsOff(t *testing.T) {
 	if err != nil || src.AddrPort() != e.cfg.Addr {
 		t.Fatalf("slow path's write came from %v (%v), want %v", src, err, e.cfg.Addr)
 	}
-	if _, handed := e.Counts(); handed != 1 {
+	if _, handed, _ := e.Counts(); handed != 1 {
 		t.Errorf("handed %d, want 1", handed)
 	}
 }
