@@ -20,7 +20,6 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/scan"
 	"github.com/pinhole-sip/pinhole/slowpath/nat"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
-	"github.com/pinhole-sip/pinhole/slowpath/retrans"
 )
 
 // The second half of a first registration, the REGISTER with credentials
@@ -128,20 +127,10 @@ func (sl *stateless) answerRaw200(j *slJob, finish func()) (key uint64, done boo
 		return 0, false
 	}
 	key = sl.cache.Key(j.id)
-	p := slAnswers.Get().(*[]byte)
-	b, st := sl.cache.Begin(key, (*p)[:0])
-	switch st {
-	case retrans.Answered:
-		_, _ = j.conn.WriteTo(b, j.remote)
-		putAnswer(p, b)
-		finish()
-		return key, true
-	case retrans.Pending:
-		putAnswer(p, b)
+	if sl.retransmission(j, key) {
 		finish()
 		return key, true
 	}
-	putAnswer(p, b)
 
 	flow := location.Flow{Transport: location.TransportUDP, Remote: remote, Local: local}
 	accepted := false

@@ -298,6 +298,20 @@ func (sl *stateless) retransmitted(j *slJob, conn net.PacketConn, remote net.Add
 	return false
 }
 
+// retransmission marks key's transaction as begun in the response cache,
+// or reports that this REGISTER is a retransmission instead: answered
+// again from the cache, or dropped while its first copy is in progress
+// (its answer leaves once the first copy is durable).
+func (sl *stateless) retransmission(j *slJob, key uint64) bool {
+	p := slAnswers.Get().(*[]byte)
+	b, st := sl.cache.Begin(key, (*p)[:0])
+	if st == retrans.Answered {
+		_, _ = j.conn.WriteTo(b, j.remote)
+	}
+	putAnswer(p, b)
+	return st == retrans.Answered || st == retrans.Pending
+}
+
 // optionsForItself reports whether msg is an OPTIONS that pinhole answers
 // itself (proxy.OptionsForItself): its Request-URI names pinhole or a
 // served domain, without a user, and it has no Route. Those the stateless
@@ -426,21 +440,10 @@ func (sl *stateless) handle(j *slJob) {
 	if key == 0 {
 		if j.id, ok = transactionID(j.id[:0], req); ok {
 			key = sl.cache.Key(j.id)
-			p := slAnswers.Get().(*[]byte)
-			b, st := sl.cache.Begin(key, (*p)[:0])
-			switch st {
-			case retrans.Answered:
-				_, _ = j.conn.WriteTo(b, j.remote)
-				putAnswer(p, b)
-				finish()
-				return
-			case retrans.Pending:
-				// Its answer is on its way once the first copy is durable.
-				putAnswer(p, b)
+			if sl.retransmission(j, key) {
 				finish()
 				return
 			}
-			putAnswer(p, b)
 		} else {
 			sl.noKey.Add(1)
 		}

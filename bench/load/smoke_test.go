@@ -348,14 +348,15 @@ func TestSmokeNATPings(t *testing.T) {
 	}
 }
 
-// TestSmokeAgainstEcho runs the generator against the trivial responder,
-// as the comparison does to report the generator's ceiling.
-func TestSmokeAgainstEcho(t *testing.T) {
+// startEcho serves the echo responder on a free loopback port until the
+// test ends, and returns its address and counters.
+func startEcho(t *testing.T) (netip.AddrPort, *echo.Stats) {
+	t.Helper()
 	addr := netip.AddrPortFrom(testutil.Loopback, uint16(testutil.FreePort(t, testutil.Loopback)))
 	ctx, cancel := context.WithCancel(context.Background())
-	var st echo.Stats
+	st := new(echo.Stats)
 	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- echo.Serve(ctx, addr, &st, ready) }()
+	go func() { done <- echo.Serve(ctx, addr, st, ready) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -363,6 +364,13 @@ func TestSmokeAgainstEcho(t *testing.T) {
 		}
 	})
 	<-ready
+	return addr, st
+}
+
+// TestSmokeAgainstEcho runs the generator against the trivial responder,
+// as the comparison does to report the generator's ceiling.
+func TestSmokeAgainstEcho(t *testing.T) {
+	addr, st := startEcho(t)
 	for _, sc := range []string{load.ScenarioRegister, load.ScenarioRefresh, load.ScenarioCalls, "refresh/socket"} {
 		c := smokeConfig(t, addr, strings.TrimSuffix(sc, "/socket"), "127.79.0.0/24")
 		if strings.HasSuffix(sc, "/socket") { // one connected socket per device
@@ -393,18 +401,7 @@ func TestSmokeAgainstEcho(t *testing.T) {
 // within the run, as many as the refreshes it counted successful; the
 // preparation's registrations are not among them.
 func TestSmokeOKLog(t *testing.T) {
-	addr := netip.AddrPortFrom(testutil.Loopback, uint16(testutil.FreePort(t, testutil.Loopback)))
-	ctx, cancel := context.WithCancel(context.Background())
-	var st echo.Stats
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- echo.Serve(ctx, addr, &st, ready) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("echo: %v", err)
-		}
-	})
-	<-ready
+	addr, _ := startEcho(t)
 	c := smokeConfig(t, addr, load.ScenarioRefresh, "127.79.1.0/24")
 	var log bytes.Buffer
 	c.OKLog = &log
