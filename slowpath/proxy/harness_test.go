@@ -134,9 +134,13 @@ func startProxyOn(t *testing.T, udpAddr string, mutate func(*Config)) *testProxy
 	var once sync.Once
 	tp.stop = func() {
 		once.Do(func() {
-			ua.Close()
+			// The sockets first, as kill -9 leaves them: closing the
+			// transaction layer first let the dying proxy end its
+			// transactions with answers of its own (a 500 to the caller)
+			// before its socket closed.
 			uc.Close()
 			tl.Close()
+			ua.Close()
 		})
 	}
 	t.Cleanup(tp.stop)
