@@ -108,8 +108,21 @@ type loopCounters struct {
 	declined [NumDeclines]atomic.Uint64 // [Absorbed] counts absorbed refreshes
 	scan     [scan.NumReasons]atomic.Uint64
 	auth     [numAuthWhy]atomic.Uint64
-	_        [64]byte
+	// again counts retransmissions answered (also counted absorbed), by
+	// whether the AOR's entry still held the registration.
+	again [numAgain]atomic.Uint64
+	_     [64]byte
 }
+
+// Where a retransmission's registration was found: in the AOR's entry,
+// or, the entry gone or without it, in the cache of registrations.
+const (
+	againHeld = iota
+	againGone
+	numAgain
+)
+
+var againNames = [numAgain]string{"held", "gone"}
 
 // NewLoop makes the state of one event loop.
 func (c *Cache) NewLoop() *Loop {
@@ -157,19 +170,108 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 	if !ok {
 		return Changed
 	}
-	e, ok := l.c.rc.Get(key)
-	if !ok {
-		return Miss
+	callID := unsafe.String(unsafe.SliceData(r.CallID), len(r.CallID))
+	var m *member
+	e, held := l.c.rc.Get(key)
+	if held {
+		if l.c.opt.Refuse != nil && l.c.opt.Refuse() {
+			l.c.rc.Del(key) // as if ristretto had evicted it
+			held = false
+		} else {
+			m = e.member(callID)
+		}
 	}
-	if l.c.opt.Refuse != nil && l.c.opt.Refuse() {
-		l.c.rc.Del(key) // as if ristretto had evicted it
-		return Miss
-	}
-	m := e.member(unsafe.String(unsafe.SliceData(r.CallID), len(r.CallID)))
 	if m == nil {
-		return Flow
+		// No entry, or one without this registration: the loop still
+		// answers a retransmission of a refresh it absorbed.
+		why := Flow
+		if !held {
+			why = Miss
+		}
+		return l.answerAgain(callID, local, remote, now, why)
 	}
 	g := m.reg
+	if d := l.sameRegistration(g, local, remote); d != Absorbed {
+		return d
+	}
+	branch := maphash.Bytes(l.c.seed, viaParam(r.Vias[0], l.vias[0].SentByEnd, "branch"))
+	switch {
+	case r.CSeq > g.cseq.Load():
+	case retransmitted(g, r.CSeq, branch, now):
+		// Before the digest check: the slow path's response memory
+		// answers a retransmission before it reads credentials too.
+		l.cnt.again[againHeld].Add(1)
+		l.buildAgain(g, remote)
+		return Absorbed
+	default:
+		return Order
+	}
+
+	// Digest authentication (docs/auth.md, "One check for both paths"):
+	// the checks of the slow path, on the same Verifier, up to the replay
+	// memory, which is told last, once nothing else can decline.
+	var v *digest.Verifier
+	var checked digest.Checked
+	if l.c.opt.Digest != nil {
+		if v = l.c.opt.Digest(); v != nil {
+			if r.NumAuth == 0 {
+				return l.challenge(v, e, remote, now)
+			}
+			var why authWhy
+			if checked, why = l.verify(v, e, now); why != authOK {
+				l.cnt.auth[why].Add(1)
+				return Auth
+			}
+		}
+	}
+
+	sec := now.Unix()
+	prev := g.last.Load()
+	for i := range g.bindings {
+		b := &g.bindings[i]
+		if sec+b.exp > b.until.Load() {
+			return Due
+		}
+		if prev+b.exp-sec < lapseGuard {
+			return Lapsing
+		}
+	}
+	if d := l.listOthers(e, m, sec); d != Absorbed {
+		return d
+	}
+	if !l.ring.reserve(len(g.bindings)) {
+		return Backlog
+	}
+	if v != nil && !v.Accept(checked, now) {
+		// The slow path finds the same pair used and answers stale.
+		l.cnt.auth[authReplay].Add(1)
+		return Auth
+	}
+	for i := range e.slots {
+		m.ans.left[i].Store(l.left[i])
+	}
+	g.answeredIn.Store(m.ans)
+	hi, lo := l.rng.Uint64(), l.rng.Uint64()
+	g.tagHi.Store(hi)
+	g.tagLo.Store(lo)
+	g.branch.Store(branch)
+	g.cseq.Store(r.CSeq)
+	g.last.Store(sec)
+	for i := range g.bindings {
+		b := &g.bindings[i]
+		l.ring.put(touch{g: g, b: b, cseq: r.CSeq, expires: sec + b.exp})
+	}
+	l.ring.publish()
+	l.build(m.ans, g, remote, now)
+	return Absorbed
+}
+
+// sameRegistration checks that the scanned request is g's registration
+// as it came before: same flow, Vias the loop can write back, the same
+// top Via sent-by and byte for byte the same identity fields. It leaves
+// the request's Vias parsed in l.vias.
+func (l *Loop) sameRegistration(g *Reg, local, remote netip.AddrPort) Decline {
+	r := &l.reg
 	if g.flow.Remote != remote || g.flow.Local != local {
 		return Flow
 	}
@@ -185,89 +287,65 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 	if !same(r, g) {
 		return Changed
 	}
-	branch := maphash.Bytes(l.c.seed, viaParam(r.Vias[0], top.SentByEnd, "branch"))
-	last := g.cseq.Load()
-	retransmission := false
-	switch {
-	case r.CSeq > last:
-	case r.CSeq == last && branch == g.branch.Load() && g.answeredIn.Load() != nil:
-		// RFC 3261 §17.2.1: the same request again gets the same answer
-		// (sipgo's transaction layer would resend its 200: same To tag
-		// and Date, the other phones' expiries as it listed them).
-		retransmission = true
-	default:
-		return Order
-	}
+	return Absorbed
+}
 
-	// Digest authentication (docs/auth.md, "One check for both paths"):
-	// the checks of the slow path, on the same Verifier, up to the replay
-	// memory, which is told last, once nothing else can decline.
-	var v *digest.Verifier
-	var checked digest.Checked
-	if l.c.opt.Digest != nil {
-		if v = l.c.opt.Digest(); v != nil {
-			if r.NumAuth == 0 {
-				if retransmission {
-					return Order // the slow path decides what a retransmission gets
-				}
-				return l.challenge(v, e, remote, now)
-			}
-			var why authWhy
-			if checked, why = l.verify(v, e, now); why != authOK {
-				l.cnt.auth[why].Add(1)
-				return Auth
-			}
-		}
-	}
+// timerJ is how long after its answer a refresh the loop absorbed is
+// answered again: as long as a non-INVITE server transaction over UDP
+// answers retransmissions (RFC 3261 §17.2.2, 64·T1 with T1 = 500 ms).
+// Later, the same request goes to the slow path, as it would find no
+// transaction there either.
+const timerJ = 32
 
-	sec := now.Unix()
-	if !retransmission {
-		prev := g.last.Load()
-		for i := range g.bindings {
-			b := &g.bindings[i]
-			if sec+b.exp > b.until.Load() {
-				return Due
-			}
-			if prev+b.exp-sec < lapseGuard {
-				return Lapsing
-			}
-		}
-		if d := l.listOthers(e, m, sec); d != Absorbed {
-			return d
-		}
-		if !l.ring.reserve(len(g.bindings)) {
-			return Backlog
-		}
-		if v != nil && !v.Accept(checked, now) {
-			// The slow path finds the same pair used and answers stale.
-			l.cnt.auth[authReplay].Add(1)
-			return Auth
-		}
-		for i := range e.slots {
-			m.ans.left[i].Store(l.left[i])
-		}
-		g.answeredIn.Store(m.ans)
-		hi, lo := l.rng.Uint64(), l.rng.Uint64()
-		g.tagHi.Store(hi)
-		g.tagLo.Store(lo)
-		g.branch.Store(branch)
-		g.cseq.Store(r.CSeq)
-		g.last.Store(sec)
-		for i := range g.bindings {
-			b := &g.bindings[i]
-			l.ring.put(touch{g: g, b: b, cseq: r.CSeq, expires: sec + b.exp})
-		}
-		l.ring.publish()
-		l.build(m.ans, g, remote, now)
-		return Absorbed
+// retransmitted reports whether a request with cseq and the top Via
+// branch hash branch is a retransmission of g's last absorbed refresh
+// (RFC 3261 §17.2.3: same branch, same sent-by — checked by the caller —
+// same method) still within Timer J of its answer.
+func retransmitted(g *Reg, cseq uint32, branch uint64, now time.Time) bool {
+	return cseq == g.cseq.Load() && branch == g.branch.Load() && g.answeredIn.Load() != nil &&
+		now.Unix()-g.last.Load() <= timerJ
+}
+
+// answerAgain answers a retransmission of a refresh the loop absorbed
+// when the AOR's entry is gone (the store's change hook dropped it,
+// ristretto evicted it) or no longer lists the registration, from the
+// registration itself: the cache of registrations keeps it apart from
+// the entries, and it holds the answer its last absorbed refresh got.
+// Without it the retransmission went to the slow path, whose registrar
+// saw the same Call-ID with a CSeq not above the stored one and answered
+// 400 to a phone that had been given its 200 (RFC 3261 §10.3 step 7 is
+// for new requests). Anything else declines with why.
+func (l *Loop) answerAgain(callID string, local, remote netip.AddrPort, now time.Time, why Decline) Decline {
+	r := &l.reg
+	aor := len(l.scratch) // aorKey left the canonical AOR in l.scratch
+	l.scratch = append(append(l.scratch, 0), callID...)
+	key := maphash.Bytes(l.c.seed, l.scratch)
+	g, ok := l.c.regs.Get(key)
+	if !ok || g.aor != string(l.scratch[:aor]) || g.callID != callID || r.CSeq != g.cseq.Load() {
+		return why
 	}
-	// The answer it had, whatever entry holds the AOR now.
+	if l.sameRegistration(g, local, remote) != Absorbed {
+		return why
+	}
+	branch := maphash.Bytes(l.c.seed, viaParam(r.Vias[0], l.vias[0].SentByEnd, "branch"))
+	if !retransmitted(g, r.CSeq, branch, now) {
+		return why
+	}
+	l.cnt.again[againGone].Add(1)
+	l.buildAgain(g, remote)
+	return Absorbed
+}
+
+// buildAgain writes into l.buf the answer g's last absorbed refresh got:
+// the same To tag, Date and Contact expiries (the other phones' as they
+// were listed), as sipgo's transaction layer resends its 200, whatever
+// entry holds the AOR now.
+func (l *Loop) buildAgain(g *Reg, remote netip.AddrPort) {
 	a := g.answeredIn.Load()
 	for i := range a.form.heads {
 		l.left[i] = a.left[i].Load()
 	}
 	l.build(a, g, remote, time.Unix(g.last.Load(), 0))
-	return Absorbed
 }
 
 // listOthers fills l.left with what the 200 lists for each slot of e:

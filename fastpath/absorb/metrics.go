@@ -15,10 +15,14 @@ func (c *Cache) WriteMetrics(w io.Writer) {
 	var declined [NumDeclines]uint64
 	var scanned [scan.NumReasons]uint64
 	var authd [numAuthWhy]uint64
+	var again [numAgain]uint64
 	c.loopsMu.Lock()
 	for _, l := range c.loops {
 		for i := range authd {
 			authd[i] += l.cnt.auth[i].Load()
+		}
+		for i := range again {
+			again[i] += l.cnt.again[i].Load()
 		}
 		for i := range declined {
 			declined[i] += l.cnt.declined[i].Load()
@@ -29,6 +33,9 @@ func (c *Cache) WriteMetrics(w io.Writer) {
 	}
 	c.loopsMu.Unlock()
 	metrics.WriteCounterUint64(w, "pinhole_fastpath_absorbed_total", declined[Absorbed])
+	for i := range again {
+		metrics.WriteCounterUint64(w, `pinhole_fastpath_retransmissions_total{entry="`+againNames[i]+`"}`, again[i])
+	}
 	for d := Decline(1); d < NumDeclines; d++ {
 		if d == Scanned || d == Auth || d == Challenged {
 			continue
