@@ -1,0 +1,119 @@
+package fastpath_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/pinhole-sip/pinhole/fastpath"
+	"github.com/pinhole-sip/pinhole/internal/digest"
+)
+
+// TestRetransmissionAfterEntryGone sends each absorbable device format's
+// registration and refresh over UDP to pinhole with the fast path off and
+// on, with digest authentication off and on; on the fast path the refresh
+// is absorbed and its AOR's entry then dropped (as the store's change hook
+// does when another phone of the user registers) before the device
+// retransmits it, its 200 lost. The retransmission must get the 200 first
+// sent, byte for byte, as it does from the slow path alone; on main it
+// reached the slow path (the parsed REGISTER without credentials, the raw
+// 200 with them) and got 400 Out Of Order CSeq. The same CSeq under another
+// branch is a new request and gets that 400 from both.
+func TestRetransmissionAfterEntryGone(t *testing.T) {
+	corpus := loadCorpus(t)
+	for _, auth := range []bool{false, true} {
+		t.Run(fmt.Sprintf("digest=%v", auth), func(t *testing.T) {
+			var slow, fast *server
+			if auth {
+				slow, fast = authServers(t, corpus, time.Minute)
+			} else {
+				slow, fast = start(t, "127.0.0.1", false, "", fastpath.Options{}), start(t, "127.0.0.1", true, "", fastpath.Options{})
+			}
+			c := fast.fp.Cache()
+			for i, e := range corpus {
+				if !e.absorb {
+					continue
+				}
+				t.Run(e.name, func(t *testing.T) {
+					ds, df := &retransDevice{d: dial(t, slow.addr), auth: auth}, &retransDevice{d: dial(t, fast.addr), auth: auth}
+					callID := fmt.Sprintf("retrans-%v-%d-%s@device", auth, i, e.name)
+					both := func(step string, cseq int, branch string, nc uint32) (rs, rf string) {
+						t.Helper()
+						rs, rf = ds.send(t, e, callID, cseq, branch, nc), df.send(t, e, callID, cseq, branch, nc)
+						if diff := cmp.Diff(normalizeAuth(t, rs, ds.d), normalizeAuth(t, rf, df.d)); diff != "" {
+							t.Fatalf("%s: replies differ (-slow +fast):\n%s", step, diff)
+						}
+						return rs, rf
+					}
+					cseq, nc := 1, uint32(0)
+					if auth {
+						if rs, _ := both("first, no credentials", cseq, "c1", 0); !strings.HasPrefix(rs, "SIP/2.0 401 ") {
+							t.Fatalf("first REGISTER: %q", rs)
+						}
+						cseq, nc = 2, 1
+					}
+					absorbed, fills := c.Absorbed(), c.Fills()
+					if rs, _ := both("registration", cseq, fmt.Sprint("r", cseq), nc); !strings.HasPrefix(rs, "SIP/2.0 200 OK\r\n") {
+						t.Fatalf("registration: %q", rs)
+					}
+					fast.settle(t, absorbed, fills)
+
+					cseq++
+					nc++
+					branch := fmt.Sprint("r", cseq)
+					absorbed = c.Absorbed()
+					firstS, firstF := both("refresh", cseq, branch, nc)
+					if c.Absorbed() != absorbed+1 {
+						t.Fatal("the refresh was not absorbed: the test proves nothing")
+					}
+					c.Flush() // as the flusher does within 100 ms; the device retransmits after 500
+					c.Invalidate(corpusUser.FindStringSubmatch(e.tmpl)[1] + "@example.com")
+
+					rs, rf := both("its retransmission", cseq, branch, nc)
+					if rs != firstS {
+						t.Errorf("slow path: the retransmission got\n%s\nnot the first answer\n%s", rs, firstS)
+					}
+					if rf != firstF {
+						t.Errorf("fast path: the retransmission got\n%s\nnot the first answer\n%s", rf, firstF)
+					}
+					if c.Absorbed() != absorbed+2 {
+						t.Errorf("the retransmission was not answered by the loop")
+					}
+
+					rs, _ = both("the CSeq reused", cseq, branch+"-reused", nc+1)
+					if !strings.HasPrefix(rs, "SIP/2.0 400 ") {
+						t.Errorf("the CSeq reused under another branch: %q, want 400", rs)
+					}
+				})
+			}
+		})
+	}
+}
+
+// retransDevice sends REGISTERs with the CSeq, branch and nonce count it
+// is told, with credentials for the last nonce it was challenged with
+// when auth is on and nc is not 0.
+type retransDevice struct {
+	d     *device
+	auth  bool
+	nonce string
+}
+
+func (r *retransDevice) send(t *testing.T, e corpusEntry, callID string, cseq int, branch string, nc uint32) string {
+	t.Helper()
+	msg := e.render(r.d, callID, cseq, branch)
+	if r.auth && nc > 0 {
+		msg = authorize(msg, digest.SHA256, r.nonce, nc, false)
+	}
+	reply := r.d.send(msg, 2*time.Second)
+	if reply == "" {
+		t.Fatalf("CSeq %d, branch %s: no reply", cseq, branch)
+	}
+	if m := nonceParam.FindStringSubmatch(reply); m != nil {
+		r.nonce = m[1]
+	}
+	return reply
+}
