@@ -37,6 +37,11 @@
 // every 100 ms, and [Cache.Settle] at once before the registrar answers
 // from the store.
 //
+// A retransmission of an absorbed refresh (same CSeq and branch, within
+// Timer J) gets that refresh's answer again from its Reg, found through
+// the entry or, when the entry is gone, in the cache of registrations:
+// the slow path would take it for a new request with a CSeq out of order.
+//
 // Anything else — a miss, an evicted or refused entry, a change, another
 // flow — is declined and goes to the slow path, which answers and fills
 // again. Every change the store sees invalidates the AOR's entry
@@ -48,7 +53,8 @@
 // # Metrics
 //
 // Written at scrape time from per-loop counters and ristretto's own:
-// pinhole_fastpath_absorbed_total, pinhole_fastpath_declined_total{reason},
+// pinhole_fastpath_absorbed_total, pinhole_fastpath_retransmissions_total{entry},
+// pinhole_fastpath_declined_total{reason},
 // pinhole_fastpath_fills_total{result}, pinhole_fastpath_invalidations_total,
 // pinhole_fastpath_touches_total{result}, pinhole_fastpath_cache_*
 // (hits, misses, keys added, rejected, evicted, sets dropped). See
