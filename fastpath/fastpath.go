@@ -45,7 +45,8 @@ type Host interface {
 	// LoopChallenge appends to dst the 401 the slow path would answer a
 	// REGISTER without credentials with (its raw challenge), when it can
 	// vouch for it; the loops send it instead of handing the REGISTER off.
-	LoopChallenge(dst, data []byte, remote netip.AddrPort) ([]byte, bool)
+	// r is the loop's scan of data with UDPLimits' limits (nil: none).
+	LoopChallenge(dst, data []byte, r *scan.Register, remote netip.AddrPort) ([]byte, bool)
 	MidRegistrar() bool
 	AuthEnabled() bool
 	// Digest is the slow path's current digest check (nil without
@@ -53,6 +54,10 @@ type Host interface {
 	// so a (nonce, nc) one path accepted is a replay for the other.
 	Digest() *digest.Verifier
 }
+
+// The loops hand their scan of a declined REGISTER to the slow path's raw
+// challenge (engine.Config.Challenge).
+var _ engine.Scanner = (*absorb.Loop)(nil)
 
 // RecvBuffer is each loop socket's receive buffer, as the slow path's own
 // listener asks (slowpath/udpsock.go: 16 MiB absorbs refresh bursts).

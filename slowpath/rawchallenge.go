@@ -58,7 +58,7 @@ func (sl *stateless) challengeRaw(conn net.PacketConn, remote net.Addr, data []b
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	sc := rawScratches.Get().(*rawScratch)
 	defer rawScratches.Put(sc)
-	reply, ok := sl.rawChallenge(sc, data, ap)
+	reply, ok := sl.rawChallenge(sc, data, nil, ap)
 	if !ok {
 		sl.rawDeclined.Add(1)
 		return false
@@ -77,16 +77,19 @@ func (sl *stateless) challengeRaw(conn net.PacketConn, remote net.Addr, data []b
 // and reports whether it could vouch for it: the read filter's raw
 // challenge, its rules and its writer, called from the loop so that a
 // first registration's credential-less REGISTER is answered without a
-// hand-off. What it declines the loop hands off, and the read filter
-// tries (and counts) it again. Safe for concurrent use.
-func (s *Server) LoopChallenge(dst, data []byte, remote netip.AddrPort) ([]byte, bool) {
+// hand-off. r, when not nil, is the loop's scan of data with the limits
+// UDPLimits returns, which the raw challenge then reads instead of
+// scanning the same bytes a second time. What it declines the loop hands
+// off, and the read filter tries (and counts) it again. Safe for
+// concurrent use.
+func (s *Server) LoopChallenge(dst, data []byte, r *scan.Register, remote netip.AddrPort) ([]byte, bool) {
 	sl := s.sl
 	if sl == nil {
 		return dst, false // the mid-registrar or a farm answers REGISTER
 	}
 	sc := rawScratches.Get().(*rawScratch)
 	defer rawScratches.Put(sc)
-	reply, ok := sl.rawChallenge(sc, data, remote)
+	reply, ok := sl.rawChallenge(sc, data, r, remote)
 	if !ok {
 		return dst, false
 	}
@@ -96,7 +99,8 @@ func (s *Server) LoopChallenge(dst, data []byte, remote netip.AddrPort) ([]byte,
 }
 
 // rawChallenge writes into sc.out the 401 the registrar answers data with,
-// or reports false when it cannot be sure of it. It follows the
+// or reports false when it cannot be sure of it. r is data as scan.Scan
+// read it with the current limits, or nil: scanned here. It follows the
 // registrar's checks in their order (RFC 3261 §10.3 steps 1 to 4:
 // Registrar.requestAOR, then auth.Authenticator.Check) and declines
 // wherever they could end in anything but a fresh challenge:
@@ -111,15 +115,19 @@ func (s *Server) LoopChallenge(dst, data []byte, remote netip.AddrPort) ([]byte,
 //     with a byte outside visible ASCII;
 //   - a Request-URI or To domain not served (403, 404), a To without a
 //     user (404), a domain with no realm (403).
-func (sl *stateless) rawChallenge(sc *rawScratch, data []byte, remote netip.AddrPort) ([]byte, bool) {
+func (sl *stateless) rawChallenge(sc *rawScratch, data []byte, r *scan.Register, remote netip.AddrPort) ([]byte, bool) {
 	a := sl.s.ops.authn.Load()
 	if a == nil || sl.s.ops.draining.Load() {
 		return nil, false
 	}
-	lim := sl.s.ops.limits.Load()
-	r := &sc.reg
-	if scan.Scan(data, scan.Limits{MaxMessageBytes: lim.MaxMessageBytes, MaxHeaders: lim.MaxHeaders}, r) != scan.OK ||
-		r.NumAuth != 0 || r.NumVias != 1 {
+	if r == nil {
+		lim := sl.s.ops.limits.Load()
+		r = &sc.reg
+		if scan.Scan(data, scan.Limits{MaxMessageBytes: lim.MaxMessageBytes, MaxHeaders: lim.MaxHeaders}, r) != scan.OK {
+			return nil, false
+		}
+	}
+	if r.NumAuth != 0 || r.NumVias != 1 {
 		return nil, false
 	}
 	if !rawreply.ParseVia(r.Vias[0], &sc.via) || sc.via.Received {

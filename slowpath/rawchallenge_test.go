@@ -82,7 +82,7 @@ func viaSipgo(tb testing.TB, s *Server, data []byte) string {
 // when it declines.
 func viaRaw(s *Server, data []byte) (string, bool) {
 	sc := &rawScratch{}
-	b, ok := s.sl.rawChallenge(sc, data, rawDevice)
+	b, ok := s.sl.rawChallenge(sc, data, nil, rawDevice)
 	return string(b), ok
 }
 

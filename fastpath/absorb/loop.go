@@ -99,6 +99,7 @@ type Loop struct {
 	cnt     *loopCounters
 	nonce   []byte  // a challenge's nonce (scratch)
 	left    []int64 // each slot's expiry in the answer being built (scratch)
+	scanned bool    // reg holds the last datagram's scan (Scanned)
 }
 
 // loopCounters are written by one loop and read by the scrape; the
@@ -162,7 +163,8 @@ func (l *Loop) Absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 
 func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort, now time.Time) Decline {
 	r := &l.reg
-	if why := scan.Scan(data, lim, r); why != scan.OK {
+	why := scan.Scan(data, lim, r)
+	if l.scanned = why == scan.OK; !l.scanned {
 		l.cnt.scan[why].Add(1)
 		return Scanned
 	}
@@ -346,6 +348,17 @@ func (l *Loop) buildAgain(g *Reg, remote netip.AddrPort) {
 		l.left[i] = a.left[i].Load()
 	}
 	l.build(a, g, remote, time.Unix(g.last.Load(), 0))
+}
+
+// Scanned returns the scan of the datagram the last Absorb call read,
+// valid until the next call, or nil when the scanner refused it
+// (engine.Scanner): the slow path's raw challenge, asked from the loop
+// about a REGISTER it declined, reads it instead of scanning again.
+func (l *Loop) Scanned() *scan.Register {
+	if !l.scanned {
+		return nil
+	}
+	return &l.reg
 }
 
 // listOthers fills l.left with what the 200 lists for each slot of e:

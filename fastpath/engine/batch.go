@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/pinhole-sip/pinhole/fastpath/absorb"
 	"github.com/pinhole-sip/pinhole/internal/capture"
 	"github.com/pinhole-sip/pinhole/internal/scan"
 )
@@ -62,12 +63,12 @@ func (e *Engine) batch(l *loopState, fd int, data []byte, remote netip.AddrPort)
 // answer absorbs one datagram into the send batch, or hands it to the
 // slow path (which copies it).
 func (e *Engine) answer(l *loopState, fd int, data []byte, remote netip.AddrPort, lim scan.Limits, now time.Time) {
-	reply := []byte(nil)
+	reply, d := []byte(nil), absorb.Miss
 	if l.abs != nil {
-		reply, _ = l.abs.Absorb(data, lim, e.cfg.Addr, remote, now)
+		reply, d = l.abs.Absorb(data, lim, e.cfg.Addr, remote, now)
 	}
 	if reply == nil {
-		reply = e.challenge(l, data, remote)
+		reply = e.challenge(l, data, remote, d)
 	}
 	if reply != nil {
 		if l.tx.Full() {

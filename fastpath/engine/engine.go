@@ -64,8 +64,18 @@ type Config struct {
 	// not absorb: it appends to dst the 401 the slow path would answer
 	// (the slow path's own raw challenge, its rules and its writer) and
 	// reports whether it can vouch for it. A first registration's
-	// credential-less REGISTER then never leaves the loop.
-	Challenge func(dst, data []byte, remote netip.AddrPort) ([]byte, bool)
+	// credential-less REGISTER then never leaves the loop. r is the
+	// loop's scan of data (with Limits), when its Absorber is a Scanner
+	// and the scan accepted data; else nil, and the hook scans.
+	Challenge func(dst, data []byte, r *scan.Register, remote netip.AddrPort) ([]byte, bool)
+}
+
+// Scanner is an Absorber that keeps its scan of the datagram it last
+// declined: Scanned returns it (valid until the next Absorb), or nil when
+// the scanner refused the datagram. The Challenge hook then reads the
+// scan instead of scanning the same bytes again.
+type Scanner interface {
+	Scanned() *scan.Register
 }
 
 // Engine is one running listener.
@@ -81,8 +91,9 @@ type Engine struct {
 }
 
 type loopState struct {
-	abs Absorber
-	tap *capture.Tap // nil: capture off
+	abs     Absorber
+	scanner Scanner      // abs, when it keeps its scan; nil otherwise
+	tap     *capture.Tap // nil: capture off
 	// rx and tx move datagrams in batches (batch.go); nil with Batch ≤ 1.
 	rx *mmsg.Receiver
 	tx *mmsg.Sender
@@ -198,12 +209,21 @@ func (e *Engine) Counts() (sendErrors, handed, challenged uint64) {
 }
 
 // challenge returns the slow path's 401 for a REGISTER the loop did not
-// absorb, or nil when there is none to send from here.
-func (e *Engine) challenge(l *loopState, data []byte, remote netip.AddrPort) []byte {
+// absorb (d: why), or nil when there is none to send from here.
+func (e *Engine) challenge(l *loopState, data []byte, remote netip.AddrPort, d absorb.Decline) []byte {
 	if e.cfg.Challenge == nil || !bytes.HasPrefix(data, []byte("REGISTER ")) {
 		return nil
 	}
-	reply, ok := e.cfg.Challenge(l.chal[:0], data, remote)
+	var r *scan.Register
+	if l.scanner != nil {
+		if d == absorb.Scanned {
+			// The raw challenge scans with the same limits: it would
+			// refuse the datagram too.
+			return nil
+		}
+		r = l.scanner.Scanned()
+	}
+	reply, ok := e.cfg.Challenge(l.chal[:0], data, r, remote)
 	l.chal = reply[:0]
 	if !ok {
 		return nil
@@ -235,12 +255,12 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		e.batch(l, c.Fd(), data, remote)
 		return gnet.None
 	}
-	reply := []byte(nil)
+	reply, d := []byte(nil), absorb.Miss
 	if l.abs != nil {
-		reply, _ = l.abs.Absorb(data, e.cfg.Limits(), e.cfg.Addr, remote, time.Now())
+		reply, d = l.abs.Absorb(data, e.cfg.Limits(), e.cfg.Addr, remote, time.Now())
 	}
 	if reply == nil {
-		reply = e.challenge(l, data, remote)
+		reply = e.challenge(l, data, remote, d)
 	}
 	if reply != nil {
 		if _, err := c.Write(reply); err != nil {
@@ -274,6 +294,7 @@ func (e *Engine) loop(fd int) *loopState {
 	st := &loopState{tap: e.cfg.Capture.NewTap()}
 	if e.cfg.NewLoop != nil {
 		st.abs = e.cfg.NewLoop()
+		st.scanner, _ = st.abs.(Scanner)
 	}
 	if e.cfg.RecvBuffer > 0 {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, e.cfg.RecvBuffer); err != nil {
