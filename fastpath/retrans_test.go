@@ -2,6 +2,8 @@ package fastpath_test
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -116,4 +118,53 @@ func (r *retransDevice) send(t *testing.T, e corpusEntry, callID string, cseq in
 		r.nonce = m[1]
 	}
 	return reply
+}
+
+// TestRandomEvictionRetransmissions is TestRandomEviction with every
+// refresh retransmitted once its 200 is in (as if that 200 had been
+// lost): half of the cache's Sets refused and half of its hits evicted at
+// random, every retransmission must still get the very 200 its refresh
+// got — from the loop when the loop answered the refresh, entry or not,
+// from the slow path's response memory when the slow path did — and the
+// store must end with every binding at its last CSeq.
+func TestRandomEvictionRetransmissions(t *testing.T) {
+	fast := start(t, "127.0.0.1", true, "", fastpath.Options{Refuse: func() bool { return rand.IntN(2) == 0 }})
+	const devices, refreshes = 8, 20
+	var tmpl corpusEntry
+	for _, e := range loadCorpus(t) {
+		if e.name == "sipp" {
+			tmpl = e
+		}
+	}
+	ds := make([]*device, devices)
+	for i := range ds {
+		ds[i] = dial(t, fast.addr)
+	}
+	for cseq := 1; cseq <= refreshes; cseq++ {
+		for i, d := range ds {
+			msg := strings.ReplaceAll(tmpl.render(d, fmt.Sprintf("evict-again-%d", i), cseq, fmt.Sprintf("ea%d-%d", i, cseq)),
+				"sip:ivy@", fmt.Sprintf("sip:ivy%d@", i))
+			first := d.send(msg, 2*time.Second)
+			if !strings.HasPrefix(first, "SIP/2.0 200 OK\r\n") || !strings.Contains(first, "\r\nCSeq: "+strconv.Itoa(cseq)+" REGISTER\r\n") {
+				t.Fatalf("device %d refresh %d: reply\n%s", i, cseq, first)
+			}
+			if again := d.send(msg, 2*time.Second); again != first {
+				t.Fatalf("device %d refresh %d: the retransmission got\n%s\nnot the first answer\n%s", i, cseq, again, first)
+			}
+		}
+	}
+	var m strings.Builder
+	c := fast.fp.Cache()
+	c.WriteMetrics(&m)
+	if !strings.Contains(m.String(), `pinhole_fastpath_retransmissions_total{entry="gone"} `) ||
+		strings.Contains(m.String(), `pinhole_fastpath_retransmissions_total{entry="gone"} 0`+"\n") {
+		t.Errorf("no retransmission was answered with its entry gone: the test proved nothing; counters:\n%s", nonZero(m.String()))
+	}
+	c.Flush()
+	for i, d := range ds {
+		bs := fast.srv.Store().Lookup(fmt.Sprintf("ivy%d@example.com", i))
+		if len(bs) != 1 || bs[0].CSeq != refreshes || bs[0].Contact != "sip:ivy"+strconv.Itoa(i)+"@"+d.local() {
+			t.Fatalf("device %d: store holds %+v", i, bs)
+		}
+	}
 }
