@@ -46,6 +46,8 @@
 #   MEMORY=""  binding counts for memory per binding, e.g. "100000 1000000"
 #              (each waits ~2 min for a GC after the registrations)
 #   MEMORY_RATE=3000  registrations per second while filling
+#   MEMORY_SERVERS="pinhole fastpath kamailio"  (fastpath: the same bindings
+#              plus the fast path's prepared answers, the default product)
 #   CALL_RATE=200 CALL_HOLD=1s FLOOD_RATE=20000
 #   SERVER_CORE=0 GEN_CORE=1 KAM_CHILDREN=2 OUT=bench/out
 #   FD_BUDGET=<hard open-file limit - 1000>  sockets before devices share them
@@ -81,6 +83,7 @@ SCENARIOS=${SCENARIOS-"register refresh refresh-noauth keepalive flood calls"}
 SERVERS=${SERVERS-"echo pinhole fastpath kamailio opensips"}
 MEMORY=${MEMORY:-}
 MEMORY_RATE=${MEMORY_RATE:-3000}
+MEMORY_SERVERS=${MEMORY_SERVERS-"pinhole fastpath kamailio"}
 CALL_RATE=${CALL_RATE:-200}
 CALL_HOLD=${CALL_HOLD:-1s}
 FLOOD_RATE=${FLOOD_RATE:-20000}
@@ -705,10 +708,10 @@ wait_gc_after() { # pinhole: until a GC started after epoch second $1
 }
 
 for n in $MEMORY; do
-  for srv in pinhole kamailio; do
+  for srv in $MEMORY_SERVERS; do
     available "$srv" || continue
     start_server "$srv"
-    if [[ $srv == pinhole ]]; then
+    if is_pinhole "$srv"; then
       wait_gc_after "$(date +%s)"
       before_mem=$(heap_bytes)
     else
@@ -721,7 +724,7 @@ for n in $MEMORY; do
     DEVICES=$n gen "$srv" idle 127.96.0.0/12 -rate 1 -duration 3s -warmup 1s -prepare-rate "$MEMORY_RATE" \
       >"$OUT/memory-$srv-$n.txt" 2>&1 || true
     registered=$(grep -o 'prepared: .*' "$OUT/memory-$srv-$n.txt" | head -1 || true)
-    if [[ $srv == pinhole ]]; then
+    if is_pinhole "$srv"; then
       wait_gc_after "$(($(date +%s) + 35))"
       after_mem=$(heap_bytes)
     else

@@ -32,6 +32,9 @@ func serveMetrics(addr string, log *slog.Logger) (stop func(), err error) {
 	if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().IsLoopback() {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		// An execution trace shows what a profile cannot: where a
+		// goroutine waited (a stalled loop, a late commit).
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {

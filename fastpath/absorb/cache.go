@@ -162,7 +162,7 @@ const maxSlots = 64
 type Cache struct {
 	opt  Options
 	rc   *ristretto.Cache[uint64, *Entry]
-	regs *ristretto.Cache[uint64, *Reg] // by AOR and Call-ID; read by Fill only
+	regs *ristretto.Cache[uint64, *regSet] // by AOR; read by fills only
 	seed maphash.Seed
 	// gen counts invalidations; a Fill that saw it move while it worked
 	// deletes what it set (see Fill).
@@ -221,7 +221,7 @@ func New(opt Options) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create absorption cache: %w", err)
 	}
-	regs, err := ristretto.NewCache(&ristretto.Config[uint64, *Reg]{
+	regs, err := ristretto.NewCache(&ristretto.Config[uint64, *regSet]{
 		NumCounters:        opt.MaxEntries * 10,
 		MaxCost:            opt.MaxEntries,
 		BufferItems:        64,
@@ -249,14 +249,50 @@ func (c *Cache) Wait() {
 // key hashes the canonical AOR "user@host" (host lowercase).
 func (c *Cache) key(aor string) uint64 { return maphash.String(c.seed, aor) }
 
-// regKey hashes an AOR and a Call-ID: one registration.
-func (c *Cache) regKey(aor, callID string) uint64 {
-	var h maphash.Hash
-	h.SetSeed(c.seed)
-	h.WriteString(aor)
-	h.WriteByte(0)
-	h.WriteString(callID)
-	return h.Sum64()
+// regSet is what the cache knows of an AOR's registrations: each as its
+// last fill read it. It is never changed once stored; a fill stores a new
+// one holding only the registrations the store still holds, so a
+// registration that ended (a phone that rebooted and registered with a
+// new Call-ID, one removed or lapsed) is forgotten at the AOR's next fill
+// instead of waiting for ristretto to evict it. Kept by registration,
+// a phone re-registering with a fresh Call-ID every time (as the
+// first-registration benchmark does, and phones after each reboot)
+// left one dead Reg per registration in the heap, which the collector
+// then marked over and over.
+type regSet struct{ regs []*Reg }
+
+// find returns the set's registration of aor with that Call-ID, or nil.
+func (s *regSet) find(aor, callID string) *Reg {
+	if s == nil {
+		return nil
+	}
+	for _, g := range s.regs {
+		if g.callID == callID && g.aor == aor {
+			return g
+		}
+	}
+	return nil
+}
+
+// with returns a set of own and those of s's registrations that hold
+// bindings in bs, the store's bindings of own's AOR.
+func (s *regSet) with(own *Reg, bs []location.Binding) *regSet {
+	n := &regSet{regs: []*Reg{own}}
+	if s == nil {
+		return n
+	}
+	for _, g := range s.regs {
+		if g.callID == own.callID || g.aor != own.aor || len(n.regs) == maxRegs {
+			continue
+		}
+		for _, b := range bs {
+			if b.CallID == g.callID {
+				n.regs = append(n.regs, g)
+				break
+			}
+		}
+	}
+	return n
 }
 
 // Invalidate forgets the AOR's entry. The store's change hook calls it
@@ -375,24 +411,23 @@ func (c *Cache) fillFrom(in *request, res string) fillResult {
 	if !ok {
 		return fillNotUsable
 	}
-	reg := in.reg
-	e, r := c.build(in, tail)
-	regKey := c.regKey(reg.aor, reg.callID)
+	k := c.key(in.reg.aor)
+	known, _ := c.regs.Get(k)
+	e, regs, r := c.build(in, tail, known)
 	if e == nil {
 		if r == fillShared {
 			// The registration is what the store holds: kept even when
 			// the AOR's entry cannot be made yet (another phone unknown,
 			// as after a restart), so that the other phone's next fill
 			// finds it and makes the entry for both.
-			c.regs.Set(regKey, reg, 1)
+			c.regs.Set(k, regs, 1)
 		}
 		return r
 	}
 	if c.opt.Refuse != nil && c.opt.Refuse() {
 		return fillRefused
 	}
-	c.regs.Set(regKey, reg, 1)
-	k := c.key(e.aor)
+	c.regs.Set(k, regs, 1)
 	if !c.rc.Set(k, e, 1) {
 		return fillRefused
 	}
@@ -406,9 +441,11 @@ func (c *Cache) fillFrom(in *request, res string) fillResult {
 }
 
 // build checks the store against the registration req just made (own)
-// and the registrations the cache already holds for the AOR, and makes
-// the Entry.
-func (c *Cache) build(in *request, tail []string) (*Entry, fillResult) {
+// and the registrations the cache already holds for the AOR (known), and
+// makes the Entry. With fillStored and fillShared it also returns the
+// AOR's registrations to keep: own and those of known the store still
+// holds.
+func (c *Cache) build(in *request, tail []string, known *regSet) (*Entry, *regSet, fillResult) {
 	own := in.reg
 	bs := c.opt.Store.Lookup(own.aor)
 	location.SortByQContact(bs) // the 200's order
@@ -425,23 +462,23 @@ func (c *Cache) build(in *request, tail []string) (*Entry, fillResult) {
 		}
 	}
 	if len(mine) == 0 || len(mine) != len(own.contacts) || countContacts(tail) != len(bs) {
-		return nil, fillStale
+		return nil, nil, fillStale
 	}
 	cseq := own.cseq.Load()
 	var last int64
 	own.bindings = make([]binding, len(mine))
 	for i, b := range mine {
 		if b.CSeq != cseq || b.Flow != own.flow || b.Path != "" || b.Expires.Unix() <= now {
-			return nil, fillStale
+			return nil, nil, fillStale
 		}
 		if c.opt.Mode == MidRegistrar && b.UpExpires.IsZero() {
-			return nil, fillStale
+			return nil, nil, fillStale
 		}
 		up := c.until(&b)
 		if i == 0 {
 			last = b.Updated.Unix()
 		} else if b.Updated.Unix() != last {
-			return nil, fillStale
+			return nil, nil, fillStale
 		}
 		ob := &own.bindings[i]
 		ob.contact, ob.exp = b.Contact, b.Expires.Unix()-last
@@ -450,17 +487,18 @@ func (c *Cache) build(in *request, tail []string) (*Entry, fillResult) {
 	own.last.Store(last)
 
 	// From here on own is what the store holds: fillShared keeps it.
+	regs := known.with(own, bs)
 	e := &Entry{aor: own.aor, members: []member{{reg: own}}, form: &form{}}
 	if others == 0 {
 		// One registration: every Contact's expiry in its answer is the
 		// one it was granted, so the reply's tail never changes.
 		e.form.pre = []byte(strings.Join(tail, ""))
 	} else {
-		if len(bs) > maxSlots || !c.addOthers(e, bs, own) {
-			return nil, fillShared
+		if len(bs) > maxSlots || !c.addOthers(e, bs, own, known) {
+			return nil, regs, fillShared
 		}
 		if !e.cutSlots(tail, bs, last) {
-			return nil, fillNotUsable
+			return nil, nil, fillNotUsable
 		}
 	}
 	for i := range e.members {
@@ -472,7 +510,7 @@ func (c *Cache) build(in *request, tail []string) (*Entry, fillResult) {
 			e.user = in.user
 		}
 	}
-	return e, fillStored
+	return e, regs, fillStored
 }
 
 // addOthers adds to e the registrations of the AOR other than own, each
@@ -484,7 +522,7 @@ func (c *Cache) build(in *request, tail []string) (*Entry, fillResult) {
 // takes the new one). One whose absorbed refresh has not reached the
 // store yet, or that the slow path answered since without a fill, is
 // not: the AOR then waits for a later fill.
-func (c *Cache) addOthers(e *Entry, bs []location.Binding, own *Reg) bool {
+func (c *Cache) addOthers(e *Entry, bs []location.Binding, own *Reg, known *regSet) bool {
 	for _, b := range bs {
 		if b.CallID == own.callID || e.member(b.CallID) != nil {
 			continue
@@ -492,8 +530,8 @@ func (c *Cache) addOthers(e *Entry, bs []location.Binding, own *Reg) bool {
 		if len(e.members) == maxRegs {
 			return false
 		}
-		g, ok := c.regs.Get(c.regKey(own.aor, b.CallID))
-		if !ok || g.aor != own.aor || g.callID != b.CallID {
+		g := known.find(own.aor, b.CallID)
+		if g == nil {
 			return false
 		}
 		n := 0

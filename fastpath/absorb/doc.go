@@ -39,7 +39,7 @@
 //
 // A retransmission of an absorbed refresh (same CSeq and branch, within
 // Timer J) gets that refresh's answer again from its Reg, found through
-// the entry or, when the entry is gone, in the cache of registrations:
+// the entry or, when the entry is gone, in the AOR's set of registrations:
 // the slow path would take it for a new request with a CSeq out of order.
 //
 // Anything else — a miss, an evicted or refused entry, a change, another

@@ -190,7 +190,7 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 		if !held {
 			why = Miss
 		}
-		return l.answerAgain(callID, local, remote, now, why)
+		return l.answerAgain(key, callID, local, remote, now, why)
 	}
 	g := m.reg
 	if d := l.sameRegistration(g, local, remote); d != Absorbed {
@@ -311,22 +311,21 @@ func retransmitted(g *Reg, cseq uint32, branch uint64, now time.Time) bool {
 // answerAgain answers a retransmission of a refresh the loop absorbed
 // when the AOR's entry is gone (the store's change hook dropped it,
 // ristretto evicted it) or no longer lists the registration, from the
-// registration itself: the cache of registrations keeps it apart from
-// the entries, and it holds the answer its last absorbed refresh got.
+// registration itself: the cache keeps the AOR's registrations (key) apart
+// from its entry, and each holds the answer its last absorbed refresh got.
 // Without it the retransmission went to the slow path, whose registrar
 // saw the same Call-ID with a CSeq not above the stored one and answered
 // 400 to a phone that had been given its 200 (RFC 3261 §10.3 step 7 is
 // for new requests). Anything else declines with why.
-func (l *Loop) answerAgain(callID string, local, remote netip.AddrPort, now time.Time, why Decline) Decline {
+func (l *Loop) answerAgain(key uint64, callID string, local, remote netip.AddrPort, now time.Time, why Decline) Decline {
 	r := &l.reg
-	aor := len(l.scratch) // aorKey left the canonical AOR in l.scratch
-	l.scratch = append(append(l.scratch, 0), callID...)
-	key := maphash.Bytes(l.c.seed, l.scratch)
-	g, ok := l.c.regs.Get(key)
-	if !ok || g.aor != string(l.scratch[:aor]) || g.callID != callID || r.CSeq != g.cseq.Load() {
+	set, ok := l.c.regs.Get(key)
+	if !ok {
 		return why
 	}
-	if l.sameRegistration(g, local, remote) != Absorbed {
+	// aorKey left the canonical AOR in l.scratch.
+	g := set.find(unsafe.String(unsafe.SliceData(l.scratch), len(l.scratch)), callID)
+	if g == nil || r.CSeq != g.cseq.Load() || l.sameRegistration(g, local, remote) != Absorbed {
 		return why
 	}
 	branch := maphash.Bytes(l.c.seed, viaParam(r.Vias[0], l.vias[0].SentByEnd, "branch"))

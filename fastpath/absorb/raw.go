@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/emiago/sipgo/sip"
@@ -85,14 +86,20 @@ func rawRequestOf(data []byte) (request, bool) {
 	if len(callID) == 0 {
 		return request{}, false
 	}
-	user, host := string(to.URI.User), string(to.URI.Host)
+	// Every string the registration keeps but its Contacts is cut from
+	// one copy: an entry lives as long as its phone registers, and each
+	// string of its own was one more object for every GC cycle to mark.
+	exp, ua, sup := bytes.TrimSpace(r.Expires), bytes.TrimSpace(r.UserAgent), bytes.TrimSpace(r.Supported)
+	a := arena{b: make([]byte, 0, 2*len(to.URI.User)+2*len(to.URI.Host)+1+len(r.RequestURI)+
+		len(r.From)+len(r.To)+4+len(callID)+via.SentByEnd+len(exp)+len(ua)+len(sup))}
+	user, host := a.str(to.URI.User), a.str(to.URI.Host)
 	g := &Reg{
-		aor:    user + "@" + strings.ToLower(host),
-		ruri:   string(r.RequestURI),
-		from:   address(r.From, from.Bare),
-		to:     address(r.To, to.Bare),
-		callID: string(callID),
-		sentBy: string(r.Vias[0][:via.SentByEnd]),
+		aor:    a.aor(to.URI.User, to.URI.Host),
+		ruri:   a.str(r.RequestURI),
+		from:   a.address(r.From, from.Bare),
+		to:     a.address(r.To, to.Bare),
+		callID: a.str(callID),
+		sentBy: a.str(r.Vias[0][:via.SentByEnd]),
 	}
 	g.contacts = make([]string, 0, r.NumContact)
 	for i := 0; i < r.NumContact; i++ {
@@ -104,20 +111,68 @@ func rawRequestOf(data []byte) (request, bool) {
 	}
 	// sipgo keeps Expires, User-Agent and Supported as generic headers:
 	// the value trimmed of white space.
-	g.expires, g.hasExpires = generic(r.Expires)
-	g.ua, g.hasUA = generic(r.UserAgent)
-	g.supported, g.hasSupported = generic(r.Supported)
+	g.expires, g.hasExpires = a.str(exp), r.Expires != nil
+	g.ua, g.hasUA = a.str(ua), r.UserAgent != nil
+	g.supported, g.hasSupported = a.str(sup), r.Supported != nil
 	g.cseq.Store(r.CSeq)
 	return request{reg: g, nVia: r.NumVias, user: user, host: host}, true
 }
 
-// address is a From or To value that rawreply.ParseAddress accepted, as
-// sipgo prints it.
-func address(v []byte, bare bool) string {
-	if bare {
-		return "<" + string(v) + ">"
+// arena cuts strings from one buffer, allocated once with room for all
+// of them: appending past its capacity would move it, and the strings cut
+// before would keep the old copy alive.
+type arena struct{ b []byte }
+
+// str returns a copy of v in the arena.
+func (a *arena) str(v []byte) string {
+	start := len(a.b)
+	a.b = append(a.b, v...)
+	return unsafe.String(unsafe.SliceData(a.b[start:]), len(v))
+}
+
+// aor is canonicalAOR's "user@host", the host lower case as
+// strings.ToLower makes it.
+func (a *arena) aor(user, host []byte) string {
+	start := len(a.b)
+	a.b = append(a.b, user...)
+	a.b = append(a.b, '@')
+	if !ascii(host) {
+		// Rare; the arena may then move, which leaves the strings cut
+		// before it correct, only in the old copy.
+		a.b = append(a.b, strings.ToLower(string(host))...)
+	} else {
+		for _, c := range host {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			a.b = append(a.b, c)
+		}
 	}
-	return string(v)
+	return unsafe.String(unsafe.SliceData(a.b[start:]), len(a.b)-start)
+}
+
+// ascii reports whether v is all ASCII.
+func ascii(v []byte) bool {
+	for _, c := range v {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// address is a From or To value that rawreply.ParseAddress accepted, as
+// sipgo prints it: a bare one inside angle brackets.
+func (a *arena) address(v []byte, bare bool) string {
+	start := len(a.b)
+	if bare {
+		a.b = append(a.b, '<')
+	}
+	a.b = append(a.b, v...)
+	if bare {
+		a.b = append(a.b, '>')
+	}
+	return unsafe.String(unsafe.SliceData(a.b[start:]), len(a.b)-start)
 }
 
 // contact is a Contact value as sipgo prints it after parsing it, for a
@@ -135,13 +190,4 @@ func contact(v []byte) (string, bool) {
 		return "", false
 	}
 	return h.Value(), true
-}
-
-// generic is the value of a header sipgo does not parse, as its Value
-// returns it; ok false when absent.
-func generic(v []byte) (string, bool) {
-	if v == nil {
-		return "", false
-	}
-	return string(bytes.TrimSpace(v)), true
 }

@@ -29,19 +29,25 @@ import (
 // price of stateless nonces and is documented in docs/auth.md. A reload
 // keeps it (Authenticator.WithCredentials).
 type Replay struct {
-	mu      sync.Mutex
-	ttl     time.Duration
-	max     int
-	byNonce map[NonceKey]*replayEntry
-	free    []*replayEntry
-	oldest  []*replayEntry // min-heap on issued
-	floor   time.Time      // nonces issued at or before it are refused
-	evicted uint64         // entries dropped before their nonce expired
+	mu  sync.Mutex
+	ttl time.Duration
+	max int
+	// The entries live in one slice, found by index, with times as Unix
+	// nanoseconds: nothing here holds a pointer, so the garbage collector
+	// never walks the memory, which holds up to DefaultReplayEntries
+	// nonces at the first-registration rate (an object each, marked at
+	// every cycle, when it held pointers to entries).
+	byNonce map[NonceKey]int32 // index into entries
+	entries []replayEntry
+	free    []int32 // indexes of unused entries
+	oldest  []int32 // min-heap of entry indexes on issued
+	floor   int64   // Unix ns; nonces issued at or before it are refused (0: none)
+	evicted uint64  // entries dropped before their nonce expired
 }
 
 type replayEntry struct {
 	key    NonceKey
-	issued time.Time
+	issued int64  // Unix ns
 	top    uint32 // highest nc accepted
 	window uint64 // bit i: top-i was accepted
 }
@@ -51,7 +57,7 @@ const ReplayWindow = 64
 
 // NewReplay returns a memory for nonces that live ttl, holding max of them.
 func NewReplay(ttl time.Duration, max int) *Replay {
-	return &Replay{ttl: ttl, max: max, byNonce: make(map[NonceKey]*replayEntry)}
+	return &Replay{ttl: ttl, max: max, byNonce: make(map[NonceKey]int32)}
 }
 
 // Seen records that (nonce, nc) is being accepted and reports whether it
@@ -60,34 +66,35 @@ func NewReplay(ttl time.Duration, max int) *Replay {
 func (r *Replay) Seen(nonce NonceKey, nc uint32, issued, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	at, nowNs := issued.UnixNano(), now.UnixNano()
 	// Expired nonces are refused by Check before they get here.
-	for len(r.oldest) > 0 && now.Sub(r.oldest[0].issued) > r.ttl {
-		delete(r.byNonce, r.oldest[0].key)
-		r.release(r.popOldest())
+	for len(r.oldest) > 0 && nowNs-r.entries[r.oldest[0]].issued > int64(r.ttl) {
+		old := r.popOldest()
+		delete(r.byNonce, r.entries[old].key)
+		r.free = append(r.free, old)
 	}
-	if !r.floor.IsZero() && !issued.After(r.floor) {
+	if r.floor != 0 && at <= r.floor {
 		return true
 	}
-	e := r.byNonce[nonce]
-	if e == nil {
+	i, ok := r.byNonce[nonce]
+	if !ok {
 		if len(r.byNonce) >= r.max {
 			old := r.popOldest()
-			delete(r.byNonce, old.key)
+			delete(r.byNonce, r.entries[old].key)
 			r.evicted++
-			if old.issued.After(r.floor) {
-				r.floor = old.issued
-			}
-			r.release(old)
-			if !issued.After(r.floor) {
+			r.floor = max(r.floor, r.entries[old].issued)
+			r.free = append(r.free, old)
+			if at <= r.floor {
 				return true // older than what was just forgotten
 			}
 		}
-		e = r.entry()
-		*e = replayEntry{key: nonce, issued: issued, top: nc, window: 1}
-		r.byNonce[nonce] = e
-		r.push(e)
+		i = r.entry()
+		r.entries[i] = replayEntry{key: nonce, issued: at, top: nc, window: 1}
+		r.byNonce[nonce] = i
+		r.push(i)
 		return false
 	}
+	e := &r.entries[i]
 	if nc > e.top {
 		if shift := nc - e.top; shift >= ReplayWindow {
 			e.window = 1
@@ -106,42 +113,37 @@ func (r *Replay) Seen(nonce NonceKey, nc uint32, issued, now time.Time) bool {
 }
 
 // push and popOldest keep oldest a binary min-heap on issued.
-func (r *Replay) push(e *replayEntry) {
-	r.oldest = append(r.oldest, e)
+func (r *Replay) push(i int32) {
+	r.oldest = append(r.oldest, i)
 	r.up(len(r.oldest) - 1)
 }
 
-// popOldest removes and returns the entry of the oldest nonce.
-func (r *Replay) popOldest() *replayEntry {
+// popOldest removes and returns the index of the oldest nonce's entry.
+func (r *Replay) popOldest() int32 {
 	n := len(r.oldest) - 1
-	e := r.oldest[0]
+	i := r.oldest[0]
 	r.swap(0, n)
-	r.oldest[n] = nil
 	r.oldest = r.oldest[:n]
 	if n > 0 {
 		r.down(0)
 	}
-	return e
+	return i
 }
 
-// entry takes an entry from the free list, or a new one.
-func (r *Replay) entry() *replayEntry {
+// entry returns the index of an unused entry: a freed one, or a new one.
+func (r *Replay) entry() int32 {
 	if n := len(r.free); n > 0 {
-		e := r.free[n-1]
+		i := r.free[n-1]
 		r.free = r.free[:n-1]
-		return e
+		return i
 	}
-	return new(replayEntry)
+	r.entries = append(r.entries, replayEntry{})
+	return int32(len(r.entries) - 1)
 }
 
-// release puts an entry that left the memory on the free list.
-func (r *Replay) release(e *replayEntry) {
-	if len(r.free) < r.max {
-		r.free = append(r.free, e)
-	}
+func (r *Replay) less(i, j int) bool {
+	return r.entries[r.oldest[i]].issued < r.entries[r.oldest[j]].issued
 }
-
-func (r *Replay) less(i, j int) bool { return r.oldest[i].issued.Before(r.oldest[j].issued) }
 
 func (r *Replay) swap(i, j int) {
 	r.oldest[i], r.oldest[j] = r.oldest[j], r.oldest[i]

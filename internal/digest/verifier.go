@@ -15,7 +15,7 @@ const (
 	DefaultRealm    = "pinhole"
 	DefaultNonceTTL = 30 * time.Second
 	// DefaultReplayEntries bounds the nonces whose used nonce-counts are
-	// remembered (about 120 bytes each, so ~16 MB at most): 4 369 newly
+	// remembered (about 90 bytes each, so ~12 MB at most): 4 369 newly
 	// authenticated nonces a second for the default 30 s TTL. Past that
 	// the oldest nonce is refused as stale rather than forgotten.
 	DefaultReplayEntries = 1 << 17
