@@ -192,3 +192,38 @@ func BenchmarkRetransmissionWithoutEntry(b *testing.B) {
 		}
 	}
 }
+
+// TestRetransmissionAfterTimerJ: the loop answers a retransmission for as
+// long as a server transaction would (Timer J, 32 s), entry held or gone;
+// later the copy goes to the slow path like any request it has no
+// transaction for.
+func TestRetransmissionAfterTimerJ(t *testing.T) {
+	f := newFixture(t, Options{})
+	if res := f.slow(t, refresh(1)); res.StatusCode != 200 {
+		t.Fatalf("slow path answered %d", res.StatusCode)
+	}
+	l := f.cache.NewLoop()
+	now := time.Now()
+	if _, d := l.Absorb(refresh(2), lim, local, remote, now); d != Absorbed {
+		t.Fatalf("refresh: %v", d)
+	}
+	steps := []struct {
+		name  string
+		after time.Duration
+		drop  bool // the entry is dropped first
+		want  Decline
+	}{
+		{"held, 32 s later", 32 * time.Second, false, Absorbed},
+		{"held, 33 s later", 33 * time.Second, false, Order},
+		{"gone, 32 s later", 32 * time.Second, true, Absorbed},
+		{"gone, 33 s later", 33 * time.Second, true, Miss},
+	}
+	for _, s := range steps {
+		if s.drop {
+			f.cache.Invalidate("alice@example.com")
+		}
+		if _, d := l.Absorb(refresh(2), lim, local, remote, now.Add(s.after)); d != s.want {
+			t.Errorf("%s: %v, want %v", s.name, d, s.want)
+		}
+	}
+}
