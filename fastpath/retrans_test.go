@@ -3,11 +3,14 @@ package fastpath_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pinhole-sip/pinhole/fastpath"
@@ -166,5 +169,82 @@ func TestRandomEvictionRetransmissions(t *testing.T) {
 		if len(bs) != 1 || bs[0].CSeq != refreshes || bs[0].Contact != "sip:ivy"+strconv.Itoa(i)+"@"+d.local() {
 			t.Fatalf("device %d: store holds %+v", i, bs)
 		}
+	}
+}
+
+// mainRegistrar answers every REGISTER that reaches it on c with a 200
+// listing the Contacts asked, as a main registrar behind the
+// mid-registrar would, until the test ends; it counts them in got.
+func mainRegistrar(t *testing.T, c net.PacketConn, got *atomic.Int32) {
+	t.Helper()
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		buf := make([]byte, 65535)
+		parser := sip.NewParser()
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			m, err := parser.ParseSIP(append([]byte(nil), buf[:n]...))
+			req, ok := m.(*sip.Request)
+			if err != nil || !ok {
+				continue
+			}
+			got.Add(1)
+			res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+			for _, h := range req.GetHeaders("Contact") {
+				res.AppendHeader(h.(*sip.ContactHeader).Clone())
+			}
+			_, _ = c.WriteTo([]byte(res.String()), from)
+		}
+	}()
+}
+
+// TestMidRegistrarRetransmissionAfterEntryGone is
+// TestRetransmissionAfterEntryGone behind the mid-registrar (mode
+// contact, a main registrar in the test answering 200), where the slow
+// path is sipgo's transaction layer: a retransmission of an absorbed
+// refresh finds no transaction there (the loop answered the refresh) and
+// used to get the registrar's 400. It must get the first 200 byte for
+// byte, and reach neither the mid-registrar nor the main registrar.
+func TestMidRegistrarRetransmissionAfterEntryGone(t *testing.T) {
+	up, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var upstream atomic.Int32
+	mainRegistrar(t, up, &upstream)
+	fast := start(t, "127.0.0.1", true, fmt.Sprintf("midregistrar:\n  upstreams: [{addr: %q, transport: udp}]\n  outgoing_expires: 600\n", up.LocalAddr().String()), fastpath.Options{})
+	var tmpl corpusEntry
+	for _, e := range loadCorpus(t) {
+		if e.name == "sipp" {
+			tmpl = e
+		}
+	}
+	d := dial(t, fast.addr)
+	c := fast.fp.Cache()
+	absorbed, fills := c.Absorbed(), c.Fills()
+	if r := d.send(tmpl.render(d, "mid-again", 1, "m1"), 5*time.Second); !strings.HasPrefix(r, "SIP/2.0 200 OK\r\n") {
+		t.Fatalf("registration: %q", r)
+	}
+	fast.settle(t, absorbed, fills)
+	absorbed = c.Absorbed()
+	refresh := tmpl.render(d, "mid-again", 2, "m2")
+	first := d.send(refresh, 5*time.Second)
+	if !strings.HasPrefix(first, "SIP/2.0 200 OK\r\n") || c.Absorbed() != absorbed+1 {
+		t.Fatalf("refresh absorbed %d times, answered\n%s", c.Absorbed()-absorbed, first)
+	}
+	c.Flush()
+	c.Invalidate("ivy@example.com")
+	relayed := upstream.Load()
+	if again := d.send(refresh, 5*time.Second); again != first {
+		t.Errorf("the retransmission got\n%s\nnot the first answer\n%s", again, first)
+	}
+	if c.Absorbed() != absorbed+2 || upstream.Load() != relayed {
+		t.Errorf("the retransmission was not answered by the loop alone (absorbed %d, relayed upstream %d)", c.Absorbed()-absorbed-1, upstream.Load()-relayed)
+	}
+	if r := d.send(tmpl.render(d, "mid-again", 2, "m2-reused"), 5*time.Second); !strings.HasPrefix(r, "SIP/2.0 400 ") {
+		t.Errorf("the CSeq reused under another branch: %q, want 400", r)
 	}
 }
