@@ -64,8 +64,9 @@ type stateless struct {
 	queuedVouched atomic.Uint64
 	shedVouched   atomic.Uint64
 
-	// raw200: REGISTERs with credentials answered from their bytes in
-	// the workers, and those left to sipgo (raw200.go).
+	// raw200: REGISTERs with credentials (any REGISTER when
+	// authentication is off) answered from their bytes in the workers,
+	// and those left to sipgo (raw200.go).
 	raw200  raw200Counts
 	latency *metrics.PrometheusHistogram
 
