@@ -18,6 +18,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/location"
 	"github.com/pinhole-sip/pinhole/internal/rawreply"
 	"github.com/pinhole-sip/pinhole/internal/scan"
+	"github.com/pinhole-sip/pinhole/slowpath/auth"
 	"github.com/pinhole-sip/pinhole/slowpath/nat"
 	"github.com/pinhole-sip/pinhole/slowpath/registrar"
 )
@@ -26,7 +27,9 @@ import (
 // that creates the binding, is answered by the stateless workers from the
 // datagram's bytes too (docs/registrar.md, "The 200 from raw bytes"): the
 // scanner and rawreply vouch for its form, the shared digest.Verifier
-// checks its credentials, the registrar's own rules apply it
+// checks its credentials (a step skipped when authentication is off: then
+// every REGISTER is answered this way, as the registrar asks no
+// credentials of any), the registrar's own rules apply it
 // (registrar.Register, the code the sipgo path runs) and the 200 is
 // written with the shared head writer (registrar.AppendOK). Through sipgo
 // the same REGISTER cost a parse of about 60 allocations, the Contact URI
@@ -45,11 +48,11 @@ type raw200Why uint8
 
 const (
 	raw200OK      raw200Why = iota
-	raw200Off               // authentication off, pinhole stopping, or a Committed hook without a RawFill
+	raw200Off               // pinhole stopping, or a Committed hook without a RawFill
 	raw200Scan              // scan.Scan refused the datagram
 	raw200Form              // a Via, URI, address, Call-ID or Contact sipgo may print otherwise; a wildcard
-	raw200Domain            // a domain not served, no realm, a To without a user
-	raw200Auth              // credentials that are not one plain valid digest for the realm
+	raw200Domain            // a domain not served, no realm (authentication on), a To without a user
+	raw200Auth              // authentication on: credentials that are not one plain valid digest for the realm
 	raw200Rules             // the registrar's rules refuse it (400, 423, 503, out of order CSeq)
 	raw200Replay            // the (nonce, nc) was used already: a stale challenge
 	raw200Unkeyed           // no transaction key from the bytes
@@ -86,9 +89,12 @@ type raw200 struct {
 	fields   registrar.Fields
 	contacts [scan.MaxContacts]registrar.ContactField
 	aor      string
-	v        *digest.Verifier
-	checked  digest.Checked
-	now      time.Time // the verifier's clock when it checked
+	// v, checked and now: the credentials verified, whose nonce count
+	// is used up once the rules passed; v is nil when authentication is
+	// off and nothing was checked.
+	v       *digest.Verifier
+	checked digest.Checked
+	now     time.Time // the verifier's clock when it checked
 	// fill is what the RawFill hook returned: told the 200 once sent.
 	fill func(res []byte, flow location.Flow)
 }
@@ -96,14 +102,21 @@ type raw200 struct {
 // errReplayed refuses a change whose (nonce, nc) the replay memory had seen.
 var errReplayed = errors.New("nonce count already used")
 
-// answerRaw200 answers j, a REGISTER with credentials, from its bytes
-// when it can vouch for the 200. done reports whether j is dealt with
-// (answered, or a retransmission answered or dropped); otherwise the
-// sipgo path goes on with it, and key, when not 0, is the retransmission
-// key already begun for it (retrans.Cache.Begin), which it must finish.
+// answerRaw200 answers j, a REGISTER with credentials (any REGISTER when
+// authentication is off), from its bytes when it can vouch for the 200.
+// done reports whether j is dealt with (answered, or a retransmission
+// answered or dropped); otherwise the sipgo path goes on with it, and
+// key, when not 0, is the retransmission key already begun for it
+// (retrans.Cache.Begin), which it must finish.
 func (sl *stateless) answerRaw200(j *slJob, finish func()) (key uint64, done bool) {
-	if !bytes.HasPrefix(j.buf, []byte("REGISTER ")) || !hasCredentials(j.buf) {
+	if !bytes.HasPrefix(j.buf, []byte("REGISTER ")) {
 		return 0, false
+	}
+	// Loaded once: a reload swaps the authenticator, never turns it on or
+	// off (Server.Reload).
+	authn := sl.s.ops.authn.Load()
+	if authn != nil && !hasCredentials(j.buf) {
+		return 0, false // its answer is a 401 (rawchallenge.go), or sipgo's
 	}
 	ua, ok := j.remote.(*net.UDPAddr)
 	if !ok {
@@ -113,7 +126,7 @@ func (sl *stateless) answerRaw200(j *slJob, finish func()) (key uint64, done boo
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	local, lok := nat.ParseAddrPort(j.local)
 	rs := &j.raw
-	why := sl.prepareRaw200(rs, j.buf, remote)
+	why := sl.prepareRaw200(rs, j.buf, remote, authn)
 	if why == raw200OK && !lok {
 		why = raw200Off
 	}
@@ -133,12 +146,16 @@ func (sl *stateless) answerRaw200(j *slJob, finish func()) (key uint64, done boo
 	}
 
 	flow := location.Flow{Transport: location.TransportUDP, Remote: remote, Local: local}
+	// accepted: the rules passed and the store is about to change; after
+	// that an error is the store's, answered here (answerParsed), not
+	// left to sipgo.
 	accepted := false
 	a, err := sl.s.reg.Register(rs.aor, &rs.fields, flow, func() error {
 		// The replay check last, under the AOR's lock: a REGISTER the
 		// rules refuse goes to sipgo with its nonce count unused, and
-		// gets the same answer it gets today.
-		if !rs.v.Accept(rs.checked, rs.now) {
+		// gets the same answer it gets today. No credentials were
+		// checked when authentication is off: nothing to use up.
+		if rs.v != nil && !rs.v.Accept(rs.checked, rs.now) {
 			return errReplayed
 		}
 		accepted = true
@@ -197,7 +214,7 @@ func (sl *stateless) writeRaw200(j *slJob, key uint64, flow location.Flow, a *re
 }
 
 // answerParsed answers the REGISTER in j, which the raw path applied as
-// a (or failed to apply with err after its nonce count was used), through
+// a (or failed to apply with err once the rules passed), through
 // sipgo: a 200 that AppendOK could not write, or the error's answer. A
 // 200 is told to Committed, as the registrar tells it of its own: the
 // fast path fills its cache from sipgo's objects, now that they exist.
@@ -225,16 +242,18 @@ func (sl *stateless) answerParsed(j *slJob, key uint64, flow location.Flow, a *r
 	}
 }
 
-// prepareRaw200 reads data, a REGISTER with credentials from remote, into
-// rs and checks everything the raw path vouches for before the store is
-// asked: its form, the domains, and the credentials (digest.Verifier.Verify
-// as auth.Authenticator.Check calls it; the replay check comes last, in
-// answerRaw200). It returns raw200OK or why it declines.
-func (sl *stateless) prepareRaw200(rs *raw200, data []byte, remote netip.AddrPort) raw200Why {
-	rs.fill = nil
-	authn := sl.s.ops.authn.Load()
+// prepareRaw200 reads data, a REGISTER from remote, into rs and checks
+// everything the raw path vouches for before the store is asked: its form,
+// the domains, and, with authn (authentication on), its credentials
+// (digest.Verifier.Verify as auth.Authenticator.Check calls it; the replay
+// check comes last, in answerRaw200). Without authn the registrar asks
+// for no credentials and reads no Authorization header (registrar.New
+// with a nil Authorizer): neither is the step here. It returns raw200OK
+// or why it declines.
+func (sl *stateless) prepareRaw200(rs *raw200, data []byte, remote netip.AddrPort, authn *auth.Authenticator) raw200Why {
+	rs.fill, rs.v = nil, nil
 	rawFill := sl.s.hooks.rawFill.Load()
-	if authn == nil || sl.s.ops.draining.Load() || sl.s.hooks.committed.Load() != nil && rawFill == nil {
+	if sl.s.ops.draining.Load() || sl.s.hooks.committed.Load() != nil && rawFill == nil {
 		// A Committed hook alone reads sipgo's request and response;
 		// making them here would cost the allocations this path saves.
 		return raw200Off
@@ -275,13 +294,17 @@ func (sl *stateless) prepareRaw200(rs *raw200, data []byte, remote netip.AddrPor
 	if len(rs.to.URI.User) == 0 || !sl.s.reg.Serves(bytesString(rs.ruri.Host)) || !sl.s.reg.Serves(bytesString(rs.to.URI.Host)) {
 		return raw200Domain
 	}
-	v := authn.Verifier()
-	rlm, ok := v.RealmFor(bytesString(rs.to.URI.Host))
-	if !ok {
-		return raw200Domain
-	}
-	if why := rs.verify(v, rlm); why != raw200OK {
-		return why
+	if authn != nil {
+		// RFC 3261 §10.3 steps 3 and 4, as Registrar.process runs them:
+		// after the domains, before the rules.
+		v := authn.Verifier()
+		rlm, ok := v.RealmFor(bytesString(rs.to.URI.Host))
+		if !ok {
+			return raw200Domain
+		}
+		if why := rs.verify(v, rlm); why != raw200OK {
+			return why
+		}
 	}
 	aor, err := registrar.AOR(&sip.Uri{Scheme: "sip", User: bytesString(rs.to.URI.User), Host: bytesString(rs.to.URI.Host)})
 	if err != nil {

@@ -51,6 +51,10 @@ func (c *countConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 // absorption cache (fastpath.Attach's): before its raw fill every such
 // REGISTER went through sipgo and absorb.Cache.Fill; now the raw 200 and
 // absorb.Cache.PrepareRaw answer it and fill the cache.
+//
+// The "noauth/" cases are the same without authentication (no auth
+// section) and without credentials: before, every REGISTER of such a
+// registrar went through sipgo; now the raw 200 answers it.
 func BenchmarkCredentialedRegister(b *testing.B) {
 	const users = 2048
 	var lines strings.Builder
@@ -62,9 +66,16 @@ func BenchmarkCredentialedRegister(b *testing.B) {
 	if err := os.WriteFile(creds, []byte(lines.String()), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	for _, mode := range []string{"sipgo", "raw", "sipgo+fill", "raw+fill"} {
-		b.Run(mode, func(b *testing.B) {
-			s := newRawServerWith(b, creds, "[MD5]")
+	for _, name := range []string{"sipgo", "raw", "sipgo+fill", "raw+fill",
+		"noauth/sipgo", "noauth/raw", "noauth/sipgo+fill", "noauth/raw+fill"} {
+		b.Run(name, func(b *testing.B) {
+			mode, noAuth := strings.CutPrefix(name, "noauth/")
+			var s *Server
+			if noAuth {
+				s = newUnstartedServer(b, "")
+			} else {
+				s = newRawServerWith(b, creds, "[MD5]")
+			}
 			if mode == "sipgo" {
 				s.SetCommitted(func(*sip.Request, *sip.Response, location.Flow) {})
 			}
@@ -82,11 +93,17 @@ func BenchmarkCredentialedRegister(b *testing.B) {
 					s.SetRawFill(cache.PrepareRaw)
 				}
 			}
-			v := s.ops.authn.Load().Verifier()
 			msgs := make([][]byte, users)
 			round := 0
 			render := func() {
 				round++
+				if noAuth {
+					for i := range msgs {
+						msgs[i] = register("c"+strconv.Itoa(i), fmt.Sprintf("cr-noauth-%s-%d-%d", mode, round, i), 2, "10.0.0.5:5060")
+					}
+					return
+				}
+				v := s.ops.authn.Load().Verifier()
 				nonce := v.Nonces().Mint(time.Now())
 				for i := range msgs {
 					u := "c" + strconv.Itoa(i)

@@ -40,27 +40,68 @@ var raw200Users = []string{"alice", "bob", "carol", "dave", "erin", "frank", "he
 // same Date and expiries.
 func newRaw200Server(tb testing.TB, now time.Time) *Server {
 	tb.Helper()
-	path := filepath.Join(tb.TempDir(), "users.txt")
-	var lines strings.Builder
-	for _, u := range raw200Users {
-		md := md5.Sum([]byte(u + ":pinhole:secret"))
-		sh := sha256.Sum256([]byte(u + ":pinhole:secret"))
-		fmt.Fprintf(&lines, "%s pinhole %s %s\n", u, hex.EncodeToString(md[:]), hex.EncodeToString(sh[:]))
+	return newRaw200ServerWith(tb, now, raw200Setup{})
+}
+
+// raw200Setup is how newRaw200ServerWith builds a registrar.
+type raw200Setup struct {
+	// noAuth: no auth section, so the registrar asks no REGISTER for
+	// credentials (a registrar behind one that authenticates).
+	noAuth bool
+	// memory: the location store without its bbolt file. The fuzz
+	// targets use it: with the file every change waited for its group
+	// commit's fsyncs, milliseconds each, and the fuzzer's minimization
+	// of an input that registers, thousands of changes, stalled the
+	// target at 0 executions per second. What they compare (answers and
+	// bindings) does not depend on the file.
+	memory bool
+}
+
+// newRaw200ServerWith is newRaw200Server built as o says.
+func newRaw200ServerWith(tb testing.TB, now time.Time, o raw200Setup) *Server {
+	tb.Helper()
+	var s *Server
+	if o.noAuth {
+		s = newUnstartedServer(tb, "")
+	} else {
+		path := filepath.Join(tb.TempDir(), "users.txt")
+		var lines strings.Builder
+		for _, u := range raw200Users {
+			md := md5.Sum([]byte(u + ":pinhole:secret"))
+			sh := sha256.Sum256([]byte(u + ":pinhole:secret"))
+			fmt.Fprintf(&lines, "%s pinhole %s %s\n", u, hex.EncodeToString(md[:]), hex.EncodeToString(sh[:]))
+		}
+		if err := os.WriteFile(path, []byte(lines.String()), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+		s = newRawServerWith(tb, path, "[SHA-256, MD5]")
 	}
-	if err := os.WriteFile(path, []byte(lines.String()), 0o600); err != nil {
-		tb.Fatal(err)
+	if o.memory {
+		if err := s.store.Close(); err != nil {
+			tb.Fatal(err)
+		}
+		opts := storeOptions(s.cfg, nil, s.bindingChanged)
+		opts.Path = "" // memory only
+		st, err := location.Open(opts)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		s.store = st
 	}
-	s := newRawServerWith(tb, path, "[SHA-256, MD5]")
 	rc := s.cfg.Registrar
 	trusted, err := trustList(s.cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	var authz registrar.Authorizer // nil: no authentication, as Server.New
+	if !o.noAuth {
+		authz = registerAuth{a: s.ops.authn.Load, failed: s.authFailed}
+	}
 	reg, err := registrar.New(registrar.Config{
 		Domains: s.cfg.Domains, MinExpires: rc.MinExpires, MaxExpires: rc.MaxExpires,
 		DefaultExpires: rc.DefaultExpires, MaxContacts: rc.MaxContacts,
 		Now: func() time.Time { return now }, Trusted: trusted, Committed: s.committed, Settle: s.settle,
-	}, s.store, registerAuth{a: s.ops.authn.Load, failed: s.authFailed})
+	}, s.store, authz)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -69,7 +110,8 @@ func newRaw200Server(tb testing.TB, now time.Time) *Server {
 }
 
 // signed returns data, a REGISTER without credentials, with MD5
-// credentials for the user of its To and a fresh nonce of s.
+// credentials for the user of its To and a fresh nonce of s; as it is
+// when s asks for no credentials.
 func signed(tb testing.TB, s *Server, data []byte) []byte {
 	tb.Helper()
 	out, ok := trySign(s, data)
@@ -84,6 +126,9 @@ var toUser = regexp.MustCompile(`(?mi)^(?:To|t)[ \t]*:[^\r]*sips?:([^@>;:\r]+)@`
 // trySign is signed for any input; ok is false when data has no end of
 // headers, Request-URI or To user to sign for.
 func trySign(s *Server, data []byte) ([]byte, bool) {
+	if s.ops.authn.Load() == nil {
+		return data, true
+	}
 	msg := string(data)
 	line, _, _ := strings.Cut(msg, "\r\n")
 	f := strings.Fields(line)
@@ -159,8 +204,13 @@ type raw200Pair struct {
 }
 
 func newRaw200Pair(tb testing.TB) raw200Pair {
+	return newRaw200PairWith(tb, raw200Setup{})
+}
+
+// newRaw200PairWith is newRaw200Pair with registrars built as o says.
+func newRaw200PairWith(tb testing.TB, o raw200Setup) raw200Pair {
 	now := time.Now().Truncate(time.Second)
-	return raw200Pair{raw: newRaw200Server(tb, now), sipgo: newRaw200Server(tb, now)}
+	return raw200Pair{raw: newRaw200ServerWith(tb, now, o), sipgo: newRaw200ServerWith(tb, now, o)}
 }
 
 // send signs data for each server, answers it through both paths and
@@ -206,23 +256,64 @@ func renderStep(tmpl, callID string, cseq int) []byte {
 	return []byte(strings.NewReplacer("{{CALLID}}", callID, "{{CSEQ}}", fmt.Sprint(cseq)).Replace(tmpl))
 }
 
-// TestRaw200MatchesRegistrar feeds device REGISTER formats with
-// credentials to the raw 200 and to the registrar through sipgo, on two
-// registrars with one clock: where the raw path answers, its 200 is byte
-// for byte the registrar's (the random To tag aside, whose form is
-// checked) and the store holds the same bindings afterwards; it answers
-// the formats the raw 401 answers, and declines the others.
+// strayAuthz is credentials a REGISTER carries where none are asked for
+// (a phone set up with a password, behind a registrar that does not
+// authenticate): a realm and nonce pinhole never issued, a wrong response.
+const strayAuthz = `Authorization: Digest username="alice", realm="elsewhere", nonce="n0", uri="sip:example.com", ` +
+	`algorithm=MD5, qop=auth, nc=00000001, cnonce="c1", response="00000000000000000000000000000000"`
+
+// withHeader returns data with the header line h added at the end of its
+// header section.
+func withHeader(data []byte, h string) []byte {
+	end := bytes.Index(data, []byte("\r\n\r\n"))
+	if end < 0 {
+		return data
+	}
+	return slices.Concat(data[:end], []byte("\r\n"+h), data[end:])
+}
+
+// raw200Setups are the registrars the raw 200 is compared on: with digest
+// authentication, and without (no auth section), where every REGISTER,
+// with credentials or without, is the raw path's to answer.
+var raw200Setups = []struct {
+	name  string
+	setup raw200Setup
+	stray bool // add strayAuthz to every REGISTER
+}{
+	{"digest", raw200Setup{}, false},
+	{"no auth", raw200Setup{noAuth: true}, false},
+	{"no auth, credentials anyway", raw200Setup{noAuth: true}, true},
+}
+
+// TestRaw200MatchesRegistrar feeds device REGISTER formats to the raw 200
+// and to the registrar through sipgo, on two registrars with one clock,
+// with credentials where authentication is on, without them (and with
+// credentials nobody asked for) where it is off: where the raw path
+// answers, its 200 is byte for byte the registrar's (the random To tag
+// aside, whose form is checked) and the store holds the same bindings
+// afterwards; it answers the formats the raw 401 answers, and declines
+// the others.
 func TestRaw200MatchesRegistrar(t *testing.T) {
-	p := newRaw200Pair(t)
-	for i, c := range loadRawCases(t) {
-		t.Run(c.name, func(t *testing.T) {
-			// A branch of its own: the same one would be a retransmission.
-			c.tmpl = strings.ReplaceAll(c.tmpl, "{{BRANCH}}", fmt.Sprintf("raw200-%d", i))
-			data := []byte(strings.Replace(string(c.render(fmt.Sprintf("raw200-%d@device", i))), "CSeq: 1 REGISTER", "CSeq: 2 REGISTER", 1))
-			m := regexp.MustCompile(`(?mi)^(?:To|t)[ \t]*:[^\r]*sips?:([^@>;:]+)@([^>;:\r]+)`).FindStringSubmatch(string(data))
-			aor := m[1] + "@" + strings.ToLower(m[2])
-			if ok := p.send(t, data, aor); ok != c.raw {
-				t.Fatalf("raw path answered %v, want %v", ok, c.raw)
+	for _, setup := range raw200Setups {
+		t.Run(setup.name, func(t *testing.T) {
+			p := newRaw200PairWith(t, setup.setup)
+			for i, c := range loadRawCases(t) {
+				t.Run(c.name, func(t *testing.T) {
+					// A branch of its own: the same one would be a retransmission.
+					c.tmpl = strings.ReplaceAll(c.tmpl, "{{BRANCH}}", fmt.Sprintf("raw200-%d", i))
+					data := []byte(strings.Replace(string(c.render(fmt.Sprintf("raw200-%d@device", i))), "CSeq: 1 REGISTER", "CSeq: 2 REGISTER", 1))
+					if setup.stray {
+						data = withHeader(data, strayAuthz)
+					}
+					m := regexp.MustCompile(`(?mi)^(?:To|t)[ \t]*:[^\r]*sips?:([^@>;:]+)@([^>;:\r]+)`).FindStringSubmatch(string(data))
+					aor := m[1] + "@" + strings.ToLower(m[2])
+					if ok := p.send(t, data, aor); ok != c.raw {
+						t.Fatalf("raw path answered %v, want %v", ok, c.raw)
+					}
+				})
+			}
+			if n := p.raw.sl.raw200.answered.Load(); n == 0 {
+				t.Error("no 200 written from bytes: the comparison proved nothing")
 			}
 		})
 	}
@@ -274,17 +365,27 @@ func TestRaw200Sequences(t *testing.T) {
 		"refused by the rules": {"frank@example.com", []step{
 			{raw200Template("frank", a, "<sip:frank@"+a+">", "Expires: 600\r\n"), "f1", 5, true},
 			{raw200Template("frank", a, "<sip:frank@"+a+">", "Expires: 600\r\n"), "f1", 4, false}, // out of order CSeq: 400
-			{raw200Template("frank", a, "<sip:frank@"+a+">", "Expires: 10\r\n"), "f1", 6, false},  // 423
-			{raw200Template("frank", a, "<sip:frank@"+a+">;q=2", ""), "f1", 7, false},             // 400 q-value
+			// The same CSeq in a new transaction: 400 as well.
+			{strings.Replace(raw200Template("frank", a, "<sip:frank@"+a+">", "Expires: 600\r\n"), "{{CSEQ}};", "{{CSEQ}}-again;", 1), "f1", 5, false},
+			{raw200Template("frank", a, "<sip:frank@"+a+">", "Expires: 10\r\n"), "f1", 6, false}, // 423
+			{raw200Template("frank", a, "<sip:frank@"+a+">;q=2", ""), "f1", 7, false},            // 400 q-value
 		}},
 	}
-	p := newRaw200Pair(t)
-	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			for i, st := range tc.steps {
-				if got := p.send(t, renderStep(st.tmpl, st.callID+"-"+strings.ReplaceAll(name, " ", "_"), st.cseq), tc.aor); got != st.raw {
-					t.Fatalf("step %d: raw path answered %v, want %v", i, got, st.raw)
-				}
+	for _, setup := range raw200Setups {
+		t.Run(setup.name, func(t *testing.T) {
+			p := newRaw200PairWith(t, setup.setup)
+			for name, tc := range cases {
+				t.Run(name, func(t *testing.T) {
+					for i, st := range tc.steps {
+						data := renderStep(st.tmpl, st.callID+"-"+strings.ReplaceAll(name, " ", "_"), st.cseq)
+						if setup.stray {
+							data = withHeader(data, strayAuthz)
+						}
+						if got := p.send(t, data, tc.aor); got != st.raw {
+							t.Fatalf("step %d: raw path answered %v, want %v", i, got, st.raw)
+						}
+					}
+				})
 			}
 		})
 	}
@@ -351,16 +452,6 @@ func TestRaw200Declines(t *testing.T) {
 	for name, set := range map[string]func(bool){
 		"stopping":       func(on bool) { s.ops.draining.Store(on) },
 		"fast path hook": func(on bool) { hookCommitted(s, on) },
-		"no auth": func() func(bool) {
-			a := s.ops.authn.Load()
-			return func(on bool) {
-				if on {
-					s.ops.authn.Store(nil)
-				} else {
-					s.ops.authn.Store(a)
-				}
-			}
-		}(),
 	} {
 		data := signed(t, s, renderStep(base, "dec", 10))
 		set(true)
@@ -368,6 +459,58 @@ func TestRaw200Declines(t *testing.T) {
 			t.Errorf("answered raw with %s", name)
 		}
 		set(false)
+	}
+}
+
+// TestRaw200DeclinesNoAuth: without authentication the raw 200 answers
+// REGISTERs without credentials, and with credentials nobody checks, but
+// still leaves to sipgo what it cannot vouch for, changing nothing.
+func TestRaw200DeclinesNoAuth(t *testing.T) {
+	s := newRaw200ServerWith(t, time.Now().Truncate(time.Second), raw200Setup{noAuth: true})
+	base := raw200Template("alice", "10.0.0.5:5060", "<sip:alice@10.0.0.5:5060>", "Expires: 600\r\n")
+	if _, ok := viaRaw200(t, s, renderStep(base, "dec", 1)); !ok {
+		t.Fatal("the plain REGISTER is declined: the cases below would prove nothing")
+	}
+	if _, ok := viaRaw200(t, s, withHeader(renderStep(base, "dec", 2), strayAuthz)); !ok {
+		t.Fatal("a REGISTER with credentials nobody asked for is declined")
+	}
+	before := s.store.Lookup("alice@example.com")
+	repl := func(old, new string) []byte {
+		return []byte(strings.Replace(string(renderStep(base, "dec", 3)), old, new, 1))
+	}
+	cases := map[string][]byte{
+		"two vias":     repl("Max-Forwards", "Via: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKx\r\nMax-Forwards"),
+		"path":         repl("Max-Forwards", "Path: <sip:edge.example.com;lr>\r\nMax-Forwards"),
+		"require":      repl("Max-Forwards", "Require: path\r\nMax-Forwards"),
+		"wildcard":     repl("<sip:alice@10.0.0.5:5060>", "*"),
+		"to tag":       repl("To: <sip:alice@example.com>", "To: <sip:alice@example.com>;tag=1"),
+		"other domain": repl("REGISTER sip:example.com", "REGISTER sip:example.org"),
+		"no to user":   repl("To: <sip:alice@example.com>", "To: <sip:example.com>"),
+		"too brief":    repl("Expires: 600", "Expires: 5"),
+		"out of order": []byte(strings.Replace(string(renderStep(base, "dec", 1)), "dec-1;", "dec-1b;", 1)),
+		"bad q":        repl("10.0.0.5:5060>", "10.0.0.5:5060>;q=x"),
+		"body":         repl("Content-Length: 0\r\n\r\n", "Content-Length: 2\r\n\r\nhi"),
+	}
+	for name, data := range cases {
+		if got, ok := viaRaw200(t, s, data); ok {
+			t.Errorf("%s: answered raw:\n%s", name, got)
+		}
+		if diff := cmp.Diff(before, s.store.Lookup("alice@example.com"), cmpopts.EquateComparable(netip.AddrPort{})); diff != "" {
+			t.Fatalf("%s: the bindings changed (-before +after):\n%s", name, diff)
+		}
+	}
+	for name, set := range map[string]func(bool){
+		"stopping":       func(on bool) { s.ops.draining.Store(on) },
+		"fast path hook": func(on bool) { hookCommitted(s, on) },
+	} {
+		set(true)
+		if _, ok := viaRaw200(t, s, renderStep(base, "dec", 10)); ok {
+			t.Errorf("answered raw with %s", name)
+		}
+		set(false)
+	}
+	if n := s.sl.raw200.declined[raw200Auth].Load() + s.sl.raw200.declined[raw200Replay].Load(); n != 0 {
+		t.Errorf("%d declined for credentials where none are asked", n)
 	}
 }
 
@@ -382,13 +525,18 @@ func hookCommitted(s *Server, on bool) {
 
 // FuzzRaw200VsSipgo: whenever the raw 200 answers a datagram the sanity
 // filter passes, the registrar through sipgo answers the same 200 and
-// stores the same bindings.
+// stores the same bindings; with digest authentication (the input signed
+// for its To user) and without (the input as it is). The stores are in
+// memory (raw200Setup.memory): what is compared does not depend on the
+// file, and its fsyncs stalled the fuzzer.
 func FuzzRaw200VsSipgo(f *testing.F) {
-	p := newRaw200Pair(f)
+	pairs := []raw200Pair{newRaw200PairWith(f, raw200Setup{memory: true}), newRaw200PairWith(f, raw200Setup{memory: true, noAuth: true})}
 	for _, c := range loadRawCases(f) {
 		f.Add(c.render("fuzz@device"))
 	}
-	lim := *p.raw.ops.limits.Load()
+	lim := *pairs[0].raw.ops.limits.Load()
+	callID := regexp.MustCompile(`(?mi)^(Call-ID|i):[ \t]*`)
+	to := regexp.MustCompile(`(?mi)^(?:To|t)[ \t]*:[^\r]*sips?:([^@>;:\r]+)@([^>;:\r]+)`)
 	n := 0
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if sanity.Check(nil, data, lim).Action != sanity.Pass {
@@ -397,37 +545,39 @@ func FuzzRaw200VsSipgo(f *testing.F) {
 		n++
 		// A new Call-ID per input, so that one input's binding does not
 		// make the next one's CSeq out of order on one side only.
-		data = regexp.MustCompile(`(?mi)^(Call-ID|i):[ \t]*`).ReplaceAll(data, []byte(fmt.Sprintf("${1}: f%d-", n)))
+		data = callID.ReplaceAll(data, []byte(fmt.Sprintf("${1}: f%d-", n)))
 		if sanity.Check(nil, data, lim).Action != sanity.Pass {
 			return
 		}
-		m := regexp.MustCompile(`(?mi)^(?:To|t)[ \t]*:[^\r]*sips?:([^@>;:\r]+)@([^>;:\r]+)`).FindSubmatch(data)
+		m := to.FindSubmatch(data)
 		if m == nil || !slices.Contains(raw200Users, string(m[1])) {
 			return
 		}
-		rawReq, ok1 := trySign(p.raw, data)
-		sipgoReq, ok2 := trySign(p.sipgo, data)
-		if !ok1 || !ok2 {
-			return
-		}
-		// A cache of its own: two inputs with one transaction key would
-		// be a retransmission and its answer.
-		p.raw.sl.cache = retrans.NewSized(1<<16, 64)
-		got, ok := viaRaw200(t, p.raw, rawReq)
-		if !ok {
-			return
-		}
-		// The raw side changed: the sipgo side must make the same change.
 		aor := string(m[1]) + "@" + strings.ToLower(strings.TrimSuffix(string(m[2]), "."))
-		want := viaSipgo(t, p.sipgo, sipgoReq)
-		if !strings.HasPrefix(want, "SIP/2.0 200 ") {
-			t.Fatalf("raw path answered 200 where the registrar answers %q", want)
-		}
-		if diff := cmp.Diff(comparable200(t, want), comparable200(t, got)); diff != "" {
-			t.Fatalf("200 differs (-sipgo +raw):\n%s", diff)
-		}
-		if diff := cmp.Diff(p.sipgo.store.Lookup(aor), p.raw.store.Lookup(aor), cmpopts.EquateComparable(netip.AddrPort{})); diff != "" {
-			t.Fatalf("bindings differ (-sipgo +raw):\n%s", diff)
+		for _, p := range pairs {
+			rawReq, ok1 := trySign(p.raw, data)
+			sipgoReq, ok2 := trySign(p.sipgo, data)
+			if !ok1 || !ok2 {
+				return
+			}
+			// A cache of its own: two inputs with one transaction key would
+			// be a retransmission and its answer.
+			p.raw.sl.cache = retrans.NewSized(1<<16, 64)
+			got, ok := viaRaw200(t, p.raw, rawReq)
+			if !ok {
+				continue
+			}
+			// The raw side changed: the sipgo side must make the same change.
+			want := viaSipgo(t, p.sipgo, sipgoReq)
+			if !strings.HasPrefix(want, "SIP/2.0 200 ") {
+				t.Fatalf("raw path answered 200 where the registrar answers %q", want)
+			}
+			if diff := cmp.Diff(comparable200(t, want), comparable200(t, got)); diff != "" {
+				t.Fatalf("200 differs (-sipgo +raw):\n%s", diff)
+			}
+			if diff := cmp.Diff(p.sipgo.store.Lookup(aor), p.raw.store.Lookup(aor), cmpopts.EquateComparable(netip.AddrPort{})); diff != "" {
+				t.Fatalf("bindings differ (-sipgo +raw):\n%s", diff)
+			}
 		}
 	})
 }
@@ -473,6 +623,64 @@ func TestRaw200OverUDP(t *testing.T) {
 	}
 	if n := s.sl.raw200.answered.Load(); n != 2 {
 		t.Errorf("%d 200s written from raw bytes after the refresh, want 2", n)
+	}
+}
+
+// TestRaw200OverUDPNoAuth: without authentication a first registration
+// over UDP gets its 200 written from raw bytes by a worker (counted); a
+// retransmission gets the same bytes again from the response cache and
+// is applied once; a refresh, and one carrying credentials nobody asked
+// for, are answered raw too; an out of order CSeq of the same Call-ID
+// (lower, or the same in a new transaction) is left to sipgo, which
+// answers 400 as it always did.
+func TestRaw200OverUDPNoAuth(t *testing.T) {
+	s, addr := startStateless(t, "")
+	c := client(t)
+	local := c.LocalAddr().String()
+	answered := func(want uint64) {
+		t.Helper()
+		if n := s.sl.raw200.answered.Load(); n != want {
+			t.Fatalf("%d 200s written from raw bytes, want %d", n, want)
+		}
+	}
+	req := register("alice", "raw200na", 1, local)
+	first := exchange(t, c, addr, req, 2*time.Second)
+	if status(first) != "SIP/2.0 200 OK" {
+		t.Fatalf("REGISTER: %q", first)
+	}
+	answered(1)
+	again := exchange(t, c, addr, req, 2*time.Second)
+	if !bytes.Equal(first, again) {
+		t.Errorf("the retransmission's answer differs:\n%s\nthen\n%s", first, again)
+	}
+	answered(1)
+	if bs := s.store.Lookup("alice@example.com"); len(bs) != 1 || bs[0].CSeq != 1 {
+		t.Errorf("bindings after the retransmission: %+v", bs)
+	}
+	if got := status(exchange(t, c, addr, register("alice", "raw200na", 2, local), 2*time.Second)); got != "SIP/2.0 200 OK" {
+		t.Fatalf("refresh: %q", got)
+	}
+	answered(2)
+	if got := status(exchange(t, c, addr, withHeader(register("alice", "raw200na", 3, local), strayAuthz), 2*time.Second)); got != "SIP/2.0 200 OK" {
+		t.Fatalf("refresh with credentials: %q", got)
+	}
+	answered(3)
+	for name, data := range map[string][]byte{
+		"lower":    register("alice", "raw200na", 2, local),
+		"the same": bytes.Replace(register("alice", "raw200na", 3, local), []byte("raw200na-3;"), []byte("raw200na-3b;"), 1),
+	} {
+		// A branch of its own: not a retransmission.
+		data = bytes.Replace(data, []byte(";rport"), []byte("x;rport"), 1)
+		if got := status(exchange(t, c, addr, data, 2*time.Second)); got != "SIP/2.0 400 Out Of Order CSeq" {
+			t.Errorf("%s CSeq: %q", name, got)
+		}
+	}
+	answered(3)
+	if n := s.sl.raw200.declined[raw200Rules].Load(); n != 2 {
+		t.Errorf("%d declined by the rules, want 2", n)
+	}
+	if bs := s.store.Lookup("alice@example.com"); len(bs) != 1 || bs[0].CSeq != 3 {
+		t.Errorf("bindings at the end: %+v", bs)
 	}
 }
 

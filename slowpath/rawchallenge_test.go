@@ -37,8 +37,15 @@ func newRawServer(tb testing.TB) *Server {
 // algorithms offered.
 func newRawServerWith(tb testing.TB, creds, algorithms string) *Server {
 	tb.Helper()
-	yaml := fmt.Sprintf("listen:\n  udp: [\"127.0.0.1:5060\"]\ndomains: [example.com]\ndata_dir: %q\nmetrics:\n  listen: \"\"\n"+
-		"auth:\n  credentials: %s\n  algorithms: %s\n", tb.TempDir(), creds, algorithms)
+	return newUnstartedServer(tb, fmt.Sprintf("auth:\n  credentials: %s\n  algorithms: %s\n", creds, algorithms))
+}
+
+// newUnstartedServer builds (without starting) a standalone registrar for
+// example.com with the configuration lines extra (auth: none when they
+// have no auth section).
+func newUnstartedServer(tb testing.TB, extra string) *Server {
+	tb.Helper()
+	yaml := fmt.Sprintf("listen:\n  udp: [\"127.0.0.1:5060\"]\ndomains: [example.com]\ndata_dir: %q\nmetrics:\n  listen: \"\"\n%s", tb.TempDir(), extra)
 	cfg, err := config.Parse([]byte(yaml), "test")
 	if err != nil {
 		tb.Fatal(err)

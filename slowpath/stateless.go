@@ -64,8 +64,9 @@ type stateless struct {
 	queuedVouched atomic.Uint64
 	shedVouched   atomic.Uint64
 
-	// raw200: REGISTERs with credentials answered from their bytes in
-	// the workers, and those left to sipgo (raw200.go).
+	// raw200: REGISTERs with credentials (any REGISTER when
+	// authentication is off) answered from their bytes in the workers,
+	// and those left to sipgo (raw200.go).
 	raw200  raw200Counts
 	latency *metrics.PrometheusHistogram
 
@@ -218,10 +219,11 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 		return true
 	}
 	credentials := hasCredentials(data)
+	authOn := sl.s.ops.authn.Load() != nil
 	q := sl.q
 	if register && credentials && sl.vouched(data) {
 		q = sl.vq // priority.go
-	} else if len(sl.q) >= cap(sl.q)/2 {
+	} else if authOn && len(sl.q) >= cap(sl.q)/2 {
 		// Past half the queue what proves nothing goes first. A REGISTER
 		// without credentials: its answer is a 401 that starts a
 		// registration, while one with credentials completes a
@@ -230,12 +232,14 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 		// of challenges whose answers are shed. One with credentials
 		// that do not verify: a guess, or a device whose nonce pinhole
 		// no longer knows and which a 401 sends round once more.
+		// Without authentication nothing proves more than anything
+		// else: the whole queue serves, and only a full one sheds.
 		sl.shed.Add(1)
 		sl.release(j)
 		return true
 	}
 	start := time.Now()
-	if register && !credentials && sl.challengeRaw(conn, p.RemoteAddr, data, start) {
+	if register && !credentials && authOn && sl.challengeRaw(conn, p.RemoteAddr, data, start) {
 		sl.release(j)
 		return true
 	}
