@@ -1,6 +1,8 @@
 package slowpath
 
 import (
+	"time"
+
 	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/internal/rawreply"
 	"github.com/pinhole-sip/pinhole/internal/scan"
@@ -25,10 +27,14 @@ import (
 // pinhole serves. It runs in the read filter for every
 // REGISTER with credentials, so it does what the raw 200 does before the
 // store, no more: a scan, a parse of the one Authorization value and a
-// digest, with no allocation. The worker checks the same credentials
-// again, with the replay check, before anything changes; a false true here
-// costs a place in the queue, never a binding.
-func (sl *stateless) vouched(data []byte) bool {
+// digest, with no allocation. A false true here costs a place in the
+// queue, never a binding: the worker still runs the replay check before
+// anything changes.
+//
+// When the credentials are Valid, out (if not nil) keeps the verdict for
+// the worker's raw 200 (raw200.verify), which would otherwise run the
+// same digest on the same bytes with the same verifier a moment later.
+func (sl *stateless) vouched(data []byte, out *vouch) bool {
 	a := sl.s.ops.authn.Load()
 	if a == nil {
 		return false
@@ -57,6 +63,20 @@ func (sl *stateless) vouched(data []byte) bool {
 	if err != nil || p.Realm != rlm.Name {
 		return false
 	}
-	verdict, _ := v.Verify(&p, "REGISTER", rlm, p.URI == bytesString(r.RequestURI), bytesString(sc.to.URI.User), v.Now())
+	now := v.Now()
+	verdict, c := v.Verify(&p, "REGISTER", rlm, p.URI == bytesString(r.RequestURI), bytesString(sc.to.URI.User), now)
+	if verdict == digest.Valid && out != nil {
+		*out = vouch{v: v, checked: c, now: now}
+	}
 	return verdict == digest.Valid || verdict == digest.Stale
+}
+
+// vouch is a Valid verdict of vouched, for the raw 200 of the same
+// datagram. v is the verifier that gave it: after a reload swapped the
+// authenticator the worker checks again. Nothing in it points into the
+// datagram.
+type vouch struct {
+	v       *digest.Verifier
+	checked digest.Checked
+	now     time.Time
 }

@@ -3,6 +3,7 @@ package slowpath
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/slowpath/sanity"
 )
 
@@ -116,9 +118,37 @@ func TestVouched(t *testing.T) {
 		{"pinhole's nonce, unknown user", withAuth("mallory", nonce, digestMD5("pinhole", "mallory", "REGISTER", "sip:example.com", nonce, "00000001", "c1")), false},
 		{"not SIP", []byte("\x00\x01junk\r\n\r\n"), false},
 	} {
-		if got := s.sl.vouched(tc.msg); got != tc.want {
+		var vc vouch
+		if got := s.sl.vouched(tc.msg, &vc); got != tc.want {
 			t.Errorf("%s: vouched %v, want %v", tc.name, got, tc.want)
 		}
+		if (vc.v != nil) != tc.want {
+			t.Errorf("%s: verdict kept for the worker: %v, want %v", tc.name, vc.v != nil, tc.want)
+		}
+	}
+
+	// The worker's raw 200 takes the verdict from the same verifier as it
+	// is, and checks again with any other (a reload swapped it).
+	remote := netip.MustParseAddrPort("127.0.0.1:5999")
+	authn := s.ops.authn.Load()
+	msg := withAuth("alice", nonce, good)
+	var vc vouch
+	if !s.sl.vouched(msg, &vc) {
+		t.Fatal("the right response not vouched for")
+	}
+	var rs raw200
+	if why := s.sl.prepareRaw200(&rs, msg, remote, authn, &vc); why != raw200OK || rs.checked != vc.checked || rs.now != vc.now {
+		t.Fatalf("with the filter's verdict: %s, checked %+v at %v, want ok, %+v at %v", raw200WhyNames[why], rs.checked, rs.now, vc.checked, vc.now)
+	}
+	wrong := withAuth("alice", nonce, "0123456789abcdef0123456789abcdef")
+	other := vc
+	other.v = new(digest.Verifier)
+	if why := s.sl.prepareRaw200(&rs, wrong, remote, authn, &other); why != raw200Auth {
+		t.Errorf("a verdict from another verifier taken as it is: %s, want auth", raw200WhyNames[why])
+	}
+	twice := []byte(strings.Replace(string(msg), "Content-Length: 0", "Authorization: Digest username=\"alice\"\r\nContent-Length: 0", 1))
+	if why := s.sl.prepareRaw200(&rs, twice, remote, authn, &vc); why != raw200Auth {
+		t.Errorf("two Authorization values answered raw on the filter's verdict: %s, want auth", raw200WhyNames[why])
 	}
 }
 
@@ -140,7 +170,7 @@ func FuzzVouched(f *testing.F) {
 	n := 0
 	f.Fuzz(func(t *testing.T, data []byte) {
 		check := func(msg []byte) {
-			if !s.sl.vouched(msg) || sanity.Check(nil, msg, lim).Action != sanity.Pass {
+			if !s.sl.vouched(msg, nil) || sanity.Check(nil, msg, lim).Action != sanity.Pass {
 				return
 			}
 			if got := viaSipgo(t, s, msg); strings.HasPrefix(got, "SIP/2.0 401 ") || strings.HasPrefix(got, "SIP/2.0 403 ") {

@@ -126,7 +126,11 @@ func (sl *stateless) answerRaw200(j *slJob, finish func()) (key uint64, done boo
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	local, lok := nat.ParseAddrPort(j.local)
 	rs := &j.raw
-	why := sl.prepareRaw200(rs, j.buf, remote, authn)
+	var pre *vouch
+	if j.vouch.v != nil {
+		pre = &j.vouch
+	}
+	why := sl.prepareRaw200(rs, j.buf, remote, authn, pre)
 	if why == raw200OK && !lok {
 		why = raw200Off
 	}
@@ -246,11 +250,12 @@ func (sl *stateless) answerParsed(j *slJob, key uint64, flow location.Flow, a *r
 // everything the raw path vouches for before the store is asked: its form,
 // the domains, and, with authn (authentication on), its credentials
 // (digest.Verifier.Verify as auth.Authenticator.Check calls it; the replay
-// check comes last, in answerRaw200). Without authn the registrar asks
+// check comes last, in answerRaw200; pre, the read filter's verdict on the
+// same credentials, spares the digest). Without authn the registrar asks
 // for no credentials and reads no Authorization header (registrar.New
 // with a nil Authorizer): neither is the step here. It returns raw200OK
 // or why it declines.
-func (sl *stateless) prepareRaw200(rs *raw200, data []byte, remote netip.AddrPort, authn *auth.Authenticator) raw200Why {
+func (sl *stateless) prepareRaw200(rs *raw200, data []byte, remote netip.AddrPort, authn *auth.Authenticator, pre *vouch) raw200Why {
 	rs.fill, rs.v = nil, nil
 	rawFill := sl.s.hooks.rawFill.Load()
 	if sl.s.ops.draining.Load() || sl.s.hooks.committed.Load() != nil && rawFill == nil {
@@ -302,7 +307,7 @@ func (sl *stateless) prepareRaw200(rs *raw200, data []byte, remote netip.AddrPor
 		if !ok {
 			return raw200Domain
 		}
-		if why := rs.verify(v, rlm); why != raw200OK {
+		if why := rs.verify(v, rlm, pre); why != raw200OK {
 			return why
 		}
 	}
@@ -348,10 +353,18 @@ func (sl *stateless) prepareRaw200(rs *raw200, data []byte, remote netip.AddrPor
 // (Check challenges or answers 400), escapes (Parse would copy them), a
 // digest uri that is not the Request-URI byte for byte (Check compares
 // forms), and every verdict but Valid.
-func (rs *raw200) verify(v *digest.Verifier, rlm digest.Realm) raw200Why {
+//
+// pre is the read filter's Valid verdict on the same bytes (vouched, which
+// checks the one value, the realm, the user and the URI as here): from
+// the same verifier it is taken as it is, and the digest is not run twice.
+func (rs *raw200) verify(v *digest.Verifier, rlm digest.Realm, pre *vouch) raw200Why {
 	r := &rs.reg
 	if r.NumAuth != 1 || bytes.IndexByte(r.Authorization, '\\') >= 0 {
 		return raw200Auth
+	}
+	if pre != nil && pre.v == v {
+		rs.v, rs.checked, rs.now = v, pre.checked, pre.now
+		return raw200OK
 	}
 	// The parameters alias the datagram, which outlives the answer.
 	p, err := digest.Parse(bytesString(r.Authorization))

@@ -122,6 +122,7 @@ type slJob struct {
 	start  time.Time
 	id     []byte // the transaction key's bytes (scratch)
 	raw    raw200 // the raw 200's state (raw200.go)
+	vouch  vouch  // the read filter's Valid verdict on its credentials, if any (priority.go)
 }
 
 var slJobs = sync.Pool{New: func() any { return &slJob{buf: make([]byte, 0, 2048), id: make([]byte, 0, 256)} }}
@@ -221,7 +222,8 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 	credentials := hasCredentials(data)
 	authOn := sl.s.ops.authn.Load() != nil
 	q := sl.q
-	if register && credentials && sl.vouched(data) {
+	j.vouch = vouch{}
+	if register && credentials && sl.vouched(data, &j.vouch) {
 		q = sl.vq // priority.go
 	} else if authOn && len(sl.q) >= cap(sl.q)/2 {
 		// Past half the queue what proves nothing goes first. A REGISTER
