@@ -17,8 +17,8 @@ import (
 )
 
 // TestVouchedRefreshOutlivesFlood: with the workers held and the queue
-// full of REGISTERs whose credentials were guessed (a nonce pinhole never
-// issued, as a scanner sends them), the guesses past half the queue are
+// full of REGISTERs whose credentials were guessed (pinhole's nonce, a
+// wrong password), the guesses past half the queue are
 // shed and counted, while a device's refresh whose credentials verify
 // against pinhole's nonce is queued ahead of them and answered 200 first
 // once a worker runs. With one queue for both, the refresh was shed with
@@ -46,11 +46,20 @@ func TestVouchedRefreshOutlivesFlood(t *testing.T) {
 	from := func(c *net.UDPConn) sip.TransportReadProps {
 		return sip.TransportReadProps{Transport: "UDP", LocalAddr: listen, RemoteAddr: c.LocalAddr()}
 	}
+	// A nonce pinhole never issued earns a fresh challenge, answered from
+	// the bytes at once: it takes no place in the queue.
+	bogus := strings.Replace(string(register("mallory", "bogus", 2, attacker.LocalAddr().String())), "Content-Length: 0",
+		`Authorization: Digest username="mallory", realm="pinhole", nonce="bogus", uri="sip:example.com", `+
+			`response="0123456789abcdef0123456789abcdef", algorithm=MD5`+"\r\nContent-Length: 0", 1)
+	challenged := sl.rawAnswered.Load()
+	if !sl.take(from(attacker), []byte(bogus)) || len(sl.q) != 0 || sl.rawAnswered.Load() != challenged+1 {
+		t.Fatalf("a made-up nonce: %d queued, %d raw challenges; want 0, %d", len(sl.q), sl.rawAnswered.Load(), challenged+1)
+	}
 	const guesses = 40
 	for i := range guesses {
 		user := strconv.Itoa(100 + i)
 		guess := strings.Replace(string(register(user, "guess"+user, 2, attacker.LocalAddr().String())), "Content-Length: 0",
-			`Authorization: Digest username="`+user+`", realm="pinhole", nonce="bogus`+user+`", uri="sip:example.com", `+
+			`Authorization: Digest username="`+user+`", realm="pinhole", nonce="`+nonce+`", uri="sip:example.com", `+
 				`response="0123456789abcdef0123456789abcdef", algorithm=MD5`+"\r\nContent-Length: 0", 1)
 		if !sl.take(from(attacker), []byte(guess)) {
 			t.Fatalf("guess %d not taken by the stateless path", i)

@@ -10,6 +10,7 @@ import (
 
 	randv2 "math/rand/v2"
 
+	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/internal/rawreply"
 	"github.com/pinhole-sip/pinhole/internal/scan"
 	"github.com/pinhole-sip/pinhole/internal/sipheader"
@@ -107,7 +108,12 @@ func (s *Server) LoopChallenge(dst, data []byte, r *scan.Register, remote netip.
 //   - authentication off, or pinhole stopping (the worker answers 503);
 //   - whatever scan.Scan refuses: among others Require and Proxy-Require
 //     (a 420 to decide), no Contact (a query), a body, folded lines;
-//   - any Authorization header, of whatever realm or scheme;
+//   - an Authorization header that does not earn a new challenge: more
+//     than one, one of another realm or scheme, one with escapes, one
+//     whose digest uri is not the Request-URI byte for byte, and every
+//     verdict of digest.Verifier.Verify but Challenge (a nonce pinhole
+//     did not issue: after a restart, from the other box of a pair, or
+//     made up) and Stale (the right response to an expired nonce);
 //   - more than one Via (a proxy in front: rare for a first REGISTER), a
 //     Via ParseVia cannot vouch for, or one with received already;
 //   - a Request-URI, From or To that sipgo would print otherwise
@@ -127,7 +133,7 @@ func (sl *stateless) rawChallenge(sc *rawScratch, data []byte, r *scan.Register,
 			return nil, false
 		}
 	}
-	if r.NumAuth != 0 || r.NumVias != 1 {
+	if r.NumAuth > 1 || r.NumVias != 1 {
 		return nil, false
 	}
 	if !rawreply.ParseVia(r.Vias[0], &sc.via) || sc.via.Received {
@@ -156,11 +162,44 @@ func (sl *stateless) rawChallenge(sc *rawScratch, data []byte, r *scan.Register,
 	if !ok {
 		return nil, false
 	}
+	now := v.Now()
+	stale := false
+	if r.NumAuth == 1 {
+		if stale, ok = rechallenged(v, r, rlm, bytesString(sc.to.URI.User), now); !ok {
+			return nil, false
+		}
+	}
 	sc.head = rawreply.Head{Vias: r.Vias[:1], TopVia: &sc.via, From: r.From, To: r.To,
 		FromBare: sc.from.Bare, ToBare: sc.to.Bare, CallID: r.CallID, CSeq: r.CSeq}
-	sc.nonce = v.AppendNonce(sc.nonce[:0], v.Now())
-	sc.out = rawreply.AppendChallenge(sc.out[:0], &sc.head, remote, randv2.Uint64(), randv2.Uint64(), rlm, v.Algorithms(), sc.nonce)
+	sc.nonce = v.AppendNonce(sc.nonce[:0], now)
+	sc.out = rawreply.AppendRechallenge(sc.out[:0], &sc.head, remote, randv2.Uint64(), randv2.Uint64(), rlm, v.Algorithms(), sc.nonce, stale)
 	return sc.out, true
+}
+
+// rechallenged reports whether the one Authorization value of r earns a
+// new challenge from auth.Authenticator.Check, and whether that challenge
+// says stale=true; ok is false wherever Check could answer anything else
+// (it picks the Digest value of realm rlm, verifies it as here, and
+// answers Challenge with a fresh nonce and Stale with stale=true). After
+// a restart every device's cached nonce is one pinhole no longer issues:
+// through sipgo each of those REGISTERs cost a parse, a transaction kept
+// 32 s and a response object, in the middle of the avalanche. Nothing is
+// recorded: the replay memory is only told of Valid credentials.
+func rechallenged(v *digest.Verifier, r *scan.Register, rlm digest.Realm, user string, now time.Time) (stale, ok bool) {
+	if bytes.IndexByte(r.Authorization, '\\') >= 0 {
+		return false, false
+	}
+	p, err := digest.Parse(bytesString(r.Authorization))
+	if err != nil || p.Realm != rlm.Name {
+		return false, false
+	}
+	switch verdict, _ := v.Verify(&p, "REGISTER", rlm, p.URI == bytesString(r.RequestURI), user, now); verdict {
+	case digest.Challenge:
+		return false, true
+	case digest.Stale:
+		return true, true
+	}
+	return false, false
 }
 
 // sipgoParses are the headers sipgo's parser (v1.7) parses at once, in

@@ -3,6 +3,8 @@ package slowpath
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -233,10 +235,22 @@ func TestRawChallengeDeclines(t *testing.T) {
 // sanity filter passes, sipgo parses it and the registrar answers the
 // same 401.
 func FuzzRawChallengeVsSipgo(f *testing.F) {
-	for _, c := range loadRawCases(f) {
-		f.Add(c.render("fuzz@device"))
-	}
 	s := newRawServer(f)
+	v := s.ops.authn.Load().Verifier()
+	expired := string(v.AppendNonce(nil, v.Now().Add(-time.Hour)))
+	for _, c := range loadRawCases(f) {
+		data := c.render("fuzz@device")
+		f.Add(data)
+		// Credentials that earn a new challenge: a nonce pinhole did not
+		// issue, and (for alice) the right response to an expired one.
+		line := bytes.Index(data, []byte("\r\n")) + 2
+		for _, nonce := range []string{"bogus", expired} {
+			authz := `Authorization: Digest username="alice", realm="pinhole", nonce="` + nonce +
+				`", uri="sip:example.com", algorithm=MD5, qop=auth, nc=00000001, cnonce="c1", response="` +
+				digestMD5("pinhole", "alice", "REGISTER", "sip:example.com", nonce, "00000001", "c1") + `"` + "\r\n"
+			f.Add(append(append(append([]byte(nil), data[:line]...), authz...), data[line:]...))
+		}
+	}
 	lim := *s.ops.limits.Load()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if sanity.Check(nil, data, lim).Action != sanity.Pass {
@@ -281,5 +295,90 @@ func TestRawChallengeOverUDP(t *testing.T) {
 	}
 	if n := s.sl.rawAnswered.Load(); n != 1 {
 		t.Errorf("%d challenges answered from raw bytes after the 200, want 1", n)
+	}
+}
+
+// TestRawRechallengeMatchesRegistrar: a REGISTER whose credentials earn
+// a new challenge is answered from its bytes with the registrar's 401,
+// byte for byte (To tag and nonce aside), for every device format the raw
+// path answers: credentials for a nonce pinhole did not issue (as every
+// device brings after a restart: here a nonce whose MAC does not verify)
+// get a fresh challenge, the right response to an expired nonce gets one
+// with stale=true. Wrong passwords (403) and credentials that verify (the
+// raw 200's) are not challenged.
+func TestRawRechallengeMatchesRegistrar(t *testing.T) {
+	cases := loadRawCases(t)
+	toUser := regexp.MustCompile(`(?mi)^(?:To|t)[ \t]*:[^\r]*<?sips?:([^@;>:]+)@`)
+	var creds strings.Builder
+	for _, u := range []string{"alice", "bob", "carol", "dave", "erin", "frank", "gina", "henry", "ivy", "jack", "kate", "liam", "mia", "noah", "olga", "pete"} {
+		sum := md5.Sum([]byte(u + ":pinhole:secret"))
+		creds.WriteString(u + " pinhole " + hex.EncodeToString(sum[:]) + "\n")
+	}
+	path := filepath.Join(t.TempDir(), "users.txt")
+	if err := os.WriteFile(path, []byte(creds.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := newRawServerWith(t, path, "[MD5]")
+	v := s.ops.authn.Load().Verifier()
+	now := v.Now()
+	fresh := string(v.AppendNonce(nil, now))
+	expired := string(v.AppendNonce(nil, now.Add(-time.Hour)))
+	foreign := fresh[:10] + string(fresh[10]^1) + fresh[11:] // its MAC no longer verifies
+	checked := 0
+	for i, c := range cases {
+		data := c.render(fmt.Sprintf("re-%d@device", i))
+		m := toUser.FindSubmatch(data)
+		if !c.raw || m == nil {
+			continue
+		}
+		user := string(m[1])
+		ruri := string(bytes.Fields(data)[1])
+		right := func(nonce string) string {
+			return digestMD5("pinhole", user, "REGISTER", ruri, nonce, "00000001", "c1")
+		}
+		sign := func(nonce, resp string) []byte {
+			authz := `Authorization: Digest username="` + user + `", realm="pinhole", nonce="` + nonce +
+				`", uri="` + ruri + `", algorithm=MD5, qop=auth, nc=00000001, cnonce="c1", response="` + resp + `"` + "\r\n"
+			line := bytes.Index(data, []byte("\r\n")) + 2
+			return append(append(append([]byte(nil), data[:line]...), authz...), data[line:]...)
+		}
+		for _, tc := range []struct {
+			name  string
+			msg   []byte
+			stale bool
+		}{
+			{"a nonce pinhole did not issue", sign(foreign, right(foreign)), false},
+			{"an expired nonce, the right response", sign(expired, right(expired)), true},
+		} {
+			t.Run(c.name+"/"+tc.name, func(t *testing.T) {
+				want := viaSipgo(t, s, tc.msg)
+				if !strings.HasPrefix(want, "SIP/2.0 401 ") {
+					t.Fatalf("the registrar answers\n%s", want)
+				}
+				got, ok := viaRaw(s, tc.msg)
+				if !ok {
+					t.Fatal("declined")
+				}
+				if diff := cmp.Diff(comparable401(t, want), comparable401(t, got)); diff != "" {
+					t.Errorf("401 differs (-registrar +raw):\n%s", diff)
+				}
+				if strings.Contains(got, "stale=true") != tc.stale {
+					t.Errorf("stale=true in the answer: %v, want %v", !tc.stale, tc.stale)
+				}
+			})
+		}
+		checked++
+		for name, msg := range map[string][]byte{
+			"a wrong password":          sign(fresh, "0123456789abcdef0123456789abcdef"),
+			"credentials that verify":   sign(fresh, right(fresh)),
+			"an expired nonce, a guess": sign(expired, "0123456789abcdef0123456789abcdef"),
+		} {
+			if got, ok := viaRaw(s, msg); ok {
+				t.Errorf("%s, %s: answered raw:\n%s", c.name, name, got)
+			}
+		}
+	}
+	if checked < 12 {
+		t.Fatalf("only %d device formats checked", checked)
 	}
 }

@@ -241,7 +241,11 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 		return true
 	}
 	start := time.Now()
-	if register && !credentials && authOn && sl.challengeRaw(conn, p.RemoteAddr, data, start) {
+	// The raw 401: for a REGISTER without credentials, and for one whose
+	// credentials earn a new challenge (a nonce pinhole did not issue, as
+	// after a restart, or an expired one); those that verify go on to
+	// the worker's raw 200.
+	if register && authOn && j.vouch.v == nil && sl.challengeRaw(conn, p.RemoteAddr, data, start) {
 		sl.release(j)
 		return true
 	}

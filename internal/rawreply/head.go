@@ -73,11 +73,19 @@ func appendAddress(b, v []byte, bare bool) []byte {
 // WWW-Authenticate per algorithm, most preferred first (RFC 8760 §2.3), all
 // in realm rlm and sharing nonce.
 func AppendChallenge(b []byte, h *Head, remote netip.AddrPort, tagHi, tagLo uint64, rlm digest.Realm, algs []digest.Algorithm, nonce []byte) []byte {
+	return AppendRechallenge(b, h, remote, tagHi, tagLo, rlm, algs, nonce, false)
+}
+
+// AppendRechallenge is AppendChallenge for a REGISTER whose credentials
+// earned a new challenge: a nonce pinhole did not issue (stale false), or
+// the right response to an expired nonce (stale true: RFC 7616 §3.3, the
+// client retries with the new nonce without asking its user).
+func AppendRechallenge(b []byte, h *Head, remote netip.AddrPort, tagHi, tagLo uint64, rlm digest.Realm, algs []digest.Algorithm, nonce []byte, stale bool) []byte {
 	b = AppendHead(b, "SIP/2.0 401 Unauthorized\r\n", h, AppendRportVia, remote, tagHi, tagLo)
 	b = append(b, "Content-Length: 0\r\n"...)
 	for _, alg := range algs {
 		b = append(b, "WWW-Authenticate: "...)
-		b = digest.AppendChallenge(b, rlm, alg, nonce, false)
+		b = digest.AppendChallenge(b, rlm, alg, nonce, stale)
 		b = append(b, "\r\n"...)
 	}
 	return append(b, "\r\n"...)
