@@ -16,8 +16,13 @@ import (
 //	z9hG4bK.RANDOM[.LOOP]             unsigned
 //	z9hG4bK.RANDOM.[LOOP].[FLOW].MAC  signed
 //
-// RANDOM is sipgo's random token (RFC 3261 §8.1.1.7 uniqueness), LOOP the
-// received request's loop hash (loop.go; empty in a signed branch that has
+// RANDOM is sipgo's random token (RFC 3261 §8.1.1.7 uniqueness) in an
+// unsigned branch; in a signed one it is a keyed hash (branchToken) of
+// what identifies the received transaction and the target, unique as
+// RFC 3261 §16.11 makes a stateless proxy's branch, so that the CANCEL of
+// a call whose INVITE another pinhole relayed can be sent with the
+// INVITE's branch (cancel.go). LOOP is the received request's loop hash
+// (loop.go; cancelLoopHash in a signed branch, empty in one that has
 // none), FLOW the callee's flow parameter (FlowParam) when the branch went
 // to a device over its flow, and MAC a route signature (package routesig)
 // over all of it, the request's Call-ID and the hop its responses go back
@@ -32,6 +37,10 @@ const branchCookie = sip.RFC3261BranchMagicCookie + "."
 // sigBranch separates the branch MAC from pinhole's other signatures
 // (sign.go): the same values signed for a Record-Route never verify here.
 const sigBranch = "br"
+
+// sigToken separates the token of a signed branch (branchToken) from the
+// branch MAC and every other signature: a token never verifies as a MAC.
+const sigToken = "bt"
 
 // maxBranchLen bounds what parseBranch looks at: a signed branch with an
 // IPv6 flow is under 120 characters.
@@ -101,30 +110,59 @@ func (p *Proxy) branchMAC(b branchParts, callID, hop string) string {
 	return p.keys.Sign(sigBranch, b.base, b.flow, callID, hop)
 }
 
-// signBranch turns req's top Via branch (pinhole's, unsigned) into a
-// signed one; flow is the callee's flow parameter or "". It leaves req
-// unsigned when the Via below ours gives no address to return to.
-func (p *Proxy) signBranch(req *sip.Request, flow string) {
-	vias := req.GetHeaders("Via")
+// branchToken is the RANDOM part of a signed branch: a MAC, under the
+// route key, of what identifies the received transaction — its top Via
+// as sent (transport, sent-by, branch), Call-ID, From tag, CSeq number and
+// Request-URI, all of which its CANCEL repeats (RFC 3261 §9.1) — and of
+// the target: the forwarded Request-URI, the transport, destination and
+// socket it leaves by, and the callee's flow. Different received
+// transactions or different targets give different tokens (§8.1.1.7);
+// the same INVITE routed to the same target gives the same token on
+// every pinhole holding the key, and a sender without the key can
+// neither predict nor choose it.
+func (p *Proxy) branchToken(in, out *sip.Request, t *target, flow string) string {
+	var transport, host, port, branch, cseq, ftag string
+	if v := in.Via(); v != nil {
+		transport, host, port = v.Transport, v.Host, strconv.Itoa(v.Port)
+		branch = v.Params.GetOr("branch", "")
+	}
+	if cs := in.CSeq(); cs != nil {
+		cseq = strconv.FormatUint(uint64(cs.SeqNo), 10)
+	}
+	if f := in.From(); f != nil {
+		ftag = f.Params.GetOr("tag", "")
+	}
+	var laddr string
+	if t.out != nil {
+		laddr = t.out.Host + ":" + strconv.Itoa(t.out.Port)
+	}
+	return p.keys.Sign(sigToken, transport, host, port, branch, callID(in), ftag, cseq,
+		in.Recipient.String(), out.Recipient.String(), t.transport, t.dest, laddr, flow)
+}
+
+// signBranch gives out, the request for target t built from the received
+// request in, a signed branch in place of its random one; flow is the
+// callee's flow parameter or "". It reports false, leaving out unsigned,
+// when the Via below ours gives no address to return to.
+func (p *Proxy) signBranch(out, in *sip.Request, t *target, flow string) bool {
+	vias := out.GetHeaders("Via")
 	if len(vias) < 2 {
-		return
+		return false
 	}
 	top, ok1 := vias[0].(*sip.ViaHeader)
 	next, ok2 := vias[1].(*sip.ViaHeader)
 	if !ok1 || !ok2 {
-		return
+		return false
 	}
 	hop, ok := viaHop(next)
 	if !ok {
-		return
+		return false
 	}
-	b, ok := parseBranch(top.Params.GetOr("branch", ""))
-	if !ok || b.mac != "" {
-		return
-	}
-	b.flow = flow
-	b.mac = p.branchMAC(b, callID(req), hop)
+	b := branchParts{loop: cancelLoopHash(in), flow: flow}
+	b.base = branchCookie + p.branchToken(in, out, t, flow) + string(loopSep) + b.loop
+	b.mac = p.branchMAC(b, callID(out), hop)
 	top.Params.Add("branch", b.String())
+	return true
 }
 
 // verifyBranch reports whether b was signed by a pinhole holding this

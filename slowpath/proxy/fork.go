@@ -242,7 +242,7 @@ func (c *call) start(base *sip.Request, t target, breadth int) *branch {
 		b.t = t
 	}
 	if c.statelessSafe(&b.t) {
-		c.p.signBranch(b.req, b.nc) // stray.go
+		c.p.signBranch(b.req, c.req, &b.t, b.nc) // stray.go, cancel.go
 	}
 
 	c.mu.Lock()

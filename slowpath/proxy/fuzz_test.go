@@ -80,6 +80,9 @@ func FuzzParseBranch(f *testing.F) {
 	f.Add("z9hG4bK.abcdefghijkl.0123456789abcdef")
 	f.Add("z9hG4bK.abcdefghijkl..ahfqa4ihts54mm3eaej4i.abcdefghijklmnop")
 	f.Add("z9hG4bK.abcdefghijkl.0123456789abcdef..abcdefghijklmnop")
+	// A signed branch as signBranch writes it: a keyed token, the
+	// signed loop hash, a flow and the MAC.
+	f.Add("z9hG4bK.cwgr76u5xr2pu5nt.37822ca39b55f248.ahfqa4ibtra4mm3eaej4i.llmewd2gni2buopk")
 	f.Add("z9hG4bK-ph0123456789abcdef")
 	f.Add("z9hG4bK....")
 	f.Fuzz(func(t *testing.T, s string) {

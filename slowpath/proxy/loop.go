@@ -39,6 +39,21 @@ const loopSep = '.'
 // Request-URI, as a registrar or farm in front of pinhole does — sums
 // differently and is not a loop.
 func loopHash(req *sip.Request) string {
+	return loopSum(req, "Route", "Proxy-Require", "Proxy-Authorization")
+}
+
+// cancelLoopHash is the loop hash of a signed branch: loopHash without
+// Proxy-Require and Proxy-Authorization, which the INVITE may carry and
+// its CANCEL does not (RFC 3261 §9.1 copies the Route set only), so that
+// a pinhole without the INVITE can recompute the branch from the CANCEL
+// (cancel.go). A request that comes back with other credentials and
+// nothing else changed is then taken for a loop: a proxy that adds
+// credentials to a request and sends it back is not a peer pinhole has.
+func cancelLoopHash(req *sip.Request) string {
+	return loopSum(req, "Route")
+}
+
+func loopSum(req *sip.Request, headers ...string) string {
 	h := fnv.New64a()
 	w := func(s string) {
 		h.Write([]byte(s))
@@ -57,7 +72,7 @@ func loopHash(req *sip.Request) string {
 	if cs := req.CSeq(); cs != nil {
 		w(strconv.FormatUint(uint64(cs.SeqNo), 10))
 	}
-	for _, name := range []string{"Route", "Proxy-Require", "Proxy-Authorization"} {
+	for _, name := range headers {
 		for _, hd := range req.GetHeaders(name) {
 			w(hd.Value())
 		}
@@ -70,7 +85,7 @@ func loopHash(req *sip.Request) string {
 // Vias is pinhole's and carries the loop hash of req itself (RFC 3261
 // §16.3 step 4).
 func (p *Proxy) looped(req *sip.Request) bool {
-	hash := ""
+	hash, signedHash := "", ""
 	for _, h := range req.GetHeaders("Via") {
 		v, ok := h.(*sip.ViaHeader)
 		if !ok || !p.ourSentBy(v) {
@@ -78,6 +93,15 @@ func (p *Proxy) looped(req *sip.Request) bool {
 		}
 		b, ok := parseBranch(v.Params.GetOr("branch", ""))
 		if !ok || b.loop == "" {
+			continue
+		}
+		if b.mac != "" {
+			if signedHash == "" {
+				signedHash = cancelLoopHash(req)
+			}
+			if b.loop == signedHash {
+				return true
+			}
 			continue
 		}
 		if hash == "" {

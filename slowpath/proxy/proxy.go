@@ -90,9 +90,18 @@ func New(cfg Config, cli *sipgo.Client, loc Locator, auth Authorizer, log *slog.
 // request's server transaction has its final response (or, for ACK, when
 // the ACK is relayed): sipgo ends the transaction after the handler.
 func (p *Proxy) Handle(req *sip.Request, tx sip.ServerTransaction) {
+	if req.Method == sip.CANCEL {
+		// The transaction layer answers a CANCEL that matches an INVITE
+		// server transaction; this one matched nothing (§16.10).
+		p.strayCancel(req, tx)
+		return
+	}
 	d := p.decide(req)
 	switch d.act {
 	case actDrop:
+		if req.IsAck() && p.strayAck(req) {
+			return
+		}
 		mAckDropped.Inc()
 	case actReply:
 		p.reply(req, tx, d.status, d.reason)
@@ -162,32 +171,10 @@ func (p *Proxy) route(req *sip.Request, tx sip.ServerTransaction, d *decision) {
 			groups = append(groups, []target{t}) // tried in turn
 		}
 	} else {
-		bindings := p.loc.Lookup(d.aor)
-		if d.ownerHop {
-			mHopReceived.Inc()
-			bindings = p.ownedOnly(bindings)
-		}
-		if len(bindings) == 0 && d.ownerHop {
-			// The edge that sent the hop saw this edge as the owner, but
-			// the device has moved or lapsed here: as for a closed flow.
-			mHopUnowned.Inc()
-			p.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
-			return
-		}
-		if len(bindings) == 0 {
-			if p.loc.Known(d.aor) {
-				p.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
-			} else {
-				p.reply(req, tx, sip.StatusNotFound, "Not Found")
-			}
-			return
-		}
-		groups = p.targetGroups(bindings)
-		if !d.ownerHop {
-			groups = p.withEdges(groups, p.edgeTargets(req, d.aor, bindings))
-		}
-		if len(groups) == 0 {
-			p.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
+		var status int
+		var reason string
+		if groups, status, reason = p.locate(req, d); groups == nil {
+			p.reply(req, tx, status, reason)
 			return
 		}
 	}
@@ -199,6 +186,38 @@ func (p *Proxy) route(req *sip.Request, tx sip.ServerTransaction, d *decision) {
 		return
 	}
 	p.fork(req, p.prepare(req, d), tx, rr, groups)
+}
+
+// locate finds the targets of a request for one of our AORs: its
+// bindings here and the edges that own its other flows (edges.go). With
+// no target it returns the status to answer instead. A stray CANCEL
+// (cancel.go) comes here too, so it reaches what its INVITE reached.
+func (p *Proxy) locate(req *sip.Request, d *decision) ([][]target, int, string) {
+	bindings := p.loc.Lookup(d.aor)
+	if d.ownerHop {
+		mHopReceived.Inc()
+		bindings = p.ownedOnly(bindings)
+	}
+	if len(bindings) == 0 && d.ownerHop {
+		// The edge that sent the hop saw this edge as the owner, but
+		// the device has moved or lapsed here: as for a closed flow.
+		mHopUnowned.Inc()
+		return nil, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"
+	}
+	if len(bindings) == 0 {
+		if p.loc.Known(d.aor) {
+			return nil, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"
+		}
+		return nil, sip.StatusNotFound, "Not Found"
+	}
+	groups := p.targetGroups(bindings)
+	if !d.ownerHop {
+		groups = p.withEdges(groups, p.edgeTargets(req, d.aor, bindings))
+	}
+	if len(groups) == 0 {
+		return nil, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"
+	}
+	return groups, 0, ""
 }
 
 // authorize checks Proxy-Authorization and answers the request when it
@@ -354,6 +373,9 @@ func (p *Proxy) OptionsForItself(u *sip.Uri) bool {
 // which needs a server transaction; res is nil when req is dropped. It
 // decides exactly as Handle does.
 func (p *Proxy) SelfAnswer(req *sip.Request) (res *sip.Response, handled bool) {
+	if req.Method == sip.CANCEL {
+		return nil, false // strayCancel routes it
+	}
 	d := p.decide(req)
 	switch d.act {
 	case actSelf:

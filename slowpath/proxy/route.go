@@ -81,11 +81,6 @@ func (p *Proxy) decide(req *sip.Request) decision {
 		}
 		return decision{act: actReply, status: sip.StatusTooManyHops, reason: "Too Many Hops"}
 	}
-	if req.Method == sip.CANCEL {
-		// The transaction layer answers a CANCEL that matches an INVITE
-		// server transaction; this one matched nothing (§9.2, §16.10).
-		return decision{act: actReply, status: sip.StatusCallTransactionDoesNotExists, reason: "Call/Transaction Does Not Exist"}
-	}
 
 	if p.looped(req) {
 		mLoops.Inc()

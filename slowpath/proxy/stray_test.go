@@ -208,3 +208,74 @@ func (s *udpSink) read(wait time.Duration) (string, bool) {
 	}
 	return string(buf[:n]), true
 }
+
+// TestCancelAfterFailover: a call rings through proxy a; a dies and b,
+// holding the same route key and location store, takes its address; the
+// caller cancels. b has no transaction for the call, yet the CANCEL
+// reaches bob under the branch a gave the INVITE, so bob's transaction
+// layer matches it (RFC 3261 §9.2) and answers 487; b answers the
+// caller's CANCEL 200 and forwards the 487 as a stray response. The
+// caller's ACK for the 487, hop by hop (§17.1.1.3), reaches bob under the
+// same branch, so his INVITE transaction stops retransmitting the 487.
+func TestCancelAfterFailover(t *testing.T) {
+	a := startProxy(t, func(c *Config) { c.Keys = testKeys })
+	// bob rings; the ACK his INVITE transaction takes (for its 487) is
+	// passed on to the test.
+	bob := newDevice(t, "bob", "sip:bob@192.0.2.1:5999", func(d *device, req *sip.Request, tx sip.ServerTransaction) {
+		d.respond(req, tx, 180, "Ringing")
+		select {
+		case ack := <-tx.Acks():
+			d.got <- ack
+		case <-tx.Done():
+		case <-time.After(10 * time.Second):
+		}
+	})
+	a.loc.add("bob@example.com", bob.binding(a, 1000))
+	alice := newDevice(t, "alice", "sip:alice@192.0.2.2:5998", nil)
+
+	inv, tx := alice.invite(a, "sip:bob@example.com")
+	sent := bob.expect(sip.INVITE)
+	waitFor(t, tx, 180)
+	a.stop()
+	b := startProxyOn(t, a.udp.String(), func(c *Config) { c.Keys = testKeys })
+	b.loc.add("bob@example.com", bob.binding(b, 1000))
+	branch := sent.Via().Params.GetOr("branch", "")
+
+	cancels, acks, strays := mStrayCancels.forwarded.Get(), mStrayAcks.forwarded.Get(), mStrayForwarded.Get()
+	if res := alice.do(cancelOf(inv, b.udp)); res.StatusCode != 200 {
+		t.Errorf("CANCEL answered %d, want 200", res.StatusCode)
+	}
+	got := bob.expect(sip.CANCEL)
+	if got.Source() != b.udp.String() {
+		t.Errorf("CANCEL reached bob from %s, want %s", got.Source(), b.udp)
+	}
+	if have := got.Via().Params.GetOr("branch", ""); have != branch {
+		t.Errorf("CANCEL's branch %q, want the INVITE's %q", have, branch)
+	}
+	rs := responses(t, tx)
+	last := rs[len(rs)-1]
+	if last.StatusCode != 487 || last.Source() != b.udp.String() {
+		t.Errorf("caller's final response %d from %s, want 487 from %s", last.StatusCode, last.Source(), b.udp)
+	}
+	if n := mStrayCancels.forwarded.Get() - cancels; n != 1 {
+		t.Errorf("stray CANCELs forwarded: %d, want 1", n)
+	}
+	// sipgo's INVITE client transaction ACKs the 487 by itself; bob's
+	// INVITE server transaction must take it.
+	ack := bob.expect(sip.ACK)
+	if ack.Source() != b.udp.String() || ack.Via().Params.GetOr("branch", "") != branch {
+		t.Errorf("ACK reached bob from %s with branch %q, want from %s with the INVITE's %q",
+			ack.Source(), ack.Via().Params.GetOr("branch", ""), b.udp, branch)
+	}
+	// Counted once their writes returned, which may be after the peer
+	// read them; bob may have retransmitted the 487 meanwhile (timer G).
+	for deadline := time.Now().Add(time.Second); (mStrayForwarded.Get() == strays || mStrayAcks.forwarded.Get() == acks) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if mStrayForwarded.Get() == strays {
+		t.Errorf("the 487 was not counted as a forwarded stray response")
+	}
+	if n := mStrayAcks.forwarded.Get() - acks; n < 1 {
+		t.Errorf("stray ACKs forwarded: %d, want at least 1", n)
+	}
+}
