@@ -54,10 +54,9 @@ type Options struct {
 // after a slow-path answer to one phone, can list the other phones again
 // (docs/fastpath.md, "AORs with several registrations").
 type Entry struct {
-	aor     string
 	members []member
 	// form is the reply's tail; with several registrations, slots says
-	// whose binding each of its Contact expiries is (form.heads[i]).
+	// whose binding each of its Contact expiries is (form.cut.heads[i]).
 	form  *form
 	slots []slot
 	// realm and user: the protection domain of the AOR's domain and the
@@ -68,15 +67,33 @@ type Entry struct {
 	authOK bool
 }
 
+// oneReg is the Entry of an AOR with one registration, the common case,
+// allocated with its member, form and answer as one object: every object
+// an AOR holds is one more for each GC cycle to mark. The answer, which
+// the Reg keeps for a retransmission, then keeps the Entry alive too;
+// that Entry holds no registration but the Reg itself.
+type oneReg struct {
+	e Entry
+	m [1]member
+	f form
+	a answer
+}
+
 // form is the reply's text after CSeq and before Date. With one
 // registration, pre is all of it (its Contacts' expiries never change).
-// With several, pre and post are the lines before the first Contact and
-// after the last, and each Contact line is heads[i] ("Contact:
-// <uri>;expires="), the seconds left, rests[i] (the other parameters and
-// CRLF). It points at no registration, so that an answer kept for a
+// With several, pre and cut.post are the lines before the first Contact
+// and after the last, and each Contact line is cut.heads[i] ("Contact:
+// <uri>;expires="), the seconds left, cut.rests[i] (the other parameters
+// and CRLF). It points at no registration, so that an answer kept for a
 // retransmission keeps nothing else alive.
 type form struct {
-	pre, post    []byte
+	pre []byte
+	cut *cutForm // nil with one registration
+}
+
+// cutForm is the part of a form of several registrations.
+type cutForm struct {
+	post         []byte
 	heads, rests [][]byte
 }
 
@@ -259,7 +276,13 @@ func (c *Cache) key(aor string) uint64 { return maphash.String(c.seed, aor) }
 // first-registration benchmark does, and phones after each reboot)
 // left one dead Reg per registration in the heap, which the collector
 // then marked over and over.
-type regSet struct{ regs []*Reg }
+//
+// The set of one registration, the common case, holds it in one, so that
+// it is one object.
+type regSet struct {
+	regs []*Reg
+	one  [1]*Reg
+}
 
 // find returns the set's registration of aor with that Call-ID, or nil.
 func (s *regSet) find(aor, callID string) *Reg {
@@ -277,7 +300,8 @@ func (s *regSet) find(aor, callID string) *Reg {
 // with returns a set of own and those of s's registrations that hold
 // bindings in bs, the store's bindings of own's AOR.
 func (s *regSet) with(own *Reg, bs []location.Binding) *regSet {
-	n := &regSet{regs: []*Reg{own}}
+	n := &regSet{one: [1]*Reg{own}}
+	n.regs = n.one[:]
 	if s == nil {
 		return n
 	}
@@ -488,21 +512,27 @@ func (c *Cache) build(in *request, tail []string, known *regSet) (*Entry, *regSe
 
 	// From here on own is what the store holds: fillShared keeps it.
 	regs := known.with(own, bs)
-	e := &Entry{aor: own.aor, members: []member{{reg: own}}, form: &form{}}
+	var e *Entry
 	if others == 0 {
 		// One registration: every Contact's expiry in its answer is the
 		// one it was granted, so the reply's tail never changes.
-		e.form.pre = []byte(strings.Join(tail, ""))
+		one := &oneReg{}
+		one.f.pre = join(tail)
+		one.a.form = &one.f
+		one.m[0] = member{reg: own, ans: &one.a}
+		one.e.members, one.e.form = one.m[:], &one.f
+		e = &one.e
 	} else {
+		e = &Entry{members: []member{{reg: own}}, form: &form{cut: &cutForm{}}}
 		if len(bs) > maxSlots || !c.addOthers(e, bs, own, known) {
 			return nil, regs, fillShared
 		}
 		if !e.cutSlots(tail, bs, last) {
 			return nil, nil, fillNotUsable
 		}
-	}
-	for i := range e.members {
-		e.members[i].ans = &answer{form: e.form, left: make([]atomic.Int64, len(e.slots))}
+		for i := range e.members {
+			e.members[i].ans = &answer{form: e.form, left: make([]atomic.Int64, len(e.slots))}
+		}
 	}
 	if c.opt.Digest != nil {
 		if v := c.opt.Digest(); v != nil {
@@ -610,8 +640,8 @@ func (e *Entry) cutSlots(tail []string, bs []location.Binding, last int64) bool 
 		return false
 	}
 	f := e.form
-	f.pre = []byte(strings.Join(tail[:first], ""))
-	f.post = []byte(strings.Join(tail[first+len(bs):], ""))
+	f.pre = join(tail[:first])
+	f.cut.post = join(tail[first+len(bs):])
 	for i, b := range bs {
 		var u sip.Uri
 		if err := sip.ParseUri(b.Contact, &u); err != nil {
@@ -640,10 +670,23 @@ func (e *Entry) cutSlots(tail []string, bs []location.Binding, last int64) bool 
 			return false
 		}
 		e.slots = append(e.slots, slot{reg: m.reg, b: gb})
-		f.heads = append(f.heads, []byte(head))
-		f.rests = append(f.rests, []byte(rest[n:]))
+		f.cut.heads = append(f.cut.heads, []byte(head))
+		f.cut.rests = append(f.cut.rests, []byte(rest[n:]))
 	}
 	return true
+}
+
+// join copies lines into one slice, allocated once.
+func join(lines []string) []byte {
+	n := 0
+	for _, l := range lines {
+		n += len(l)
+	}
+	b := make([]byte, 0, n)
+	for _, l := range lines {
+		b = append(b, l...)
+	}
+	return b
 }
 
 // countContacts counts the Contact lines of a reply tail.

@@ -343,7 +343,7 @@ func (l *Loop) answerAgain(key uint64, callID string, local, remote netip.AddrPo
 // entry holds the AOR now.
 func (l *Loop) buildAgain(g *Reg, remote netip.AddrPort) {
 	a := g.answeredIn.Load()
-	for i := range a.form.heads {
+	for i := range a.left {
 		l.left[i] = a.left[i].Load()
 	}
 	l.build(a, g, remote, time.Unix(g.last.Load(), 0))
@@ -458,12 +458,14 @@ func (l *Loop) build(a *answer, g *Reg, remote netip.AddrPort, now time.Time) {
 	f := a.form
 	b := rawreply.AppendHead(l.buf[:0], "SIP/2.0 200 OK\r\n", l.replyHead(), rawreply.AppendTopVia, remote, g.tagHi.Load(), g.tagLo.Load())
 	b = append(b, f.pre...)
-	for i := range f.heads {
-		b = append(b, f.heads[i]...)
-		b = strconv.AppendInt(b, l.left[i], 10)
-		b = append(b, f.rests[i]...)
+	if c := f.cut; c != nil {
+		for i := range c.heads {
+			b = append(b, c.heads[i]...)
+			b = strconv.AppendInt(b, l.left[i], 10)
+			b = append(b, c.rests[i]...)
+		}
+		b = append(b, c.post...)
 	}
-	b = append(b, f.post...)
 	b = append(b, "Date: "...)
 	b = append(b, l.dateOf(now)...)
 	b = append(b, "\r\n\r\n"...)
