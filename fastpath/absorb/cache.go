@@ -10,12 +10,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/internal/scan"
 )
 
 // Mode says which slow path fills the cache; the mid-registrar adds the
@@ -122,24 +124,24 @@ type answer struct {
 // printed it. The identity fields never change after Fill; cseq, last
 // and the retransmission fields move in place when a refresh is
 // absorbed, by the loop that owns the flow.
+//
+// The identity fields are cut from one string, text, each ending at
+// end[field]: a million registrations held a million times nine string
+// headers (16 B each) and as many objects for the collector to mark when
+// each had its own.
 type Reg struct {
-	aor    string
-	flow   location.Flow
-	ruri   string
-	from   string
-	to     string
-	callID string
-	sentBy string // top Via up to its parameters
-	// contacts: the Contact values in request order; expires, ua and
-	// supported: the header values ("" and has* false when absent).
-	contacts     []string
-	expires      string
-	hasExpires   bool
-	ua           string
-	hasUA        bool
-	supported    string
-	hasSupported bool
-	bindings     []binding
+	text string
+	end  [numFields]uint16
+	// nContacts: the Contacts in request order; has: which of Expires,
+	// User-Agent and Supported the request had (their values are "" when
+	// absent).
+	nContacts uint8
+	has       uint8
+	flow      location.Flow
+	bindings  []binding
+	// one holds the bindings of a registration of one Contact, the
+	// common case, so that they are no object of their own.
+	one [1]binding
 
 	cseq atomic.Uint32
 	last atomic.Int64 // unix second of the last refresh, absorbed or the slow path's (then the store's Updated)
@@ -152,6 +154,85 @@ type Reg struct {
 	// retransmission gets it again (the other phones' expiries as they
 	// were listed) even after a fill replaced the entry.
 	answeredIn atomic.Pointer[answer]
+}
+
+// The identity fields of a Reg's text, in order: the canonical AOR, the
+// Request-URI, From, To, Call-ID, the top Via up to its parameters,
+// Expires, User-Agent, Supported, each as sipgo prints it, then the
+// Contact values. A registration has at most the Contacts the loop's
+// scanner reads.
+const (
+	fieldAOR = iota
+	fieldRURI
+	fieldFrom
+	fieldTo
+	fieldCallID
+	fieldSentBy
+	fieldExpires
+	fieldUA
+	fieldSupported
+	fieldContact // the first; the others follow
+	numFields    = fieldContact + scan.MaxContacts
+)
+
+// Bits of Reg.has.
+const (
+	hasExpires uint8 = 1 << iota
+	hasUA
+	hasSupported
+)
+
+// maxText bounds a Reg's text, so that its field ends fit in a uint16; a
+// request with more is not a device's and goes to the slow path.
+const maxText = math.MaxUint16
+
+func (g *Reg) field(f int) string {
+	start := uint16(0)
+	if f > 0 {
+		start = g.end[f-1]
+	}
+	return g.text[start:g.end[f]]
+}
+
+func (g *Reg) aor() string          { return g.field(fieldAOR) }
+func (g *Reg) callID() string       { return g.field(fieldCallID) }
+func (g *Reg) sentBy() string       { return g.field(fieldSentBy) }
+func (g *Reg) contact(i int) string { return g.field(fieldContact + i) }
+
+// regText builds a Reg's text: each field appended in order, then marked.
+// Its buffer is allocated once with room for every field (size), so that
+// the text is one object.
+type regText struct {
+	b   []byte
+	end [numFields]uint16
+	n   int // fields marked
+}
+
+func newRegText(size int) regText { return regText{b: make([]byte, 0, size)} }
+
+// mark ends the next field where the text ends now.
+func (t *regText) mark() {
+	t.end[t.n] = uint16(len(t.b))
+	t.n++
+}
+
+// add appends v as the next field.
+func (t *regText) add(v string) {
+	t.b = append(t.b, v...)
+	t.mark()
+}
+
+// done stores the text in g; false when it outgrew maxText.
+func (t *regText) done(g *Reg) bool {
+	if len(t.b) > maxText {
+		return false
+	}
+	for t.n < numFields {
+		t.mark() // absent Contacts: empty
+	}
+	g.text = unsafe.String(unsafe.SliceData(t.b), len(t.b))
+	g.end = t.end
+	return true
 }
 
 // binding is one refreshed binding: what Touch needs and its rules.
@@ -290,7 +371,7 @@ func (s *regSet) find(aor, callID string) *Reg {
 		return nil
 	}
 	for _, g := range s.regs {
-		if g.callID == callID && g.aor == aor {
+		if g.callID() == callID && g.aor() == aor {
 			return g
 		}
 	}
@@ -306,11 +387,11 @@ func (s *regSet) with(own *Reg, bs []location.Binding) *regSet {
 		return n
 	}
 	for _, g := range s.regs {
-		if g.callID == own.callID || g.aor != own.aor || len(n.regs) == maxRegs {
+		if g.callID() == own.callID() || g.aor() != own.aor() || len(n.regs) == maxRegs {
 			continue
 		}
 		for _, b := range bs {
-			if b.CallID == g.callID {
+			if b.CallID == g.callID() {
 				n.regs = append(n.regs, g)
 				break
 			}
@@ -401,30 +482,46 @@ func requestOf(req *sip.Request, flow location.Flow) (request, bool) {
 	if !ok {
 		return request{}, false
 	}
-	g := &Reg{
-		aor:    aor,
-		flow:   flow,
-		ruri:   req.Recipient.String(),
-		from:   from.Value(),
-		to:     to.Value(),
-		callID: callID.Value(),
-		sentBy: sentBy(top),
+	contacts := req.GetHeaders("Contact")
+	if len(contacts) > scan.MaxContacts {
+		return request{}, false // the loop's scanner refuses its refreshes
 	}
-	for _, h := range req.GetHeaders("Contact") {
-		g.contacts = append(g.contacts, h.Value())
+	g := &Reg{flow: flow, nContacts: uint8(len(contacts))}
+	fields := [numFields]string{
+		fieldAOR:    aor,
+		fieldRURI:   req.Recipient.String(),
+		fieldFrom:   from.Value(),
+		fieldTo:     to.Value(),
+		fieldCallID: callID.Value(),
+		fieldSentBy: sentBy(top),
 	}
-	var ok1, ok2, ok3 bool
-	if g.expires, g.hasExpires, ok1 = single(req, "Expires"); !ok1 {
-		return request{}, false
+	for i, h := range contacts {
+		fields[fieldContact+i] = h.Value()
 	}
-	if g.ua, g.hasUA, ok2 = single(req, "User-Agent"); !ok2 {
-		return request{}, false
+	for i, name := range [...]string{"Expires", "User-Agent", "Supported"} {
+		v, has, ok := single(req, name)
+		if !ok {
+			return request{}, false
+		}
+		fields[fieldExpires+i] = v
+		if has {
+			g.has |= hasExpires << i
+		}
 	}
-	if g.supported, g.hasSupported, ok3 = single(req, "Supported"); !ok3 {
+	size := 0
+	for _, f := range fields {
+		size += len(f)
+	}
+	t := newRegText(size)
+	for _, f := range fields {
+		t.add(f)
+	}
+	if !t.done(g) {
 		return request{}, false
 	}
 	g.cseq.Store(cs.SeqNo)
-	return request{reg: g, nVia: len(req.GetHeaders("Via")), user: to.Address.User, host: to.Address.Host}, true
+	// The To user is the AOR's, cut from the Reg's text.
+	return request{reg: g, nVia: len(req.GetHeaders("Via")), user: g.aor()[:len(to.Address.User)], host: to.Address.Host}, true
 }
 
 // fillFrom stores the entry for the registration in made, after the slow
@@ -435,7 +532,7 @@ func (c *Cache) fillFrom(in *request, res string) fillResult {
 	if !ok {
 		return fillNotUsable
 	}
-	k := c.key(in.reg.aor)
+	k := c.key(in.reg.aor())
 	known, _ := c.regs.Get(k)
 	e, regs, r := c.build(in, tail, known)
 	if e == nil {
@@ -471,7 +568,7 @@ func (c *Cache) fillFrom(in *request, res string) fillResult {
 // holds.
 func (c *Cache) build(in *request, tail []string, known *regSet) (*Entry, *regSet, fillResult) {
 	own := in.reg
-	bs := c.opt.Store.Lookup(own.aor)
+	bs := c.opt.Store.Lookup(own.aor())
 	location.SortByQContact(bs) // the 200's order
 	// The bindings of own's Call-ID must be exactly what this request
 	// left: from its CSeq and flow, one per Contact, written in one second.
@@ -479,18 +576,21 @@ func (c *Cache) build(in *request, tail []string, known *regSet) (*Entry, *regSe
 	var mine []location.Binding
 	others := 0
 	for _, b := range bs {
-		if b.CallID == own.callID {
+		if b.CallID == own.callID() {
 			mine = append(mine, b)
 		} else {
 			others++
 		}
 	}
-	if len(mine) == 0 || len(mine) != len(own.contacts) || countContacts(tail) != len(bs) {
+	if len(mine) == 0 || len(mine) != int(own.nContacts) || countContacts(tail) != len(bs) {
 		return nil, nil, fillStale
 	}
 	cseq := own.cseq.Load()
 	var last int64
-	own.bindings = make([]binding, len(mine))
+	own.bindings = own.one[:]
+	if len(mine) > 1 {
+		own.bindings = make([]binding, len(mine))
+	}
 	for i, b := range mine {
 		if b.CSeq != cseq || b.Flow != own.flow || b.Path != "" || b.Expires.Unix() <= now {
 			return nil, nil, fillStale
@@ -554,13 +654,13 @@ func (c *Cache) build(in *request, tail []string, known *regSet) (*Entry, *regSe
 // not: the AOR then waits for a later fill.
 func (c *Cache) addOthers(e *Entry, bs []location.Binding, own *Reg, known *regSet) bool {
 	for _, b := range bs {
-		if b.CallID == own.callID || e.member(b.CallID) != nil {
+		if b.CallID == own.callID() || e.member(b.CallID) != nil {
 			continue
 		}
 		if len(e.members) == maxRegs {
 			return false
 		}
-		g := known.find(own.aor, b.CallID)
+		g := known.find(own.aor(), b.CallID)
 		if g == nil {
 			return false
 		}
@@ -607,7 +707,7 @@ func (c *Cache) until(b *location.Binding) int64 {
 // member returns e's member with that Call-ID, or nil.
 func (e *Entry) member(callID string) *member {
 	for i := range e.members {
-		if e.members[i].reg.callID == callID {
+		if e.members[i].reg.callID() == callID {
 			return &e.members[i]
 		}
 	}

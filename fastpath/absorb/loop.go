@@ -283,7 +283,7 @@ func (l *Loop) sameRegistration(g *Reg, local, remote netip.AddrPort) Decline {
 		}
 	}
 	top := &l.vias[0]
-	if top.Received || string(r.Vias[0][:top.SentByEnd]) != g.sentBy {
+	if top.Received || string(r.Vias[0][:top.SentByEnd]) != g.sentBy() {
 		return Via
 	}
 	if !same(r, g) {
@@ -433,22 +433,28 @@ func (l *Loop) challenge(v *digest.Verifier, e *Entry, remote netip.AddrPort, no
 	return Challenged
 }
 
-// same compares the request's identity fields with the entry's, byte for
-// byte (no allocation: string(b) == s does not copy).
-func same(r *scan.Register, e *Reg) bool {
-	if string(r.From) != e.from || string(r.To) != e.to || string(r.RequestURI) != e.ruri ||
-		r.NumContact != len(e.contacts) ||
-		(r.Expires != nil) != e.hasExpires || string(r.Expires) != e.expires ||
-		(r.UserAgent != nil) != e.hasUA || string(r.UserAgent) != e.ua ||
-		(r.Supported != nil) != e.hasSupported || string(r.Supported) != e.supported {
+// same compares the request's identity fields with the registration's,
+// byte for byte (no allocation: string(b) == s does not copy).
+func same(r *scan.Register, g *Reg) bool {
+	if string(r.From) != g.field(fieldFrom) || string(r.To) != g.field(fieldTo) || string(r.RequestURI) != g.field(fieldRURI) ||
+		r.NumContact != int(g.nContacts) ||
+		!sameHeader(r.Expires, g, hasExpires, fieldExpires) ||
+		!sameHeader(r.UserAgent, g, hasUA, fieldUA) ||
+		!sameHeader(r.Supported, g, hasSupported, fieldSupported) {
 		return false
 	}
 	for i := 0; i < r.NumContact; i++ {
-		if string(r.Contacts[i]) != e.contacts[i] {
+		if string(r.Contacts[i]) != g.contact(i) {
 			return false
 		}
 	}
 	return true
+}
+
+// sameHeader reports whether v, the value of a header the request may
+// lack (nil then), is the registration's: present alike and the same bytes.
+func sameHeader(v []byte, g *Reg, has uint8, f int) bool {
+	return (v != nil) == (g.has&has != 0) && string(v) == g.field(f)
 }
 
 // build writes the 200 into l.buf in the order sipgo writes it: status

@@ -21,8 +21,8 @@ import (
 // after a full GC, and objects the collector marks on every cycle.
 // Measured here (Go 1.24, amd64) at 20 000 AORs.
 const (
-	maxBytesPerAOR   = 1600
-	maxObjectsPerAOR = 17
+	maxBytesPerAOR   = 1350
+	maxObjectsPerAOR = 6
 )
 
 // memoryDevice is the REGISTER the measurement fills the cache with, a
