@@ -1,6 +1,7 @@
 package absorb
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -125,19 +126,18 @@ type answer struct {
 // and the retransmission fields move in place when a refresh is
 // absorbed, by the loop that owns the flow.
 //
-// The identity fields are cut from one string, text, each ending at
-// end[field]: a million registrations held a million times nine string
-// headers (16 B each) and as many objects for the collector to mark when
-// each had its own.
+// Of the identity, only what the fast path reads back is kept as text:
+// the AOR, the Call-ID and the top Via's sent-by, cut from one string.
+// The fields a refresh must only repeat (Request-URI, From, To, Expires,
+// User-Agent, Supported, the Contacts) are kept as their hash, ident: a
+// million registrations held some 250 B of them each, and as strings of
+// their own nine headers and objects for every GC cycle to mark.
 type Reg struct {
-	text string
-	end  [numFields]uint16
-	// nContacts: the Contacts in request order; has: which of Expires,
-	// User-Agent and Supported the request had (their values are "" when
-	// absent).
-	nContacts uint8
-	has       uint8
+	text      string
+	end       [numFields]uint16
+	ident     uint64 // identity.sum of the fields as sipgo printed them
 	flow      location.Flow
+	nContacts uint8
 	bindings  []binding
 	// one holds the bindings of a registration of one Contact, the
 	// common case, so that they are no object of their own.
@@ -156,30 +156,12 @@ type Reg struct {
 	answeredIn atomic.Pointer[answer]
 }
 
-// The identity fields of a Reg's text, in order: the canonical AOR, the
-// Request-URI, From, To, Call-ID, the top Via up to its parameters,
-// Expires, User-Agent, Supported, each as sipgo prints it, then the
-// Contact values. A registration has at most the Contacts the loop's
-// scanner reads.
+// The fields of a Reg's text, in order.
 const (
-	fieldAOR = iota
-	fieldRURI
-	fieldFrom
-	fieldTo
-	fieldCallID
-	fieldSentBy
-	fieldExpires
-	fieldUA
-	fieldSupported
-	fieldContact // the first; the others follow
-	numFields    = fieldContact + scan.MaxContacts
-)
-
-// Bits of Reg.has.
-const (
-	hasExpires uint8 = 1 << iota
-	hasUA
-	hasSupported
+	fieldAOR    = iota // canonical "user@host"
+	fieldCallID        // as sipgo reads it
+	fieldSentBy        // the top Via up to its parameters, as sipgo prints it
+	numFields
 )
 
 // maxText bounds a Reg's text, so that its field ends fit in a uint16; a
@@ -194,10 +176,9 @@ func (g *Reg) field(f int) string {
 	return g.text[start:g.end[f]]
 }
 
-func (g *Reg) aor() string          { return g.field(fieldAOR) }
-func (g *Reg) callID() string       { return g.field(fieldCallID) }
-func (g *Reg) sentBy() string       { return g.field(fieldSentBy) }
-func (g *Reg) contact(i int) string { return g.field(fieldContact + i) }
+func (g *Reg) aor() string    { return g.field(fieldAOR) }
+func (g *Reg) callID() string { return g.field(fieldCallID) }
+func (g *Reg) sentBy() string { return g.field(fieldSentBy) }
 
 // regText builds a Reg's text: each field appended in order, then marked.
 // Its buffer is allocated once with room for every field (size), so that
@@ -224,16 +205,58 @@ func (t *regText) add(v string) {
 
 // done stores the text in g; false when it outgrew maxText.
 func (t *regText) done(g *Reg) bool {
-	if len(t.b) > maxText {
+	if len(t.b) > maxText || t.n != numFields {
 		return false
-	}
-	for t.n < numFields {
-		t.mark() // absent Contacts: empty
 	}
 	g.text = unsafe.String(unsafe.SliceData(t.b), len(t.b))
 	g.end = t.end
 	return true
 }
+
+// identitySeed keys every identity hash of the process: the fills' and
+// the loops' must agree, and no one outside can choose two requests of
+// one hash without it.
+var identitySeed = maphash.MakeSeed()
+
+// identity hashes the fields a refresh must repeat exactly: the
+// Request-URI, From, To, then Expires, User-Agent and Supported (each
+// present or not), then the Contacts, each with its length, so that no
+// two lists of fields hash alike but by chance. A fill hashes them as
+// sipgo prints them, the loop as the refresh carries them. With 64 bits
+// and a random seed, a refresh that changed one of them passes for the
+// same with a chance of 2⁻⁶⁴: the slow path, not a byte compare, then
+// stays the authority for what the store holds, as ever.
+type identity struct{ h maphash.Hash }
+
+func (x *identity) reset() {
+	if x.h.Seed() != identitySeed {
+		x.h.SetSeed(identitySeed)
+	}
+	x.h.Reset()
+}
+
+// field adds a field that is always present.
+func (x *identity) field(v string) {
+	var n [4]byte
+	binary.LittleEndian.PutUint32(n[:], uint32(len(v)))
+	_, _ = x.h.Write(n[:]) // maphash.Hash.Write never fails
+	_, _ = x.h.WriteString(v)
+}
+
+// optional adds a header that may be absent.
+func (x *identity) optional(v string, present bool) {
+	if !present {
+		_ = x.h.WriteByte(0)
+		return
+	}
+	_ = x.h.WriteByte(1)
+	x.field(v)
+}
+
+// count adds how many Contacts follow.
+func (x *identity) count(n int) { _ = x.h.WriteByte(byte(n)) }
+
+func (x *identity) sum() uint64 { return x.h.Sum64() }
 
 // binding is one refreshed binding: what Touch needs and its rules.
 type binding struct {
@@ -462,7 +485,7 @@ func (c *Cache) fill(req *sip.Request, res *sip.Response, flow location.Flow) fi
 }
 
 // request is what a fill reads of a REGISTER: the registration's identity
-// as sipgo prints it (the loop compares refreshes with it byte for byte),
+// as sipgo prints it (the loop compares refreshes with it: Reg),
 // how many Vias the 200 copies, and the To URI's user and host. Fill reads
 // it from sipgo's objects (requestOf), FillRaw from the datagram's bytes
 // (rawRequestOf, raw.go); everything after is the same code.
@@ -487,35 +510,28 @@ func requestOf(req *sip.Request, flow location.Flow) (request, bool) {
 		return request{}, false // the loop's scanner refuses its refreshes
 	}
 	g := &Reg{flow: flow, nContacts: uint8(len(contacts))}
-	fields := [numFields]string{
-		fieldAOR:    aor,
-		fieldRURI:   req.Recipient.String(),
-		fieldFrom:   from.Value(),
-		fieldTo:     to.Value(),
-		fieldCallID: callID.Value(),
-		fieldSentBy: sentBy(top),
-	}
-	for i, h := range contacts {
-		fields[fieldContact+i] = h.Value()
-	}
-	for i, name := range [...]string{"Expires", "User-Agent", "Supported"} {
+	var x identity
+	x.reset()
+	x.field(req.Recipient.String())
+	x.field(from.Value())
+	x.field(to.Value())
+	for _, name := range [...]string{"Expires", "User-Agent", "Supported"} {
 		v, has, ok := single(req, name)
 		if !ok {
 			return request{}, false
 		}
-		fields[fieldExpires+i] = v
-		if has {
-			g.has |= hasExpires << i
-		}
+		x.optional(v, has)
 	}
-	size := 0
-	for _, f := range fields {
-		size += len(f)
+	x.count(len(contacts))
+	for _, h := range contacts {
+		x.field(h.Value())
 	}
-	t := newRegText(size)
-	for _, f := range fields {
-		t.add(f)
-	}
+	g.ident = x.sum()
+	cid, sb := callID.Value(), sentBy(top)
+	t := newRegText(len(aor) + len(cid) + len(sb))
+	t.add(aor)
+	t.add(cid)
+	t.add(sb)
 	if !t.done(g) {
 		return request{}, false
 	}

@@ -100,6 +100,7 @@ type Loop struct {
 	nonce   []byte  // a challenge's nonce (scratch)
 	left    []int64 // each slot's expiry in the answer being built (scratch)
 	scanned bool    // reg holds the last datagram's scan (Scanned)
+	ident   identity
 }
 
 // loopCounters are written by one loop and read by the scrape; the
@@ -270,7 +271,7 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 
 // sameRegistration checks that the scanned request is g's registration
 // as it came before: same flow, Vias the loop can write back, the same
-// top Via sent-by and byte for byte the same identity fields. It leaves
+// top Via sent-by and the same identity fields (same). It leaves
 // the request's Vias parsed in l.vias.
 func (l *Loop) sameRegistration(g *Reg, local, remote netip.AddrPort) Decline {
 	r := &l.reg
@@ -286,7 +287,7 @@ func (l *Loop) sameRegistration(g *Reg, local, remote netip.AddrPort) Decline {
 	if top.Received || string(r.Vias[0][:top.SentByEnd]) != g.sentBy() {
 		return Via
 	}
-	if !same(r, g) {
+	if !l.same(g) {
 		return Changed
 	}
 	return Absorbed
@@ -433,28 +434,27 @@ func (l *Loop) challenge(v *digest.Verifier, e *Entry, remote netip.AddrPort, no
 	return Challenged
 }
 
-// same compares the request's identity fields with the registration's,
-// byte for byte (no allocation: string(b) == s does not copy).
-func same(r *scan.Register, g *Reg) bool {
-	if string(r.From) != g.field(fieldFrom) || string(r.To) != g.field(fieldTo) || string(r.RequestURI) != g.field(fieldRURI) ||
-		r.NumContact != int(g.nContacts) ||
-		!sameHeader(r.Expires, g, hasExpires, fieldExpires) ||
-		!sameHeader(r.UserAgent, g, hasUA, fieldUA) ||
-		!sameHeader(r.Supported, g, hasSupported, fieldSupported) {
+// same reports whether the request repeats the registration's identity
+// fields (Reg.ident), as the registration's 200 printed them, without
+// allocating.
+func (l *Loop) same(g *Reg) bool {
+	r := &l.reg
+	if r.NumContact != int(g.nContacts) {
 		return false
 	}
+	x := &l.ident
+	x.reset()
+	x.field(b2s(r.RequestURI))
+	x.field(b2s(r.From))
+	x.field(b2s(r.To))
+	x.optional(b2s(r.Expires), r.Expires != nil)
+	x.optional(b2s(r.UserAgent), r.UserAgent != nil)
+	x.optional(b2s(r.Supported), r.Supported != nil)
+	x.count(r.NumContact)
 	for i := 0; i < r.NumContact; i++ {
-		if string(r.Contacts[i]) != g.contact(i) {
-			return false
-		}
+		x.field(b2s(r.Contacts[i]))
 	}
-	return true
-}
-
-// sameHeader reports whether v, the value of a header the request may
-// lack (nil then), is the registration's: present alike and the same bytes.
-func sameHeader(v []byte, g *Reg, has uint8, f int) bool {
-	return (v != nil) == (g.has&has != 0) && string(v) == g.field(f)
+	return x.sum() == g.ident
 }
 
 // build writes the 200 into l.buf in the order sipgo writes it: status

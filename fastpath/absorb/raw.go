@@ -2,6 +2,7 @@ package absorb
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 	"strings"
 	"unicode/utf8"
@@ -86,50 +87,44 @@ func rawRequestOf(data []byte) (request, bool) {
 	if len(callID) == 0 {
 		return request{}, false
 	}
-	// The registration's text is one copy (Reg): an entry lives as long
-	// as its phone registers, and each string of its own was one more
-	// object for every GC cycle to mark. The Contacts are printed by
-	// sipgo first, to size it.
-	var contacts [scan.MaxContacts]string
-	size := 0
+	// Of the registration, the AOR, Call-ID and sent-by are one copy and
+	// the rest a hash (Reg): an entry lives as long as its phone
+	// registers, and each string of its own was one more object for
+	// every GC cycle to mark. The Contacts are hashed as sipgo prints
+	// them, and only the hash is kept.
+	var x identity
+	x.reset()
+	x.field(b2s(r.RequestURI))
+	x.address(r.From, from.Bare)
+	x.address(r.To, to.Bare)
+	// sipgo keeps Expires, User-Agent and Supported as generic headers:
+	// the value trimmed of white space.
+	x.optional(b2s(bytes.TrimSpace(r.Expires)), r.Expires != nil)
+	x.optional(b2s(bytes.TrimSpace(r.UserAgent)), r.UserAgent != nil)
+	x.optional(b2s(bytes.TrimSpace(r.Supported)), r.Supported != nil)
+	x.count(r.NumContact)
 	for i := 0; i < r.NumContact; i++ {
 		v, ok := contact(r.Contacts[i])
 		if !ok {
 			return request{}, false
 		}
-		contacts[i] = v
-		size += len(v)
+		x.field(v)
 	}
-	exp, ua, sup := bytes.TrimSpace(r.Expires), bytes.TrimSpace(r.UserAgent), bytes.TrimSpace(r.Supported)
-	t := newRegText(size + len(to.URI.User) + 1 + len(to.URI.Host) + len(r.RequestURI) +
-		len(r.From) + len(r.To) + 4 + len(callID) + via.SentByEnd + len(exp) + len(ua) + len(sup))
+	g := &Reg{nContacts: uint8(r.NumContact), ident: x.sum()}
+	t := newRegText(len(to.URI.User) + 1 + len(to.URI.Host) + len(callID) + via.SentByEnd)
 	t.aor(to.URI.User, to.URI.Host)
-	t.addBytes(r.RequestURI)
-	t.address(r.From, from.Bare)
-	t.address(r.To, to.Bare)
 	t.addBytes(callID)
 	t.addBytes(r.Vias[0][:via.SentByEnd])
-	// sipgo keeps Expires, User-Agent and Supported as generic headers:
-	// the value trimmed of white space.
-	t.addBytes(exp)
-	t.addBytes(ua)
-	t.addBytes(sup)
-	for i := 0; i < r.NumContact; i++ {
-		t.add(contacts[i])
-	}
-	g := &Reg{nContacts: uint8(r.NumContact)}
 	if !t.done(g) {
 		return request{}, false
-	}
-	for i, h := range [...][]byte{r.Expires, r.UserAgent, r.Supported} {
-		if h != nil {
-			g.has |= hasExpires << i
-		}
 	}
 	g.cseq.Store(r.CSeq)
 	// The To user is the AOR's; the host is read once, by the fill.
 	return request{reg: g, nVia: r.NumVias, user: g.aor()[:len(to.URI.User)], host: string(to.URI.Host)}, true
 }
+
+// b2s is v as a string, without a copy: only for the time of a call.
+func b2s(v []byte) string { return unsafe.String(unsafe.SliceData(v), len(v)) }
 
 // addBytes appends v as the next field.
 func (t *regText) addBytes(v []byte) {
@@ -167,18 +162,19 @@ func ascii(v []byte) bool {
 	return true
 }
 
-// address appends a From or To value that rawreply.ParseAddress
-// accepted, as sipgo prints it (a bare one inside angle brackets), as the
-// next field.
-func (t *regText) address(v []byte, bare bool) {
-	if bare {
-		t.b = append(t.b, '<')
+// address adds a From or To value that rawreply.ParseAddress accepted,
+// as sipgo prints it: a bare one inside angle brackets.
+func (x *identity) address(v []byte, bare bool) {
+	if !bare {
+		x.field(b2s(v))
+		return
 	}
-	t.b = append(t.b, v...)
-	if bare {
-		t.b = append(t.b, '>')
-	}
-	t.mark()
+	var n [4]byte
+	binary.LittleEndian.PutUint32(n[:], uint32(len(v)+2))
+	_, _ = x.h.Write(n[:])
+	_ = x.h.WriteByte('<')
+	_, _ = x.h.Write(v)
+	_ = x.h.WriteByte('>')
 }
 
 // contact is a Contact value as sipgo prints it after parsing it, for a

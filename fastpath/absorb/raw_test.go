@@ -99,14 +99,8 @@ func describe(c *Cache, aor string) string {
 	fmt.Fprintf(&b, "realm %q user %q authOK %v\n", e.realm.Name, e.user, e.authOK)
 	for _, m := range e.members {
 		g := m.reg
-		var contacts []string
-		for i := range int(g.nContacts) {
-			contacts = append(contacts, g.contact(i))
-		}
-		fmt.Fprintf(&b, "reg %q flow %v ruri %q from %q to %q callID %q sentBy %q contacts %q expires %q/%v ua %q/%v supported %q/%v cseq %d last %d answers %d\n",
-			g.aor(), g.flow, g.field(fieldRURI), g.field(fieldFrom), g.field(fieldTo), g.callID(), g.sentBy(), contacts,
-			g.field(fieldExpires), g.has&hasExpires != 0, g.field(fieldUA), g.has&hasUA != 0,
-			g.field(fieldSupported), g.has&hasSupported != 0, g.cseq.Load(), g.last.Load(), len(m.ans.left))
+		fmt.Fprintf(&b, "reg %q flow %v callID %q sentBy %q identity %x contacts %d cseq %d last %d answers %d\n",
+			g.aor(), g.flow, g.callID(), g.sentBy(), g.ident, g.nContacts, g.cseq.Load(), g.last.Load(), len(m.ans.left))
 		for i := range g.bindings {
 			fmt.Fprintf(&b, "  binding %q exp %d until %d\n", g.bindings[i].contact, g.bindings[i].exp, g.bindings[i].until.Load())
 		}
