@@ -51,3 +51,25 @@ func TestChangedIdentityDeclines(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkIdentity is what comparing a refresh's identity fields with
+// its registration's costs the loop: one hash of them (Loop.same).
+func BenchmarkIdentity(b *testing.B) {
+	w := newTwin(b)
+	if ok200, _ := w.register(b, refresh(1), remote); !ok200 {
+		b.Fatal("first registration not answered 200")
+	}
+	l := w.loopSipgo
+	if _, d := l.Absorb(refresh(2), lim, local, remote, time.Now()); d != Absorbed {
+		b.Fatalf("refresh declined: %v", d)
+	}
+	e, _ := w.viaSipgo.rc.Get(w.viaSipgo.key("alice@example.com"))
+	g := e.members[0].reg
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if !l.same(g) {
+			b.Fatal("not the same")
+		}
+	}
+}
