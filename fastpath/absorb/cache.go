@@ -129,9 +129,9 @@ type answer struct {
 // Of the identity, only what the fast path reads back is kept as text:
 // the AOR, the Call-ID and the top Via's sent-by, cut from one string.
 // The fields a refresh must only repeat (Request-URI, From, To, Expires,
-// User-Agent, Supported, the Contacts) are kept as their hash, ident: a
-// million registrations held some 250 B of them each, and as strings of
-// their own nine headers and objects for every GC cycle to mark.
+// User-Agent, Supported, the Contacts) are kept as their hash, ident:
+// kept whole, they were some 250 B of every registration, each a string
+// of its own (a header and an object for every GC cycle to mark).
 type Reg struct {
 	text      string
 	end       [numFields]uint16
@@ -223,9 +223,9 @@ var identitySeed = maphash.MakeSeed()
 // present or not), then the Contacts, each with its length, so that no
 // two lists of fields hash alike but by chance. A fill hashes them as
 // sipgo prints them, the loop as the refresh carries them. With 64 bits
-// and a random seed, a refresh that changed one of them passes for the
-// same with a chance of 2⁻⁶⁴: the slow path, not a byte compare, then
-// stays the authority for what the store holds, as ever.
+// and a seed drawn at start, a refresh that changed one of them passes
+// for the same with a chance of 2⁻⁶⁴, which no sender can raise without
+// the seed.
 type identity struct{ h maphash.Hash }
 
 func (x *identity) reset() {
