@@ -220,43 +220,64 @@ var identitySeed = maphash.MakeSeed()
 
 // identity hashes the fields a refresh must repeat exactly: the
 // Request-URI, From, To, then Expires, User-Agent and Supported (each
-// present or not), then the Contacts, each with its length, so that no
-// two lists of fields hash alike but by chance. A fill hashes them as
-// sipgo prints them, the loop as the refresh carries them. With 64 bits
-// and a seed drawn at start, a refresh that changed one of them passes
-// for the same with a chance of 2⁻⁶⁴, which no sender can raise without
-// the seed.
-type identity struct{ h maphash.Hash }
+// present or not), then the Contacts, followed by every field's length
+// (or absence), so that no two lists of fields hash alike but by chance.
+// A fill hashes them as sipgo prints them, the loop as the refresh
+// carries them. With 64 bits and a seed drawn at start, a refresh that
+// changed one of them passes for the same with a chance of 2⁻⁶⁴, which
+// no sender can raise without the seed.
+type identity struct {
+	h    maphash.Hash
+	lens [identityFields * 4]byte // each field's length, little endian
+	n    int                      // fields added
+}
+
+// identityFields: Request-URI, From, To, the three optional headers, the
+// number of Contacts and the Contacts.
+const identityFields = 3 + 3 + 1 + scan.MaxContacts
+
+// absent is the length an absent header is hashed with.
+const absent = math.MaxUint32
 
 func (x *identity) reset() {
 	if x.h.Seed() != identitySeed {
 		x.h.SetSeed(identitySeed)
 	}
 	x.h.Reset()
+	x.n = 0
+}
+
+// length records the next field's length.
+func (x *identity) length(n uint32) {
+	if x.n < identityFields {
+		binary.LittleEndian.PutUint32(x.lens[4*x.n:], n)
+	}
+	x.n++ // more Contacts than the scanner reads: sum tells them apart
 }
 
 // field adds a field that is always present.
 func (x *identity) field(v string) {
-	var n [4]byte
-	binary.LittleEndian.PutUint32(n[:], uint32(len(v)))
-	_, _ = x.h.Write(n[:]) // maphash.Hash.Write never fails
-	_, _ = x.h.WriteString(v)
+	_, _ = x.h.WriteString(v) // maphash.Hash's writes never fail
+	x.length(uint32(len(v)))
 }
 
 // optional adds a header that may be absent.
 func (x *identity) optional(v string, present bool) {
 	if !present {
-		_ = x.h.WriteByte(0)
+		x.length(absent)
 		return
 	}
-	_ = x.h.WriteByte(1)
 	x.field(v)
 }
 
 // count adds how many Contacts follow.
-func (x *identity) count(n int) { _ = x.h.WriteByte(byte(n)) }
+func (x *identity) count(n int) { x.length(uint32(n)) }
 
-func (x *identity) sum() uint64 { return x.h.Sum64() }
+func (x *identity) sum() uint64 {
+	_, _ = x.h.Write(x.lens[:4*min(x.n, identityFields)]) // the lengths of this hash's fields only
+	_ = x.h.WriteByte(byte(x.n))
+	return x.h.Sum64()
+}
 
 // binding is one refreshed binding: what Touch needs and its rules.
 type binding struct {

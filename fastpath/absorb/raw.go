@@ -2,7 +2,6 @@ package absorb
 
 import (
 	"bytes"
-	"encoding/binary"
 	"math"
 	"strings"
 	"unicode/utf8"
@@ -169,12 +168,10 @@ func (x *identity) address(v []byte, bare bool) {
 		x.field(b2s(v))
 		return
 	}
-	var n [4]byte
-	binary.LittleEndian.PutUint32(n[:], uint32(len(v)+2))
-	_, _ = x.h.Write(n[:])
 	_ = x.h.WriteByte('<')
 	_, _ = x.h.Write(v)
 	_ = x.h.WriteByte('>')
+	x.length(uint32(len(v) + 2))
 }
 
 // contact is a Contact value as sipgo prints it after parsing it, for a
