@@ -32,11 +32,11 @@ test: deps-test lint test-unit test-memory check-generated test-integration test
 test-unit:
 	$(GO) test -race -count=1 ./...
 
-# test-memory runs the heap budgets per binding and per credentialed user
-# without the race detector, which changes heap sizes (the tests skip
-# themselves under -race); a few seconds.
+# test-memory runs the heap budgets per binding, per credentialed user and
+# the fast path's per AOR without the race detector, which changes heap
+# sizes (the tests skip themselves under -race); a few seconds.
 test-memory:
-	$(GO) test -count=1 -run 'TestMemoryPerBinding|TestCredentialsMemoryPerUser' ./internal/location/ ./internal/digest/
+	$(GO) test -count=1 -run 'TestMemoryPerBinding|TestCredentialsMemoryPerUser|TestMemoryPerAOR' ./internal/location/ ./internal/digest/ ./fastpath/absorb/
 
 check-generated:
 	@if [ -x bpf/check-generated.sh ]; then bpf/check-generated.sh; fi

@@ -1,6 +1,7 @@
 package absorb
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -10,12 +11,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/internal/location"
+	"github.com/pinhole-sip/pinhole/internal/scan"
 )
 
 // Mode says which slow path fills the cache; the mid-registrar adds the
@@ -54,10 +57,9 @@ type Options struct {
 // after a slow-path answer to one phone, can list the other phones again
 // (docs/fastpath.md, "AORs with several registrations").
 type Entry struct {
-	aor     string
 	members []member
 	// form is the reply's tail; with several registrations, slots says
-	// whose binding each of its Contact expiries is (form.heads[i]).
+	// whose binding each of its Contact expiries is (form.cut.heads[i]).
 	form  *form
 	slots []slot
 	// realm and user: the protection domain of the AOR's domain and the
@@ -68,15 +70,33 @@ type Entry struct {
 	authOK bool
 }
 
+// oneReg is the Entry of an AOR with one registration, the common case,
+// allocated with its member, form and answer as one object: every object
+// an AOR holds is one more for each GC cycle to mark. The answer, which
+// the Reg keeps for a retransmission, then keeps the Entry alive too;
+// that Entry holds no registration but the Reg itself.
+type oneReg struct {
+	e Entry
+	m [1]member
+	f form
+	a answer
+}
+
 // form is the reply's text after CSeq and before Date. With one
 // registration, pre is all of it (its Contacts' expiries never change).
-// With several, pre and post are the lines before the first Contact and
-// after the last, and each Contact line is heads[i] ("Contact:
-// <uri>;expires="), the seconds left, rests[i] (the other parameters and
-// CRLF). It points at no registration, so that an answer kept for a
+// With several, pre and cut.post are the lines before the first Contact
+// and after the last, and each Contact line is cut.heads[i] ("Contact:
+// <uri>;expires="), the seconds left, cut.rests[i] (the other parameters
+// and CRLF). It points at no registration, so that an answer kept for a
 // retransmission keeps nothing else alive.
 type form struct {
-	pre, post    []byte
+	pre []byte
+	cut *cutForm // nil with one registration
+}
+
+// cutForm is the part of a form of several registrations.
+type cutForm struct {
+	post         []byte
 	heads, rests [][]byte
 }
 
@@ -105,24 +125,23 @@ type answer struct {
 // printed it. The identity fields never change after Fill; cseq, last
 // and the retransmission fields move in place when a refresh is
 // absorbed, by the loop that owns the flow.
+//
+// Of the identity, only what the fast path reads back is kept as text:
+// the AOR, the Call-ID and the top Via's sent-by, cut from one string.
+// The fields a refresh must only repeat (Request-URI, From, To, Expires,
+// User-Agent, Supported, the Contacts) are kept as their hash, ident:
+// kept whole, they were some 250 B of every registration, each a string
+// of its own (a header and an object for every GC cycle to mark).
 type Reg struct {
-	aor    string
-	flow   location.Flow
-	ruri   string
-	from   string
-	to     string
-	callID string
-	sentBy string // top Via up to its parameters
-	// contacts: the Contact values in request order; expires, ua and
-	// supported: the header values ("" and has* false when absent).
-	contacts     []string
-	expires      string
-	hasExpires   bool
-	ua           string
-	hasUA        bool
-	supported    string
-	hasSupported bool
-	bindings     []binding
+	text      string
+	end       [numFields]uint16
+	ident     uint64 // identity.sum of the fields as sipgo printed them
+	flow      location.Flow
+	nContacts uint8
+	bindings  []binding
+	// one holds the bindings of a registration of one Contact, the
+	// common case, so that they are no object of their own.
+	one [1]binding
 
 	cseq atomic.Uint32
 	last atomic.Int64 // unix second of the last refresh, absorbed or the slow path's (then the store's Updated)
@@ -135,6 +154,129 @@ type Reg struct {
 	// retransmission gets it again (the other phones' expiries as they
 	// were listed) even after a fill replaced the entry.
 	answeredIn atomic.Pointer[answer]
+}
+
+// The fields of a Reg's text, in order.
+const (
+	fieldAOR    = iota // canonical "user@host"
+	fieldCallID        // as sipgo reads it
+	fieldSentBy        // the top Via up to its parameters, as sipgo prints it
+	numFields
+)
+
+// maxText bounds a Reg's text, so that its field ends fit in a uint16; a
+// request with more is not a device's and goes to the slow path.
+const maxText = math.MaxUint16
+
+func (g *Reg) field(f int) string {
+	start := uint16(0)
+	if f > 0 {
+		start = g.end[f-1]
+	}
+	return g.text[start:g.end[f]]
+}
+
+func (g *Reg) aor() string    { return g.field(fieldAOR) }
+func (g *Reg) callID() string { return g.field(fieldCallID) }
+func (g *Reg) sentBy() string { return g.field(fieldSentBy) }
+
+// regText builds a Reg's text: each field appended in order, then marked.
+// Its buffer is allocated once with room for every field (size), so that
+// the text is one object.
+type regText struct {
+	b   []byte
+	end [numFields]uint16
+	n   int // fields marked
+}
+
+func newRegText(size int) regText { return regText{b: make([]byte, 0, size)} }
+
+// mark ends the next field where the text ends now.
+func (t *regText) mark() {
+	t.end[t.n] = uint16(len(t.b))
+	t.n++
+}
+
+// add appends v as the next field.
+func (t *regText) add(v string) {
+	t.b = append(t.b, v...)
+	t.mark()
+}
+
+// done stores the text in g; false when it outgrew maxText.
+func (t *regText) done(g *Reg) bool {
+	if len(t.b) > maxText || t.n != numFields {
+		return false
+	}
+	g.text = unsafe.String(unsafe.SliceData(t.b), len(t.b))
+	g.end = t.end
+	return true
+}
+
+// identitySeed keys every identity hash of the process: the fills' and
+// the loops' must agree, and no one outside can choose two requests of
+// one hash without it.
+var identitySeed = maphash.MakeSeed()
+
+// identity hashes the fields a refresh must repeat exactly: the
+// Request-URI, From, To, then Expires, User-Agent and Supported (each
+// present or not), then the Contacts, followed by every field's length
+// (or absence), so that no two lists of fields hash alike but by chance.
+// A fill hashes them as sipgo prints them, the loop as the refresh
+// carries them. With 64 bits and a seed drawn at start, a refresh that
+// changed one of them passes for the same with a chance of 2⁻⁶⁴, which
+// no sender can raise without the seed.
+type identity struct {
+	h    maphash.Hash
+	lens [identityFields * 4]byte // each field's length, little endian
+	n    int                      // fields added
+}
+
+// identityFields: Request-URI, From, To, the three optional headers, the
+// number of Contacts and the Contacts.
+const identityFields = 3 + 3 + 1 + scan.MaxContacts
+
+// absent is the length an absent header is hashed with.
+const absent = math.MaxUint32
+
+func (x *identity) reset() {
+	if x.h.Seed() != identitySeed {
+		x.h.SetSeed(identitySeed)
+	}
+	x.h.Reset()
+	x.n = 0
+}
+
+// length records the next field's length.
+func (x *identity) length(n uint32) {
+	if x.n < identityFields {
+		binary.LittleEndian.PutUint32(x.lens[4*x.n:], n)
+	}
+	x.n++ // more Contacts than the scanner reads: sum tells them apart
+}
+
+// field adds a field that is always present.
+func (x *identity) field(v string) {
+	_, _ = x.h.WriteString(v) // maphash.Hash's writes never fail
+	x.length(uint32(len(v)))
+}
+
+// optional adds a header that may be absent.
+func (x *identity) optional(v string, present bool) {
+	if !present {
+		x.length(absent)
+		return
+	}
+	x.field(v)
+}
+
+// count adds how many Contacts follow.
+func (x *identity) count(n int) { x.length(uint32(n)) }
+
+func (x *identity) sum() uint64 {
+	_, _ = x.h.Write(x.lens[:4*min(x.n, identityFields)]) // the lengths of this hash's fields only
+	_ = x.h.WriteByte(byte(x.n))
+	return x.h.Sum64()
 }
 
 // binding is one refreshed binding: what Touch needs and its rules.
@@ -259,7 +401,13 @@ func (c *Cache) key(aor string) uint64 { return maphash.String(c.seed, aor) }
 // first-registration benchmark does, and phones after each reboot)
 // left one dead Reg per registration in the heap, which the collector
 // then marked over and over.
-type regSet struct{ regs []*Reg }
+//
+// The set of one registration, the common case, holds it in one, so that
+// it is one object.
+type regSet struct {
+	regs []*Reg
+	one  [1]*Reg
+}
 
 // find returns the set's registration of aor with that Call-ID, or nil.
 func (s *regSet) find(aor, callID string) *Reg {
@@ -267,7 +415,7 @@ func (s *regSet) find(aor, callID string) *Reg {
 		return nil
 	}
 	for _, g := range s.regs {
-		if g.callID == callID && g.aor == aor {
+		if g.callID() == callID && g.aor() == aor {
 			return g
 		}
 	}
@@ -277,16 +425,17 @@ func (s *regSet) find(aor, callID string) *Reg {
 // with returns a set of own and those of s's registrations that hold
 // bindings in bs, the store's bindings of own's AOR.
 func (s *regSet) with(own *Reg, bs []location.Binding) *regSet {
-	n := &regSet{regs: []*Reg{own}}
+	n := &regSet{one: [1]*Reg{own}}
+	n.regs = n.one[:]
 	if s == nil {
 		return n
 	}
 	for _, g := range s.regs {
-		if g.callID == own.callID || g.aor != own.aor || len(n.regs) == maxRegs {
+		if g.callID() == own.callID() || g.aor() != own.aor() || len(n.regs) == maxRegs {
 			continue
 		}
 		for _, b := range bs {
-			if b.CallID == g.callID {
+			if b.CallID == g.callID() {
 				n.regs = append(n.regs, g)
 				break
 			}
@@ -357,7 +506,7 @@ func (c *Cache) fill(req *sip.Request, res *sip.Response, flow location.Flow) fi
 }
 
 // request is what a fill reads of a REGISTER: the registration's identity
-// as sipgo prints it (the loop compares refreshes with it byte for byte),
+// as sipgo prints it (the loop compares refreshes with it: Reg),
 // how many Vias the 200 copies, and the To URI's user and host. Fill reads
 // it from sipgo's objects (requestOf), FillRaw from the datagram's bytes
 // (rawRequestOf, raw.go); everything after is the same code.
@@ -377,30 +526,39 @@ func requestOf(req *sip.Request, flow location.Flow) (request, bool) {
 	if !ok {
 		return request{}, false
 	}
-	g := &Reg{
-		aor:    aor,
-		flow:   flow,
-		ruri:   req.Recipient.String(),
-		from:   from.Value(),
-		to:     to.Value(),
-		callID: callID.Value(),
-		sentBy: sentBy(top),
+	contacts := req.GetHeaders("Contact")
+	if len(contacts) > scan.MaxContacts {
+		return request{}, false // the loop's scanner refuses its refreshes
 	}
-	for _, h := range req.GetHeaders("Contact") {
-		g.contacts = append(g.contacts, h.Value())
+	g := &Reg{flow: flow, nContacts: uint8(len(contacts))}
+	var x identity
+	x.reset()
+	x.field(req.Recipient.String())
+	x.field(from.Value())
+	x.field(to.Value())
+	for _, name := range [...]string{"Expires", "User-Agent", "Supported"} {
+		v, has, ok := single(req, name)
+		if !ok {
+			return request{}, false
+		}
+		x.optional(v, has)
 	}
-	var ok1, ok2, ok3 bool
-	if g.expires, g.hasExpires, ok1 = single(req, "Expires"); !ok1 {
-		return request{}, false
+	x.count(len(contacts))
+	for _, h := range contacts {
+		x.field(h.Value())
 	}
-	if g.ua, g.hasUA, ok2 = single(req, "User-Agent"); !ok2 {
-		return request{}, false
-	}
-	if g.supported, g.hasSupported, ok3 = single(req, "Supported"); !ok3 {
+	g.ident = x.sum()
+	cid, sb := callID.Value(), sentBy(top)
+	t := newRegText(len(aor) + len(cid) + len(sb))
+	t.add(aor)
+	t.add(cid)
+	t.add(sb)
+	if !t.done(g) {
 		return request{}, false
 	}
 	g.cseq.Store(cs.SeqNo)
-	return request{reg: g, nVia: len(req.GetHeaders("Via")), user: to.Address.User, host: to.Address.Host}, true
+	// The To user is the AOR's, cut from the Reg's text.
+	return request{reg: g, nVia: len(req.GetHeaders("Via")), user: g.aor()[:len(to.Address.User)], host: to.Address.Host}, true
 }
 
 // fillFrom stores the entry for the registration in made, after the slow
@@ -411,7 +569,7 @@ func (c *Cache) fillFrom(in *request, res string) fillResult {
 	if !ok {
 		return fillNotUsable
 	}
-	k := c.key(in.reg.aor)
+	k := c.key(in.reg.aor())
 	known, _ := c.regs.Get(k)
 	e, regs, r := c.build(in, tail, known)
 	if e == nil {
@@ -447,7 +605,7 @@ func (c *Cache) fillFrom(in *request, res string) fillResult {
 // holds.
 func (c *Cache) build(in *request, tail []string, known *regSet) (*Entry, *regSet, fillResult) {
 	own := in.reg
-	bs := c.opt.Store.Lookup(own.aor)
+	bs := c.opt.Store.Lookup(own.aor())
 	location.SortByQContact(bs) // the 200's order
 	// The bindings of own's Call-ID must be exactly what this request
 	// left: from its CSeq and flow, one per Contact, written in one second.
@@ -455,18 +613,21 @@ func (c *Cache) build(in *request, tail []string, known *regSet) (*Entry, *regSe
 	var mine []location.Binding
 	others := 0
 	for _, b := range bs {
-		if b.CallID == own.callID {
+		if b.CallID == own.callID() {
 			mine = append(mine, b)
 		} else {
 			others++
 		}
 	}
-	if len(mine) == 0 || len(mine) != len(own.contacts) || countContacts(tail) != len(bs) {
+	if len(mine) == 0 || len(mine) != int(own.nContacts) || countContacts(tail) != len(bs) {
 		return nil, nil, fillStale
 	}
 	cseq := own.cseq.Load()
 	var last int64
-	own.bindings = make([]binding, len(mine))
+	own.bindings = own.one[:]
+	if len(mine) > 1 {
+		own.bindings = make([]binding, len(mine))
+	}
 	for i, b := range mine {
 		if b.CSeq != cseq || b.Flow != own.flow || b.Path != "" || b.Expires.Unix() <= now {
 			return nil, nil, fillStale
@@ -488,21 +649,27 @@ func (c *Cache) build(in *request, tail []string, known *regSet) (*Entry, *regSe
 
 	// From here on own is what the store holds: fillShared keeps it.
 	regs := known.with(own, bs)
-	e := &Entry{aor: own.aor, members: []member{{reg: own}}, form: &form{}}
+	var e *Entry
 	if others == 0 {
 		// One registration: every Contact's expiry in its answer is the
 		// one it was granted, so the reply's tail never changes.
-		e.form.pre = []byte(strings.Join(tail, ""))
+		one := &oneReg{}
+		one.f.pre = join(tail)
+		one.a.form = &one.f
+		one.m[0] = member{reg: own, ans: &one.a}
+		one.e.members, one.e.form = one.m[:], &one.f
+		e = &one.e
 	} else {
+		e = &Entry{members: []member{{reg: own}}, form: &form{cut: &cutForm{}}}
 		if len(bs) > maxSlots || !c.addOthers(e, bs, own, known) {
 			return nil, regs, fillShared
 		}
 		if !e.cutSlots(tail, bs, last) {
 			return nil, nil, fillNotUsable
 		}
-	}
-	for i := range e.members {
-		e.members[i].ans = &answer{form: e.form, left: make([]atomic.Int64, len(e.slots))}
+		for i := range e.members {
+			e.members[i].ans = &answer{form: e.form, left: make([]atomic.Int64, len(e.slots))}
+		}
 	}
 	if c.opt.Digest != nil {
 		if v := c.opt.Digest(); v != nil {
@@ -524,13 +691,13 @@ func (c *Cache) build(in *request, tail []string, known *regSet) (*Entry, *regSe
 // not: the AOR then waits for a later fill.
 func (c *Cache) addOthers(e *Entry, bs []location.Binding, own *Reg, known *regSet) bool {
 	for _, b := range bs {
-		if b.CallID == own.callID || e.member(b.CallID) != nil {
+		if b.CallID == own.callID() || e.member(b.CallID) != nil {
 			continue
 		}
 		if len(e.members) == maxRegs {
 			return false
 		}
-		g := known.find(own.aor, b.CallID)
+		g := known.find(own.aor(), b.CallID)
 		if g == nil {
 			return false
 		}
@@ -577,7 +744,7 @@ func (c *Cache) until(b *location.Binding) int64 {
 // member returns e's member with that Call-ID, or nil.
 func (e *Entry) member(callID string) *member {
 	for i := range e.members {
-		if e.members[i].reg.callID == callID {
+		if e.members[i].reg.callID() == callID {
 			return &e.members[i]
 		}
 	}
@@ -610,8 +777,8 @@ func (e *Entry) cutSlots(tail []string, bs []location.Binding, last int64) bool 
 		return false
 	}
 	f := e.form
-	f.pre = []byte(strings.Join(tail[:first], ""))
-	f.post = []byte(strings.Join(tail[first+len(bs):], ""))
+	f.pre = join(tail[:first])
+	f.cut.post = join(tail[first+len(bs):])
 	for i, b := range bs {
 		var u sip.Uri
 		if err := sip.ParseUri(b.Contact, &u); err != nil {
@@ -640,10 +807,23 @@ func (e *Entry) cutSlots(tail []string, bs []location.Binding, last int64) bool 
 			return false
 		}
 		e.slots = append(e.slots, slot{reg: m.reg, b: gb})
-		f.heads = append(f.heads, []byte(head))
-		f.rests = append(f.rests, []byte(rest[n:]))
+		f.cut.heads = append(f.cut.heads, []byte(head))
+		f.cut.rests = append(f.cut.rests, []byte(rest[n:]))
 	}
 	return true
+}
+
+// join copies lines into one slice, allocated once.
+func join(lines []string) []byte {
+	n := 0
+	for _, l := range lines {
+		n += len(l)
+	}
+	b := make([]byte, 0, n)
+	for _, l := range lines {
+		b = append(b, l...)
+	}
+	return b
 }
 
 // countContacts counts the Contact lines of a reply tail.

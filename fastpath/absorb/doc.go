@@ -7,13 +7,14 @@
 // for a REGISTER, [Cache.Fill] checks the location store (after a 200 the
 // registrar wrote from the request's bytes, the fill [Cache.PrepareRaw]
 // returned, which reads the same registration from those bytes and then
-// runs the same code). The request's
-// registration ([Reg]: its identity as sipgo printed it — Request-URI,
-// From, To, Call-ID, Contacts, Expires, User-Agent, Supported, the top
-// Via's sent-by — the flow, each binding's granted expiry and, in the
-// mid-registrar, the second its upstream registration must be renewed) is
-// kept in a ristretto cache keyed by AOR and Call-ID. When the store holds
-// exactly the bindings that request left, and every other registration of
+// runs the same code). The request's registration ([Reg]: its identity
+// as sipgo printed it — AOR, Call-ID and the top Via's sent-by as text;
+// Request-URI, From, To, Contacts, Expires, User-Agent and Supported as
+// a keyed 64-bit hash — the flow, each binding's granted expiry and, in
+// the mid-registrar, the second its upstream registration must be
+// renewed) is kept, with the AOR's other registrations, in a ristretto
+// cache keyed by AOR. When the store holds exactly the bindings that
+// request left, and every other registration of
 // the AOR as the cache holds it (two phones of one user, in the registrar
 // and the mid-registrar alike), an [Entry] keyed by the AOR holds the
 // registrations and the reply's fixed part (Content-Length, Contacts with
@@ -24,7 +25,7 @@
 // A [Loop] (one per event loop) then absorbs a REGISTER when it is
 // provably the same registration as one of the entry's: same Call-ID,
 // transport, source address and port and local socket, a higher CSeq,
-// byte-for-byte the same identity fields, every binding live for longer
+// the same identity fields (the same sent-by, the same hash of the rest), every binding live for longer
 // than the hand-off to the store takes and, in the mid-registrar, its
 // upstream registration not due (now + expiry + renewal margin ≤ upstream
 // expiry). The reply is the request's Vias (the top one with

@@ -100,6 +100,7 @@ type Loop struct {
 	nonce   []byte  // a challenge's nonce (scratch)
 	left    []int64 // each slot's expiry in the answer being built (scratch)
 	scanned bool    // reg holds the last datagram's scan (Scanned)
+	ident   identity
 }
 
 // loopCounters are written by one loop and read by the scrape; the
@@ -270,7 +271,7 @@ func (l *Loop) absorb(data []byte, lim scan.Limits, local, remote netip.AddrPort
 
 // sameRegistration checks that the scanned request is g's registration
 // as it came before: same flow, Vias the loop can write back, the same
-// top Via sent-by and byte for byte the same identity fields. It leaves
+// top Via sent-by and the same identity fields (same). It leaves
 // the request's Vias parsed in l.vias.
 func (l *Loop) sameRegistration(g *Reg, local, remote netip.AddrPort) Decline {
 	r := &l.reg
@@ -283,10 +284,10 @@ func (l *Loop) sameRegistration(g *Reg, local, remote netip.AddrPort) Decline {
 		}
 	}
 	top := &l.vias[0]
-	if top.Received || string(r.Vias[0][:top.SentByEnd]) != g.sentBy {
+	if top.Received || string(r.Vias[0][:top.SentByEnd]) != g.sentBy() {
 		return Via
 	}
-	if !same(r, g) {
+	if !l.same(g) {
 		return Changed
 	}
 	return Absorbed
@@ -343,7 +344,7 @@ func (l *Loop) answerAgain(key uint64, callID string, local, remote netip.AddrPo
 // entry holds the AOR now.
 func (l *Loop) buildAgain(g *Reg, remote netip.AddrPort) {
 	a := g.answeredIn.Load()
-	for i := range a.form.heads {
+	for i := range a.left {
 		l.left[i] = a.left[i].Load()
 	}
 	l.build(a, g, remote, time.Unix(g.last.Load(), 0))
@@ -433,22 +434,27 @@ func (l *Loop) challenge(v *digest.Verifier, e *Entry, remote netip.AddrPort, no
 	return Challenged
 }
 
-// same compares the request's identity fields with the entry's, byte for
-// byte (no allocation: string(b) == s does not copy).
-func same(r *scan.Register, e *Reg) bool {
-	if string(r.From) != e.from || string(r.To) != e.to || string(r.RequestURI) != e.ruri ||
-		r.NumContact != len(e.contacts) ||
-		(r.Expires != nil) != e.hasExpires || string(r.Expires) != e.expires ||
-		(r.UserAgent != nil) != e.hasUA || string(r.UserAgent) != e.ua ||
-		(r.Supported != nil) != e.hasSupported || string(r.Supported) != e.supported {
+// same reports whether the request repeats the registration's identity
+// fields (Reg.ident), as the registration's 200 printed them, without
+// allocating.
+func (l *Loop) same(g *Reg) bool {
+	r := &l.reg
+	if r.NumContact != int(g.nContacts) {
 		return false
 	}
+	x := &l.ident
+	x.reset()
+	x.field(b2s(r.RequestURI))
+	x.field(b2s(r.From))
+	x.field(b2s(r.To))
+	x.optional(b2s(r.Expires), r.Expires != nil)
+	x.optional(b2s(r.UserAgent), r.UserAgent != nil)
+	x.optional(b2s(r.Supported), r.Supported != nil)
+	x.count(r.NumContact)
 	for i := 0; i < r.NumContact; i++ {
-		if string(r.Contacts[i]) != e.contacts[i] {
-			return false
-		}
+		x.field(b2s(r.Contacts[i]))
 	}
-	return true
+	return x.sum() == g.ident
 }
 
 // build writes the 200 into l.buf in the order sipgo writes it: status
@@ -458,12 +464,14 @@ func (l *Loop) build(a *answer, g *Reg, remote netip.AddrPort, now time.Time) {
 	f := a.form
 	b := rawreply.AppendHead(l.buf[:0], "SIP/2.0 200 OK\r\n", l.replyHead(), rawreply.AppendTopVia, remote, g.tagHi.Load(), g.tagLo.Load())
 	b = append(b, f.pre...)
-	for i := range f.heads {
-		b = append(b, f.heads[i]...)
-		b = strconv.AppendInt(b, l.left[i], 10)
-		b = append(b, f.rests[i]...)
+	if c := f.cut; c != nil {
+		for i := range c.heads {
+			b = append(b, c.heads[i]...)
+			b = strconv.AppendInt(b, l.left[i], 10)
+			b = append(b, c.rests[i]...)
+		}
+		b = append(b, c.post...)
 	}
-	b = append(b, f.post...)
 	b = append(b, "Date: "...)
 	b = append(b, l.dateOf(now)...)
 	b = append(b, "\r\n\r\n"...)

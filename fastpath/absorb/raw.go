@@ -86,69 +86,69 @@ func rawRequestOf(data []byte) (request, bool) {
 	if len(callID) == 0 {
 		return request{}, false
 	}
-	// Every string the registration keeps but its Contacts is cut from
-	// one copy: an entry lives as long as its phone registers, and each
-	// string of its own was one more object for every GC cycle to mark.
-	exp, ua, sup := bytes.TrimSpace(r.Expires), bytes.TrimSpace(r.UserAgent), bytes.TrimSpace(r.Supported)
-	a := arena{b: make([]byte, 0, 2*len(to.URI.User)+2*len(to.URI.Host)+1+len(r.RequestURI)+
-		len(r.From)+len(r.To)+4+len(callID)+via.SentByEnd+len(exp)+len(ua)+len(sup))}
-	user, host := a.str(to.URI.User), a.str(to.URI.Host)
-	g := &Reg{
-		aor:    a.aor(to.URI.User, to.URI.Host),
-		ruri:   a.str(r.RequestURI),
-		from:   a.address(r.From, from.Bare),
-		to:     a.address(r.To, to.Bare),
-		callID: a.str(callID),
-		sentBy: a.str(r.Vias[0][:via.SentByEnd]),
-	}
-	g.contacts = make([]string, 0, r.NumContact)
+	// Of the registration, the AOR, Call-ID and sent-by are one copy and
+	// the rest a hash (Reg): an entry lives as long as its phone
+	// registers, and each string of its own was one more object for
+	// every GC cycle to mark. The Contacts are hashed as sipgo prints
+	// them, and only the hash is kept.
+	var x identity
+	x.reset()
+	x.field(b2s(r.RequestURI))
+	x.address(r.From, from.Bare)
+	x.address(r.To, to.Bare)
+	// sipgo keeps Expires, User-Agent and Supported as generic headers:
+	// the value trimmed of white space.
+	x.optional(b2s(bytes.TrimSpace(r.Expires)), r.Expires != nil)
+	x.optional(b2s(bytes.TrimSpace(r.UserAgent)), r.UserAgent != nil)
+	x.optional(b2s(bytes.TrimSpace(r.Supported)), r.Supported != nil)
+	x.count(r.NumContact)
 	for i := 0; i < r.NumContact; i++ {
 		v, ok := contact(r.Contacts[i])
 		if !ok {
 			return request{}, false
 		}
-		g.contacts = append(g.contacts, v)
+		x.field(v)
 	}
-	// sipgo keeps Expires, User-Agent and Supported as generic headers:
-	// the value trimmed of white space.
-	g.expires, g.hasExpires = a.str(exp), r.Expires != nil
-	g.ua, g.hasUA = a.str(ua), r.UserAgent != nil
-	g.supported, g.hasSupported = a.str(sup), r.Supported != nil
+	g := &Reg{nContacts: uint8(r.NumContact), ident: x.sum()}
+	t := newRegText(len(to.URI.User) + 1 + len(to.URI.Host) + len(callID) + via.SentByEnd)
+	t.aor(to.URI.User, to.URI.Host)
+	t.addBytes(callID)
+	t.addBytes(r.Vias[0][:via.SentByEnd])
+	if !t.done(g) {
+		return request{}, false
+	}
 	g.cseq.Store(r.CSeq)
-	return request{reg: g, nVia: r.NumVias, user: user, host: host}, true
+	// The To user is the AOR's; the host is read once, by the fill.
+	return request{reg: g, nVia: r.NumVias, user: g.aor()[:len(to.URI.User)], host: string(to.URI.Host)}, true
 }
 
-// arena cuts strings from one buffer, allocated once with room for all
-// of them: appending past its capacity would move it, and the strings cut
-// before would keep the old copy alive.
-type arena struct{ b []byte }
+// b2s is v as a string, without a copy: only for the time of a call.
+func b2s(v []byte) string { return unsafe.String(unsafe.SliceData(v), len(v)) }
 
-// str returns a copy of v in the arena.
-func (a *arena) str(v []byte) string {
-	start := len(a.b)
-	a.b = append(a.b, v...)
-	return unsafe.String(unsafe.SliceData(a.b[start:]), len(v))
+// addBytes appends v as the next field.
+func (t *regText) addBytes(v []byte) {
+	t.b = append(t.b, v...)
+	t.mark()
 }
 
-// aor is canonicalAOR's "user@host", the host lower case as
-// strings.ToLower makes it.
-func (a *arena) aor(user, host []byte) string {
-	start := len(a.b)
-	a.b = append(a.b, user...)
-	a.b = append(a.b, '@')
+// aor appends canonicalAOR's "user@host", the host lower case as
+// strings.ToLower makes it, as the next field.
+func (t *regText) aor(user, host []byte) {
+	t.b = append(t.b, user...)
+	t.b = append(t.b, '@')
 	if !ascii(host) {
-		// Rare; the arena may then move, which leaves the strings cut
-		// before it correct, only in the old copy.
-		a.b = append(a.b, strings.ToLower(string(host))...)
+		// Rare; the buffer may then move, which costs only a copy: no
+		// field was cut from it yet.
+		t.b = append(t.b, strings.ToLower(string(host))...)
 	} else {
 		for _, c := range host {
 			if 'A' <= c && c <= 'Z' {
 				c += 'a' - 'A'
 			}
-			a.b = append(a.b, c)
+			t.b = append(t.b, c)
 		}
 	}
-	return unsafe.String(unsafe.SliceData(a.b[start:]), len(a.b)-start)
+	t.mark()
 }
 
 // ascii reports whether v is all ASCII.
@@ -161,18 +161,17 @@ func ascii(v []byte) bool {
 	return true
 }
 
-// address is a From or To value that rawreply.ParseAddress accepted, as
-// sipgo prints it: a bare one inside angle brackets.
-func (a *arena) address(v []byte, bare bool) string {
-	start := len(a.b)
-	if bare {
-		a.b = append(a.b, '<')
+// address adds a From or To value that rawreply.ParseAddress accepted,
+// as sipgo prints it: a bare one inside angle brackets.
+func (x *identity) address(v []byte, bare bool) {
+	if !bare {
+		x.field(b2s(v))
+		return
 	}
-	a.b = append(a.b, v...)
-	if bare {
-		a.b = append(a.b, '>')
-	}
-	return unsafe.String(unsafe.SliceData(a.b[start:]), len(a.b)-start)
+	_ = x.h.WriteByte('<')
+	_, _ = x.h.Write(v)
+	_ = x.h.WriteByte('>')
+	x.length(uint32(len(v) + 2))
 }
 
 // contact is a Contact value as sipgo prints it after parsing it, for a

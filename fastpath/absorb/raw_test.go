@@ -96,19 +96,21 @@ func describe(c *Cache, aor string) string {
 		return "no entry"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "aor %q realm %q user %q authOK %v\n", e.aor, e.realm.Name, e.user, e.authOK)
+	fmt.Fprintf(&b, "realm %q user %q authOK %v\n", e.realm.Name, e.user, e.authOK)
 	for _, m := range e.members {
 		g := m.reg
-		fmt.Fprintf(&b, "reg %q flow %v ruri %q from %q to %q callID %q sentBy %q contacts %q expires %q/%v ua %q/%v supported %q/%v cseq %d last %d answers %d\n",
-			g.aor, g.flow, g.ruri, g.from, g.to, g.callID, g.sentBy, g.contacts, g.expires, g.hasExpires, g.ua, g.hasUA,
-			g.supported, g.hasSupported, g.cseq.Load(), g.last.Load(), len(m.ans.left))
+		fmt.Fprintf(&b, "reg %q flow %v callID %q sentBy %q identity %x contacts %d cseq %d last %d answers %d\n",
+			g.aor(), g.flow, g.callID(), g.sentBy(), g.ident, g.nContacts, g.cseq.Load(), g.last.Load(), len(m.ans.left))
 		for i := range g.bindings {
 			fmt.Fprintf(&b, "  binding %q exp %d until %d\n", g.bindings[i].contact, g.bindings[i].exp, g.bindings[i].until.Load())
 		}
 	}
-	fmt.Fprintf(&b, "pre %q post %q heads %q rests %q\n", e.form.pre, e.form.post, e.form.heads, e.form.rests)
+	fmt.Fprintf(&b, "pre %q\n", e.form.pre)
+	if c := e.form.cut; c != nil {
+		fmt.Fprintf(&b, "post %q heads %q rests %q\n", c.post, c.heads, c.rests)
+	}
 	for _, s := range e.slots {
-		fmt.Fprintf(&b, "slot %q %q\n", s.reg.callID, s.b.contact)
+		fmt.Fprintf(&b, "slot %q %q\n", s.reg.callID(), s.b.contact)
 	}
 	return b.String()
 }

@@ -60,7 +60,7 @@ func TestRebootedPhoneForgotten(t *testing.T) {
 		}
 		var ids []string
 		for _, g := range s.regs {
-			ids = append(ids, g.callID)
+			ids = append(ids, g.callID())
 		}
 		slices.Sort(ids)
 		return ids

@@ -91,7 +91,7 @@ func (c *Cache) Flush() {
 				runtime.Gosched()
 			}
 			ok := c.opt.Store.Touch(location.Refresh{
-				AOR: t.g.aor, Contact: t.b.contact, CallID: t.g.callID, Flow: t.g.flow,
+				AOR: t.g.aor(), Contact: t.b.contact, CallID: t.g.callID(), Flow: t.g.flow,
 				CSeq: t.cseq, Expires: time.Unix(t.expires, 0),
 			})
 			if ok {

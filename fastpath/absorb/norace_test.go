@@ -1,0 +1,5 @@
+//go:build !race
+
+package absorb
+
+const raceEnabled = false
