@@ -173,6 +173,8 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"log rate", "log:\n  rate: -1\n", []string{"line 2", "log.rate"}},
 		{"memory headroom", "memory:\n  gc_headroom: 5\n", []string{"line 2", "memory.gc_headroom"}},
 		{"memory headroom min", "memory:\n  gc_headroom_min_mb: -1\n", []string{"line 2", "memory.gc_headroom_min_mb"}},
+		{"memory release too soon", "memory:\n  release_after: 1s\n", []string{"line 2", "memory.release_after"}},
+		{"memory release too late", "memory:\n  release_after: 2h\n", []string{"line 2", "memory.release_after"}},
 		{"cluster vip", "cluster:\n  edge_id: a\n  vip: \"nope\"\n", []string{"line 3", "cluster.vip", "nope"}},
 		{"cluster vip without id", "cluster:\n  vip: 10.0.0.9\n", []string{"cluster.vip", "edge_id"}},
 		{"cluster edges without id", "cluster:\n  edges: [{id: a, address: \"10.0.0.1:5070\"}]\n", []string{"cluster.edge_id"}},

@@ -1,0 +1,136 @@
+package gcpace
+
+import (
+	"context"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync/atomic"
+	"time"
+)
+
+// Releasing free heap to the system once it is no longer about to be used.
+//
+// After a collection the runtime keeps the pages the garbage occupied, to
+// reuse them for the next allocations; its background scavenger returns
+// only what lies above the next heap goal (plus a tenth), slowly. The
+// goal is the live heap plus the Pacer's headroom, so a quiet pinhole
+// keeps its headroom resident for good, and after an avalanche it keeps
+// whatever the storm's collections left free until the next goal is
+// reached. Measured on 200 000 bindings after an avalanche (Go 1.26):
+// 108 MB of free heap resident next to 172 MB live, 540 bytes a binding
+// that served no one.
+//
+// A Releaser returns that memory when the allocations of the last Window
+// would not have used it: the pages would stay idle for at least another
+// Window at the rate pinhole allocates. Under steady load the free pages
+// are reused within the window and nothing is released; when the storm is
+// over, or the load is light, they go back to the system within a Window
+// and at most once a Window. debug.FreeOSMemory is the runtime's one way
+// to do it; it runs a collection first, which is cheap next to a Window
+// of quiet.
+
+// releaseFloor is the least free heap worth a collection to return:
+// below it the memory is less than what one collection costs in time.
+const releaseFloor = 16 << 20
+
+const (
+	allocsMetric   = "/gc/heap/allocs:bytes"
+	freeMetric     = "/memory/classes/heap/free:bytes"
+	releasedMetric = "/memory/classes/heap/released:bytes"
+)
+
+// Releaser returns free heap the recent allocation rate would leave idle.
+type Releaser struct {
+	window  time.Duration
+	tick    time.Duration
+	allocs  []uint64 // cumulative allocated bytes, one per tick, oldest first
+	samples []metrics.Sample
+
+	releases atomic.Uint64 // releases made (for the metric)
+	released atomic.Uint64 // bytes returned by them
+}
+
+// NewReleaser returns a Releaser for window, or nil for a window of 0:
+// the runtime's own scavenger alone then decides.
+func NewReleaser(window time.Duration) *Releaser {
+	if window <= 0 {
+		return nil
+	}
+	tick := min(time.Second, window)
+	return &Releaser{
+		window:  window,
+		tick:    tick,
+		samples: []metrics.Sample{{Name: allocsMetric}, {Name: freeMetric}, {Name: releasedMetric}},
+	}
+}
+
+// observe records the cumulative allocated bytes and the free heap of one
+// tick, and reports whether the free heap should go back to the system: a
+// full window has been seen, less was allocated in it than lies free, and
+// what lies free is worth a collection.
+func (r *Releaser) observe(allocs, free uint64) bool {
+	n := int(r.window / r.tick)
+	r.allocs = append(r.allocs, allocs)
+	if len(r.allocs) > n+1 {
+		r.allocs = r.allocs[1:]
+	}
+	if len(r.allocs) <= n {
+		return false
+	}
+	recent := allocs - r.allocs[0]
+	return free >= releaseFloor && recent < free
+}
+
+// forget starts a new window: after a release, the allocations of the
+// window before it say nothing about the pages freed since.
+func (r *Releaser) forget() { r.allocs = r.allocs[:0] }
+
+// Step reads the runtime's counts for one tick and releases if observe
+// says so.
+func (r *Releaser) Step() {
+	metrics.Read(r.samples)
+	if !r.observe(r.samples[0].Value.Uint64(), r.samples[1].Value.Uint64()) {
+		return
+	}
+	before := r.samples[2].Value.Uint64()
+	debug.FreeOSMemory()
+	metrics.Read(r.samples)
+	if after := r.samples[2].Value.Uint64(); after > before {
+		r.released.Add(after - before)
+	}
+	r.releases.Add(1)
+	r.forget()
+}
+
+// Run steps once a tick until ctx ends.
+func (r *Releaser) Run(ctx context.Context) {
+	if r == nil {
+		return
+	}
+	t := time.NewTicker(r.tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.Step()
+		}
+	}
+}
+
+// Releases is how many times free heap was returned.
+func (r *Releaser) Releases() uint64 {
+	if r == nil {
+		return 0
+	}
+	return r.releases.Load()
+}
+
+// ReleasedBytes is how much heap the releases returned to the system.
+func (r *Releaser) ReleasedBytes() uint64 {
+	if r == nil {
+		return 0
+	}
+	return r.released.Load()
+}
