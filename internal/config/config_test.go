@@ -26,6 +26,20 @@ func TestDefaultIsValid(t *testing.T) {
 	if cfg.Auth.NonceTTL != 30*time.Second || cfg.Location.FlushInterval != time.Second {
 		t.Errorf("durations: nonce_ttl=%s flush=%s", cfg.Auth.NonceTTL, cfg.Location.FlushInterval)
 	}
+	if diff := cmp.Diff(Memory{GCHeadroom: 50, GCHeadroomMinMB: 128, ReleaseAfter: 30 * time.Second}, cfg.Memory); diff != "" {
+		t.Errorf("memory (-want +got):\n%s", diff)
+	}
+}
+
+// TestMemoryReleaseOff: 0 turns the release off and is valid.
+func TestMemoryReleaseOff(t *testing.T) {
+	cfg, err := Parse([]byte("memory:\n  release_after: 0s\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Memory.ReleaseAfter != 0 || cfg.Memory.GCHeadroom != 50 {
+		t.Errorf("memory = %+v, want release off and the default headroom", cfg.Memory)
+	}
 }
 
 func TestPartialFileKeepsDefaults(t *testing.T) {
