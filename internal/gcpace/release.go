@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Releasing free heap to the system once it is no longer about to be used.
+// Releasing heap to the system once it is no longer about to be used.
 //
 // After a collection the runtime keeps the pages the garbage occupied, to
 // reuse them for the next allocations; its background scavenger returns
@@ -20,22 +20,28 @@ import (
 // 108 MB of free heap resident next to 172 MB live, 540 bytes a binding
 // that served no one.
 //
+// What a release would return is the free heap plus the garbage made
+// since the last collection: a quiet pinhole may not collect for two
+// minutes, and until then its garbage counts as heap in use.
+//
 // A Releaser returns that memory when the allocations of the last Window
 // would not have used it: the pages would stay idle for at least another
 // Window at the rate pinhole allocates. Under steady load the free pages
 // are reused within the window and nothing is released; when the storm is
 // over, or the load is light, they go back to the system within a Window
 // and at most once a Window. debug.FreeOSMemory is the runtime's one way
-// to do it; it runs a collection first, which is cheap next to a Window
-// of quiet.
+// to do it; it runs a collection first. Under a light load that is the
+// price: a collection about once a Window (once 16 MiB of garbage is
+// there) where the runtime would have waited for its two-minute one.
 
-// releaseFloor is the least free heap worth a collection to return:
+// releaseFloor is the least reclaimable heap worth a collection to return:
 // below it the memory is less than what one collection costs in time.
 const releaseFloor = 16 << 20
 
 const (
 	allocsMetric   = "/gc/heap/allocs:bytes"
 	freeMetric     = "/memory/classes/heap/free:bytes"
+	objectsMetric  = "/memory/classes/heap/objects:bytes" // live and not yet collected
 	releasedMetric = "/memory/classes/heap/released:bytes"
 )
 
@@ -60,15 +66,15 @@ func NewReleaser(window time.Duration) *Releaser {
 	return &Releaser{
 		window:  window,
 		tick:    tick,
-		samples: []metrics.Sample{{Name: allocsMetric}, {Name: freeMetric}, {Name: releasedMetric}},
+		samples: []metrics.Sample{{Name: allocsMetric}, {Name: freeMetric}, {Name: objectsMetric}, {Name: liveMetric}, {Name: releasedMetric}},
 	}
 }
 
-// observe records the cumulative allocated bytes and the free heap of one
-// tick, and reports whether the free heap should go back to the system: a
-// full window has been seen, less was allocated in it than lies free, and
-// what lies free is worth a collection.
-func (r *Releaser) observe(allocs, free uint64) bool {
+// observe records the cumulative allocated bytes and the reclaimable heap
+// of one tick, and reports whether that heap should go back to the
+// system: a full window has been seen, less was allocated in it than is
+// reclaimable, and what is reclaimable is worth a collection.
+func (r *Releaser) observe(allocs, reclaimable uint64) bool {
 	n := int(r.window / r.tick)
 	r.allocs = append(r.allocs, allocs)
 	if len(r.allocs) > n+1 {
@@ -78,7 +84,17 @@ func (r *Releaser) observe(allocs, free uint64) bool {
 		return false
 	}
 	recent := allocs - r.allocs[0]
-	return free >= releaseFloor && recent < free
+	return reclaimable >= releaseFloor && recent < reclaimable
+}
+
+// reclaimable is the heap a collection and a scavenge would hand back:
+// the free heap and the garbage since the last collection (the objects
+// not yet collected beyond the live heap that collection found).
+func reclaimable(free, objects, live uint64) uint64 {
+	if objects < live { // sweeping already freed some of what was live
+		return free
+	}
+	return free + objects - live
 }
 
 // forget starts a new window: after a release, the allocations of the
@@ -89,13 +105,14 @@ func (r *Releaser) forget() { r.allocs = r.allocs[:0] }
 // says so.
 func (r *Releaser) Step() {
 	metrics.Read(r.samples)
-	if !r.observe(r.samples[0].Value.Uint64(), r.samples[1].Value.Uint64()) {
+	v := func(i int) uint64 { return r.samples[i].Value.Uint64() }
+	if !r.observe(v(0), reclaimable(v(1), v(2), v(3))) {
 		return
 	}
-	before := r.samples[2].Value.Uint64()
+	before := v(4)
 	debug.FreeOSMemory()
 	metrics.Read(r.samples)
-	if after := r.samples[2].Value.Uint64(); after > before {
+	if after := v(4); after > before {
 		r.released.Add(after - before)
 	}
 	r.releases.Add(1)
