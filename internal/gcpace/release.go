@@ -24,18 +24,19 @@ import (
 // since the last collection: a quiet pinhole may not collect for two
 // minutes, and until then its garbage counts as heap in use.
 //
-// A Releaser returns that memory when the allocations of the last Window
+// A Releaser returns that memory when the allocations of the last window
 // would not have used it: the pages would stay idle for at least another
-// Window at the rate pinhole allocates. Under steady load the free pages
+// window at the rate pinhole allocates. Under steady load the free pages
 // are reused within the window and nothing is released; when the storm is
-// over, or the load is light, they go back to the system within a Window
-// and at most once a Window. debug.FreeOSMemory is the runtime's one way
+// over, or the load is light, they go back to the system within a window
+// and at most once a window. debug.FreeOSMemory is the runtime's one way
 // to do it; it runs a collection first. Under a light load that is the
-// price: a collection about once a Window (once 16 MiB of garbage is
+// price: a collection about once a window (once 16 MiB of garbage is
 // there) where the runtime would have waited for its two-minute one.
 
 // releaseFloor is the least reclaimable heap worth a collection to return:
-// below it the memory is less than what one collection costs in time.
+// an eighth of the Pacer's least headroom (128 MiB by default). Less is
+// not worth a collection and a round of page faults to get back.
 const releaseFloor = 16 << 20
 
 const (
