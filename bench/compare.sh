@@ -323,13 +323,13 @@ server_pid_tree() { # the server and its children (Kamailio forks workers)
   echo "$SERVER_PID" $(pgrep -P "$SERVER_PID" || true)
 }
 
-rss_kb() {
-  local total=0 pid
+rss_kb() { # [FIELDS]: the smaps_rollup fields summed (default the private ones)
+  local total=0 pid fields=${1:-Private_Clean|Private_Dirty}
   for pid in $(server_pid_tree); do
     # Private resident memory: Kamailio's workers share one shm segment,
     # which would be counted once per process in RSS.
     local kb
-    kb=$(awk '/^(Private_Clean|Private_Dirty):/ {s += $2} END {print s + 0}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
+    kb=$(awk -v f="^($fields):" '$0 ~ f {s += $2} END {print s + 0}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
     total=$((total + kb))
   done
   echo "$total"
@@ -533,6 +533,11 @@ mem_snapshot() {
     echo "$1_shm_bytes $(shm_bytes)"
   fi
   echo "$1_private_rss_bytes $(($(rss_kb) * 1024))"
+  # The anonymous part of it: private RSS also counts file pages only this
+  # process maps (pinhole's bindings.db, the binary), which the kernel can
+  # drop and read again; anonymous memory it cannot (docs/operations.md,
+  # "Memory").
+  echo "$1_anon_rss_bytes $(($(rss_kb Anonymous) * 1024))"
 }
 
 # restart_server SERVER AUTH: kill the server (AVALANCHE_KILL) and start it

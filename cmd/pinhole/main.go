@@ -7,6 +7,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -81,6 +82,16 @@ func run() int {
 	go pacer.Run(pacerCtx)
 	metrics.NewGauge("pinhole_gc_percent", func() float64 { return float64(pacer.Percent()) })
 	metrics.NewGauge("pinhole_gc_live_heap_bytes", func() float64 { return float64(gcpace.LiveHeap()) })
+	// Released apart from the pacing: a GOGC in the environment turns the
+	// pacing off, not the return of free heap after a storm.
+	releaser := gcpace.NewReleaser(cfg.Memory.ReleaseAfter)
+	go releaser.Run(pacerCtx)
+	releaseSet := metrics.NewSet()
+	releaseSet.RegisterMetricsWriter(func(w io.Writer) {
+		metrics.WriteCounterUint64(w, "pinhole_gc_releases_total", releaser.Releases())
+		metrics.WriteCounterUint64(w, "pinhole_gc_released_bytes_total", releaser.ReleasedBytes())
+	})
+	metrics.RegisterSet(releaseSet)
 	token, err := cfg.API.ResolveToken()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pinhole:", err)

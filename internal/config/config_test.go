@@ -26,6 +26,20 @@ func TestDefaultIsValid(t *testing.T) {
 	if cfg.Auth.NonceTTL != 30*time.Second || cfg.Location.FlushInterval != time.Second {
 		t.Errorf("durations: nonce_ttl=%s flush=%s", cfg.Auth.NonceTTL, cfg.Location.FlushInterval)
 	}
+	if diff := cmp.Diff(Memory{GCHeadroom: 50, GCHeadroomMinMB: 128, ReleaseAfter: 30 * time.Second}, cfg.Memory); diff != "" {
+		t.Errorf("memory (-want +got):\n%s", diff)
+	}
+}
+
+// TestMemoryReleaseOff: 0 turns the release off and is valid.
+func TestMemoryReleaseOff(t *testing.T) {
+	cfg, err := Parse([]byte("memory:\n  release_after: 0s\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Memory.ReleaseAfter != 0 || cfg.Memory.GCHeadroom != 50 {
+		t.Errorf("memory = %+v, want release off and the default headroom", cfg.Memory)
+	}
 }
 
 func TestPartialFileKeepsDefaults(t *testing.T) {
@@ -173,6 +187,8 @@ func TestInvalidConfigurations(t *testing.T) {
 		{"log rate", "log:\n  rate: -1\n", []string{"line 2", "log.rate"}},
 		{"memory headroom", "memory:\n  gc_headroom: 5\n", []string{"line 2", "memory.gc_headroom"}},
 		{"memory headroom min", "memory:\n  gc_headroom_min_mb: -1\n", []string{"line 2", "memory.gc_headroom_min_mb"}},
+		{"memory release too soon", "memory:\n  release_after: 1s\n", []string{"line 2", "memory.release_after"}},
+		{"memory release too late", "memory:\n  release_after: 2h\n", []string{"line 2", "memory.release_after"}},
 		{"cluster vip", "cluster:\n  edge_id: a\n  vip: \"nope\"\n", []string{"line 3", "cluster.vip", "nope"}},
 		{"cluster vip without id", "cluster:\n  vip: 10.0.0.9\n", []string{"cluster.vip", "edge_id"}},
 		{"cluster edges without id", "cluster:\n  edges: [{id: a, address: \"10.0.0.1:5070\"}]\n", []string{"cluster.edge_id"}},

@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 // Memory sets how far the heap may outgrow its live data before a garbage
 // collection (internal/gcpace, docs/operations.md "Memory").
 type Memory struct {
@@ -9,6 +11,11 @@ type Memory struct {
 	// GCHeadroomMinMB is the growth allowed at the least, in MiB, so that
 	// a small heap is not collected every few megabytes.
 	GCHeadroomMinMB int `yaml:"gc_headroom_min_mb"`
+	// ReleaseAfter returns free heap to the system once the allocations
+	// of this long would not have used it (after an avalanche, or when
+	// the load is light); 0 leaves it to the runtime's scavenger, which
+	// keeps everything below the next heap goal.
+	ReleaseAfter time.Duration `yaml:"release_after"`
 }
 
 func (m Memory) validate() error {
@@ -19,6 +26,11 @@ func (m Memory) validate() error {
 	}
 	if m.GCHeadroomMinMB < 0 || m.GCHeadroomMinMB > 65536 {
 		return bad("memory.gc_headroom_min_mb", "%d: must be between 0 and 65536", m.GCHeadroomMinMB)
+	}
+	// Under 5 s a burst's pause would return pages the next burst needs;
+	// past an hour the release would come too late to matter.
+	if m.ReleaseAfter != 0 && (m.ReleaseAfter < 5*time.Second || m.ReleaseAfter > time.Hour) {
+		return bad("memory.release_after", "%s: must be 0 (the runtime decides) or between 5s and 1h", m.ReleaseAfter)
 	}
 	return nil
 }

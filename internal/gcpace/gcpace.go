@@ -18,6 +18,10 @@
 // After every collection it turns that into the runtime's GC percent. A
 // GOGC in pinhole's environment is the operator's word and wins: the Pacer
 // then does nothing.
+//
+// A Releaser (release.go) hands free heap back to the system once the
+// recent allocation rate says it would stay unused: what an avalanche's
+// collections freed, or the headroom of a quiet pinhole.
 package gcpace
 
 import (

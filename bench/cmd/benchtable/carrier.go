@@ -164,6 +164,9 @@ func memoryLine(path string) string {
 			mb("before_heap_bytes"), mb("peak_heap_bytes"), mb("after_heap_bytes"), v["settle_s"])
 		if _, ok := v["after_private_rss_bytes"]; ok {
 			line += fmt.Sprintf("; per binding: heap %s B, private RSS %s B", per("heap_bytes"), per("private_rss_bytes"))
+			if _, ok := v["after_anon_rss_bytes"]; ok {
+				line += fmt.Sprintf(" (anonymous %s B)", per("anon_rss_bytes"))
+			}
 		}
 		return line + restart
 	}
@@ -173,6 +176,9 @@ func memoryLine(path string) string {
 			mb("before_private_rss_bytes"), mb("after_private_rss_bytes"))
 		if _, ok := v["bindings_held"]; ok {
 			line += fmt.Sprintf("; per binding: shm %s B, private RSS %s B", per("shm_bytes"), per("private_rss_bytes"))
+			if _, ok := v["after_anon_rss_bytes"]; ok {
+				line += fmt.Sprintf(" (anonymous %s B)", per("anon_rss_bytes"))
+			}
 		}
 		return line + restart
 	}

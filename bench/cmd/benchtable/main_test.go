@@ -49,6 +49,26 @@ func TestMemoryLineRestart(t *testing.T) {
 	}
 }
 
+// TestMemoryLineAnonymous: the anonymous part of private RSS is shown
+// beside it when the run recorded it, and the old figure stays.
+func TestMemoryLineAnonymous(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "avalanche-pinhole-memory.txt")
+	lines := strings.Join([]string{
+		"devices 1000", "before_heap_bytes 1000000", "before_rss_bytes 9000000",
+		"before_private_rss_bytes 8000000", "before_anon_rss_bytes 7000000",
+		"settle_s 35", "bindings_held 1000", "peak_rss_bytes 12000000", "peak_heap_bytes 3000000",
+		"after_heap_bytes 1250000", "after_rss_bytes 9600000", "after_private_rss_bytes 8500000",
+		"after_anon_rss_bytes 7300000",
+	}, "\n")
+	if err := os.WriteFile(path, []byte(lines+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := memoryLine(path)
+	if want := "per binding: heap 250 B, private RSS 500 B (anonymous 300 B)"; !strings.Contains(got, want) {
+		t.Errorf("memory line %q lacks %q", got, want)
+	}
+}
+
 // TestBackendRatios: each server on Redis is set against the same server
 // on bbolt, scenario by scenario, and only when both sustained a rate.
 func TestBackendRatios(t *testing.T) {
