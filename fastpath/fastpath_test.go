@@ -261,23 +261,32 @@ func (s *server) settle(t testing.TB, absorbedBefore, fillsBefore uint64) {
 	c.Wait()
 }
 
-// TestRandomEviction refuses half of the cache's Sets and evicts half of
-// its hits at random: every refresh must still get its 200 with the
-// device's binding, and the store must end with every binding at its last
-// CSeq — a miss costs speed, never a binding or a reply.
-func TestRandomEviction(t *testing.T) {
+// startEvicting starts a pinhole whose cache refuses half of its Sets and
+// evicts half of its hits at random, and dials n devices to it; tmpl is
+// the sipp REGISTER of the corpus.
+func startEvicting(t *testing.T, n int) (*server, corpusEntry, []*device) {
+	t.Helper()
 	fast := start(t, "127.0.0.1", true, "", fastpath.Options{Refuse: func() bool { return rand.IntN(2) == 0 }})
-	const devices, refreshes = 8, 25
 	var tmpl corpusEntry
 	for _, e := range loadCorpus(t) {
 		if e.name == "sipp" {
 			tmpl = e
 		}
 	}
-	ds := make([]*device, devices)
+	ds := make([]*device, n)
 	for i := range ds {
 		ds[i] = dial(t, fast.addr)
 	}
+	return fast, tmpl, ds
+}
+
+// TestRandomEviction refuses half of the cache's Sets and evicts half of
+// its hits at random: every refresh must still get its 200 with the
+// device's binding, and the store must end with every binding at its last
+// CSeq — a miss costs speed, never a binding or a reply.
+func TestRandomEviction(t *testing.T) {
+	const devices, refreshes = 8, 25
+	fast, tmpl, ds := startEvicting(t, devices)
 	for cseq := 1; cseq <= refreshes; cseq++ {
 		for i, d := range ds {
 			msg := strings.ReplaceAll(tmpl.render(d, fmt.Sprintf("evict-%d", i), cseq, fmt.Sprintf("e%d-%d", i, cseq)),

@@ -2,7 +2,6 @@ package fastpath_test
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -131,18 +130,8 @@ func (r *retransDevice) send(t *testing.T, e corpusEntry, callID string, cseq in
 // from the slow path's response memory when the slow path did — and the
 // store must end with every binding at its last CSeq.
 func TestRandomEvictionRetransmissions(t *testing.T) {
-	fast := start(t, "127.0.0.1", true, "", fastpath.Options{Refuse: func() bool { return rand.IntN(2) == 0 }})
 	const devices, refreshes = 8, 20
-	var tmpl corpusEntry
-	for _, e := range loadCorpus(t) {
-		if e.name == "sipp" {
-			tmpl = e
-		}
-	}
-	ds := make([]*device, devices)
-	for i := range ds {
-		ds[i] = dial(t, fast.addr)
-	}
+	fast, tmpl, ds := startEvicting(t, devices)
 	for cseq := 1; cseq <= refreshes; cseq++ {
 		for i, d := range ds {
 			msg := strings.ReplaceAll(tmpl.render(d, fmt.Sprintf("evict-again-%d", i), cseq, fmt.Sprintf("ea%d-%d", i, cseq)),

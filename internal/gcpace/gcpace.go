@@ -100,14 +100,19 @@ func (p *Pacer) Run(ctx context.Context) {
 		return
 	}
 	p.Step()
-	t := time.NewTicker(time.Second)
+	every(ctx, time.Second, p.Step)
+}
+
+// every calls step once per d until ctx ends.
+func every(ctx context.Context, d time.Duration, step func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			p.Step()
+			step()
 		}
 	}
 }

@@ -125,16 +125,7 @@ func (r *Releaser) Run(ctx context.Context) {
 	if r == nil {
 		return
 	}
-	t := time.NewTicker(r.tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			r.Step()
-		}
-	}
+	every(ctx, r.tick, r.Step)
 }
 
 // Releases is how many times free heap was returned.
