@@ -29,6 +29,7 @@ const registerWait = 10 * time.Second
 func TestMain(m *testing.M) {
 	code := m.Run()
 	testutil.CleanupBinaries()
+	removeSiploadBinary()
 	os.Exit(code)
 }
 

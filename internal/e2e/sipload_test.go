@@ -40,8 +40,9 @@ var siploadBuild struct {
 }
 
 // siploadBinary builds sipload once per test process, in a directory
-// removed when the test ends (a plain build: it is the load, not what is
-// tested).
+// TestMain removes when every test is over (a plain build: it is the load,
+// not what is tested). Removing it when the first test using it ended
+// left the next one an exec of a file that was gone.
 func siploadBinary(t *testing.T) string {
 	t.Helper()
 	siploadBuild.once.Do(func() {
@@ -70,8 +71,14 @@ func siploadBinary(t *testing.T) string {
 	if siploadBuild.err != nil {
 		t.Fatal(siploadBuild.err)
 	}
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(siploadBuild.path)) })
 	return siploadBuild.path
+}
+
+// removeSiploadBinary removes sipload's build, if there was one.
+func removeSiploadBinary() {
+	if siploadBuild.path != "" {
+		os.RemoveAll(filepath.Dir(siploadBuild.path))
+	}
 }
 
 // startSipload starts vipDevices devices in ns against server: they
