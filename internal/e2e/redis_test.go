@@ -109,7 +109,7 @@ func testRedisBackend(t *testing.T, wait int) {
 		// The promoted replica has no replica of its own: WAIT 1 cannot be
 		// met in its slots until the old master rejoins as one.
 		cluster.Restart(master)
-		cluster.WaitHealthy()
+		cluster.WaitReplicated()
 	}
 	stage("cluster healthy")
 	r = register(after, 30*time.Second)

@@ -225,7 +225,8 @@ func (c *RedisCluster) Addresses() []string {
 }
 
 // WaitHealthy waits until every live node reports cluster_state:ok and
-// every master serving slots has a replica whose link is up.
+// every live replica's link to its master is up (a master may have no
+// replica left: WaitReplicated asks for that too).
 func (c *RedisCluster) WaitHealthy() {
 	c.t.Helper()
 	deadline := time.Now().Add(redisReady)
@@ -239,6 +240,56 @@ func (c *RedisCluster) WaitHealthy() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// WaitReplicated waits until the cluster is healthy and every master
+// serving slots has its replica online. After a failover, a restarted old
+// master reports cluster_state:ok before it has become the promoted one's
+// replica, and a write with WAIT 1 in those slots fails until it has.
+func (c *RedisCluster) WaitReplicated() {
+	c.t.Helper()
+	deadline := time.Now().Add(redisReady)
+	for {
+		err := c.healthy()
+		if err == nil {
+			err = c.replicated()
+		}
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("redis cluster not replicated after %s: %v", redisReady, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// replicated reports a live master that serves slots without a replica
+// online.
+func (c *RedisCluster) replicated() error {
+	for _, n := range c.Nodes {
+		if !n.Alive() {
+			continue
+		}
+		repl, err := n.Cli("info", "replication")
+		if err != nil {
+			return fmt.Errorf("redis %d: %v", n.Port, err)
+		}
+		if !strings.Contains(repl, "role:master") || strings.Contains(repl, "state=online") {
+			continue
+		}
+		nodes, err := n.Cli("cluster", "nodes")
+		if err != nil {
+			return fmt.Errorf("redis %d: %v", n.Port, err)
+		}
+		for _, line := range strings.Split(nodes, "\n") {
+			// CLUSTER NODES: id addr flags master ping pong epoch link slots...
+			if f := strings.Fields(line); len(f) > 8 && strings.Contains(f[2], "myself") {
+				return fmt.Errorf("redis %d: serves slots without a replica online", n.Port)
+			}
+		}
+	}
+	return nil
 }
 
 func (c *RedisCluster) healthy() error {
