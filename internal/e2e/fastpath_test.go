@@ -114,28 +114,10 @@ func hostMetric(t *testing.T, addr, name string) float64 {
 func TestFastPathAuthRefreshes(t *testing.T) {
 	const user, password, refreshes = "authfp", "s3cret-fp", 8
 	run := func(t *testing.T, fastPath bool) []string {
-		cfg := testutil.DefaultConfig(t)
-		if !cfg.FastPath.Enabled {
+		if !testutil.DefaultConfig(t).FastPath.Enabled {
 			t.Fatal("the embedded default has the fast path off")
 		}
-		cfg.FastPath.Enabled = fastPath
-		metricsAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, testutil.Loopback))
-		cfg.Metrics.Listen = metricsAddr
-		cfg.Log.Level = "info"
-		cfg.Auth.Credentials = testutil.WriteCredentials(t, cfg.Auth.Realm, map[string]string{user: password})
-		testutil.StartPinhole(t, nil, cfg)
-		res := testutil.Sipp{
-			Scenario: scenario(t, "auth_refresh.xml"),
-			Remote:   cfg.Listen.UDP[0],
-			LocalIP:  testutil.Loopback,
-			Service:  user, AuthUser: user, AuthPassword: password,
-			AuthURI: domain,
-			Vars:    map[string]string{"domain": domain, "expires": "600", "period_ms": "200", "refreshes": strconv.Itoa(refreshes)},
-			Timeout: 30 * time.Second,
-		}.Run(t)
-		if res.ExitCode != testutil.SippExitOK {
-			t.Fatalf("authenticated refreshes (fast path %v):\n%s", fastPath, res.Report())
-		}
+		metricsAddr, res := authRefreshes(t, fastPath, user, password, refreshes, 200, 30*time.Second)
 		if fastPath {
 			// The first authenticated REGISTER goes to the slow path and
 			// fills the cache; at worst one refresh races that fill.

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -21,26 +22,7 @@ import (
 // own 401 and 200 is slowpath's TestRawChallengeMatchesRegistrar and
 // TestRaw200MatchesRegistrar.
 func TestFirstRegistrationRawChallenge(t *testing.T) {
-	const user, password = "rawch", "s3cret-rc"
-	cfg := testutil.DefaultConfig(t)
-	cfg.FastPath.Enabled = false
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, testutil.Loopback))
-	cfg.Metrics.Listen = metricsAddr
-	cfg.Log.Level = "info"
-	cfg.Auth.Credentials = testutil.WriteCredentials(t, cfg.Auth.Realm, map[string]string{user: password})
-	testutil.StartPinhole(t, nil, cfg)
-	res := testutil.Sipp{
-		Scenario: scenario(t, "auth_refresh.xml"),
-		Remote:   cfg.Listen.UDP[0],
-		LocalIP:  testutil.Loopback,
-		Service:  user, AuthUser: user, AuthPassword: password,
-		AuthURI: domain,
-		Vars:    map[string]string{"domain": domain, "expires": "600", "period_ms": "100", "refreshes": "1"},
-		Timeout: 20 * time.Second,
-	}.Run(t)
-	if res.ExitCode != testutil.SippExitOK {
-		t.Fatalf("first registration:\n%s", res.Report())
-	}
+	metricsAddr, _ := authRefreshes(t, false, "rawch", "s3cret-rc", 1, 100, 20*time.Second)
 	if got := hostMetric(t, metricsAddr, `pinhole_registrar_raw_challenges_total{result="answered"}`); got != 1 {
 		t.Errorf("%v challenges answered from raw bytes, want 1 (the first REGISTER)", got)
 	}
@@ -64,28 +46,11 @@ func TestFirstRegistrationRawChallenge(t *testing.T) {
 // Any refresh that raced the fill goes to the slow path, and gets a raw
 // 200 too.
 func TestFirstRegistrationRawFill(t *testing.T) {
-	const user, password, refreshes = "rawfill", "s3cret-rf", 4
-	cfg := testutil.DefaultConfig(t)
-	if !cfg.FastPath.Enabled {
+	const refreshes = 4
+	if !testutil.DefaultConfig(t).FastPath.Enabled {
 		t.Fatal("the embedded default has the fast path off")
 	}
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, testutil.Loopback))
-	cfg.Metrics.Listen = metricsAddr
-	cfg.Log.Level = "info"
-	cfg.Auth.Credentials = testutil.WriteCredentials(t, cfg.Auth.Realm, map[string]string{user: password})
-	testutil.StartPinhole(t, nil, cfg)
-	res := testutil.Sipp{
-		Scenario: scenario(t, "auth_refresh.xml"),
-		Remote:   cfg.Listen.UDP[0],
-		LocalIP:  testutil.Loopback,
-		Service:  user, AuthUser: user, AuthPassword: password,
-		AuthURI: domain,
-		Vars:    map[string]string{"domain": domain, "expires": "600", "period_ms": "200", "refreshes": fmt.Sprint(refreshes)},
-		Timeout: 20 * time.Second,
-	}.Run(t)
-	if res.ExitCode != testutil.SippExitOK {
-		t.Fatalf("first registration and refreshes:\n%s", res.Report())
-	}
+	metricsAddr, _ := authRefreshes(t, true, "rawfill", "s3cret-rf", refreshes, 200, 20*time.Second)
 	absorbed := hostMetric(t, metricsAddr, "pinhole_fastpath_absorbed_total")
 	if absorbed < refreshes-1 {
 		t.Errorf("absorbed %v of %d refreshes", absorbed, refreshes)
@@ -101,4 +66,33 @@ func TestFirstRegistrationRawFill(t *testing.T) {
 			t.Errorf("%v raw 200s declined as %s, want 0", got, why)
 		}
 	}
+}
+
+// authRefreshes starts pinhole (the embedded default, its fast path on or
+// off, metrics on loopback) knowing user's password, and runs sipp's
+// auth_refresh.xml for user: a REGISTER challenged and sent again with
+// credentials, then refreshes every periodMs. It fails the test unless
+// sipp succeeds, and returns the metrics address and sipp's result.
+func authRefreshes(t *testing.T, fastPath bool, user, password string, refreshes, periodMs int, timeout time.Duration) (string, *testutil.SippResult) {
+	t.Helper()
+	cfg := testutil.DefaultConfig(t)
+	cfg.FastPath.Enabled = fastPath
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, testutil.Loopback))
+	cfg.Metrics.Listen = metricsAddr
+	cfg.Log.Level = "info"
+	cfg.Auth.Credentials = testutil.WriteCredentials(t, cfg.Auth.Realm, map[string]string{user: password})
+	testutil.StartPinhole(t, nil, cfg)
+	res := testutil.Sipp{
+		Scenario: scenario(t, "auth_refresh.xml"),
+		Remote:   cfg.Listen.UDP[0],
+		LocalIP:  testutil.Loopback,
+		Service:  user, AuthUser: user, AuthPassword: password,
+		AuthURI: domain,
+		Vars:    map[string]string{"domain": domain, "expires": "600", "period_ms": strconv.Itoa(periodMs), "refreshes": strconv.Itoa(refreshes)},
+		Timeout: timeout,
+	}.Run(t)
+	if res.ExitCode != testutil.SippExitOK {
+		t.Fatalf("first registration and %d refreshes (fast path %v):\n%s", refreshes, fastPath, res.Report())
+	}
+	return metricsAddr, res
 }
