@@ -429,14 +429,7 @@ func TestRaw200Declines(t *testing.T) {
 		"body":         repl("Content-Length: 0\r\n\r\n", "Content-Length: 2\r\n\r\nhi"),
 		"record-route": repl("Max-Forwards", "Record-Route: <sip:p.example.com;lr>\r\nMax-Forwards"),
 	}
-	for name, data := range cases {
-		if got, ok := viaRaw200(t, s, data); ok {
-			t.Errorf("%s: answered raw:\n%s", name, got)
-		}
-		if diff := cmp.Diff(before, s.store.Lookup("alice@example.com"), cmpopts.EquateComparable(netip.AddrPort{})); diff != "" {
-			t.Fatalf("%s: the bindings changed (-before +after):\n%s", name, diff)
-		}
-	}
+	assertDeclined(t, s, before, cases)
 	// A replay of the accepted REGISTER: its nonce count is used.
 	replay := signed(t, s, renderStep(base, "dec", 3))
 	if _, ok := viaRaw200(t, s, replay); !ok {
@@ -491,14 +484,7 @@ func TestRaw200DeclinesNoAuth(t *testing.T) {
 		"bad q":        repl("10.0.0.5:5060>", "10.0.0.5:5060>;q=x"),
 		"body":         repl("Content-Length: 0\r\n\r\n", "Content-Length: 2\r\n\r\nhi"),
 	}
-	for name, data := range cases {
-		if got, ok := viaRaw200(t, s, data); ok {
-			t.Errorf("%s: answered raw:\n%s", name, got)
-		}
-		if diff := cmp.Diff(before, s.store.Lookup("alice@example.com"), cmpopts.EquateComparable(netip.AddrPort{})); diff != "" {
-			t.Fatalf("%s: the bindings changed (-before +after):\n%s", name, diff)
-		}
-	}
+	assertDeclined(t, s, before, cases)
 	for name, set := range map[string]func(bool){
 		"stopping":       func(on bool) { s.ops.draining.Store(on) },
 		"fast path hook": func(on bool) { hookCommitted(s, on) },
@@ -808,5 +794,19 @@ func TestRaw200FallbackCommitted(t *testing.T) {
 	}
 	if fills != 0 {
 		t.Errorf("the raw fill ran %d times for a 200 built through sipgo", fills)
+	}
+}
+
+// assertDeclined checks that the raw 200 answers none of cases and that
+// none changes alice's bindings from before.
+func assertDeclined(t *testing.T, s *Server, before []location.Binding, cases map[string][]byte) {
+	t.Helper()
+	for name, data := range cases {
+		if got, ok := viaRaw200(t, s, data); ok {
+			t.Errorf("%s: answered raw:\n%s", name, got)
+		}
+		if diff := cmp.Diff(before, s.store.Lookup("alice@example.com"), cmpopts.EquateComparable(netip.AddrPort{})); diff != "" {
+			t.Fatalf("%s: the bindings changed (-before +after):\n%s", name, diff)
+		}
 	}
 }
