@@ -15,7 +15,8 @@
 //	benchtable -capacity DIR
 //
 // prints, for each server and scenario, the highest rate of the search that
-// passed, from DIR/cap-<server>-<scenario>-<rate>.json.
+// passed, from DIR/cap-<server>-<scenario>-<rate>.json, and what it
+// delivered when offered twice that (DIR/over-<server>-<scenario>-<rate>.json).
 //
 //	benchtable -plot DIR
 //
@@ -351,7 +352,74 @@ func capacity(w io.Writer, dir string) error {
 	fmt.Fprintln(w, "sustained/s: the highest offered rate of the search with >= 97% of it succeeding per second,")
 	fmt.Fprintln(w, "<= 1% failed and p99 <= 200 ms; failed at/s: the lowest rate that did not.")
 	backendRatios(w, best)
+	return pastSaturation(w, dir, best)
+}
+
+// minOverloadShare: past saturation a server must keep delivering. Offered
+// twice its sustained rate, the answers it still completes per second
+// must stay at 90 % of that rate or more; a server that spends its core on
+// retransmissions and work it then sheds too late collapses below it.
+const minOverloadShare = 0.90
+
+// pastSaturation prints, for each server and scenario with a sustained
+// rate, the run offered about twice that rate (DIR/over-*.json, written
+// by compare.sh after the search): the actions it completed per second and
+// their share of the sustained rate.
+func pastSaturation(w io.Writer, dir string, best map[capKey]*load.Result) error {
+	over, err := overRuns(dir)
+	if err != nil || len(over) == 0 {
+		return err
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "past saturation: offered about twice the sustained rate")
+	fmt.Fprintf(w, "%-14s %-16s %12s %10s %12s %8s %9s %9s\n", "scenario", "server", "sustained/s", "offered/s", "delivered/s", "share", "p99 ms", "")
+	for _, sc := range scenarios {
+		for _, srv := range servers {
+			k := capKey{srv, sc}
+			r, b := over[k], best[k]
+			if r == nil || b == nil {
+				continue
+			}
+			got := rate(r, sc)
+			share := got / b.Rate
+			verdict := "holds"
+			if share < minOverloadShare {
+				verdict = "collapses"
+			}
+			a := r.Run.Actions[mainAction[baseScenario(sc)]]
+			fmt.Fprintf(w, "%-14s %-16s %12.0f %10.0f %12.0f %7.0f%% %9.2f %9s\n", sc, srv, b.Rate, r.Rate, got, 100*share,
+				float64(a.Latency.P99)/1000, verdict)
+		}
+	}
+	fmt.Fprintf(w, "delivered/s: actions completed per second; share: of the sustained rate (holds: >= %.0f%%).\n", 100*minOverloadShare)
 	return nil
+}
+
+// overRuns reads DIR/over-<server>-<scenario>-<rate>.json, the last run
+// per server and scenario.
+func overRuns(dir string) (map[capKey]*load.Result, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "over-*.json"))
+	if err != nil {
+		return nil, err
+	}
+	runs := map[capKey]*load.Result{}
+	for _, f := range files {
+		r, err := read(f)
+		if err != nil {
+			return nil, err
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "over-"), ".json")
+		srv := serverOf(name)
+		last := strings.LastIndexByte(name, '-')
+		if srv == "" || last <= len(srv) {
+			continue
+		}
+		k := capKey{srv, name[len(srv)+1 : last]}
+		if old := runs[k]; old == nil || r.Started.After(old.Started) {
+			runs[k] = r
+		}
+	}
+	return runs, nil
 }
 
 // backendRatios prints, for each server run on both location backends,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,5 +106,41 @@ func TestServerOfRedis(t *testing.T) {
 		if got := serverOf(name); got != want {
 			t.Errorf("serverOf(%q) = %q, want %q", name, got, want)
 		}
+	}
+}
+
+// TestPastSaturation: the run offered twice the sustained rate is judged
+// against that rate, by the actions completed per second.
+func TestPastSaturation(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, scenario string, rate, succeeded float64) {
+		body := fmt.Sprintf(`{"scenario":%q,"offered_rate":%g,"run":{"seconds":3,"actions":{%q:{"succeeded":%g,"latency":{"p99_us":150000}}}}}`,
+			scenario, rate, mainAction[baseScenario(scenario)], succeeded)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("over-pinhole-register-32000.json", "register", 32000, 3*15000) // 15 000/s of 16 000: 94 %
+	write("over-fastpath-register-8000.json", "register", 8000, 3*2000)   // 2 000/s of 4 000: 50 %
+	write("over-kamailio-refresh-noauth-45200.json", "refresh", 45200, 0) // no sustained rate: no row
+	best := map[capKey]*load.Result{
+		{"pinhole", "register"}:  {Rate: 16000},
+		{"fastpath", "register"}: {Rate: 4000},
+	}
+	var b strings.Builder
+	if err := pastSaturation(&b, dir, best); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"register       pinhole                 16000      32000        15000      94%    150.00     holds",
+		"register       fastpath                 4000       8000         2000      50%    150.00 collapses",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "kamailio") {
+		t.Errorf("a run without a sustained rate has no row:\n%s", out)
 	}
 }
