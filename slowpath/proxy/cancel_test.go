@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/emiago/sipgo/sip"
@@ -145,5 +146,66 @@ func TestStrayAckRefused(t *testing.T) {
 	if mAckDropped.Get()-dropped != 1 || mStrayAcks.notLocated.Get()-notLocated != 1 {
 		t.Errorf("ACKs dropped +%d, stray ACKs not located +%d; want +1 and +1",
 			mAckDropped.Get()-dropped, mStrayAcks.notLocated.Get()-notLocated)
+	}
+}
+
+// TestStrayAckThroughOurRoute: the caller's ACK for a non-2xx repeats its
+// INVITE's Route (RFC 3261 §17.1.1.3); a phone that preloads pinhole as
+// its outbound proxy sends it unsigned. With no transaction to take it
+// the ACK goes on as a stray ACK and is not counted as a forged dialog
+// Route; the same ACK whose INVITE would reach nobody is dropped and is.
+func TestStrayAckThroughOurRoute(t *testing.T) {
+	tp := startProxy(t, func(c *Config) { c.Keys = testKeys })
+	bob := newDevice(t, "bob", "sip:bob@192.0.2.1:5999", nil)
+	tp.loc.add("bob@example.com", bob.binding(tp, 1000))
+	alice := newDevice(t, "alice", "sip:alice@192.0.2.2:5998", nil)
+
+	ack := func(user string) *sip.Request {
+		var ruri sip.Uri
+		if err := sip.ParseUri("sip:"+user+"@example.com", &ruri); err != nil {
+			t.Fatal(err)
+		}
+		req := sip.NewRequest(sip.ACK, ruri)
+		req.AppendHeader(&sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP",
+			Host: "192.0.2.2", Port: 5998, Params: sip.HeaderParams{{K: "branch", V: sip.GenerateBranch()}, {K: "rport"}}})
+		req.AppendHeader(sip.NewHeader("Route", "<sip:"+tp.udp.String()+";lr>"))
+		req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "alice", Host: "example.com"}, Params: sip.HeaderParams{{K: "tag", V: "a1"}}})
+		req.AppendHeader(&sip.ToHeader{Address: ruri, Params: sip.HeaderParams{{K: "tag", V: "b486"}}})
+		req.AppendHeader(sip.NewHeader("Call-ID", "stray-ack-"+sip.GenerateTagN(8)))
+		req.AppendHeader(&sip.CSeqHeader{SeqNo: 7, MethodName: sip.ACK})
+		req.SetSource(alice.addr.String())
+		req.SetDestination(tp.udp.String())
+		return req
+	}
+
+	forged := mForgedDialog.Get()
+	forwarded := mStrayAcks.forwarded.Get()
+	if err := alice.cli.WriteRequest(ack("bob")); err != nil {
+		t.Fatal(err)
+	}
+	got := bob.expect(sip.ACK)
+	if got.CallID() == nil || !strings.HasPrefix(got.CallID().Value(), "stray-ack-") {
+		t.Fatalf("bob got another ACK:\n%s", got)
+	}
+	// Counted after it was sent: wait for the count, not only the ACK.
+	for deadline := time.Now().Add(5 * time.Second); mStrayAcks.forwarded.Get() == forwarded && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if n := mStrayAcks.forwarded.Get() - forwarded; n != 1 {
+		t.Errorf("stray ACKs forwarded +%d, want +1", n)
+	}
+	if n := mForgedDialog.Get() - forged; n != 0 {
+		t.Errorf("a forwarded ACK counted as a forged Route (+%d)", n)
+	}
+
+	// Parsed, as from the wire: a Route built with sip.NewHeader is not
+	// a RouteHeader.
+	m, err := sip.ParseMessage([]byte(ack("nobody").String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.p.Handle(m.(*sip.Request), &fakeTx{})
+	if n := mForgedDialog.Get() - forged; n != 1 {
+		t.Errorf("an ACK through an unsigned Route of ours that went nowhere: forged +%d, want +1", n)
 	}
 }

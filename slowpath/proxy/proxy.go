@@ -102,6 +102,9 @@ func (p *Proxy) Handle(req *sip.Request, tx sip.ServerTransaction) {
 		if req.IsAck() && p.strayAck(req) {
 			return
 		}
+		if d.forged {
+			mForgedDialog.Inc()
+		}
 		mAckDropped.Inc()
 	case actReply:
 		p.reply(req, tx, d.status, d.reason)

@@ -65,6 +65,9 @@ type decision struct {
 	// the AOR's flows (edges.go): deliver only to bindings this edge
 	// owns, never to another edge.
 	ownerHop bool
+	// forged: an ACK claiming a dialog through a Route entry of ours
+	// pinhole did not write; forged unless it goes on as a stray ACK.
+	forged bool
 }
 
 // decide routes req: RFC 3261 §16.3 (validation), §16.4 (route
@@ -136,10 +139,14 @@ func (p *Proxy) decide(req *sip.Request) decision {
 		} else if !p.verifyRecordRoute(req, mark) {
 			// Our address in a Route, but not an entry pinhole wrote for
 			// this dialog: following it would relay for whoever forged it.
-			mForgedDialog.Inc()
 			if req.Method == sip.ACK {
-				return decision{act: actDrop}
+				// Counted by Handle: the caller's ACK for a non-2xx repeats
+				// the INVITE's Route (§17.1.1.3), unsigned when the phone
+				// preloaded pinhole as its outbound proxy, and may still
+				// go on as a stray ACK.
+				return decision{act: actDrop, forged: true}
 			}
+			mForgedDialog.Inc()
 			return decision{act: actReply, status: sip.StatusForbidden, reason: "Forbidden"}
 		} else {
 			d.act = actDialog
