@@ -169,6 +169,7 @@ func BenchmarkAbsorb(b *testing.B) {
 	now := time.Now()
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := startCPUTimer(b)
 	for i := 0; i < b.N; i++ {
 		n := uint64(i + 2)
 		for k := 9; k >= 0; k-- {
@@ -183,6 +184,7 @@ func BenchmarkAbsorb(b *testing.B) {
 			f.cache.Flush()
 		}
 	}
+	cpu.report()
 }
 
 // A refresh absorbed just before the device registered afresh (a reboot:

@@ -163,17 +163,19 @@ func BenchmarkAbsorbDigest(b *testing.B) {
 			render()
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := startCPUTimer(b)
 			for i := 0; i < b.N; i++ {
 				if i%batch == 0 && i > 0 {
-					b.StopTimer()
+					cpu.stop()
 					render()
 					f.cache.Flush()
-					b.StartTimer()
+					cpu.start()
 				}
 				if _, d := l.Absorb(msgs[i%batch], lim, local, remote, now); d != Absorbed {
 					b.Fatalf("refresh %d: %v", i, d)
 				}
 			}
+			cpu.report()
 		})
 	}
 }

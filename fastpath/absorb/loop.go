@@ -101,6 +101,9 @@ type Loop struct {
 	left    []int64 // each slot's expiry in the answer being built (scratch)
 	scanned bool    // reg holds the last datagram's scan (Scanned)
 	ident   identity
+	// ha2 remembers H("REGISTER:" uri) between refreshes: the devices
+	// of one domain all register with one Request-URI.
+	ha2 digest.HA2Memo
 }
 
 // loopCounters are written by one loop and read by the scrape; the
@@ -413,7 +416,7 @@ func (l *Loop) verify(v *digest.Verifier, e *Entry, now time.Time) (digest.Check
 	// The slow path also accepts a digest uri that names the Request-URI
 	// in another form; here only the bytes the entry holds (same() tied
 	// them to the registration's Request-URI as sipgo printed it).
-	verdict, c := v.Verify(&p, "REGISTER", e.realm, p.URI == string(r.RequestURI), e.user, now)
+	verdict, c := v.VerifyWith(&p, "REGISTER", e.realm, p.URI == string(r.RequestURI), e.user, now, &l.ha2)
 	if verdict != digest.Valid {
 		return digest.Checked{}, authVerdict + authWhy(verdict)
 	}

@@ -310,6 +310,13 @@ type Checked struct {
 // the response before the nonce's age, so an expired nonce with the right
 // password gets stale=true and a wrong password never learns about age.
 func (v *Verifier) Verify(p *Params, method string, rlm Realm, uriOK bool, identity string, now time.Time) (Verdict, Checked) {
+	return v.VerifyWith(p, method, rlm, uriOK, identity, now, nil)
+}
+
+// VerifyWith is Verify with a memo of H(method ":" uri) (see [HA2Memo]),
+// which one caller at a time may keep between calls; nil is none. The
+// checks and verdicts are Verify's.
+func (v *Verifier) VerifyWith(p *Params, method string, rlm Realm, uriOK bool, identity string, now time.Time, m *HA2Memo) (Verdict, Checked) {
 	alg := MD5 // RFC 7616 §3.4: absent means MD5
 	if p.Algorithm != "" {
 		var ok bool
@@ -354,7 +361,7 @@ func (v *Verifier) Verify(p *Params, method string, rlm Realm, uriOK bool, ident
 		ha1 = v.dummyHA1[alg]
 	}
 	var wantBuf [64]byte
-	want := AppendResponse(wantBuf[:0], alg, ha1, method, p)
+	want := appendResponse(wantBuf[:0], alg, ha1, method, p, m)
 	if subtle.ConstantTimeCompare(want, resp) != 1 || !known {
 		return Forbidden, Checked{}
 	}
@@ -403,14 +410,22 @@ func parseAlgorithm(s string) (Algorithm, bool) {
 // The digest-uri is the one the client hashed, which the caller has tied
 // to the Request-URI.
 func AppendResponse(dst []byte, alg Algorithm, ha1, method string, p *Params) []byte {
-	var buf [512]byte
-	b := append(buf[:0], method...)
-	b = append(b, ':')
-	b = append(b, p.URI...)
-	var ha2Buf [64]byte
-	ha2 := alg.AppendSum(ha2Buf[:0], b)
+	return appendResponse(dst, alg, ha1, method, p, nil)
+}
 
-	b = append(b[:0], ha1...)
+func appendResponse(dst []byte, alg Algorithm, ha1, method string, p *Params, m *HA2Memo) []byte {
+	var buf [512]byte
+	var ha2Buf [64]byte
+	ha2, ok := m.lookup(alg, method, p.URI)
+	if !ok {
+		b := append(buf[:0], method...)
+		b = append(b, ':')
+		b = append(b, p.URI...)
+		ha2 = alg.AppendSum(ha2Buf[:0], b)
+		m.store(alg, method, p.URI, ha2)
+	}
+
+	b := append(buf[:0], ha1...)
 	b = append(b, ':')
 	b = append(b, p.Nonce...)
 	b = append(b, ':')

@@ -163,3 +163,57 @@ func BenchmarkBatch(b *testing.B) {
 		}
 	}
 }
+
+// TestReceiverReuse: one Receiver read again and again, with batches of
+// every size and a truncated datagram among them, reports each datagram
+// with its own source and length: Recv readies only the headers the last
+// call used, so nothing of an earlier batch may leak into a later one.
+func TestReceiverReuse(t *testing.T) {
+	srv, fd := socketFD(t, "udp4", "127.0.0.1:0")
+	var peers []*net.UDPConn
+	for range 3 {
+		p, err := net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		peers = append(peers, p)
+	}
+	const slot = 64
+	rx := NewReceiver(4, slot)
+	type dgram struct {
+		peer int
+		size int
+	}
+	rounds := [][]dgram{
+		{{0, 10}, {1, 20}, {2, 30}, {0, 40}},
+		{{1, slot + 10}},           // truncated: not ok
+		{{2, 5}},                   // the slot the truncated one used, ok again
+		{{0, 1}, {1, 2}, {2, 3}},   // fewer than the last full batch
+		{{2, slot}, {1, slot - 1}}, // exactly a slot
+	}
+	for r, round := range rounds {
+		for _, d := range round {
+			if _, err := peers[d.peer].Write(bytes.Repeat([]byte{byte('a' + r)}, d.size)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := rx.Recv(fd)
+		if err != nil || n != len(round) {
+			t.Fatalf("round %d: %d datagrams, %v; want %d", r, n, err, len(round))
+		}
+		for i, d := range round {
+			data, from, ok := rx.Datagram(i)
+			want := netip.MustParseAddrPort(peers[d.peer].LocalAddr().String())
+			if from != want {
+				t.Errorf("round %d datagram %d: from %v, want %v", r, i, from, want)
+			}
+			if truncated := d.size > slot; ok == truncated {
+				t.Errorf("round %d datagram %d of %d bytes: ok %v", r, i, d.size, ok)
+			}
+			if !bytes.Equal(data, bytes.Repeat([]byte{byte('a' + r)}, min(d.size, slot))) {
+				t.Errorf("round %d datagram %d: %q", r, i, data)
+			}
+		}
+	}
+}

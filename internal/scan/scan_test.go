@@ -32,6 +32,17 @@ func TestScan(t *testing.T) {
 		{"folded", func(s string) string { return strings.Replace(s, "Expires: 600", "User-Agent: a\r\n b", 1) }, Folded},
 		{"NUL byte", func(s string) string { return strings.Replace(s, "Expires: 600", "User-Agent: a\x00b", 1) }, BadLine},
 		{"bare LF", func(s string) string { return strings.Replace(s, "Max-Forwards: 70\r\n", "Max-Forwards: 70\n", 1) }, BadLine},
+		{"bare CR in a value", func(s string) string { return strings.Replace(s, "Expires: 600", "User-Agent: a\rb", 1) }, BadLine},
+		{"bare LF in the last header", func(s string) string { return strings.Replace(s, "Content-Length: 0\r\n", "Content-Length: 0\n", 1) }, BadLine},
+		{"bare LF before a CRLF pair", func(s string) string { return strings.Replace(s, "Expires: 600", "User-Agent: a\n\r\nb: c", 1) }, BadLine},
+		{"no empty line", func(s string) string { return strings.TrimSuffix(s, "\r\n") }, BadLine},
+		{"empty line after a bare CR", func(s string) string {
+			return strings.Replace(s, "Content-Length: 0\r\n\r\n", "Content-Length: 0\r\r\n\r\n", 1)
+		}, BadLine},
+		{"NUL in the last header", func(s string) string { return strings.Replace(s, "Content-Length: 0", "Content-Length: 0\x00", 1) }, BadLine},
+		{"bare LF in a body", func(s string) string {
+			return strings.Replace(s, "Content-Length: 0\r\n\r\n", "Content-Length: 2\r\n\r\n\n\n", 1)
+		}, Body},
 		{"space before colon", func(s string) string { return strings.Replace(s, "Expires: 600", "Expires : 600", 1) }, BadLine},
 		{"second To", func(s string) string { return strings.Replace(s, "Expires: 600", "t: <sip:bob@example.com>", 1) }, Duplicate},
 		{"second Call-ID", func(s string) string { return strings.Replace(s, "Expires: 600", "i: other", 1) }, Duplicate},

@@ -17,7 +17,18 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:5060", "UDP `address:port` to answer on")
+	waitFlag := flag.String("wait", "blocking", "how to wait for datagrams: `blocking` (recvmmsg, the generator's ceiling) or loop (the system calls of one of pinhole's event loops: epoll_wait, recvfrom, recvmmsg, sendmmsg)")
 	flag.Parse()
+	var wait echo.Wait
+	switch *waitFlag {
+	case "blocking":
+		wait = echo.Blocking
+	case "loop":
+		wait = echo.Loop
+	default:
+		fmt.Fprintf(os.Stderr, "echo-responder: -wait %q: want blocking or loop\n", *waitFlag)
+		os.Exit(2)
+	}
 	addr, err := netip.ParseAddrPort(*listen)
 	if err != nil || !addr.Addr().Is4() {
 		fmt.Fprintf(os.Stderr, "echo-responder: -listen %q: want an IPv4 address and port\n", *listen)
@@ -28,7 +39,7 @@ func main() {
 	var st echo.Stats
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- echo.Serve(ctx, addr, &st, ready) }()
+	go func() { done <- echo.Serve(ctx, addr, wait, &st, ready) }()
 	select {
 	case <-ready:
 		fmt.Printf("echo-responder ready on %v\n", addr)
