@@ -108,6 +108,17 @@ func (r *Receiver) Datagram(i int) (data []byte, from netip.AddrPort, ok bool) {
 	return s.bufs[i][:s.hdrs[i].n], from, ok
 }
 
+// ScopeID returns the IPv6 scope (interface index) of the i-th datagram's
+// source, 0 for an IPv4 source or an address without one. Datagram drops
+// it; a reader that prints a link-local source as the standard library
+// does (fe80::1%eth0) needs it.
+func (r *Receiver) ScopeID(i int) uint32 {
+	if name := &r.s.names[i]; name.Family == unix.AF_INET6 {
+		return name.Scope_id
+	}
+	return 0
+}
+
 // Sender collects replies and sends them with one system call.
 type Sender struct {
 	s      slots
