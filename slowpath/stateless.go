@@ -123,6 +123,9 @@ type slJob struct {
 	id     []byte // the transaction key's bytes (scratch)
 	raw    raw200 // the raw 200's state (raw200.go)
 	vouch  vouch  // the read filter's Valid verdict on its credentials, if any (priority.go)
+	// out is the batch of answers of the worker handling the job, for
+	// what it writes in its own goroutine (answers.go); nil otherwise.
+	out *answerBatch
 }
 
 var slJobs = sync.Pool{New: func() any { return &slJob{buf: make([]byte, 0, 2048), id: make([]byte, 0, 256)} }}
@@ -316,7 +319,7 @@ func (sl *stateless) retransmission(j *slJob, key uint64) bool {
 	p := slAnswers.Get().(*[]byte)
 	b, st := sl.cache.Begin(key, (*p)[:0])
 	if st == retrans.Answered {
-		_, _ = j.conn.WriteTo(b, j.remote)
+		j.out.write(j.conn, b, j.remote) // in the worker
 	}
 	putAnswer(p, b)
 	return st == retrans.Answered || st == retrans.Pending
@@ -377,7 +380,7 @@ func hasHeader(msg []byte, name string) bool {
 }
 
 func (sl *stateless) release(j *slJob) {
-	j.conn, j.remote = nil, nil
+	j.conn, j.remote, j.out = nil, nil, nil
 	if cap(j.buf) <= 8192 {
 		slJobs.Put(j)
 	}
@@ -385,6 +388,8 @@ func (sl *stateless) release(j *slJob) {
 
 func (sl *stateless) work() {
 	defer sl.wg.Done()
+	out := newAnswerBatch() // answers.go
+	defer out.flush()
 	for {
 		// The vouched queue first, whatever waits in the other.
 		var j *slJob
@@ -394,10 +399,19 @@ func (sl *stateless) work() {
 			select {
 			case j = <-sl.vq:
 			case j = <-sl.q:
-			case <-sl.done:
-				return
+			default:
+				// Nothing waits: the answers batched so far leave
+				// before the worker does.
+				out.flush()
+				select {
+				case j = <-sl.vq:
+				case j = <-sl.q:
+				case <-sl.done:
+					return
+				}
 			}
 		}
+		j.out = out
 		sl.handle(j)
 		if sl.s.hooks.listenUDP.Load() != nil {
 			// With the fast path's sockets (its event loops), between

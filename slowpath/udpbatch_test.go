@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -16,7 +17,7 @@ import (
 func TestBatchedUDPReadsAsUDPConn(t *testing.T) {
 	for _, tc := range []struct{ listen, peerNet, dst string }{
 		{"127.0.0.1:0", "udp4", "127.0.0.1"},
-		{"[::1]:0", "udp6", "[::1]"},
+		{"[::1]:0", "udp6", "::1"},
 		{"[::]:0", "udp4", "127.0.0.1"}, // dual stack: an IPv4 peer, v4-mapped on the socket
 	} {
 		t.Run(tc.listen+"/"+tc.peerNet, func(t *testing.T) {
@@ -31,7 +32,7 @@ func TestBatchedUDPReadsAsUDPConn(t *testing.T) {
 			port := pc.LocalAddr().(*net.UDPAddr).Port
 			var peers []net.Conn
 			for range 3 {
-				p, err := net.Dial(tc.peerNet, fmt.Sprintf("%s:%d", tc.dst, port))
+				p, err := net.Dial(tc.peerNet, net.JoinHostPort(tc.dst, strconv.Itoa(port)))
 				if err != nil {
 					t.Skipf("dial %s: %v", tc.peerNet, err)
 				}

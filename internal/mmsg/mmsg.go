@@ -136,6 +136,9 @@ func NewSender(batch, size, family int) *Sender {
 func (t *Sender) Len() int   { return t.n }
 func (t *Sender) Full() bool { return t.n == len(t.s.bufs) }
 
+// Reset drops what waits for Flush.
+func (t *Sender) Reset() { t.n = 0 }
+
 // ErrTooBig: the datagram does not fit a slot.
 var ErrTooBig = errors.New("mmsg: datagram larger than a slot")
 
