@@ -275,8 +275,13 @@ func (sl *stateless) prepareRaw200(rs *raw200, data []byte, remote netip.AddrPor
 	}
 	lim := sl.s.ops.limits.Load()
 	r := &rs.reg
-	if scan.Scan(data, scan.Limits{MaxMessageBytes: lim.MaxMessageBytes, MaxHeaders: lim.MaxHeaders}, r) != scan.OK {
-		return raw200Scan
+	// The read filter scanned the job's copy into rs already when it
+	// vouched for the credentials (priority.go): taken as it is, under
+	// the same limits.
+	if pre == nil || pre.scanned != r || pre.limits != lim {
+		if scan.Scan(data, scan.Limits{MaxMessageBytes: lim.MaxMessageBytes, MaxHeaders: lim.MaxHeaders}, r) != scan.OK {
+			return raw200Scan
+		}
 	}
 	if r.NumVias != 1 || !rawreply.ParseVia(r.Vias[0], &rs.via) || rs.via.Received {
 		return raw200Form

@@ -226,7 +226,13 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 	authOn := sl.s.ops.authn.Load() != nil
 	q := sl.q
 	j.vouch = vouch{}
-	if register && credentials && sl.vouched(data, &j.vouch) {
+	copied := register && credentials
+	if copied {
+		// Scanned in the job's copy, where the worker's raw 200 reads
+		// it: once vouched for, it is not scanned again (priority.go).
+		j.buf = append(j.buf[:0], data...)
+	}
+	if register && credentials && sl.vouchedScan(j.buf, &j.vouch, &j.raw.reg) {
 		q = sl.vq // priority.go
 	} else if authOn && len(sl.q) >= cap(sl.q)/2 {
 		// Past half the queue what proves nothing goes first. A REGISTER
@@ -252,7 +258,9 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 		sl.release(j)
 		return true
 	}
-	j.buf = append(j.buf[:0], data...)
+	if !copied {
+		j.buf = append(j.buf[:0], data...)
+	}
 	j.conn, j.remote, j.local, j.start = conn, p.RemoteAddr, local, start
 	sl.s.ops.inflight.Add(1)
 	select {
