@@ -1,6 +1,7 @@
 package slowpath
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -136,5 +137,46 @@ func TestBatchedUDPCloseEndsRead(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("ReadFrom still waits after Close")
+	}
+}
+
+// BenchmarkUDPRead compares reading queued datagrams as sipgo's reader
+// does (ReadFrom, one at a time) from a plain net.UDPConn ("recvfrom")
+// and from the batched listener ("recvmmsg"), 32 queued at a time: the
+// sending side (one sendmmsg per 32) is the same for both. Per datagram.
+func BenchmarkUDPRead(b *testing.B) {
+	for _, mode := range []string{"recvfrom", "recvmmsg"} {
+		b.Run(mode, func(b *testing.B) {
+			open := listenUDPSocket
+			if mode == "recvmmsg" {
+				open = listenUDP
+			}
+			pc, err := open("127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { pc.Close() })
+			peer, err := listenUDP("127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { peer.Close() })
+			out := newAnswerBatch()
+			msg := bytes.Repeat([]byte("x"), 600)
+			buf := make([]byte, maxDatagram)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for done := 0; done < b.N; done += udpReadBatch {
+				for range udpReadBatch {
+					out.write(peer, msg, pc.LocalAddr())
+				}
+				out.flush()
+				for range udpReadBatch {
+					if _, _, err := pc.ReadFrom(buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
 	}
 }
