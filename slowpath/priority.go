@@ -6,6 +6,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/digest"
 	"github.com/pinhole-sip/pinhole/internal/rawreply"
 	"github.com/pinhole-sip/pinhole/internal/scan"
+	"github.com/pinhole-sip/pinhole/slowpath/sanity"
 )
 
 // Under a flood the stateless REGISTER queue fills, and what waits in it
@@ -35,6 +36,14 @@ import (
 // the worker's raw 200 (raw200.verify), which would otherwise run the
 // same digest on the same bytes with the same verifier a moment later.
 func (sl *stateless) vouched(data []byte, out *vouch) bool {
+	return sl.vouchedScan(data, out, nil)
+}
+
+// vouchedScan is vouched scanning data into reg when reg is not nil (a
+// job's raw 200 state, data the job's copy of the datagram): a Valid
+// verdict then records it in out, and the worker's raw 200 does not scan
+// the same bytes again (prepareRaw200).
+func (sl *stateless) vouchedScan(data []byte, out *vouch, reg *scan.Register) bool {
 	a := sl.s.ops.authn.Load()
 	if a == nil {
 		return false
@@ -43,6 +52,9 @@ func (sl *stateless) vouched(data []byte, out *vouch) bool {
 	defer rawScratches.Put(sc)
 	lim := sl.s.ops.limits.Load()
 	r := &sc.reg
+	if reg != nil {
+		r = reg
+	}
 	if scan.Scan(data, scan.Limits{MaxMessageBytes: lim.MaxMessageBytes, MaxHeaders: lim.MaxHeaders}, r) != scan.OK ||
 		r.NumAuth != 1 || !rawreply.ParseAddress(r.To, &sc.to) || len(sc.to.URI.User) == 0 ||
 		!rawreply.ParseURI(r.RequestURI, &sc.ruri) {
@@ -67,6 +79,9 @@ func (sl *stateless) vouched(data []byte, out *vouch) bool {
 	verdict, c := v.Verify(&p, "REGISTER", rlm, p.URI == bytesString(r.RequestURI), bytesString(sc.to.URI.User), now)
 	if verdict == digest.Valid && out != nil {
 		*out = vouch{v: v, checked: c, now: now}
+		if reg != nil {
+			out.scanned, out.limits = reg, lim
+		}
 	}
 	return verdict == digest.Valid || verdict == digest.Stale
 }
@@ -79,4 +94,9 @@ type vouch struct {
 	v       *digest.Verifier
 	checked digest.Checked
 	now     time.Time
+	// scanned, when not nil, holds the scan of the job's copy of the
+	// datagram under limits (vouchedScan): the raw 200 takes it as it is
+	// while the limits are the same.
+	scanned *scan.Register
+	limits  *sanity.Limits
 }

@@ -159,6 +159,33 @@ func TestVouched(t *testing.T) {
 	if why := s.sl.prepareRaw200(&rs, twice, remote, authn, &vc); why != raw200Auth {
 		t.Errorf("two Authorization values answered raw on the filter's verdict: %s, want auth", raw200WhyNames[why])
 	}
+
+	// Scanned by the filter into the job's state, the datagram is not
+	// scanned again: the raw 200 reads the filter's scan (here, one the
+	// test then spoils, to see which is read), unless the limits were
+	// swapped meanwhile (a reload), when it scans afresh.
+	var sv vouch
+	var js raw200
+	if !s.sl.vouchedScan(msg, &sv, &js.reg) || sv.scanned != &js.reg {
+		t.Fatal("vouchedScan did not record its scan")
+	}
+	if why := s.sl.prepareRaw200(&js, msg, remote, authn, &sv); why != raw200OK {
+		t.Fatalf("with the filter's scan: %s, want ok", raw200WhyNames[why])
+	}
+	sv2 := vouch{}
+	if !s.sl.vouchedScan(msg, &sv2, &js.reg) {
+		t.Fatal("not vouched for the second time")
+	}
+	js.reg.NumVias = 2 // what a fresh scan of msg would not say
+	if why := s.sl.prepareRaw200(&js, msg, remote, authn, &sv2); why != raw200Form {
+		t.Errorf("the filter's scan not used: %s, want form (from the spoiled scan)", raw200WhyNames[why])
+	}
+	js.reg.NumVias = 2
+	lim := *s.ops.limits.Load()
+	s.ops.limits.Store(&lim) // the same values, another reload's pointer
+	if why := s.sl.prepareRaw200(&js, msg, remote, authn, &sv2); why != raw200OK {
+		t.Errorf("after a reload of the limits: %s, want ok from a fresh scan", raw200WhyNames[why])
+	}
 }
 
 // FuzzVouched: vouched never fails on any datagram, and whatever it

@@ -178,43 +178,53 @@ func (sl *stateless) answerRaw200(j *slJob, finish func()) (key uint64, done boo
 		finish()
 		return key, true
 	}
-	a.Commit.Then(func(err error) {
+	complete := func(err error, out *answerBatch) {
 		if err != nil {
 			sl.answerParsed(j, key, flow, &a, err)
 		} else {
-			sl.writeRaw200(j, key, flow, &a)
+			sl.writeRaw200(j, key, flow, &a, out)
 		}
 		if sl.latency != nil {
 			sl.latency.Update(time.Since(j.start).Seconds())
 		}
 		finish()
-	})
+	}
+	if durable, err := a.Commit.Durable(); durable {
+		// A refresh (written behind) is durable at once: answered here,
+		// in the worker, and its 200 may join the worker's batch.
+		complete(err, j.out)
+	} else {
+		// Answered from the store's committer once durable: written at
+		// once, the worker's batch is not the committer's to use.
+		a.Commit.Then(func(err error) { complete(err, nil) })
+	}
 	return key, true
 }
 
 // writeRaw200 writes the 200 for the REGISTER in j that the registrar
 // applied as a, from bytes, and remembers it for retransmissions as send
-// does; through sipgo when AppendOK cannot write it.
-func (sl *stateless) writeRaw200(j *slJob, key uint64, flow location.Flow, a *registrar.Applied) {
+// does; through sipgo when AppendOK cannot write it. out, when not nil,
+// is the calling worker's batch of answers.
+func (sl *stateless) writeRaw200(j *slJob, key uint64, flow location.Flow, a *registrar.Applied, out *answerBatch) {
 	rs := &j.raw
-	out := slAnswers.Get().(*[]byte)
-	b, ok := registrar.AppendOK((*out)[:0], &rs.head, flow.Remote, randv2.Uint64(), randv2.Uint64(), &rs.fields, a)
+	buf := slAnswers.Get().(*[]byte)
+	b, ok := registrar.AppendOK((*buf)[:0], &rs.head, flow.Remote, randv2.Uint64(), randv2.Uint64(), &rs.fields, a)
 	if !ok {
-		putAnswer(out, b)
+		putAnswer(buf, b)
 		sl.answerParsed(j, key, flow, a, nil)
 		return
 	}
 	sl.raw200.answered.Add(1) // before the answer: whoever sees it sees the count
 	registrar.Observe(200)
 	sl.cache.Finish(key, b) // before the write, as send
-	_, _ = j.conn.WriteTo(b, j.remote)
+	out.write(j.conn, b, j.remote)
 	if rs.fill != nil {
 		// After the write, as the registrar tells Committed: the fast
 		// path prepares its answer to the next refresh.
 		rs.fill(b, flow)
 		rs.fill = nil
 	}
-	putAnswer(out, b)
+	putAnswer(buf, b)
 }
 
 // answerParsed answers the REGISTER in j, which the raw path applied as
@@ -265,8 +275,13 @@ func (sl *stateless) prepareRaw200(rs *raw200, data []byte, remote netip.AddrPor
 	}
 	lim := sl.s.ops.limits.Load()
 	r := &rs.reg
-	if scan.Scan(data, scan.Limits{MaxMessageBytes: lim.MaxMessageBytes, MaxHeaders: lim.MaxHeaders}, r) != scan.OK {
-		return raw200Scan
+	// The read filter scanned the job's copy into rs already when it
+	// vouched for the credentials (priority.go): taken as it is, under
+	// the same limits.
+	if pre == nil || pre.scanned != r || pre.limits != lim {
+		if scan.Scan(data, scan.Limits{MaxMessageBytes: lim.MaxMessageBytes, MaxHeaders: lim.MaxHeaders}, r) != scan.OK {
+			return raw200Scan
+		}
 	}
 	if r.NumVias != 1 || !rawreply.ParseVia(r.Vias[0], &rs.via) || rs.via.Received {
 		return raw200Form

@@ -123,6 +123,9 @@ type slJob struct {
 	id     []byte // the transaction key's bytes (scratch)
 	raw    raw200 // the raw 200's state (raw200.go)
 	vouch  vouch  // the read filter's Valid verdict on its credentials, if any (priority.go)
+	// out is the batch of answers of the worker handling the job, for
+	// what it writes in its own goroutine (answers.go); nil otherwise.
+	out *answerBatch
 }
 
 var slJobs = sync.Pool{New: func() any { return &slJob{buf: make([]byte, 0, 2048), id: make([]byte, 0, 256)} }}
@@ -223,7 +226,13 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 	authOn := sl.s.ops.authn.Load() != nil
 	q := sl.q
 	j.vouch = vouch{}
-	if register && credentials && sl.vouched(data, &j.vouch) {
+	copied := register && credentials
+	if copied {
+		// Scanned in the job's copy, where the worker's raw 200 reads
+		// it: once vouched for, it is not scanned again (priority.go).
+		j.buf = append(j.buf[:0], data...)
+	}
+	if register && credentials && sl.vouchedScan(j.buf, &j.vouch, &j.raw.reg) {
 		q = sl.vq // priority.go
 	} else if authOn && len(sl.q) >= cap(sl.q)/2 {
 		// Past half the queue what proves nothing goes first. A REGISTER
@@ -249,7 +258,9 @@ func (sl *stateless) take(p sip.TransportReadProps, data []byte) bool {
 		sl.release(j)
 		return true
 	}
-	j.buf = append(j.buf[:0], data...)
+	if !copied {
+		j.buf = append(j.buf[:0], data...)
+	}
 	j.conn, j.remote, j.local, j.start = conn, p.RemoteAddr, local, start
 	sl.s.ops.inflight.Add(1)
 	select {
@@ -316,7 +327,7 @@ func (sl *stateless) retransmission(j *slJob, key uint64) bool {
 	p := slAnswers.Get().(*[]byte)
 	b, st := sl.cache.Begin(key, (*p)[:0])
 	if st == retrans.Answered {
-		_, _ = j.conn.WriteTo(b, j.remote)
+		j.out.write(j.conn, b, j.remote) // in the worker
 	}
 	putAnswer(p, b)
 	return st == retrans.Answered || st == retrans.Pending
@@ -377,7 +388,7 @@ func hasHeader(msg []byte, name string) bool {
 }
 
 func (sl *stateless) release(j *slJob) {
-	j.conn, j.remote = nil, nil
+	j.conn, j.remote, j.out = nil, nil, nil
 	if cap(j.buf) <= 8192 {
 		slJobs.Put(j)
 	}
@@ -385,6 +396,8 @@ func (sl *stateless) release(j *slJob) {
 
 func (sl *stateless) work() {
 	defer sl.wg.Done()
+	out := newAnswerBatch() // answers.go
+	defer out.flush()
 	for {
 		// The vouched queue first, whatever waits in the other.
 		var j *slJob
@@ -394,10 +407,19 @@ func (sl *stateless) work() {
 			select {
 			case j = <-sl.vq:
 			case j = <-sl.q:
-			case <-sl.done:
-				return
+			default:
+				// Nothing waits: the answers batched so far leave
+				// before the worker does.
+				out.flush()
+				select {
+				case j = <-sl.vq:
+				case j = <-sl.q:
+				case <-sl.done:
+					return
+				}
 			}
 		}
+		j.out = out
 		sl.handle(j)
 		if sl.s.hooks.listenUDP.Load() != nil {
 			// With the fast path's sockets (its event loops), between

@@ -26,8 +26,28 @@ const udpReceiveBuffer = 16 << 20
 // listenUDP opens a UDP listener with a large receive buffer. As root it
 // uses SO_RCVBUFFORCE to pass net.core.rmem_max; otherwise the kernel
 // caps the request at rmem_max, which is still an improvement. The socket
-// may bind an address the box does not hold (freeBind).
+// may bind an address the box does not hold (freeBind). sipgo reads it in
+// batches (batchedUDP, udpbatch.go). It is the listener of the slow path
+// alone: with the fast path on, the hand-off's sockets are used instead.
 func listenUDP(addr string) (net.PacketConn, error) {
+	pc, err := listenUDPSocket(addr)
+	if err != nil {
+		return nil, err
+	}
+	uc, ok := pc.(*net.UDPConn)
+	if !ok {
+		return pc, nil
+	}
+	bc, err := newBatchedUDP(uc)
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	return bc, nil
+}
+
+// listenUDPSocket opens the socket listenUDP reads.
+func listenUDPSocket(addr string) (net.PacketConn, error) {
 	lc := net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {

@@ -103,3 +103,42 @@ func BenchmarkTouch(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkFlushRefreshes is the write-behind of refreshes: half of a
+// store of 20 000 AORs refreshed in random order (as devices refresh),
+// then one flush, as the flusher does once per interval. Reported per
+// AOR written. It is the load generator's refresh run (20 000 devices,
+// 10 000 refreshes/s, docs/benchmarks.md) seen from the flusher.
+func BenchmarkFlushRefreshes(b *testing.B) {
+	m, bs := benchStore(b, 20_000, tempDB(b))
+	const perFlush = 10_000
+	exp := time.Now().Add(2 * time.Hour)
+	b.ReportAllocs()
+	i := 0
+	var cpu int64
+	for b.Loop() {
+		b.StopTimer()
+		for range perFlush {
+			// A stride coprime with the store's size: every AOR in
+			// turn, in an order unrelated to their keys' order.
+			bn := &bs[(i*7919)%len(bs)]
+			bn.CSeq++
+			if !m.Touch(refresh(*bn, bn.CSeq, exp)) {
+				b.Fatal("Touch failed")
+			}
+			i++
+		}
+		c0 := cpuTime()
+		b.StartTimer()
+		if err := m.flush(); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		cpu += cpuTime() - c0
+		b.StartTimer()
+	}
+	// Wall time is mostly the disk's fsync; the CPU time is what a
+	// refresh costs the core the registrar shares with everything else.
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perFlush), "ns/aor")
+	b.ReportMetric(float64(cpu)/float64(b.N*perFlush), "cpu-ns/aor")
+}

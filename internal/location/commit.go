@@ -48,6 +48,18 @@ func (c *Commit) Then(fn func(error)) {
 	c.mu.Unlock()
 }
 
+// Durable reports whether the change is durable already (always for a
+// nil c, a change written behind), and then the write's error: a caller
+// that answers at once in its own goroutine need not hand Then a closure.
+func (c *Commit) Durable() (bool, error) {
+	if c == nil {
+		return true, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.done, c.err
+}
+
 // Wait blocks until the change is durable and returns the write's error.
 func (c *Commit) Wait() error {
 	if c == nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"time"
 )
 
@@ -126,6 +127,11 @@ func (m *Memory) flush() error {
 	if len(names) == 0 {
 		return nil
 	}
+	// In key order: bbolt rewrites every page a transaction touches, and
+	// a chunk of AORs taken in the dirty maps' random order touched most
+	// of the B+tree's leaves, each chunk again; sorted, a chunk is one
+	// run of neighbouring leaves.
+	slices.Sort(names)
 	var errs []error
 	for start := 0; start < len(names); start += flushChunkAORs {
 		if err := m.flushChunk(names[start:min(start+flushChunkAORs, len(names))]); err != nil {

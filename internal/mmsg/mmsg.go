@@ -120,6 +120,17 @@ func (r *Receiver) Datagram(i int) (data []byte, from netip.AddrPort, ok bool) {
 	return s.bufs[i][:s.hdrs[i].n], from, ok
 }
 
+// ScopeID returns the IPv6 scope (interface index) of the i-th datagram's
+// source, 0 for an IPv4 source or an address without one. Datagram drops
+// it; a reader that prints a link-local source as the standard library
+// does (fe80::1%eth0) needs it.
+func (r *Receiver) ScopeID(i int) uint32 {
+	if name := &r.s.names[i]; name.Family == unix.AF_INET6 {
+		return name.Scope_id
+	}
+	return 0
+}
+
 // Sender collects replies and sends them with one system call.
 type Sender struct {
 	s      slots
@@ -136,6 +147,9 @@ func NewSender(batch, size, family int) *Sender {
 // Len is how many datagrams wait for Flush; Full reports a full batch.
 func (t *Sender) Len() int   { return t.n }
 func (t *Sender) Full() bool { return t.n == len(t.s.bufs) }
+
+// Reset drops what waits for Flush.
+func (t *Sender) Reset() { t.n = 0 }
 
 // ErrTooBig: the datagram does not fit a slot.
 var ErrTooBig = errors.New("mmsg: datagram larger than a slot")

@@ -1,0 +1,110 @@
+package slowpath
+
+import (
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pinhole-sip/pinhole/internal/mmsg"
+)
+
+// answerBatch collects the answers one stateless worker writes while
+// other REGISTERs wait in its queue, and sends them with one sendmmsg(2)
+// once the queue is empty or the batch is full. One sendto per answer
+// cost 5-8 us on this kind of machine against 2.3-2.7 us per datagram in
+// a sendmmsg of 64 (BenchmarkSend in internal/mmsg, 2026-12-07, load 7),
+// and it was 22 % of pinhole's time answering refreshes on one core.
+//
+// Only answers to datagrams read from the slow path's own listeners
+// (batchedUDP: the fast path is off and nothing captures what is sent)
+// are batched; any other socket is written at once, as before. Only the
+// worker that owns a batch uses it: answers written from the store's
+// committer goroutine (a first registration's 200, once durable) are
+// written at once.
+type answerBatch struct {
+	tx       *mmsg.Sender
+	txFamily int             // the family tx writes destinations for
+	conn     *batchedUDP     // the socket the datagrams in tx leave from
+	raw      syscall.RawConn // conn's, for sendmmsg
+	// families are the address families of the sockets seen, which
+	// decide how a destination is written.
+	families map[*batchedUDP]int
+}
+
+// answerBatchSize is how many answers one sendmmsg carries at most, and
+// answerSlot the size of the largest one batched: a 200 with a few
+// contacts is well under it; a longer answer is sent alone, in order.
+const (
+	answerBatchSize = 32
+	answerSlot      = 4096
+)
+
+func newAnswerBatch() *answerBatch {
+	return &answerBatch{families: map[*batchedUDP]int{}}
+}
+
+// write sends b to to from conn: into the batch when both are what
+// sendmmsg can carry, else at once (after what is batched, so that the
+// answers leave in the order they were written).
+func (o *answerBatch) write(conn net.PacketConn, b []byte, to net.Addr) {
+	bc, ok := conn.(*batchedUDP)
+	ua, uok := to.(*net.UDPAddr)
+	if o == nil || !ok || !uok || len(b) > answerSlot || len(b) == 0 {
+		o.flush()
+		_, _ = conn.WriteTo(b, to)
+		return
+	}
+	if o.conn != bc || o.tx.Full() {
+		o.flush()
+		if !o.use(bc) {
+			_, _ = conn.WriteTo(b, to)
+			return
+		}
+	}
+	if o.tx.Add(b, ua.AddrPort()) != nil {
+		// A destination the socket's family cannot carry: WriteTo
+		// returns the same refusal, as it did before batching.
+		o.flush()
+		_, _ = conn.WriteTo(b, to)
+	}
+}
+
+// use points the batch at conn, which must be empty; false when conn's
+// descriptor or family cannot be had (then it is written directly).
+func (o *answerBatch) use(conn *batchedUDP) bool {
+	family, ok := o.families[conn]
+	if !ok {
+		var err error
+		cerr := conn.raw.Control(func(fd uintptr) {
+			family, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+		})
+		if cerr != nil || err != nil || family != unix.AF_INET && family != unix.AF_INET6 {
+			return false
+		}
+		o.families[conn] = family
+	}
+	if o.tx == nil || o.txFamily != family {
+		o.tx, o.txFamily = mmsg.NewSender(answerBatchSize, answerSlot, family), family
+	}
+	o.conn, o.raw = conn, conn.raw
+	return true
+}
+
+// flush sends what is batched. A datagram the kernel refuses is lost, as
+// an answer whose WriteTo failed was; one refused for a full send buffer
+// too, where WriteTo would have waited for room (a UDP socket's buffer
+// fills only when the interface's queue does, which drops anyway). On a
+// closed socket the batch is dropped.
+func (o *answerBatch) flush() {
+	if o == nil || o.tx == nil || o.tx.Len() == 0 {
+		return
+	}
+	tx := o.tx
+	if err := o.raw.Write(func(fd uintptr) bool {
+		tx.Flush(int(fd))
+		return true // never wait: Flush skipped what the kernel refused
+	}); err != nil {
+		tx.Reset()
+	}
+}
