@@ -185,12 +185,22 @@ func (sl *stateless) rawChallenge(sc *rawScratch, data []byte, r *scan.Register,
 // through sipgo each of those REGISTERs cost a parse, a transaction kept
 // 32 s and a response object, in the middle of the avalanche. Nothing is
 // recorded: the replay memory is only told of Valid credentials.
+// Only credentials that are not Fresh go through Verify: those are the
+// ones it can answer with Challenge or Stale.
 func rechallenged(v *digest.Verifier, r *scan.Register, rlm digest.Realm, user string, now time.Time) (stale, ok bool) {
 	if bytes.IndexByte(r.Authorization, '\\') >= 0 {
 		return false, false
 	}
 	p, err := digest.Parse(bytesString(r.Authorization))
 	if err != nil || p.Realm != rlm.Name {
+		return false, false
+	}
+	// Credentials for an offered algorithm and a nonce still accepted
+	// earn no new challenge, whatever their response: declined for the
+	// nonce's MAC alone. They are most often a first registration's
+	// second REGISTER, which the read filter verifies next (vouched):
+	// the loop ran the response's digests on it for nothing.
+	if v.Fresh(&p, now) {
 		return false, false
 	}
 	switch verdict, _ := v.Verify(&p, "REGISTER", rlm, p.URI == bytesString(r.RequestURI), user, now); verdict {
