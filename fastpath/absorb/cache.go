@@ -890,35 +890,56 @@ func sentBy(v *sip.ViaHeader) string {
 // header lines that do not depend on the request's Via, From, To tag,
 // CSeq or the time, each with its CRLF: with nVia Vias, the reply must be
 // the status line, the Vias, From, To, Call-ID and CSeq, then the tail,
-// then Date last. The lines are copies: s may alias a buffer reused later.
+// then Date last. The lines alias s, which may be a buffer reused later:
+// whatever keeps them copies them (join, cutSlots). Cut in place, they
+// cost one allocation where splitting s and appending each line's CRLF
+// cost one per line and two more.
 func replyTail(s string, nVia int) ([]string, bool) {
-	lines := strings.Split(s, "\r\n")
 	// status, nVia Vias, From, To, Call-ID, CSeq, tail..., Date, "", ""
 	head := 1 + nVia + 4
-	if len(lines) < head+3 || lines[0] != "SIP/2.0 200 OK" || lines[len(lines)-1] != "" || lines[len(lines)-2] != "" {
-		return nil, false
-	}
-	for i := 1; i <= nVia; i++ {
-		if !strings.HasPrefix(lines[i], "Via: ") {
-			return nil, false
-		}
-	}
 	want := [4]string{"From: ", "To: ", "Call-ID: ", "CSeq: "}
-	for i, p := range want {
-		if !strings.HasPrefix(lines[1+nVia+i], p) {
+	var tail []string
+	date := false
+	n := 0 // lines read
+	for rest := s; ; n++ {
+		end := strings.Index(rest, "\r\n")
+		if end < 0 {
 			return nil, false
 		}
-	}
-	date := len(lines) - 3
-	if !strings.HasPrefix(lines[date], "Date: ") {
-		return nil, false
-	}
-	tail := make([]string, 0, date-head)
-	for _, l := range lines[head:date] {
-		if strings.HasPrefix(l, "Date: ") || strings.HasPrefix(l, "Via: ") {
-			return nil, false
+		l := rest[:end]
+		if end == 0 {
+			// The empty line: Date must have been last, and nothing follow.
+			if !date || len(rest) != 2 {
+				return nil, false
+			}
+			return tail, true
 		}
-		tail = append(tail, l+"\r\n")
+		if date {
+			return nil, false // a line after Date
+		}
+		switch {
+		case n == 0:
+			if l != "SIP/2.0 200 OK" {
+				return nil, false
+			}
+		case n <= nVia:
+			if !strings.HasPrefix(l, "Via: ") {
+				return nil, false
+			}
+		case n < head:
+			if !strings.HasPrefix(l, want[n-1-nVia]) {
+				return nil, false
+			}
+		case strings.HasPrefix(l, "Date: "):
+			date = true
+		case strings.HasPrefix(l, "Via: "):
+			return nil, false
+		default:
+			if tail == nil {
+				tail = make([]string, 0, 8)
+			}
+			tail = append(tail, rest[:end+2])
+		}
+		rest = rest[end+2:]
 	}
-	return tail, true
 }
