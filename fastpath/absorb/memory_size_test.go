@@ -22,7 +22,7 @@ import (
 // Measured on 2026-12-07 (Go 1.26, amd64) at 20 000 AORs: 1 007 B and
 // 5.1 objects either way (docs/fastpath.md, "Memory per AOR").
 const (
-	maxBytesPerAOR   = 1100
+	maxBytesPerAOR   = 1050
 	maxObjectsPerAOR = 6
 )
 
