@@ -136,6 +136,24 @@ func (sl *stateless) rawChallenge(sc *rawScratch, data []byte, r *scan.Register,
 	if r.NumAuth > 1 || r.NumVias != 1 {
 		return nil, false
 	}
+	v := a.Verifier()
+	now := v.Now()
+	// Credentials for an offered algorithm and a nonce still accepted
+	// earn no new challenge, whatever their response and whatever the
+	// rest of the request: declined for the nonce's MAC alone, before
+	// the form checks below. They are most often a first registration's
+	// second REGISTER, which the read filter verifies next (vouched):
+	// the loop ran the whole digest on it, and these checks, for nothing.
+	var p digest.Params
+	if r.NumAuth == 1 {
+		var err error
+		if bytes.IndexByte(r.Authorization, '\\') >= 0 {
+			return nil, false // Parse would copy the unescaped values
+		}
+		if p, err = digest.Parse(bytesString(r.Authorization)); err != nil || v.Fresh(&p, now) {
+			return nil, false
+		}
+	}
 	if !rawreply.ParseVia(r.Vias[0], &sc.via) || sc.via.Received {
 		return nil, false
 	}
@@ -157,15 +175,13 @@ func (sl *stateless) rawChallenge(sc *rawScratch, data []byte, r *scan.Register,
 	if !sl.s.reg.Serves(bytesString(sc.ruri.Host)) || !sl.s.reg.Serves(bytesString(sc.to.URI.Host)) {
 		return nil, false
 	}
-	v := a.Verifier()
 	rlm, ok := v.RealmFor(bytesString(sc.to.URI.Host))
 	if !ok {
 		return nil, false
 	}
-	now := v.Now()
 	stale := false
 	if r.NumAuth == 1 {
-		if stale, ok = rechallenged(v, r, rlm, bytesString(sc.to.URI.User), now); !ok {
+		if stale, ok = rechallenged(v, &p, r, rlm, bytesString(sc.to.URI.User), now); !ok {
 			return nil, false
 		}
 	}
@@ -176,24 +192,21 @@ func (sl *stateless) rawChallenge(sc *rawScratch, data []byte, r *scan.Register,
 	return sc.out, true
 }
 
-// rechallenged reports whether the one Authorization value of r earns a
-// new challenge from auth.Authenticator.Check, and whether that challenge
-// says stale=true; ok is false wherever Check could answer anything else
-// (it picks the Digest value of realm rlm, verifies it as here, and
-// answers Challenge with a fresh nonce and Stale with stale=true). After
-// a restart every device's cached nonce is one pinhole no longer issues:
-// through sipgo each of those REGISTERs cost a parse, a transaction kept
-// 32 s and a response object, in the middle of the avalanche. Nothing is
-// recorded: the replay memory is only told of Valid credentials.
-func rechallenged(v *digest.Verifier, r *scan.Register, rlm digest.Realm, user string, now time.Time) (stale, ok bool) {
-	if bytes.IndexByte(r.Authorization, '\\') >= 0 {
+// rechallenged reports whether p, the one Authorization value of r,
+// parsed and not Fresh, earns a new challenge from
+// auth.Authenticator.Check, and whether that challenge says stale=true;
+// ok is false wherever Check could answer anything else (it picks the
+// Digest value of realm rlm, verifies it as here, and answers Challenge
+// with a fresh nonce and Stale with stale=true). After a restart every
+// device's cached nonce is one pinhole no longer issues: through sipgo
+// each of those REGISTERs cost a parse, a transaction kept 32 s and a
+// response object, in the middle of the avalanche. Nothing is recorded:
+// the replay memory is only told of Valid credentials.
+func rechallenged(v *digest.Verifier, p *digest.Params, r *scan.Register, rlm digest.Realm, user string, now time.Time) (stale, ok bool) {
+	if p.Realm != rlm.Name {
 		return false, false
 	}
-	p, err := digest.Parse(bytesString(r.Authorization))
-	if err != nil || p.Realm != rlm.Name {
-		return false, false
-	}
-	switch verdict, _ := v.Verify(&p, "REGISTER", rlm, p.URI == bytesString(r.RequestURI), user, now); verdict {
+	switch verdict, _ := v.Verify(p, "REGISTER", rlm, p.URI == bytesString(r.RequestURI), user, now); verdict {
 	case digest.Challenge:
 		return false, true
 	case digest.Stale:

@@ -220,3 +220,30 @@ func BenchmarkLoopChallenge(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLoopChallengeVerified is the loop asking LoopChallenge about a
+// first registration's second REGISTER, whose credentials verify: it must
+// decline (the slow path's raw 200 answers it), and the cost is what the
+// loop pays to learn that.
+func BenchmarkLoopChallengeVerified(b *testing.B) {
+	s := newRawServerWith(b, writeTestCreds(b), "[MD5]")
+	v := s.ops.authn.Load().Verifier()
+	nonce := string(v.AppendNonce(nil, v.Now()))
+	authz := `Authorization: Digest username="alice", realm="pinhole", nonce="` + nonce +
+		`", uri="sip:example.com", algorithm=MD5, qop=auth, nc=00000001, cnonce="c1", response="` +
+		digestMD5("pinhole", "alice", "REGISTER", "sip:example.com", nonce, "00000001", "c1") + `"` + "\r\n"
+	msg := []byte(strings.Replace(string(register("alice", "lcv-1", 2, "10.0.0.5:5060")), "Content-Length: 0", authz+"Content-Length: 0", 1))
+	l := s.ops.limits.Load()
+	var r scan.Register
+	if why := scan.Scan(msg, scan.Limits{MaxMessageBytes: l.MaxMessageBytes, MaxHeaders: l.MaxHeaders}, &r); why != scan.OK {
+		b.Fatalf("scan: %v", why)
+	}
+	dst := make([]byte, 0, 2048)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if reply, ok := s.LoopChallenge(dst[:0], msg, &r, rawDevice); ok {
+			b.Fatalf("answered %q", reply)
+		}
+	}
+}

@@ -304,8 +304,9 @@ func TestRawChallengeOverUDP(t *testing.T) {
 // path answers: credentials for a nonce pinhole did not issue (as every
 // device brings after a restart: here a nonce whose MAC does not verify)
 // get a fresh challenge, the right response to an expired nonce gets one
-// with stale=true. Wrong passwords (403) and credentials that verify (the
-// raw 200's) are not challenged.
+// with stale=true, and credentials for an algorithm not offered get a
+// fresh challenge even with a nonce pinhole accepts. Wrong passwords
+// (403) and credentials that verify (the raw 200's) are not challenged.
 func TestRawRechallengeMatchesRegistrar(t *testing.T) {
 	cases := loadRawCases(t)
 	toUser := regexp.MustCompile(`(?mi)^(?:To|t)[ \t]*:[^\r]*<?sips?:([^@;>:]+)@`)
@@ -336,12 +337,13 @@ func TestRawRechallengeMatchesRegistrar(t *testing.T) {
 		right := func(nonce string) string {
 			return digestMD5("pinhole", user, "REGISTER", ruri, nonce, "00000001", "c1")
 		}
-		sign := func(nonce, resp string) []byte {
+		signAlg := func(alg, nonce, resp string) []byte {
 			authz := `Authorization: Digest username="` + user + `", realm="pinhole", nonce="` + nonce +
-				`", uri="` + ruri + `", algorithm=MD5, qop=auth, nc=00000001, cnonce="c1", response="` + resp + `"` + "\r\n"
+				`", uri="` + ruri + `", algorithm=` + alg + `, qop=auth, nc=00000001, cnonce="c1", response="` + resp + `"` + "\r\n"
 			line := bytes.Index(data, []byte("\r\n")) + 2
 			return append(append(append([]byte(nil), data[:line]...), authz...), data[line:]...)
 		}
+		sign := func(nonce, resp string) []byte { return signAlg("MD5", nonce, resp) }
 		for _, tc := range []struct {
 			name  string
 			msg   []byte
@@ -349,6 +351,9 @@ func TestRawRechallengeMatchesRegistrar(t *testing.T) {
 		}{
 			{"a nonce pinhole did not issue", sign(foreign, right(foreign)), false},
 			{"an expired nonce, the right response", sign(expired, right(expired)), true},
+			// A nonce still accepted, for an algorithm not offered (only
+			// MD5 is): the nonce alone does not decline it (digest.Fresh).
+			{"an algorithm not offered, a fresh nonce", signAlg("SHA-256", fresh, right(fresh)+right(fresh)), false},
 		} {
 			t.Run(c.name+"/"+tc.name, func(t *testing.T) {
 				want := viaSipgo(t, s, tc.msg)
