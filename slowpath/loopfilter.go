@@ -26,7 +26,7 @@ type inLoops struct {
 
 func (l *inLoops) add(ap netip.AddrPort) {
 	l.mu.Lock()
-	l.addrs = append(l.addrs, ap)
+	l.addrs = append(l.addrs, unmapped(ap))
 	l.mu.Unlock()
 }
 
@@ -35,7 +35,7 @@ func (l *inLoops) has(local net.Addr) bool {
 	if !ok {
 		return false
 	}
-	ap := ua.AddrPort()
+	ap := unmapped(ua.AddrPort()) // a net.UDPAddr may hold an IPv4 address in 16 bytes
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return slices.Contains(l.addrs, ap)

@@ -110,12 +110,21 @@ func (c *Conn) SetFilter(filter func(data []byte, remote netip.AddrPort) bool) {
 	c.filter.Store(&filter)
 }
 
+// Outcome is what Push did with a datagram.
+type Outcome uint8
+
+const (
+	Queued   Outcome = iota // copied into the queue
+	Filtered                // consumed by the filter (SetFilter)
+	Shed                    // dropped: its priority's queue was full
+)
+
 // Push offers data from remote to the filter, if any, then queues a copy
 // of it for the slow path. It never blocks: past capacity it drops the
-// datagram, counts it, and returns false.
-func (c *Conn) Push(data []byte, remote netip.AddrPort) bool {
+// datagram and counts it.
+func (c *Conn) Push(data []byte, remote netip.AddrPort) Outcome {
 	if f := c.filter.Load(); f != nil && (*f)(data, remote) {
-		return true
+		return Filtered
 	}
 	prio := Classify(data)
 	p := pool.Get().(*packet)
@@ -123,11 +132,11 @@ func (c *Conn) Push(data []byte, remote netip.AddrPort) bool {
 	p.remote = remote
 	select {
 	case c.q[prio] <- p:
-		return true
+		return Queued
 	default:
 		c.shed[prio].Add(1)
 		pool.Put(p)
-		return false
+		return Shed
 	}
 }
 
