@@ -16,7 +16,7 @@ func (f *FastPath) writeMetrics(w io.Writer) {
 	engines := append([]*engine.Engine(nil), f.engines...)
 	f.mu.Unlock()
 	var queued, shed [2]uint64
-	var sendErrors, handed, challenged, batchReads, batchDatagrams, batchDropped uint64
+	var sendErrors, handed, filtered, challenged, batchReads, batchDatagrams, batchDropped uint64
 	for _, e := range engines {
 		c := e.Conn()
 		for _, p := range []handoff.Priority{handoff.Low, handoff.High} {
@@ -26,6 +26,7 @@ func (f *FastPath) writeMetrics(w io.Writer) {
 		s, h, ch := e.Counts()
 		sendErrors += s
 		handed += h
+		filtered += e.Filtered()
 		challenged += ch
 		r, d, x := e.BatchCounts()
 		batchReads += r
@@ -37,6 +38,7 @@ func (f *FastPath) writeMetrics(w io.Writer) {
 		metrics.WriteCounterUint64(w, `pinhole_fastpath_handoff_shed_total{priority="`+p.String()+`"}`, shed[p])
 	}
 	metrics.WriteCounterUint64(w, "pinhole_fastpath_handoff_total", handed)
+	metrics.WriteCounterUint64(w, "pinhole_fastpath_handoff_filtered_total", filtered)
 	metrics.WriteCounterUint64(w, "pinhole_fastpath_first_challenges_total", challenged)
 	metrics.WriteCounterUint64(w, "pinhole_fastpath_send_errors_total", sendErrors)
 	metrics.WriteCounterUint64(w, "pinhole_fastpath_batch_reads_total", batchReads)
@@ -45,6 +47,17 @@ func (f *FastPath) writeMetrics(w io.Writer) {
 	if f.cache != nil {
 		f.cache.WriteMetrics(w)
 	}
+}
+
+// Filtered reports, over every listener's loops, the handed-off
+// datagrams the slow path's read filter consumed in the loop.
+func (f *FastPath) Filtered() (n uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, e := range f.engines {
+		n += e.Filtered()
+	}
+	return n
 }
 
 // Loops reports, over every listener's loops, the datagrams handed to the

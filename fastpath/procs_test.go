@@ -12,15 +12,15 @@ func TestReserveProcs(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 
 	reserveProcs(1, log)
-	if got := runtime.GOMAXPROCS(0); got != 2 {
-		t.Fatalf("one loop: GOMAXPROCS %d, want 2", got)
+	if got, want := runtime.GOMAXPROCS(0), 1+spareProcs; got != want {
+		t.Fatalf("one loop: GOMAXPROCS %d, want %d", got, want)
 	}
 	reserveProcs(3, log)
-	if got := runtime.GOMAXPROCS(0); got != 4 {
-		t.Fatalf("three loops: GOMAXPROCS %d, want 4", got)
+	if got, want := runtime.GOMAXPROCS(0), 3+spareProcs; got != want {
+		t.Fatalf("three loops: GOMAXPROCS %d, want %d", got, want)
 	}
 	reserveProcs(1, log) // never lowered
-	if got := runtime.GOMAXPROCS(0); got != 4 {
-		t.Fatalf("GOMAXPROCS lowered to %d", got)
+	if got, want := runtime.GOMAXPROCS(0), 3+spareProcs; got != want {
+		t.Fatalf("GOMAXPROCS lowered to %d, want %d", got, want)
 	}
 }

@@ -20,13 +20,22 @@ var sanityVerdicts = func() (c [sanity.NumReasons]*metrics.Counter) {
 	return c
 }()
 
-// filterRead is sipgo's read filter, for every transport: it hands UDP
-// datagrams and WebSocket messages to the capture (capture.go), answers
-// double-CRLF keepalives, runs the intercept hook, then the sanity filter
-// (UDP datagrams and WebSocket messages; TCP and TLS are vetted by
-// SaneConn, stream.go), and hands what passed to the stateless REGISTER
-// path when that is on (stateless.go).
+// filterRead is sipgo's read filter, for every transport. A datagram of a
+// listener whose event loops already ran the filter (loopfilter.go)
+// passes as it is; the rest go through filter.
 func (s *Server) filterRead(p sip.TransportReadProps, data []byte) ([]byte, error) {
+	if p.Transport == "UDP" && s.inLoops.has(p.LocalAddr) {
+		return data, nil
+	}
+	return s.filter(p, data)
+}
+
+// filter hands UDP datagrams and WebSocket messages to the capture
+// (capture.go), answers double-CRLF keepalives, runs the intercept hook,
+// then the sanity filter (UDP datagrams and WebSocket messages; TCP and
+// TLS are vetted by SaneConn, stream.go), and hands what passed to the
+// stateless REGISTER path when that is on (stateless.go).
+func (s *Server) filter(p sip.TransportReadProps, data []byte) ([]byte, error) {
 	s.captureRead(p, data) // first: whatever happens to it next, it was received
 	if s.answerKeepalive(p, data) || s.intercepted(p, data) {
 		return nil, nil

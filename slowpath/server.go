@@ -54,8 +54,9 @@ type Server struct {
 	// restarts and reloads, so dialogs set up before either still route.
 	keys *routesig.Keyring
 
-	udp   udpSockets
-	hooks hooks // what the daemon plugs in (XDP, NAT pinger, fast path), hooks.go
+	udp     udpSockets
+	inLoops inLoops // UDP listeners filtered in the fast path's loops (loopfilter.go)
+	hooks   hooks   // what the daemon plugs in (XDP, NAT pinger, fast path), hooks.go
 	// ops holds the proxy and dispatcher (dispatch sets, route.go), the
 	// authenticator and the message limits, which a reload swaps, and the
 	// request metrics (ops.go).
@@ -336,6 +337,7 @@ func (s *Server) listen(l config.Listener) error {
 		if err != nil {
 			return err
 		}
+		s.filterInLoops(pc)          // the fast path's listeners filter in their loops
 		pc = s.capturePacketConn(pc) // what is written to it is captured (capture.go)
 		s.addCloser(pc.Close)
 		s.udp.add(pc)

@@ -278,9 +278,11 @@ func TestSmokeAvalancheRestart(t *testing.T) {
 // every REGISTER the loop hands to the slow path waits for the runtime's
 // monitor to take that P back from the loop's epoll_wait (before the fix,
 // 2 000 registrations/s on one core got no 200 within 2 s and the
-// hand-off shed half of them; docs/fastpath.md). What is checked: pinhole
-// runs with a P for its loop and one more, and registrations at a rate
-// the race-enabled build has room for all complete, none shed.
+// hand-off shed half of them; docs/fastpath.md, "Threads and Ps"). What
+// is checked: pinhole runs with a P for its loop and four spare, and
+// registrations at a rate the race-enabled build has room for all
+// complete, none shed, neither by the hand-off nor by the registrar's
+// queue (where the loop's read filter puts REGISTERs).
 func TestSmokeFastPathOneProc(t *testing.T) {
 	const devices = 1000
 	t.Setenv("GOMAXPROCS", "1") // inherited by pinhole's process
@@ -297,8 +299,8 @@ func TestSmokeFastPathOneProc(t *testing.T) {
 	if out, err := exec.Command("taskset", "-a", "-p", "-c", "0", strconv.Itoa(ph.PID())).CombinedOutput(); err != nil {
 		t.Fatalf("pin pinhole to CPU 0: %v\n%s", err, out)
 	}
-	if got := testutil.Metrics(t, nil, cfg.Metrics.Listen)["go_gomaxprocs"]; got != 2 {
-		t.Errorf("pinhole runs with GOMAXPROCS %v, want 2 (one loop and one P more)", got)
+	if got := testutil.Metrics(t, nil, cfg.Metrics.Listen)["go_gomaxprocs"]; got != 5 {
+		t.Errorf("pinhole runs with GOMAXPROCS %v, want 5 (one loop and four spare Ps)", got)
 	}
 
 	c := smokeConfig(t, netip.MustParseAddrPort(ph.Config.Listen.UDP[0]), load.ScenarioRegister, "127.78.120.0/22")
@@ -319,6 +321,9 @@ func TestSmokeFastPathOneProc(t *testing.T) {
 	}
 	if sc := res.ServerSide; sc == nil || !sc.OK || sc.Shed > 0 {
 		t.Errorf("pinhole's own counts: %+v", sc)
+	}
+	if shed := testutil.Metrics(t, nil, cfg.Metrics.Listen)["pinhole_registrar_shed_total"]; shed > 0 {
+		t.Errorf("the registrar's queue shed %v REGISTERs", shed)
 	}
 }
 

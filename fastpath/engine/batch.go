@@ -85,6 +85,5 @@ func (e *Engine) answer(l *loopState, fd int, data []byte, remote netip.AddrPort
 		}
 		return
 	}
-	l.handed.Add(1)
-	e.conn.Push(data, remote)
+	e.handOff(l, data, remote)
 }

@@ -101,6 +101,7 @@ type loopState struct {
 	// per loop, read at scrape time.
 	sendErrors atomic.Uint64
 	handed     atomic.Uint64
+	filtered   atomic.Uint64 // of handed: consumed by the hand-off's filter in the loop
 	challenged atomic.Uint64 // REGISTERs answered by Config.Challenge
 	chal       []byte        // Config.Challenge's reply (scratch)
 	// batches and batched count the extra reads after gnet's own and the
@@ -208,6 +209,27 @@ func (e *Engine) Counts() (sendErrors, handed, challenged uint64) {
 	return sendErrors, handed, challenged
 }
 
+// handOff gives a datagram the loop does not answer to the slow path: to
+// its read filter, run here, and what that leaves to the queue.
+func (e *Engine) handOff(l *loopState, data []byte, remote netip.AddrPort) {
+	l.handed.Add(1)
+	if e.conn.Push(data, remote) == handoff.Filtered {
+		l.filtered.Add(1)
+	}
+}
+
+// Filtered reports, of the datagrams handed to the slow path, those its
+// read filter consumed in the loops (handoff.Conn.SetFilter), summed over
+// the loops: they never crossed the queue.
+func (e *Engine) Filtered() (n uint64) {
+	for _, l := range *e.byFD.Load() {
+		if l != nil {
+			n += l.filtered.Load()
+		}
+	}
+	return n
+}
+
 // challenge returns the slow path's 401 for a REGISTER the loop did not
 // absorb (d: why), or nil when there is none to send from here.
 func (e *Engine) challenge(l *loopState, data []byte, remote netip.AddrPort, d absorb.Decline) []byte {
@@ -270,8 +292,7 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		}
 		return gnet.None
 	}
-	l.handed.Add(1)
-	e.conn.Push(data, remote)
+	e.handOff(l, data, remote)
 	return gnet.None
 }
 

@@ -11,6 +11,11 @@
 // pool keeps one listener per local address and replies reuse it.
 // SyscallConn gives the NAT pinger the socket for sendmmsg.
 //
+// The slow path may run its read filter in the event loop instead
+// ([Conn.SetFilter]): what the filter consumes (keepalives, refusals and
+// the REGISTERs its own queue takes) then never crosses this queue, and
+// sipgo's reader wakes only for what sipgo itself must parse.
+//
 // The queue sheds rather than livelocks (docs/architecture.md, "Shed load,
 // never livelock"): past capacity a datagram is dropped and counted,
 // lowest priority first. Responses and
@@ -70,6 +75,8 @@ type Conn struct {
 	done  chan struct{}
 	once  sync.Once
 	shed  [numPriorities]atomic.Uint64 // only past capacity: not per packet
+	// filter, when set, sees each datagram before the queue (SetFilter).
+	filter atomic.Pointer[func(data []byte, remote netip.AddrPort) bool]
 }
 
 // New makes the Conn for the listener at local with a queue of size
@@ -87,21 +94,49 @@ func New(local netip.AddrPort, size int) *Conn {
 // through (the Conn closes it). Call it once, before serving the Conn.
 func (c *Conn) SetSocket(out *net.UDPConn) { c.out = out }
 
-// Push queues a copy of data from remote for the slow path. It never
-// blocks: past capacity it drops the datagram, counts it, and returns
-// false.
-func (c *Conn) Push(data []byte, remote netip.AddrPort) bool {
+// SetFilter makes Push offer each datagram to filter first, in the event
+// loop that received it; a datagram filter reports as consumed is not
+// queued. filter must not keep data (the loop's buffer) past its return,
+// must never block, and must be safe to call from several loops at once.
+// Call it before the Conn is served.
+//
+// Why: every datagram queued here wakes sipgo's reader, and the slow
+// path's read filter, which runs there, hands most of what the fast path
+// declines (first registrations) straight to a queue of its own: two
+// goroutine wake-ups per REGISTER where one does. On one core each
+// wake-up is a turn of the Go scheduler, or of the kernel's, that an
+// event loop waits behind (docs/fastpath.md, "Threads and Ps").
+func (c *Conn) SetFilter(filter func(data []byte, remote netip.AddrPort) bool) {
+	c.filter.Store(&filter)
+}
+
+// Outcome is what Push did with a datagram.
+type Outcome uint8
+
+const (
+	Queued   Outcome = iota // copied into the queue
+	Filtered                // consumed by the filter (SetFilter)
+	Shed                    // dropped: its priority's queue was full
+)
+
+// Push offers data from remote to the filter, if any, then queues a copy
+// of it for the slow path. It never blocks: past capacity it drops the
+// datagram and counts it.
+func (c *Conn) Push(data []byte, remote netip.AddrPort) Outcome {
+	if f := c.filter.Load(); f != nil && (*f)(data, remote) {
+		return Filtered
+	}
 	prio := Classify(data)
 	p := pool.Get().(*packet)
 	p.buf = append(p.buf[:0], data...)
 	p.remote = remote
 	select {
 	case c.q[prio] <- p:
-		return true
+		return Queued
 	default:
 		c.shed[prio].Add(1)
 		pool.Put(p)
-		return false
+		return Shed
 	}
 }
 

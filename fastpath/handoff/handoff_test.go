@@ -58,7 +58,7 @@ func TestShedLowestFirst(t *testing.T) {
 	if got := c.Shed(Low); got != 14 {
 		t.Errorf("shed low = %d, want 14 (capacity 6)", got)
 	}
-	if !c.Push([]byte("SIP/2.0 200 OK\r\n\r\n"), src) {
+	if c.Push([]byte("SIP/2.0 200 OK\r\n\r\n"), src) != Queued {
 		t.Fatal("a response was shed while only new requests filled the queue")
 	}
 	buf := make([]byte, 100)
@@ -94,5 +94,37 @@ func BenchmarkClassify(b *testing.B) {
 	b.SetBytes(int64(len(msg)))
 	for b.Loop() {
 		Classify(msg)
+	}
+}
+
+// A filter sees each datagram, with its source, before the queue: what it
+// consumes is never queued and never shed; what it leaves is queued as
+// without a filter.
+func TestFilterBeforeQueue(t *testing.T) {
+	c := newConn(t, 4) // three places for new requests
+	src := netip.MustParseAddrPort("192.0.2.9:5060")
+	var seen []netip.AddrPort
+	c.SetFilter(func(data []byte, remote netip.AddrPort) bool {
+		seen = append(seen, remote)
+		return hasPrefix(data, "REGISTER ")
+	})
+	for range 10 {
+		if got := c.Push([]byte("REGISTER sip:b SIP/2.0\r\n\r\n"), src); got != Filtered {
+			t.Fatalf("REGISTER: %v, want Filtered", got)
+		}
+	}
+	if got := c.Push([]byte("INVITE sip:a@b SIP/2.0\r\n\r\n"), src); got != Queued {
+		t.Fatalf("INVITE: %v, want Queued", got)
+	}
+	if c.Queued(Low) != 1 || c.Shed(Low) != 0 {
+		t.Errorf("queued %d, shed %d: want only the INVITE queued", c.Queued(Low), c.Shed(Low))
+	}
+	if len(seen) != 11 || seen[0] != src {
+		t.Errorf("filter saw %d datagrams (first from %v), want 11 from %v", len(seen), seen, src)
+	}
+	buf := make([]byte, 100)
+	n, _, err := c.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "INVITE sip:a@b SIP/2.0\r\n\r\n" {
+		t.Fatalf("read %q (%v), want the INVITE", buf[:n], err)
 	}
 }
