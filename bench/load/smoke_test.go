@@ -361,7 +361,7 @@ func startEcho(t *testing.T) (netip.AddrPort, *echo.Stats) {
 	ctx, cancel := context.WithCancel(context.Background())
 	st := new(echo.Stats)
 	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- echo.Serve(ctx, addr, st, ready) }()
+	go func() { done <- echo.Serve(ctx, addr, echo.Blocking, st, ready) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -477,7 +477,7 @@ func TestSmokeVeth(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var st echo.Stats
 	ready, done := make(chan struct{}), make(chan error, 1)
-	go inNetns(srv, done, func() error { return echo.Serve(ctx, addr, &st, ready) })
+	go inNetns(srv, done, func() error { return echo.Serve(ctx, addr, echo.Blocking, &st, ready) })
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
