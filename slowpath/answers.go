@@ -19,9 +19,10 @@ import (
 // Only answers to datagrams read from the slow path's own listeners
 // (batchedUDP: the fast path is off and nothing captures what is sent)
 // are batched; any other socket is written at once, as before. Only the
-// worker that owns a batch uses it: answers written from the store's
-// committer goroutine (a first registration's 200, once durable) are
-// written at once.
+// goroutine that owns a batch uses it: each worker has its own, and the
+// store's committer has one (stateless.committed) for the 200s of new and
+// changed bindings it completes, sent after each group commit
+// (location.Memory.AfterCommits).
 type answerBatch struct {
 	tx       *mmsg.Sender
 	txFamily int             // the family tx writes destinations for

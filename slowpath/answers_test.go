@@ -10,8 +10,9 @@ import (
 
 // TestAnswerBatch: answers to the slow path's own listener wait in the
 // worker's batch until it is flushed or full, and leave in the order they
-// were written, an answer too long for a slot included; a nil batch (the
-// committer's goroutine) and another kind of socket write at once.
+// were written, an answer too long for a slot included; a nil batch (a
+// stateless path built without one, in tests) and another kind of socket
+// write at once.
 func TestAnswerBatch(t *testing.T) {
 	// 0.0.0.0 is a dual-stack IPv6 socket: destinations written v4-mapped.
 	for _, listen := range []string{"127.0.0.1:0", "0.0.0.0:0"} {

@@ -189,14 +189,14 @@ func (sl *stateless) answerRaw200(j *slJob, finish func()) (key uint64, done boo
 		}
 		finish()
 	}
-	if durable, err := a.Commit.Durable(); durable {
-		// A refresh (written behind) is durable at once: answered here,
-		// in the worker, and its 200 may join the worker's batch.
+	// A change waiting for its fsync is answered from the store's
+	// committer once durable, into the committer's own batch, which it
+	// sends after each group commit (initStateless). A refresh (written
+	// behind) is durable at once: answered here, in the worker, into the
+	// worker's batch.
+	if !a.Commit.Defer(func(err error) { complete(err, sl.committed) }) {
+		_, err := a.Commit.Durable()
 		complete(err, j.out)
-	} else {
-		// Answered from the store's committer once durable: written at
-		// once, the worker's batch is not the committer's to use.
-		a.Commit.Then(func(err error) { complete(err, nil) })
 	}
 	return key, true
 }

@@ -44,9 +44,13 @@ type stateless struct {
 	done    chan struct{}
 	wg      sync.WaitGroup
 	workers int
-	shed    atomic.Uint64 // REGISTERs dropped on a full queue
-	noKey   atomic.Uint64 // REGISTERs without a top Via: answered, not remembered
-	options atomic.Uint64 // OPTIONS for pinhole answered
+	// committed is the batch of answers the store's committer writes
+	// (raw200.go), sent after each group commit; nil in tests that
+	// build a stateless without a store (answerBatch's methods take nil).
+	committed *answerBatch
+	shed      atomic.Uint64 // REGISTERs dropped on a full queue
+	noKey     atomic.Uint64 // REGISTERs without a top Via: answered, not remembered
+	options   atomic.Uint64 // OPTIONS for pinhole answered
 	// unparsed: retransmissions answered (or dropped as in progress)
 	// before parsing, in the read filter.
 	unparsed atomic.Uint64
@@ -182,6 +186,12 @@ func (s *Server) initStateless(parser *sip.Parser) {
 		workers: workers,
 		latency: s.ops.latency[sip.REGISTER],
 	}
+	// The 200s of new and changed bindings leave from the store's
+	// committer after each group commit, hundreds at a time: one
+	// sendmmsg per batch instead of a sendto each (17 us of the core's
+	// 61 per first registration over veth, profile of 2026-12-07).
+	sl.committed = newAnswerBatch()
+	s.store.AfterCommits(sl.committed.flush)
 	s.ops.metrics.RegisterMetricsWriter(sl.writeMetrics)
 	for range workers {
 		sl.wg.Add(1)

@@ -48,6 +48,26 @@ func (c *Commit) Then(fn func(error)) {
 	c.mu.Unlock()
 }
 
+// Defer is Then for a caller with two ways to answer: when the change is
+// durable already it calls nothing and reports false (the caller goes on
+// in its own goroutine, knowing the outcome from Durable); otherwise fn
+// runs later, from the store's committer goroutine, and it reports true.
+// So fn always runs on the committer, where it may use what belongs to
+// that goroutine alone (what it batches for AfterCommits). Call at most
+// one of Then and Defer, once.
+func (c *Commit) Defer(fn func(error)) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return false
+	}
+	c.then = fn
+	return true
+}
+
 // Durable reports whether the change is durable already (always for a
 // nil c, a change written behind), and then the write's error: a caller
 // that answers at once in its own goroutine need not hand Then a closure.
@@ -113,7 +133,15 @@ type committer struct {
 	closed  bool
 	wake    chan struct{} // capacity 1: a queue is waiting
 	commits atomic.Uint64 // write-through transactions committed
+	after   atomic.Pointer[func()]
 }
+
+// AfterCommits makes the committer call fn after the completions of each
+// batch it committed (Then's and Defer's functions) have run, on the same
+// goroutine, replacing any earlier fn. What those functions gather there
+// (the registrar's answers, sent with one system call) is sent in one go:
+// a group commit completes hundreds of registrations at once.
+func (m *Memory) AfterCommits(fn func()) { m.commit.after.Store(&fn) }
 
 // enqueue hands aor's current state to the committer; c completes when a
 // transaction that read it (or a later state) has committed.
@@ -210,6 +238,9 @@ func (m *Memory) commitNext() (more bool, n int) {
 		}
 		batch[i].c.finish(e)
 		batch[i] = pendingCommit{}
+	}
+	if fn := q.after.Load(); fn != nil {
+		(*fn)()
 	}
 	q.mu.Lock()
 	q.spare = batch[:0]

@@ -234,3 +234,79 @@ func TestWriteThroughNotFlushedAgain(t *testing.T) {
 		t.Fatal("a failed write-through is not dirty: the flusher would never retry it")
 	}
 }
+
+// TestDeferAndAfterCommits: a Commit still waiting for its fsync takes
+// Defer's function, which runs on the committer before that batch's
+// AfterCommits hook, on the same goroutine (the hook sends what the
+// functions gathered, so none may be left for a later batch); a Commit
+// already durable, or none (a change written behind), runs nothing.
+func TestDeferAndAfterCommits(t *testing.T) {
+	m := openTest(t, Options{Path: tempDB(t), FlushInterval: time.Hour})
+	var mu sync.Mutex // the committer writes these, the test reads them
+	var completed, flushedAt []int
+	hooks := make(chan struct{}, 1000)
+	m.AfterCommits(func() {
+		mu.Lock()
+		flushedAt = append(flushedAt, len(completed))
+		mu.Unlock()
+		hooks <- struct{}{}
+	})
+	const n = 500
+	exp := time.Now().Add(time.Hour)
+	deferred := 0
+	var commits []*Commit
+	for i := range n {
+		b := typical(i, exp)
+		_, c, err := m.Apply(b.AOR, func([]Binding) ([]Binding, error) { return []Binding{b}, nil })
+		if err != nil || c == nil {
+			t.Fatalf("Apply of a new binding: Commit %v, err %v", c, err)
+		}
+		commits = append(commits, c)
+		if c.Defer(func(err error) {
+			if err != nil {
+				t.Errorf("commit %d: %v", i, err)
+			}
+			mu.Lock()
+			completed = append(completed, i)
+			mu.Unlock()
+		}) {
+			deferred++
+		} else if durable, _ := c.Durable(); !durable {
+			t.Fatalf("Defer of commit %d declined although it is not durable", i)
+		}
+	}
+	// Every batch's hook runs once its completions have: the last hook
+	// follows the last completion. (Wait would replace the deferred
+	// functions: a Commit takes one.)
+	deadline := time.After(10 * time.Second)
+	for done := false; !done; {
+		select {
+		case <-hooks:
+			mu.Lock()
+			done = flushedAt[len(flushedAt)-1] == deferred
+			mu.Unlock()
+		case <-deadline:
+			t.Fatalf("the hooks ran after %v completions, %d deferred", flushedAt, deferred)
+		}
+	}
+	for i, c := range commits {
+		if durable, err := c.Durable(); !durable || err != nil {
+			t.Fatalf("commit %d: durable %v, err %v after the last hook", i, durable, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(completed) != deferred {
+		t.Fatalf("%d Defer functions ran, %d were deferred", len(completed), deferred)
+	}
+	if deferred == 0 {
+		t.Fatal("no Commit was still waiting: the test proved nothing")
+	}
+	var none *Commit
+	if none.Defer(func(error) { t.Error("Defer on a nil Commit ran its function") }) {
+		t.Error("Defer on a nil Commit (written behind) deferred")
+	}
+	if commits[0].Defer(func(error) { t.Error("Defer on a durable Commit ran its function") }) {
+		t.Error("Defer on a durable Commit deferred")
+	}
+}
