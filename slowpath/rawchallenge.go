@@ -66,7 +66,11 @@ func (sl *stateless) challengeRaw(conn net.PacketConn, remote net.Addr, data []b
 	}
 	sl.rawAnswered.Add(1) // before the answer: whoever sees it sees the count
 	registrar.Observe(401)
-	_, _ = conn.WriteTo(reply, remote)
+	if bc, ok := conn.(*batchedUDP); ok {
+		bc.replyInReader(reply, remote) // the read filter runs in its reader
+	} else {
+		_, _ = conn.WriteTo(reply, remote)
+	}
 	if sl.latency != nil {
 		sl.latency.Update(time.Since(start).Seconds())
 	}

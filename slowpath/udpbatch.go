@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 
 	"github.com/pinhole-sip/pinhole/internal/mmsg"
@@ -35,6 +36,14 @@ type batchedUDP struct {
 	// zones are the names of the interfaces that IPv6 link-local sources
 	// arrived by, by index, as the standard library names them.
 	zones map[uint32]string
+	// out holds the answers the read filter wrote (replyInReader) until
+	// the reader next waits for datagrams; waiting is true while it does.
+	// mu guards both: the reader and the filter are one goroutine in
+	// pinhole, but take may be called from elsewhere (tests do), and an
+	// answer batched while the reader waits would wait with it.
+	mu      sync.Mutex
+	out     *answerBatch
+	waiting bool
 }
 
 // newBatchedUDP reads c in batches of udpReadBatch datagrams of up to
@@ -46,7 +55,24 @@ func newBatchedUDP(c *net.UDPConn) (*batchedUDP, error) {
 	if err != nil {
 		return nil, fmt.Errorf("UDP listener %v: %w", c.LocalAddr(), err)
 	}
-	return &batchedUDP{UDPConn: c, raw: raw, rx: mmsg.NewReceiver(udpReadBatch, maxDatagram)}, nil
+	return &batchedUDP{UDPConn: c, raw: raw, rx: mmsg.NewReceiver(udpReadBatch, maxDatagram), out: newAnswerBatch(), waiting: true}, nil
+}
+
+// replyInReader sends b to to, batched with the other answers written
+// while the reader hands out the current batch of datagrams: they leave
+// with one sendmmsg(2) before ReadFrom reads the next batch, so an answer
+// waits at most for the rest of its batch to be filtered. The read
+// filter's 401s (rawchallenge.go) cost a sendto each before: 0.26 s of
+// 1.64 s of samples at 8 000 first registrations/s over veth (profile of
+// 2026-12-07). Called while the reader waits, it writes at once.
+func (c *batchedUDP) replyInReader(b []byte, to net.Addr) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.waiting {
+		_, _ = c.WriteTo(b, to)
+		return
+	}
+	c.out.write(c, b, to)
 }
 
 // ReadFrom copies the next datagram into b, reading a new batch once the
@@ -67,11 +93,18 @@ func (c *batchedUDP) ReadFrom(b []byte) (int, net.Addr, error) {
 			return copy(b, data), c.source(i, from), nil
 		}
 		c.next, c.n = 0, 0
+		c.mu.Lock()
+		c.out.flush() // the answers to the batch just handed out
+		c.waiting = true
+		c.mu.Unlock()
 		var rerr error
 		err := c.raw.Read(func(fd uintptr) bool {
 			c.n, rerr = c.rx.Recv(int(fd))
 			return c.n > 0 || rerr != nil // false: wait until readable
 		})
+		c.mu.Lock()
+		c.waiting = false
+		c.mu.Unlock()
 		if err != nil {
 			return 0, nil, err // net.ErrClosed once the listener is closed
 		}
