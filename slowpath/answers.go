@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pinhole-sip/pinhole/fastpath/handoff"
 	"github.com/pinhole-sip/pinhole/internal/mmsg"
 )
 
@@ -16,9 +17,8 @@ import (
 // a sendmmsg of 64 (BenchmarkSend in internal/mmsg, 2026-12-07, load 7),
 // and it was 22 % of pinhole's time answering refreshes on one core.
 //
-// Only answers to datagrams read from the slow path's own listeners
-// (batchedUDP: the fast path is off and nothing captures what is sent)
-// are batched; any other socket is written at once, as before. Only the
+// Only answers on pinhole's own UDP sockets are batched (batchable);
+// any other socket is written at once, as before. Only the
 // goroutine that owns a batch uses it: each worker has its own, and the
 // store's committer has one (stateless.committed) for the 200s of new and
 // changed bindings it completes, sent after each group commit
@@ -26,11 +26,29 @@ import (
 type answerBatch struct {
 	tx       *mmsg.Sender
 	txFamily int             // the family tx writes destinations for
-	conn     *batchedUDP     // the socket the datagrams in tx leave from
+	conn     net.PacketConn  // the socket the datagrams in tx leave from
 	raw      syscall.RawConn // conn's, for sendmmsg
-	// families are the address families of the sockets seen, which
-	// decide how a destination is written.
-	families map[*batchedUDP]int
+	// sockets are the sockets seen: their descriptor and address family,
+	// which decides how a destination is written.
+	sockets map[net.PacketConn]batchSocket
+}
+
+type batchSocket struct {
+	raw    syscall.RawConn
+	family int
+}
+
+// batchable reports whether answers written on conn may wait in a batch:
+// pinhole's own UDP sockets, the slow path's listeners (batchedUDP) and
+// the fast path's hand-off (its event loops' sockets, read by the loops;
+// the first registrations' 200s leave through it from the committer).
+// Never a socket wrapped by the capture, which must see each write.
+func batchable(conn net.PacketConn) bool {
+	switch conn.(type) {
+	case *batchedUDP, *handoff.Conn:
+		return true
+	}
+	return false
 }
 
 // answerBatchSize is how many answers one sendmmsg carries at most, and
@@ -42,23 +60,22 @@ const (
 )
 
 func newAnswerBatch() *answerBatch {
-	return &answerBatch{families: map[*batchedUDP]int{}}
+	return &answerBatch{sockets: map[net.PacketConn]batchSocket{}}
 }
 
 // write sends b to to from conn: into the batch when both are what
 // sendmmsg can carry, else at once (after what is batched, so that the
 // answers leave in the order they were written).
 func (o *answerBatch) write(conn net.PacketConn, b []byte, to net.Addr) {
-	bc, ok := conn.(*batchedUDP)
 	ua, uok := to.(*net.UDPAddr)
-	if o == nil || !ok || !uok || len(b) > answerSlot || len(b) == 0 {
+	if o == nil || !uok || len(b) > answerSlot || len(b) == 0 || !batchable(conn) {
 		o.flush()
 		_, _ = conn.WriteTo(b, to)
 		return
 	}
-	if o.conn != bc || o.tx.Full() {
+	if o.conn != conn || o.tx.Full() {
 		o.flush()
-		if !o.use(bc) {
+		if !o.use(conn) {
 			_, _ = conn.WriteTo(b, to)
 			return
 		}
@@ -73,22 +90,31 @@ func (o *answerBatch) write(conn net.PacketConn, b []byte, to net.Addr) {
 
 // use points the batch at conn, which must be empty; false when conn's
 // descriptor or family cannot be had (then it is written directly).
-func (o *answerBatch) use(conn *batchedUDP) bool {
-	family, ok := o.families[conn]
+func (o *answerBatch) use(conn net.PacketConn) bool {
+	sock, ok := o.sockets[conn]
 	if !ok {
-		var err error
-		cerr := conn.raw.Control(func(fd uintptr) {
+		sc, isSys := conn.(syscall.Conn)
+		if !isSys {
+			return false
+		}
+		raw, err := sc.SyscallConn()
+		if err != nil {
+			return false
+		}
+		family := 0
+		cerr := raw.Control(func(fd uintptr) {
 			family, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
 		})
 		if cerr != nil || err != nil || family != unix.AF_INET && family != unix.AF_INET6 {
 			return false
 		}
-		o.families[conn] = family
+		sock = batchSocket{raw: raw, family: family}
+		o.sockets[conn] = sock
 	}
-	if o.tx == nil || o.txFamily != family {
-		o.tx, o.txFamily = mmsg.NewSender(answerBatchSize, answerSlot, family), family
+	if o.tx == nil || o.txFamily != sock.family {
+		o.tx, o.txFamily = mmsg.NewSender(answerBatchSize, answerSlot, sock.family), sock.family
 	}
-	o.conn, o.raw = conn, conn.raw
+	o.conn, o.raw = conn, sock.raw
 	return true
 }
 
