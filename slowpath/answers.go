@@ -6,7 +6,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pinhole-sip/pinhole/fastpath/handoff"
 	"github.com/pinhole-sip/pinhole/internal/mmsg"
 )
 
@@ -40,12 +39,13 @@ type batchSocket struct {
 
 // batchable reports whether answers written on conn may wait in a batch:
 // pinhole's own UDP sockets, the slow path's listeners (batchedUDP) and
-// the fast path's hand-off (its event loops' sockets, read by the loops;
-// the first registrations' 200s leave through it from the committer).
-// Never a socket wrapped by the capture, which must see each write.
+// the fast path's hand-off sockets (loopFiltered: the event loops' own,
+// handed to the slow path through its hooks; the first registrations'
+// 200s leave through them from the committer). Never a socket wrapped by
+// the capture, which must see each write.
 func batchable(conn net.PacketConn) bool {
 	switch conn.(type) {
-	case *batchedUDP, *handoff.Conn:
+	case *batchedUDP, loopFiltered:
 		return true
 	}
 	return false
