@@ -446,42 +446,45 @@ if [[ -n $SCENARIOS && -n $SERVERS ]]; then
   "$BIN/benchtable" "$OUT" | tee "$OUT/table.txt"
 fi
 
-capacity_step() { # server scenario rate k: run one rung, report whether it was sustained
-  local srv=$1 sc=$2 r=$3 k=$4
+# fresh_run KIND server scenario rate k: the server started afresh and one
+# generator run against it, kept as KIND-<server>-<scenario>-<rate>.json.
+#
+# KIND cap is a rung of the capacity search. Its first second at a rate
+# near capacity is a transient (pinhole's heap, response cache and bbolt
+# file grow from nothing; every server's queues fill while it warms),
+# whose backlog drains in the second after: measured from the third.
+#
+# KIND over is the run past saturation: longer than a rung, its start left
+# out, as the question is the state a server settles into. In the first
+# seconds every server fills its queues and socket buffers and answers
+# late while it does (a 3 s run measured mostly that: pinhole's slow path
+# delivered 72 % in its first second at twice its rate and 104-116 % from
+# the third on, 2026-12-07, veth); a collapse is what stays.
+fresh_run() {
+  local kind=$1 srv=$2 sc=$3 r=$4 k=$5 dur=$CAPACITY_DURATION warm=$CAPACITY_WARMUP
+  [[ $kind == over ]] && dur=$OVERLOAD_DURATION warm=$OVERLOAD_WARMUP
   AUTH=1
   [[ $sc == *-noauth ]] && AUTH=0
   # A retried rung keeps only its last attempt: a file left by the first
   # would stand for a run that did not happen this time.
-  rm -f "$OUT/cap-$srv-$sc-$r.json"
+  rm -f "$OUT/$kind-$srv-$sc-$r.json"
   start_server "$srv"
-  # Each rung starts a fresh server. Its first second at a rate near its
-  # capacity is a transient (pinhole's heap, response cache and bbolt file
-  # grow from nothing; every server's queues fill while it warms), whose
-  # backlog drains in the second after: measured from the third second.
-  DURATION=$CAPACITY_DURATION WARMUP=$CAPACITY_WARMUP RATE=$r gen "$srv" "$sc" "$(sources "$k")" -q -out "$OUT/cap-$srv-$sc-$r.json" >/dev/null 2>&1 || true
+  DURATION=$dur WARMUP=$warm RATE=$r gen "$srv" "$sc" "$(sources "$k")" -q -out "$OUT/$kind-$srv-$sc-$r.json" >/dev/null 2>&1 || true
   stop_server
   [[ -n ${OPENSIPS_UPSTREAM:-} ]] && { kill "$OPENSIPS_UPSTREAM" 2>/dev/null || true; OPENSIPS_UPSTREAM=; }
-  [[ -f "$OUT/cap-$srv-$sc-$r.json" ]] || return 1
-  echo -n "$srv: "
-  "$BIN/benchtable" -pass "$OUT/cap-$srv-$sc-$r.json"
+  return 0
+}
+
+capacity_step() { # server scenario rate k: run one rung, report whether it was sustained
+  fresh_run cap "$@"
+  [[ -f "$OUT/cap-$1-$2-$3.json" ]] || return 1
+  echo -n "$1: "
+  "$BIN/benchtable" -pass "$OUT/cap-$1-$2-$3.json"
 }
 
 overload_step() { # server scenario rate k: one run past saturation, kept as over-*.json
-  local srv=$1 sc=$2 r=$3 k=$4
-  AUTH=1
-  [[ $sc == *-noauth ]] && AUTH=0
-  rm -f "$OUT/over-$srv-$sc-$r.json"
-  start_server "$srv"
-  # Longer than a rung, its start left out: the question is the state a
-  # server settles into past saturation. In the first seconds every server
-  # fills its queues and socket buffers and answers late while it does (a
-  # 3 s rung measured mostly that: pinhole's slow path delivered 72 % in
-  # its first second at twice its rate and 104-116 % from the third on,
-  # 2026-12-07, veth); a collapse is what stays.
-  DURATION=$OVERLOAD_DURATION WARMUP=$OVERLOAD_WARMUP RATE=$r gen "$srv" "$sc" "$(sources "$k")" -q -out "$OUT/over-$srv-$sc-$r.json" >/dev/null 2>&1 || true
-  stop_server
-  [[ -n ${OPENSIPS_UPSTREAM:-} ]] && { kill "$OPENSIPS_UPSTREAM" 2>/dev/null || true; OPENSIPS_UPSTREAM=; }
-  echo "$srv: $sc offered $r/s past saturation"
+  fresh_run over "$@"
+  echo "$1: $2 offered $3/s past saturation"
 }
 
 if [[ -n $CAPACITY_SCENARIOS ]]; then
