@@ -239,29 +239,39 @@ type capKey struct{ srv, sc string }
 // capRuns reads DIR/cap-<server>-<scenario>-<rate>.json, by server and
 // scenario (named by the file: refresh-noauth is a refresh run).
 func capRuns(dir string) (map[capKey][]*load.Result, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "cap-*.json"))
+	runs := map[capKey][]*load.Result{}
+	err := eachRun(dir, "cap", func(k capKey, r *load.Result) { runs[k] = append(runs[k], r) })
 	if err != nil {
 		return nil, err
-	}
-	runs := map[capKey][]*load.Result{}
-	for _, f := range files {
-		r, err := read(f)
-		if err != nil {
-			return nil, err
-		}
-		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "cap-"), ".json")
-		srv := serverOf(name)
-		last := strings.LastIndexByte(name, '-')
-		if srv == "" || last <= len(srv) {
-			continue
-		}
-		k := capKey{srv, name[len(srv)+1 : last]}
-		runs[k] = append(runs[k], r)
 	}
 	for k, rs := range runs {
 		runs[k] = lastPerRate(rs)
 	}
 	return runs, nil
+}
+
+// eachRun calls add with every DIR/<kind>-<server>-<scenario>-<rate>.json
+// and its server and scenario; files whose server it does not know are
+// left out.
+func eachRun(dir, kind string, add func(capKey, *load.Result)) error {
+	files, err := filepath.Glob(filepath.Join(dir, kind+"-*.json"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		r, err := read(f)
+		if err != nil {
+			return err
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), kind+"-"), ".json")
+		srv := serverOf(name)
+		last := strings.LastIndexByte(name, '-')
+		if srv == "" || last <= len(srv) {
+			continue
+		}
+		add(capKey{srv, name[len(srv)+1 : last]}, r)
+	}
+	return nil
 }
 
 // serverOf is the server a run's name starts with ("<server>-..."): the
@@ -398,26 +408,14 @@ func pastSaturation(w io.Writer, dir string, best map[capKey]*load.Result) error
 // overRuns reads DIR/over-<server>-<scenario>-<rate>.json, the last run
 // per server and scenario.
 func overRuns(dir string) (map[capKey]*load.Result, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "over-*.json"))
-	if err != nil {
-		return nil, err
-	}
 	runs := map[capKey]*load.Result{}
-	for _, f := range files {
-		r, err := read(f)
-		if err != nil {
-			return nil, err
-		}
-		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "over-"), ".json")
-		srv := serverOf(name)
-		last := strings.LastIndexByte(name, '-')
-		if srv == "" || last <= len(srv) {
-			continue
-		}
-		k := capKey{srv, name[len(srv)+1 : last]}
+	err := eachRun(dir, "over", func(k capKey, r *load.Result) {
 		if old := runs[k]; old == nil || r.Started.After(old.Started) {
 			runs[k] = r
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return runs, nil
 }
