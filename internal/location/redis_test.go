@@ -159,7 +159,9 @@ func TestRedisTwoEdges(t *testing.T) {
 // get its error, not a 200) once that replica is gone.
 func TestRedisWaitReplicas(t *testing.T) {
 	c := testutil.StartRedisCluster(t, testutil.RedisClusterConfig{NodeTimeout: 5 * time.Second})
-	m := openRedisTest(t, c, RedisOptions{WaitReplicas: 1, WaitTimeout: 200 * time.Millisecond}, Options{})
+	// A second for WAIT: under -race on a loaded two-core runner a
+	// replica's answer to GETACK has taken more than 200 ms.
+	m := openRedisTest(t, c, RedisOptions{WaitReplicas: 1, WaitTimeout: time.Second}, Options{})
 	exp := time.Now().Add(time.Hour)
 	x := typical(7, exp)
 	put(t, m, x)
