@@ -130,7 +130,7 @@ func BenchmarkFlushRefreshes(b *testing.B) {
 		}
 		c0 := cpuTime()
 		b.StartTimer()
-		if err := m.flush(); err != nil {
+		if err := m.flush(false); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

@@ -214,7 +214,7 @@ func TestWriteThroughNotFlushedAgain(t *testing.T) {
 	if !m.anyDirty() {
 		t.Fatal("a refresh is not dirty: it would never reach the disk")
 	}
-	if err := m.flush(); err != nil {
+	if err := m.flush(false); err != nil {
 		t.Fatal(err)
 	}
 

@@ -48,7 +48,7 @@ func TestFlushWritesInKeyOrder(t *testing.T) {
 			t.Fatalf("Touch %s failed", bn.AOR)
 		}
 	}
-	if err := m.flush(); err != nil {
+	if err := m.flush(false); err != nil {
 		t.Fatal(err)
 	}
 	var all []string

@@ -386,7 +386,7 @@ func (m *Memory) Close() error {
 		if m.back == nil {
 			return
 		}
-		if err := m.flush(); err != nil {
+		if err := m.flush(false); err != nil {
 			m.closeErr = fmt.Errorf("close location store: %w", err)
 		}
 		if err := m.back.close(); err != nil && m.closeErr == nil {

@@ -370,7 +370,7 @@ func TestFlushInChunks(t *testing.T) {
 			t.Fatalf("Touch %d failed", i)
 		}
 	}
-	if err := m.flush(); err != nil {
+	if err := m.flush(false); err != nil {
 		t.Fatal(err)
 	}
 	if m.anyDirty() {
