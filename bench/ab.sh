@@ -9,7 +9,8 @@
 # network namespace on SERVER_CORE (its veth end's receive work there too,
 # bench/netns.sh), sipload offering SCENARIO at RATE from another namespace
 # on GEN_CORE, then one line: delivered per second, p50 / p99, the server's
-# CPU per answer, what its own metrics say it absorbed and shed. Rounds
+# CPU per answer, what its own metrics say it absorbed and shed, and how
+# many garbage collections ran meanwhile. Rounds
 # alternate the binaries so that a drift of the machine hits both.
 #
 # Settings (environment):
@@ -88,7 +89,7 @@ for round in $(seq "$ROUNDS"); do
     # The run phase's first progress line comes a second into it.
     for _ in $(seq 1200); do grep -q "^run " "$OUT/gen.txt" 2>/dev/null && break; sleep 0.1; done
     sleep "$(($(secs "$WARMUP") - 1))"
-    t0=$(cpu_ticks) a0=$(metric pinhole_fastpath_absorbed_total)
+    t0=$(cpu_ticks) a0=$(metric pinhole_fastpath_absorbed_total) gc0=$(metric go_gc_duration_seconds_count)
     half=$(($(secs "$DURATION") / 2))
     if [[ -n $TRACE ]]; then
       sleep "$half"
@@ -97,11 +98,11 @@ for round in $(seq "$ROUNDS"); do
       in_srv curl -s -o "$OUT/$round-$i.pprof" "http://127.0.0.1:$METRICS_PORT/debug/pprof/$PROFILE_KIND?seconds=$PROFILE"
     fi
     wait "$gen" || true
-    t1=$(cpu_ticks) a1=$(metric pinhole_fastpath_absorbed_total) shed=$(metric pinhole_handoff_shed)
+    t1=$(cpu_ticks) a1=$(metric pinhole_fastpath_absorbed_total) gc1=$(metric go_gc_duration_seconds_count) shed=$(metric pinhole_handoff_shed)
     stop_server
-    awk -v bin="$bin" -v c=$((t1 - t0)) -v a=$((a1 - a0)) -v shed="$shed" -v d="$(($(secs "$DURATION") - $(secs "$WARMUP")))" '
+    awk -v bin="$bin" -v c=$((t1 - t0)) -v a=$((a1 - a0))  -v shed="$shed" -v gc=$((gc1 - gc0)) -v d="$(($(secs "$DURATION") - $(secs "$WARMUP")))" '
       $1 == "action" {actions = 1}
-      actions && $1 == scen {ok = $3; printf "%-28s %8s/s p50 %6s p99 %7s ms  cpu %5.1f us/answer  absorbed %d/s  shed %s\n", bin, $3, $8, $9, (ok > 0 ? c / 100 * 1e6 / (ok * d) : 0), a / d, shed}
+      actions && $1 == scen {ok = $3; printf "%-28s %8s/s p50 %6s p99 %7s ms  cpu %5.1f us/answer  absorbed %d/s  shed %s  GCs %d\n", bin, $3, $8, $9, (ok > 0 ? c / 100 * 1e6 / (ok * d) : 0), a / d, shed, gc}
     ' scen="${SCENARIO%-noauth}" "$OUT/gen.txt"
   done
 done

@@ -31,6 +31,12 @@ type Memory struct {
 	flushDur time.Duration
 	back     backing    // nil: memory only
 	writeMu  sync.Mutex // held from reading sets for a batch until the backing has it
+	// flushBatch and flushArena are the write-behind's buffers, reused
+	// from chunk to chunk under writeMu: a chunk's copies of its sets
+	// were a fifth of what pinhole allocated while absorbing refreshes,
+	// and the collections they caused stalled the loops.
+	flushBatch []setWrite
+	flushArena []byte
 	commit   committer  // group commit of write-throughs (commit.go)
 	// commitGap: write-through transactions start at least this far
 	// apart (commit.go, committer); 0 for Redis, whose WAIT round trip is

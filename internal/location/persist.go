@@ -164,13 +164,27 @@ func (m *Memory) flush(paced bool) error {
 // smaller chunk rewrites few more leaves; it costs one more commit each.
 const flushChunkAORs = 256
 
+// maxFlushArena bounds the write-behind's kept buffer (a chunk of typical
+// AORs needs some 50 KB).
+const maxFlushArena = 1 << 20
+
 // flushChunk writes the current values of names (taken out of the dirty
 // sets by flush) and marks them dirty again if the write fails.
 func (m *Memory) flushChunk(names []string) error {
 	m.writeMu.Lock()
 	defer m.writeMu.Unlock()
-	batch := make([]setWrite, 0, len(names))
-	var arena []byte
+	batch, arena := m.flushBatch[:0], m.flushArena[:0]
+	defer func() {
+		// The backing is done with the batch once write returned (bbolt
+		// has committed; rueidis has sent): its buffers serve the next
+		// chunk, unless an AOR's sets made them outsized.
+		clear(batch)
+		if cap(arena) <= maxFlushArena {
+			m.flushBatch, m.flushArena = batch[:0], arena[:0]
+		} else {
+			m.flushBatch, m.flushArena = nil, nil
+		}
+	}()
 	for i, aor := range names {
 		if i%yieldEvery == yieldEvery-1 {
 			runtime.Gosched() // see yieldEvery
