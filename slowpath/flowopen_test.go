@@ -27,7 +27,12 @@ func TestClosedWebSocketFlow(t *testing.T) {
 	wsPort := freeTCPPort(t)
 	s := startServerWith(t, fmt.Sprintf("listen:\n  udp: [%q]\n  ws: [\"127.0.0.1:%d\"]\n", udp, wsPort))
 
-	d := ws.Dialer{Protocols: sip.WebSocketProtocols, Timeout: 5 * time.Second}
+	// The browser connects from an address of its own (all of 127/8 is
+	// local): its port, once the tab closed, is then no other test's to
+	// take before this one listens there. From 127.0.0.1 an ephemeral
+	// port now and then went to a parallel test in between.
+	browser := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 77)}}
+	d := ws.Dialer{Protocols: sip.WebSocketProtocols, Timeout: 5 * time.Second, NetDial: browser.DialContext}
 	c, _, _, err := d.Dial(context.Background(), fmt.Sprintf("ws://127.0.0.1:%d", wsPort))
 	if err != nil {
 		t.Fatal(err)
