@@ -37,7 +37,7 @@ type Memory struct {
 	// and the collections they caused stalled the loops.
 	flushBatch []setWrite
 	flushArena []byte
-	commit   committer  // group commit of write-throughs (commit.go)
+	commit     committer // group commit of write-throughs (commit.go)
 	// commitGap: write-through transactions start at least this far
 	// apart (commit.go, committer); 0 for Redis, whose WAIT round trip is
 	// cheap in CPU.
