@@ -43,20 +43,9 @@ NETNS_EXEC="ip netns exec $SRV_NS"
 
 go build -o "$OUT/sipload" ./bench/cmd/sipload
 "$OUT/sipload" -write-credentials "$OUT/users.txt" -realm pinhole -devices "$DEVICES"
-auth="auth: {realm: pinhole, credentials: $OUT/users.txt, algorithms: [MD5], nonce_ttl: 300s}"
-[[ $AUTH == 0 ]] && auth=""
-cat >"$OUT/pinhole.yaml" <<YAML
-listen: {udp: ["$HOST:$PORT"], tcp: [], tls: [], ws: [], wss: []}
-domains: ["$HOST"]
-data_dir: $OUT/pinhole-data
-registrar: {min_expires: 60, max_expires: 7200, default_expires: 3600, max_contacts: 10}
-$auth
-log: {level: info}
-metrics: {listen: "127.0.0.1:$METRICS_PORT"} # loopback of its namespace: profiles are served there only
-api: {listen: ""}
-natping: {interval: 0s}
-fastpath: {enabled: $FASTPATH, loops: 1, batch: $BATCH}
-YAML
+# Metrics on the loopback of pinhole's namespace: profiles are served
+# there only.
+AUTH=$AUTH METRICS_HOST=127.0.0.1 write_pinhole_cfg "$FASTPATH" "$BATCH"
 
 # metric NAME: the sum of a metric's series on the running server.
 metric() { { in_srv curl -s "http://127.0.0.1:$METRICS_PORT/metrics" || true; } | awk -v m="$1" 'index($1, m) == 1 {s += $2} END {printf "%.0f", s}'; }

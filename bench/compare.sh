@@ -164,26 +164,6 @@ sources() {
 # path, fast path without batched I/O, either on a Redis Cluster).
 is_pinhole() { [[ $1 == pinhole || $1 == fastpath || $1 == fastpath-nobatch || $1 == pinhole-redis || $1 == fastpath-redis ]]; }
 
-write_pinhole_cfg() { # fastpath: true|false; batch; redis addresses ("": bbolt); AUTH=0 leaves digest authentication out
-  local auth="auth: {realm: pinhole, credentials: $OUT/users.txt, algorithms: [MD5], nonce_ttl: 300s}"
-  [[ ${AUTH:-1} == 0 ]] && auth=""
-  local location=""
-  [[ -n ${3:-} ]] && location="location: {backend: redis, redis: {addresses: [$3]}}"
-  cat >"$OUT/pinhole.yaml" <<YAML
-listen: {udp: ["$HOST:$PORT"], tcp: [], tls: [], ws: [], wss: []}
-domains: ["$HOST"]
-data_dir: $OUT/pinhole-data
-registrar: {min_expires: 60, max_expires: 7200, default_expires: 3600, max_contacts: 10}
-$auth
-log: {level: info}
-metrics: {listen: "${METRICS_HOST:-$HOST}:$METRICS_PORT"}
-api: {listen: ""}
-natping: {interval: 0s}
-fastpath: {enabled: $1, loops: 1, batch: ${2:-64}}
-$location
-YAML
-}
-
 # start_redis: the Redis Cluster of the *-redis servers, three masters
 # without replicas (a replica would only add the copying to the same
 # core; the durability it buys is docs/cluster.md's subject, not this

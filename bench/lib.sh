@@ -31,3 +31,25 @@ wait_udp() {
   echo "$(basename "$0"): nothing listens on udp $HOST:$PORT; see $OUT/$1.log" >&2
   return 1
 }
+
+# write_pinhole_cfg writes OUT/pinhole.yaml: pinhole serving udp HOST:PORT,
+# digest from OUT/users.txt, metrics on METRICS_HOST (default HOST):METRICS_PORT.
+write_pinhole_cfg() { # fastpath: true|false; batch; redis addresses ("": bbolt); AUTH=0 leaves digest authentication out
+  local auth="auth: {realm: pinhole, credentials: $OUT/users.txt, algorithms: [MD5], nonce_ttl: 300s}"
+  [[ ${AUTH:-1} == 0 ]] && auth=""
+  local location=""
+  [[ -n ${3:-} ]] && location="location: {backend: redis, redis: {addresses: [$3]}}"
+  cat >"$OUT/pinhole.yaml" <<YAML
+listen: {udp: ["$HOST:$PORT"], tcp: [], tls: [], ws: [], wss: []}
+domains: ["$HOST"]
+data_dir: $OUT/pinhole-data
+registrar: {min_expires: 60, max_expires: 7200, default_expires: 3600, max_contacts: 10}
+$auth
+log: {level: info}
+metrics: {listen: "${METRICS_HOST:-$HOST}:$METRICS_PORT"}
+api: {listen: ""}
+natping: {interval: 0s}
+fastpath: {enabled: $1, loops: 1, batch: ${2:-64}}
+$location
+YAML
+}
