@@ -175,11 +175,13 @@ func (m *Memory) flushChunk(names []string) error {
 	defer m.writeMu.Unlock()
 	batch, arena := m.flushBatch[:0], m.flushArena[:0]
 	defer func() {
-		// The backing is done with the batch once write returned (bbolt
-		// has committed; rueidis has sent): its buffers serve the next
-		// chunk, unless an AOR's sets made them outsized.
+		// bbolt is done with the batch once write returned (committed):
+		// its buffers serve the next chunk, unless an AOR's sets made
+		// them outsized. Not with Redis: its commands carry the arena
+		// without a copy, and a command whose wait timed out could still
+		// leave later, with the next chunk's bytes in it.
 		clear(batch)
-		if cap(arena) <= maxFlushArena {
+		if m.redis == nil && cap(arena) <= maxFlushArena {
 			m.flushBatch, m.flushArena = batch[:0], arena[:0]
 		} else {
 			m.flushBatch, m.flushArena = nil, nil
