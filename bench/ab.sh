@@ -9,7 +9,8 @@
 # network namespace on SERVER_CORE (its veth end's receive work there too,
 # bench/netns.sh), sipload offering SCENARIO at RATE from another namespace
 # on GEN_CORE, then one line: delivered per second, p50 / p99, the server's
-# CPU per answer, what its own metrics say it absorbed and shed, and how
+# CPU per answer, what its own metrics say it absorbed and shed (the
+# hand-off's and the registrar's, counted since start), and how
 # many garbage collections ran meanwhile. Rounds
 # alternate the binaries so that a drift of the machine hits both.
 #
@@ -87,7 +88,7 @@ for round in $(seq "$ROUNDS"); do
       in_srv curl -s -o "$OUT/$round-$i.pprof" "http://127.0.0.1:$METRICS_PORT/debug/pprof/$PROFILE_KIND?seconds=$PROFILE"
     fi
     wait "$gen" || true
-    t1=$(cpu_ticks) a1=$(metric pinhole_fastpath_absorbed_total) gc1=$(metric go_gc_duration_seconds_count) shed=$(metric pinhole_handoff_shed)
+    t1=$(cpu_ticks) a1=$(metric pinhole_fastpath_absorbed_total) gc1=$(metric go_gc_duration_seconds_count) shed=$(($(metric pinhole_fastpath_handoff_shed_total) + $(metric pinhole_registrar_shed_total)))
     stop_server
     awk -v bin="$bin" -v c=$((t1 - t0)) -v a=$((a1 - a0))  -v shed="$shed" -v gc=$((gc1 - gc0)) -v d="$(($(secs "$DURATION") - $(secs "$WARMUP")))" '
       $1 == "action" {actions = 1}
