@@ -33,19 +33,10 @@ type Commit struct {
 // the store's committer goroutine, which fn must therefore not block. Call
 // it at most once.
 func (c *Commit) Then(fn func(error)) {
-	if c == nil {
-		fn(nil)
-		return
-	}
-	c.mu.Lock()
-	if c.done {
-		err := c.err
-		c.mu.Unlock()
+	if !c.Defer(fn) {
+		_, err := c.Durable()
 		fn(err)
-		return
 	}
-	c.then = fn
-	c.mu.Unlock()
 }
 
 // Defer is Then for a caller with two ways to answer: when the change is
