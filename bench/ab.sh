@@ -78,7 +78,8 @@ for round in $(seq "$ROUNDS"); do
     gen=$!
     # The run phase's first progress line comes a second into it.
     for _ in $(seq 1200); do grep -q "^run " "$OUT/gen.txt" 2>/dev/null && break; sleep 0.1; done
-    sleep "$(($(secs "$WARMUP") - 1))"
+    wait_s=$(($(secs "$WARMUP") - 1))
+    if ((wait_s > 0)); then sleep "$wait_s"; fi
     t0=$(cpu_ticks) a0=$(metric pinhole_fastpath_absorbed_total) gc0=$(metric go_gc_duration_seconds_count)
     half=$(($(secs "$DURATION") / 2))
     if [[ -n $TRACE ]]; then
