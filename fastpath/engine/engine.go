@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -162,14 +161,12 @@ func Start(cfg Config) (*Engine, error) {
 		_ = e.eng.Stop(context.Background())
 		return nil, fmt.Errorf("duplicate fast path socket %v: %w", cfg.Addr, err)
 	}
-	f := os.NewFile(uintptr(fd), "pinhole-udp-"+cfg.Addr.String())
-	pc, err := net.FilePacketConn(f)
-	_ = f.Close() // FilePacketConn dups again
-	if err != nil {
+	// Not a net.UDPConn: the runtime's poller would wake for every
+	// datagram the loops receive (handoff/socket.go).
+	if err := e.conn.SetSocket(fd); err != nil {
 		_ = e.eng.Stop(context.Background())
-		return nil, fmt.Errorf("duplicate fast path socket %v: %w", cfg.Addr, err)
+		return nil, fmt.Errorf("fast path socket %v: %w", cfg.Addr, err)
 	}
-	e.conn.SetSocket(pc.(*net.UDPConn))
 	return e, nil
 }
 

@@ -36,6 +36,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pinhole-sip/pinhole/internal/sipheader"
 )
 
@@ -70,7 +72,7 @@ var pool = sync.Pool{New: func() any { return &packet{buf: make([]byte, 0, poole
 // Conn is the slow path's view of one fast-path listener.
 type Conn struct {
 	local *net.UDPAddr
-	out   *net.UDPConn // duplicate of the listening socket, for writes
+	out   *sendSocket // duplicate of the listening socket, for writes
 	q     [numPriorities]chan *packet
 	done  chan struct{}
 	once  sync.Once
@@ -90,9 +92,18 @@ func New(local netip.AddrPort, size int) *Conn {
 	return c
 }
 
-// SetSocket gives the Conn a duplicate of the listening socket to write
-// through (the Conn closes it). Call it once, before serving the Conn.
-func (c *Conn) SetSocket(out *net.UDPConn) { c.out = out }
+// SetSocket gives the Conn fd, a duplicate of the listening socket, to
+// write through (socket.go); the Conn owns and closes it, also when
+// SetSocket fails. Call it once, before serving the Conn.
+func (c *Conn) SetSocket(fd int) error {
+	out, err := newSendSocket(fd)
+	if err != nil {
+		_ = unix.Close(fd)
+		return err
+	}
+	c.out = out
+	return nil
+}
 
 // SetFilter makes Push offer each datagram to filter first, in the event
 // loop that received it; a datagram filter reports as consumed is not
@@ -170,7 +181,7 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 }
 
 // WriteTo sends from the listener's address and port.
-func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) { return c.out.WriteTo(b, addr) }
+func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) { return c.out.writeTo(b, addr) }
 
 // Close ends ReadFrom and closes the duplicate socket. The fast path's
 // own sockets are closed by its engine.
@@ -180,7 +191,7 @@ func (c *Conn) Close() error {
 		close(c.done)
 		err = nil
 		if c.out != nil {
-			err = c.out.Close()
+			err = c.out.close()
 		}
 	})
 	return err
@@ -198,7 +209,8 @@ func (c *Conn) SetDeadline(t time.Time) error {
 	if !t.IsZero() {
 		return ErrNoReadDeadline
 	}
-	return c.out.SetDeadline(t)
+	c.out.setWriteDeadline(t)
+	return nil
 }
 
 // SetReadDeadline accepts only the zero time (no deadline).
@@ -209,12 +221,17 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 	return nil
 }
 
-// SetWriteDeadline applies to the duplicate socket.
-func (c *Conn) SetWriteDeadline(t time.Time) error { return c.out.SetWriteDeadline(t) }
+// SetWriteDeadline bounds how long a write waits for room in the
+// socket's buffer.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.out.setWriteDeadline(t)
+	return nil
+}
 
-// SyscallConn gives the listening socket's descriptor (the NAT pinger
-// sends with sendmmsg on it).
-func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.out.SyscallConn() }
+// SyscallConn gives the listening socket's descriptor for writing and
+// control (the NAT pinger and the answer batches send with sendmmsg on
+// it); its Read fails.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) { return rawConn{c.out}, nil }
 
 // Queued reports the datagrams waiting per priority.
 func (c *Conn) Queued(p Priority) int { return len(c.q[p]) }

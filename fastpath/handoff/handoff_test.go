@@ -41,8 +41,11 @@ func newConn(t *testing.T, size int) *Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer pc.Close()
 	c := New(netip.MustParseAddrPort("127.0.0.1:5060"), size)
-	c.SetSocket(pc)
+	if err := c.SetSocket(dupFD(t, pc)); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { c.Close() })
 	return c
 }
