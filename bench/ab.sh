@@ -4,7 +4,8 @@
 #   bash bench/ab.sh BIN_A [BIN_B ...]
 #
 # A binary named echo-responder* is run as bench/cmd/echo-responder: what
-# the generator and the veth alone add to every figure.
+# the generator and the veth alone add to every figure; one named
+# echo-responder-loop* with -wait loop (an event loop's system calls).
 # For each round and each binary in turn: pinhole started afresh in its own
 # network namespace on SERVER_CORE (its veth end's receive work there too,
 # bench/netns.sh), sipload offering SCENARIO at RATE from another namespace
@@ -65,6 +66,9 @@ for round in $(seq "$ROUNDS"); do
     args=(-config "$OUT/pinhole.yaml")
     # bench/cmd/echo-responder: the instrument's own floor in the same run.
     [[ $(basename "$bin") == echo-responder* ]] && args=(-listen "$HOST:$PORT")
+    # echo-responder-loop*: the same echo with an event loop's system calls
+    # (its -wait loop): the fast path's batching without the fast path.
+    [[ $(basename "$bin") == echo-responder-loop* ]] && args+=(-wait loop)
     ip netns exec "$SRV_NS" taskset -c "$SERVER_CORE" "$bin" "${args[@]}" >"$OUT/server.log" 2>&1 &
     SERVER_PID=$!
     wait_udp server.log

@@ -16,7 +16,7 @@ func (f *FastPath) writeMetrics(w io.Writer) {
 	engines := append([]*engine.Engine(nil), f.engines...)
 	f.mu.Unlock()
 	var queued, shed [2]uint64
-	var sendErrors, handed, filtered, challenged, batchReads, batchDatagrams, batchDropped uint64
+	var sendErrors, handed, filtered, challenged, batchReads, batchDatagrams, batchDropped, loopWaits uint64
 	for _, e := range engines {
 		c := e.Conn()
 		for _, p := range []handoff.Priority{handoff.Low, handoff.High} {
@@ -28,7 +28,8 @@ func (f *FastPath) writeMetrics(w io.Writer) {
 		handed += h
 		filtered += e.Filtered()
 		challenged += ch
-		r, d, x := e.BatchCounts()
+		r, d, x, wt := e.BatchCounts()
+		loopWaits += wt
 		batchReads += r
 		batchDatagrams += d
 		batchDropped += x
@@ -44,6 +45,7 @@ func (f *FastPath) writeMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, "pinhole_fastpath_batch_reads_total", batchReads)
 	metrics.WriteCounterUint64(w, "pinhole_fastpath_batch_datagrams_total", batchDatagrams)
 	metrics.WriteCounterUint64(w, "pinhole_fastpath_batch_dropped_total", batchDropped)
+	metrics.WriteCounterUint64(w, "pinhole_fastpath_loop_waits_total", loopWaits)
 	if f.cache != nil {
 		f.cache.WriteMetrics(w)
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/pinhole-sip/pinhole/fastpath/absorb"
 	"github.com/pinhole-sip/pinhole/internal/capture"
 	"github.com/pinhole-sip/pinhole/internal/scan"
+	"golang.org/x/sys/unix"
 )
 
 // Batched datagram I/O inside gnet's loops (docs/fastpath.md, "Batched
@@ -27,16 +28,29 @@ import (
 // so a batch costs resident memory in proportion to what it carries.
 const slotSize = 64 << 10
 
-// drainRounds bounds the batches read per wake-up, so that one busy loop
-// still returns to gnet (and its other sockets' events) regularly.
-const drainRounds = 4
-
-// batch answers gnet's datagram and what else waits on the socket.
+// batch answers gnet's datagram and what else reaches the socket while
+// the loop is busy.
+//
+// Once the socket is empty the loop sends its replies and waits for the
+// next datagram here, in ppoll, for up to idleWait, instead of returning
+// to gnet: gnet would poll again without blocking, find nothing, call
+// runtime.Gosched and block in epoll_wait, and the next datagram would
+// cost it a recvfrom, a fresh Conn and its address (allocations that
+// bring collections on) before handing it back here. The Gosched is the
+// worse part: it puts the loop in the global run queue, where a goroutine
+// whose timer fired (the touch flush waking from its pause) can take the
+// loop's P first and keep it for milliseconds (an execution trace at
+// 48 000 refreshes/s: the loop runnable for 10.8 ms behind the touch
+// flush; docs/fastpath.md, "Threads and Ps"). Blocked in ppoll the loop
+// keeps its P and its thread, as in epoll_wait. It returns to gnet when
+// the socket stays empty for idleWait, or after holdMax: gnet's task
+// queue (Stop) is served between calls.
 func (e *Engine) batch(l *loopState, fd int, data []byte, remote netip.AddrPort) {
 	lim := e.cfg.Limits()
 	now := time.Now()
+	start := now
 	e.answer(l, fd, data, remote, lim, now)
-	for range drainRounds {
+	for {
 		n, err := l.rx.Recv(fd)
 		if n > 0 {
 			l.batches.Add(1)
@@ -50,14 +64,44 @@ func (e *Engine) batch(l *loopState, fd int, data []byte, remote netip.AddrPort)
 			}
 			e.answer(l, fd, d, from, lim, now)
 		}
-		if err != nil || n < l.rx.Cap() {
+		now = time.Now()
+		if now.Sub(start) >= holdMax {
 			break
 		}
+		if err == nil && n == l.rx.Cap() {
+			continue // more may be queued
+		}
+		// The socket is empty: the replies leave before the loop waits.
+		if l.tx.Len() > 0 {
+			l.sendErrors.Add(uint64(l.tx.Flush(fd)))
+		}
+		if !l.waitReadable(fd, idleWait) {
+			break
+		}
+		l.waits.Add(1)
 		now = time.Now()
 	}
 	if l.tx.Len() > 0 {
 		l.sendErrors.Add(uint64(l.tx.Flush(fd)))
 	}
+}
+
+const (
+	// idleWait is how long a loop whose socket is empty waits for the
+	// next datagram before it returns to gnet.
+	idleWait = time.Millisecond
+	// holdMax bounds one call from gnet, so that gnet's own tasks (its
+	// Stop among them) wait at most that long on a busy socket.
+	holdMax = 20 * time.Millisecond
+)
+
+// waitReadable waits up to d for a datagram on fd; false when none came
+// (or a signal ended the wait).
+func (l *loopState) waitReadable(fd int, d time.Duration) bool {
+	l.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	l.pts = unix.NsecToTimespec(int64(d))
+	n, err := unix.Ppoll(l.pfd[:], &l.pts, nil)
+	return err == nil && n > 0
 }
 
 // answer absorbs one datagram into the send batch, or hands it to the

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"runtime"
@@ -66,11 +67,68 @@ func TestEngineBatches(t *testing.T) {
 			t.Errorf("peer %d: %d handed off with its source, want %d", p, n, each/100)
 		}
 	}
-	reads, datagrams, dropped := e.BatchCounts()
+	reads, datagrams, dropped, _ := e.BatchCounts()
 	t.Logf("%d datagrams in %d batched reads after gnet's own (%d dropped)", datagrams, reads, dropped)
 	if dropped != 0 {
 		t.Errorf("%d datagrams dropped", dropped)
 	}
+}
+
+// A loop whose socket is empty waits there for the next datagram (batch.go):
+// datagrams a little apart are answered without gnet waking the loop
+// again, each answered at once; and a socket that never empties still
+// lets gnet stop the loop promptly (holdMax).
+func TestLoopWaitsForTheNextDatagram(t *testing.T) {
+	e := startEchoBatch(t, 1, 64)
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(e.cfg.Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 16)
+	const n = 20
+	for i := range n {
+		sent := time.Now()
+		if _, err := c.Write([]byte("ECHO")); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if k, err := c.Read(buf); err != nil || string(buf[:k]) != "OK" {
+			t.Fatalf("datagram %d: %q (%v)", i, buf[:k], err)
+		}
+		if d := time.Since(sent); d > idleWait/2 && i > 0 {
+			// Not a timing assertion on the loop: a late answer here
+			// would mean the reply waited for the wait to end.
+			t.Logf("datagram %d answered after %v", i, d)
+		}
+		time.Sleep(idleWait / 10)
+	}
+	_, _, _, waits := e.BatchCounts()
+	if waits == 0 {
+		t.Errorf("no wait of the loop ended with a datagram: %d datagrams %v apart each woke gnet", n, idleWait/10)
+	}
+
+	// A stream that never lets the socket empty: Stop still ends the loop.
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				_, _ = c.Write([]byte("ECHO"))
+			}
+		}
+	}()
+	defer close(stop)
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	begun := time.Now()
+	if err := e.Stop(ctx); err != nil {
+		t.Fatalf("Stop under a continuous stream: %v", err)
+	}
+	t.Logf("stopped in %v under a continuous stream", time.Since(begun))
 }
 
 // BenchmarkGnetBurst: bursts of 64 datagrams through the engine, one loop,

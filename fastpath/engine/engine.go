@@ -107,6 +107,11 @@ type loopState struct {
 	// datagrams they brought: batched ÷ batches is the mean batch.
 	batches, batched atomic.Uint64
 	dropped          atomic.Uint64 // truncated, or from no IP address
+	// waits counts the times the loop, its socket empty, waited in ppoll
+	// and a datagram came (batch.go): wake-ups gnet did not have to make.
+	waits atomic.Uint64
+	pfd   [1]unix.PollFd // waitReadable's arguments, kept off the heap
+	pts   unix.Timespec
 }
 
 // handler is gnet's event handler.
@@ -334,17 +339,19 @@ func (e *Engine) loop(fd int) *loopState {
 }
 
 // BatchCounts are the batched reads after gnet's own, the datagrams they
-// brought, and those dropped (truncated, or from no IP address), summed
-// over the loops.
-func (e *Engine) BatchCounts() (reads, datagrams, dropped uint64) {
+// brought, those dropped (truncated, or from no IP address), and the
+// waits of an empty socket that a datagram ended (batch.go), summed over
+// the loops.
+func (e *Engine) BatchCounts() (reads, datagrams, dropped, waits uint64) {
 	for _, l := range *e.byFD.Load() {
 		if l != nil {
 			reads += l.batches.Load()
 			datagrams += l.batched.Load()
 			dropped += l.dropped.Load()
+			waits += l.waits.Load()
 		}
 	}
-	return reads, datagrams, dropped
+	return reads, datagrams, dropped, waits
 }
 
 // gnetLogger sends gnet's own log lines to pinhole's logger.
