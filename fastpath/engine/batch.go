@@ -4,10 +4,11 @@ import (
 	"net/netip"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pinhole-sip/pinhole/fastpath/absorb"
 	"github.com/pinhole-sip/pinhole/internal/capture"
 	"github.com/pinhole-sip/pinhole/internal/scan"
-	"golang.org/x/sys/unix"
 )
 
 // Batched datagram I/O inside gnet's loops (docs/fastpath.md, "Batched
@@ -65,10 +66,10 @@ func (e *Engine) batch(l *loopState, fd int, data []byte, remote netip.AddrPort)
 			e.answer(l, fd, d, from, lim, now)
 		}
 		now = time.Now()
-		if now.Sub(start) >= holdMax {
+		if err != nil || now.Sub(start) >= holdMax {
 			break
 		}
-		if err == nil && n == l.rx.Cap() {
+		if n == l.rx.Cap() {
 			continue // more may be queued
 		}
 		// The socket is empty: the replies leave before the loop waits.
@@ -96,12 +97,12 @@ const (
 )
 
 // waitReadable waits up to d for a datagram on fd; false when none came
-// (or a signal ended the wait).
+// (or a signal, or an error on the socket, ended the wait).
 func (l *loopState) waitReadable(fd int, d time.Duration) bool {
 	l.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
 	l.pts = unix.NsecToTimespec(int64(d))
 	n, err := unix.Ppoll(l.pfd[:], &l.pts, nil)
-	return err == nil && n > 0
+	return err == nil && n > 0 && l.pfd[0].Revents&unix.POLLIN != 0
 }
 
 // answer absorbs one datagram into the send batch, or hands it to the
