@@ -138,6 +138,8 @@ type batchIO struct {
 	replyBufs [batch][]byte
 	k         int // replies queued in out
 	first     [2048]byte
+	pfd       [1]unix.PollFd // waitReadable's arguments, kept off the heap
+	pts       unix.Timespec
 }
 
 func newBatchIO(fd int, st *Stats) *batchIO {
@@ -236,7 +238,6 @@ func (b *batchIO) loop(ctx context.Context, epfd int) error {
 			b.answer(b.first[:m], &name)
 		}
 		start := time.Now()
-		pfd := []unix.PollFd{{Fd: int32(b.fd), Events: unix.POLLIN}}
 		for time.Since(start) < holdMax {
 			k, errno := b.recv(0)
 			b.answerBatch(k)
@@ -247,14 +248,21 @@ func (b *batchIO) loop(ctx context.Context, epfd int) error {
 				continue
 			}
 			b.flush()
-			ts := unix.NsecToTimespec(int64(idleWait))
-			if n, err := unix.Ppoll(pfd, &ts, nil); err != nil || n == 0 || pfd[0].Revents&unix.POLLIN == 0 {
+			if !b.waitReadable() {
 				break
 			}
 		}
 		b.flush()
 	}
 	return nil
+}
+
+// waitReadable is the engine's wait: up to idleWait for a datagram.
+func (b *batchIO) waitReadable() bool {
+	b.pfd[0] = unix.PollFd{Fd: int32(b.fd), Events: unix.POLLIN}
+	b.pts = unix.NsecToTimespec(int64(idleWait))
+	n, err := unix.Ppoll(b.pfd[:], &b.pts, nil)
+	return err == nil && n > 0 && b.pfd[0].Revents&unix.POLLIN != 0
 }
 
 // htons is the port in network byte order, as sockaddr_in holds it.
