@@ -7,9 +7,11 @@
 // WriteTo sends through a duplicate of the fast path's listening socket,
 // so replies, forwarded requests and NAT pings leave from the address and
 // port the device talks to (docs/architecture.md, "One address, one
-// port"). Its LocalAddr is the listener's address, so sipgo's connection
-// pool keeps one listener per local address and replies reuse it.
-// SyscallConn gives the NAT pinger the socket for sendmmsg.
+// port"); the duplicate is driven with raw system calls, never through
+// the runtime's poller (socket.go). Its LocalAddr is the listener's
+// address, so sipgo's connection pool keeps one listener per local
+// address and replies reuse it. SyscallConn gives the NAT pinger and the
+// answer batches the socket for sendmmsg (reading it is refused).
 //
 // The slow path may run its read filter in the event loop instead
 // ([Conn.SetFilter]): what the filter consumes (keepalives, refusals and
